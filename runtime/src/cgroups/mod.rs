@@ -1,0 +1,252 @@
+//! Cgroups, v1 and v2 both first class, chosen at run time by what /sys/fs/cgroup is.
+//!
+//! The container's cgroup is created by `create` before the init exists, the intermediate
+//! process is placed in it (so the init is born inside), and it is removed by `delete`.
+
+pub mod v1;
+pub mod v2;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use oci_spec::runtime::LinuxResources;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+
+pub const CGROUP_ROOT: &str = "/sys/fs/cgroup";
+
+/// Where one container's cgroup lives.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CgroupPaths {
+    /// One directory per mounted v1 hierarchy, keyed by its controllers ("memory", "cpu,cpuacct",
+    /// "name=systemd").
+    V1(BTreeMap<String, PathBuf>),
+    V2(PathBuf),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Version {
+    V1,
+    V2,
+}
+
+pub fn detect() -> Version {
+    match nix::sys::statfs::statfs(CGROUP_ROOT) {
+        Ok(s) if s.filesystem_type() == nix::sys::statfs::CGROUP2_SUPER_MAGIC => Version::V2,
+        _ => Version::V1,
+    }
+}
+
+/// The cgroup path a container gets: `linux.cgroupsPath` (relative paths are taken from the
+/// hierarchy's root, as runc does) or `/husk/<id>`.
+pub fn container_path(cgroups_path: Option<&Path>, id: &str) -> Result<PathBuf> {
+    let p = match cgroups_path {
+        Some(p) if !p.as_os_str().is_empty() => {
+            if p.to_string_lossy().contains(':') && !p.is_absolute() {
+                return Err(Error::Unsupported(format!(
+                    "cgroupsPath {} is in systemd's slice:prefix:name form; --systemd-cgroup is not supported yet",
+                    p.display()
+                )));
+            }
+            Path::new("/").join(p)
+        }
+        _ => Path::new("/husk").join(id),
+    };
+    // No `..`: the path must stay inside the hierarchy.
+    if p.components().any(|c| matches!(c, std::path::Component::ParentDir)) {
+        return Err(Error::InvalidConfig(format!(
+            "cgroupsPath {} leaves the cgroup hierarchy",
+            p.display()
+        )));
+    }
+    Ok(p)
+}
+
+/// Create the cgroup and apply the resources. On error nothing created is left behind.
+pub fn create(path: &Path, resources: Option<&LinuxResources>) -> Result<CgroupPaths> {
+    let paths = match detect() {
+        Version::V1 => CgroupPaths::V1(v1::create(path)?),
+        Version::V2 => CgroupPaths::V2(v2::create(path)?),
+    };
+    if let Some(r) = resources {
+        if let Err(e) = apply(&paths, r) {
+            let _ = remove(&paths);
+            return Err(e);
+        }
+    }
+    Ok(paths)
+}
+
+pub fn apply(paths: &CgroupPaths, r: &LinuxResources) -> Result<()> {
+    match paths {
+        CgroupPaths::V1(p) => v1::apply(p, r),
+        CgroupPaths::V2(p) => v2::apply(p, r),
+    }
+}
+
+pub fn add_pid(paths: &CgroupPaths, pid: i32) -> Result<()> {
+    match paths {
+        CgroupPaths::V1(p) => p
+            .values()
+            .try_for_each(|dir| crate::util::write_file(&dir.join("cgroup.procs"), &pid.to_string())),
+        CgroupPaths::V2(p) => crate::util::write_file(&p.join("cgroup.procs"), &pid.to_string()),
+    }
+}
+
+/// Pids of every process in the container's cgroup.
+pub fn pids(paths: &CgroupPaths) -> Result<Vec<i32>> {
+    let dir = match paths {
+        CgroupPaths::V1(p) => p
+            .get("pids")
+            .or_else(|| p.get("memory"))
+            .or_else(|| p.values().next())
+            .cloned(),
+        CgroupPaths::V2(p) => Some(p.clone()),
+    };
+    let Some(dir) = dir else { return Ok(Vec::new()) };
+    let mut pids = Vec::new();
+    collect_pids(&dir, &mut pids)?;
+    pids.sort_unstable();
+    pids.dedup();
+    Ok(pids)
+}
+
+fn collect_pids(dir: &Path, out: &mut Vec<i32>) -> Result<()> {
+    let procs = dir.join("cgroup.procs");
+    match std::fs::read_to_string(&procs) {
+        Ok(s) => out.extend(s.lines().filter_map(|l| l.trim().parse::<i32>().ok())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(Error::io(format!("cannot read {}", procs.display()), e)),
+    }
+    // Processes in sub-cgroups the container made itself belong to it too.
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for e in entries.flatten() {
+            if e.file_type().is_ok_and(|t| t.is_dir()) {
+                collect_pids(&e.path(), out)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+pub fn freeze(paths: &CgroupPaths, frozen: bool) -> Result<()> {
+    match paths {
+        CgroupPaths::V1(p) => v1::freeze(p, frozen),
+        CgroupPaths::V2(p) => v2::freeze(p, frozen),
+    }
+}
+
+pub fn is_frozen(paths: &CgroupPaths) -> bool {
+    match paths {
+        CgroupPaths::V1(p) => v1::is_frozen(p),
+        CgroupPaths::V2(p) => v2::is_frozen(p),
+    }
+}
+
+/// Signal every process of the container. With SIGKILL on v2 the kernel does it atomically
+/// (cgroup.kill); otherwise the cgroup is frozen while we signal, so nothing forks past us.
+pub fn signal_all(paths: &CgroupPaths, sig: nix::sys::signal::Signal) -> Result<()> {
+    if let CgroupPaths::V2(p) = paths {
+        let kill = p.join("cgroup.kill");
+        if sig == nix::sys::signal::Signal::SIGKILL && kill.exists() {
+            return crate::util::write_file(&kill, "1");
+        }
+    }
+    let was_frozen = is_frozen(paths);
+    let can_freeze = freeze(paths, true).is_ok();
+    for pid in pids(paths)? {
+        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), sig);
+    }
+    if can_freeze && !was_frozen {
+        freeze(paths, false)?;
+    }
+    Ok(())
+}
+
+/// Remove the container's cgroup directories. Retries briefly: a killed process leaves its
+/// cgroup a moment after it is reaped.
+pub fn remove(paths: &CgroupPaths) -> Result<()> {
+    let dirs: Vec<&PathBuf> = match paths {
+        CgroupPaths::V1(p) => p.values().collect(),
+        CgroupPaths::V2(p) => vec![p],
+    };
+    for dir in dirs {
+        remove_tree(dir)?;
+    }
+    Ok(())
+}
+
+fn remove_tree(dir: &Path) -> Result<()> {
+    // Children first: a container may have made sub-cgroups.
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for e in entries.flatten() {
+            if e.file_type().is_ok_and(|t| t.is_dir()) {
+                remove_tree(&e.path())?;
+            }
+        }
+    }
+    let mut delay = std::time::Duration::from_millis(1);
+    for _ in 0..12 {
+        match std::fs::remove_dir(dir) {
+            Ok(()) => return Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) if e.raw_os_error() == Some(libc::EBUSY) => {
+                std::thread::sleep(delay);
+                delay = (delay * 2).min(std::time::Duration::from_millis(100));
+            }
+            Err(e) => return Err(Error::io(format!("cannot remove cgroup {}", dir.display()), e)),
+        }
+    }
+    Err(Error::io(
+        format!("cannot remove cgroup {}: processes are still in it", dir.display()),
+        std::io::Error::from_raw_os_error(libc::EBUSY),
+    ))
+}
+
+/// The device rules a container's cgroup gets: the config's, in order, then the ones every
+/// container needs for the devices the runtime itself creates (runc appends the same list).
+/// Each rule is (allow, "type major:minor access"), with "a" for all devices.
+pub fn device_rules(r: &LinuxResources) -> Vec<(bool, String)> {
+    let mut out: Vec<(bool, String)> = r
+        .devices()
+        .iter()
+        .flatten()
+        .map(|d| {
+            let rule = d.to_string();
+            let rule = if rule.starts_with("a ") && rule.contains("*:*") && rule.ends_with("rwm") {
+                "a".to_string()
+            } else {
+                rule
+            };
+            (d.allow(), rule)
+        })
+        .collect();
+    for rule in [
+        "c *:* m", "b *:* m", "c 1:3 rwm", "c 1:5 rwm", "c 1:7 rwm", "c 1:8 rwm", "c 1:9 rwm",
+        "c 5:0 rwm", "c 5:1 rwm", "c 5:2 rwm", "c 136:* rwm",
+    ] {
+        out.push((true, rule.to_string()));
+    }
+    out
+}
+
+/// Write `value` to `dir/file`, naming the file and the value when the kernel refuses.
+pub(crate) fn set(dir: &Path, file: &str, value: impl std::fmt::Display) -> Result<()> {
+    crate::util::write_file(&dir.join(file), &value.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn container_paths() {
+        assert_eq!(container_path(None, "c1").unwrap(), PathBuf::from("/husk/c1"));
+        assert_eq!(container_path(Some(Path::new("a/b")), "c1").unwrap(), PathBuf::from("/a/b"));
+        assert_eq!(container_path(Some(Path::new("/a/b")), "c1").unwrap(), PathBuf::from("/a/b"));
+        assert!(container_path(Some(Path::new("/a/../../b")), "c1").is_err());
+        assert!(container_path(Some(Path::new("system.slice:husk:c1")), "c1").is_err());
+    }
+}

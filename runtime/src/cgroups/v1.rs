@@ -1,0 +1,219 @@
+//! cgroup v1: one directory per mounted hierarchy.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use oci_spec::runtime::LinuxResources;
+
+use super::{set, CGROUP_ROOT};
+use crate::error::{Error, Result};
+
+/// Mounted v1 hierarchies: controllers ("cpu,cpuacct", "name=systemd") → mount point.
+pub fn hierarchies() -> Result<BTreeMap<String, PathBuf>> {
+    let info = fs::read_to_string("/proc/self/mountinfo")
+        .map_err(|e| Error::io("cannot read /proc/self/mountinfo", e))?;
+    let mut out = BTreeMap::new();
+    for line in info.lines() {
+        let Some((left, right)) = line.split_once(" - ") else { continue };
+        let mut r = right.split(' ');
+        if r.next() != Some("cgroup") {
+            continue;
+        }
+        let super_opts = r.nth(1).unwrap_or("");
+        let Some(mount_point) = left.split(' ').nth(4) else { continue };
+        if !mount_point.starts_with(CGROUP_ROOT) {
+            continue;
+        }
+        let controllers: Vec<&str> = super_opts
+            .split(',')
+            .filter(|o| !matches!(*o, "rw" | "ro") && !o.starts_with("release_agent") && *o != "clone_children" && *o != "noprefix" && *o != "xattr" && *o != "cpuset_v2_mode")
+            .collect();
+        if !controllers.is_empty() {
+            out.insert(controllers.join(","), PathBuf::from(mount_point));
+        }
+    }
+    Ok(out)
+}
+
+pub fn create(path: &Path) -> Result<BTreeMap<String, PathBuf>> {
+    let rel = path.strip_prefix("/").unwrap_or(path);
+    let mut made = BTreeMap::new();
+    for (controllers, mount) in hierarchies()? {
+        let dir = mount.join(rel);
+        let result = if controllers.split(',').any(|c| c == "cpuset") {
+            create_cpuset(&mount, rel)
+        } else {
+            fs::create_dir_all(&dir).map_err(|e| Error::io(format!("cannot create cgroup {}", dir.display()), e))
+        };
+        if let Err(e) = result {
+            let _ = super::remove(&super::CgroupPaths::V1(made));
+            return Err(e);
+        }
+        made.insert(controllers, dir);
+    }
+    if made.is_empty() {
+        return Err(Error::Unsupported("no cgroup v1 hierarchy is mounted under /sys/fs/cgroup".into()));
+    }
+    Ok(made)
+}
+
+/// A new cpuset cgroup starts with empty cpus and mems and refuses tasks: fill each new level
+/// from its parent.
+fn create_cpuset(mount: &Path, rel: &Path) -> Result<()> {
+    let mut dir = mount.to_path_buf();
+    for comp in rel.components() {
+        let parent = dir.clone();
+        dir.push(comp);
+        match fs::create_dir(&dir) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(Error::io(format!("cannot create cgroup {}", dir.display()), e)),
+        }
+        for file in ["cpuset.cpus", "cpuset.mems"] {
+            let cur = fs::read_to_string(dir.join(file)).unwrap_or_default();
+            if cur.trim().is_empty() {
+                let from = fs::read_to_string(parent.join(file))
+                    .map_err(|e| Error::io(format!("cannot read {}", parent.join(file).display()), e))?;
+                set(&dir, file, from.trim())?;
+            }
+        }
+    }
+    Ok(())
+}
+
+fn dir_of<'a>(paths: &'a BTreeMap<String, PathBuf>, controller: &str) -> Option<&'a PathBuf> {
+    paths
+        .iter()
+        .find(|(k, _)| k.split(',').any(|c| c == controller))
+        .map(|(_, v)| v)
+}
+
+fn need<'a>(paths: &'a BTreeMap<String, PathBuf>, controller: &str, what: &str) -> Result<&'a PathBuf> {
+    dir_of(paths, controller).ok_or_else(|| {
+        Error::Unsupported(format!("cannot apply {what}: the {controller} cgroup controller is not mounted"))
+    })
+}
+
+pub fn apply(paths: &BTreeMap<String, PathBuf>, r: &LinuxResources) -> Result<()> {
+    if let Some(m) = r.memory() {
+        let dir = need(paths, "memory", "memory limits")?;
+        let limit = m.limit();
+        let swap = m.swap();
+        // memsw must stay >= limit: raise order depends on the direction of the change.
+        let set_limit = |v: i64| set(dir, "memory.limit_in_bytes", v);
+        let set_swap = |v: i64| {
+            if !dir.join("memory.memsw.limit_in_bytes").exists() {
+                return Err(Error::Unsupported(
+                    "cannot apply memory.swap: swap accounting is off in this kernel".into(),
+                ));
+            }
+            set(dir, "memory.memsw.limit_in_bytes", v)
+        };
+        match (limit, swap) {
+            (Some(l), Some(s)) => {
+                if set_limit(l).is_err() {
+                    set_swap(s)?;
+                    set_limit(l)?;
+                } else {
+                    set_swap(s)?;
+                }
+            }
+            (Some(l), None) => set_limit(l)?,
+            (None, Some(s)) => set_swap(s)?,
+            (None, None) => {}
+        }
+        if let Some(v) = m.reservation() {
+            set(dir, "memory.soft_limit_in_bytes", v)?;
+        }
+        if let Some(v) = m.swappiness() {
+            if v > 100 {
+                return Err(Error::InvalidConfig(format!("memory.swappiness {v} is above 100")));
+            }
+            set(dir, "memory.swappiness", v)?;
+        }
+        if m.disable_oom_killer() == Some(true) {
+            set(dir, "memory.oom_control", 1)?;
+        }
+    }
+    if let Some(c) = r.cpu() {
+        if let Some(v) = c.shares() {
+            set(need(paths, "cpu", "cpu.shares")?, "cpu.shares", v)?;
+        }
+        if let Some(v) = c.period() {
+            set(need(paths, "cpu", "cpu.period")?, "cpu.cfs_period_us", v)?;
+        }
+        if let Some(v) = c.quota() {
+            set(need(paths, "cpu", "cpu.quota")?, "cpu.cfs_quota_us", v)?;
+        }
+        if let Some(v) = c.realtime_period() {
+            set(need(paths, "cpu", "cpu.realtimePeriod")?, "cpu.rt_period_us", v)?;
+        }
+        if let Some(v) = c.realtime_runtime() {
+            set(need(paths, "cpu", "cpu.realtimeRuntime")?, "cpu.rt_runtime_us", v)?;
+        }
+        if let Some(v) = c.cpus().as_deref().filter(|s| !s.is_empty()) {
+            set(need(paths, "cpuset", "cpu.cpus")?, "cpuset.cpus", v)?;
+        }
+        if let Some(v) = c.mems().as_deref().filter(|s| !s.is_empty()) {
+            set(need(paths, "cpuset", "cpu.mems")?, "cpuset.mems", v)?;
+        }
+    }
+    if let Some(p) = r.pids() {
+        let dir = need(paths, "pids", "pids.limit")?;
+        let v = p.limit();
+        if v > 0 {
+            set(dir, "pids.max", v)?;
+        } else {
+            set(dir, "pids.max", "max")?;
+        }
+    }
+    if let Some(b) = r.block_io() {
+        if let Some(w) = b.weight() {
+            let dir = need(paths, "blkio", "blockIO.weight")?;
+            if dir.join("blkio.weight").exists() {
+                set(dir, "blkio.weight", w)?;
+            } else if dir.join("blkio.bfq.weight").exists() {
+                set(dir, "blkio.bfq.weight", w)?;
+            } else {
+                return Err(Error::Unsupported(
+                    "cannot apply blockIO.weight: this kernel's blkio controller has no weight file".into(),
+                ));
+            }
+        }
+    }
+    if r.devices().as_ref().is_some_and(|d| !d.is_empty()) {
+        let dir = need(paths, "devices", "device rules")?;
+        for (allow, rule) in super::device_rules(r) {
+            let file = if allow { "devices.allow" } else { "devices.deny" };
+            set(dir, file, rule)?;
+        }
+    }
+    if r.unified().as_ref().is_some_and(|u| !u.is_empty()) {
+        return Err(Error::Unsupported(
+            "linux.resources.unified needs cgroup v2; this host runs cgroup v1".into(),
+        ));
+    }
+    Ok(())
+}
+
+pub fn freeze(paths: &BTreeMap<String, PathBuf>, frozen: bool) -> Result<()> {
+    let dir = need(paths, "freezer", "pause/resume")?;
+    set(dir, "freezer.state", if frozen { "FROZEN" } else { "THAWED" })?;
+    // FREEZING is transient: wait until the kernel says FROZEN.
+    for _ in 0..1000 {
+        let state = fs::read_to_string(dir.join("freezer.state")).unwrap_or_default();
+        if !frozen || state.trim() == "FROZEN" {
+            return Ok(());
+        }
+        std::thread::sleep(std::time::Duration::from_millis(1));
+        set(dir, "freezer.state", "FROZEN")?;
+    }
+    Err(Error::Unsupported(format!("cgroup {} did not freeze", dir.display())))
+}
+
+pub fn is_frozen(paths: &BTreeMap<String, PathBuf>) -> bool {
+    dir_of(paths, "freezer")
+        .and_then(|d| fs::read_to_string(d.join("freezer.state")).ok())
+        .is_some_and(|s| s.trim() == "FROZEN")
+}

@@ -1,0 +1,158 @@
+//! cgroup v2: one unified directory.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use oci_spec::runtime::LinuxResources;
+
+use super::{set, CGROUP_ROOT};
+use crate::error::{Error, Result};
+
+const WANTED: [&str; 6] = ["cpu", "cpuset", "io", "memory", "pids", "hugetlb"];
+
+pub fn create(path: &Path) -> Result<PathBuf> {
+    let root = Path::new(CGROUP_ROOT);
+    let rel = path.strip_prefix("/").unwrap_or(path);
+    let available = fs::read_to_string(root.join("cgroup.controllers")).unwrap_or_default();
+    let enable: Vec<String> = available
+        .split_whitespace()
+        .filter(|c| WANTED.contains(c))
+        .map(|c| format!("+{c}"))
+        .collect();
+    let mut dir = root.to_path_buf();
+    for comp in rel.components() {
+        // Controllers must be enabled in every ancestor for the leaf to have them.
+        for ctl in &enable {
+            let _ = fs::write(dir.join("cgroup.subtree_control"), ctl);
+        }
+        dir.push(comp);
+        match fs::create_dir(&dir) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(Error::io(format!("cannot create cgroup {}", dir.display()), e)),
+        }
+    }
+    Ok(dir)
+}
+
+fn need(dir: &Path, controller: &str, what: &str) -> Result<()> {
+    let have = fs::read_to_string(dir.join("cgroup.controllers")).unwrap_or_default();
+    if have.split_whitespace().any(|c| c == controller) {
+        Ok(())
+    } else {
+        Err(Error::Unsupported(format!(
+            "cannot apply {what}: the {controller} controller is not enabled for {}",
+            dir.display()
+        )))
+    }
+}
+
+/// cgroup v1 cpu.shares [2, 262144] onto v2 cpu.weight [1, 10000], the conversion runc and the
+/// kernel documentation use.
+pub fn shares_to_weight(shares: u64) -> u64 {
+    if shares == 0 {
+        return 100;
+    }
+    1 + ((shares.clamp(2, 262_144) - 2) * 9999) / 262_142
+}
+
+pub fn apply(dir: &Path, r: &LinuxResources) -> Result<()> {
+    if let Some(m) = r.memory() {
+        need(dir, "memory", "memory limits")?;
+        if let Some(l) = m.limit() {
+            set(dir, "memory.max", if l < 0 { "max".to_string() } else { l.to_string() })?;
+        }
+        if let Some(s) = m.swap() {
+            // v1's swap is memory+swap; v2's swap.max is swap alone.
+            let v = match (s, m.limit()) {
+                (s, _) if s < 0 => "max".to_string(),
+                (s, Some(l)) if l >= 0 => (s - l).max(0).to_string(),
+                (s, _) => s.to_string(),
+            };
+            set(dir, "memory.swap.max", v)?;
+        }
+        if let Some(v) = m.reservation() {
+            set(dir, "memory.low", v)?;
+        }
+        if m.disable_oom_killer() == Some(true) {
+            return Err(Error::Unsupported("memory.disableOOMKiller does not exist on cgroup v2".into()));
+        }
+    }
+    if let Some(c) = r.cpu() {
+        if let Some(v) = c.shares() {
+            need(dir, "cpu", "cpu.shares")?;
+            set(dir, "cpu.weight", shares_to_weight(v))?;
+        }
+        if c.quota().is_some() || c.period().is_some() {
+            need(dir, "cpu", "cpu.quota")?;
+            let quota = match c.quota() {
+                Some(q) if q > 0 => q.to_string(),
+                _ => "max".to_string(),
+            };
+            set(dir, "cpu.max", format!("{quota} {}", c.period().unwrap_or(100_000)))?;
+        }
+        if let Some(v) = c.cpus().as_deref().filter(|s| !s.is_empty()) {
+            need(dir, "cpuset", "cpu.cpus")?;
+            set(dir, "cpuset.cpus", v)?;
+        }
+        if let Some(v) = c.mems().as_deref().filter(|s| !s.is_empty()) {
+            need(dir, "cpuset", "cpu.mems")?;
+            set(dir, "cpuset.mems", v)?;
+        }
+    }
+    if let Some(p) = r.pids() {
+        need(dir, "pids", "pids.limit")?;
+        let v = p.limit();
+        set(dir, "pids.max", if v > 0 { v.to_string() } else { "max".into() })?;
+    }
+    if let Some(w) = r.block_io().as_ref().and_then(|b| b.weight()) {
+        need(dir, "io", "blockIO.weight")?;
+        // blkio.weight [10, 1000] onto io.weight [1, 10000].
+        let weight = 1 + (u64::from(w).saturating_sub(10) * 9999) / 990;
+        set(dir, "io.weight", format!("default {weight}"))?;
+    }
+    if let Some(u) = r.unified() {
+        for (k, v) in u {
+            if k.contains('/') || k.starts_with('.') {
+                return Err(Error::InvalidConfig(format!("unified key {k:?} is not a cgroup file name")));
+            }
+            set(dir, k, v)?;
+        }
+    }
+    if r.devices().as_ref().is_some_and(|d| !d.is_empty()) {
+        return Err(Error::Unsupported(
+            "device cgroup rules on cgroup v2 need an eBPF device program, which husk-runtime does not build yet"
+                .into(),
+        ));
+    }
+    Ok(())
+}
+
+pub fn freeze(dir: &Path, frozen: bool) -> Result<()> {
+    set(dir, "cgroup.freeze", if frozen { 1 } else { 0 })?;
+    for _ in 0..1000 {
+        if is_frozen(dir) == frozen {
+            return Ok(());
+        }
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+    Err(Error::Unsupported(format!("cgroup {} did not change its frozen state", dir.display())))
+}
+
+pub fn is_frozen(dir: &Path) -> bool {
+    fs::read_to_string(dir.join("cgroup.events"))
+        .map(|s| s.lines().any(|l| l.trim() == "frozen 1"))
+        .unwrap_or(false)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shares_convert_like_runc() {
+        assert_eq!(shares_to_weight(2), 1);
+        assert_eq!(shares_to_weight(1024), 39);
+        assert_eq!(shares_to_weight(262_144), 10_000);
+    }
+}

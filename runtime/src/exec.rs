@@ -1,0 +1,215 @@
+//! `exec`: a new process inside a container's namespaces, cgroup and root.
+
+use std::fs;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::net::UnixStream;
+use std::path::PathBuf;
+
+use nix::sched::setns;
+use nix::unistd::{fork, ForkResult, Gid, Pid, Uid};
+use oci_spec::runtime::{LinuxNamespaceType, Process};
+
+use crate::channel::{self, Channel, Msg};
+use crate::container::{check_lsm, Runtime};
+use crate::error::{Context, Error, Result};
+use crate::namespaces::{clone_flag, differs_from_ours, proc_name};
+use crate::state::Status;
+use crate::{cgroups, init, process, supervise, tty};
+
+#[derive(Debug, Default)]
+pub struct ExecOpts {
+    pub id: String,
+    pub process: Process,
+    pub detach: bool,
+    pub pid_file: Option<PathBuf>,
+    pub console_socket: Option<PathBuf>,
+    pub preserve_fds: u32,
+}
+
+/// Namespaces in the order they are joined: user first, mount last.
+const ORDER: [LinuxNamespaceType; 8] = [
+    LinuxNamespaceType::User,
+    LinuxNamespaceType::Ipc,
+    LinuxNamespaceType::Uts,
+    LinuxNamespaceType::Network,
+    LinuxNamespaceType::Pid,
+    LinuxNamespaceType::Cgroup,
+    LinuxNamespaceType::Time,
+    LinuxNamespaceType::Mount,
+];
+
+fn exit(code: i32) -> ! {
+    // SAFETY: leaving a forked child without unwinding.
+    unsafe { libc::_exit(code) }
+}
+
+impl Runtime {
+    /// Run a process in the container. Detached: returns its host pid. Attached: waits and
+    /// returns its exit code.
+    pub fn exec(&self, opts: ExecOpts) -> Result<i32> {
+        let record = self.record(&opts.id)?;
+        let status = self.state(&opts.id)?.status;
+        if !matches!(status, Status::Running | Status::Created) {
+            return Err(Error::WrongState {
+                id: opts.id.clone(),
+                status: status.to_string(),
+                why: "exec needs a running container".into(),
+            });
+        }
+        crate::spec::validate_process(&opts.process)?;
+        check_lsm(&opts.process)?;
+        let pid = record.pid;
+        let mut join: Vec<(LinuxNamespaceType, OwnedFd)> = Vec::new();
+        for t in ORDER {
+            let name = proc_name(t);
+            if std::path::Path::new(&format!("/proc/{pid}/ns/{name}")).exists() && differs_from_ours(pid, name)? {
+                let f = fs::File::open(format!("/proc/{pid}/ns/{name}"))
+                    .ctx(format_args!("cannot open {name} namespace of container {}", opts.id))?;
+                join.push((t, f.into()));
+            }
+        }
+        let root: OwnedFd = fs::File::open(format!("/proc/{pid}/root"))
+            .ctx(format_args!("cannot open the root of container {}", opts.id))?
+            .into();
+
+        let terminal = opts.process.terminal() == Some(true);
+        let (console, proxy): (Option<OwnedFd>, Option<UnixStream>) = match (terminal, &opts.console_socket) {
+            (false, _) => (None, None),
+            (true, Some(path)) => (
+                Some(UnixStream::connect(path).ctx_path("cannot connect to console socket", path)?.into()),
+                None,
+            ),
+            (true, None) if !opts.detach => {
+                let (a, b) = UnixStream::pair().ctx("cannot create console socketpair")?;
+                (Some(b.into()), Some(a))
+            }
+            (true, None) => {
+                return Err(Error::InvalidConfig("exec --tty --detach needs --console-socket".into()));
+            }
+        };
+
+        let (ours, theirs) = channel::pair()?;
+        nix::sys::prctl::set_child_subreaper(true).ctx("cannot become a subreaper")?;
+        if !opts.detach {
+            supervise::block_signals()?;
+        }
+        // SAFETY: the runtime is single-threaded.
+        let intermediate = match unsafe { fork() }.ctx("cannot fork")? {
+            ForkResult::Child => {
+                drop(ours);
+                exec_intermediate(theirs, &join, root, console, &opts, &record.config)
+            }
+            ForkResult::Parent { child } => child,
+        };
+        drop(theirs);
+        drop(console);
+        let child = match ours.recv()? {
+            Some(Msg::Pid(p)) => Pid::from_raw(p),
+            Some(Msg::Error(e)) => {
+                let _ = nix::sys::wait::waitpid(intermediate, None);
+                return Err(Error::Child(e));
+            }
+            _ => {
+                let _ = nix::sys::wait::waitpid(intermediate, None);
+                return Err(Error::Child("exec: the intermediate process died".into()));
+            }
+        };
+        let _ = nix::sys::wait::waitpid(intermediate, None);
+        let fail = |e: Error| {
+            let _ = nix::sys::signal::kill(child, nix::sys::signal::Signal::SIGKILL);
+            let _ = nix::sys::wait::waitpid(child, None);
+            e
+        };
+        if let Some(cg) = &record.cgroup {
+            cgroups::add_pid(cg, child.as_raw()).map_err(fail)?;
+        }
+        ours.send(&Msg::Continue).map_err(fail)?;
+        let pty = match &proxy {
+            Some(sock) => Some(channel::recv_fd(sock.as_raw_fd()).map_err(fail)?),
+            None => None,
+        };
+        // The socket is close-on-exec: end-of-file means the exec happened.
+        match ours.recv() {
+            Ok(None) => {}
+            Ok(Some(Msg::Error(e))) => return Err(fail(Error::Child(e))),
+            Ok(Some(other)) => return Err(fail(Error::Child(format!("exec: unexpected message {other:?}")))),
+            Err(e) => return Err(fail(e)),
+        }
+        if let Some(pf) = &opts.pid_file {
+            crate::util::write_atomic(pf, child.as_raw().to_string().as_bytes(), 0o644)?;
+        }
+        if opts.detach {
+            return Ok(child.as_raw());
+        }
+        supervise::wait_foreground(child, pty)
+    }
+}
+
+fn exec_intermediate(
+    chan: Channel,
+    join: &[(LinuxNamespaceType, OwnedFd)],
+    root: OwnedFd,
+    console: Option<OwnedFd>,
+    opts: &ExecOpts,
+    config: &oci_spec::runtime::Spec,
+) -> ! {
+    process::reset_signals();
+    let result = (|| -> Result<()> {
+        nix::sys::prctl::set_dumpable(false).ctx("cannot clear dumpable")?;
+        for (t, fd) in join {
+            setns(fd, clone_flag(*t)).ctx(format_args!("cannot join {} namespace", proc_name(*t)))?;
+            if *t == LinuxNamespaceType::User {
+                nix::unistd::setresgid(Gid::from_raw(0), Gid::from_raw(0), Gid::from_raw(0)).ctx("cannot become gid 0 in the user namespace")?;
+                nix::unistd::setresuid(Uid::from_raw(0), Uid::from_raw(0), Uid::from_raw(0)).ctx("cannot become uid 0 in the user namespace")?;
+            }
+        }
+        // The container's root, also for a container started with --no-pivot (chroot).
+        nix::unistd::fchdir(&root).ctx("cannot enter the container root")?;
+        nix::unistd::chroot(".").ctx("cannot chroot into the container root")?;
+        nix::unistd::chdir("/").ctx("cannot chdir to /")?;
+        Ok(())
+    })();
+    drop(root);
+    if let Err(e) = result {
+        let _ = chan.send(&Msg::Error(e.to_string()));
+        exit(1);
+    }
+    // SAFETY: single-threaded.
+    match unsafe { fork() } {
+        Ok(ForkResult::Child) => exec_process(chan, console, opts, config),
+        Ok(ForkResult::Parent { child }) => {
+            let sent = chan.send(&Msg::Pid(child.as_raw()));
+            exit(if sent.is_ok() { 0 } else { 1 })
+        }
+        Err(e) => {
+            let _ = chan.send(&Msg::Error(format!("cannot fork the exec process: {e}")));
+            exit(1)
+        }
+    }
+}
+
+fn exec_process(chan: Channel, console: Option<OwnedFd>, opts: &ExecOpts, config: &oci_spec::runtime::Spec) -> ! {
+    let result = (|| -> Result<_> {
+        chan.expect(Msg::Continue, "waiting for the cgroup")?;
+        nix::unistd::setsid().ctx("setsid failed")?;
+        if let Some(c) = &console {
+            let size = opts.process.console_size().map(|b| (b.height(), b.width()));
+            tty::setup(c.as_raw_fd(), size)?;
+        }
+        drop(console);
+        let prog = process::resolve_program(&opts.process)?;
+        let (argv, envp) = process::argv_envp(&opts.process)?;
+        init::finish_process(&opts.process, config, opts.preserve_fds)?;
+        Ok((prog, argv, envp))
+    })();
+    match result {
+        Ok((prog, argv, envp)) => {
+            process::reset_signals();
+            process::exec(&prog, &argv, &envp)
+        }
+        Err(e) => {
+            let _ = chan.send(&Msg::Error(e.to_string()));
+            exit(1)
+        }
+    }
+}

@@ -1,0 +1,188 @@
+//! Path resolution inside a container root that never follows a symlink out of it, and mounting
+//! through the resulting fd. This is the guard against the CVE-2021-30465 class: a container's
+//! image can hold `/proc -> /` style links, and a mount target must land inside the root anyway.
+
+use std::ffi::CString;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::path::{Component, Path, PathBuf};
+
+use nix::errno::Errno;
+
+use crate::error::{Error, Result};
+
+#[repr(C)]
+struct OpenHow {
+    flags: u64,
+    mode: u64,
+    resolve: u64,
+}
+
+const RESOLVE_NO_MAGICLINKS: u64 = 0x02;
+const RESOLVE_IN_ROOT: u64 = 0x10;
+
+/// openat2(dirfd, path, flags, RESOLVE_IN_ROOT): `path` is resolved as if `dirfd` were `/`.
+pub fn open_in_root(root: RawFd, path: &Path, flags: i32, mode: u32) -> std::result::Result<OwnedFd, Errno> {
+    let rel = path.strip_prefix("/").unwrap_or(path);
+    let rel = if rel.as_os_str().is_empty() { Path::new(".") } else { rel };
+    let c = CString::new(rel.as_os_str().as_encoded_bytes()).map_err(|_| Errno::EINVAL)?;
+    let how = OpenHow {
+        flags: (flags | libc::O_CLOEXEC) as u64,
+        mode: mode as u64,
+        resolve: RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS,
+    };
+    loop {
+        // SAFETY: valid path pointer and a correctly sized open_how.
+        let fd = unsafe {
+            libc::syscall(
+                libc::SYS_openat2,
+                root,
+                c.as_ptr(),
+                &how as *const OpenHow,
+                std::mem::size_of::<OpenHow>(),
+            )
+        };
+        if fd >= 0 {
+            // SAFETY: the kernel returned a new fd.
+            return Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) });
+        }
+        match Errno::last() {
+            Errno::EAGAIN | Errno::EINTR => continue,
+            e => return Err(e),
+        }
+    }
+}
+
+/// Open (O_PATH) `path` inside `root`, creating missing directories on the way, and the last
+/// component as a directory (`dir == true`) or an empty file.
+pub fn ensure_in_root(root: RawFd, path: &Path, dir: bool) -> Result<OwnedFd> {
+    let normal: PathBuf = path
+        .components()
+        .filter(|c| matches!(c, Component::Normal(_)))
+        .collect();
+    let mut cur = open_in_root(root, Path::new("/"), libc::O_PATH | libc::O_DIRECTORY, 0)
+        .map_err(|e| Error::sys("cannot open container root", e))?;
+    let comps: Vec<_> = normal.components().collect();
+    let mut so_far = PathBuf::from("/");
+    for (i, comp) in comps.iter().enumerate() {
+        so_far.push(comp);
+        let last = i + 1 == comps.len();
+        match open_in_root(root, &so_far, libc::O_PATH, 0) {
+            Ok(fd) => cur = fd,
+            Err(Errno::ENOENT) => {
+                let name = CString::new(comp.as_os_str().as_encoded_bytes())
+                    .map_err(|_| Error::InvalidConfig(format!("path {} has a NUL byte", path.display())))?;
+                // Parent is an O_PATH fd: create through /proc/self/fd would follow; use *at
+                // calls against a real directory fd reopened from it.
+                let parent = reopen_dir(&cur).map_err(|e| Error::sys(format!("cannot open parent of {}", so_far.display()), e))?;
+                // SAFETY: plain *at syscalls on an fd we own.
+                let rc = if last && !dir {
+                    unsafe {
+                        libc::mknodat(parent.as_raw_fd(), name.as_ptr(), libc::S_IFREG | 0o644, 0)
+                    }
+                } else {
+                    unsafe { libc::mkdirat(parent.as_raw_fd(), name.as_ptr(), 0o755) }
+                };
+                if rc != 0 && Errno::last() != Errno::EEXIST {
+                    return Err(Error::sys(format!("cannot create {}", so_far.display()), Errno::last()));
+                }
+                cur = open_in_root(root, &so_far, libc::O_PATH, 0)
+                    .map_err(|e| Error::sys(format!("cannot open {}", so_far.display()), e))?;
+            }
+            Err(e) => return Err(Error::sys(format!("cannot resolve {}", so_far.display()), e)),
+        }
+    }
+    Ok(cur)
+}
+
+fn reopen_dir(fd: &OwnedFd) -> std::result::Result<OwnedFd, Errno> {
+    let dot = c".";
+    // SAFETY: openat relative to a directory O_PATH fd.
+    let r = unsafe { libc::openat(fd.as_raw_fd(), dot.as_ptr(), libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC) };
+    if r < 0 {
+        Err(Errno::last())
+    } else {
+        // SAFETY: new fd from the kernel.
+        Ok(unsafe { OwnedFd::from_raw_fd(r) })
+    }
+}
+
+/// The magic-link path of an fd, for mount(2) calls that must act on exactly that inode.
+pub fn fd_path(fd: &OwnedFd) -> PathBuf {
+    PathBuf::from(format!("/proc/self/fd/{}", fd.as_raw_fd()))
+}
+
+#[repr(C)]
+pub struct MountAttr {
+    pub attr_set: u64,
+    pub attr_clr: u64,
+    pub propagation: u64,
+    pub userns_fd: u64,
+}
+
+pub const MOUNT_ATTR_RDONLY: u64 = 0x1;
+pub const MOUNT_ATTR_NOSUID: u64 = 0x2;
+pub const MOUNT_ATTR_NODEV: u64 = 0x4;
+pub const MOUNT_ATTR_NOEXEC: u64 = 0x8;
+pub const MOUNT_ATTR_NOATIME: u64 = 0x10;
+pub const MOUNT_ATTR_STRICTATIME: u64 = 0x20;
+pub const MOUNT_ATTR_NODIRATIME: u64 = 0x80;
+pub const MOUNT_ATTR_NOSYMFOLLOW: u64 = 0x0020_0000;
+const AT_RECURSIVE: u32 = 0x8000;
+const AT_EMPTY_PATH: u32 = 0x1000;
+
+/// mount_setattr(2) on the mount at `fd`, recursively (the `rro`, `rnosuid`, ... options).
+pub fn mount_setattr_recursive(fd: &OwnedFd, set: u64, clr: u64) -> std::result::Result<(), Errno> {
+    let attr = MountAttr {
+        attr_set: set,
+        attr_clr: clr,
+        propagation: 0,
+        userns_fd: 0,
+    };
+    let empty = c"";
+    // SAFETY: valid struct pointer and size; empty path with AT_EMPTY_PATH acts on fd.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_mount_setattr,
+            fd.as_raw_fd(),
+            empty.as_ptr(),
+            AT_EMPTY_PATH | AT_RECURSIVE,
+            &attr as *const MountAttr,
+            std::mem::size_of::<MountAttr>(),
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(Errno::last())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::symlink;
+
+    #[test]
+    fn symlinks_cannot_lead_out_of_the_root() {
+        let root = tempfile::tempdir().expect("tempdir");
+        let outside = tempfile::tempdir().expect("tempdir");
+        symlink(outside.path(), root.path().join("escape")).expect("symlink");
+        symlink("../../../../..", root.path().join("up")).expect("symlink");
+        let rootfd = std::fs::File::open(root.path()).expect("open root");
+        // Creating through the links lands inside the root (or is refused), never in `outside`.
+        let _ = ensure_in_root(rootfd.as_raw_fd(), Path::new("/escape/made"), true);
+        ensure_in_root(rootfd.as_raw_fd(), Path::new("/up/etc/made2"), false).expect("ensure");
+        assert!(std::fs::read_dir(outside.path()).expect("read").next().is_none(), "nothing escaped");
+        let escaped = outside.path().join("made");
+        assert!(!escaped.exists());
+        assert!(root.path().join("etc/made2").is_file());
+    }
+
+    #[test]
+    fn dotdot_stays_in_the_root() {
+        let root = tempfile::tempdir().expect("tempdir");
+        let rootfd = std::fs::File::open(root.path()).expect("open root");
+        ensure_in_root(rootfd.as_raw_fd(), Path::new("/../../x"), true).expect("ensure");
+        assert!(root.path().join("x").is_dir());
+    }
+}

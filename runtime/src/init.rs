@@ -1,0 +1,222 @@
+//! The processes `create` forks: the intermediate one (joins and creates namespaces, then forks
+//! the init so the init is pid 1 of a new pid namespace) and the container's init itself (root
+//! filesystem, identity, then it blocks on the exec fifo until `start`).
+
+use std::ffi::CString;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::path::Path;
+
+use nix::unistd::{fork, ForkResult, Gid, Uid};
+use oci_spec::runtime::{LinuxNamespaceType, Spec};
+
+use crate::channel::{Channel, Msg};
+use crate::error::{Context, Error, Result};
+use crate::mounts::{self, Rootfs};
+use crate::namespaces::Plan;
+use crate::{devices, hooks, process, tty};
+
+pub struct InitArgs<'a> {
+    pub id: &'a str,
+    pub spec: &'a Spec,
+    pub rootfs: &'a Path,
+    pub bundle: &'a Path,
+    pub no_pivot: bool,
+    pub no_new_keyring: bool,
+    pub preserve_fds: u32,
+    /// The container's state directory, where the exec fifo is.
+    pub state_dir: OwnedFd,
+    /// The runtime's lock on the container: closed first thing, or the container would hold
+    /// it (flock locks belong to the open file, which fork shares) and block `start`.
+    pub lock_fd: std::os::fd::RawFd,
+    /// Connected console socket, when process.terminal is set.
+    pub console: Option<OwnedFd>,
+    pub plan: Plan,
+}
+
+fn exit(code: i32) -> ! {
+    // SAFETY: a forked child leaves without unwinding or running the parent's atexit handlers.
+    unsafe { libc::_exit(code) }
+}
+
+/// The intermediate process. Never returns.
+pub fn intermediate(chan: Channel, args: InitArgs) -> ! {
+    // SAFETY: closing our copy of the lock fd; nothing else in this process uses it.
+    unsafe { libc::close(args.lock_fd) };
+    process::reset_signals();
+    let in_user_ns = args.plan.new_user || args.plan.join.iter().any(|(t, _)| *t == LinuxNamespaceType::User);
+    let result = (|| -> Result<()> {
+        // Nothing in the container may ptrace or open /proc/PID/{mem,fd,exe} of the runtime's
+        // processes before the user program replaced them.
+        nix::sys::prctl::set_dumpable(false).ctx("cannot clear dumpable")?;
+        args.plan.join_all()?;
+        args.plan.unshare_user()?;
+        if args.plan.new_user {
+            chan.send(&Msg::UserNsReady)?;
+        }
+        chan.expect(Msg::Continue, "waiting for id maps and cgroup")?;
+        if in_user_ns {
+            nix::unistd::setresgid(Gid::from_raw(0), Gid::from_raw(0), Gid::from_raw(0)).ctx("cannot become gid 0 in the user namespace")?;
+            nix::unistd::setresuid(Uid::from_raw(0), Uid::from_raw(0), Uid::from_raw(0)).ctx("cannot become uid 0 in the user namespace")?;
+        }
+        args.plan.unshare_rest()?;
+        if args.plan.new.contains(crate::namespaces::clone_flag(LinuxNamespaceType::Time)) {
+            if let Some(linux) = args.spec.linux() {
+                crate::namespaces::write_time_offsets(linux)?;
+            }
+        }
+        Ok(())
+    })();
+    if let Err(e) = result {
+        let _ = chan.send(&Msg::Error(e.to_string()));
+        exit(1);
+    }
+    // SAFETY: this process is single-threaded.
+    match unsafe { fork() } {
+        Ok(ForkResult::Child) => init(chan, args, in_user_ns),
+        Ok(ForkResult::Parent { child }) => {
+            let sent = chan.send(&Msg::Pid(child.as_raw()));
+            exit(if sent.is_ok() { 0 } else { 1 })
+        }
+        Err(e) => {
+            let _ = chan.send(&Msg::Error(format!("cannot fork the container init: {e}")));
+            exit(1)
+        }
+    }
+}
+
+/// The container's init. Never returns: it execs the user program or exits.
+fn init(chan: Channel, args: InitArgs, in_user_ns: bool) -> ! {
+    let prepared = (|| prepare(&chan, &args, in_user_ns))();
+    let (prog, argv, envp) = match prepared {
+        Ok(p) => p,
+        Err(e) => {
+            let _ = chan.send(&Msg::Error(e.to_string()));
+            exit(1)
+        }
+    };
+    if chan.send(&Msg::Ready).is_err() {
+        exit(1);
+    }
+    let hook_state = match chan.recv() {
+        Ok(Some(Msg::HookState(s))) => s,
+        _ => exit(1),
+    };
+    drop(chan);
+
+    // The exec barrier: opening the fifo for writing blocks until `start` opens it to read.
+    let fifo_name = CString::new(crate::state::EXEC_FIFO).unwrap_or_default();
+    // SAFETY: openat relative to the state directory fd we hold.
+    let fifo = unsafe { libc::openat(args.state_dir.as_raw_fd(), fifo_name.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC) };
+    if fifo < 0 {
+        exit(1);
+    }
+    // SAFETY: a new fd from the kernel.
+    let fifo = std::fs::File::from(unsafe { OwnedFd::from_raw_fd(fifo) });
+    drop(args.state_dir);
+    let process = match args.spec.process() {
+        Some(p) => p,
+        None => exit(1),
+    };
+    let finished = (|| -> Result<()> {
+        hooks::run_all(args.spec.hooks().as_ref().and_then(|h| h.start_container().as_ref()), hook_state.as_bytes())?;
+        finish_process(process, args.spec, args.preserve_fds)
+    })();
+    use std::io::Write;
+    let mut fifo = fifo;
+    match finished {
+        Ok(()) => {
+            if fifo.write_all(b"0").is_err() {
+                exit(1);
+            }
+        }
+        Err(e) => {
+            let _ = fifo.write_all(e.to_string().as_bytes());
+            exit(1);
+        }
+    }
+    drop(fifo);
+    process::reset_signals();
+    process::exec(&prog, &argv, &envp)
+}
+
+type Program = (CString, Vec<CString>, Vec<CString>);
+
+fn prepare(chan: &Channel, args: &InitArgs, in_user_ns: bool) -> Result<Program> {
+    chan.expect(Msg::Continue, "waiting for the runtime")?;
+    nix::unistd::setsid().ctx("setsid failed")?;
+    let spec = args.spec;
+    let linux = spec.linux().as_ref();
+    let has_ns = |t| linux.is_some_and(|l| args.plan.has(l, t));
+    let new_cgroup_ns = args.plan.new.contains(crate::namespaces::clone_flag(LinuxNamespaceType::Cgroup));
+    Rootfs {
+        spec,
+        rootfs: args.rootfs,
+        bundle: args.bundle,
+        in_user_ns,
+        new_cgroup_ns,
+    }
+    .prepare()?;
+    devices::create(spec, args.rootfs, in_user_ns)?;
+
+    chan.send(&Msg::RunCreateRuntimeHooks)?;
+    let state = match chan.recv()? {
+        Some(Msg::HookState(s)) => s,
+        Some(Msg::Error(e)) => return Err(Error::Child(e)),
+        _ => return Err(Error::Child("the runtime went away during createRuntime hooks".into())),
+    };
+    hooks::run_all(spec.hooks().as_ref().and_then(|h| h.create_container().as_ref()), state.as_bytes())?;
+
+    mounts::switch_root(args.rootfs, args.no_pivot)?;
+    if let Some(h) = spec.hostname().as_deref().filter(|h| !h.is_empty()) {
+        nix::unistd::sethostname(h).ctx(format_args!("cannot set hostname {h:?}"))?;
+    }
+    if let Some(d) = spec.domainname().as_deref().filter(|d| !d.is_empty()) {
+        if !has_ns(LinuxNamespaceType::Uts) {
+            return Err(Error::InvalidConfig("domainname is set but there is no uts namespace".into()));
+        }
+        // SAFETY: setdomainname with a pointer and its length.
+        if unsafe { libc::setdomainname(d.as_ptr().cast(), d.len()) } != 0 {
+            return Err(Error::io(format!("cannot set domainname {d:?}"), std::io::Error::last_os_error()));
+        }
+    }
+    for (key, value) in linux.and_then(|l| l.sysctl().as_ref()).into_iter().flatten() {
+        let path = Path::new("/proc/sys").join(key.replace('.', "/"));
+        crate::util::write_file(&path, value)?;
+    }
+    mounts::finalize(spec)?;
+
+    let process = spec.process().as_ref().ok_or_else(|| Error::InvalidConfig("process is missing".into()))?;
+    process::set_oom_score_adj(process.oom_score_adj())?;
+    if !args.no_new_keyring {
+        process::new_session_keyring(args.id)?;
+    }
+    if process.terminal() == Some(true) {
+        let console = args
+            .console
+            .as_ref()
+            .ok_or_else(|| Error::InvalidConfig("process.terminal needs a console socket".into()))?;
+        let size = process.console_size().map(|b| (b.height(), b.width()));
+        tty::setup(console.as_raw_fd(), size)?;
+    }
+    let prog = process::resolve_program(process)?;
+    let (argv, envp) = process::argv_envp(process)?;
+    Ok((prog, argv, envp))
+}
+
+/// Everything between the exec barrier and execve, in the order the kernel needs: limits and
+/// scheduling while still privileged, then identity and capabilities, then no_new_privs.
+pub fn finish_process(process: &oci_spec::runtime::Process, spec: &Spec, preserve_fds: u32) -> Result<()> {
+    let caps = process::CapSets::from_spec(process.capabilities().as_ref())?;
+    process::set_rlimits(process)?;
+    process::set_io_priority(process)?;
+    process::set_scheduler(process)?;
+    process::set_personality(spec.linux().as_ref())?;
+    let allow_setgroups = std::fs::read_to_string("/proc/self/setgroups")
+        .map(|s| s.trim() != "deny")
+        .unwrap_or(true);
+    process::set_identity_and_caps(process, &caps, allow_setgroups)?;
+    process::enter_cwd(process)?;
+    process::set_umask(process);
+    process::set_no_new_privs(process)?;
+    process::close_fds_on_exec(preserve_fds)
+}

@@ -1,0 +1,491 @@
+//! The container's root filesystem: propagation, every `mounts` entry in order, the cgroup
+//! filesystem, pivot_root (or chroot), masked and read-only paths.
+//!
+//! Runs inside the container's new mount namespace, in the init, before `exec`.
+
+use std::fs;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::path::{Path, PathBuf};
+
+use nix::errno::Errno;
+use nix::mount::{mount, umount2, MntFlags, MsFlags};
+use nix::unistd::{chdir, chroot, fchdir, pivot_root};
+use oci_spec::runtime::{Mount, Spec};
+
+use crate::error::{Context, Error, Result};
+use crate::fsutil::{self, ensure_in_root, fd_path, open_in_root};
+
+/// Mount options split the way mount(2) and mount_setattr(2) want them.
+#[derive(Debug, PartialEq)]
+pub struct MountOptions {
+    pub flags: MsFlags,
+    /// Flags that must be cleared on a bind remount ("rw", "suid", ...).
+    pub clear: MsFlags,
+    pub propagation: Vec<MsFlags>,
+    pub rec_set: u64,
+    pub rec_clear: u64,
+    pub data: Vec<String>,
+    pub bind: bool,
+}
+
+pub fn parse_options(opts: &[String]) -> MountOptions {
+    let mut o = MountOptions {
+        flags: MsFlags::empty(),
+        clear: MsFlags::empty(),
+        propagation: Vec::new(),
+        rec_set: 0,
+        rec_clear: 0,
+        data: Vec::new(),
+        bind: false,
+    };
+    for opt in opts {
+        let (set, clr): (MsFlags, MsFlags) = match opt.as_str() {
+            "defaults" => (MsFlags::empty(), MsFlags::empty()),
+            "ro" => (MsFlags::MS_RDONLY, MsFlags::empty()),
+            "rw" => (MsFlags::empty(), MsFlags::MS_RDONLY),
+            "suid" => (MsFlags::empty(), MsFlags::MS_NOSUID),
+            "nosuid" => (MsFlags::MS_NOSUID, MsFlags::empty()),
+            "dev" => (MsFlags::empty(), MsFlags::MS_NODEV),
+            "nodev" => (MsFlags::MS_NODEV, MsFlags::empty()),
+            "exec" => (MsFlags::empty(), MsFlags::MS_NOEXEC),
+            "noexec" => (MsFlags::MS_NOEXEC, MsFlags::empty()),
+            "sync" => (MsFlags::MS_SYNCHRONOUS, MsFlags::empty()),
+            "async" => (MsFlags::empty(), MsFlags::MS_SYNCHRONOUS),
+            "dirsync" => (MsFlags::MS_DIRSYNC, MsFlags::empty()),
+            "remount" => (MsFlags::MS_REMOUNT, MsFlags::empty()),
+            "mand" => (MsFlags::MS_MANDLOCK, MsFlags::empty()),
+            "nomand" => (MsFlags::empty(), MsFlags::MS_MANDLOCK),
+            "atime" => (MsFlags::empty(), MsFlags::MS_NOATIME),
+            "noatime" => (MsFlags::MS_NOATIME, MsFlags::empty()),
+            "diratime" => (MsFlags::empty(), MsFlags::MS_NODIRATIME),
+            "nodiratime" => (MsFlags::MS_NODIRATIME, MsFlags::empty()),
+            "relatime" => (MsFlags::MS_RELATIME, MsFlags::empty()),
+            "norelatime" => (MsFlags::empty(), MsFlags::MS_RELATIME),
+            "strictatime" => (MsFlags::MS_STRICTATIME, MsFlags::empty()),
+            "nostrictatime" => (MsFlags::empty(), MsFlags::MS_STRICTATIME),
+            "lazytime" => (MsFlags::from_bits_retain(libc::MS_LAZYTIME), MsFlags::empty()),
+            "nolazytime" => (MsFlags::empty(), MsFlags::from_bits_retain(libc::MS_LAZYTIME)),
+            "silent" => (MsFlags::MS_SILENT, MsFlags::empty()),
+            "loud" => (MsFlags::empty(), MsFlags::MS_SILENT),
+            "bind" => {
+                o.bind = true;
+                (MsFlags::MS_BIND, MsFlags::empty())
+            }
+            "rbind" => {
+                o.bind = true;
+                (MsFlags::MS_BIND | MsFlags::MS_REC, MsFlags::empty())
+            }
+            p @ ("private" | "rprivate" | "shared" | "rshared" | "slave" | "rslave" | "unbindable"
+            | "runbindable") => {
+                o.propagation.push(propagation_flag(p).unwrap_or(MsFlags::MS_PRIVATE));
+                continue;
+            }
+            r if r.starts_with('r') && recursive_attr(&r[1..]).is_some() => {
+                let (attr, set) = recursive_attr(&r[1..]).unwrap_or((0, true));
+                if set {
+                    o.rec_set |= attr;
+                } else {
+                    o.rec_clear |= attr;
+                }
+                continue;
+            }
+            // Options that concern other runtimes' features or the filesystem itself go to the
+            // filesystem as data.
+            other => {
+                o.data.push(other.to_string());
+                continue;
+            }
+        };
+        o.flags |= set;
+        o.flags &= !clr;
+        o.clear |= clr;
+    }
+    o
+}
+
+/// The mount_setattr attribute behind `rro`, `rnosuid`, ...: (attr, set?).
+fn recursive_attr(name: &str) -> Option<(u64, bool)> {
+    Some(match name {
+        "ro" => (fsutil::MOUNT_ATTR_RDONLY, true),
+        "rw" => (fsutil::MOUNT_ATTR_RDONLY, false),
+        "nosuid" => (fsutil::MOUNT_ATTR_NOSUID, true),
+        "suid" => (fsutil::MOUNT_ATTR_NOSUID, false),
+        "nodev" => (fsutil::MOUNT_ATTR_NODEV, true),
+        "dev" => (fsutil::MOUNT_ATTR_NODEV, false),
+        "noexec" => (fsutil::MOUNT_ATTR_NOEXEC, true),
+        "exec" => (fsutil::MOUNT_ATTR_NOEXEC, false),
+        "noatime" => (fsutil::MOUNT_ATTR_NOATIME, true),
+        "atime" => (fsutil::MOUNT_ATTR_NOATIME, false),
+        "nodiratime" => (fsutil::MOUNT_ATTR_NODIRATIME, true),
+        "diratime" => (fsutil::MOUNT_ATTR_NODIRATIME, false),
+        "strictatime" => (fsutil::MOUNT_ATTR_STRICTATIME, true),
+        "nosymfollow" => (fsutil::MOUNT_ATTR_NOSYMFOLLOW, true),
+        "symfollow" => (fsutil::MOUNT_ATTR_NOSYMFOLLOW, false),
+        _ => return None,
+    })
+}
+
+pub fn propagation_flag(name: &str) -> Option<MsFlags> {
+    Some(match name {
+        "private" => MsFlags::MS_PRIVATE,
+        "rprivate" => MsFlags::MS_PRIVATE | MsFlags::MS_REC,
+        "shared" => MsFlags::MS_SHARED,
+        "rshared" => MsFlags::MS_SHARED | MsFlags::MS_REC,
+        "slave" => MsFlags::MS_SLAVE,
+        "rslave" => MsFlags::MS_SLAVE | MsFlags::MS_REC,
+        "unbindable" => MsFlags::MS_UNBINDABLE,
+        "runbindable" => MsFlags::MS_UNBINDABLE | MsFlags::MS_REC,
+        _ => return None,
+    })
+}
+
+const NONE: Option<&str> = None;
+
+/// Everything done before the root is switched: propagation, the rootfs bind, every mount.
+pub struct Rootfs<'a> {
+    pub spec: &'a Spec,
+    pub rootfs: &'a Path,
+    pub bundle: &'a Path,
+    pub in_user_ns: bool,
+    /// The container's cgroup namespace is a new one (mount cgroupfs instead of binding).
+    pub new_cgroup_ns: bool,
+}
+
+impl Rootfs<'_> {
+    pub fn prepare(&self) -> Result<()> {
+        let linux = self.spec.linux().as_ref();
+        let prop = match linux.and_then(|l| l.rootfs_propagation().as_deref()) {
+            None | Some("") => MsFlags::MS_SLAVE | MsFlags::MS_REC,
+            Some(p) => propagation_flag(p)
+                .ok_or_else(|| Error::InvalidConfig(format!("rootfsPropagation {p:?} is not a propagation mode")))?,
+        };
+        mount(NONE, "/", NONE, prop, NONE).ctx("cannot set propagation of /")?;
+        make_parent_mount_private(self.rootfs)?;
+        mount(Some(self.rootfs), self.rootfs, NONE, MsFlags::MS_BIND | MsFlags::MS_REC, NONE)
+            .ctx_path("cannot bind the rootfs", self.rootfs)?;
+
+        let root = fs::File::open(self.rootfs).ctx_path("cannot open rootfs", self.rootfs)?;
+        for m in self.spec.mounts().iter().flatten() {
+            self.mount_one(root.as_raw_fd(), m)?;
+        }
+        Ok(())
+    }
+
+    fn mount_one(&self, root: i32, m: &Mount) -> Result<()> {
+        let dest = m.destination();
+        let opts = parse_options(m.options().as_deref().unwrap_or_default());
+        let typ = m.typ().as_deref().unwrap_or("");
+        let what = || format!("cannot mount {} on {}", typ_or_bind(typ, &opts), dest.display());
+        if typ == "cgroup" || typ == "cgroup2" {
+            return self.mount_cgroup(root, dest, &opts);
+        }
+        let bind = opts.bind || typ == "bind";
+        if bind {
+            let source = m
+                .source()
+                .as_ref()
+                .ok_or_else(|| Error::InvalidConfig(format!("bind mount on {} has no source", dest.display())))?;
+            let source = if source.is_absolute() { source.clone() } else { self.bundle.join(source) };
+            let meta = fs::metadata(&source).ctx_path("bind mount source is not usable:", &source)?;
+            let target = ensure_in_root(root, dest, meta.is_dir())?;
+            let rec = opts.flags & MsFlags::MS_REC;
+            mount(Some(&source), &fd_path(&target), NONE, MsFlags::MS_BIND | rec, NONE).ctx(what())?;
+            let extra = opts.flags & !(MsFlags::MS_BIND | MsFlags::MS_REC | MsFlags::MS_REMOUNT);
+            if !extra.is_empty() {
+                let target = open_in_root(root, dest, libc::O_PATH, 0).ctx(what())?;
+                remount_bind(&fd_path(&target), extra, Some(&source))?;
+            }
+            self.finish(root, dest, &opts)
+        } else {
+            let target = ensure_in_root(root, dest, true)?;
+            let data = opts.data.join(",");
+            let data = (!data.is_empty()).then_some(data);
+            let source = m.source().clone().unwrap_or_else(|| PathBuf::from(typ));
+            match mount(Some(&source), &fd_path(&target), Some(typ), opts.flags, data.as_deref()) {
+                Ok(()) => {}
+                // In a user namespace that does not own the network namespace, sysfs cannot be
+                // mounted; a read-only bind of the host's is what runc and crun give instead.
+                Err(Errno::EPERM) if typ == "sysfs" && self.in_user_ns => {
+                    mount(Some("/sys"), &fd_path(&target), NONE, MsFlags::MS_BIND | MsFlags::MS_REC, NONE)
+                        .ctx(what())?;
+                }
+                Err(e) => return Err(Error::sys(what(), e)),
+            }
+            self.finish(root, dest, &opts)
+        }
+    }
+
+    /// Propagation and recursive attributes of a mount just made.
+    fn finish(&self, root: i32, dest: &Path, opts: &MountOptions) -> Result<()> {
+        if opts.propagation.is_empty() && opts.rec_set == 0 && opts.rec_clear == 0 {
+            return Ok(());
+        }
+        let target = open_in_root(root, dest, libc::O_PATH, 0)
+            .ctx(format_args!("cannot reopen mount {}", dest.display()))?;
+        for p in &opts.propagation {
+            mount(NONE, &fd_path(&target), NONE, *p, NONE)
+                .ctx(format_args!("cannot set propagation of {}", dest.display()))?;
+        }
+        if opts.rec_set != 0 || opts.rec_clear != 0 {
+            let target = open_in_root(root, dest, libc::O_PATH | libc::O_DIRECTORY, 0)
+                .or_else(|_| open_in_root(root, dest, libc::O_PATH, 0))
+                .ctx(format_args!("cannot reopen mount {}", dest.display()))?;
+            fsutil::mount_setattr_recursive(&target, opts.rec_set, opts.rec_clear)
+                .ctx(format_args!("cannot set recursive mount attributes on {}", dest.display()))?;
+        }
+        Ok(())
+    }
+
+    /// The cgroup filesystem as the container should see it: its own cgroup as the root.
+    fn mount_cgroup(&self, root: i32, dest: &Path, opts: &MountOptions) -> Result<()> {
+        let target = ensure_in_root(root, dest, true)?;
+        let flags = opts.flags & !(MsFlags::MS_BIND | MsFlags::MS_REC);
+        if crate::cgroups::detect() == crate::cgroups::Version::V2 {
+            if self.new_cgroup_ns {
+                mount(Some("cgroup2"), &fd_path(&target), Some("cgroup2"), flags, NONE)
+                    .ctx_path("cannot mount cgroup2 on", dest)?;
+            } else {
+                let own = own_cgroup_v2()?;
+                mount(Some(&own), &fd_path(&target), NONE, MsFlags::MS_BIND | MsFlags::MS_REC, NONE)
+                    .ctx_path("cannot bind cgroup on", dest)?;
+                remount_bind(&fd_path(&open_in_root(root, dest, libc::O_PATH, 0).ctx("cannot reopen cgroup mount")?), flags, None)?;
+            }
+            return Ok(());
+        }
+        // v1: a tmpfs holding one directory per hierarchy.
+        mount(
+            Some("tmpfs"),
+            &fd_path(&target),
+            Some("tmpfs"),
+            MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
+            Some("mode=755"),
+        )
+        .ctx_path("cannot mount tmpfs for cgroups on", dest)?;
+        let own = own_cgroups_v1()?;
+        for (controllers, mount_point) in crate::cgroups::v1::hierarchies()? {
+            let name = mount_point.file_name().map(|n| n.to_owned()).unwrap_or_default();
+            let sub = dest.join(&name);
+            let target = ensure_in_root(root, &sub, true)?;
+            if self.new_cgroup_ns {
+                mount(Some("cgroup"), &fd_path(&target), Some("cgroup"), flags, Some(controllers.as_str()))
+                    .ctx_path("cannot mount cgroup on", &sub)?;
+            } else {
+                let rel = own.get(&controllers).map(String::as_str).unwrap_or("/");
+                let src = mount_point.join(rel.trim_start_matches('/'));
+                mount(Some(&src), &fd_path(&target), NONE, MsFlags::MS_BIND, NONE).ctx_path("cannot bind cgroup on", &sub)?;
+                let target = open_in_root(root, &sub, libc::O_PATH, 0).ctx("cannot reopen cgroup mount")?;
+                remount_bind(&fd_path(&target), flags | MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC, None)?;
+            }
+            // cpu,cpuacct mounted together: symlinks by each name, as on the host.
+            if controllers.contains(',') && !controllers.contains('=') {
+                for c in controllers.split(',') {
+                    if Path::new(c) != Path::new(&name) {
+                        let link = dest.join(c);
+                        let parent = open_in_root(root, dest, libc::O_PATH | libc::O_DIRECTORY, 0).ctx("cannot reopen cgroup tmpfs")?;
+                        let _ = nix::unistd::symlinkat(Path::new(&name), &parent, Path::new(c));
+                        let _ = link;
+                    }
+                }
+            }
+        }
+        if flags.contains(MsFlags::MS_RDONLY) {
+            let target = open_in_root(root, dest, libc::O_PATH, 0).ctx("cannot reopen cgroup tmpfs")?;
+            mount(NONE, &fd_path(&target), NONE, MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC, Some("mode=755"))
+                .ctx_path("cannot make cgroup tmpfs read-only on", dest)?;
+        }
+        Ok(())
+    }
+}
+
+fn typ_or_bind(typ: &str, opts: &MountOptions) -> String {
+    if opts.bind || typ.is_empty() {
+        "bind".into()
+    } else {
+        typ.to_string()
+    }
+}
+
+/// Remount a bind mount with `flags`, keeping the flags the kernel locks in a user namespace
+/// (the remount fails with EPERM if they are dropped).
+fn remount_bind(target: &Path, flags: MsFlags, source: Option<&Path>) -> Result<()> {
+    let locked = locked_flags(target);
+    mount(NONE, target, NONE, MsFlags::MS_REMOUNT | MsFlags::MS_BIND | flags | locked, NONE).map_err(|e| {
+        Error::sys(
+            format!(
+                "cannot remount {} with {:?}",
+                source.unwrap_or(target).display(),
+                flags
+            ),
+            e,
+        )
+    })
+}
+
+fn locked_flags(path: &Path) -> MsFlags {
+    use nix::sys::statvfs::{statvfs, FsFlags};
+    let Ok(s) = statvfs(path) else { return MsFlags::empty() };
+    let f = s.flags();
+    let mut out = MsFlags::empty();
+    for (fs, ms) in [
+        (FsFlags::ST_NOSUID, MsFlags::MS_NOSUID),
+        (FsFlags::ST_NODEV, MsFlags::MS_NODEV),
+        (FsFlags::ST_NOEXEC, MsFlags::MS_NOEXEC),
+        (FsFlags::ST_NOATIME, MsFlags::MS_NOATIME),
+        (FsFlags::ST_NODIRATIME, MsFlags::MS_NODIRATIME),
+        (FsFlags::ST_RELATIME, MsFlags::MS_RELATIME),
+    ] {
+        if f.contains(fs) {
+            out |= ms;
+        }
+    }
+    out
+}
+
+/// pivot_root needs the rootfs's parent mount not to be shared.
+fn make_parent_mount_private(rootfs: &Path) -> Result<()> {
+    let info = fs::read_to_string("/proc/self/mountinfo").ctx("cannot read /proc/self/mountinfo")?;
+    let mut best: Option<&str> = None;
+    for line in info.lines() {
+        let Some(mp) = line.split(' ').nth(4) else { continue };
+        if rootfs.starts_with(unescape_octal(mp).as_str()) && best.is_none_or(|b| mp.len() > b.len()) {
+            best = Some(mp);
+        }
+    }
+    if let Some(mp) = best {
+        mount(NONE, unescape_octal(mp).as_str(), NONE, MsFlags::MS_PRIVATE, NONE)
+            .ctx(format_args!("cannot make {mp} private"))?;
+    }
+    Ok(())
+}
+
+/// mountinfo escapes space, tab, newline and backslash as \ooo.
+fn unescape_octal(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'\\' && i + 3 < b.len() + 1 && b[i + 1..].len() >= 3 {
+            if let Ok(v) = u8::from_str_radix(&s[i + 1..i + 4], 8) {
+                out.push(v);
+                i += 4;
+                continue;
+            }
+        }
+        out.push(b[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// This process's cgroup path in each v1 hierarchy, keyed like `v1::hierarchies`.
+fn own_cgroups_v1() -> Result<std::collections::BTreeMap<String, String>> {
+    let text = fs::read_to_string("/proc/self/cgroup").ctx("cannot read /proc/self/cgroup")?;
+    Ok(text
+        .lines()
+        .filter_map(|l| {
+            let mut parts = l.splitn(3, ':');
+            let _ = parts.next()?;
+            let ctl = parts.next()?;
+            let path = parts.next()?;
+            (!ctl.is_empty()).then(|| (ctl.to_string(), path.to_string()))
+        })
+        .collect())
+}
+
+fn own_cgroup_v2() -> Result<PathBuf> {
+    let text = fs::read_to_string("/proc/self/cgroup").ctx("cannot read /proc/self/cgroup")?;
+    let rel = text
+        .lines()
+        .find_map(|l| l.strip_prefix("0::"))
+        .ok_or_else(|| Error::Unsupported("no cgroup v2 entry in /proc/self/cgroup".into()))?;
+    Ok(Path::new(crate::cgroups::CGROUP_ROOT).join(rel.trim_start_matches('/')))
+}
+
+/// Make `rootfs` the root: pivot_root, the old root detached; or chroot when `no_pivot`.
+pub fn switch_root(rootfs: &Path, no_pivot: bool) -> Result<()> {
+    if no_pivot {
+        chdir(rootfs).ctx_path("cannot chdir to", rootfs)?;
+        mount(Some(rootfs), "/", NONE, MsFlags::MS_MOVE, NONE).ctx("cannot move the rootfs onto /")?;
+        chroot(".").ctx("cannot chroot into the rootfs")?;
+    } else {
+        let new_root: OwnedFd = fs::File::open(rootfs).ctx_path("cannot open", rootfs)?.into();
+        fchdir(&new_root).ctx("cannot enter the rootfs")?;
+        // pivot_root(".", ".") stacks the old root on top of the new one: detach it right away,
+        // after making sure the unmount cannot propagate to the host.
+        pivot_root(".", ".").ctx("pivot_root failed")?;
+        mount(NONE, ".", NONE, MsFlags::MS_SLAVE | MsFlags::MS_REC, NONE).ctx("cannot make the old root a slave")?;
+        umount2(".", MntFlags::MNT_DETACH).ctx("cannot detach the old root")?;
+    }
+    chdir("/").ctx("cannot chdir to /")?;
+    Ok(())
+}
+
+/// After the root switch: masked paths, read-only paths, a read-only root, final propagation.
+pub fn finalize(spec: &Spec) -> Result<()> {
+    let Some(linux) = spec.linux() else { return Ok(()) };
+    for p in linux.masked_paths().iter().flatten() {
+        mask_path(Path::new(p))?;
+    }
+    for p in linux.readonly_paths().iter().flatten() {
+        readonly_path(Path::new(p))?;
+    }
+    if spec.root().as_ref().and_then(|r| r.readonly()) == Some(true) {
+        remount_bind(Path::new("/"), MsFlags::MS_RDONLY, None)?;
+    }
+    if let Some(p) = linux.rootfs_propagation().as_deref().filter(|p| !p.is_empty()) {
+        if let Some(flag) = propagation_flag(p) {
+            mount(NONE, "/", NONE, flag, NONE).ctx("cannot set rootfs propagation")?;
+        }
+    }
+    Ok(())
+}
+
+fn mask_path(p: &Path) -> Result<()> {
+    match fs::metadata(p) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(Error::io(format!("cannot inspect masked path {}", p.display()), e)),
+        Ok(m) if m.is_dir() => mount(Some("tmpfs"), p, Some("tmpfs"), MsFlags::MS_RDONLY, NONE)
+            .ctx_path("cannot mask", p),
+        Ok(_) => mount(Some("/dev/null"), p, NONE, MsFlags::MS_BIND, NONE).ctx_path("cannot mask", p),
+    }
+}
+
+fn readonly_path(p: &Path) -> Result<()> {
+    match mount(Some(p), p, NONE, MsFlags::MS_BIND | MsFlags::MS_REC, NONE) {
+        Err(Errno::ENOENT) => return Ok(()),
+        r => r.ctx_path("cannot bind read-only path", p)?,
+    }
+    remount_bind(p, MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC, None)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn s(v: &[&str]) -> Vec<String> {
+        v.iter().map(|x| x.to_string()).collect()
+    }
+
+    #[test]
+    fn options_become_flags_data_and_attributes() {
+        let o = parse_options(&s(&["rbind", "ro", "nosuid", "rslave", "rro", "mode=755", "size=1m"]));
+        assert!(o.bind);
+        assert!(o.flags.contains(MsFlags::MS_BIND | MsFlags::MS_REC | MsFlags::MS_RDONLY | MsFlags::MS_NOSUID));
+        assert_eq!(o.propagation, vec![MsFlags::MS_SLAVE | MsFlags::MS_REC]);
+        assert_eq!(o.rec_set, fsutil::MOUNT_ATTR_RDONLY);
+        assert_eq!(o.data, s(&["mode=755", "size=1m"]));
+    }
+
+    #[test]
+    fn later_options_override_earlier_ones() {
+        let o = parse_options(&s(&["ro", "rw", "noexec", "exec"]));
+        assert!(!o.flags.contains(MsFlags::MS_RDONLY));
+        assert!(!o.flags.contains(MsFlags::MS_NOEXEC));
+    }
+
+    #[test]
+    fn mountinfo_escapes_are_undone() {
+        assert_eq!(unescape_octal("/a\\040b"), "/a b");
+        assert_eq!(unescape_octal("/plain"), "/plain");
+    }
+}
