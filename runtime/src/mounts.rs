@@ -432,6 +432,14 @@ pub fn finalize(spec: &Spec) -> Result<()> {
     if spec.root().as_ref().and_then(|r| r.readonly()) == Some(true) {
         remount_bind(Path::new("/"), MsFlags::MS_RDONLY, None)?;
     }
+    // Detaching the old root made the whole tree slave: give mounts back the propagation
+    // their config asked for.
+    for m in spec.mounts().iter().flatten() {
+        for p in parse_options(m.options().as_deref().unwrap_or_default()).propagation {
+            mount(NONE, m.destination(), NONE, p, NONE)
+                .ctx(format_args!("cannot set propagation of {}", m.destination().display()))?;
+        }
+    }
     if let Some(p) = linux.rootfs_propagation().as_deref().filter(|p| !p.is_empty()) {
         if let Some(flag) = propagation_flag(p) {
             mount(NONE, "/", NONE, flag, NONE).ctx("cannot set rootfs propagation")?;
