@@ -281,7 +281,7 @@ fn bad_input_is_one_clear_line_and_leaves_nothing() {
         ("malformed", Box::new(|b: &mut Bundle| fs::write(b.path().join("config.json"), "{not json").unwrap()), "config.json"),
         ("no-args", Box::new(|b: &mut Bundle| { b.edit(|c| c["process"]["args"] = serde_json::json!([])); }), "process.args"),
         ("no-rootfs", Box::new(|b: &mut Bundle| { b.edit(|c| c["root"]["path"] = "missing".into()); }), "rootfs"),
-        ("bad-ns", Box::new(|b: &mut Bundle| { b.edit(|c| c["linux"]["namespaces"] = serde_json::json!([{"type": "mount"}, {"type": "network", "path": "/nonexistent/ns"}])); }), "/nonexistent/ns"),
+        ("bad-ns", Box::new(|b: &mut Bundle| { b.edit(|c| c["linux"]["namespaces"] = serde_json::json!([{"type": "mount"}, {"type": "uts"}, {"type": "network", "path": "/nonexistent/ns"}])); }), "/nonexistent/ns"),
         ("no-binary", Box::new(|b: &mut Bundle| { b.edit(|c| c["process"]["args"] = serde_json::json!(["/no/such/program"])); }), "/no/such/program"),
         ("bad-mount", Box::new(|b: &mut Bundle| { b.edit(|c| c["mounts"].as_array_mut().unwrap().push(serde_json::json!({"destination": "/x", "type": "bind", "source": "/definitely/not/here", "options": ["bind"]}))); }), "/definitely/not/here"),
         ("bad-cap", Box::new(|b: &mut Bundle| { b.edit(|c| c["process"]["capabilities"]["bounding"] = serde_json::json!(["CAP_NOT_REAL"])); }), "config.json"),
