@@ -145,6 +145,7 @@ impl Runtime {
         validate_id(&opts.id)?;
         let bundle = fs::canonicalize(&opts.bundle).ctx_path("bundle is not usable:", &opts.bundle)?;
         let spec = spec::load(&bundle)?;
+        self.log.debug("create: config loaded");
         refuse_unsupported(&spec)?;
         let rootfs = spec::rootfs_path(&spec, &bundle)?;
         let linux = spec.linux().clone().unwrap_or_default();
@@ -199,14 +200,6 @@ impl Runtime {
         };
         dir.save(&record)?;
 
-        if nix::unistd::geteuid().is_root() || linux.cgroups_path().is_some() {
-            let path = cgroups::container_path(linux.cgroups_path().as_deref(), &opts.id)?;
-            let paths = cgroups::create(&path, linux.resources().as_ref())?;
-            cleanup.cgroup = Some(paths.clone());
-            record.cgroup = Some(paths);
-            dir.save(&record)?;
-        }
-
         let state_dir: OwnedFd = fs::File::open(&dir.path).ctx_path("cannot open", &dir.path)?.into();
         let (ours, theirs) = channel::pair()?;
         nix::sys::prctl::set_child_subreaper(true).ctx("cannot become a subreaper")?;
@@ -234,15 +227,21 @@ impl Runtime {
         drop(args);
         drop(theirs);
         cleanup.children.push(intermediate);
+        self.log.debug("create: forked");
 
         if linux.namespaces().iter().flatten().any(|n| n.typ() == oci_spec::runtime::LinuxNamespaceType::User && n.path().is_none()) {
             ours.expect(Msg::UserNsReady, "creating the user namespace")?;
             crate::namespaces::write_id_maps(intermediate.as_raw(), &linux)?;
+            ours.send(&Msg::Continue)?;
         }
-        if let Some(cg) = &record.cgroup {
-            cgroups::add_pid(cg, intermediate.as_raw())?;
+        // The cgroup is made while the children set up namespaces and mounts.
+        if nix::unistd::geteuid().is_root() || linux.cgroups_path().is_some() {
+            let path = cgroups::container_path(linux.cgroups_path().as_deref(), &opts.id)?;
+            let paths = cgroups::create(&path, linux.resources().as_ref())?;
+            cleanup.cgroup = Some(paths.clone());
+            record.cgroup = Some(paths);
         }
-        ours.send(&Msg::Continue)?;
+        self.log.debug("create: cgroup ready");
         let pid = match ours.recv()? {
             Some(Msg::Pid(p)) => p,
             Some(Msg::Error(e)) => return Err(Error::Child(e)),
@@ -251,12 +250,16 @@ impl Runtime {
         cleanup.children.insert(0, Pid::from_raw(pid));
         let _ = waitpid(intermediate, None);
         cleanup.children.retain(|p| *p != intermediate);
+        if let Some(cg) = &record.cgroup {
+            cgroups::add_pid(cg, pid)?;
+        }
         record.pid = pid;
         record.init_start_time = process_start_time(pid).unwrap_or(0);
         dir.save(&record)?;
         ours.send(&Msg::Continue)?;
-
+        self.log.debug("create: init forked");
         ours.expect(Msg::RunCreateRuntimeHooks, "setting up the root filesystem")?;
+        self.log.debug("create: rootfs mounted");
         let state = self.hook_state(&record, Status::Creating);
         if let Some(h) = spec.hooks() {
             hooks::run_all(h.prestart().as_ref(), &state)?;
@@ -264,6 +267,7 @@ impl Runtime {
         }
         ours.send(&Msg::HookState(String::from_utf8_lossy(&state).into_owned()))?;
         ours.expect(Msg::Ready, "preparing the container process")?;
+        self.log.debug("create: init ready");
 
         record.creating = false;
         dir.save(&record)?;
@@ -291,6 +295,7 @@ impl Runtime {
             });
         }
         let verdict = read_exec_fifo(&dir, &record);
+        self.log.debug("start: init released");
         let _ = fs::remove_file(dir.fifo_path());
         verdict?;
         let state = self.hook_state(&record, Status::Running);
@@ -552,6 +557,7 @@ impl Runtime {
     /// parent, then delete it (unless `keep`) and return its exit code.
     pub fn run(&self, mut opts: CreateOpts, detach: bool, keep: bool) -> Result<i32> {
         let id = opts.id.clone();
+        self.log.debug("run: begin");
         let proxy = if !detach && opts.console_socket.is_none() {
             let (a, b) = UnixStream::pair().ctx("cannot create console socketpair")?;
             opts.console_fd = Some(b.into());
@@ -584,11 +590,13 @@ impl Runtime {
             return Ok(0);
         }
         let code = crate::supervise::wait_foreground(Pid::from_raw(pid), pty)?;
+        self.log.debug("run: container exited");
         if keep {
             self.record_exit(&id, code)?;
         } else {
             self.delete(&id, true)?;
         }
+        self.log.debug("run: deleted");
         Ok(code)
     }
 }

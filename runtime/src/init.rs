@@ -52,8 +52,8 @@ pub fn intermediate(chan: Channel, args: InitArgs) -> ! {
         args.plan.unshare_user()?;
         if args.plan.new_user {
             chan.send(&Msg::UserNsReady)?;
+            chan.expect(Msg::Continue, "waiting for id maps")?;
         }
-        chan.expect(Msg::Continue, "waiting for id maps and cgroup")?;
         if in_user_ns {
             nix::unistd::setresgid(Gid::from_raw(0), Gid::from_raw(0), Gid::from_raw(0)).ctx("cannot become gid 0 in the user namespace")?;
             nix::unistd::setresuid(Uid::from_raw(0), Uid::from_raw(0), Uid::from_raw(0)).ctx("cannot become uid 0 in the user namespace")?;
@@ -142,20 +142,31 @@ fn init(chan: Channel, args: InitArgs, in_user_ns: bool) -> ! {
 type Program = (CString, Vec<CString>, Vec<CString>);
 
 fn prepare(chan: &Channel, args: &InitArgs, in_user_ns: bool) -> Result<Program> {
-    chan.expect(Msg::Continue, "waiting for the runtime")?;
     nix::unistd::setsid().ctx("setsid failed")?;
     let spec = args.spec;
     let linux = spec.linux().as_ref();
     let has_ns = |t| linux.is_some_and(|l| args.plan.has(l, t));
-    let new_cgroup_ns = args.plan.new.contains(crate::namespaces::clone_flag(LinuxNamespaceType::Cgroup));
+    // The runtime moves us into our cgroup while we mount (on cgroup v1 that move waits for an
+    // RCU grace period, the largest single cost of a start): wait for it only where it matters,
+    // before the cgroup filesystem is mounted, the cgroup namespace made, or devices created.
+    let joined = std::cell::Cell::new(false);
+    let join_cgroup = || -> Result<()> {
+        if !joined.replace(true) {
+            chan.expect(Msg::Continue, "waiting to be placed in the cgroup")?;
+            args.plan.unshare_cgroup()?;
+        }
+        Ok(())
+    };
     Rootfs {
         spec,
         rootfs: args.rootfs,
         bundle: args.bundle,
         in_user_ns,
-        new_cgroup_ns,
+        new_cgroup_ns: args.plan.new_cgroup,
+        before_cgroup_mount: &join_cgroup,
     }
     .prepare()?;
+    join_cgroup()?;
     devices::create(spec, args.rootfs, in_user_ns)?;
 
     chan.send(&Msg::RunCreateRuntimeHooks)?;

@@ -149,6 +149,9 @@ pub struct Rootfs<'a> {
     pub in_user_ns: bool,
     /// The container's cgroup namespace is a new one (mount cgroupfs instead of binding).
     pub new_cgroup_ns: bool,
+    /// Called before the cgroup filesystem is mounted: the init must be in its cgroup (and its
+    /// cgroup namespace) by then.
+    pub before_cgroup_mount: &'a dyn Fn() -> Result<()>,
 }
 
 impl Rootfs<'_> {
@@ -177,6 +180,7 @@ impl Rootfs<'_> {
         let typ = m.typ().as_deref().unwrap_or("");
         let what = || format!("cannot mount {} on {}", typ_or_bind(typ, &opts), dest.display());
         if typ == "cgroup" || typ == "cgroup2" {
+            (self.before_cgroup_mount)()?;
             return self.mount_cgroup(root, dest, &opts);
         }
         let bind = opts.bind || typ == "bind";

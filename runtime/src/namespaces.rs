@@ -42,8 +42,10 @@ pub fn proc_name(t: LinuxNamespaceType) -> &'static str {
 /// The namespace plan of a container: the ones to create and the ones to join.
 #[derive(Debug)]
 pub struct Plan {
-    /// Namespaces to unshare (user excluded: it goes first, on its own).
+    /// Namespaces to unshare (user excluded: it goes first, on its own; cgroup excluded: the
+    /// init unshares it once it is inside its cgroup, which becomes the namespace's root).
     pub new: CloneFlags,
+    pub new_cgroup: bool,
     pub new_user: bool,
     /// Opened before anything changes, so paths are resolved in the runtime's mount namespace.
     pub join: Vec<(LinuxNamespaceType, OwnedFd)>,
@@ -53,6 +55,7 @@ impl Plan {
     pub fn from_spec(linux: &Linux) -> Result<Plan> {
         let mut plan = Plan {
             new: CloneFlags::empty(),
+            new_cgroup: false,
             new_user: false,
             join: Vec::new(),
         };
@@ -67,6 +70,7 @@ impl Plan {
                     plan.join.push((ns.typ(), f.into()));
                 }
                 None if ns.typ() == LinuxNamespaceType::User => plan.new_user = true,
+                None if ns.typ() == LinuxNamespaceType::Cgroup => plan.new_cgroup = true,
                 None => plan.new |= clone_flag(ns.typ()),
             }
         }
@@ -94,6 +98,13 @@ impl Plan {
     pub fn unshare_user(&self) -> Result<()> {
         if self.new_user {
             unshare(CloneFlags::CLONE_NEWUSER).ctx("cannot create user namespace")?;
+        }
+        Ok(())
+    }
+
+    pub fn unshare_cgroup(&self) -> Result<()> {
+        if self.new_cgroup {
+            unshare(CloneFlags::CLONE_NEWCGROUP).ctx("cannot create cgroup namespace")?;
         }
         Ok(())
     }

@@ -55,7 +55,9 @@ pub fn validate_id(id: &str) -> Result<()> {
     }
 }
 
-/// Write `data` to `path` atomically: a temp file in the same directory, fsync'd, renamed over.
+/// Write `data` to `path` atomically: a temp file in the same directory, renamed over it, so a
+/// reader sees the old or the new content, never a mix. No fsync: runtime state lives under
+/// /run, which does not outlive a reboot anyway, and the fsync was a measurable part of start.
 pub fn write_atomic(path: &Path, data: &[u8], mode: u32) -> Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
     let name = path.file_name().map(|n| n.to_string_lossy()).unwrap_or_default();
@@ -68,7 +70,6 @@ pub fn write_atomic(path: &Path, data: &[u8], mode: u32) -> Result<()> {
             .mode(mode)
             .open(&tmp)?;
         f.write_all(data)?;
-        f.sync_all()?;
         fs::rename(&tmp, path)
     })();
     if result.is_err() {

@@ -279,3 +279,86 @@ fn exec_into_a_stopped_container_fails() {
     assert!(error_line(&out).contains("stopped"), "{}", error_line(&out));
     root.ok(&["delete", &id]);
 }
+
+#[test]
+fn processes_in_the_container_cannot_reach_the_runtime_binary() {
+    if !require_root("processes_in_the_container_cannot_reach_the_runtime_binary") {
+        return;
+    }
+    let root = Root::new();
+    // A created container's init is still husk-runtime, waiting on the exec fifo: the moment
+    // the CVE-2019-5736 class attacks. An exec'd process must not open its exe, fds or memory.
+    let b = Bundle::new(&["sleep", "1000"]);
+    let id = unique_id("exe");
+    root.ok(&["create", "--bundle", b.path().to_str().unwrap(), &id]);
+    let init = root.state(&id)["pid"].as_i64().unwrap();
+    assert!(fs::read_link(format!("/proc/{init}/exe")).unwrap().to_string_lossy().contains("husk-runtime"));
+    let out = root.ok(&["exec", &id, "sh", "-c",
+        "for p in exe mem; do cat /proc/1/$p > /dev/null 2>&1 && echo $p-OPEN || echo $p-denied; done; \
+         for f in /proc/1/fd/* /proc/1/cwd /proc/1/root; do readlink $f > /dev/null 2>&1 && echo OPEN-$f; done; echo fd-denied; \
+         echo x >> /proc/1/exe 2>/dev/null && echo exe-WRITABLE || echo exe-not-writable"]);
+    assert_eq!(out.lines().collect::<Vec<_>>(), ["exe-denied", "mem-denied", "fd-denied", "exe-not-writable"], "{out}");
+    root.ok(&["delete", &id]);
+}
+
+#[test]
+fn a_foreground_run_forwards_signals() {
+    if !require_root("a_foreground_run_forwards_signals") {
+        return;
+    }
+    let root = Root::new();
+    let b = Bundle::new(&["sh", "-c", "trap 'exit 7' TERM; echo ready > /tmp/ready; while :; do sleep 0.05; done"]);
+    let id = unique_id("fwd");
+    let running = root.spawn(&["run", "--bundle", b.path().to_str().unwrap(), &id]);
+    root.track(&id);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !b.rootfs().join("tmp/ready").exists() {
+        assert!(Instant::now() < deadline, "container never got ready");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(running.0.id() as i32), nix::sys::signal::Signal::SIGTERM).unwrap();
+    let out = Root::finish(running);
+    assert_eq!(out.status.code(), Some(7), "{}", text(&out.stderr));
+}
+
+#[test]
+fn a_foreground_run_with_a_terminal_proxies_the_pty() {
+    if !require_root("a_foreground_run_with_a_terminal_proxies_the_pty") {
+        return;
+    }
+    let root = Root::new();
+    let mut b = Bundle::new(&["sh", "-c", "read line; echo got:$line; tty"]);
+    b.edit(|c| c["process"]["terminal"] = true.into());
+    // The runtime's own stdio is a pty we hold the master of, as a user's terminal would be.
+    let pty = nix::pty::openpty(None, None).unwrap();
+    let slave = fs::File::from(pty.slave);
+    let id = unique_id("fgtty");
+    root.track(&id);
+    let mut child = root
+        .cmd()
+        .args(["run", "--bundle", b.path().to_str().unwrap(), &id])
+        .stdin(slave.try_clone().unwrap())
+        .stdout(slave.try_clone().unwrap())
+        .stderr(slave)
+        .spawn()
+        .unwrap();
+    let mut master = fs::File::from(pty.master);
+    use std::io::{Read, Write};
+    master.write_all(b"hello\r").unwrap();
+    let status = child.wait().unwrap();
+    let mut out = Vec::new();
+    let mut buf = [0u8; 4096];
+    // Our slave copies were handed to the child and closed here, so reads end with EIO.
+    let flags = nix::fcntl::fcntl(&master, nix::fcntl::FcntlArg::F_GETFL).unwrap();
+    nix::fcntl::fcntl(&master, nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::from_bits_truncate(flags) | nix::fcntl::OFlag::O_NONBLOCK)).unwrap();
+    while let Ok(n) = master.read(&mut buf) {
+        if n == 0 {
+            break;
+        }
+        out.extend_from_slice(&buf[..n]);
+    }
+    let out = String::from_utf8_lossy(&out).replace('\r', "");
+    assert!(status.success(), "{out}");
+    assert!(out.contains("got:hello"), "{out:?}");
+    assert!(out.contains("/dev/pts/0"), "the container has its own pty: {out:?}");
+}
