@@ -303,7 +303,15 @@ mod tests {
     #[test]
     fn global_flags_are_accepted_anywhere() {
         let cli = parse(&[
-            "husk-runtime", "--root", "/r", "--log-format", "json", "state", "c1", "--log", "/l",
+            "husk-runtime",
+            "--root",
+            "/r",
+            "--log-format",
+            "json",
+            "state",
+            "c1",
+            "--log",
+            "/l",
         ]);
         assert_eq!(cli.global.root, PathBuf::from("/r"));
         assert_eq!(cli.global.log, Some(PathBuf::from("/l")));

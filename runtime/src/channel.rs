@@ -50,9 +50,16 @@ pub fn pair() -> Result<(Channel, Channel)> {
 
 impl Channel {
     pub fn send(&self, msg: &Msg) -> Result<()> {
-        let data = serde_json::to_vec(msg).map_err(|e| Error::io("cannot encode sync message", std::io::Error::other(e)))?;
-        sendmsg::<()>(self.fd.as_raw_fd(), &[IoSlice::new(&data)], &[], MsgFlags::MSG_NOSIGNAL, None)
-            .ctx("cannot send on sync socket")?;
+        let data = serde_json::to_vec(msg)
+            .map_err(|e| Error::io("cannot encode sync message", std::io::Error::other(e)))?;
+        sendmsg::<()>(
+            self.fd.as_raw_fd(),
+            &[IoSlice::new(&data)],
+            &[],
+            MsgFlags::MSG_NOSIGNAL,
+            None,
+        )
+        .ctx("cannot send on sync socket")?;
         Ok(())
     }
 
@@ -61,7 +68,12 @@ impl Channel {
         let mut buf = vec![0u8; MAX_MSG];
         let n = loop {
             let mut iov = [IoSliceMut::new(&mut buf)];
-            match recvmsg::<()>(self.fd.as_raw_fd(), &mut iov, None, MsgFlags::MSG_CMSG_CLOEXEC) {
+            match recvmsg::<()>(
+                self.fd.as_raw_fd(),
+                &mut iov,
+                None,
+                MsgFlags::MSG_CMSG_CLOEXEC,
+            ) {
                 Ok(m) => break m.bytes,
                 Err(nix::errno::Errno::EINTR) => continue,
                 Err(e) => return Err(Error::sys("cannot read sync socket", e)),
@@ -80,8 +92,12 @@ impl Channel {
         match self.recv()? {
             Some(m) if m == want => Ok(()),
             Some(Msg::Error(e)) => Err(Error::Child(e)),
-            Some(other) => Err(Error::Child(format!("{what}: unexpected message {other:?}"))),
-            None => Err(Error::Child(format!("{what}: the container process exited early"))),
+            Some(other) => Err(Error::Child(format!(
+                "{what}: unexpected message {other:?}"
+            ))),
+            None => Err(Error::Child(format!(
+                "{what}: the container process exited early"
+            ))),
         }
     }
 
@@ -94,8 +110,14 @@ impl Channel {
 pub fn send_fd(sock: RawFd, name: &str, fd: RawFd) -> Result<()> {
     let fds = [fd];
     let cmsg = [ControlMessage::ScmRights(&fds)];
-    sendmsg::<()>(sock, &[IoSlice::new(name.as_bytes())], &cmsg, MsgFlags::empty(), None)
-        .ctx("cannot send the pty master over the console socket")?;
+    sendmsg::<()>(
+        sock,
+        &[IoSlice::new(name.as_bytes())],
+        &cmsg,
+        MsgFlags::empty(),
+        None,
+    )
+    .ctx("cannot send the pty master over the console socket")?;
     Ok(())
 }
 

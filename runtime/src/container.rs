@@ -81,16 +81,22 @@ impl Drop for Cleanup {
 fn refuse_unsupported(spec: &Spec) -> Result<()> {
     let linux = spec.linux().as_ref();
     if linux.is_some_and(|l| l.seccomp().is_some()) {
-        return Err(Error::Unsupported("linux.seccomp is not supported by this build of husk-runtime yet".into()));
+        return Err(Error::Unsupported(
+            "linux.seccomp is not supported by this build of husk-runtime yet".into(),
+        ));
     }
     if linux.is_some_and(|l| l.intel_rdt().is_some()) {
         return Err(Error::Unsupported("linux.intelRdt is not supported".into()));
     }
     if linux.is_some_and(|l| l.memory_policy().is_some()) {
-        return Err(Error::Unsupported("linux.memoryPolicy is not supported".into()));
+        return Err(Error::Unsupported(
+            "linux.memoryPolicy is not supported".into(),
+        ));
     }
     if linux.is_some_and(|l| l.net_devices().as_ref().is_some_and(|d| !d.is_empty())) {
-        return Err(Error::Unsupported("linux.netDevices is not supported".into()));
+        return Err(Error::Unsupported(
+            "linux.netDevices is not supported".into(),
+        ));
     }
     if let Some(p) = spec.process() {
         check_lsm(p)?;
@@ -102,22 +108,33 @@ fn refuse_unsupported(spec: &Spec) -> Result<()> {
 pub fn check_lsm(p: &oci_spec::runtime::Process) -> Result<()> {
     if p.apparmor_profile().as_ref().is_some_and(|s| !s.is_empty()) {
         if !Path::new("/sys/kernel/security/apparmor").exists() {
-            return Err(Error::Unsupported("process.apparmorProfile is set but AppArmor is not enabled on this host".into()));
+            return Err(Error::Unsupported(
+                "process.apparmorProfile is set but AppArmor is not enabled on this host".into(),
+            ));
         }
-        return Err(Error::Unsupported("process.apparmorProfile: applying AppArmor profiles is not built yet".into()));
+        return Err(Error::Unsupported(
+            "process.apparmorProfile: applying AppArmor profiles is not built yet".into(),
+        ));
     }
     if p.selinux_label().as_ref().is_some_and(|s| !s.is_empty()) {
         if !Path::new("/sys/fs/selinux/enforce").exists() {
-            return Err(Error::Unsupported("process.selinuxLabel is set but SELinux is not enabled on this host".into()));
+            return Err(Error::Unsupported(
+                "process.selinuxLabel is set but SELinux is not enabled on this host".into(),
+            ));
         }
-        return Err(Error::Unsupported("process.selinuxLabel: applying SELinux labels is not built yet".into()));
+        return Err(Error::Unsupported(
+            "process.selinuxLabel: applying SELinux labels is not built yet".into(),
+        ));
     }
     Ok(())
 }
 
 impl Runtime {
     pub fn new(root: impl Into<PathBuf>, log: Logger) -> Self {
-        Runtime { root: root.into(), log }
+        Runtime {
+            root: root.into(),
+            log,
+        }
     }
 
     fn dir(&self, id: &str) -> Result<ContainerDir> {
@@ -143,7 +160,8 @@ impl Runtime {
     /// `create`: everything up to the exec barrier. Returns the init's host pid.
     pub fn create(&self, mut opts: CreateOpts) -> Result<i32> {
         validate_id(&opts.id)?;
-        let bundle = fs::canonicalize(&opts.bundle).ctx_path("bundle is not usable:", &opts.bundle)?;
+        let bundle =
+            fs::canonicalize(&opts.bundle).ctx_path("bundle is not usable:", &opts.bundle)?;
         let spec = spec::load(&bundle)?;
         self.log.debug("create: config loaded");
         refuse_unsupported(&spec)?;
@@ -178,11 +196,17 @@ impl Runtime {
             children: Vec::new(),
         };
         let lock = dir.lock()?;
-        nix::unistd::mkfifo(&dir.fifo_path(), nix::sys::stat::Mode::from_bits_truncate(0o600))
-            .ctx("cannot create exec fifo")?;
+        nix::unistd::mkfifo(
+            &dir.fifo_path(),
+            nix::sys::stat::Mode::from_bits_truncate(0o600),
+        )
+        .ctx("cannot create exec fifo")?;
         // Anyone in the container may be the one to open it (the init after it changed uid).
-        fs::set_permissions(dir.fifo_path(), std::os::unix::fs::PermissionsExt::from_mode(0o622))
-            .ctx("cannot chmod exec fifo")?;
+        fs::set_permissions(
+            dir.fifo_path(),
+            std::os::unix::fs::PermissionsExt::from_mode(0o622),
+        )
+        .ctx("cannot chmod exec fifo")?;
 
         let mut record = Record {
             oci_version: spec.version().clone(),
@@ -200,7 +224,9 @@ impl Runtime {
         };
         dir.save(&record)?;
 
-        let state_dir: OwnedFd = fs::File::open(&dir.path).ctx_path("cannot open", &dir.path)?.into();
+        let state_dir: OwnedFd = fs::File::open(&dir.path)
+            .ctx_path("cannot open", &dir.path)?
+            .into();
         let (ours, theirs) = channel::pair()?;
         nix::sys::prctl::set_child_subreaper(true).ctx("cannot become a subreaper")?;
         let args = InitArgs {
@@ -229,7 +255,12 @@ impl Runtime {
         cleanup.children.push(intermediate);
         self.log.debug("create: forked");
 
-        if linux.namespaces().iter().flatten().any(|n| n.typ() == oci_spec::runtime::LinuxNamespaceType::User && n.path().is_none()) {
+        if linux
+            .namespaces()
+            .iter()
+            .flatten()
+            .any(|n| n.typ() == oci_spec::runtime::LinuxNamespaceType::User && n.path().is_none())
+        {
             ours.expect(Msg::UserNsReady, "creating the user namespace")?;
             crate::namespaces::write_id_maps(intermediate.as_raw(), &linux)?;
             ours.send(&Msg::Continue)?;
@@ -245,7 +276,11 @@ impl Runtime {
         let pid = match ours.recv()? {
             Some(Msg::Pid(p)) => p,
             Some(Msg::Error(e)) => return Err(Error::Child(e)),
-            _ => return Err(Error::Child("the intermediate process exited without reporting the init".into())),
+            _ => {
+                return Err(Error::Child(
+                    "the intermediate process exited without reporting the init".into(),
+                ))
+            }
         };
         cleanup.children.insert(0, Pid::from_raw(pid));
         let _ = waitpid(intermediate, None);
@@ -265,18 +300,26 @@ impl Runtime {
             hooks::run_all(h.prestart().as_ref(), &state)?;
             hooks::run_all(h.create_runtime().as_ref(), &state)?;
         }
-        ours.send(&Msg::HookState(String::from_utf8_lossy(&state).into_owned()))?;
+        ours.send(&Msg::HookState(
+            String::from_utf8_lossy(&state).into_owned(),
+        ))?;
         ours.expect(Msg::Ready, "preparing the container process")?;
         self.log.debug("create: init ready");
 
         record.creating = false;
         dir.save(&record)?;
         if let Some(pf) = &opts.pid_file {
-            let pf = if pf.is_absolute() { pf.clone() } else { std::env::current_dir().unwrap_or_default().join(pf) };
+            let pf = if pf.is_absolute() {
+                pf.clone()
+            } else {
+                std::env::current_dir().unwrap_or_default().join(pf)
+            };
             write_atomic(&pf, pid.to_string().as_bytes(), 0o644)?;
         }
         let state = self.hook_state(&record, Status::Created);
-        ours.send(&Msg::HookState(String::from_utf8_lossy(&state).into_owned()))?;
+        ours.send(&Msg::HookState(
+            String::from_utf8_lossy(&state).into_owned(),
+        ))?;
         cleanup.disarm();
         Ok(pid)
     }
@@ -333,7 +376,8 @@ impl Runtime {
         }
         match (&record.cgroup, all) {
             (Some(cg), true) => cgroups::signal_all(cg, sig)?,
-            _ => kill(Pid::from_raw(record.pid), sig).ctx(format_args!("cannot signal the init of {id}"))?,
+            _ => kill(Pid::from_raw(record.pid), sig)
+                .ctx(format_args!("cannot signal the init of {id}"))?,
         }
         // A frozen process dies only once thawed.
         if status == Status::Paused && sig == Signal::SIGKILL {
@@ -347,7 +391,11 @@ impl Runtime {
     pub fn delete(&self, id: &str, force: bool) -> Result<()> {
         let dir = self.dir(id)?;
         if !dir.path.exists() {
-            return if force { Ok(()) } else { Err(Error::NotFound(id.into())) };
+            return if force {
+                Ok(())
+            } else {
+                Err(Error::NotFound(id.into()))
+            };
         }
         let _lock = match dir.lock() {
             Ok(l) => l,
@@ -397,14 +445,19 @@ impl Runtime {
         loop {
             let init_gone = !crate::state::init_alive(record);
             let rest_gone = match &record.cgroup {
-                Some(cg) => cgroups::pids(cg)?.iter().all(|p| crate::util::process_state(*p).is_none_or(|s| s == 'Z')),
+                Some(cg) => cgroups::pids(cg)?
+                    .iter()
+                    .all(|p| crate::util::process_state(*p).is_none_or(|s| s == 'Z')),
                 None => true,
             };
             if init_gone && rest_gone {
                 return Ok(());
             }
             if Instant::now() > deadline {
-                return Err(Error::Child(format!("processes of container {} did not die after SIGKILL", record.id)));
+                return Err(Error::Child(format!(
+                    "processes of container {} did not die after SIGKILL",
+                    record.id
+                )));
             }
             // Reap anything that is ours to reap (a foreground run's init).
             let _ = waitpid(None, Some(nix::sys::wait::WaitPidFlag::WNOHANG));
@@ -451,12 +504,21 @@ impl Runtime {
         }
     }
 
-    fn running_cgroup(&self, id: &str, want: &[Status], why: &str) -> Result<(ContainerDir, Record, CgroupPaths)> {
+    fn running_cgroup(
+        &self,
+        id: &str,
+        want: &[Status],
+        why: &str,
+    ) -> Result<(ContainerDir, Record, CgroupPaths)> {
         let dir = self.dir(id)?;
         let record = dir.load()?;
         let status = dir.status(&record);
         if !want.contains(&status) {
-            return Err(Error::WrongState { id: id.into(), status: status.to_string(), why: why.into() });
+            return Err(Error::WrongState {
+                id: id.into(),
+                status: status.to_string(),
+                why: why.into(),
+            });
         }
         let cg = record
             .cgroup
@@ -466,13 +528,21 @@ impl Runtime {
     }
 
     pub fn pause(&self, id: &str) -> Result<()> {
-        let (dir, _r, cg) = self.running_cgroup(id, &[Status::Running, Status::Created], "only a running container can be paused")?;
+        let (dir, _r, cg) = self.running_cgroup(
+            id,
+            &[Status::Running, Status::Created],
+            "only a running container can be paused",
+        )?;
         let _lock = dir.lock()?;
         cgroups::freeze(&cg, true)
     }
 
     pub fn resume(&self, id: &str) -> Result<()> {
-        let (dir, _r, cg) = self.running_cgroup(id, &[Status::Paused], "only a paused container can be resumed")?;
+        let (dir, _r, cg) = self.running_cgroup(
+            id,
+            &[Status::Paused],
+            "only a paused container can be resumed",
+        )?;
         let _lock = dir.lock()?;
         cgroups::freeze(&cg, false)
     }
@@ -513,11 +583,17 @@ fn read_exec_fifo(dir: &ContainerDir, record: &Record) -> Result<()> {
         .ctx("cannot open exec fifo")?;
     let mut got = Vec::new();
     loop {
-        let mut fds = [PollFd::new(std::os::fd::AsFd::as_fd(&fifo), PollFlags::POLLIN)];
+        let mut fds = [PollFd::new(
+            std::os::fd::AsFd::as_fd(&fifo),
+            PollFlags::POLLIN,
+        )];
         match poll(&mut fds, PollTimeout::from(50u16)) {
             Ok(0) => {
                 if !crate::state::init_alive(record) {
-                    return Err(Error::Child(format!("container {} init exited before it could start", record.id)));
+                    return Err(Error::Child(format!(
+                        "container {} init exited before it could start",
+                        record.id
+                    )));
                 }
                 continue;
             }
@@ -539,12 +615,16 @@ fn read_exec_fifo(dir: &ContainerDir, record: &Record) -> Result<()> {
             // Writer closed: success was "0", anything else is the init's error line.
             return match got.as_slice() {
                 b"0" => Ok(()),
-                [] => Err(Error::Child(format!("container {} init exited before it could start", record.id))),
+                [] => Err(Error::Child(format!(
+                    "container {} init exited before it could start",
+                    record.id
+                ))),
                 msg => Err(Error::Child(String::from_utf8_lossy(msg).into_owned())),
             };
         }
         let e = std::io::Error::last_os_error();
-        if e.kind() != std::io::ErrorKind::WouldBlock && e.kind() != std::io::ErrorKind::Interrupted {
+        if e.kind() != std::io::ErrorKind::WouldBlock && e.kind() != std::io::ErrorKind::Interrupted
+        {
             return Err(Error::io("cannot read exec fifo", e));
         }
     }
@@ -571,7 +651,8 @@ impl Runtime {
         let pid = self.create(opts)?;
         let started = (|| {
             let record = self.record(&id)?;
-            let terminal = record.config.process().as_ref().and_then(|p| p.terminal()) == Some(true);
+            let terminal =
+                record.config.process().as_ref().and_then(|p| p.terminal()) == Some(true);
             let pty = match (&proxy, terminal) {
                 (Some(sock), true) => Some(channel::recv_fd(sock.as_raw_fd())?),
                 _ => None,

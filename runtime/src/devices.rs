@@ -31,7 +31,10 @@ pub fn default_devices() -> Vec<(PathBuf, u64, u64)> {
 fn dev_is_bound(spec: &Spec) -> bool {
     spec.mounts().iter().flatten().any(|m| {
         m.destination() == Path::new("/dev")
-            && m.options().iter().flatten().any(|o| o == "bind" || o == "rbind")
+            && m.options()
+                .iter()
+                .flatten()
+                .any(|o| o == "bind" || o == "rbind")
     })
 }
 
@@ -43,14 +46,27 @@ pub fn create(spec: &Spec, rootfs: &Path, in_user_ns: bool) -> Result<()> {
     let root = root.as_raw_fd();
     let old_umask = nix::sys::stat::umask(Mode::empty());
     let result = (|| {
-        let configured: Vec<&LinuxDevice> =
-            spec.linux().iter().flat_map(|l| l.devices().iter().flatten()).collect();
+        let configured: Vec<&LinuxDevice> = spec
+            .linux()
+            .iter()
+            .flat_map(|l| l.devices().iter().flatten())
+            .collect();
         for (path, major, minor) in default_devices() {
             // A device of the same path in linux.devices wins.
             if configured.iter().any(|d| d.path() == &path) {
                 continue;
             }
-            make_node(root, &path, SFlag::S_IFCHR, major, minor, 0o666, 0, 0, in_user_ns)?;
+            make_node(
+                root,
+                &path,
+                SFlag::S_IFCHR,
+                major,
+                minor,
+                0o666,
+                0,
+                0,
+                in_user_ns,
+            )?;
         }
         for d in configured {
             let kind = match d.typ() {
@@ -95,39 +111,77 @@ fn make_node(
     in_user_ns: bool,
 ) -> Result<()> {
     let parent = path.parent().unwrap_or(Path::new("/dev"));
-    let name = path
-        .file_name()
-        .ok_or_else(|| Error::InvalidConfig(format!("device path {} has no name", path.display())))?;
+    let name = path.file_name().ok_or_else(|| {
+        Error::InvalidConfig(format!("device path {} has no name", path.display()))
+    })?;
     let dir = ensure_in_root(root, parent, true)?;
     let dir = reopen(&dir, parent)?;
-    let cname = CString::new(name.as_encoded_bytes())
-        .map_err(|_| Error::InvalidConfig(format!("device path {} has a NUL byte", path.display())))?;
+    let cname = CString::new(name.as_encoded_bytes()).map_err(|_| {
+        Error::InvalidConfig(format!("device path {} has a NUL byte", path.display()))
+    })?;
     // A leftover of the same name (from the image) is replaced.
     // SAFETY: *at calls on a directory fd we own.
     unsafe { libc::unlinkat(dir.as_raw_fd(), cname.as_ptr(), 0) };
     if in_user_ns {
         // mknod is not allowed in a user namespace: bind the host's node onto an empty file.
         // SAFETY: as above.
-        let fd = unsafe { libc::openat(dir.as_raw_fd(), cname.as_ptr(), libc::O_CREAT | libc::O_CLOEXEC | libc::O_WRONLY, 0o644) };
+        let fd = unsafe {
+            libc::openat(
+                dir.as_raw_fd(),
+                cname.as_ptr(),
+                libc::O_CREAT | libc::O_CLOEXEC | libc::O_WRONLY,
+                0o644,
+            )
+        };
         if fd < 0 {
-            return Err(Error::io(format!("cannot create {}", path.display()), std::io::Error::last_os_error()));
+            return Err(Error::io(
+                format!("cannot create {}", path.display()),
+                std::io::Error::last_os_error(),
+            ));
         }
         // SAFETY: closing the fd just opened.
         unsafe { libc::close(fd) };
         let target = open_in_root(root, path, libc::O_PATH, 0).ctx_path("cannot reopen", path)?;
-        return mount(Some(path), &fd_path(&target), None::<&str>, MsFlags::MS_BIND, None::<&str>)
-            .ctx_path("cannot bind host device", path);
+        return mount(
+            Some(path),
+            &fd_path(&target),
+            None::<&str>,
+            MsFlags::MS_BIND,
+            None::<&str>,
+        )
+        .ctx_path("cannot bind host device", path);
     }
     let dev = makedev(major, minor);
     // SAFETY: as above.
-    let rc = unsafe { libc::mknodat(dir.as_raw_fd(), cname.as_ptr(), kind.bits() | (mode & 0o7777), dev) };
+    let rc = unsafe {
+        libc::mknodat(
+            dir.as_raw_fd(),
+            cname.as_ptr(),
+            kind.bits() | (mode & 0o7777),
+            dev,
+        )
+    };
     if rc != 0 {
-        return Err(Error::io(format!("cannot create device {}", path.display()), std::io::Error::last_os_error()));
+        return Err(Error::io(
+            format!("cannot create device {}", path.display()),
+            std::io::Error::last_os_error(),
+        ));
     }
     // SAFETY: as above; AT_SYMLINK_NOFOLLOW so a racing symlink cannot redirect the chown.
-    let rc = unsafe { libc::fchownat(dir.as_raw_fd(), cname.as_ptr(), uid, gid, libc::AT_SYMLINK_NOFOLLOW) };
+    let rc = unsafe {
+        libc::fchownat(
+            dir.as_raw_fd(),
+            cname.as_ptr(),
+            uid,
+            gid,
+            libc::AT_SYMLINK_NOFOLLOW,
+        )
+    };
     if rc != 0 {
-        return Err(Error::io(format!("cannot chown device {}", path.display()), std::io::Error::last_os_error()));
+        return Err(Error::io(
+            format!("cannot chown device {}", path.display()),
+            std::io::Error::last_os_error(),
+        ));
     }
     Ok(())
 }
@@ -135,9 +189,18 @@ fn make_node(
 fn reopen(fd: &std::os::fd::OwnedFd, what: &Path) -> Result<std::os::fd::OwnedFd> {
     let dot = c".";
     // SAFETY: openat on an O_PATH directory fd.
-    let r = unsafe { libc::openat(fd.as_raw_fd(), dot.as_ptr(), libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC) };
+    let r = unsafe {
+        libc::openat(
+            fd.as_raw_fd(),
+            dot.as_ptr(),
+            libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC,
+        )
+    };
     if r < 0 {
-        return Err(Error::io(format!("cannot open {}", what.display()), std::io::Error::last_os_error()));
+        return Err(Error::io(
+            format!("cannot open {}", what.display()),
+            std::io::Error::last_os_error(),
+        ));
     }
     // SAFETY: new fd from the kernel.
     Ok(unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(r) })

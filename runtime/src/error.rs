@@ -8,7 +8,10 @@ use std::path::Path;
 pub enum Error {
     // The cause is part of the one line, not a separate source: callers print one line.
     #[error("{context}: {err}")]
-    Io { context: String, err: std::io::Error },
+    Io {
+        context: String,
+        err: std::io::Error,
+    },
     #[error("{context}: {err}")]
     Sys { context: String, err: nix::Error },
     #[error("invalid config.json: {0}")]
@@ -17,7 +20,9 @@ pub enum Error {
     NotFound(String),
     #[error("container \"{0}\" already exists")]
     Exists(String),
-    #[error("invalid container id \"{0}\": use 1 to 1024 of [A-Za-z0-9_.+-], not starting with '.'")]
+    #[error(
+        "invalid container id \"{0}\": use 1 to 1024 of [A-Za-z0-9_.+-], not starting with '.'"
+    )]
     InvalidId(String),
     #[error("container \"{id}\" is {status}: {why}")]
     WrongState {

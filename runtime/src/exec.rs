@@ -62,31 +62,45 @@ impl Runtime {
         let mut join: Vec<(LinuxNamespaceType, OwnedFd)> = Vec::new();
         for t in ORDER {
             let name = proc_name(t);
-            if std::path::Path::new(&format!("/proc/{pid}/ns/{name}")).exists() && differs_from_ours(pid, name)? {
-                let f = fs::File::open(format!("/proc/{pid}/ns/{name}"))
-                    .ctx(format_args!("cannot open {name} namespace of container {}", opts.id))?;
+            if std::path::Path::new(&format!("/proc/{pid}/ns/{name}")).exists()
+                && differs_from_ours(pid, name)?
+            {
+                let f = fs::File::open(format!("/proc/{pid}/ns/{name}")).ctx(format_args!(
+                    "cannot open {name} namespace of container {}",
+                    opts.id
+                ))?;
                 join.push((t, f.into()));
             }
         }
         let root: OwnedFd = fs::File::open(format!("/proc/{pid}/root"))
-            .ctx(format_args!("cannot open the root of container {}", opts.id))?
+            .ctx(format_args!(
+                "cannot open the root of container {}",
+                opts.id
+            ))?
             .into();
 
         let terminal = opts.process.terminal() == Some(true);
-        let (console, proxy): (Option<OwnedFd>, Option<UnixStream>) = match (terminal, &opts.console_socket) {
-            (false, _) => (None, None),
-            (true, Some(path)) => (
-                Some(UnixStream::connect(path).ctx_path("cannot connect to console socket", path)?.into()),
-                None,
-            ),
-            (true, None) if !opts.detach => {
-                let (a, b) = UnixStream::pair().ctx("cannot create console socketpair")?;
-                (Some(b.into()), Some(a))
-            }
-            (true, None) => {
-                return Err(Error::InvalidConfig("exec --tty --detach needs --console-socket".into()));
-            }
-        };
+        let (console, proxy): (Option<OwnedFd>, Option<UnixStream>) =
+            match (terminal, &opts.console_socket) {
+                (false, _) => (None, None),
+                (true, Some(path)) => (
+                    Some(
+                        UnixStream::connect(path)
+                            .ctx_path("cannot connect to console socket", path)?
+                            .into(),
+                    ),
+                    None,
+                ),
+                (true, None) if !opts.detach => {
+                    let (a, b) = UnixStream::pair().ctx("cannot create console socketpair")?;
+                    (Some(b.into()), Some(a))
+                }
+                (true, None) => {
+                    return Err(Error::InvalidConfig(
+                        "exec --tty --detach needs --console-socket".into(),
+                    ));
+                }
+            };
 
         let (ours, theirs) = channel::pair()?;
         nix::sys::prctl::set_child_subreaper(true).ctx("cannot become a subreaper")?;
@@ -132,7 +146,11 @@ impl Runtime {
         match ours.recv() {
             Ok(None) => {}
             Ok(Some(Msg::Error(e))) => return Err(fail(Error::Child(e))),
-            Ok(Some(other)) => return Err(fail(Error::Child(format!("exec: unexpected message {other:?}")))),
+            Ok(Some(other)) => {
+                return Err(fail(Error::Child(format!(
+                    "exec: unexpected message {other:?}"
+                ))))
+            }
             Err(e) => return Err(fail(e)),
         }
         if let Some(pf) = &opts.pid_file {
@@ -157,10 +175,13 @@ fn exec_intermediate(
     let result = (|| -> Result<()> {
         nix::sys::prctl::set_dumpable(false).ctx("cannot clear dumpable")?;
         for (t, fd) in join {
-            setns(fd, clone_flag(*t)).ctx(format_args!("cannot join {} namespace", proc_name(*t)))?;
+            setns(fd, clone_flag(*t))
+                .ctx(format_args!("cannot join {} namespace", proc_name(*t)))?;
             if *t == LinuxNamespaceType::User {
-                nix::unistd::setresgid(Gid::from_raw(0), Gid::from_raw(0), Gid::from_raw(0)).ctx("cannot become gid 0 in the user namespace")?;
-                nix::unistd::setresuid(Uid::from_raw(0), Uid::from_raw(0), Uid::from_raw(0)).ctx("cannot become uid 0 in the user namespace")?;
+                nix::unistd::setresgid(Gid::from_raw(0), Gid::from_raw(0), Gid::from_raw(0))
+                    .ctx("cannot become gid 0 in the user namespace")?;
+                nix::unistd::setresuid(Uid::from_raw(0), Uid::from_raw(0), Uid::from_raw(0))
+                    .ctx("cannot become uid 0 in the user namespace")?;
             }
         }
         // The container's root, also for a container started with --no-pivot (chroot).
@@ -188,7 +209,12 @@ fn exec_intermediate(
     }
 }
 
-fn exec_process(chan: Channel, console: Option<OwnedFd>, opts: &ExecOpts, config: &oci_spec::runtime::Spec) -> ! {
+fn exec_process(
+    chan: Channel,
+    console: Option<OwnedFd>,
+    opts: &ExecOpts,
+    config: &oci_spec::runtime::Spec,
+) -> ! {
     let result = (|| -> Result<_> {
         chan.expect(Msg::Continue, "waiting for the cgroup")?;
         nix::unistd::setsid().ctx("setsid failed")?;

@@ -6,7 +6,12 @@ use serde_json::{json, Value};
 pub const OCI_VERSION: &str = "1.2.0";
 
 pub fn features() -> Value {
-    let caps: Vec<String> = caps::all().iter().map(|c| c.to_string()).collect::<std::collections::BTreeSet<_>>().into_iter().collect();
+    let caps: Vec<String> = caps::all()
+        .iter()
+        .map(|c| c.to_string())
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect();
     json!({
         "ociVersionMin": "1.0.0",
         "ociVersionMax": OCI_VERSION,
@@ -91,7 +96,13 @@ pub fn default_spec(rootless: bool) -> Value {
                     *m = json!({"destination": "/sys", "type": "none", "source": "/sys", "options": ["rbind", "nosuid", "noexec", "nodev", "ro"]});
                 }
                 if m["destination"] == "/dev/pts" {
-                    m["options"] = json!(["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620"]);
+                    m["options"] = json!([
+                        "nosuid",
+                        "noexec",
+                        "newinstance",
+                        "ptmxmode=0666",
+                        "mode=0620"
+                    ]);
                 }
             }
             mounts.retain(|m| m["destination"] != "/sys/fs/cgroup");
@@ -107,13 +118,15 @@ mod tests {
     #[test]
     fn default_specs_parse_and_validate() {
         for rootless in [false, true] {
-            let s: oci_spec::runtime::Spec = serde_json::from_value(default_spec(rootless)).expect("parses");
+            let s: oci_spec::runtime::Spec =
+                serde_json::from_value(default_spec(rootless)).expect("parses");
             crate::spec::validate(&s).expect("valid");
         }
     }
 
     #[test]
     fn features_parse_as_the_spec_type() {
-        let _: oci_spec::runtime::Features = serde_json::from_value(features()).expect("features parse");
+        let _: oci_spec::runtime::Features =
+            serde_json::from_value(features()).expect("features parse");
     }
 }

@@ -21,9 +21,18 @@ const RESOLVE_NO_MAGICLINKS: u64 = 0x02;
 const RESOLVE_IN_ROOT: u64 = 0x10;
 
 /// openat2(dirfd, path, flags, RESOLVE_IN_ROOT): `path` is resolved as if `dirfd` were `/`.
-pub fn open_in_root(root: RawFd, path: &Path, flags: i32, mode: u32) -> std::result::Result<OwnedFd, Errno> {
+pub fn open_in_root(
+    root: RawFd,
+    path: &Path,
+    flags: i32,
+    mode: u32,
+) -> std::result::Result<OwnedFd, Errno> {
     let rel = path.strip_prefix("/").unwrap_or(path);
-    let rel = if rel.as_os_str().is_empty() { Path::new(".") } else { rel };
+    let rel = if rel.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        rel
+    };
     let c = CString::new(rel.as_os_str().as_encoded_bytes()).map_err(|_| Errno::EINVAL)?;
     let how = OpenHow {
         flags: (flags | libc::O_CLOEXEC) as u64,
@@ -69,11 +78,14 @@ pub fn ensure_in_root(root: RawFd, path: &Path, dir: bool) -> Result<OwnedFd> {
         match open_in_root(root, &so_far, libc::O_PATH, 0) {
             Ok(fd) => cur = fd,
             Err(Errno::ENOENT) => {
-                let name = CString::new(comp.as_os_str().as_encoded_bytes())
-                    .map_err(|_| Error::InvalidConfig(format!("path {} has a NUL byte", path.display())))?;
+                let name = CString::new(comp.as_os_str().as_encoded_bytes()).map_err(|_| {
+                    Error::InvalidConfig(format!("path {} has a NUL byte", path.display()))
+                })?;
                 // Parent is an O_PATH fd: create through /proc/self/fd would follow; use *at
                 // calls against a real directory fd reopened from it.
-                let parent = reopen_dir(&cur).map_err(|e| Error::sys(format!("cannot open parent of {}", so_far.display()), e))?;
+                let parent = reopen_dir(&cur).map_err(|e| {
+                    Error::sys(format!("cannot open parent of {}", so_far.display()), e)
+                })?;
                 // SAFETY: plain *at syscalls on an fd we own.
                 let rc = if last && !dir {
                     unsafe {
@@ -83,12 +95,20 @@ pub fn ensure_in_root(root: RawFd, path: &Path, dir: bool) -> Result<OwnedFd> {
                     unsafe { libc::mkdirat(parent.as_raw_fd(), name.as_ptr(), 0o755) }
                 };
                 if rc != 0 && Errno::last() != Errno::EEXIST {
-                    return Err(Error::sys(format!("cannot create {}", so_far.display()), Errno::last()));
+                    return Err(Error::sys(
+                        format!("cannot create {}", so_far.display()),
+                        Errno::last(),
+                    ));
                 }
                 cur = open_in_root(root, &so_far, libc::O_PATH, 0)
                     .map_err(|e| Error::sys(format!("cannot open {}", so_far.display()), e))?;
             }
-            Err(e) => return Err(Error::sys(format!("cannot resolve {}", so_far.display()), e)),
+            Err(e) => {
+                return Err(Error::sys(
+                    format!("cannot resolve {}", so_far.display()),
+                    e,
+                ))
+            }
         }
     }
     Ok(cur)
@@ -97,7 +117,13 @@ pub fn ensure_in_root(root: RawFd, path: &Path, dir: bool) -> Result<OwnedFd> {
 fn reopen_dir(fd: &OwnedFd) -> std::result::Result<OwnedFd, Errno> {
     let dot = c".";
     // SAFETY: openat relative to a directory O_PATH fd.
-    let r = unsafe { libc::openat(fd.as_raw_fd(), dot.as_ptr(), libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC) };
+    let r = unsafe {
+        libc::openat(
+            fd.as_raw_fd(),
+            dot.as_ptr(),
+            libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC,
+        )
+    };
     if r < 0 {
         Err(Errno::last())
     } else {
@@ -172,7 +198,13 @@ mod tests {
         // Creating through the links lands inside the root (or is refused), never in `outside`.
         let _ = ensure_in_root(rootfd.as_raw_fd(), Path::new("/escape/made"), true);
         ensure_in_root(rootfd.as_raw_fd(), Path::new("/up/etc/made2"), false).expect("ensure");
-        assert!(std::fs::read_dir(outside.path()).expect("read").next().is_none(), "nothing escaped");
+        assert!(
+            std::fs::read_dir(outside.path())
+                .expect("read")
+                .next()
+                .is_none(),
+            "nothing escaped"
+        );
         let escaped = outside.path().join("made");
         assert!(!escaped.exists());
         assert!(root.path().join("etc/made2").is_file());

@@ -28,7 +28,10 @@ fn memfd() -> Option<File> {
 
 pub fn run(hook: &Hook, state_json: &[u8]) -> Result<()> {
     let path = hook.path().display().to_string();
-    let fail = |why: String| Error::Hook { path: path.clone(), why };
+    let fail = |why: String| Error::Hook {
+        path: path.clone(),
+        why,
+    };
     let mut cmd = Command::new(hook.path());
     if let Some(args) = hook.args() {
         if let Some((argv0, rest)) = args.split_first() {
@@ -45,20 +48,29 @@ pub fn run(hook: &Hook, state_json: &[u8]) -> Result<()> {
     cmd.stdin(Stdio::piped());
     match &output {
         Some(f) => {
-            let out = f.try_clone().map_err(|e| fail(format!("cannot capture output: {e}")))?;
-            let err = f.try_clone().map_err(|e| fail(format!("cannot capture output: {e}")))?;
+            let out = f
+                .try_clone()
+                .map_err(|e| fail(format!("cannot capture output: {e}")))?;
+            let err = f
+                .try_clone()
+                .map_err(|e| fail(format!("cannot capture output: {e}")))?;
             cmd.stdout(out).stderr(err);
         }
         None => {
             cmd.stdout(Stdio::null()).stderr(Stdio::null());
         }
     }
-    let mut child = cmd.spawn().map_err(|e| fail(format!("cannot start: {e}")))?;
+    let mut child = cmd
+        .spawn()
+        .map_err(|e| fail(format!("cannot start: {e}")))?;
     if let Some(mut stdin) = child.stdin.take() {
         // A hook that does not read its stdin is fine: ignore EPIPE.
         let _ = stdin.write_all(state_json);
     }
-    let timeout = hook.timeout().filter(|t| *t > 0).map(|t| Duration::from_secs(t as u64));
+    let timeout = hook
+        .timeout()
+        .filter(|t| *t > 0)
+        .map(|t| Duration::from_secs(t as u64));
     let start = Instant::now();
     let mut nap = Duration::from_micros(200);
     let status = loop {
@@ -91,5 +103,9 @@ pub fn run(hook: &Hook, state_json: &[u8]) -> Result<()> {
         (_, Some(s)) => format!("killed by signal {s}"),
         _ => "failed".to_string(),
     };
-    Err(fail(if text.is_empty() { how } else { format!("{how}: {text}") }))
+    Err(fail(if text.is_empty() {
+        how
+    } else {
+        format!("{how}: {text}")
+    }))
 }

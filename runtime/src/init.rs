@@ -43,7 +43,12 @@ pub fn intermediate(chan: Channel, args: InitArgs) -> ! {
     // SAFETY: closing our copy of the lock fd; nothing else in this process uses it.
     unsafe { libc::close(args.lock_fd) };
     process::reset_signals();
-    let in_user_ns = args.plan.new_user || args.plan.join.iter().any(|(t, _)| *t == LinuxNamespaceType::User);
+    let in_user_ns = args.plan.new_user
+        || args
+            .plan
+            .join
+            .iter()
+            .any(|(t, _)| *t == LinuxNamespaceType::User);
     let result = (|| -> Result<()> {
         // Nothing in the container may ptrace or open /proc/PID/{mem,fd,exe} of the runtime's
         // processes before the user program replaced them.
@@ -55,11 +60,17 @@ pub fn intermediate(chan: Channel, args: InitArgs) -> ! {
             chan.expect(Msg::Continue, "waiting for id maps")?;
         }
         if in_user_ns {
-            nix::unistd::setresgid(Gid::from_raw(0), Gid::from_raw(0), Gid::from_raw(0)).ctx("cannot become gid 0 in the user namespace")?;
-            nix::unistd::setresuid(Uid::from_raw(0), Uid::from_raw(0), Uid::from_raw(0)).ctx("cannot become uid 0 in the user namespace")?;
+            nix::unistd::setresgid(Gid::from_raw(0), Gid::from_raw(0), Gid::from_raw(0))
+                .ctx("cannot become gid 0 in the user namespace")?;
+            nix::unistd::setresuid(Uid::from_raw(0), Uid::from_raw(0), Uid::from_raw(0))
+                .ctx("cannot become uid 0 in the user namespace")?;
         }
         args.plan.unshare_rest()?;
-        if args.plan.new.contains(crate::namespaces::clone_flag(LinuxNamespaceType::Time)) {
+        if args
+            .plan
+            .new
+            .contains(crate::namespaces::clone_flag(LinuxNamespaceType::Time))
+        {
             if let Some(linux) = args.spec.linux() {
                 crate::namespaces::write_time_offsets(linux)?;
             }
@@ -86,7 +97,7 @@ pub fn intermediate(chan: Channel, args: InitArgs) -> ! {
 
 /// The container's init. Never returns: it execs the user program or exits.
 fn init(chan: Channel, args: InitArgs, in_user_ns: bool) -> ! {
-    let prepared = (|| prepare(&chan, &args, in_user_ns))();
+    let prepared = prepare(&chan, &args, in_user_ns);
     let (prog, argv, envp) = match prepared {
         Ok(p) => p,
         Err(e) => {
@@ -106,7 +117,13 @@ fn init(chan: Channel, args: InitArgs, in_user_ns: bool) -> ! {
     // The exec barrier: opening the fifo for writing blocks until `start` opens it to read.
     let fifo_name = CString::new(crate::state::EXEC_FIFO).unwrap_or_default();
     // SAFETY: openat relative to the state directory fd we hold.
-    let fifo = unsafe { libc::openat(args.state_dir.as_raw_fd(), fifo_name.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC) };
+    let fifo = unsafe {
+        libc::openat(
+            args.state_dir.as_raw_fd(),
+            fifo_name.as_ptr(),
+            libc::O_WRONLY | libc::O_CLOEXEC,
+        )
+    };
     if fifo < 0 {
         exit(1);
     }
@@ -118,7 +135,13 @@ fn init(chan: Channel, args: InitArgs, in_user_ns: bool) -> ! {
         None => exit(1),
     };
     let finished = (|| -> Result<()> {
-        hooks::run_all(args.spec.hooks().as_ref().and_then(|h| h.start_container().as_ref()), hook_state.as_bytes())?;
+        hooks::run_all(
+            args.spec
+                .hooks()
+                .as_ref()
+                .and_then(|h| h.start_container().as_ref()),
+            hook_state.as_bytes(),
+        )?;
         finish_process(process, args.spec, args.preserve_fds)
     })();
     use std::io::Write;
@@ -173,9 +196,18 @@ fn prepare(chan: &Channel, args: &InitArgs, in_user_ns: bool) -> Result<Program>
     let state = match chan.recv()? {
         Some(Msg::HookState(s)) => s,
         Some(Msg::Error(e)) => return Err(Error::Child(e)),
-        _ => return Err(Error::Child("the runtime went away during createRuntime hooks".into())),
+        _ => {
+            return Err(Error::Child(
+                "the runtime went away during createRuntime hooks".into(),
+            ))
+        }
     };
-    hooks::run_all(spec.hooks().as_ref().and_then(|h| h.create_container().as_ref()), state.as_bytes())?;
+    hooks::run_all(
+        spec.hooks()
+            .as_ref()
+            .and_then(|h| h.create_container().as_ref()),
+        state.as_bytes(),
+    )?;
 
     mounts::switch_root(args.rootfs, args.no_pivot)?;
     if let Some(h) = spec.hostname().as_deref().filter(|h| !h.is_empty()) {
@@ -183,29 +215,40 @@ fn prepare(chan: &Channel, args: &InitArgs, in_user_ns: bool) -> Result<Program>
     }
     if let Some(d) = spec.domainname().as_deref().filter(|d| !d.is_empty()) {
         if !has_ns(LinuxNamespaceType::Uts) {
-            return Err(Error::InvalidConfig("domainname is set but there is no uts namespace".into()));
+            return Err(Error::InvalidConfig(
+                "domainname is set but there is no uts namespace".into(),
+            ));
         }
         // SAFETY: setdomainname with a pointer and its length.
         if unsafe { libc::setdomainname(d.as_ptr().cast(), d.len()) } != 0 {
-            return Err(Error::io(format!("cannot set domainname {d:?}"), std::io::Error::last_os_error()));
+            return Err(Error::io(
+                format!("cannot set domainname {d:?}"),
+                std::io::Error::last_os_error(),
+            ));
         }
     }
-    for (key, value) in linux.and_then(|l| l.sysctl().as_ref()).into_iter().flatten() {
+    for (key, value) in linux
+        .and_then(|l| l.sysctl().as_ref())
+        .into_iter()
+        .flatten()
+    {
         let path = Path::new("/proc/sys").join(key.replace('.', "/"));
         crate::util::write_file(&path, value)?;
     }
     mounts::finalize(spec)?;
 
-    let process = spec.process().as_ref().ok_or_else(|| Error::InvalidConfig("process is missing".into()))?;
+    let process = spec
+        .process()
+        .as_ref()
+        .ok_or_else(|| Error::InvalidConfig("process is missing".into()))?;
     process::set_oom_score_adj(process.oom_score_adj())?;
     if !args.no_new_keyring {
         process::new_session_keyring(args.id)?;
     }
     if process.terminal() == Some(true) {
-        let console = args
-            .console
-            .as_ref()
-            .ok_or_else(|| Error::InvalidConfig("process.terminal needs a console socket".into()))?;
+        let console = args.console.as_ref().ok_or_else(|| {
+            Error::InvalidConfig("process.terminal needs a console socket".into())
+        })?;
         let size = process.console_size().map(|b| (b.height(), b.width()));
         tty::setup(console.as_raw_fd(), size)?;
     }
@@ -216,7 +259,11 @@ fn prepare(chan: &Channel, args: &InitArgs, in_user_ns: bool) -> Result<Program>
 
 /// Everything between the exec barrier and execve, in the order the kernel needs: limits and
 /// scheduling while still privileged, then identity and capabilities, then no_new_privs.
-pub fn finish_process(process: &oci_spec::runtime::Process, spec: &Spec, preserve_fds: u32) -> Result<()> {
+pub fn finish_process(
+    process: &oci_spec::runtime::Process,
+    spec: &Spec,
+    preserve_fds: u32,
+) -> Result<()> {
     let caps = process::CapSets::from_spec(process.capabilities().as_ref())?;
     process::set_rlimits(process)?;
     process::set_io_priority(process)?;

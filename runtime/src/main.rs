@@ -42,7 +42,11 @@ fn parse_signal(s: &str) -> Result<Signal> {
         return Signal::try_from(n).with_context(|| format!("invalid signal {s:?}"));
     }
     let up = s.to_ascii_uppercase();
-    let name = if up.starts_with("SIG") { up } else { format!("SIG{up}") };
+    let name = if up.starts_with("SIG") {
+        up
+    } else {
+        format!("SIG{up}")
+    };
     Signal::from_str(&name).with_context(|| format!("invalid signal {s:?}"))
 }
 
@@ -106,14 +110,19 @@ fn dispatch(cli: &RuntimeCli, log: &Logger) -> Result<i32> {
                 print!("{out}");
             }
         }
-        Command::Features => println!("{}", serde_json::to_string_pretty(&husk_runtime::features::features())?),
+        Command::Features => println!(
+            "{}",
+            serde_json::to_string_pretty(&husk_runtime::features::features())?
+        ),
         Command::Spec(a) => {
             let path = a.bundle.join("config.json");
             if path.exists() {
                 bail!("{} exists: remove it first", path.display());
             }
-            let text = serde_json::to_string_pretty(&husk_runtime::features::default_spec(a.rootless))?;
-            std::fs::write(&path, text + "\n").with_context(|| format!("cannot write {}", path.display()))?;
+            let text =
+                serde_json::to_string_pretty(&husk_runtime::features::default_spec(a.rootless))?;
+            std::fs::write(&path, text + "\n")
+                .with_context(|| format!("cannot write {}", path.display()))?;
         }
         Command::Update(a) => rt.update(&a.id, &update_resources(a)?)?,
         Command::Pause(a) => rt.pause(&a.id)?,
@@ -137,10 +146,15 @@ fn create_opts(a: &husk_cli::runtime::CreateArgs) -> CreateOpts {
 
 /// The process `exec` runs: --process FILE, or the container's own process with the command
 /// and flags laid over it (runc's rules).
-fn exec_process(rt: &Runtime, a: &husk_cli::runtime::ExecArgs) -> Result<oci_spec::runtime::Process> {
+fn exec_process(
+    rt: &Runtime,
+    a: &husk_cli::runtime::ExecArgs,
+) -> Result<oci_spec::runtime::Process> {
     if let Some(path) = &a.process {
-        let data = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
-        return serde_json::from_slice(&data).with_context(|| format!("invalid process JSON {}", path.display()));
+        let data =
+            std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+        return serde_json::from_slice(&data)
+            .with_context(|| format!("invalid process JSON {}", path.display()));
     }
     if a.command.is_empty() {
         bail!("exec needs a command (or --process FILE)");
@@ -159,7 +173,11 @@ fn exec_process(rt: &Runtime, a: &husk_cli::runtime::ExecArgs) -> Result<oci_spe
     if let Some(u) = &a.user {
         let (uid, gid) = match u.split_once(':') {
             Some((u, g)) => (u.parse::<u32>()?, Some(g.parse::<u32>()?)),
-            None => (u.parse::<u32>().with_context(|| format!("--user {u:?} is not UID[:GID]"))?, None),
+            None => (
+                u.parse::<u32>()
+                    .with_context(|| format!("--user {u:?} is not UID[:GID]"))?,
+                None,
+            ),
         };
         p.user_mut().set_uid(uid);
         if let Some(g) = gid {
@@ -167,7 +185,8 @@ fn exec_process(rt: &Runtime, a: &husk_cli::runtime::ExecArgs) -> Result<oci_spe
         }
     }
     if !a.additional_gids.is_empty() {
-        p.user_mut().set_additional_gids(Some(a.additional_gids.clone()));
+        p.user_mut()
+            .set_additional_gids(Some(a.additional_gids.clone()));
     }
     if !a.cap.is_empty() {
         let mut caps = p.capabilities().clone().unwrap_or_default();
@@ -175,8 +194,13 @@ fn exec_process(rt: &Runtime, a: &husk_cli::runtime::ExecArgs) -> Result<oci_spe
             .cap
             .iter()
             .map(|c| {
-                let name = if c.starts_with("CAP_") { c.clone() } else { format!("CAP_{}", c.to_ascii_uppercase()) };
-                serde_json::from_value(serde_json::Value::String(name.clone())).with_context(|| format!("unknown capability {c:?}"))
+                let name = if c.starts_with("CAP_") {
+                    c.clone()
+                } else {
+                    format!("CAP_{}", c.to_ascii_uppercase())
+                };
+                serde_json::from_value(serde_json::Value::String(name.clone()))
+                    .with_context(|| format!("unknown capability {c:?}"))
             })
             .collect::<Result<_>>()?;
         let add = |set: Option<oci_spec::runtime::Capabilities>| {
@@ -205,12 +229,16 @@ fn update_resources(a: &UpdateArgs) -> Result<oci_spec::runtime::LinuxResources>
     let mut v = match &a.resources {
         Some(p) if p == Path::new("-") => {
             let mut s = String::new();
-            std::io::stdin().read_to_string(&mut s).context("cannot read resources from stdin")?;
+            std::io::stdin()
+                .read_to_string(&mut s)
+                .context("cannot read resources from stdin")?;
             serde_json::from_str(&s).context("invalid resources JSON on stdin")?
         }
         Some(p) => {
-            let s = std::fs::read_to_string(p).with_context(|| format!("cannot read {}", p.display()))?;
-            serde_json::from_str(&s).with_context(|| format!("invalid resources JSON in {}", p.display()))?
+            let s = std::fs::read_to_string(p)
+                .with_context(|| format!("cannot read {}", p.display()))?;
+            serde_json::from_str(&s)
+                .with_context(|| format!("invalid resources JSON in {}", p.display()))?
         }
         None => serde_json::json!({}),
     };
@@ -220,30 +248,63 @@ fn update_resources(a: &UpdateArgs) -> Result<oci_spec::runtime::LinuxResources>
         }
         v[section][key] = val;
     };
-    if let Some(x) = a.memory { put("memory", "limit", x.into()) }
-    if let Some(x) = a.memory_swap { put("memory", "swap", x.into()) }
-    if let Some(x) = a.memory_reservation { put("memory", "reservation", x.into()) }
-    if let Some(x) = a.cpu_quota { put("cpu", "quota", x.into()) }
-    if let Some(x) = a.cpu_period { put("cpu", "period", x.into()) }
-    if let Some(x) = a.cpu_shares { put("cpu", "shares", x.into()) }
-    if let Some(x) = &a.cpuset_cpus { put("cpu", "cpus", x.clone().into()) }
-    if let Some(x) = &a.cpuset_mems { put("cpu", "mems", x.clone().into()) }
-    if let Some(x) = a.pids_limit { put("pids", "limit", x.into()) }
-    if let Some(x) = a.blkio_weight { put("blockIO", "weight", x.into()) }
+    if let Some(x) = a.memory {
+        put("memory", "limit", x.into())
+    }
+    if let Some(x) = a.memory_swap {
+        put("memory", "swap", x.into())
+    }
+    if let Some(x) = a.memory_reservation {
+        put("memory", "reservation", x.into())
+    }
+    if let Some(x) = a.cpu_quota {
+        put("cpu", "quota", x.into())
+    }
+    if let Some(x) = a.cpu_period {
+        put("cpu", "period", x.into())
+    }
+    if let Some(x) = a.cpu_shares {
+        put("cpu", "shares", x.into())
+    }
+    if let Some(x) = &a.cpuset_cpus {
+        put("cpu", "cpus", x.clone().into())
+    }
+    if let Some(x) = &a.cpuset_mems {
+        put("cpu", "mems", x.clone().into())
+    }
+    if let Some(x) = a.pids_limit {
+        put("pids", "limit", x.into())
+    }
+    if let Some(x) = a.blkio_weight {
+        put("blockIO", "weight", x.into())
+    }
     serde_json::from_value(v).context("invalid resources")
 }
 
 fn print_ps_table(pids: &[i32], ps_args: &[String]) -> Result<()> {
-    let args: Vec<String> = if ps_args.is_empty() { vec!["-ef".into()] } else { ps_args.to_vec() };
-    let out = std::process::Command::new("ps").args(&args).output().context("cannot run ps")?;
+    let args: Vec<String> = if ps_args.is_empty() {
+        vec!["-ef".into()]
+    } else {
+        ps_args.to_vec()
+    };
+    let out = std::process::Command::new("ps")
+        .args(&args)
+        .output()
+        .context("cannot run ps")?;
     let text = String::from_utf8_lossy(&out.stdout);
     let mut lines = text.lines();
     let header = lines.next().unwrap_or_default();
-    let pid_col = header.split_whitespace().position(|h| h == "PID").context("ps output has no PID column")?;
+    let pid_col = header
+        .split_whitespace()
+        .position(|h| h == "PID")
+        .context("ps output has no PID column")?;
     let mut stdout = std::io::stdout().lock();
     writeln!(stdout, "{header}")?;
     for line in lines {
-        let pid = line.split_whitespace().nth(pid_col).and_then(|p| p.parse::<i32>().ok());
+        let pid = line
+            .split_whitespace()
+            .nth(pid_col)
+            .and_then(|p| p.parse::<i32>().ok());
         if pid.is_some_and(|p| pids.contains(&p)) {
             writeln!(stdout, "{line}")?;
         }

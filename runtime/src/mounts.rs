@@ -63,8 +63,14 @@ pub fn parse_options(opts: &[String]) -> MountOptions {
             "norelatime" => (MsFlags::empty(), MsFlags::MS_RELATIME),
             "strictatime" => (MsFlags::MS_STRICTATIME, MsFlags::empty()),
             "nostrictatime" => (MsFlags::empty(), MsFlags::MS_STRICTATIME),
-            "lazytime" => (MsFlags::from_bits_retain(libc::MS_LAZYTIME), MsFlags::empty()),
-            "nolazytime" => (MsFlags::empty(), MsFlags::from_bits_retain(libc::MS_LAZYTIME)),
+            "lazytime" => (
+                MsFlags::from_bits_retain(libc::MS_LAZYTIME),
+                MsFlags::empty(),
+            ),
+            "nolazytime" => (
+                MsFlags::empty(),
+                MsFlags::from_bits_retain(libc::MS_LAZYTIME),
+            ),
             "silent" => (MsFlags::MS_SILENT, MsFlags::empty()),
             "loud" => (MsFlags::empty(), MsFlags::MS_SILENT),
             "bind" => {
@@ -75,9 +81,10 @@ pub fn parse_options(opts: &[String]) -> MountOptions {
                 o.bind = true;
                 (MsFlags::MS_BIND | MsFlags::MS_REC, MsFlags::empty())
             }
-            p @ ("private" | "rprivate" | "shared" | "rshared" | "slave" | "rslave" | "unbindable"
-            | "runbindable") => {
-                o.propagation.push(propagation_flag(p).unwrap_or(MsFlags::MS_PRIVATE));
+            p @ ("private" | "rprivate" | "shared" | "rshared" | "slave" | "rslave"
+            | "unbindable" | "runbindable") => {
+                o.propagation
+                    .push(propagation_flag(p).unwrap_or(MsFlags::MS_PRIVATE));
                 continue;
             }
             r if r.starts_with('r') && recursive_attr(&r[1..]).is_some() => {
@@ -159,13 +166,20 @@ impl Rootfs<'_> {
         let linux = self.spec.linux().as_ref();
         let prop = match linux.and_then(|l| l.rootfs_propagation().as_deref()) {
             None | Some("") => MsFlags::MS_SLAVE | MsFlags::MS_REC,
-            Some(p) => propagation_flag(p)
-                .ok_or_else(|| Error::InvalidConfig(format!("rootfsPropagation {p:?} is not a propagation mode")))?,
+            Some(p) => propagation_flag(p).ok_or_else(|| {
+                Error::InvalidConfig(format!("rootfsPropagation {p:?} is not a propagation mode"))
+            })?,
         };
         mount(NONE, "/", NONE, prop, NONE).ctx("cannot set propagation of /")?;
         make_parent_mount_private(self.rootfs)?;
-        mount(Some(self.rootfs), self.rootfs, NONE, MsFlags::MS_BIND | MsFlags::MS_REC, NONE)
-            .ctx_path("cannot bind the rootfs", self.rootfs)?;
+        mount(
+            Some(self.rootfs),
+            self.rootfs,
+            NONE,
+            MsFlags::MS_BIND | MsFlags::MS_REC,
+            NONE,
+        )
+        .ctx_path("cannot bind the rootfs", self.rootfs)?;
 
         let root = fs::File::open(self.rootfs).ctx_path("cannot open rootfs", self.rootfs)?;
         for m in self.spec.mounts().iter().flatten() {
@@ -178,22 +192,39 @@ impl Rootfs<'_> {
         let dest = m.destination();
         let opts = parse_options(m.options().as_deref().unwrap_or_default());
         let typ = m.typ().as_deref().unwrap_or("");
-        let what = || format!("cannot mount {} on {}", typ_or_bind(typ, &opts), dest.display());
+        let what = || {
+            format!(
+                "cannot mount {} on {}",
+                typ_or_bind(typ, &opts),
+                dest.display()
+            )
+        };
         if typ == "cgroup" || typ == "cgroup2" {
             (self.before_cgroup_mount)()?;
             return self.mount_cgroup(root, dest, &opts);
         }
         let bind = opts.bind || typ == "bind";
         if bind {
-            let source = m
-                .source()
-                .as_ref()
-                .ok_or_else(|| Error::InvalidConfig(format!("bind mount on {} has no source", dest.display())))?;
-            let source = if source.is_absolute() { source.clone() } else { self.bundle.join(source) };
-            let meta = fs::metadata(&source).ctx_path("bind mount source is not usable:", &source)?;
+            let source = m.source().as_ref().ok_or_else(|| {
+                Error::InvalidConfig(format!("bind mount on {} has no source", dest.display()))
+            })?;
+            let source = if source.is_absolute() {
+                source.clone()
+            } else {
+                self.bundle.join(source)
+            };
+            let meta =
+                fs::metadata(&source).ctx_path("bind mount source is not usable:", &source)?;
             let target = ensure_in_root(root, dest, meta.is_dir())?;
             let rec = opts.flags & MsFlags::MS_REC;
-            mount(Some(&source), &fd_path(&target), NONE, MsFlags::MS_BIND | rec, NONE).ctx(what())?;
+            mount(
+                Some(&source),
+                &fd_path(&target),
+                NONE,
+                MsFlags::MS_BIND | rec,
+                NONE,
+            )
+            .ctx(what())?;
             let extra = opts.flags & !(MsFlags::MS_BIND | MsFlags::MS_REC | MsFlags::MS_REMOUNT);
             if !extra.is_empty() {
                 let target = open_in_root(root, dest, libc::O_PATH, 0).ctx(what())?;
@@ -205,13 +236,25 @@ impl Rootfs<'_> {
             let data = opts.data.join(",");
             let data = (!data.is_empty()).then_some(data);
             let source = m.source().clone().unwrap_or_else(|| PathBuf::from(typ));
-            match mount(Some(&source), &fd_path(&target), Some(typ), opts.flags, data.as_deref()) {
+            match mount(
+                Some(&source),
+                &fd_path(&target),
+                Some(typ),
+                opts.flags,
+                data.as_deref(),
+            ) {
                 Ok(()) => {}
                 // In a user namespace that does not own the network namespace, sysfs cannot be
                 // mounted; a read-only bind of the host's is what runc and crun give instead.
                 Err(Errno::EPERM) if typ == "sysfs" && self.in_user_ns => {
-                    mount(Some("/sys"), &fd_path(&target), NONE, MsFlags::MS_BIND | MsFlags::MS_REC, NONE)
-                        .ctx(what())?;
+                    mount(
+                        Some("/sys"),
+                        &fd_path(&target),
+                        NONE,
+                        MsFlags::MS_BIND | MsFlags::MS_REC,
+                        NONE,
+                    )
+                    .ctx(what())?;
                 }
                 Err(e) => return Err(Error::sys(what(), e)),
             }
@@ -234,8 +277,12 @@ impl Rootfs<'_> {
             let target = open_in_root(root, dest, libc::O_PATH | libc::O_DIRECTORY, 0)
                 .or_else(|_| open_in_root(root, dest, libc::O_PATH, 0))
                 .ctx(format_args!("cannot reopen mount {}", dest.display()))?;
-            fsutil::mount_setattr_recursive(&target, opts.rec_set, opts.rec_clear)
-                .ctx(format_args!("cannot set recursive mount attributes on {}", dest.display()))?;
+            fsutil::mount_setattr_recursive(&target, opts.rec_set, opts.rec_clear).ctx(
+                format_args!(
+                    "cannot set recursive mount attributes on {}",
+                    dest.display()
+                ),
+            )?;
         }
         Ok(())
     }
@@ -246,13 +293,32 @@ impl Rootfs<'_> {
         let flags = opts.flags & !(MsFlags::MS_BIND | MsFlags::MS_REC);
         if crate::cgroups::detect() == crate::cgroups::Version::V2 {
             if self.new_cgroup_ns {
-                mount(Some("cgroup2"), &fd_path(&target), Some("cgroup2"), flags, NONE)
-                    .ctx_path("cannot mount cgroup2 on", dest)?;
+                mount(
+                    Some("cgroup2"),
+                    &fd_path(&target),
+                    Some("cgroup2"),
+                    flags,
+                    NONE,
+                )
+                .ctx_path("cannot mount cgroup2 on", dest)?;
             } else {
                 let own = own_cgroup_v2()?;
-                mount(Some(&own), &fd_path(&target), NONE, MsFlags::MS_BIND | MsFlags::MS_REC, NONE)
-                    .ctx_path("cannot bind cgroup on", dest)?;
-                remount_bind(&fd_path(&open_in_root(root, dest, libc::O_PATH, 0).ctx("cannot reopen cgroup mount")?), flags, None)?;
+                mount(
+                    Some(&own),
+                    &fd_path(&target),
+                    NONE,
+                    MsFlags::MS_BIND | MsFlags::MS_REC,
+                    NONE,
+                )
+                .ctx_path("cannot bind cgroup on", dest)?;
+                remount_bind(
+                    &fd_path(
+                        &open_in_root(root, dest, libc::O_PATH, 0)
+                            .ctx("cannot reopen cgroup mount")?,
+                    ),
+                    flags,
+                    None,
+                )?;
             }
             return Ok(());
         }
@@ -267,25 +333,41 @@ impl Rootfs<'_> {
         .ctx_path("cannot mount tmpfs for cgroups on", dest)?;
         let own = own_cgroups_v1()?;
         for (controllers, mount_point) in crate::cgroups::v1::hierarchies()? {
-            let name = mount_point.file_name().map(|n| n.to_owned()).unwrap_or_default();
+            let name = mount_point
+                .file_name()
+                .map(|n| n.to_owned())
+                .unwrap_or_default();
             let sub = dest.join(&name);
             let target = ensure_in_root(root, &sub, true)?;
             if self.new_cgroup_ns {
-                mount(Some("cgroup"), &fd_path(&target), Some("cgroup"), flags, Some(controllers.as_str()))
-                    .ctx_path("cannot mount cgroup on", &sub)?;
+                mount(
+                    Some("cgroup"),
+                    &fd_path(&target),
+                    Some("cgroup"),
+                    flags,
+                    Some(controllers.as_str()),
+                )
+                .ctx_path("cannot mount cgroup on", &sub)?;
             } else {
                 let rel = own.get(&controllers).map(String::as_str).unwrap_or("/");
                 let src = mount_point.join(rel.trim_start_matches('/'));
-                mount(Some(&src), &fd_path(&target), NONE, MsFlags::MS_BIND, NONE).ctx_path("cannot bind cgroup on", &sub)?;
-                let target = open_in_root(root, &sub, libc::O_PATH, 0).ctx("cannot reopen cgroup mount")?;
-                remount_bind(&fd_path(&target), flags | MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC, None)?;
+                mount(Some(&src), &fd_path(&target), NONE, MsFlags::MS_BIND, NONE)
+                    .ctx_path("cannot bind cgroup on", &sub)?;
+                let target =
+                    open_in_root(root, &sub, libc::O_PATH, 0).ctx("cannot reopen cgroup mount")?;
+                remount_bind(
+                    &fd_path(&target),
+                    flags | MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
+                    None,
+                )?;
             }
             // cpu,cpuacct mounted together: symlinks by each name, as on the host.
             if controllers.contains(',') && !controllers.contains('=') {
                 for c in controllers.split(',') {
                     if Path::new(c) != Path::new(&name) {
                         let link = dest.join(c);
-                        let parent = open_in_root(root, dest, libc::O_PATH | libc::O_DIRECTORY, 0).ctx("cannot reopen cgroup tmpfs")?;
+                        let parent = open_in_root(root, dest, libc::O_PATH | libc::O_DIRECTORY, 0)
+                            .ctx("cannot reopen cgroup tmpfs")?;
                         let _ = nix::unistd::symlinkat(Path::new(&name), &parent, Path::new(c));
                         let _ = link;
                     }
@@ -293,9 +375,20 @@ impl Rootfs<'_> {
             }
         }
         if flags.contains(MsFlags::MS_RDONLY) {
-            let target = open_in_root(root, dest, libc::O_PATH, 0).ctx("cannot reopen cgroup tmpfs")?;
-            mount(NONE, &fd_path(&target), NONE, MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC, Some("mode=755"))
-                .ctx_path("cannot make cgroup tmpfs read-only on", dest)?;
+            let target =
+                open_in_root(root, dest, libc::O_PATH, 0).ctx("cannot reopen cgroup tmpfs")?;
+            mount(
+                NONE,
+                &fd_path(&target),
+                NONE,
+                MsFlags::MS_REMOUNT
+                    | MsFlags::MS_RDONLY
+                    | MsFlags::MS_NOSUID
+                    | MsFlags::MS_NODEV
+                    | MsFlags::MS_NOEXEC,
+                Some("mode=755"),
+            )
+            .ctx_path("cannot make cgroup tmpfs read-only on", dest)?;
         }
         Ok(())
     }
@@ -313,7 +406,14 @@ fn typ_or_bind(typ: &str, opts: &MountOptions) -> String {
 /// (the remount fails with EPERM if they are dropped).
 fn remount_bind(target: &Path, flags: MsFlags, source: Option<&Path>) -> Result<()> {
     let locked = locked_flags(target);
-    mount(NONE, target, NONE, MsFlags::MS_REMOUNT | MsFlags::MS_BIND | flags | locked, NONE).map_err(|e| {
+    mount(
+        NONE,
+        target,
+        NONE,
+        MsFlags::MS_REMOUNT | MsFlags::MS_BIND | flags | locked,
+        NONE,
+    )
+    .map_err(|e| {
         Error::sys(
             format!(
                 "cannot remount {} with {:?}",
@@ -327,7 +427,9 @@ fn remount_bind(target: &Path, flags: MsFlags, source: Option<&Path>) -> Result<
 
 fn locked_flags(path: &Path) -> MsFlags {
     use nix::sys::statvfs::{statvfs, FsFlags};
-    let Ok(s) = statvfs(path) else { return MsFlags::empty() };
+    let Ok(s) = statvfs(path) else {
+        return MsFlags::empty();
+    };
     let f = s.flags();
     let mut out = MsFlags::empty();
     for (fs, ms) in [
@@ -347,17 +449,28 @@ fn locked_flags(path: &Path) -> MsFlags {
 
 /// pivot_root needs the rootfs's parent mount not to be shared.
 fn make_parent_mount_private(rootfs: &Path) -> Result<()> {
-    let info = fs::read_to_string("/proc/self/mountinfo").ctx("cannot read /proc/self/mountinfo")?;
+    let info =
+        fs::read_to_string("/proc/self/mountinfo").ctx("cannot read /proc/self/mountinfo")?;
     let mut best: Option<&str> = None;
     for line in info.lines() {
-        let Some(mp) = line.split(' ').nth(4) else { continue };
-        if rootfs.starts_with(unescape_octal(mp).as_str()) && best.is_none_or(|b| mp.len() > b.len()) {
+        let Some(mp) = line.split(' ').nth(4) else {
+            continue;
+        };
+        if rootfs.starts_with(unescape_octal(mp).as_str())
+            && best.is_none_or(|b| mp.len() > b.len())
+        {
             best = Some(mp);
         }
     }
     if let Some(mp) = best {
-        mount(NONE, unescape_octal(mp).as_str(), NONE, MsFlags::MS_PRIVATE, NONE)
-            .ctx(format_args!("cannot make {mp} private"))?;
+        mount(
+            NONE,
+            unescape_octal(mp).as_str(),
+            NONE,
+            MsFlags::MS_PRIVATE,
+            NONE,
+        )
+        .ctx(format_args!("cannot make {mp} private"))?;
     }
     Ok(())
 }
@@ -409,15 +522,19 @@ fn own_cgroup_v2() -> Result<PathBuf> {
 pub fn switch_root(rootfs: &Path, no_pivot: bool) -> Result<()> {
     if no_pivot {
         chdir(rootfs).ctx_path("cannot chdir to", rootfs)?;
-        mount(Some(rootfs), "/", NONE, MsFlags::MS_MOVE, NONE).ctx("cannot move the rootfs onto /")?;
+        mount(Some(rootfs), "/", NONE, MsFlags::MS_MOVE, NONE)
+            .ctx("cannot move the rootfs onto /")?;
         chroot(".").ctx("cannot chroot into the rootfs")?;
     } else {
-        let new_root: OwnedFd = fs::File::open(rootfs).ctx_path("cannot open", rootfs)?.into();
+        let new_root: OwnedFd = fs::File::open(rootfs)
+            .ctx_path("cannot open", rootfs)?
+            .into();
         fchdir(&new_root).ctx("cannot enter the rootfs")?;
         // pivot_root(".", ".") stacks the old root on top of the new one: detach it right away,
         // after making sure the unmount cannot propagate to the host.
         pivot_root(".", ".").ctx("pivot_root failed")?;
-        mount(NONE, ".", NONE, MsFlags::MS_SLAVE | MsFlags::MS_REC, NONE).ctx("cannot make the old root a slave")?;
+        mount(NONE, ".", NONE, MsFlags::MS_SLAVE | MsFlags::MS_REC, NONE)
+            .ctx("cannot make the old root a slave")?;
         umount2(".", MntFlags::MNT_DETACH).ctx("cannot detach the old root")?;
     }
     chdir("/").ctx("cannot chdir to /")?;
@@ -426,7 +543,9 @@ pub fn switch_root(rootfs: &Path, no_pivot: bool) -> Result<()> {
 
 /// After the root switch: masked paths, read-only paths, a read-only root, final propagation.
 pub fn finalize(spec: &Spec) -> Result<()> {
-    let Some(linux) = spec.linux() else { return Ok(()) };
+    let Some(linux) = spec.linux() else {
+        return Ok(());
+    };
     for p in linux.masked_paths().iter().flatten() {
         mask_path(Path::new(p))?;
     }
@@ -440,11 +559,17 @@ pub fn finalize(spec: &Spec) -> Result<()> {
     // their config asked for.
     for m in spec.mounts().iter().flatten() {
         for p in parse_options(m.options().as_deref().unwrap_or_default()).propagation {
-            mount(NONE, m.destination(), NONE, p, NONE)
-                .ctx(format_args!("cannot set propagation of {}", m.destination().display()))?;
+            mount(NONE, m.destination(), NONE, p, NONE).ctx(format_args!(
+                "cannot set propagation of {}",
+                m.destination().display()
+            ))?;
         }
     }
-    if let Some(p) = linux.rootfs_propagation().as_deref().filter(|p| !p.is_empty()) {
+    if let Some(p) = linux
+        .rootfs_propagation()
+        .as_deref()
+        .filter(|p| !p.is_empty())
+    {
         if let Some(flag) = propagation_flag(p) {
             mount(NONE, "/", NONE, flag, NONE).ctx("cannot set rootfs propagation")?;
         }
@@ -455,10 +580,15 @@ pub fn finalize(spec: &Spec) -> Result<()> {
 fn mask_path(p: &Path) -> Result<()> {
     match fs::metadata(p) {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(Error::io(format!("cannot inspect masked path {}", p.display()), e)),
+        Err(e) => Err(Error::io(
+            format!("cannot inspect masked path {}", p.display()),
+            e,
+        )),
         Ok(m) if m.is_dir() => mount(Some("tmpfs"), p, Some("tmpfs"), MsFlags::MS_RDONLY, NONE)
             .ctx_path("cannot mask", p),
-        Ok(_) => mount(Some("/dev/null"), p, NONE, MsFlags::MS_BIND, NONE).ctx_path("cannot mask", p),
+        Ok(_) => {
+            mount(Some("/dev/null"), p, NONE, MsFlags::MS_BIND, NONE).ctx_path("cannot mask", p)
+        }
     }
 }
 
@@ -467,7 +597,11 @@ fn readonly_path(p: &Path) -> Result<()> {
         Err(Errno::ENOENT) => return Ok(()),
         r => r.ctx_path("cannot bind read-only path", p)?,
     }
-    remount_bind(p, MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC, None)
+    remount_bind(
+        p,
+        MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
+        None,
+    )
 }
 
 #[cfg(test)]
@@ -480,9 +614,13 @@ mod tests {
 
     #[test]
     fn options_become_flags_data_and_attributes() {
-        let o = parse_options(&s(&["rbind", "ro", "nosuid", "rslave", "rro", "mode=755", "size=1m"]));
+        let o = parse_options(&s(&[
+            "rbind", "ro", "nosuid", "rslave", "rro", "mode=755", "size=1m",
+        ]));
         assert!(o.bind);
-        assert!(o.flags.contains(MsFlags::MS_BIND | MsFlags::MS_REC | MsFlags::MS_RDONLY | MsFlags::MS_NOSUID));
+        assert!(o.flags.contains(
+            MsFlags::MS_BIND | MsFlags::MS_REC | MsFlags::MS_RDONLY | MsFlags::MS_NOSUID
+        ));
         assert_eq!(o.propagation, vec![MsFlags::MS_SLAVE | MsFlags::MS_REC]);
         assert_eq!(o.rec_set, fsutil::MOUNT_ATTR_RDONLY);
         assert_eq!(o.data, s(&["mode=755", "size=1m"]));

@@ -90,7 +90,8 @@ impl Plan {
 
     pub fn join_all(&self) -> Result<()> {
         for (t, fd) in &self.join {
-            setns(fd.as_fd(), clone_flag(*t)).ctx(format_args!("cannot join {} namespace", proc_name(*t)))?;
+            setns(fd.as_fd(), clone_flag(*t))
+                .ctx(format_args!("cannot join {} namespace", proc_name(*t)))?;
         }
         Ok(())
     }
@@ -138,12 +139,18 @@ pub fn write_id_maps(pid: i32, linux: &Linux) -> Result<()> {
 
 /// Offsets of a new time namespace: written by its first process before any child enters it.
 pub fn write_time_offsets(linux: &Linux) -> Result<()> {
-    let Some(offsets) = linux.time_offsets() else { return Ok(()) };
+    let Some(offsets) = linux.time_offsets() else {
+        return Ok(());
+    };
     let mut text = String::new();
     for (clock, off) in offsets {
         let name = match clock.as_str() {
             "monotonic" | "boottime" => clock.as_str(),
-            other => return Err(Error::InvalidConfig(format!("timeOffsets: unknown clock {other:?}"))),
+            other => {
+                return Err(Error::InvalidConfig(format!(
+                    "timeOffsets: unknown clock {other:?}"
+                )))
+            }
         };
         text.push_str(&format!(
             "{name} {} {}\n",

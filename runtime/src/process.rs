@@ -18,7 +18,9 @@ const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/s
 /// own PATH. Done before `start` is allowed, so a missing binary fails `create` with one line.
 pub fn resolve_program(process: &Process) -> Result<CString> {
     let args = process.args().as_deref().unwrap_or_default();
-    let prog = args.first().ok_or_else(|| Error::InvalidConfig("process.args is empty".into()))?;
+    let prog = args
+        .first()
+        .ok_or_else(|| Error::InvalidConfig("process.args is empty".into()))?;
     let cstr = |p: &Path| {
         CString::new(p.as_os_str().as_bytes())
             .map_err(|_| Error::InvalidConfig(format!("process.args[0] {prog:?} has a NUL byte")))
@@ -45,7 +47,9 @@ pub fn resolve_program(process: &Process) -> Result<CString> {
             }
         }
     }
-    Err(Error::Child(format!("exec: {prog:?}: executable file not found in $PATH")))
+    Err(Error::Child(format!(
+        "exec: {prog:?}: executable file not found in $PATH"
+    )))
 }
 
 fn env_value(process: &Process, key: &str) -> Option<String> {
@@ -61,8 +65,16 @@ fn env_value(process: &Process, key: &str) -> Option<String> {
 
 /// argv and envp as execve wants them.
 pub fn argv_envp(process: &Process) -> Result<(Vec<CString>, Vec<CString>)> {
-    let to_c = |s: &String| CString::new(s.as_bytes()).map_err(|_| Error::InvalidConfig(format!("{s:?} has a NUL byte")));
-    let argv = process.args().iter().flatten().map(to_c).collect::<Result<Vec<_>>>()?;
+    let to_c = |s: &String| {
+        CString::new(s.as_bytes())
+            .map_err(|_| Error::InvalidConfig(format!("{s:?} has a NUL byte")))
+    };
+    let argv = process
+        .args()
+        .iter()
+        .flatten()
+        .map(to_c)
+        .collect::<Result<Vec<_>>>()?;
     let mut env: Vec<String> = process.env().clone().unwrap_or_default();
     if !env.iter().any(|e| e.starts_with("HOME=")) {
         env.push(format!("HOME={}", home_of(process.user().uid())));
@@ -115,7 +127,12 @@ pub fn set_rlimits(process: &Process) -> Result<()> {
         // SAFETY: setrlimit with a valid struct.
         if unsafe { libc::setrlimit(rlimit_resource(r.typ()), &lim) } != 0 {
             return Err(Error::io(
-                format!("cannot set {:?} to soft {} hard {}", r.typ(), r.soft(), r.hard()),
+                format!(
+                    "cannot set {:?} to soft {} hard {}",
+                    r.typ(),
+                    r.soft(),
+                    r.hard()
+                ),
                 std::io::Error::last_os_error(),
             ));
         }
@@ -131,7 +148,9 @@ pub fn set_oom_score_adj(adj: Option<i32>) -> Result<()> {
 }
 
 pub fn set_io_priority(process: &Process) -> Result<()> {
-    let Some(io) = process.io_priority() else { return Ok(()) };
+    let Some(io) = process.io_priority() else {
+        return Ok(());
+    };
     use oci_spec::runtime::IOPriorityClass::*;
     let class: i64 = match io.class() {
         IoprioClassRt => 1,
@@ -139,12 +158,18 @@ pub fn set_io_priority(process: &Process) -> Result<()> {
         IoprioClassIdle => 3,
     };
     if !(0..=7).contains(&io.priority()) {
-        return Err(Error::InvalidConfig(format!("ioPriority.priority {} is outside 0..7", io.priority())));
+        return Err(Error::InvalidConfig(format!(
+            "ioPriority.priority {} is outside 0..7",
+            io.priority()
+        )));
     }
     let value = (class << 13) | io.priority();
     // SAFETY: ioprio_set(IOPRIO_WHO_PROCESS, self, value).
     if unsafe { libc::syscall(libc::SYS_ioprio_set, 1, 0, value) } != 0 {
-        return Err(Error::io("cannot set ioPriority", std::io::Error::last_os_error()));
+        return Err(Error::io(
+            "cannot set ioPriority",
+            std::io::Error::last_os_error(),
+        ));
     }
     Ok(())
 }
@@ -163,7 +188,9 @@ struct SchedAttr {
 }
 
 pub fn set_scheduler(process: &Process) -> Result<()> {
-    let Some(s) = process.scheduler() else { return Ok(()) };
+    let Some(s) = process.scheduler() else {
+        return Ok(());
+    };
     use oci_spec::runtime::LinuxSchedulerFlag as F;
     use oci_spec::runtime::LinuxSchedulerPolicy as P;
     let policy = match s.policy() {
@@ -199,24 +226,34 @@ pub fn set_scheduler(process: &Process) -> Result<()> {
     };
     // SAFETY: sched_setattr(self, attr, 0).
     if unsafe { libc::syscall(libc::SYS_sched_setattr, 0, &attr as *const SchedAttr, 0) } != 0 {
-        return Err(Error::io(format!("cannot set scheduler {:?}", s.policy()), std::io::Error::last_os_error()));
+        return Err(Error::io(
+            format!("cannot set scheduler {:?}", s.policy()),
+            std::io::Error::last_os_error(),
+        ));
     }
     Ok(())
 }
 
 pub fn set_personality(linux: Option<&oci_spec::runtime::Linux>) -> Result<()> {
-    let Some(p) = linux.and_then(|l| l.personality().as_ref()) else { return Ok(()) };
+    let Some(p) = linux.and_then(|l| l.personality().as_ref()) else {
+        return Ok(());
+    };
     use oci_spec::runtime::LinuxPersonalityDomain as D;
     let persona: libc::c_ulong = match p.domain() {
         D::PerLinux => 0x0000,
         D::PerLinux32 => 0x0008,
     };
     if p.flags().as_ref().is_some_and(|f| !f.is_empty()) {
-        return Err(Error::Unsupported("linux.personality.flags are not supported".into()));
+        return Err(Error::Unsupported(
+            "linux.personality.flags are not supported".into(),
+        ));
     }
     // SAFETY: personality(2) with a plain value.
     if unsafe { libc::personality(persona) } == -1 {
-        return Err(Error::io("cannot set personality", std::io::Error::last_os_error()));
+        return Err(Error::io(
+            "cannot set personality",
+            std::io::Error::last_os_error(),
+        ));
     }
     Ok(())
 }
@@ -250,7 +287,11 @@ fn to_caps(set: Option<&oci_spec::runtime::Capabilities>) -> Result<HashSet<caps
             Ok(cap) => {
                 out.insert(cap);
             }
-            Err(_) => return Err(Error::Unsupported(format!("capability {name} is unknown to husk-runtime"))),
+            Err(_) => {
+                return Err(Error::Unsupported(format!(
+                    "capability {name} is unknown to husk-runtime"
+                )))
+            }
         }
     }
     Ok(out)
@@ -279,8 +320,14 @@ impl CapSets {
     /// A capability the container asks for that this runtime itself does not hold cannot be
     /// granted: say which, instead of a bare EPERM from capset.
     fn check_grantable(&self) -> Result<()> {
-        let have = caps::read(None, caps::CapSet::Permitted).map_err(|e| Error::Unsupported(format!("cannot read capabilities: {e}")))?;
-        for set in [&self.effective, &self.permitted, &self.inheritable, &self.ambient] {
+        let have = caps::read(None, caps::CapSet::Permitted)
+            .map_err(|e| Error::Unsupported(format!("cannot read capabilities: {e}")))?;
+        for set in [
+            &self.effective,
+            &self.permitted,
+            &self.inheritable,
+            &self.ambient,
+        ] {
             if let Some(c) = set.iter().find(|c| !have.contains(c)) {
                 return Err(Error::Unsupported(format!(
                     "capability {c} was asked for but is not in this host's capability bounding set"
@@ -296,20 +343,37 @@ fn caps_err(what: &str) -> impl Fn(caps::errors::CapsError) -> Error + '_ {
 }
 
 /// Switch to the process's user and groups, keeping exactly the capabilities it was given.
-pub fn set_identity_and_caps(process: &Process, caps_sets: &CapSets, allow_setgroups: bool) -> Result<()> {
+pub fn set_identity_and_caps(
+    process: &Process,
+    caps_sets: &CapSets,
+    allow_setgroups: bool,
+) -> Result<()> {
     caps_sets.check_grantable()?;
     // Bounding first: dropping needs CAP_SETPCAP, which the identity switch may take away.
     for cap in caps::all() {
-        if !caps_sets.bounding.contains(&cap) && caps::has_cap(None, caps::CapSet::Bounding, cap).unwrap_or(false) {
+        if !caps_sets.bounding.contains(&cap)
+            && caps::has_cap(None, caps::CapSet::Bounding, cap).unwrap_or(false)
+        {
             caps::drop(None, caps::CapSet::Bounding, cap).map_err(caps_err("bounding"))?;
         }
     }
     let user = process.user();
     if allow_setgroups {
-        let gids: Vec<Gid> = user.additional_gids().iter().flatten().map(|g| Gid::from_raw(*g)).collect();
+        let gids: Vec<Gid> = user
+            .additional_gids()
+            .iter()
+            .flatten()
+            .map(|g| Gid::from_raw(*g))
+            .collect();
         nix::unistd::setgroups(&gids).ctx("cannot set additional groups")?;
-    } else if user.additional_gids().as_ref().is_some_and(|g| !g.is_empty()) {
-        return Err(Error::Unsupported("additionalGids cannot be set: setgroups is denied in this user namespace".into()));
+    } else if user
+        .additional_gids()
+        .as_ref()
+        .is_some_and(|g| !g.is_empty())
+    {
+        return Err(Error::Unsupported(
+            "additionalGids cannot be set: setgroups is denied in this user namespace".into(),
+        ));
     }
     // Keep the permitted set across the uid change; effective is rebuilt below.
     nix::sys::prctl::set_keepcaps(true).ctx("cannot set keepcaps")?;
@@ -320,9 +384,12 @@ pub fn set_identity_and_caps(process: &Process, caps_sets: &CapSets, allow_setgr
     nix::sys::prctl::set_keepcaps(false).ctx("cannot clear keepcaps")?;
     // capset checks each call against the sets as they stand: inheritable while we still hold
     // everything, then effective (must stay within permitted), then permitted itself.
-    caps::set(None, caps::CapSet::Inheritable, &caps_sets.inheritable).map_err(caps_err("inheritable"))?;
-    caps::set(None, caps::CapSet::Effective, &caps_sets.effective).map_err(caps_err("effective"))?;
-    caps::set(None, caps::CapSet::Permitted, &caps_sets.permitted).map_err(caps_err("permitted"))?;
+    caps::set(None, caps::CapSet::Inheritable, &caps_sets.inheritable)
+        .map_err(caps_err("inheritable"))?;
+    caps::set(None, caps::CapSet::Effective, &caps_sets.effective)
+        .map_err(caps_err("effective"))?;
+    caps::set(None, caps::CapSet::Permitted, &caps_sets.permitted)
+        .map_err(caps_err("permitted"))?;
     caps::clear(None, caps::CapSet::Ambient).map_err(caps_err("ambient"))?;
     for cap in &caps_sets.ambient {
         caps::raise(None, caps::CapSet::Ambient, *cap).map_err(caps_err("ambient"))?;
@@ -343,7 +410,10 @@ pub fn set_umask(process: &Process) {
 }
 
 pub fn enter_cwd(process: &Process) -> Result<()> {
-    nix::unistd::chdir(process.cwd()).ctx(format_args!("cannot enter process.cwd {}", process.cwd().display()))
+    nix::unistd::chdir(process.cwd()).ctx(format_args!(
+        "cannot enter process.cwd {}",
+        process.cwd().display()
+    ))
 }
 
 /// Every fd from 3 + preserve_fds up is closed on exec: nothing of the runtime's, or of whoever
@@ -352,11 +422,25 @@ pub fn close_fds_on_exec(preserve_fds: u32) -> Result<()> {
     let first = 3 + preserve_fds;
     const CLOSE_RANGE_CLOEXEC: libc::c_uint = 1 << 2;
     // SAFETY: close_range with the CLOEXEC flag only marks fds.
-    let rc = unsafe { libc::syscall(libc::SYS_close_range, first, libc::c_uint::MAX, CLOSE_RANGE_CLOEXEC) };
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_close_range,
+            first,
+            libc::c_uint::MAX,
+            CLOSE_RANGE_CLOEXEC,
+        )
+    };
     if rc != 0 {
         // Old kernels: mark each open fd by hand.
-        for entry in std::fs::read_dir("/proc/self/fd").ctx("cannot list /proc/self/fd")?.flatten() {
-            if let Some(fd) = entry.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) {
+        for entry in std::fs::read_dir("/proc/self/fd")
+            .ctx("cannot list /proc/self/fd")?
+            .flatten()
+        {
+            if let Some(fd) = entry
+                .file_name()
+                .to_str()
+                .and_then(|s| s.parse::<i32>().ok())
+            {
                 if fd >= first as i32 {
                     // SAFETY: setting FD_CLOEXEC on a possibly stale fd is harmless.
                     unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
@@ -375,7 +459,11 @@ pub fn close_fds_on_exec(preserve_fds: u32) -> Result<()> {
 /// Restore the signal state a fresh process expects: nothing blocked, default dispositions.
 pub fn reset_signals() {
     use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet, Signal};
-    let _ = nix::sys::signal::sigprocmask(nix::sys::signal::SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None);
+    let _ = nix::sys::signal::sigprocmask(
+        nix::sys::signal::SigmaskHow::SIG_SETMASK,
+        Some(&SigSet::empty()),
+        None,
+    );
     let dfl = SigAction::new(SigHandler::SigDfl, SaFlags::empty(), SigSet::empty());
     for sig in Signal::iterator() {
         if sig != Signal::SIGKILL && sig != Signal::SIGSTOP {
@@ -391,9 +479,16 @@ pub fn exec(path: &CString, argv: &[CString], envp: &[CString]) -> ! {
         Err(e) => e,
         Ok(never) => match never {},
     };
-    let prog = argv.first().map(|a| a.to_string_lossy().into_owned()).unwrap_or_default();
+    let prog = argv
+        .first()
+        .map(|a| a.to_string_lossy().into_owned())
+        .unwrap_or_default();
     eprintln!("husk-runtime: exec {prog:?}: {}", err.desc());
-    let code = if err == nix::errno::Errno::ENOENT { 127 } else { 126 };
+    let code = if err == nix::errno::Errno::ENOENT {
+        127
+    } else {
+        126
+    };
     // SAFETY: leaving the process without running destructors of the runtime.
     unsafe { libc::_exit(code) }
 }

@@ -11,10 +11,10 @@ use crate::error::{Error, Result};
 
 pub fn load(bundle: &Path) -> Result<Spec> {
     let path = bundle.join("config.json");
-    let data = fs::read(&path).map_err(|e| Error::io(format!("cannot read {}", path.display()), e))?;
-    let spec: Spec = serde_json::from_slice(&data).map_err(|e| {
-        Error::InvalidConfig(format!("{}: {e}", path.display()))
-    })?;
+    let data =
+        fs::read(&path).map_err(|e| Error::io(format!("cannot read {}", path.display()), e))?;
+    let spec: Spec = serde_json::from_slice(&data)
+        .map_err(|e| Error::InvalidConfig(format!("{}: {e}", path.display())))?;
     validate(&spec)?;
     Ok(spec)
 }
@@ -55,7 +55,10 @@ pub fn validate(spec: &Spec) -> Result<()> {
     if spec.root().is_none() {
         return Err(invalid("root is missing"));
     }
-    let process = spec.process().as_ref().ok_or_else(|| invalid("process is missing"))?;
+    let process = spec
+        .process()
+        .as_ref()
+        .ok_or_else(|| invalid("process is missing"))?;
     validate_process(process)?;
     for m in spec.mounts().iter().flatten() {
         if !m.destination().is_absolute() {
@@ -66,11 +69,20 @@ pub fn validate(spec: &Spec) -> Result<()> {
         }
     }
     let Some(linux) = spec.linux() else {
-        return Err(invalid("linux is missing: husk-runtime runs Linux containers only"));
+        return Err(invalid(
+            "linux is missing: husk-runtime runs Linux containers only",
+        ));
     };
     let mut seen = HashSet::new();
-    if !linux.namespaces().iter().flatten().any(|n| n.typ() == LinuxNamespaceType::Mount) {
-        return Err(invalid("linux.namespaces has no mount namespace: husk-runtime never mounts on the host"));
+    if !linux
+        .namespaces()
+        .iter()
+        .flatten()
+        .any(|n| n.typ() == LinuxNamespaceType::Mount)
+    {
+        return Err(invalid(
+            "linux.namespaces has no mount namespace: husk-runtime never mounts on the host",
+        ));
     }
     for ns in linux.namespaces().iter().flatten() {
         if !seen.insert(ns.typ()) {
@@ -78,7 +90,11 @@ pub fn validate(spec: &Spec) -> Result<()> {
         }
         if let Some(p) = ns.path() {
             if !p.is_absolute() {
-                return Err(invalid(format!("namespace {} path {} is not absolute", ns.typ(), p.display())));
+                return Err(invalid(format!(
+                    "namespace {} path {} is not absolute",
+                    ns.typ(),
+                    p.display()
+                )));
             }
         }
     }
@@ -90,15 +106,21 @@ pub fn validate(spec: &Spec) -> Result<()> {
     let has_maps = linux.uid_mappings().as_ref().is_some_and(|m| !m.is_empty())
         && linux.gid_mappings().as_ref().is_some_and(|m| !m.is_empty());
     if new_user_ns && !has_maps {
-        return Err(invalid("a new user namespace needs linux.uidMappings and linux.gidMappings"));
+        return Err(invalid(
+            "a new user namespace needs linux.uidMappings and linux.gidMappings",
+        ));
     }
     if !new_user_ns
         && (linux.uid_mappings().as_ref().is_some_and(|m| !m.is_empty())
             || linux.gid_mappings().as_ref().is_some_and(|m| !m.is_empty()))
     {
-        return Err(invalid("uidMappings/gidMappings are given but no new user namespace is"));
+        return Err(invalid(
+            "uidMappings/gidMappings are given but no new user namespace is",
+        ));
     }
-    if spec.hostname().as_ref().is_some_and(|h| !h.is_empty()) && !seen.contains(&LinuxNamespaceType::Uts) {
+    if spec.hostname().as_ref().is_some_and(|h| !h.is_empty())
+        && !seen.contains(&LinuxNamespaceType::Uts)
+    {
         return Err(invalid("hostname is set but there is no uts namespace"));
     }
     if linux.time_offsets().as_ref().is_some_and(|t| !t.is_empty())
@@ -113,7 +135,10 @@ pub fn validate(spec: &Spec) -> Result<()> {
     validate_sysctl(linux)?;
     for dev in linux.devices().iter().flatten() {
         if !dev.path().starts_with("/dev/") {
-            return Err(invalid(format!("device {} is not under /dev", dev.path().display())));
+            return Err(invalid(format!(
+                "device {} is not under /dev",
+                dev.path().display()
+            )));
         }
     }
     Ok(())
@@ -122,17 +147,24 @@ pub fn validate(spec: &Spec) -> Result<()> {
 /// A sysctl is only written when a namespace of the container isolates it: otherwise the write
 /// would change the host (runc refuses the same way).
 fn validate_sysctl(linux: &oci_spec::runtime::Linux) -> Result<()> {
-    let new_ns = |t: LinuxNamespaceType| {
-        linux.namespaces().iter().flatten().any(|n| n.typ() == t)
-    };
+    let new_ns = |t: LinuxNamespaceType| linux.namespaces().iter().flatten().any(|n| n.typ() == t);
     for key in linux.sysctl().iter().flatten().map(|(k, _)| k) {
         if key.contains('/') || key.split('.').any(|p| p.is_empty() || p == "..") {
             return Err(invalid(format!("sysctl {key:?} is not a sysctl name")));
         }
         let ok = if key.starts_with("net.") {
             new_ns(LinuxNamespaceType::Network)
-        } else if matches!(key.as_str(), "kernel.msgmax" | "kernel.msgmnb" | "kernel.msgmni" | "kernel.sem" | "kernel.shmall" | "kernel.shmmax" | "kernel.shmmni" | "kernel.shm_rmid_forced")
-            || key.starts_with("fs.mqueue.")
+        } else if matches!(
+            key.as_str(),
+            "kernel.msgmax"
+                | "kernel.msgmnb"
+                | "kernel.msgmni"
+                | "kernel.sem"
+                | "kernel.shmall"
+                | "kernel.shmmax"
+                | "kernel.shmmni"
+                | "kernel.shm_rmid_forced"
+        ) || key.starts_with("fs.mqueue.")
         {
             new_ns(LinuxNamespaceType::Ipc)
         } else if matches!(key.as_str(), "kernel.hostname" | "kernel.domainname") {
@@ -141,7 +173,9 @@ fn validate_sysctl(linux: &oci_spec::runtime::Linux) -> Result<()> {
             false
         };
         if !ok {
-            return Err(invalid(format!("sysctl {key:?} is not isolated by any namespace of this container")));
+            return Err(invalid(format!(
+                "sysctl {key:?} is not isolated by any namespace of this container"
+            )));
         }
     }
     Ok(())
@@ -181,7 +215,8 @@ mod tests {
     use super::*;
 
     fn spec(json: serde_json::Value) -> Result<Spec> {
-        let s: Spec = serde_json::from_value(json).map_err(|e| Error::InvalidConfig(e.to_string()))?;
+        let s: Spec =
+            serde_json::from_value(json).map_err(|e| Error::InvalidConfig(e.to_string()))?;
         validate(&s)?;
         Ok(s)
     }
@@ -202,19 +237,59 @@ mod tests {
 
     #[test]
     fn broken_configs_name_their_fault() {
-        let cases: Vec<(&str, Box<dyn Fn(&mut serde_json::Value)>)> = vec![
-            ("process.args", Box::new(|v| v["process"]["args"] = serde_json::json!([]))),
+        type Mutation = Box<dyn Fn(&mut serde_json::Value)>;
+        let cases: Vec<(&str, Mutation)> = vec![
+            (
+                "process.args",
+                Box::new(|v| v["process"]["args"] = serde_json::json!([])),
+            ),
             ("cwd", Box::new(|v| v["process"]["cwd"] = "rel".into())),
             ("ociVersion", Box::new(|v| v["ociVersion"] = "".into())),
-            ("twice", Box::new(|v| v["linux"]["namespaces"] = serde_json::json!([{"type":"mount"},{"type":"pid"},{"type":"pid"}]))),
-            ("uidMappings", Box::new(|v| v["linux"]["namespaces"] = serde_json::json!([{"type":"mount"},{"type":"user"}]))),
+            (
+                "twice",
+                Box::new(|v| {
+                    v["linux"]["namespaces"] =
+                        serde_json::json!([{"type":"mount"},{"type":"pid"},{"type":"pid"}])
+                }),
+            ),
+            (
+                "uidMappings",
+                Box::new(|v| {
+                    v["linux"]["namespaces"] = serde_json::json!([{"type":"mount"},{"type":"user"}])
+                }),
+            ),
             ("hostname", Box::new(|v| v["hostname"] = "h".into())),
-            ("destination", Box::new(|v| v["mounts"] = serde_json::json!([{"destination":"rel","type":"tmpfs"}]))),
-            ("soft", Box::new(|v| v["process"]["rlimits"] = serde_json::json!([{"type":"RLIMIT_NOFILE","soft":10,"hard":5}]))),
-            ("=", Box::new(|v| v["process"]["env"] = serde_json::json!(["NOEQUALS"]))),
-            ("kernel.panic", Box::new(|v| v["linux"]["sysctl"] = serde_json::json!({"kernel.panic": "1"}))),
-            ("net.ipv4.ip_forward", Box::new(|v| v["linux"]["sysctl"] = serde_json::json!({"net.ipv4.ip_forward": "1"}))),
-            ("mount namespace", Box::new(|v| v["linux"]["namespaces"] = serde_json::json!([{"type":"pid"}]))),
+            (
+                "destination",
+                Box::new(|v| {
+                    v["mounts"] = serde_json::json!([{"destination":"rel","type":"tmpfs"}])
+                }),
+            ),
+            (
+                "soft",
+                Box::new(|v| {
+                    v["process"]["rlimits"] =
+                        serde_json::json!([{"type":"RLIMIT_NOFILE","soft":10,"hard":5}])
+                }),
+            ),
+            (
+                "=",
+                Box::new(|v| v["process"]["env"] = serde_json::json!(["NOEQUALS"])),
+            ),
+            (
+                "kernel.panic",
+                Box::new(|v| v["linux"]["sysctl"] = serde_json::json!({"kernel.panic": "1"})),
+            ),
+            (
+                "net.ipv4.ip_forward",
+                Box::new(|v| {
+                    v["linux"]["sysctl"] = serde_json::json!({"net.ipv4.ip_forward": "1"})
+                }),
+            ),
+            (
+                "mount namespace",
+                Box::new(|v| v["linux"]["namespaces"] = serde_json::json!([{"type":"pid"}])),
+            ),
         ];
         for (needle, mutate) in cases {
             let mut v = base();

@@ -128,8 +128,13 @@ impl ContainerDir {
         let dir = ContainerDir::new(root, id);
         match fs::DirBuilder::new().mode(0o711).create(&dir.path) {
             Ok(()) => Ok(dir),
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Err(Error::Exists(id.into())),
-            Err(e) => Err(Error::io(format!("cannot create {}", dir.path.display()), e)),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                Err(Error::Exists(id.into()))
+            }
+            Err(e) => Err(Error::io(
+                format!("cannot create {}", dir.path.display()),
+                e,
+            )),
         }
     }
 
@@ -175,11 +180,13 @@ impl ContainerDir {
             }
             Err(e) => return Err(Error::io(format!("cannot read {}", path.display()), e)),
         };
-        serde_json::from_slice(&data).map_err(|e| {
-            Error::Io {
-                context: format!("state of container {} is corrupt ({})", self.id, path.display()),
-                err: std::io::Error::new(std::io::ErrorKind::InvalidData, e),
-            }
+        serde_json::from_slice(&data).map_err(|e| Error::Io {
+            context: format!(
+                "state of container {} is corrupt ({})",
+                self.id,
+                path.display()
+            ),
+            err: std::io::Error::new(std::io::ErrorKind::InvalidData, e),
         })
     }
 
@@ -195,7 +202,10 @@ impl ContainerDir {
         match fs::remove_dir_all(&self.path) {
             Ok(()) => Ok(()),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(Error::io(format!("cannot remove {}", self.path.display()), e)),
+            Err(e) => Err(Error::io(
+                format!("cannot remove {}", self.path.display()),
+                e,
+            )),
         }
     }
 
@@ -224,7 +234,11 @@ impl ContainerDir {
             oci_version: record.oci_version.clone(),
             id: record.id.clone(),
             status,
-            pid: if status == Status::Stopped { 0 } else { record.pid },
+            pid: if status == Status::Stopped {
+                0
+            } else {
+                record.pid
+            },
             bundle: record.bundle.clone(),
             rootfs: record.rootfs.clone(),
             created: record.created.clone(),

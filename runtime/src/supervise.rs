@@ -51,8 +51,11 @@ pub fn exit_code(status: WaitStatus) -> Option<i32> {
 
 /// Wait for `pid`, forwarding signals and, with `pty`, copying stdin to it and it to stdout.
 pub fn wait_foreground(pid: Pid, pty: Option<OwnedFd>) -> Result<i32> {
-    let sfd = SignalFd::with_flags(&forwarded_signals(), SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK)
-        .ctx("cannot create signalfd")?;
+    let sfd = SignalFd::with_flags(
+        &forwarded_signals(),
+        SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK,
+    )
+    .ctx("cannot create signalfd")?;
     let raw_mode = pty.as_ref().and_then(|p| {
         crate::tty::copy_winsize(0, p.as_raw_fd());
         crate::tty::make_raw(0)
@@ -76,14 +79,21 @@ pub fn wait_foreground(pid: Pid, pty: Option<OwnedFd>) -> Result<i32> {
             }
         }
         // After the process exited, drain the pty without blocking forever.
-        let timeout = if result.is_some() { PollTimeout::from(100u16) } else { PollTimeout::NONE };
+        let timeout = if result.is_some() {
+            PollTimeout::from(100u16)
+        } else {
+            PollTimeout::NONE
+        };
         match poll(&mut fds, timeout) {
             Ok(0) if result.is_some() => break,
             Ok(_) => {}
             Err(nix::errno::Errno::EINTR) => continue,
             Err(e) => return Err(crate::error::Error::sys("poll failed", e)),
         }
-        let ready: Vec<bool> = fds.iter().map(|f| f.revents().is_some_and(|r| !r.is_empty())).collect();
+        let ready: Vec<bool> = fds
+            .iter()
+            .map(|f| f.revents().is_some_and(|r| !r.is_empty()))
+            .collect();
         if ready[0] {
             while let Ok(Some(info)) = sfd.read_signal() {
                 let sig = info.ssi_signo as i32;
@@ -110,7 +120,12 @@ pub fn wait_foreground(pid: Pid, pty: Option<OwnedFd>) -> Result<i32> {
                 }
                 i += 1;
             }
-            if stdin_open && result.is_none() && fds.len() > i && ready[i] && !copy(0, p.as_raw_fd()) {
+            if stdin_open
+                && result.is_none()
+                && fds.len() > i
+                && ready[i]
+                && !copy(0, p.as_raw_fd())
+            {
                 stdin_open = false;
             }
         }

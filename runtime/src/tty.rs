@@ -15,7 +15,8 @@ nix::ioctl_read_bad!(get_winsize, libc::TIOCGWINSZ, Winsize);
 
 /// Make a pty, send its master over `console`, and make its slave our stdio and ctty.
 pub fn setup(console: RawFd, size: Option<(u64, u64)>) -> Result<()> {
-    let master = posix_openpt(OFlag::O_RDWR | OFlag::O_NOCTTY | OFlag::O_CLOEXEC).ctx("cannot open /dev/ptmx")?;
+    let master = posix_openpt(OFlag::O_RDWR | OFlag::O_NOCTTY | OFlag::O_CLOEXEC)
+        .ctx("cannot open /dev/ptmx")?;
     grantpt(&master).ctx("grantpt failed")?;
     unlockpt(&master).ctx("unlockpt failed")?;
     let name = ptsname_r(&master).ctx("ptsname failed")?;
@@ -41,12 +42,18 @@ pub fn setup(console: RawFd, size: Option<(u64, u64)>) -> Result<()> {
     // The caller made us a session leader; the slave becomes our controlling terminal.
     // SAFETY: TIOCSCTTY on an open tty fd.
     if unsafe { libc::ioctl(slave.as_raw_fd(), libc::TIOCSCTTY, 0) } != 0 {
-        return Err(Error::io("cannot make the pty our controlling terminal", std::io::Error::last_os_error()));
+        return Err(Error::io(
+            "cannot make the pty our controlling terminal",
+            std::io::Error::last_os_error(),
+        ));
     }
     for target in 0..3 {
         // SAFETY: dup2 onto the stdio slots.
         if unsafe { libc::dup2(slave.as_raw_fd(), target) } < 0 {
-            return Err(Error::io("cannot dup the pty onto stdio", std::io::Error::last_os_error()));
+            return Err(Error::io(
+                "cannot dup the pty onto stdio",
+                std::io::Error::last_os_error(),
+            ));
         }
     }
     Ok(())

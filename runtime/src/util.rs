@@ -10,7 +10,9 @@ use crate::error::{Context, Error, Result};
 
 /// RFC 3339 UTC time with nanoseconds, as Go's time.RFC3339Nano prints it (runc, containerd).
 pub fn rfc3339_now() -> String {
-    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
     rfc3339(now.as_secs() as i64, now.subsec_nanos())
 }
 
@@ -60,7 +62,10 @@ pub fn validate_id(id: &str) -> Result<()> {
 /// /run, which does not outlive a reboot anyway, and the fsync was a measurable part of start.
 pub fn write_atomic(path: &Path, data: &[u8], mode: u32) -> Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
-    let name = path.file_name().map(|n| n.to_string_lossy()).unwrap_or_default();
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy())
+        .unwrap_or_default();
     let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
     let result = (|| {
         let mut f = fs::OpenOptions::new()
@@ -80,7 +85,8 @@ pub fn write_atomic(path: &Path, data: &[u8], mode: u32) -> Result<()> {
 
 /// Write a kernel control file (procfs, sysfs, cgroupfs): one write, no truncation games.
 pub fn write_file(path: &Path, data: &str) -> Result<()> {
-    fs::write(path, data).map_err(|e| Error::io(format!("cannot write {data:?} to {}", path.display()), e))
+    fs::write(path, data)
+        .map_err(|e| Error::io(format!("cannot write {data:?} to {}", path.display()), e))
 }
 
 /// The start time of a process in clock ticks since boot (field 22 of /proc/PID/stat), used to

@@ -47,21 +47,40 @@ fn hooks_run_in_order_with_the_state_on_stdin() {
     let id = unique_id("hooks");
     root.ok(&["create", "--bundle", b.path().to_str().unwrap(), &id]);
     let after_create = fs::read_to_string(&log).unwrap();
-    let names: Vec<&str> = after_create.lines().map(|l| l.split(' ').next().unwrap()).collect();
+    let names: Vec<&str> = after_create
+        .lines()
+        .map(|l| l.split(' ').next().unwrap())
+        .collect();
     assert_eq!(names, ["prestart", "createRuntime", "createContainer"]);
     let pid = root.state(&id)["pid"].as_i64().unwrap();
     for line in after_create.lines() {
-        let state: Value = serde_json::from_str(line.split_once(' ').unwrap().1).expect("state JSON on stdin");
+        let state: Value =
+            serde_json::from_str(line.split_once(' ').unwrap().1).expect("state JSON on stdin");
         assert_eq!(state["id"], id.as_str());
         assert_eq!(state["pid"].as_i64(), Some(pid), "hooks see the host pid");
         assert_eq!(state["status"], "creating");
-        assert_eq!(Path::new(state["bundle"].as_str().unwrap()), fs::canonicalize(b.path()).unwrap());
+        assert_eq!(
+            Path::new(state["bundle"].as_str().unwrap()),
+            fs::canonicalize(b.path()).unwrap()
+        );
     }
     root.ok(&["start", &id]);
     let after_start = fs::read_to_string(&log).unwrap();
-    let names: Vec<&str> = after_start.lines().map(|l| l.split(' ').next().unwrap()).collect();
+    let names: Vec<&str> = after_start
+        .lines()
+        .map(|l| l.split(' ').next().unwrap())
+        .collect();
     assert_eq!(names[3..], ["startContainer", "poststart"]);
-    let poststart: Value = serde_json::from_str(after_start.lines().nth(4).unwrap().split_once(' ').unwrap().1).unwrap();
+    let poststart: Value = serde_json::from_str(
+        after_start
+            .lines()
+            .nth(4)
+            .unwrap()
+            .split_once(' ')
+            .unwrap()
+            .1,
+    )
+    .unwrap();
     assert_eq!(poststart["status"], "running");
     root.ok(&["delete", "--force", &id]);
     let after_delete = fs::read_to_string(&log).unwrap();
@@ -84,7 +103,10 @@ fn a_failing_create_hook_fails_create_and_leaves_nothing() {
         let out = root.hr(&["create", "--bundle", b.path().to_str().unwrap(), &id]);
         assert!(!out.status.success(), "{kind}");
         let err = error_line(&out);
-        assert!(err.contains("exit status 3") && err.contains("hook said no"), "{kind}: {err}");
+        assert!(
+            err.contains("exit status 3") && err.contains("hook said no"),
+            "{kind}: {err}"
+        );
         assert!(!root.container_dir(&id).exists(), "{kind}: state left");
         assert_no_cgroup(&id);
     }
@@ -97,12 +119,19 @@ fn a_failing_start_container_hook_fails_start() {
     }
     let root = Root::new();
     let mut b = Bundle::new(&["sleep", "1000"]);
-    b.edit(|c| c["hooks"] = json!({"startContainer": [{"path": "/bin/sh", "args": ["sh", "-c", "exit 4"]}]}));
+    b.edit(|c| {
+        c["hooks"] =
+            json!({"startContainer": [{"path": "/bin/sh", "args": ["sh", "-c", "exit 4"]}]})
+    });
     let id = unique_id("startfail");
     root.ok(&["create", "--bundle", b.path().to_str().unwrap(), &id]);
     let out = root.hr(&["start", &id]);
     assert!(!out.status.success());
-    assert!(error_line(&out).contains("exit status 4"), "{}", error_line(&out));
+    assert!(
+        error_line(&out).contains("exit status 4"),
+        "{}",
+        error_line(&out)
+    );
     root.wait_status(&id, "stopped");
     root.ok(&["delete", &id]);
 }
@@ -114,12 +143,22 @@ fn hook_timeouts_are_honoured() {
     }
     let root = Root::new();
     let mut b = Bundle::new(&["true"]);
-    b.edit(|c| c["hooks"] = json!({"createRuntime": [{"path": BUSYBOX, "args": ["sleep", "30"], "timeout": 1}]}));
+    b.edit(|c| {
+        c["hooks"] =
+            json!({"createRuntime": [{"path": BUSYBOX, "args": ["sleep", "30"], "timeout": 1}]})
+    });
     let id = unique_id("hooktimeout");
     let t = Instant::now();
     let out = root.hr(&["create", "--bundle", b.path().to_str().unwrap(), &id]);
-    assert!(t.elapsed() < Duration::from_secs(10), "the hook was not stopped at its timeout");
-    assert!(error_line(&out).contains("timed out"), "{}", error_line(&out));
+    assert!(
+        t.elapsed() < Duration::from_secs(10),
+        "the hook was not stopped at its timeout"
+    );
+    assert!(
+        error_line(&out).contains("timed out"),
+        "{}",
+        error_line(&out)
+    );
     assert!(!root.container_dir(&id).exists());
 }
 
@@ -135,7 +174,11 @@ fn a_failing_poststart_hook_only_warns() {
     root.ok(&["create", "--bundle", b.path().to_str().unwrap(), &id]);
     let out = root.hr(&["start", &id]);
     assert!(out.status.success());
-    assert!(text(&out.stderr).contains("level=warning"), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("level=warning"),
+        "{}",
+        text(&out.stderr)
+    );
     assert_eq!(root.status(&id), "running");
     root.ok(&["delete", "-f", &id]);
 }
@@ -177,11 +220,22 @@ fn terminal_goes_over_the_console_socket() {
     let sock = b.path().join("console.sock");
     let got = receive_pty(UnixListener::bind(&sock).unwrap());
     let id = unique_id("tty");
-    root.ok(&["create", "--console-socket", sock.to_str().unwrap(), "--bundle", b.path().to_str().unwrap(), &id]);
+    root.ok(&[
+        "create",
+        "--console-socket",
+        sock.to_str().unwrap(),
+        "--bundle",
+        b.path().to_str().unwrap(),
+        &id,
+    ]);
     let master = got.join().unwrap();
     root.ok(&["start", &id]);
     let out = read_until_eof(master);
-    assert_eq!(out.lines().collect::<Vec<_>>(), ["/dev/pts/0", "40 100", "stdin-is-tty"], "{out:?}");
+    assert_eq!(
+        out.lines().collect::<Vec<_>>(),
+        ["/dev/pts/0", "40 100", "stdin-is-tty"],
+        "{out:?}"
+    );
     root.wait_status(&id, "stopped");
     root.ok(&["delete", &id]);
 }
@@ -196,7 +250,11 @@ fn terminal_without_console_socket_is_refused_for_create() {
     b.edit(|c| c["process"]["terminal"] = true.into());
     let id = unique_id("nosock");
     let out = root.hr(&["create", "--bundle", b.path().to_str().unwrap(), &id]);
-    assert!(error_line(&out).contains("--console-socket"), "{}", error_line(&out));
+    assert!(
+        error_line(&out).contains("--console-socket"),
+        "{}",
+        error_line(&out)
+    );
     assert!(!root.container_dir(&id).exists());
 }
 
@@ -211,10 +269,26 @@ fn exec_runs_in_the_container_with_its_flags() {
     root.ok(&["run", "-d", "--bundle", b.path().to_str().unwrap(), &id]);
     let init = root.state(&id)["pid"].as_i64().unwrap();
 
-    let out = root.ok(&["exec", "--env", "X=1", "--cwd", "/tmp", "--user", "1000:1000", &id, "sh", "-c", "echo $X; pwd; id -u; id -g; readlink /proc/self/ns/pid; hostname"]);
+    let out = root.ok(&[
+        "exec",
+        "--env",
+        "X=1",
+        "--cwd",
+        "/tmp",
+        "--user",
+        "1000:1000",
+        &id,
+        "sh",
+        "-c",
+        "echo $X; pwd; id -u; id -g; readlink /proc/self/ns/pid; hostname",
+    ]);
     let l: Vec<&str> = out.lines().collect();
     assert_eq!(l[..4], ["1", "/tmp", "1000", "1000"]);
-    assert_eq!(Path::new(l[4]), fs::read_link(format!("/proc/{init}/ns/pid")).unwrap(), "same pid namespace");
+    assert_eq!(
+        Path::new(l[4]),
+        fs::read_link(format!("/proc/{init}/ns/pid")).unwrap(),
+        "same pid namespace"
+    );
     assert_eq!(l[5], "husk");
 
     // Exit codes pass through.
@@ -222,24 +296,48 @@ fn exec_runs_in_the_container_with_its_flags() {
     assert_eq!(out.status.code(), Some(5));
     // The process is in the container's cgroup and visible to ps.
     let out = root.ok(&["exec", &id, "cat", "/proc/self/cgroup"]);
-    assert!(out.lines().any(|l| l.contains(":pids:/") || l.starts_with("0::/")), "{out}");
+    assert!(
+        out.lines()
+            .any(|l| l.contains(":pids:/") || l.starts_with("0::/")),
+        "{out}"
+    );
 
     // --process FILE.
     let pfile = b.path().join("process.json");
     fs::write(&pfile, serde_json::to_vec(&json!({"args": ["sh", "-c", "echo from-process-json $Y"], "cwd": "/", "env": ["Y=2", "PATH=/bin"], "user": {"uid": 0, "gid": 0}})).unwrap()).unwrap();
-    assert_eq!(root.ok(&["exec", "--process", pfile.to_str().unwrap(), &id]).trim(), "from-process-json 2");
+    assert_eq!(
+        root.ok(&["exec", "--process", pfile.to_str().unwrap(), &id])
+            .trim(),
+        "from-process-json 2"
+    );
 
     // --detach with --pid-file: the process lives in the container and shows in ps.
     let pid_file = b.path().join("exec.pid");
-    root.ok(&["exec", "-d", "--pid-file", pid_file.to_str().unwrap(), &id, "sleep", "500"]);
-    let epid: i64 = fs::read_to_string(&pid_file).unwrap().trim().parse().unwrap();
+    root.ok(&[
+        "exec",
+        "-d",
+        "--pid-file",
+        pid_file.to_str().unwrap(),
+        &id,
+        "sleep",
+        "500",
+    ]);
+    let epid: i64 = fs::read_to_string(&pid_file)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
     let pids: Vec<i64> = serde_json::from_str(&root.ok(&["ps", "--format", "json", &id])).unwrap();
     assert!(pids.contains(&epid) && pids.contains(&init), "{pids:?}");
 
     // A missing program is a clear error.
     let out = root.hr(&["exec", &id, "no-such-program"]);
     assert!(!out.status.success());
-    assert!(error_line(&out).contains("no-such-program"), "{}", error_line(&out));
+    assert!(
+        error_line(&out).contains("no-such-program"),
+        "{}",
+        error_line(&out)
+    );
 
     // The runtime is not dumpable while it sits in the container: no process there can open
     // the runtime's /proc/PID/exe (the CVE-2019-5736 class).
@@ -259,9 +357,22 @@ fn exec_with_a_tty_over_the_console_socket() {
     root.ok(&["run", "-d", "--bundle", b.path().to_str().unwrap(), &id]);
     let sock = b.path().join("exec.sock");
     let got = receive_pty(UnixListener::bind(&sock).unwrap());
-    root.ok(&["exec", "--tty", "--detach", "--console-socket", sock.to_str().unwrap(), &id, "sh", "-c", "tty; echo done"]);
+    root.ok(&[
+        "exec",
+        "--tty",
+        "--detach",
+        "--console-socket",
+        sock.to_str().unwrap(),
+        &id,
+        "sh",
+        "-c",
+        "tty; echo done",
+    ]);
     let out = read_until_eof(got.join().unwrap());
-    assert!(out.starts_with("/dev/pts/") && out.contains("done"), "{out:?}");
+    assert!(
+        out.starts_with("/dev/pts/") && out.contains("done"),
+        "{out:?}"
+    );
     root.ok(&["delete", "-f", &id]);
 }
 
@@ -292,12 +403,19 @@ fn processes_in_the_container_cannot_reach_the_runtime_binary() {
     let id = unique_id("exe");
     root.ok(&["create", "--bundle", b.path().to_str().unwrap(), &id]);
     let init = root.state(&id)["pid"].as_i64().unwrap();
-    assert!(fs::read_link(format!("/proc/{init}/exe")).unwrap().to_string_lossy().contains("husk-runtime"));
+    assert!(fs::read_link(format!("/proc/{init}/exe"))
+        .unwrap()
+        .to_string_lossy()
+        .contains("husk-runtime"));
     let out = root.ok(&["exec", &id, "sh", "-c",
         "for p in exe mem; do cat /proc/1/$p > /dev/null 2>&1 && echo $p-OPEN || echo $p-denied; done; \
          for f in /proc/1/fd/* /proc/1/cwd /proc/1/root; do readlink $f > /dev/null 2>&1 && echo OPEN-$f; done; echo fd-denied; \
          echo x >> /proc/1/exe 2>/dev/null && echo exe-WRITABLE || echo exe-not-writable"]);
-    assert_eq!(out.lines().collect::<Vec<_>>(), ["exe-denied", "mem-denied", "fd-denied", "exe-not-writable"], "{out}");
+    assert_eq!(
+        out.lines().collect::<Vec<_>>(),
+        ["exe-denied", "mem-denied", "fd-denied", "exe-not-writable"],
+        "{out}"
+    );
     root.ok(&["delete", &id]);
 }
 
@@ -307,7 +425,11 @@ fn a_foreground_run_forwards_signals() {
         return;
     }
     let root = Root::new();
-    let b = Bundle::new(&["sh", "-c", "trap 'exit 7' TERM; echo ready > /tmp/ready; while :; do sleep 0.05; done"]);
+    let b = Bundle::new(&[
+        "sh",
+        "-c",
+        "trap 'exit 7' TERM; echo ready > /tmp/ready; while :; do sleep 0.05; done",
+    ]);
     let id = unique_id("fwd");
     let running = root.spawn(&["run", "--bundle", b.path().to_str().unwrap(), &id]);
     root.track(&id);
@@ -316,7 +438,11 @@ fn a_foreground_run_forwards_signals() {
         assert!(Instant::now() < deadline, "container never got ready");
         std::thread::sleep(Duration::from_millis(10));
     }
-    nix::sys::signal::kill(nix::unistd::Pid::from_raw(running.0.id() as i32), nix::sys::signal::Signal::SIGTERM).unwrap();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(running.0.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
     let out = Root::finish(running);
     assert_eq!(out.status.code(), Some(7), "{}", text(&out.stderr));
 }
@@ -350,7 +476,13 @@ fn a_foreground_run_with_a_terminal_proxies_the_pty() {
     let mut buf = [0u8; 4096];
     // Our slave copies were handed to the child and closed here, so reads end with EIO.
     let flags = nix::fcntl::fcntl(&master, nix::fcntl::FcntlArg::F_GETFL).unwrap();
-    nix::fcntl::fcntl(&master, nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::from_bits_truncate(flags) | nix::fcntl::OFlag::O_NONBLOCK)).unwrap();
+    nix::fcntl::fcntl(
+        &master,
+        nix::fcntl::FcntlArg::F_SETFL(
+            nix::fcntl::OFlag::from_bits_truncate(flags) | nix::fcntl::OFlag::O_NONBLOCK,
+        ),
+    )
+    .unwrap();
     while let Ok(n) = master.read(&mut buf) {
         if n == 0 {
             break;
@@ -360,5 +492,8 @@ fn a_foreground_run_with_a_terminal_proxies_the_pty() {
     let out = String::from_utf8_lossy(&out).replace('\r', "");
     assert!(status.success(), "{out}");
     assert!(out.contains("got:hello"), "{out:?}");
-    assert!(out.contains("/dev/pts/0"), "the container has its own pty: {out:?}");
+    assert!(
+        out.contains("/dev/pts/0"),
+        "the container has its own pty: {out:?}"
+    );
 }

@@ -24,7 +24,11 @@ fn namespaces_are_new_and_the_init_is_pid_1() {
     let mut lines = out.lines();
     assert_eq!(lines.next(), Some("pid=1"));
     assert_eq!(lines.next(), Some("boxy"));
-    assert_eq!(lines.next(), Some("lo"), "a new network namespace has only lo");
+    assert_eq!(
+        lines.next(),
+        Some("lo"),
+        "a new network namespace has only lo"
+    );
     for l in lines.filter(|l| l.contains(":[")) {
         let kind = l.split(':').next().unwrap();
         let host = fs::read_link(format!("/proc/self/ns/{kind}")).unwrap();
@@ -38,14 +42,22 @@ fn user_namespace_maps_ids() {
         return;
     }
     let root = Root::new();
-    let mut b = sh("cat /proc/self/uid_map /proc/self/gid_map; id -u; cat /proc/self/status | grep CapEff");
+    let mut b =
+        sh("cat /proc/self/uid_map /proc/self/gid_map; id -u; cat /proc/self/status | grep CapEff");
     b.edit(|c| {
-        c["linux"]["namespaces"].as_array_mut().unwrap().push(json!({"type": "user"}));
+        c["linux"]["namespaces"]
+            .as_array_mut()
+            .unwrap()
+            .push(json!({"type": "user"}));
         c["linux"]["uidMappings"] = json!([{"containerID": 0, "hostID": 100000, "size": 65536}]);
         c["linux"]["gidMappings"] = json!([{"containerID": 0, "hostID": 100000, "size": 65536}]);
     });
     let out = root.run_ok(&b);
-    let fields: Vec<Vec<&str>> = out.lines().take(2).map(|l| l.split_whitespace().collect()).collect();
+    let fields: Vec<Vec<&str>> = out
+        .lines()
+        .take(2)
+        .map(|l| l.split_whitespace().collect())
+        .collect();
     assert_eq!(fields[0], ["0", "100000", "65536"]);
     assert_eq!(fields[1], ["0", "100000", "65536"]);
     assert_eq!(out.lines().nth(2), Some("0"), "root inside");
@@ -59,16 +71,33 @@ fn time_namespace_offsets_apply() {
     let root = Root::new();
     let mut b = sh("cat /proc/self/timens_offsets; cut -d. -f1 /proc/uptime");
     b.edit(|c| {
-        c["linux"]["namespaces"].as_array_mut().unwrap().push(json!({"type": "time"}));
-        c["linux"]["timeOffsets"] = json!({"boottime": {"secs": 86400, "nanosecs": 0}, "monotonic": {"secs": 3600}});
+        c["linux"]["namespaces"]
+            .as_array_mut()
+            .unwrap()
+            .push(json!({"type": "time"}));
+        c["linux"]["timeOffsets"] =
+            json!({"boottime": {"secs": 86400, "nanosecs": 0}, "monotonic": {"secs": 3600}});
     });
     let out = root.run_ok(&b);
-    let offsets: Vec<Vec<&str>> = out.lines().take(2).map(|l| l.split_whitespace().collect()).collect();
+    let offsets: Vec<Vec<&str>> = out
+        .lines()
+        .take(2)
+        .map(|l| l.split_whitespace().collect())
+        .collect();
     assert!(offsets.contains(&vec!["monotonic", "3600", "0"]), "{out}");
     assert!(offsets.contains(&vec!["boottime", "86400", "0"]), "{out}");
     let inside: u64 = out.lines().last().unwrap().trim().parse().unwrap();
-    let host: f64 = fs::read_to_string("/proc/uptime").unwrap().split_whitespace().next().unwrap().parse().unwrap();
-    assert!(inside as f64 >= host + 86_000.0, "uptime inside {inside} vs host {host}");
+    let host: f64 = fs::read_to_string("/proc/uptime")
+        .unwrap()
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(
+        inside as f64 >= host + 86_000.0,
+        "uptime inside {inside} vs host {host}"
+    );
 }
 
 #[test]
@@ -92,9 +121,19 @@ fn namespaces_can_be_joined_by_path() {
     });
     let out = root.run_ok(&b);
     let mut l = out.lines();
-    assert_eq!(Path::new(l.next().unwrap()), fs::read_link(format!("/proc/{pid}/ns/net")).unwrap());
-    assert_eq!(Path::new(l.next().unwrap()), fs::read_link(format!("/proc/{pid}/ns/uts")).unwrap());
-    assert_eq!(l.next(), Some("husk"), "the joined uts namespace carries the first container's hostname");
+    assert_eq!(
+        Path::new(l.next().unwrap()),
+        fs::read_link(format!("/proc/{pid}/ns/net")).unwrap()
+    );
+    assert_eq!(
+        Path::new(l.next().unwrap()),
+        fs::read_link(format!("/proc/{pid}/ns/uts")).unwrap()
+    );
+    assert_eq!(
+        l.next(),
+        Some("husk"),
+        "the joined uts namespace carries the first container's hostname"
+    );
     root.ok(&["delete", "-f", &ida]);
 }
 
@@ -106,10 +145,12 @@ fn mounts_are_made_in_order_with_their_options() {
     let root = Root::new();
     let host_dir = tempfile::tempdir().unwrap();
     fs::write(host_dir.path().join("file"), "from host\n").unwrap();
-    let mut b = sh("cat /data/file; touch /data/x 2>/dev/null && echo WRITABLE || echo readonly-bind; \
+    let mut b = sh(
+        "cat /data/file; touch /data/x 2>/dev/null && echo WRITABLE || echo readonly-bind; \
         grep ' /data ' /proc/self/mountinfo; grep ' /scratch ' /proc/self/mountinfo; \
         grep ' /scratch/inner ' /proc/self/mountinfo; touch /scratch/ok && echo scratch-rw; \
-        grep ' /rshared ' /proc/self/mountinfo");
+        grep ' /rshared ' /proc/self/mountinfo",
+    );
     let src = host_dir.path().to_str().unwrap().to_string();
     b.edit(|c| {
         let m = c["mounts"].as_array_mut().unwrap();
@@ -124,12 +165,27 @@ fn mounts_are_made_in_order_with_their_options() {
     assert_eq!(l.next(), Some("readonly-bind"));
     let data = l.next().unwrap();
     for flag in ["ro", "nosuid", "nodev", "noexec"] {
-        assert!(data.split(' ').nth(5).unwrap().split(',').any(|f| f == flag), "{flag} missing: {data}");
+        assert!(
+            data.split(' ')
+                .nth(5)
+                .unwrap()
+                .split(',')
+                .any(|f| f == flag),
+            "{flag} missing: {data}"
+        );
     }
     let scratch = l.next().unwrap();
-    assert!(scratch.contains("size=1024k") && scratch.contains("mode=700") && scratch.contains("noexec"), "{scratch}");
+    assert!(
+        scratch.contains("size=1024k")
+            && scratch.contains("mode=700")
+            && scratch.contains("noexec"),
+        "{scratch}"
+    );
     let inner = l.next().unwrap();
-    assert!(inner.split(' ').nth(5).unwrap().starts_with("ro"), "mounted on top of the earlier one, read-only: {inner}");
+    assert!(
+        inner.split(' ').nth(5).unwrap().starts_with("ro"),
+        "mounted on top of the earlier one, read-only: {inner}"
+    );
     assert_eq!(l.next(), Some("scratch-rw"));
     assert!(l.next().unwrap().contains("shared:"), "rshared propagation");
     assert!(!host_dir.path().join("x").exists());
@@ -145,7 +201,14 @@ fn recursive_read_only_binds_cover_submounts() {
     let host = tempfile::tempdir().unwrap();
     let sub = host.path().join("sub");
     fs::create_dir(&sub).unwrap();
-    nix::mount::mount(Some("tmpfs"), &sub, Some("tmpfs"), nix::mount::MsFlags::empty(), None::<&str>).unwrap();
+    nix::mount::mount(
+        Some("tmpfs"),
+        &sub,
+        Some("tmpfs"),
+        nix::mount::MsFlags::empty(),
+        None::<&str>,
+    )
+    .unwrap();
     struct Unmount(std::path::PathBuf);
     impl Drop for Unmount {
         fn drop(&mut self) {
@@ -178,7 +241,10 @@ fn symlinks_in_the_image_cannot_redirect_mounts_to_the_host() {
     let _ = root.run(&b);
     // Whatever the container did, nothing appeared in or was mounted over the victim.
     assert_eq!(fs::read_dir(victim.path()).unwrap().count(), 0);
-    assert!(b.rootfs().join("tmp/target").is_dir(), "the `up` link resolved inside the root");
+    assert!(
+        b.rootfs().join("tmp/target").is_dir(),
+        "the `up` link resolved inside the root"
+    );
     let mounts = fs::read_to_string("/proc/self/mountinfo").unwrap();
     assert!(!mounts.contains(victim.path().to_str().unwrap()));
 }
@@ -196,10 +262,25 @@ fn devices_and_dev_symlinks_exist() {
         c["linux"]["resources"]["devices"].as_array_mut().unwrap().push(json!({"allow": true, "type": "c", "major": 1, "minor": 3, "access": "rwm"}));
     });
     let out = root.run_ok(&b);
-    assert!(out.contains("/dev/null character special file 1:3 666 0:0"), "{out}");
-    assert!(out.contains("/dev/tty character special file 5:0 666"), "{out}");
-    assert!(out.contains("/dev/mine character special file 1:3 660 7:8"), "{out}");
-    for l in ["/proc/self/fd\n", "/proc/self/fd/0\n", "/proc/self/fd/1\n", "/proc/self/fd/2\n", "pts/ptmx\n"] {
+    assert!(
+        out.contains("/dev/null character special file 1:3 666 0:0"),
+        "{out}"
+    );
+    assert!(
+        out.contains("/dev/tty character special file 5:0 666"),
+        "{out}"
+    );
+    assert!(
+        out.contains("/dev/mine character special file 1:3 660 7:8"),
+        "{out}"
+    );
+    for l in [
+        "/proc/self/fd\n",
+        "/proc/self/fd/0\n",
+        "/proc/self/fd/1\n",
+        "/proc/self/fd/2\n",
+        "pts/ptmx\n",
+    ] {
         assert!(out.contains(l), "missing {l}: {out}");
     }
     assert!(out.trim_end().ends_with('3'));
@@ -214,7 +295,8 @@ fn device_cgroup_denies_what_is_not_allowed() {
     // /dev/vda (254:0) exists as a node in the container but the default-deny cgroup refuses it.
     let mut b = sh("head -c 1 /dev/disk >/dev/null 2>&1 && echo READ || echo denied");
     b.edit(|c| {
-        c["linux"]["devices"] = json!([{"path": "/dev/disk", "type": "b", "major": 254, "minor": 0}]);
+        c["linux"]["devices"] =
+            json!([{"path": "/dev/disk", "type": "b", "major": 254, "minor": 0}]);
     });
     assert_eq!(root.run_ok(&b).trim(), "denied");
 }
@@ -230,10 +312,16 @@ fn masked_readonly_paths_and_readonly_root() {
         touch /rootfile 2>/dev/null && echo ROOT-WRITABLE || echo root-ro; touch /tmp/ok && echo tmp-rw");
     b.edit(|c| {
         c["root"]["readonly"] = true.into();
-        c["mounts"].as_array_mut().unwrap().push(json!({"destination": "/tmp", "type": "tmpfs", "source": "tmpfs"}));
+        c["mounts"]
+            .as_array_mut()
+            .unwrap()
+            .push(json!({"destination": "/tmp", "type": "tmpfs", "source": "tmpfs"}));
     });
     let out = root.run_ok(&b);
-    assert_eq!(out.lines().collect::<Vec<_>>(), ["0", "0", "sys-ro", "root-ro", "tmp-rw"]);
+    assert_eq!(
+        out.lines().collect::<Vec<_>>(),
+        ["0", "0", "sys-ro", "root-ro", "tmp-rw"]
+    );
 }
 
 #[test]
@@ -251,8 +339,15 @@ fn sysctl_domainname_and_oom_score_adj() {
         c["process"]["oomScoreAdj"] = 500.into();
     });
     let out = root.run_ok(&b);
-    assert_eq!(out.lines().collect::<Vec<_>>(), ["1", "1234", "example.test", "500"]);
-    assert_eq!(fs::read_to_string("/proc/sys/net/ipv4/ip_forward").unwrap(), host_forward, "the host is untouched");
+    assert_eq!(
+        out.lines().collect::<Vec<_>>(),
+        ["1", "1234", "example.test", "500"]
+    );
+    assert_eq!(
+        fs::read_to_string("/proc/sys/net/ipv4/ip_forward").unwrap(),
+        host_forward,
+        "the host is untouched"
+    );
 }
 
 #[test]
@@ -263,7 +358,13 @@ fn no_pivot_uses_chroot() {
     let root = Root::new();
     let b = sh("ls /bin/busybox && cat /proc/self/mountinfo | wc -l");
     let id = unique_id("nopivot");
-    let out = root.hr(&["run", "--no-pivot", "--bundle", b.path().to_str().unwrap(), &id]);
+    let out = root.hr(&[
+        "run",
+        "--no-pivot",
+        "--bundle",
+        b.path().to_str().unwrap(),
+        &id,
+    ]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert!(text(&out.stdout).starts_with("/bin/busybox"));
 }
@@ -302,7 +403,8 @@ fn process_identity_environment_and_limits() {
     assert_eq!(l[4], "100");
     assert_eq!(l[5], "200");
     // CAP_CHOWN=0, CAP_KILL=5, CAP_NET_BIND_SERVICE=10.
-    let caps: std::collections::HashMap<&str, &str> = l.iter().filter_map(|x| x.split_once(":\t")).collect();
+    let caps: std::collections::HashMap<&str, &str> =
+        l.iter().filter_map(|x| x.split_once(":\t")).collect();
     assert_eq!(caps["CapBnd"], "0000000000000421");
     // A non-root user keeps across execve only its ambient capabilities (busybox has no file
     // capabilities), so effective and permitted are the ambient set.
@@ -311,7 +413,10 @@ fn process_identity_environment_and_limits() {
     assert_eq!(caps["CapInh"], "0000000000000420");
     assert_eq!(caps["CapAmb"], "0000000000000400");
     assert_eq!(caps["NoNewPrivs"], "1");
-    assert!(out.contains("policy                                       :                    3"), "SCHED_BATCH: {out}");
+    assert!(
+        out.contains("policy                                       :                    3"),
+        "SCHED_BATCH: {out}"
+    );
     assert_eq!(l.last().copied(), Some("i686"), "LINUX32 personality");
 }
 
@@ -333,8 +438,16 @@ fn a_capability_the_host_lacks_is_a_clear_error() {
         return;
     }
     // This VM's bounding set lacks CAP_SYS_RESOURCE; elsewhere the test has nothing to prove.
-    if caps::has_cap(None, caps::CapSet::Bounding, caps::Capability::CAP_SYS_RESOURCE).unwrap_or(true) {
-        eprintln!("SKIP a_capability_the_host_lacks_is_a_clear_error: this host has CAP_SYS_RESOURCE");
+    if caps::has_cap(
+        None,
+        caps::CapSet::Bounding,
+        caps::Capability::CAP_SYS_RESOURCE,
+    )
+    .unwrap_or(true)
+    {
+        eprintln!(
+            "SKIP a_capability_the_host_lacks_is_a_clear_error: this host has CAP_SYS_RESOURCE"
+        );
         return;
     }
     let root = Root::new();
@@ -355,14 +468,24 @@ fn only_stdio_and_preserved_fds_reach_the_container() {
     let root = Root::new();
     let b = sh("ls /proc/self/fd | sort -n | tr '\\n' ' '; echo; echo via-fd-3 >&3; readlink /proc/self/cwd");
     let shared = tempfile::NamedTempFile::new().unwrap();
-    let f = fs::OpenOptions::new().write(true).open(shared.path()).unwrap();
+    let f = fs::OpenOptions::new()
+        .write(true)
+        .open(shared.path())
+        .unwrap();
     // An extra fd 4 that must NOT be passed on, and fd 3 that must be.
     let leak = fs::File::open("/etc/hostname").unwrap();
     let (f3, f4) = (f.as_raw_fd(), leak.as_raw_fd());
     let id = unique_id("fds");
     root.track(&id);
     let mut cmd = root.cmd();
-    cmd.args(["run", "--preserve-fds", "1", "--bundle", b.path().to_str().unwrap(), &id]);
+    cmd.args([
+        "run",
+        "--preserve-fds",
+        "1",
+        "--bundle",
+        b.path().to_str().unwrap(),
+        &id,
+    ]);
     unsafe {
         cmd.pre_exec(move || {
             if libc::dup2(f3, 3) < 0 || libc::dup2(f4, 4) < 0 {
@@ -378,6 +501,10 @@ fn only_stdio_and_preserved_fds_reach_the_container() {
     let fds: Vec<&str> = stdout.lines().next().unwrap().split_whitespace().collect();
     assert_eq!(&fds[..4], ["0", "1", "2", "3"], "{stdout}");
     assert!(fds.len() <= 5, "an extra fd leaked: {stdout}");
-    assert_eq!(stdout.lines().nth(1), Some("/"), "the cwd is inside the container");
+    assert_eq!(
+        stdout.lines().nth(1),
+        Some("/"),
+        "the cwd is inside the container"
+    );
     assert_eq!(fs::read_to_string(shared.path()).unwrap(), "via-fd-3\n");
 }

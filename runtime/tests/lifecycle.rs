@@ -19,7 +19,10 @@ fn run_passes_stdout_and_exit_code_through_and_cleans_up() {
     let out = root.hr(&["run", "--bundle", b.path().to_str().unwrap(), &id]);
     assert_eq!(text(&out.stdout), "hello from husk\n");
     assert_eq!(out.status.code(), Some(3), "{}", text(&out.stderr));
-    assert!(!root.container_dir(&id).exists(), "run deletes the container after it exits");
+    assert!(
+        !root.container_dir(&id).exists(),
+        "run deletes the container after it exits"
+    );
     assert_no_cgroup(&id);
 }
 
@@ -52,17 +55,38 @@ fn create_waits_for_start_then_runs_and_stops() {
     b.with_out_mount();
     let id = unique_id("life");
     let pid_file = b.path().join("pid");
-    root.ok(&["create", &id, "--bundle", b.path().to_str().unwrap(), "--pid-file", pid_file.to_str().unwrap()]);
+    root.ok(&[
+        "create",
+        &id,
+        "--bundle",
+        b.path().to_str().unwrap(),
+        "--pid-file",
+        pid_file.to_str().unwrap(),
+    ]);
     let st = root.state(&id);
     assert_eq!(st["status"], "created");
     assert_eq!(st["id"], id.as_str());
     assert_eq!(st["ociVersion"], "1.2.0");
-    assert_eq!(Path::new(st["bundle"].as_str().unwrap()), fs::canonicalize(b.path()).unwrap());
-    let pid: i32 = fs::read_to_string(&pid_file).unwrap().trim().parse().unwrap();
-    assert_eq!(st["pid"].as_i64(), Some(pid as i64), "pid file holds the host pid of the init");
+    assert_eq!(
+        Path::new(st["bundle"].as_str().unwrap()),
+        fs::canonicalize(b.path()).unwrap()
+    );
+    let pid: i32 = fs::read_to_string(&pid_file)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    assert_eq!(
+        st["pid"].as_i64(),
+        Some(pid as i64),
+        "pid file holds the host pid of the init"
+    );
     assert!(Path::new(&format!("/proc/{pid}")).exists());
     std::thread::sleep(Duration::from_millis(100));
-    assert!(!b.out().join("started").exists(), "the user process must not run before start");
+    assert!(
+        !b.out().join("started").exists(),
+        "the user process must not run before start"
+    );
 
     root.ok(&["start", &id]);
     assert_eq!(root.status(&id), "running");
@@ -73,18 +97,32 @@ fn create_waits_for_start_then_runs_and_stops() {
     }
     // The init is in the container's cgroup.
     let procs = fs::read_to_string(cgroup_dir("pids", &id).join("cgroup.procs")).unwrap();
-    assert!(procs.lines().any(|l| l.trim() == pid.to_string()), "init {pid} not in cgroup: {procs}");
+    assert!(
+        procs.lines().any(|l| l.trim() == pid.to_string()),
+        "init {pid} not in cgroup: {procs}"
+    );
 
     let again = root.hr(&["start", &id]);
-    assert!(!again.status.success(), "a running container cannot be started twice");
+    assert!(
+        !again.status.success(),
+        "a running container cannot be started twice"
+    );
 
     root.ok(&["kill", &id, "KILL"]);
     root.wait_status(&id, "stopped");
-    assert!(root.state(&id).get("pid").is_none(), "a stopped container has no pid");
+    assert!(
+        root.state(&id).get("pid").is_none(),
+        "a stopped container has no pid"
+    );
     root.ok(&["delete", &id]);
     assert!(!root.container_dir(&id).exists());
     assert_no_cgroup(&id);
-    assert!(!Path::new(&format!("/proc/{pid}")).exists() || fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default().contains(") Z"));
+    assert!(
+        !Path::new(&format!("/proc/{pid}")).exists()
+            || fs::read_to_string(format!("/proc/{pid}/stat"))
+                .unwrap_or_default()
+                .contains(") Z")
+    );
 }
 
 #[test]
@@ -119,12 +157,19 @@ fn delete_of_a_running_container_needs_force() {
     let out = root.hr(&["delete", &id]);
     assert!(!out.status.success());
     assert!(error_line(&out).contains("running"), "{}", error_line(&out));
-    assert_eq!(root.status(&id), "running", "a refused delete changes nothing");
+    assert_eq!(
+        root.status(&id),
+        "running",
+        "a refused delete changes nothing"
+    );
     root.ok(&["delete", "--force", &id]);
     assert!(!root.container_dir(&id).exists());
     assert_no_cgroup(&id);
     let stat = fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    assert!(stat.is_empty() || stat.contains(") Z "), "init survived delete --force: {stat}");
+    assert!(
+        stat.is_empty() || stat.contains(") Z "),
+        "init survived delete --force: {stat}"
+    );
 }
 
 #[test]
@@ -133,10 +178,17 @@ fn delete_force_of_an_unknown_id_succeeds() {
         return;
     }
     let root = Root::new();
-    assert!(root.hr(&["delete", "--force", "never-was"]).status.success());
+    assert!(root
+        .hr(&["delete", "--force", "never-was"])
+        .status
+        .success());
     let out = root.hr(&["delete", "never-was"]);
     assert!(!out.status.success());
-    assert!(error_line(&out).contains("does not exist"), "{}", error_line(&out));
+    assert!(
+        error_line(&out).contains("does not exist"),
+        "{}",
+        error_line(&out)
+    );
 }
 
 #[test]
@@ -152,10 +204,22 @@ fn two_creates_of_one_id_exactly_one_wins() {
     let (c1, c2) = (root.spawn(&args), root.spawn(&args));
     let (o1, o2) = (Root::finish(c1), Root::finish(c2));
     let wins = [o1.status.success(), o2.status.success()];
-    assert_eq!(wins.iter().filter(|w| **w).count(), 1, "exactly one create wins: {wins:?}");
+    assert_eq!(
+        wins.iter().filter(|w| **w).count(),
+        1,
+        "exactly one create wins: {wins:?}"
+    );
     let loser = if wins[0] { &o2 } else { &o1 };
-    assert!(error_line(loser).contains("already exists"), "{}", error_line(loser));
-    assert_eq!(root.status(&id), "created", "the loser did not damage the winner");
+    assert!(
+        error_line(loser).contains("already exists"),
+        "{}",
+        error_line(loser)
+    );
+    assert_eq!(
+        root.status(&id),
+        "created",
+        "the loser did not damage the winner"
+    );
 }
 
 #[test]
@@ -177,7 +241,10 @@ fn kill_takes_names_numbers_and_all() {
     assert_eq!(root.ps_pids(&id).len(), 2, "sh and its sleep");
     root.ok(&["kill", "--all", &id, "9"]);
     root.wait_status(&id, "stopped");
-    assert!(root.hr(&["kill", &id, "SIGTERM"]).status.code() != Some(0), "killing a stopped container fails");
+    assert!(
+        root.hr(&["kill", &id, "SIGTERM"]).status.code() != Some(0),
+        "killing a stopped container fails"
+    );
     root.ok(&["delete", &id]);
     let bad = root.hr(&["kill", "nope", "NOTASIGNAL"]);
     assert!(!bad.status.success());
@@ -200,9 +267,16 @@ fn list_and_ps_formats() {
     let root = Root::new();
     let b = Bundle::new(&["sleep", "1000"]);
     let id = unique_id("list");
-    root.ok(&["run", "--detach", "--bundle", b.path().to_str().unwrap(), &id]);
+    root.ok(&[
+        "run",
+        "--detach",
+        "--bundle",
+        b.path().to_str().unwrap(),
+        &id,
+    ]);
     assert_eq!(root.ok(&["list", "-q"]).trim(), id);
-    let list: serde_json::Value = serde_json::from_str(&root.ok(&["list", "--format", "json"])).unwrap();
+    let list: serde_json::Value =
+        serde_json::from_str(&root.ok(&["list", "--format", "json"])).unwrap();
     assert_eq!(list[0]["id"], id.as_str());
     assert_eq!(list[0]["status"], "running");
     let table = root.ok(&["list"]);
@@ -228,7 +302,11 @@ fn pause_and_resume_freeze_the_container() {
     let pid = root.state(&id)["pid"].as_i64().unwrap();
     root.ok(&["pause", &id]);
     assert_eq!(root.status(&id), "paused");
-    let freezer = if is_cgroup_v2() { cgroup_dir("", &id).join("cgroup.freeze") } else { cgroup_dir("freezer", &id).join("freezer.state") };
+    let freezer = if is_cgroup_v2() {
+        cgroup_dir("", &id).join("cgroup.freeze")
+    } else {
+        cgroup_dir("freezer", &id).join("freezer.state")
+    };
     let v = fs::read_to_string(&freezer).unwrap();
     assert!(v.trim() == "FROZEN" || v.trim() == "1", "{v}");
     let stat = fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
@@ -257,17 +335,42 @@ fn update_reads_resources_from_stdin() {
         .spawn()
         .unwrap();
     use std::io::Write;
-    child.stdin.take().unwrap().write_all(br#"{"memory": {"limit": 67108864}, "pids": {"limit": 42}}"#).unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(br#"{"memory": {"limit": 67108864}, "pids": {"limit": 42}}"#)
+        .unwrap();
     let out = child.wait_with_output().unwrap();
     assert!(out.status.success(), "{}", text(&out.stderr));
     if is_cgroup_v2() {
-        assert_eq!(fs::read_to_string(cgroup_dir("", &id).join("memory.max")).unwrap().trim(), "67108864");
+        assert_eq!(
+            fs::read_to_string(cgroup_dir("", &id).join("memory.max"))
+                .unwrap()
+                .trim(),
+            "67108864"
+        );
     } else {
-        assert_eq!(fs::read_to_string(cgroup_dir("memory", &id).join("memory.limit_in_bytes")).unwrap().trim(), "67108864");
+        assert_eq!(
+            fs::read_to_string(cgroup_dir("memory", &id).join("memory.limit_in_bytes"))
+                .unwrap()
+                .trim(),
+            "67108864"
+        );
     }
-    assert_eq!(fs::read_to_string(cgroup_dir("pids", &id).join("pids.max")).unwrap().trim(), "42");
+    assert_eq!(
+        fs::read_to_string(cgroup_dir("pids", &id).join("pids.max"))
+            .unwrap()
+            .trim(),
+        "42"
+    );
     root.ok(&["update", "--pids-limit", "50", &id]);
-    assert_eq!(fs::read_to_string(cgroup_dir("pids", &id).join("pids.max")).unwrap().trim(), "50");
+    assert_eq!(
+        fs::read_to_string(cgroup_dir("pids", &id).join("pids.max"))
+            .unwrap()
+            .trim(),
+        "50"
+    );
     root.ok(&["delete", "-f", &id]);
 }
 
@@ -277,16 +380,73 @@ fn bad_input_is_one_clear_line_and_leaves_nothing() {
         return;
     }
     let root = Root::new();
-    let cases: Vec<(&str, Box<dyn Fn(&mut Bundle)>, &str)> = vec![
-        ("malformed", Box::new(|b: &mut Bundle| fs::write(b.path().join("config.json"), "{not json").unwrap()), "config.json"),
-        ("no-args", Box::new(|b: &mut Bundle| { b.edit(|c| c["process"]["args"] = serde_json::json!([])); }), "process.args"),
-        ("no-rootfs", Box::new(|b: &mut Bundle| { b.edit(|c| c["root"]["path"] = "missing".into()); }), "rootfs"),
-        ("bad-ns", Box::new(|b: &mut Bundle| { b.edit(|c| c["linux"]["namespaces"] = serde_json::json!([{"type": "mount"}, {"type": "uts"}, {"type": "network", "path": "/nonexistent/ns"}])); }), "/nonexistent/ns"),
-        ("no-binary", Box::new(|b: &mut Bundle| { b.edit(|c| c["process"]["args"] = serde_json::json!(["/no/such/program"])); }), "/no/such/program"),
-        ("bad-mount", Box::new(|b: &mut Bundle| { b.edit(|c| c["mounts"].as_array_mut().unwrap().push(serde_json::json!({"destination": "/x", "type": "bind", "source": "/definitely/not/here", "options": ["bind"]}))); }), "/definitely/not/here"),
-        ("bad-cap", Box::new(|b: &mut Bundle| { b.edit(|c| c["process"]["capabilities"]["bounding"] = serde_json::json!(["CAP_NOT_REAL"])); }), "config.json"),
-        ("apparmor", Box::new(|b: &mut Bundle| { b.edit(|c| c["process"]["apparmorProfile"] = "docker-default".into()); }), "AppArmor"),
-        ("bad-sysctl", Box::new(|b: &mut Bundle| { b.edit(|c| c["linux"]["sysctl"] = serde_json::json!({"kernel.panic": "1"})); }), "kernel.panic"),
+    type Mutation = Box<dyn Fn(&mut Bundle)>;
+    let cases: Vec<(&str, Mutation, &str)> = vec![
+        (
+            "malformed",
+            Box::new(|b: &mut Bundle| {
+                fs::write(b.path().join("config.json"), "{not json").unwrap()
+            }),
+            "config.json",
+        ),
+        (
+            "no-args",
+            Box::new(|b: &mut Bundle| {
+                b.edit(|c| c["process"]["args"] = serde_json::json!([]));
+            }),
+            "process.args",
+        ),
+        (
+            "no-rootfs",
+            Box::new(|b: &mut Bundle| {
+                b.edit(|c| c["root"]["path"] = "missing".into());
+            }),
+            "rootfs",
+        ),
+        (
+            "bad-ns",
+            Box::new(|b: &mut Bundle| {
+                b.edit(|c| c["linux"]["namespaces"] = serde_json::json!([{"type": "mount"}, {"type": "uts"}, {"type": "network", "path": "/nonexistent/ns"}]));
+            }),
+            "/nonexistent/ns",
+        ),
+        (
+            "no-binary",
+            Box::new(|b: &mut Bundle| {
+                b.edit(|c| c["process"]["args"] = serde_json::json!(["/no/such/program"]));
+            }),
+            "/no/such/program",
+        ),
+        (
+            "bad-mount",
+            Box::new(|b: &mut Bundle| {
+                b.edit(|c| c["mounts"].as_array_mut().unwrap().push(serde_json::json!({"destination": "/x", "type": "bind", "source": "/definitely/not/here", "options": ["bind"]})));
+            }),
+            "/definitely/not/here",
+        ),
+        (
+            "bad-cap",
+            Box::new(|b: &mut Bundle| {
+                b.edit(|c| {
+                    c["process"]["capabilities"]["bounding"] = serde_json::json!(["CAP_NOT_REAL"])
+                });
+            }),
+            "config.json",
+        ),
+        (
+            "apparmor",
+            Box::new(|b: &mut Bundle| {
+                b.edit(|c| c["process"]["apparmorProfile"] = "docker-default".into());
+            }),
+            "AppArmor",
+        ),
+        (
+            "bad-sysctl",
+            Box::new(|b: &mut Bundle| {
+                b.edit(|c| c["linux"]["sysctl"] = serde_json::json!({"kernel.panic": "1"}));
+            }),
+            "kernel.panic",
+        ),
     ];
     for (name, mutate, needle) in cases {
         let mut b = Bundle::new(&["true"]);
@@ -295,25 +455,63 @@ fn bad_input_is_one_clear_line_and_leaves_nothing() {
         let out = root.hr(&["create", "--bundle", b.path().to_str().unwrap(), &id]);
         assert!(!out.status.success(), "{name}: create must fail");
         let err = error_line(&out);
-        assert!(err.contains(needle), "{name}: error should name {needle:?}: {err}");
-        assert_eq!(text(&out.stderr).lines().count(), 1, "{name}: one line: {}", text(&out.stderr));
-        assert!(!root.container_dir(&id).exists(), "{name}: state dir left behind");
+        assert!(
+            err.contains(needle),
+            "{name}: error should name {needle:?}: {err}"
+        );
+        assert_eq!(
+            text(&out.stderr).lines().count(),
+            1,
+            "{name}: one line: {}",
+            text(&out.stderr)
+        );
+        assert!(
+            !root.container_dir(&id).exists(),
+            "{name}: state dir left behind"
+        );
         assert_no_cgroup(&id);
     }
     // Ids: unknown, invalid, duplicate.
-    for args in [&["start", "ghost"][..], &["state", "ghost"], &["kill", "ghost"], &["delete", "ghost"], &["ps", "ghost"]] {
+    for args in [
+        &["start", "ghost"][..],
+        &["state", "ghost"],
+        &["kill", "ghost"],
+        &["delete", "ghost"],
+        &["ps", "ghost"],
+    ] {
         let out = root.hr(args);
         assert!(!out.status.success());
-        assert!(error_line(&out).contains("does not exist"), "{args:?}: {}", error_line(&out));
+        assert!(
+            error_line(&out).contains("does not exist"),
+            "{args:?}: {}",
+            error_line(&out)
+        );
     }
     let b = Bundle::new(&["sleep", "100"]);
-    let out = root.hr(&["create", "--bundle", b.path().to_str().unwrap(), "../escape"]);
-    assert!(error_line(&out).contains("invalid container id"), "{}", error_line(&out));
+    let out = root.hr(&[
+        "create",
+        "--bundle",
+        b.path().to_str().unwrap(),
+        "../escape",
+    ]);
+    assert!(
+        error_line(&out).contains("invalid container id"),
+        "{}",
+        error_line(&out)
+    );
     let id = unique_id("dup");
     root.ok(&["create", "--bundle", b.path().to_str().unwrap(), &id]);
     let out = root.hr(&["create", "--bundle", b.path().to_str().unwrap(), &id]);
-    assert!(error_line(&out).contains("already exists"), "{}", error_line(&out));
-    assert_eq!(root.status(&id), "created", "the failed duplicate did not touch the original");
+    assert!(
+        error_line(&out).contains("already exists"),
+        "{}",
+        error_line(&out)
+    );
+    assert_eq!(
+        root.status(&id),
+        "created",
+        "the failed duplicate did not touch the original"
+    );
     root.ok(&["delete", &id]);
 }
 
@@ -324,10 +522,18 @@ fn errors_go_to_the_log_file_as_json_lines() {
     }
     let root = Root::new();
     let log = root.dir.path().join("log.json");
-    let out = root.hr(&["--log", log.to_str().unwrap(), "--log-format", "json", "state", "ghost"]);
+    let out = root.hr(&[
+        "--log",
+        log.to_str().unwrap(),
+        "--log-format",
+        "json",
+        "state",
+        "ghost",
+    ]);
     assert!(!out.status.success());
     let line = fs::read_to_string(&log).unwrap();
-    let v: serde_json::Value = serde_json::from_str(line.lines().last().unwrap()).expect("a JSON line");
+    let v: serde_json::Value =
+        serde_json::from_str(line.lines().last().unwrap()).expect("a JSON line");
     assert_eq!(v["level"], "error");
     assert_eq!(v["msg"], "container \"ghost\" does not exist");
     assert!(v["time"].is_string());
@@ -338,24 +544,44 @@ fn systemd_cgroup_is_refused_clearly() {
     let root = Root::new();
     let out = root.hr(&["--systemd-cgroup", "list"]);
     assert!(!out.status.success());
-    assert!(error_line(&out).contains("--systemd-cgroup is not supported"), "{}", error_line(&out));
+    assert!(
+        error_line(&out).contains("--systemd-cgroup is not supported"),
+        "{}",
+        error_line(&out)
+    );
 }
 
 #[test]
 fn features_and_spec_print_valid_json() {
     let root = Root::new();
-    let f: serde_json::Value = serde_json::from_str(&root.ok(&["features"])).expect("features JSON");
+    let f: serde_json::Value =
+        serde_json::from_str(&root.ok(&["features"])).expect("features JSON");
     assert_eq!(f["ociVersionMax"], "1.2.0");
-    assert!(f["linux"]["namespaces"].as_array().unwrap().iter().any(|n| n == "time"));
+    assert!(f["linux"]["namespaces"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|n| n == "time"));
     let dir = tempfile::tempdir().unwrap();
     root.ok(&["spec", "--bundle", dir.path().to_str().unwrap()]);
-    let spec: oci_spec::runtime::Spec = serde_json::from_slice(&fs::read(dir.path().join("config.json")).unwrap()).expect("spec parses");
+    let spec: oci_spec::runtime::Spec =
+        serde_json::from_slice(&fs::read(dir.path().join("config.json")).unwrap())
+            .expect("spec parses");
     assert_eq!(spec.version(), "1.2.0");
     let again = root.hr(&["spec", "--bundle", dir.path().to_str().unwrap()]);
-    assert!(!again.status.success(), "spec does not overwrite an existing config.json");
+    assert!(
+        !again.status.success(),
+        "spec does not overwrite an existing config.json"
+    );
     let rl = tempfile::tempdir().unwrap();
-    root.ok(&["spec", "--rootless", "--bundle", rl.path().to_str().unwrap()]);
-    let v: serde_json::Value = serde_json::from_slice(&fs::read(rl.path().join("config.json")).unwrap()).unwrap();
+    root.ok(&[
+        "spec",
+        "--rootless",
+        "--bundle",
+        rl.path().to_str().unwrap(),
+    ]);
+    let v: serde_json::Value =
+        serde_json::from_slice(&fs::read(rl.path().join("config.json")).unwrap()).unwrap();
     assert!(v["linux"]["uidMappings"].is_array());
 }
 
@@ -368,17 +594,32 @@ fn no_zombies_are_left_by_a_foreground_run() {
     // The init leaves orphans behind that outlive it briefly.
     let b = Bundle::new(&["sh", "-c", "sleep 0.2 & sleep 0.2 & exit 0"]);
     let id = unique_id("zombie");
-    let child = root.cmd().args(["run", "-b", b.path().to_str().unwrap(), &id]).spawn().unwrap();
+    let child = root
+        .cmd()
+        .args(["run", "-b", b.path().to_str().unwrap(), &id])
+        .spawn()
+        .unwrap();
     let runtime_pid = child.id() as i32;
     let out = child.wait_with_output().unwrap();
     assert!(out.status.success());
     // Nothing whose parent is the (now gone) runtime, and no zombie of ours.
     for entry in fs::read_dir("/proc").unwrap().flatten() {
-        let Ok(stat) = fs::read_to_string(entry.path().join("stat")) else { continue };
-        let Some(rest) = stat.rfind(')').map(|i| &stat[i + 2..]) else { continue };
+        let Ok(stat) = fs::read_to_string(entry.path().join("stat")) else {
+            continue;
+        };
+        let Some(rest) = stat.rfind(')').map(|i| &stat[i + 2..]) else {
+            continue;
+        };
         let f: Vec<&str> = rest.split(' ').collect();
         let ppid: i32 = f[1].parse().unwrap_or(0);
-        assert!(!(ppid == runtime_pid), "process {} still a child of the runtime", entry.file_name().to_string_lossy());
-        assert!(!(f[0] == "Z" && ppid == std::process::id() as i32), "zombie child of the test");
+        assert!(
+            ppid != runtime_pid,
+            "process {} still a child of the runtime",
+            entry.file_name().to_string_lossy()
+        );
+        assert!(
+            !(f[0] == "Z" && ppid == std::process::id() as i32),
+            "zombie child of the test"
+        );
     }
 }

@@ -55,7 +55,9 @@ pub fn container_path(cgroups_path: Option<&Path>, id: &str) -> Result<PathBuf> 
         _ => Path::new("/husk").join(id),
     };
     // No `..`: the path must stay inside the hierarchy.
-    if p.components().any(|c| matches!(c, std::path::Component::ParentDir)) {
+    if p.components()
+        .any(|c| matches!(c, std::path::Component::ParentDir))
+    {
         return Err(Error::InvalidConfig(format!(
             "cgroupsPath {} leaves the cgroup hierarchy",
             p.display()
@@ -88,9 +90,9 @@ pub fn apply(paths: &CgroupPaths, r: &LinuxResources) -> Result<()> {
 
 pub fn add_pid(paths: &CgroupPaths, pid: i32) -> Result<()> {
     match paths {
-        CgroupPaths::V1(p) => p
-            .values()
-            .try_for_each(|dir| crate::util::write_file(&dir.join("cgroup.procs"), &pid.to_string())),
+        CgroupPaths::V1(p) => p.values().try_for_each(|dir| {
+            crate::util::write_file(&dir.join("cgroup.procs"), &pid.to_string())
+        }),
         CgroupPaths::V2(p) => crate::util::write_file(&p.join("cgroup.procs"), &pid.to_string()),
     }
 }
@@ -105,7 +107,9 @@ pub fn pids(paths: &CgroupPaths) -> Result<Vec<i32>> {
             .cloned(),
         CgroupPaths::V2(p) => Some(p.clone()),
     };
-    let Some(dir) = dir else { return Ok(Vec::new()) };
+    let Some(dir) = dir else {
+        return Ok(Vec::new());
+    };
     let mut pids = Vec::new();
     collect_pids(&dir, &mut pids)?;
     pids.sort_unstable();
@@ -196,11 +200,19 @@ fn remove_tree(dir: &Path) -> Result<()> {
                 std::thread::sleep(delay);
                 delay = (delay * 2).min(std::time::Duration::from_millis(100));
             }
-            Err(e) => return Err(Error::io(format!("cannot remove cgroup {}", dir.display()), e)),
+            Err(e) => {
+                return Err(Error::io(
+                    format!("cannot remove cgroup {}", dir.display()),
+                    e,
+                ))
+            }
         }
     }
     Err(Error::io(
-        format!("cannot remove cgroup {}: processes are still in it", dir.display()),
+        format!(
+            "cannot remove cgroup {}: processes are still in it",
+            dir.display()
+        ),
         std::io::Error::from_raw_os_error(libc::EBUSY),
     ))
 }
@@ -224,8 +236,17 @@ pub fn device_rules(r: &LinuxResources) -> Vec<(bool, String)> {
         })
         .collect();
     for rule in [
-        "c *:* m", "b *:* m", "c 1:3 rwm", "c 1:5 rwm", "c 1:7 rwm", "c 1:8 rwm", "c 1:9 rwm",
-        "c 5:0 rwm", "c 5:1 rwm", "c 5:2 rwm", "c 136:* rwm",
+        "c *:* m",
+        "b *:* m",
+        "c 1:3 rwm",
+        "c 1:5 rwm",
+        "c 1:7 rwm",
+        "c 1:8 rwm",
+        "c 1:9 rwm",
+        "c 5:0 rwm",
+        "c 5:1 rwm",
+        "c 5:2 rwm",
+        "c 136:* rwm",
     ] {
         out.push((true, rule.to_string()));
     }
@@ -243,9 +264,18 @@ mod tests {
 
     #[test]
     fn container_paths() {
-        assert_eq!(container_path(None, "c1").unwrap(), PathBuf::from("/husk/c1"));
-        assert_eq!(container_path(Some(Path::new("a/b")), "c1").unwrap(), PathBuf::from("/a/b"));
-        assert_eq!(container_path(Some(Path::new("/a/b")), "c1").unwrap(), PathBuf::from("/a/b"));
+        assert_eq!(
+            container_path(None, "c1").unwrap(),
+            PathBuf::from("/husk/c1")
+        );
+        assert_eq!(
+            container_path(Some(Path::new("a/b")), "c1").unwrap(),
+            PathBuf::from("/a/b")
+        );
+        assert_eq!(
+            container_path(Some(Path::new("/a/b")), "c1").unwrap(),
+            PathBuf::from("/a/b")
+        );
         assert!(container_path(Some(Path::new("/a/../../b")), "c1").is_err());
         assert!(container_path(Some(Path::new("system.slice:husk:c1")), "c1").is_err());
     }

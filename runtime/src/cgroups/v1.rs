@@ -15,19 +15,30 @@ pub fn hierarchies() -> Result<BTreeMap<String, PathBuf>> {
         .map_err(|e| Error::io("cannot read /proc/self/mountinfo", e))?;
     let mut out = BTreeMap::new();
     for line in info.lines() {
-        let Some((left, right)) = line.split_once(" - ") else { continue };
+        let Some((left, right)) = line.split_once(" - ") else {
+            continue;
+        };
         let mut r = right.split(' ');
         if r.next() != Some("cgroup") {
             continue;
         }
         let super_opts = r.nth(1).unwrap_or("");
-        let Some(mount_point) = left.split(' ').nth(4) else { continue };
+        let Some(mount_point) = left.split(' ').nth(4) else {
+            continue;
+        };
         if !mount_point.starts_with(CGROUP_ROOT) {
             continue;
         }
         let controllers: Vec<&str> = super_opts
             .split(',')
-            .filter(|o| !matches!(*o, "rw" | "ro") && !o.starts_with("release_agent") && *o != "clone_children" && *o != "noprefix" && *o != "xattr" && *o != "cpuset_v2_mode")
+            .filter(|o| {
+                !matches!(*o, "rw" | "ro")
+                    && !o.starts_with("release_agent")
+                    && *o != "clone_children"
+                    && *o != "noprefix"
+                    && *o != "xattr"
+                    && *o != "cpuset_v2_mode"
+            })
             .collect();
         if !controllers.is_empty() {
             out.insert(controllers.join(","), PathBuf::from(mount_point));
@@ -44,7 +55,8 @@ pub fn create(path: &Path) -> Result<BTreeMap<String, PathBuf>> {
         let result = if controllers.split(',').any(|c| c == "cpuset") {
             create_cpuset(&mount, rel)
         } else {
-            fs::create_dir_all(&dir).map_err(|e| Error::io(format!("cannot create cgroup {}", dir.display()), e))
+            fs::create_dir_all(&dir)
+                .map_err(|e| Error::io(format!("cannot create cgroup {}", dir.display()), e))
         };
         if let Err(e) = result {
             let _ = super::remove(&super::CgroupPaths::V1(made));
@@ -53,7 +65,9 @@ pub fn create(path: &Path) -> Result<BTreeMap<String, PathBuf>> {
         made.insert(controllers, dir);
     }
     if made.is_empty() {
-        return Err(Error::Unsupported("no cgroup v1 hierarchy is mounted under /sys/fs/cgroup".into()));
+        return Err(Error::Unsupported(
+            "no cgroup v1 hierarchy is mounted under /sys/fs/cgroup".into(),
+        ));
     }
     Ok(made)
 }
@@ -68,13 +82,19 @@ fn create_cpuset(mount: &Path, rel: &Path) -> Result<()> {
         match fs::create_dir(&dir) {
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
-            Err(e) => return Err(Error::io(format!("cannot create cgroup {}", dir.display()), e)),
+            Err(e) => {
+                return Err(Error::io(
+                    format!("cannot create cgroup {}", dir.display()),
+                    e,
+                ))
+            }
         }
         for file in ["cpuset.cpus", "cpuset.mems"] {
             let cur = fs::read_to_string(dir.join(file)).unwrap_or_default();
             if cur.trim().is_empty() {
-                let from = fs::read_to_string(parent.join(file))
-                    .map_err(|e| Error::io(format!("cannot read {}", parent.join(file).display()), e))?;
+                let from = fs::read_to_string(parent.join(file)).map_err(|e| {
+                    Error::io(format!("cannot read {}", parent.join(file).display()), e)
+                })?;
                 set(&dir, file, from.trim())?;
             }
         }
@@ -89,9 +109,15 @@ fn dir_of<'a>(paths: &'a BTreeMap<String, PathBuf>, controller: &str) -> Option<
         .map(|(_, v)| v)
 }
 
-fn need<'a>(paths: &'a BTreeMap<String, PathBuf>, controller: &str, what: &str) -> Result<&'a PathBuf> {
+fn need<'a>(
+    paths: &'a BTreeMap<String, PathBuf>,
+    controller: &str,
+    what: &str,
+) -> Result<&'a PathBuf> {
     dir_of(paths, controller).ok_or_else(|| {
-        Error::Unsupported(format!("cannot apply {what}: the {controller} cgroup controller is not mounted"))
+        Error::Unsupported(format!(
+            "cannot apply {what}: the {controller} cgroup controller is not mounted"
+        ))
     })
 }
 
@@ -128,7 +154,9 @@ pub fn apply(paths: &BTreeMap<String, PathBuf>, r: &LinuxResources) -> Result<()
         }
         if let Some(v) = m.swappiness() {
             if v > 100 {
-                return Err(Error::InvalidConfig(format!("memory.swappiness {v} is above 100")));
+                return Err(Error::InvalidConfig(format!(
+                    "memory.swappiness {v} is above 100"
+                )));
             }
             set(dir, "memory.swappiness", v)?;
         }
@@ -147,10 +175,18 @@ pub fn apply(paths: &BTreeMap<String, PathBuf>, r: &LinuxResources) -> Result<()
             set(need(paths, "cpu", "cpu.quota")?, "cpu.cfs_quota_us", v)?;
         }
         if let Some(v) = c.realtime_period() {
-            set(need(paths, "cpu", "cpu.realtimePeriod")?, "cpu.rt_period_us", v)?;
+            set(
+                need(paths, "cpu", "cpu.realtimePeriod")?,
+                "cpu.rt_period_us",
+                v,
+            )?;
         }
         if let Some(v) = c.realtime_runtime() {
-            set(need(paths, "cpu", "cpu.realtimeRuntime")?, "cpu.rt_runtime_us", v)?;
+            set(
+                need(paths, "cpu", "cpu.realtimeRuntime")?,
+                "cpu.rt_runtime_us",
+                v,
+            )?;
         }
         if let Some(v) = c.cpus().as_deref().filter(|s| !s.is_empty()) {
             set(need(paths, "cpuset", "cpu.cpus")?, "cpuset.cpus", v)?;
@@ -185,7 +221,11 @@ pub fn apply(paths: &BTreeMap<String, PathBuf>, r: &LinuxResources) -> Result<()
     if r.devices().as_ref().is_some_and(|d| !d.is_empty()) {
         let dir = need(paths, "devices", "device rules")?;
         for (allow, rule) in super::device_rules(r) {
-            let file = if allow { "devices.allow" } else { "devices.deny" };
+            let file = if allow {
+                "devices.allow"
+            } else {
+                "devices.deny"
+            };
             set(dir, file, rule)?;
         }
     }
@@ -199,7 +239,11 @@ pub fn apply(paths: &BTreeMap<String, PathBuf>, r: &LinuxResources) -> Result<()
 
 pub fn freeze(paths: &BTreeMap<String, PathBuf>, frozen: bool) -> Result<()> {
     let dir = need(paths, "freezer", "pause/resume")?;
-    set(dir, "freezer.state", if frozen { "FROZEN" } else { "THAWED" })?;
+    set(
+        dir,
+        "freezer.state",
+        if frozen { "FROZEN" } else { "THAWED" },
+    )?;
     // FREEZING is transient: wait until the kernel says FROZEN.
     for _ in 0..1000 {
         let state = fs::read_to_string(dir.join("freezer.state")).unwrap_or_default();
@@ -209,7 +253,10 @@ pub fn freeze(paths: &BTreeMap<String, PathBuf>, frozen: bool) -> Result<()> {
         std::thread::sleep(std::time::Duration::from_millis(1));
         set(dir, "freezer.state", "FROZEN")?;
     }
-    Err(Error::Unsupported(format!("cgroup {} did not freeze", dir.display())))
+    Err(Error::Unsupported(format!(
+        "cgroup {} did not freeze",
+        dir.display()
+    )))
 }
 
 pub fn is_frozen(paths: &BTreeMap<String, PathBuf>) -> bool {

@@ -29,7 +29,12 @@ pub fn create(path: &Path) -> Result<PathBuf> {
         match fs::create_dir(&dir) {
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
-            Err(e) => return Err(Error::io(format!("cannot create cgroup {}", dir.display()), e)),
+            Err(e) => {
+                return Err(Error::io(
+                    format!("cannot create cgroup {}", dir.display()),
+                    e,
+                ))
+            }
         }
     }
     Ok(dir)
@@ -60,7 +65,15 @@ pub fn apply(dir: &Path, r: &LinuxResources) -> Result<()> {
     if let Some(m) = r.memory() {
         need(dir, "memory", "memory limits")?;
         if let Some(l) = m.limit() {
-            set(dir, "memory.max", if l < 0 { "max".to_string() } else { l.to_string() })?;
+            set(
+                dir,
+                "memory.max",
+                if l < 0 {
+                    "max".to_string()
+                } else {
+                    l.to_string()
+                },
+            )?;
         }
         if let Some(s) = m.swap() {
             // v1's swap is memory+swap; v2's swap.max is swap alone.
@@ -75,7 +88,9 @@ pub fn apply(dir: &Path, r: &LinuxResources) -> Result<()> {
             set(dir, "memory.low", v)?;
         }
         if m.disable_oom_killer() == Some(true) {
-            return Err(Error::Unsupported("memory.disableOOMKiller does not exist on cgroup v2".into()));
+            return Err(Error::Unsupported(
+                "memory.disableOOMKiller does not exist on cgroup v2".into(),
+            ));
         }
     }
     if let Some(c) = r.cpu() {
@@ -89,7 +104,11 @@ pub fn apply(dir: &Path, r: &LinuxResources) -> Result<()> {
                 Some(q) if q > 0 => q.to_string(),
                 _ => "max".to_string(),
             };
-            set(dir, "cpu.max", format!("{quota} {}", c.period().unwrap_or(100_000)))?;
+            set(
+                dir,
+                "cpu.max",
+                format!("{quota} {}", c.period().unwrap_or(100_000)),
+            )?;
         }
         if let Some(v) = c.cpus().as_deref().filter(|s| !s.is_empty()) {
             need(dir, "cpuset", "cpu.cpus")?;
@@ -103,7 +122,11 @@ pub fn apply(dir: &Path, r: &LinuxResources) -> Result<()> {
     if let Some(p) = r.pids() {
         need(dir, "pids", "pids.limit")?;
         let v = p.limit();
-        set(dir, "pids.max", if v > 0 { v.to_string() } else { "max".into() })?;
+        set(
+            dir,
+            "pids.max",
+            if v > 0 { v.to_string() } else { "max".into() },
+        )?;
     }
     if let Some(w) = r.block_io().as_ref().and_then(|b| b.weight()) {
         need(dir, "io", "blockIO.weight")?;
@@ -114,7 +137,9 @@ pub fn apply(dir: &Path, r: &LinuxResources) -> Result<()> {
     if let Some(u) = r.unified() {
         for (k, v) in u {
             if k.contains('/') || k.starts_with('.') {
-                return Err(Error::InvalidConfig(format!("unified key {k:?} is not a cgroup file name")));
+                return Err(Error::InvalidConfig(format!(
+                    "unified key {k:?} is not a cgroup file name"
+                )));
             }
             set(dir, k, v)?;
         }
@@ -136,7 +161,10 @@ pub fn freeze(dir: &Path, frozen: bool) -> Result<()> {
         }
         std::thread::sleep(std::time::Duration::from_millis(1));
     }
-    Err(Error::Unsupported(format!("cgroup {} did not change its frozen state", dir.display())))
+    Err(Error::Unsupported(format!(
+        "cgroup {} did not change its frozen state",
+        dir.display()
+    )))
 }
 
 pub fn is_frozen(dir: &Path) -> bool {

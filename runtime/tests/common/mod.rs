@@ -27,7 +27,11 @@ pub fn bin() -> &'static str {
 
 /// A unique container id: cgroup paths (/husk/<id>) are global on the machine.
 pub fn unique_id(name: &str) -> String {
-    format!("{name}-{}-{}", std::process::id(), COUNTER.fetch_add(1, std::sync::atomic::Ordering::SeqCst))
+    format!(
+        "{name}-{}-{}",
+        std::process::id(),
+        COUNTER.fetch_add(1, std::sync::atomic::Ordering::SeqCst)
+    )
 }
 static COUNTER: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
 
@@ -43,21 +47,35 @@ impl Bundle {
             Path::new(BUSYBOX).exists(),
             "{BUSYBOX} is missing: install Debian's busybox-static (.ci/run does)"
         );
-        let dir = tempfile::Builder::new().prefix("husk-bundle-").tempdir().expect("tempdir");
+        let dir = tempfile::Builder::new()
+            .prefix("husk-bundle-")
+            .tempdir()
+            .expect("tempdir");
         let rootfs = dir.path().join("rootfs");
         for d in ["bin", "proc", "dev", "sys", "etc", "tmp", "out"] {
             fs::create_dir_all(rootfs.join(d)).expect("mkdir");
         }
         fs::copy(BUSYBOX, rootfs.join("bin/busybox")).expect("copy busybox");
-        let list = Command::new(BUSYBOX).arg("--list").output().expect("busybox --list");
+        let list = Command::new(BUSYBOX)
+            .arg("--list")
+            .output()
+            .expect("busybox --list");
         for applet in String::from_utf8_lossy(&list.stdout).lines() {
             if applet != "busybox" {
                 let _ = symlink("busybox", rootfs.join("bin").join(applet));
             }
         }
-        fs::write(rootfs.join("etc/passwd"), "root:x:0:0:root:/root:/bin/sh\nuser:x:1000:1000:user:/home/user:/bin/sh\n").expect("passwd");
+        fs::write(
+            rootfs.join("etc/passwd"),
+            "root:x:0:0:root:/root:/bin/sh\nuser:x:1000:1000:user:/home/user:/bin/sh\n",
+        )
+        .expect("passwd");
         fs::write(rootfs.join("etc/group"), "root:x:0:\nuser:x:1000:\n").expect("group");
-        fs::set_permissions(rootfs.join("tmp"), std::os::unix::fs::PermissionsExt::from_mode(0o1777)).expect("chmod");
+        fs::set_permissions(
+            rootfs.join("tmp"),
+            std::os::unix::fs::PermissionsExt::from_mode(0o1777),
+        )
+        .expect("chmod");
         let mut config = husk_runtime::features::default_spec(false);
         config["process"]["terminal"] = false.into();
         config["process"]["args"] = args.iter().map(|a| Value::from(*a)).collect();
@@ -83,7 +101,10 @@ impl Bundle {
     pub fn with_out_mount(&mut self) -> &mut Self {
         fs::create_dir_all(self.out()).expect("mkdir out");
         let m = serde_json::json!({"destination": "/out", "type": "bind", "source": self.out(), "options": ["rbind", "rw"]});
-        self.config["mounts"].as_array_mut().expect("mounts").push(m);
+        self.config["mounts"]
+            .as_array_mut()
+            .expect("mounts")
+            .push(m);
         self.save();
         self
     }
@@ -95,7 +116,11 @@ impl Bundle {
     }
 
     pub fn save(&self) {
-        fs::write(self.dir.path().join("config.json"), serde_json::to_vec_pretty(&self.config).expect("json")).expect("write config");
+        fs::write(
+            self.dir.path().join("config.json"),
+            serde_json::to_vec_pretty(&self.config).expect("json"),
+        )
+        .expect("write config");
     }
 }
 
@@ -109,7 +134,10 @@ pub struct Root {
 impl Root {
     pub fn new() -> Root {
         Root {
-            dir: tempfile::Builder::new().prefix("husk-root-").tempdir().expect("tempdir"),
+            dir: tempfile::Builder::new()
+                .prefix("husk-root-")
+                .tempdir()
+                .expect("tempdir"),
             ids: Default::default(),
         }
     }
@@ -124,7 +152,10 @@ impl Root {
     /// Run husk-runtime with `args`; remembers ids after `create`/`run` for cleanup.
     pub fn hr(&self, args: &[&str]) -> Output {
         if let Some(pos) = args.iter().position(|a| *a == "create" || *a == "run") {
-            if let Some(id) = args[pos + 1..].iter().find(|a| !a.starts_with('-') && !a.contains('/')) {
+            if let Some(id) = args[pos + 1..]
+                .iter()
+                .find(|a| !a.starts_with('-') && !a.contains('/'))
+            {
                 self.ids.borrow_mut().push(id.to_string());
             }
         }
@@ -163,7 +194,11 @@ impl Root {
     pub fn finish(spawned: (std::process::Child, fs::File, fs::File)) -> Output {
         let (mut child, out, err) = spawned;
         let status = child.wait().expect("wait");
-        Output { status, stdout: read_all(out), stderr: read_all(err) }
+        Output {
+            status,
+            stdout: read_all(out),
+            stderr: read_all(err),
+        }
     }
 
     pub fn track(&self, id: &str) {
@@ -172,7 +207,11 @@ impl Root {
 
     pub fn ok(&self, args: &[&str]) -> String {
         let out = self.hr(args);
-        assert!(out.status.success(), "husk-runtime {args:?} failed: {}", text(&out.stderr));
+        assert!(
+            out.status.success(),
+            "husk-runtime {args:?} failed: {}",
+            text(&out.stderr)
+        );
         text(&out.stdout)
     }
 
@@ -192,8 +231,17 @@ impl Root {
     /// `run` a bundle in the foreground and return (exit code, stdout, stderr).
     pub fn run(&self, b: &Bundle) -> (i32, String, String) {
         let id = unique_id("fg");
-        let out = self.hr(&["run", "--bundle", b.path().to_str().expect("utf-8 path"), &id]);
-        (out.status.code().unwrap_or(-1), text(&out.stdout), text(&out.stderr))
+        let out = self.hr(&[
+            "run",
+            "--bundle",
+            b.path().to_str().expect("utf-8 path"),
+            &id,
+        ]);
+        (
+            out.status.code().unwrap_or(-1),
+            text(&out.stdout),
+            text(&out.stderr),
+        )
     }
 
     /// `run` and insist on success; stdout.
@@ -228,7 +276,10 @@ impl Drop for Root {
             return;
         }
         for id in &ids {
-            assert!(!self.container_dir(id).exists(), "state of {id} left behind");
+            assert!(
+                !self.container_dir(id).exists(),
+                "state of {id} left behind"
+            );
             assert_no_cgroup(id);
         }
     }
@@ -239,7 +290,10 @@ pub fn assert_no_cgroup(id: &str) {
         let p = hierarchy.path().join("husk").join(id);
         assert!(!p.exists(), "cgroup {} left behind", p.display());
     }
-    assert!(!Path::new("/sys/fs/cgroup/husk").join(id).exists(), "v2 cgroup left behind");
+    assert!(
+        !Path::new("/sys/fs/cgroup/husk").join(id).exists(),
+        "v2 cgroup left behind"
+    );
 }
 
 fn read_all(mut f: fs::File) -> Vec<u8> {
@@ -257,13 +311,20 @@ pub fn text(b: &[u8]) -> String {
 /// The one-line error husk-runtime printed (the msg of its text log line).
 pub fn error_line(out: &Output) -> String {
     let s = text(&out.stderr);
-    let line = s.lines().find(|l| l.contains("level=error")).unwrap_or("").to_string();
+    let line = s
+        .lines()
+        .find(|l| l.contains("level=error"))
+        .unwrap_or("")
+        .to_string();
     line
 }
 
 /// The cgroup directory of a container in one v1 controller (or the v2 directory).
 pub fn cgroup_dir(controller: &str, id: &str) -> PathBuf {
-    let v1 = Path::new("/sys/fs/cgroup").join(controller).join("husk").join(id);
+    let v1 = Path::new("/sys/fs/cgroup")
+        .join(controller)
+        .join("husk")
+        .join(id);
     if Path::new("/sys/fs/cgroup").join(controller).exists() {
         v1
     } else {
