@@ -104,26 +104,21 @@ fn refuse_unsupported(spec: &Spec) -> Result<()> {
     Ok(())
 }
 
-/// AppArmor and SELinux: applied where the host has them; asked for and absent is an error.
+/// AppArmor and SELinux: applied where the host has them (`process::set_lsm_labels`); asked
+/// for and absent is an error, found before anything is created.
 pub fn check_lsm(p: &oci_spec::runtime::Process) -> Result<()> {
-    if p.apparmor_profile().as_ref().is_some_and(|s| !s.is_empty()) {
-        if !Path::new("/sys/kernel/security/apparmor").exists() {
-            return Err(Error::Unsupported(
-                "process.apparmorProfile is set but AppArmor is not enabled on this host".into(),
-            ));
-        }
+    if p.apparmor_profile().as_ref().is_some_and(|s| !s.is_empty())
+        && !Path::new("/sys/kernel/security/apparmor").exists()
+    {
         return Err(Error::Unsupported(
-            "process.apparmorProfile: applying AppArmor profiles is not built yet".into(),
+            "process.apparmorProfile is set but AppArmor is not enabled on this host".into(),
         ));
     }
-    if p.selinux_label().as_ref().is_some_and(|s| !s.is_empty()) {
-        if !Path::new("/sys/fs/selinux/enforce").exists() {
-            return Err(Error::Unsupported(
-                "process.selinuxLabel is set but SELinux is not enabled on this host".into(),
-            ));
-        }
+    if p.selinux_label().as_ref().is_some_and(|s| !s.is_empty())
+        && !Path::new("/sys/fs/selinux/enforce").exists()
+    {
         return Err(Error::Unsupported(
-            "process.selinuxLabel: applying SELinux labels is not built yet".into(),
+            "process.selinuxLabel is set but SELinux is not enabled on this host".into(),
         ));
     }
     Ok(())

@@ -275,6 +275,7 @@ pub fn finish_process(
     process::set_identity_and_caps(process, &caps, allow_setgroups)?;
     process::enter_cwd(process)?;
     process::set_umask(process);
+    process::set_lsm_labels(process)?;
     process::set_no_new_privs(process)?;
     process::close_fds_on_exec(preserve_fds)
 }

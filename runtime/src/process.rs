@@ -397,6 +397,28 @@ pub fn set_identity_and_caps(
     Ok(())
 }
 
+/// Ask the kernel to put the program we are about to exec under the configured AppArmor
+/// profile and SELinux label. Both take effect at execve, so this is the last thing before it.
+pub fn set_lsm_labels(process: &Process) -> Result<()> {
+    if let Some(profile) = process
+        .apparmor_profile()
+        .as_deref()
+        .filter(|s| !s.is_empty())
+    {
+        let newer = Path::new("/proc/self/attr/apparmor/exec");
+        let path = if newer.exists() {
+            newer
+        } else {
+            Path::new("/proc/self/attr/exec")
+        };
+        crate::util::write_file(path, &format!("exec {profile}"))?;
+    }
+    if let Some(label) = process.selinux_label().as_deref().filter(|s| !s.is_empty()) {
+        crate::util::write_file(Path::new("/proc/self/attr/exec"), label)?;
+    }
+    Ok(())
+}
+
 pub fn set_no_new_privs(process: &Process) -> Result<()> {
     if process.no_new_privileges() == Some(true) {
         nix::sys::prctl::set_no_new_privs().ctx("cannot set no_new_privs")?;

@@ -470,6 +470,11 @@ fn bad_input_is_one_clear_line_and_leaves_nothing() {
             "{name}: state dir left behind"
         );
         assert_no_cgroup(&id);
+        let mounts = fs::read_to_string("/proc/self/mountinfo").unwrap();
+        assert!(
+            !mounts.contains(b.path().to_str().unwrap()),
+            "{name}: a mount of the bundle leaked to the host"
+        );
     }
     // Ids: unknown, invalid, duplicate.
     for args in [
@@ -622,4 +627,40 @@ fn no_zombies_are_left_by_a_foreground_run() {
             "zombie child of the test"
         );
     }
+}
+
+#[test]
+fn create_hands_its_stdio_to_the_container() {
+    if !require_root("create_hands_its_stdio_to_the_container") {
+        return;
+    }
+    let root = Root::new();
+    let b = Bundle::new(&[
+        "sh",
+        "-c",
+        "echo to-stdout; echo to-stderr >&2; read x; echo read:$x",
+    ]);
+    let id = unique_id("stdio");
+    root.track(&id);
+    let input = b.path().join("stdin");
+    fs::write(&input, "fed-in\n").unwrap();
+    let out = tempfile::NamedTempFile::new().unwrap();
+    let err = tempfile::NamedTempFile::new().unwrap();
+    let status = root
+        .cmd()
+        .args(["create", "--bundle", b.path().to_str().unwrap(), &id])
+        .stdin(fs::File::open(&input).unwrap())
+        .stdout(out.reopen().unwrap())
+        .stderr(err.reopen().unwrap())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    root.ok(&["start", &id]);
+    root.wait_status(&id, "stopped");
+    assert_eq!(
+        fs::read_to_string(out.path()).unwrap(),
+        "to-stdout\nread:fed-in\n"
+    );
+    assert_eq!(fs::read_to_string(err.path()).unwrap(), "to-stderr\n");
+    root.ok(&["delete", &id]);
 }
