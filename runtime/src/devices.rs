@@ -187,23 +187,8 @@ fn make_node(
 }
 
 fn reopen(fd: &std::os::fd::OwnedFd, what: &Path) -> Result<std::os::fd::OwnedFd> {
-    let dot = c".";
-    // SAFETY: openat on an O_PATH directory fd.
-    let r = unsafe {
-        libc::openat(
-            fd.as_raw_fd(),
-            dot.as_ptr(),
-            libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC,
-        )
-    };
-    if r < 0 {
-        return Err(Error::io(
-            format!("cannot open {}", what.display()),
-            std::io::Error::last_os_error(),
-        ));
-    }
-    // SAFETY: new fd from the kernel.
-    Ok(unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(r) })
+    crate::fsutil::reopen_dir(fd)
+        .map_err(|e| Error::sys(format!("cannot open {}", what.display()), e))
 }
 
 fn symlinks(root: i32, spec: &Spec) -> Result<()> {

@@ -38,10 +38,7 @@ const ORDER: [LinuxNamespaceType; 8] = [
     LinuxNamespaceType::Mount,
 ];
 
-fn exit(code: i32) -> ! {
-    // SAFETY: leaving a forked child without unwinding.
-    unsafe { libc::_exit(code) }
-}
+use crate::init::exit;
 
 impl Runtime {
     /// Run a process in the container. Detached: returns its host pid. Attached: waits and
@@ -191,22 +188,9 @@ fn exec_intermediate(
         Ok(())
     })();
     drop(root);
-    if let Err(e) = result {
-        let _ = chan.send(&Msg::Error(e.to_string()));
-        exit(1);
-    }
-    // SAFETY: single-threaded.
-    match unsafe { fork() } {
-        Ok(ForkResult::Child) => exec_process(chan, console, opts, config),
-        Ok(ForkResult::Parent { child }) => {
-            let sent = chan.send(&Msg::Pid(child.as_raw()));
-            exit(if sent.is_ok() { 0 } else { 1 })
-        }
-        Err(e) => {
-            let _ = chan.send(&Msg::Error(format!("cannot fork the exec process: {e}")));
-            exit(1)
-        }
-    }
+    init::fork_and_report(chan, result, "the exec process", |chan| {
+        exec_process(chan, console, opts, config)
+    })
 }
 
 fn exec_process(

@@ -114,7 +114,7 @@ pub fn ensure_in_root(root: RawFd, path: &Path, dir: bool) -> Result<OwnedFd> {
     Ok(cur)
 }
 
-fn reopen_dir(fd: &OwnedFd) -> std::result::Result<OwnedFd, Errno> {
+pub fn reopen_dir(fd: &OwnedFd) -> std::result::Result<OwnedFd, Errno> {
     let dot = c".";
     // SAFETY: openat relative to a directory O_PATH fd.
     let r = unsafe {

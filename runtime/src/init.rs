@@ -33,7 +33,7 @@ pub struct InitArgs<'a> {
     pub plan: Plan,
 }
 
-fn exit(code: i32) -> ! {
+pub(crate) fn exit(code: i32) -> ! {
     // SAFETY: a forked child leaves without unwinding or running the parent's atexit handlers.
     unsafe { libc::_exit(code) }
 }
@@ -77,19 +77,32 @@ pub fn intermediate(chan: Channel, args: InitArgs) -> ! {
         }
         Ok(())
     })();
-    if let Err(e) = result {
+    fork_and_report(chan, result, "the container init", |chan| {
+        init(chan, args, in_user_ns)
+    })
+}
+
+/// The end of an intermediate process: report a setup error, or fork `child`, send its pid
+/// (in the runtime's pid namespace, which is ours) and exit.
+pub(crate) fn fork_and_report(
+    chan: Channel,
+    setup: Result<()>,
+    what: &str,
+    child: impl FnOnce(Channel) -> std::convert::Infallible,
+) -> ! {
+    if let Err(e) = setup {
         let _ = chan.send(&Msg::Error(e.to_string()));
         exit(1);
     }
     // SAFETY: this process is single-threaded.
     match unsafe { fork() } {
-        Ok(ForkResult::Child) => init(chan, args, in_user_ns),
+        Ok(ForkResult::Child) => match child(chan) {},
         Ok(ForkResult::Parent { child }) => {
             let sent = chan.send(&Msg::Pid(child.as_raw()));
             exit(if sent.is_ok() { 0 } else { 1 })
         }
         Err(e) => {
-            let _ = chan.send(&Msg::Error(format!("cannot fork the container init: {e}")));
+            let _ = chan.send(&Msg::Error(format!("cannot fork {what}: {e}")));
             exit(1)
         }
     }
