@@ -25,6 +25,8 @@ pub enum Msg {
     RunCreateRuntimeHooks,
     /// The init is set up and waits on the exec fifo.
     Ready,
+    /// Move yourself into these cgroup v1 directories (write 0 to their `tasks`).
+    JoinCgroup(Vec<std::path::PathBuf>),
     /// The state JSON hooks get on stdin (the runtime knows the host pid; the init does not).
     HookState(String),
     /// Something failed; the text is the one-line error the user sees.

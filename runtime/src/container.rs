@@ -280,13 +280,26 @@ impl Runtime {
         cleanup.children.insert(0, Pid::from_raw(pid));
         let _ = waitpid(intermediate, None);
         cleanup.children.retain(|p| *p != intermediate);
-        if let Some(cg) = &record.cgroup {
-            cgroups::add_pid(cg, pid)?;
-        }
         record.pid = pid;
         record.init_start_time = process_start_time(pid).unwrap_or(0);
         dir.save(&record)?;
-        ours.send(&Msg::Continue)?;
+        // On v1 a host-root init joins its cgroup itself, the fast way (see v1::join_self); in a
+        // user namespace it may not write the host's cgroupfs, so we move it.
+        let in_user_ns = linux
+            .namespaces()
+            .iter()
+            .flatten()
+            .any(|n| n.typ() == oci_spec::runtime::LinuxNamespaceType::User);
+        match &record.cgroup {
+            Some(CgroupPaths::V1(dirs)) if !in_user_ns => {
+                ours.send(&Msg::JoinCgroup(dirs.values().cloned().collect()))?;
+            }
+            Some(cg) => {
+                cgroups::add_pid(cg, pid)?;
+                ours.send(&Msg::Continue)?;
+            }
+            None => ours.send(&Msg::Continue)?,
+        }
         self.log.debug("create: init forked");
         ours.expect(Msg::RunCreateRuntimeHooks, "setting up the root filesystem")?;
         self.log.debug("create: rootfs mounted");

@@ -108,7 +108,7 @@ impl Runtime {
         let intermediate = match unsafe { fork() }.ctx("cannot fork")? {
             ForkResult::Child => {
                 drop(ours);
-                exec_intermediate(theirs, &join, root, console, &opts, &record.config)
+                exec_intermediate(theirs, &join, root, console, &opts, &record)
             }
             ForkResult::Parent { child } => child,
         };
@@ -131,7 +131,7 @@ impl Runtime {
             let _ = nix::sys::wait::waitpid(child, None);
             e
         };
-        if let Some(cg) = &record.cgroup {
+        if let Some(cg @ cgroups::CgroupPaths::V2(_)) = &record.cgroup {
             cgroups::add_pid(cg, child.as_raw()).map_err(fail)?;
         }
         ours.send(&Msg::Continue).map_err(fail)?;
@@ -166,11 +166,17 @@ fn exec_intermediate(
     root: OwnedFd,
     console: Option<OwnedFd>,
     opts: &ExecOpts,
-    config: &oci_spec::runtime::Spec,
+    record: &crate::state::Record,
 ) -> ! {
+    let config = &record.config;
     process::reset_signals();
     let result = (|| -> Result<()> {
         nix::sys::prctl::set_dumpable(false).ctx("cannot clear dumpable")?;
+        // Still on the host: on v1 join the container's cgroup ourselves, the fast way, so the
+        // process we fork is born in it.
+        if let Some(cgroups::CgroupPaths::V1(dirs)) = &record.cgroup {
+            cgroups::v1::join_self(&dirs.values().cloned().collect::<Vec<_>>())?;
+        }
         for (t, fd) in join {
             setns(fd, clone_flag(*t))
                 .ctx(format_args!("cannot join {} namespace", proc_name(*t)))?;

@@ -188,7 +188,16 @@ fn prepare(chan: &Channel, args: &InitArgs, in_user_ns: bool) -> Result<Program>
     let joined = std::cell::Cell::new(false);
     let join_cgroup = || -> Result<()> {
         if !joined.replace(true) {
-            chan.expect(Msg::Continue, "waiting to be placed in the cgroup")?;
+            match chan.recv()? {
+                Some(Msg::Continue) => {}
+                Some(Msg::JoinCgroup(dirs)) => crate::cgroups::v1::join_self(&dirs)?,
+                Some(Msg::Error(e)) => return Err(Error::Child(e)),
+                _ => {
+                    return Err(Error::Child(
+                        "the runtime went away before the cgroup was ready".into(),
+                    ))
+                }
+            }
             args.plan.unshare_cgroup()?;
         }
         Ok(())

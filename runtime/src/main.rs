@@ -13,6 +13,16 @@ use nix::sys::signal::Signal;
 
 fn main() {
     let cli = RuntimeCli::parse();
+    // `--preserve-fds N` hands fds 3..3+N to the container. If the caller did not open them, the
+    // numbers would be ours by the time the container starts (lock files, sockets): refuse.
+    if let Some(n) = preserved_fds(&cli.command) {
+        if let Some(fd) =
+            (3..3 + n as i32).find(|fd| unsafe { libc::fcntl(*fd, libc::F_GETFD) } < 0)
+        {
+            eprintln!("husk-runtime: --preserve-fds {n}: fd {fd} is not open in the caller");
+            std::process::exit(1);
+        }
+    }
     let log = Logger::new(
         cli.global.log.as_deref(),
         match cli.global.log_format {
@@ -35,6 +45,16 @@ fn main() {
         }
     };
     std::process::exit(code);
+}
+
+fn preserved_fds(cmd: &Command) -> Option<u32> {
+    match cmd {
+        Command::Create(a) => Some(a.preserve_fds),
+        Command::Run(a) => Some(a.create.preserve_fds),
+        Command::Exec(a) => Some(a.preserve_fds),
+        _ => None,
+    }
+    .filter(|n| *n > 0)
 }
 
 fn parse_signal(s: &str) -> Result<Signal> {

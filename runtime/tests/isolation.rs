@@ -488,9 +488,14 @@ fn only_stdio_and_preserved_fds_reach_the_container() {
     ]);
     unsafe {
         cmd.pre_exec(move || {
-            if libc::dup2(f3, 3) < 0 || libc::dup2(f4, 4) < 0 {
+            // Both must survive the exec of husk-runtime; dup2 onto itself would keep the
+            // close-on-exec flag, so clear it explicitly. (f4 may be 3: move it out first.)
+            let f4 = libc::fcntl(f4, libc::F_DUPFD_CLOEXEC, 10);
+            if f4 < 0 || libc::dup2(f3, 3) < 0 || libc::dup2(f4, 4) < 0 {
                 return Err(std::io::Error::last_os_error());
             }
+            libc::fcntl(3, libc::F_SETFD, 0);
+            libc::fcntl(4, libc::F_SETFD, 0);
             Ok(())
         });
     }
@@ -507,4 +512,30 @@ fn only_stdio_and_preserved_fds_reach_the_container() {
         "the cwd is inside the container"
     );
     assert_eq!(fs::read_to_string(shared.path()).unwrap(), "via-fd-3\n");
+}
+
+#[test]
+fn preserve_fds_refuses_fds_the_caller_did_not_open() {
+    if !require_root("preserve_fds_refuses_fds_the_caller_did_not_open") {
+        return;
+    }
+    let root = Root::new();
+    let b = sh("true");
+    let id = unique_id("nofd");
+    // 50 fds the caller surely has not opened: they would be the runtime's own.
+    let out = root.hr(&[
+        "run",
+        "--preserve-fds",
+        "50",
+        "--bundle",
+        b.path().to_str().unwrap(),
+        &id,
+    ]);
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("is not open"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert!(!root.container_dir(&id).exists());
 }

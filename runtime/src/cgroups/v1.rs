@@ -47,6 +47,17 @@ pub fn hierarchies() -> Result<BTreeMap<String, PathBuf>> {
     Ok(out)
 }
 
+/// Move the calling thread into `dirs` by writing 0 to their `tasks` files. For a
+/// single-threaded process this is the whole process, and unlike a write of a pid to
+/// `cgroup.procs` it does not take the global threadgroup lock, whose first writer waits for an
+/// RCU grace period (5-15 ms here, the largest cost of a container start).
+pub fn join_self(dirs: &[PathBuf]) -> Result<()> {
+    for dir in dirs {
+        set(dir, "tasks", 0)?;
+    }
+    Ok(())
+}
+
 pub fn create(path: &Path) -> Result<BTreeMap<String, PathBuf>> {
     let rel = path.strip_prefix("/").unwrap_or(path);
     let mut made = BTreeMap::new();
