@@ -89,6 +89,8 @@ pub enum Command {
     Pause(IdArg),
     /// Thaw a paused container
     Resume(IdArg),
+    /// Print the container's resource usage and OOM kills as JSON events
+    Events(EventsArgs),
 }
 
 #[derive(Debug, Args)]
@@ -225,6 +227,18 @@ pub struct ListArgs {
     /// Print only the ids
     #[arg(short, long)]
     pub quiet: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct EventsArgs {
+    /// Container id
+    pub id: String,
+    /// Print one stats event and exit
+    #[arg(long)]
+    pub stats: bool,
+    /// Time between stats events (Go duration syntax: 500ms, 5s, 1m)
+    #[arg(long, default_value = "5s")]
+    pub interval: String,
 }
 
 #[derive(Debug, Args)]

@@ -9,6 +9,7 @@ pub mod channel;
 pub mod container;
 pub mod devices;
 pub mod error;
+pub mod events;
 pub mod exec;
 pub mod features;
 pub mod fsutil;

@@ -147,6 +147,10 @@ fn dispatch(cli: &RuntimeCli, log: &Logger) -> Result<i32> {
         Command::Update(a) => rt.update(&a.id, &update_resources(a)?)?,
         Command::Pause(a) => rt.pause(&a.id)?,
         Command::Resume(a) => rt.resume(&a.id)?,
+        Command::Events(a) => {
+            let interval = husk_runtime::events::parse_duration(&a.interval)?;
+            rt.events(&a.id, interval, a.stats, &mut std::io::stdout().lock())?;
+        }
     }
     Ok(0)
 }

@@ -3,6 +3,7 @@
 //! The container's cgroup is created by `create` before the init exists, the intermediate
 //! process is placed in it (so the init is born inside), and it is removed by `delete`.
 
+pub mod stats;
 pub mod v1;
 pub mod v2;
 

@@ -174,6 +174,11 @@ pub fn apply(paths: &BTreeMap<String, PathBuf>, r: &LinuxResources) -> Result<()
         if m.disable_oom_killer() == Some(true) {
             set(dir, "memory.oom_control", 1)?;
         }
+        if m.kernel().is_some() || m.kernel_tcp().is_some() {
+            return Err(Error::Unsupported(
+                "memory.kernel and memory.kernelTCP are deprecated and not supported".into(),
+            ));
+        }
     }
     if let Some(c) = r.cpu() {
         if let Some(v) = c.shares() {
@@ -199,6 +204,12 @@ pub fn apply(paths: &BTreeMap<String, PathBuf>, r: &LinuxResources) -> Result<()
                 v,
             )?;
         }
+        if let Some(v) = c.idle() {
+            set(need(paths, "cpu", "cpu.idle")?, "cpu.idle", v)?;
+        }
+        if let Some(v) = c.burst() {
+            set(need(paths, "cpu", "cpu.burst")?, "cpu.cfs_burst_us", v)?;
+        }
         if let Some(v) = c.cpus().as_deref().filter(|s| !s.is_empty()) {
             set(need(paths, "cpuset", "cpu.cpus")?, "cpuset.cpus", v)?;
         }
@@ -216,17 +227,66 @@ pub fn apply(paths: &BTreeMap<String, PathBuf>, r: &LinuxResources) -> Result<()
         }
     }
     if let Some(b) = r.block_io() {
-        if let Some(w) = b.weight() {
-            let dir = need(paths, "blkio", "blockIO.weight")?;
-            if dir.join("blkio.weight").exists() {
-                set(dir, "blkio.weight", w)?;
-            } else if dir.join("blkio.bfq.weight").exists() {
-                set(dir, "blkio.bfq.weight", w)?;
-            } else {
-                return Err(Error::Unsupported(
-                    "cannot apply blockIO.weight: this kernel's blkio controller has no weight file".into(),
-                ));
+        let dir = need(paths, "blkio", "blockIO")?;
+        // With BFQ the weight files carry a "bfq." prefix; CFQ-era kernels had them bare.
+        let weight_file = |name: &str| -> Result<String> {
+            for f in [format!("blkio.{name}"), format!("blkio.bfq.{name}")] {
+                if dir.join(&f).exists() {
+                    return Ok(f);
+                }
             }
+            Err(Error::Unsupported(format!(
+                "cannot apply blockIO {name}: this kernel's blkio controller has no such file"
+            )))
+        };
+        if let Some(w) = b.weight() {
+            set(dir, &weight_file("weight")?, w)?;
+        }
+        if let Some(w) = b.leaf_weight() {
+            set(dir, &weight_file("leaf_weight")?, w)?;
+        }
+        for d in b.weight_device().iter().flatten() {
+            if let Some(w) = d.weight() {
+                set(dir, &weight_file("weight_device")?, format!("{}:{} {w}", d.major(), d.minor()))?;
+            }
+            if let Some(w) = d.leaf_weight() {
+                set(dir, &weight_file("leaf_weight_device")?, format!("{}:{} {w}", d.major(), d.minor()))?;
+            }
+        }
+        for (list, file) in [
+            (b.throttle_read_bps_device(), "blkio.throttle.read_bps_device"),
+            (b.throttle_write_bps_device(), "blkio.throttle.write_bps_device"),
+            (b.throttle_read_iops_device(), "blkio.throttle.read_iops_device"),
+            (b.throttle_write_iops_device(), "blkio.throttle.write_iops_device"),
+        ] {
+            for d in list.iter().flatten() {
+                set(dir, file, format!("{}:{} {}", d.major(), d.minor(), d.rate()))?;
+            }
+        }
+    }
+    for h in r.hugepage_limits().iter().flatten() {
+        let dir = need(paths, "hugetlb", "hugepageLimits")?;
+        set(dir, &format!("hugetlb.{}.limit_in_bytes", h.page_size()), h.limit())?;
+    }
+    if let Some(n) = r.network() {
+        if let Some(id) = n.class_id() {
+            set(need(paths, "net_cls", "network.classID")?, "net_cls.classid", id)?;
+        }
+        for p in n.priorities().iter().flatten() {
+            set(need(paths, "net_prio", "network.priorities")?, "net_prio.ifpriomap", format!("{} {}", p.name(), p.priority()))?;
+        }
+    }
+    if r.rdma().as_ref().is_some_and(|m| !m.is_empty()) {
+        let dir = need(paths, "rdma", "rdma limits")?;
+        for (dev, l) in r.rdma().iter().flatten() {
+            let mut v = dev.clone();
+            if let Some(h) = l.hca_handles() {
+                v.push_str(&format!(" hca_handle={h}"));
+            }
+            if let Some(o) = l.hca_objects() {
+                v.push_str(&format!(" hca_object={o}"));
+            }
+            set(dir, "rdma.max", v)?;
         }
     }
     if r.devices().as_ref().is_some_and(|d| !d.is_empty()) {

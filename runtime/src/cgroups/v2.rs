@@ -8,7 +8,7 @@ use oci_spec::runtime::LinuxResources;
 use super::{set, CGROUP_ROOT};
 use crate::error::{Error, Result};
 
-const WANTED: [&str; 6] = ["cpu", "cpuset", "io", "memory", "pids", "hugetlb"];
+const WANTED: [&str; 8] = ["cpu", "cpuset", "io", "memory", "pids", "hugetlb", "rdma", "misc"];
 
 pub fn create(path: &Path) -> Result<PathBuf> {
     let root = Path::new(CGROUP_ROOT);
@@ -61,6 +61,11 @@ pub fn shares_to_weight(shares: u64) -> u64 {
     1 + ((shares.clamp(2, 262_144) - 2) * 9999) / 262_142
 }
 
+/// blkio.weight [10, 1000] onto io.weight [1, 10000].
+pub fn blkio_to_io_weight(w: u16) -> u64 {
+    1 + (u64::from(w).saturating_sub(10) * 9999) / 990
+}
+
 pub fn apply(dir: &Path, r: &LinuxResources) -> Result<()> {
     if let Some(m) = r.memory() {
         need(dir, "memory", "memory limits")?;
@@ -87,6 +92,14 @@ pub fn apply(dir: &Path, r: &LinuxResources) -> Result<()> {
         if let Some(v) = m.reservation() {
             set(dir, "memory.low", v)?;
         }
+        if m.kernel().is_some() || m.kernel_tcp().is_some() {
+            return Err(Error::Unsupported(
+                "memory.kernel and memory.kernelTCP do not exist on cgroup v2".into(),
+            ));
+        }
+        if m.swappiness().is_some() {
+            return Err(Error::Unsupported("memory.swappiness does not exist on cgroup v2".into()));
+        }
         if m.disable_oom_killer() == Some(true) {
             return Err(Error::Unsupported(
                 "memory.disableOOMKiller does not exist on cgroup v2".into(),
@@ -110,6 +123,17 @@ pub fn apply(dir: &Path, r: &LinuxResources) -> Result<()> {
                 format!("{quota} {}", c.period().unwrap_or(100_000)),
             )?;
         }
+        if let Some(v) = c.idle() {
+            need(dir, "cpu", "cpu.idle")?;
+            set(dir, "cpu.idle", v)?;
+        }
+        if let Some(v) = c.burst() {
+            need(dir, "cpu", "cpu.burst")?;
+            set(dir, "cpu.max.burst", v)?;
+        }
+        if c.realtime_period().is_some() || c.realtime_runtime().is_some() {
+            return Err(Error::Unsupported("cpu.realtimePeriod/realtimeRuntime do not exist on cgroup v2".into()));
+        }
         if let Some(v) = c.cpus().as_deref().filter(|s| !s.is_empty()) {
             need(dir, "cpuset", "cpu.cpus")?;
             set(dir, "cpuset.cpus", v)?;
@@ -128,11 +152,51 @@ pub fn apply(dir: &Path, r: &LinuxResources) -> Result<()> {
             if v > 0 { v.to_string() } else { "max".into() },
         )?;
     }
-    if let Some(w) = r.block_io().as_ref().and_then(|b| b.weight()) {
-        need(dir, "io", "blockIO.weight")?;
-        // blkio.weight [10, 1000] onto io.weight [1, 10000].
-        let weight = 1 + (u64::from(w).saturating_sub(10) * 9999) / 990;
-        set(dir, "io.weight", format!("default {weight}"))?;
+    if let Some(b) = r.block_io() {
+        need(dir, "io", "blockIO")?;
+        if let Some(w) = b.weight() {
+            set(dir, "io.weight", format!("default {}", blkio_to_io_weight(w)))?;
+        }
+        if b.leaf_weight().is_some() {
+            return Err(Error::Unsupported("blockIO.leafWeight does not exist on cgroup v2".into()));
+        }
+        for d in b.weight_device().iter().flatten() {
+            if let Some(w) = d.weight() {
+                set(dir, "io.weight", format!("{}:{} {}", d.major(), d.minor(), blkio_to_io_weight(w)))?;
+            }
+        }
+        for (list, key) in [
+            (b.throttle_read_bps_device(), "rbps"),
+            (b.throttle_write_bps_device(), "wbps"),
+            (b.throttle_read_iops_device(), "riops"),
+            (b.throttle_write_iops_device(), "wiops"),
+        ] {
+            for d in list.iter().flatten() {
+                set(dir, "io.max", format!("{}:{} {key}={}", d.major(), d.minor(), d.rate()))?;
+            }
+        }
+    }
+    for h in r.hugepage_limits().iter().flatten() {
+        need(dir, "hugetlb", "hugepageLimits")?;
+        set(dir, &format!("hugetlb.{}.max", h.page_size()), h.limit())?;
+    }
+    if r.network().is_some() {
+        return Err(Error::Unsupported(
+            "linux.resources.network (net_cls/net_prio) does not exist on cgroup v2".into(),
+        ));
+    }
+    if let Some(rdma) = r.rdma().as_ref().filter(|m| !m.is_empty()) {
+        need(dir, "rdma", "rdma limits")?;
+        for (dev, l) in rdma {
+            let mut v = dev.clone();
+            if let Some(h) = l.hca_handles() {
+                v.push_str(&format!(" hca_handle={h}"));
+            }
+            if let Some(o) = l.hca_objects() {
+                v.push_str(&format!(" hca_object={o}"));
+            }
+            set(dir, "rdma.max", v)?;
+        }
     }
     if let Some(u) = r.unified() {
         for (k, v) in u {
