@@ -20,10 +20,14 @@ pub fn parse_duration(s: &str) -> Result<Duration> {
         return Err(bad());
     }
     while !rest.is_empty() {
-        let split = rest.find(|c: char| !(c.is_ascii_digit() || c == '.')).ok_or_else(bad)?;
+        let split = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .ok_or_else(bad)?;
         let (num, tail) = rest.split_at(split);
         let value: f64 = num.parse().map_err(|_| bad())?;
-        let unit_len = tail.find(|c: char| c.is_ascii_digit()).unwrap_or(tail.len());
+        let unit_len = tail
+            .find(|c: char| c.is_ascii_digit())
+            .unwrap_or(tail.len());
         let (unit, tail) = tail.split_at(unit_len);
         let secs = match unit {
             "ns" => value / 1e9,
@@ -55,7 +59,13 @@ impl Runtime {
 
     /// With `once`, one stats event. Otherwise stats every `interval` and an "oom" event each
     /// time the kernel's OOM killer kills in the container, until the container stops.
-    pub fn events(&self, id: &str, interval: Duration, once: bool, out: &mut dyn Write) -> Result<()> {
+    pub fn events(
+        &self,
+        id: &str,
+        interval: Duration,
+        once: bool,
+        out: &mut dyn Write,
+    ) -> Result<()> {
         let emit = |out: &mut dyn Write, v: serde_json::Value| -> Result<()> {
             writeln!(out, "{v}")
                 .and_then(|_| out.flush())
@@ -67,7 +77,10 @@ impl Runtime {
             .clone()
             .ok_or_else(|| Error::Unsupported(format!("container {id} has no cgroup")))?;
         if once {
-            return emit(out, json!({"type": "stats", "id": id, "data": read_stats(&cg)}));
+            return emit(
+                out,
+                json!({"type": "stats", "id": id, "data": read_stats(&cg)}),
+            );
         }
         let mut ooms = oom_kills(&cg);
         let mut next_stats = Instant::now();
@@ -85,7 +98,10 @@ impl Runtime {
                 _ => return Ok(()),
             }
             if Instant::now() >= next_stats {
-                emit(out, json!({"type": "stats", "id": id, "data": read_stats(&cg)}))?;
+                emit(
+                    out,
+                    json!({"type": "stats", "id": id, "data": read_stats(&cg)}),
+                )?;
                 next_stats += interval;
             }
             std::thread::sleep(tick);

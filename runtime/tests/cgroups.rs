@@ -11,7 +11,10 @@ use common::*;
 use serde_json::json;
 
 fn read(p: &Path) -> String {
-    fs::read_to_string(p).unwrap_or_else(|e| panic!("{}: {e}", p.display())).trim().to_string()
+    fs::read_to_string(p)
+        .unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+        .trim()
+        .to_string()
 }
 
 #[test]
@@ -43,7 +46,9 @@ fn every_resource_is_written_where_the_kernel_reads_it() {
     let id = unique_id("res");
     let out = root.hr(&["run", "-d", "--bundle", b.path().to_str().unwrap(), &id]);
     if !out.status.success() && text(&out.stderr).contains("254:0") {
-        eprintln!("SKIP every_resource_is_written_where_the_kernel_reads_it: no block device 254:0 here");
+        eprintln!(
+            "SKIP every_resource_is_written_where_the_kernel_reads_it: no block device 254:0 here"
+        );
         return;
     }
     assert!(out.status.success(), "{}", text(&out.stderr));
@@ -75,12 +80,34 @@ fn every_resource_is_written_where_the_kernel_reads_it() {
         assert_eq!(read(&cpuset.join("cpuset.mems")), "0");
         assert_eq!(read(&cgroup_dir("pids", &id).join("pids.max")), "64");
         let blkio = cgroup_dir("blkio", &id);
-        let weight = if blkio.join("blkio.weight").exists() { "blkio.weight" } else { "blkio.bfq.weight" };
-        assert!(read(&blkio.join(weight)).contains("300"), "{}", read(&blkio.join(weight)));
-        let wd = if blkio.join("blkio.weight_device").exists() { "blkio.weight_device" } else { "blkio.bfq.weight_device" };
-        assert!(read(&blkio.join(wd)).contains("254:0 200"), "{}", read(&blkio.join(wd)));
-        assert_eq!(read(&blkio.join("blkio.throttle.read_bps_device")), "254:0 1048576");
-        assert_eq!(read(&blkio.join("blkio.throttle.write_iops_device")), "254:0 100");
+        let weight = if blkio.join("blkio.weight").exists() {
+            "blkio.weight"
+        } else {
+            "blkio.bfq.weight"
+        };
+        assert!(
+            read(&blkio.join(weight)).contains("300"),
+            "{}",
+            read(&blkio.join(weight))
+        );
+        let wd = if blkio.join("blkio.weight_device").exists() {
+            "blkio.weight_device"
+        } else {
+            "blkio.bfq.weight_device"
+        };
+        assert!(
+            read(&blkio.join(wd)).contains("254:0 200"),
+            "{}",
+            read(&blkio.join(wd))
+        );
+        assert_eq!(
+            read(&blkio.join("blkio.throttle.read_bps_device")),
+            "254:0 1048576"
+        );
+        assert_eq!(
+            read(&blkio.join("blkio.throttle.write_iops_device")),
+            "254:0 100"
+        );
     }
     // The container sees its own limit through its cgroup namespace mount.
     let inside = root.ok(&["exec", &id, "sh", "-c", "cat /sys/fs/cgroup/memory/memory.limit_in_bytes 2>/dev/null || cat /sys/fs/cgroup/memory.max"]);
@@ -100,12 +127,26 @@ fn cgroups_path_absolute_and_relative() {
         let cg = format!("{path}/{id}");
         b.edit(|c| c["linux"]["cgroupsPath"] = cg.clone().into());
         root.ok(&["run", "-d", "--bundle", b.path().to_str().unwrap(), &id]);
-        let base = if is_cgroup_v2() { Path::new("/sys/fs/cgroup").to_path_buf() } else { Path::new("/sys/fs/cgroup/pids").to_path_buf() };
+        let base = if is_cgroup_v2() {
+            Path::new("/sys/fs/cgroup").to_path_buf()
+        } else {
+            Path::new("/sys/fs/cgroup/pids").to_path_buf()
+        };
         let dir = base.join(cg.trim_start_matches('/'));
         let pid = root.state(&id)["pid"].as_i64().unwrap();
-        assert!(read(&dir.join("cgroup.procs")).lines().any(|l| l == pid.to_string()), "{name}: init not in {}", dir.display());
+        assert!(
+            read(&dir.join("cgroup.procs"))
+                .lines()
+                .any(|l| l == pid.to_string()),
+            "{name}: init not in {}",
+            dir.display()
+        );
         root.ok(&["delete", "-f", &id]);
-        assert!(!dir.exists(), "{name}: cgroup {} left behind", dir.display());
+        assert!(
+            !dir.exists(),
+            "{name}: cgroup {} left behind",
+            dir.display()
+        );
         let _ = fs::remove_dir(dir.parent().unwrap());
     }
 }
@@ -116,7 +157,11 @@ fn a_process_past_its_memory_limit_is_oom_killed_and_reported() {
         return;
     }
     let root = Root::new();
-    let mut b = Bundle::new(&["sh", "-c", "dd if=/dev/zero of=/dev/null bs=128M count=1; sleep 1000"]);
+    let mut b = Bundle::new(&[
+        "sh",
+        "-c",
+        "dd if=/dev/zero of=/dev/null bs=128M count=1; sleep 1000",
+    ]);
     b.edit(|c| {
         c["linux"]["resources"]["memory"] = json!({"limit": 33554432, "swap": 33554432});
     });
@@ -132,7 +177,11 @@ fn a_process_past_its_memory_limit_is_oom_killed_and_reported() {
         use std::io::{Read, Seek};
         f.rewind().unwrap();
         f.read_to_string(&mut s).unwrap();
-        if s.lines().any(|l| serde_json::from_str::<serde_json::Value>(l).map(|v| v["type"] == "oom").unwrap_or(false)) {
+        if s.lines().any(|l| {
+            serde_json::from_str::<serde_json::Value>(l)
+                .map(|v| v["type"] == "oom")
+                .unwrap_or(false)
+        }) {
             break s;
         }
         assert!(Instant::now() < deadline, "no oom event: {s}");
@@ -153,18 +202,31 @@ fn a_fork_bomb_stops_at_the_pids_limit() {
         return;
     }
     let root = Root::new();
-    let mut b = Bundle::new(&["sh", "-c", "for i in $(seq 60); do sleep 1000 & done 2>/tmp/err; echo started; sleep 1000"]);
+    let mut b = Bundle::new(&[
+        "sh",
+        "-c",
+        "for i in $(seq 60); do sleep 1000 & done 2>/tmp/err; echo started; sleep 1000",
+    ]);
     b.edit(|c| c["linux"]["resources"]["pids"] = json!({"limit": 16}));
     let id = unique_id("forkbomb");
     root.ok(&["run", "-d", "--bundle", b.path().to_str().unwrap(), &id]);
     let deadline = Instant::now() + Duration::from_secs(10);
-    while !b.rootfs().join("tmp/err").exists() || fs::read_to_string(b.rootfs().join("tmp/err")).unwrap().is_empty() {
+    while !b.rootfs().join("tmp/err").exists()
+        || fs::read_to_string(b.rootfs().join("tmp/err"))
+            .unwrap()
+            .is_empty()
+    {
         assert!(Instant::now() < deadline, "the loop never hit the limit");
         std::thread::sleep(Duration::from_millis(20));
     }
     let pids: Vec<i64> = serde_json::from_str(&root.ok(&["ps", "--format", "json", &id])).unwrap();
-    assert!(pids.len() <= 16, "{} processes past a limit of 16", pids.len());
-    let stats: serde_json::Value = serde_json::from_str(&root.ok(&["events", "--stats", &id])).unwrap();
+    assert!(
+        pids.len() <= 16,
+        "{} processes past a limit of 16",
+        pids.len()
+    );
+    let stats: serde_json::Value =
+        serde_json::from_str(&root.ok(&["events", "--stats", &id])).unwrap();
     assert!(stats["data"]["pids"]["current"].as_u64().unwrap() <= 16);
     assert_eq!(stats["data"]["pids"]["limit"], 16);
     root.ok(&["delete", "-f", &id]);
@@ -176,7 +238,11 @@ fn a_paused_container_makes_no_progress() {
         return;
     }
     let root = Root::new();
-    let b = Bundle::new(&["sh", "-c", "while :; do echo x >> /tmp/ticks; sleep 0.01; done"]);
+    let b = Bundle::new(&[
+        "sh",
+        "-c",
+        "while :; do echo x >> /tmp/ticks; sleep 0.01; done",
+    ]);
     let id = unique_id("frozen");
     root.ok(&["run", "-d", "--bundle", b.path().to_str().unwrap(), &id]);
     let ticks = b.rootfs().join("tmp/ticks");
@@ -193,7 +259,10 @@ fn a_paused_container_makes_no_progress() {
     root.ok(&["resume", &id]);
     let deadline = Instant::now() + Duration::from_secs(5);
     while size() == frozen_at {
-        assert!(Instant::now() < deadline, "a resumed container did not continue");
+        assert!(
+            Instant::now() < deadline,
+            "a resumed container did not continue"
+        );
         std::thread::sleep(Duration::from_millis(10));
     }
     root.ok(&["delete", "-f", &id]);
@@ -205,11 +274,16 @@ fn stats_have_runc_events_shape() {
         return;
     }
     let root = Root::new();
-    let b = Bundle::new(&["sh", "-c", "i=0; while [ $i -lt 20000 ]; do i=$((i+1)); done; sleep 1000"]);
+    let b = Bundle::new(&[
+        "sh",
+        "-c",
+        "i=0; while [ $i -lt 20000 ]; do i=$((i+1)); done; sleep 1000",
+    ]);
     let id = unique_id("stats");
     root.ok(&["run", "-d", "--bundle", b.path().to_str().unwrap(), &id]);
     std::thread::sleep(Duration::from_millis(200));
-    let v: serde_json::Value = serde_json::from_str(root.ok(&["events", "--stats", &id]).trim()).unwrap();
+    let v: serde_json::Value =
+        serde_json::from_str(root.ok(&["events", "--stats", &id]).trim()).unwrap();
     assert_eq!(v["type"], "stats");
     let d = &v["data"];
     assert!(d["cpu"]["usage"]["total"].as_u64().unwrap() > 0, "{d}");
@@ -217,7 +291,11 @@ fn stats_have_runc_events_shape() {
     assert!(d["pids"]["current"].as_u64().unwrap() >= 1, "{d}");
     assert!(d["cpu"]["throttling"].is_object() && d["blkio"].is_object());
     let bad = root.hr(&["events", "--interval", "soon", &id]);
-    assert!(error_line(&bad).contains("invalid duration"), "{}", error_line(&bad));
+    assert!(
+        error_line(&bad).contains("invalid duration"),
+        "{}",
+        error_line(&bad)
+    );
     root.ok(&["delete", "-f", &id]);
 }
 
@@ -228,21 +306,46 @@ fn limits_that_cannot_be_applied_are_errors() {
     }
     let root = Root::new();
     let mut cases = vec![
-        ("kernel", json!({"memory": {"kernel": 1048576}}), "memory.kernel"),
+        (
+            "kernel",
+            json!({"memory": {"kernel": 1048576}}),
+            "memory.kernel",
+        ),
         ("badcpus", json!({"cpu": {"cpus": "4096"}}), "cpuset.cpus"),
         ("badweight", json!({"blockIO": {"weight": 5000}}), "weight"),
     ];
-    let has = |c: &str| Path::new("/sys/fs/cgroup").join(c).exists() || fs::read_to_string("/sys/fs/cgroup/cgroup.controllers").unwrap_or_default().contains(c);
+    let has = |c: &str| {
+        Path::new("/sys/fs/cgroup").join(c).exists()
+            || fs::read_to_string("/sys/fs/cgroup/cgroup.controllers")
+                .unwrap_or_default()
+                .contains(c)
+    };
     if !is_cgroup_v2() {
-        cases.push(("unified", json!({"unified": {"memory.high": "1000000"}}), "cgroup v2"));
+        cases.push((
+            "unified",
+            json!({"unified": {"memory.high": "1000000"}}),
+            "cgroup v2",
+        ));
         if !has("hugetlb") {
-            cases.push(("hugetlb", json!({"hugepageLimits": [{"pageSize": "2MB", "limit": 2097152}]}), "hugetlb"));
+            cases.push((
+                "hugetlb",
+                json!({"hugepageLimits": [{"pageSize": "2MB", "limit": 2097152}]}),
+                "hugetlb",
+            ));
         }
         if !has("net_cls") {
-            cases.push(("netcls", json!({"network": {"classID": 1048577}}), "net_cls"));
+            cases.push((
+                "netcls",
+                json!({"network": {"classID": 1048577}}),
+                "net_cls",
+            ));
         }
     } else {
-        cases.push(("netcls", json!({"network": {"classID": 1048577}}), "cgroup v2"));
+        cases.push((
+            "netcls",
+            json!({"network": {"classID": 1048577}}),
+            "cgroup v2",
+        ));
     }
     for (name, resources, needle) in cases {
         let mut b = Bundle::new(&["true"]);
@@ -250,8 +353,72 @@ fn limits_that_cannot_be_applied_are_errors() {
         let id = unique_id(name);
         let out = root.hr(&["create", "--bundle", b.path().to_str().unwrap(), &id]);
         assert!(!out.status.success(), "{name}: must fail");
-        assert!(error_line(&out).contains(needle), "{name}: {}", error_line(&out));
+        assert!(
+            error_line(&out).contains(needle),
+            "{name}: {}",
+            error_line(&out)
+        );
         assert!(!root.container_dir(&id).exists());
         assert_no_cgroup(&id);
     }
+}
+
+/// Where a cgroup2 hierarchy is mounted: /sys/fs/cgroup on v2 hosts, /sys/fs/cgroup/unified on
+/// hybrid ones (this project's test machines), so the eBPF device filter runs on both.
+fn cgroup2_mount() -> Option<std::path::PathBuf> {
+    let info = fs::read_to_string("/proc/self/mountinfo").ok()?;
+    info.lines().find_map(|l| {
+        let (left, right) = l.split_once(" - ")?;
+        right
+            .starts_with("cgroup2 ")
+            .then(|| left.split(' ').nth(4).map(Into::into))?
+    })
+}
+
+#[test]
+fn the_ebpf_device_filter_is_enforced_by_the_kernel() {
+    if !require_root("the_ebpf_device_filter_is_enforced_by_the_kernel") {
+        return;
+    }
+    let Some(mount) = cgroup2_mount() else {
+        eprintln!(
+            "SKIP the_ebpf_device_filter_is_enforced_by_the_kernel: no cgroup2 hierarchy mounted"
+        );
+        return;
+    };
+    let dir = mount.join(format!("husk-ebpf-test-{}", std::process::id()));
+    fs::create_dir_all(&dir).unwrap();
+    struct Rm(std::path::PathBuf);
+    impl Drop for Rm {
+        fn drop(&mut self) {
+            let _ = fs::remove_dir(&self.0);
+        }
+    }
+    let _rm = Rm(dir.clone());
+    // docker's shape: deny everything, then the runtime's defaults (null, zero, ...).
+    let resources: oci_spec::runtime::LinuxResources =
+        serde_json::from_value(json!({"devices": [{"allow": false, "access": "rwm"}]})).unwrap();
+    let rules = husk_runtime::cgroups::device_rules(&resources).unwrap();
+    husk_runtime::cgroups::ebpf::apply(&dir, &rules).expect("the kernel accepts the program");
+    // Apply twice: the second replaces the first (update), it does not stack.
+    husk_runtime::cgroups::ebpf::apply(&dir, &rules).expect("replacing the program");
+    let cg = fs::File::open(&dir).unwrap();
+    let ids = husk_runtime::cgroups::ebpf::attached(std::os::fd::AsRawFd::as_raw_fd(&cg)).unwrap();
+    assert_eq!(ids.len(), 1, "the old program was detached: {ids:?}");
+    let script = format!(
+        "echo $$ > {}/cgroup.procs; head -c 1 /dev/zero > /dev/null && echo zero-ok; \
+         head -c 1 /dev/kmsg > /dev/null 2>&1 && echo KMSG-READ || echo kmsg-denied; \
+         mknod /tmp/husk-ebpf-node-$$ c 1 3 && echo mknod-ok; rm -f /tmp/husk-ebpf-node-$$",
+        dir.display()
+    );
+    let out = std::process::Command::new(BUSYBOX)
+        .args(["sh", "-c", &script])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        text.lines().collect::<Vec<_>>(),
+        ["zero-ok", "kmsg-denied", "mknod-ok"],
+        "{text}"
+    );
 }

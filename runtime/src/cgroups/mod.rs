@@ -3,6 +3,7 @@
 //! The container's cgroup is created by `create` before the init exists, the intermediate
 //! process is placed in it (so the init is born inside), and it is removed by `delete`.
 
+pub mod ebpf;
 pub mod stats;
 pub mod v1;
 pub mod v2;
@@ -218,24 +219,81 @@ fn remove_tree(dir: &Path) -> Result<()> {
     ))
 }
 
+/// One device cgroup rule: `typ` is 'a' (all), 'c' or 'b'; `None` major/minor is "*"; `access`
+/// holds r, w and m.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeviceRule {
+    pub allow: bool,
+    pub typ: char,
+    pub major: Option<i64>,
+    pub minor: Option<i64>,
+    pub access: String,
+}
+
+impl DeviceRule {
+    fn parse_default(allow: bool, s: &str) -> DeviceRule {
+        // "c 1:3 rwm" / "c 136:* rwm"
+        let mut f = s.split(' ');
+        let typ = f.next().and_then(|t| t.chars().next()).unwrap_or('a');
+        let (ma, mi) = f
+            .next()
+            .and_then(|n| n.split_once(':'))
+            .unwrap_or(("*", "*"));
+        DeviceRule {
+            allow,
+            typ,
+            major: ma.parse().ok(),
+            minor: mi.parse().ok(),
+            access: f.next().unwrap_or("rwm").to_string(),
+        }
+    }
+
+    /// The line v1's devices.allow / devices.deny take ("a" alone for every device).
+    pub fn v1_line(&self) -> String {
+        if self.typ == 'a' && self.major.is_none() && self.minor.is_none() && self.access == "rwm" {
+            return "a".into();
+        }
+        let n = |v: Option<i64>| v.map_or("*".to_string(), |v| v.to_string());
+        format!(
+            "{} {}:{} {}",
+            self.typ,
+            n(self.major),
+            n(self.minor),
+            self.access
+        )
+    }
+}
+
 /// The device rules a container's cgroup gets: the config's, in order, then the ones every
 /// container needs for the devices the runtime itself creates (runc appends the same list).
-/// Each rule is (allow, "type major:minor access"), with "a" for all devices.
-pub fn device_rules(r: &LinuxResources) -> Vec<(bool, String)> {
-    let mut out: Vec<(bool, String)> = r
-        .devices()
-        .iter()
-        .flatten()
-        .map(|d| {
-            let rule = d.to_string();
-            let rule = if rule.starts_with("a ") && rule.contains("*:*") && rule.ends_with("rwm") {
-                "a".to_string()
-            } else {
-                rule
-            };
-            (d.allow(), rule)
-        })
-        .collect();
+/// Later rules win over earlier ones.
+pub fn device_rules(r: &LinuxResources) -> Result<Vec<DeviceRule>> {
+    let mut out = Vec::new();
+    for d in r.devices().iter().flatten() {
+        let typ = match d.typ().map(|t| t.as_str().to_string()).as_deref() {
+            None | Some("a") => 'a',
+            Some("c") | Some("u") => 'c',
+            Some("b") => 'b',
+            Some(other) => {
+                return Err(Error::InvalidConfig(format!(
+                    "device cgroup rule type {other:?} is not a, b or c"
+                )))
+            }
+        };
+        let access = d.access().clone().unwrap_or_else(|| "rwm".into());
+        if access.is_empty() || !access.chars().all(|c| "rwm".contains(c)) {
+            return Err(Error::InvalidConfig(format!(
+                "device cgroup access {access:?} is not made of r, w and m"
+            )));
+        }
+        out.push(DeviceRule {
+            allow: d.allow(),
+            typ,
+            major: d.major(),
+            minor: d.minor(),
+            access,
+        });
+    }
     for rule in [
         "c *:* m",
         "b *:* m",
@@ -249,9 +307,9 @@ pub fn device_rules(r: &LinuxResources) -> Vec<(bool, String)> {
         "c 5:2 rwm",
         "c 136:* rwm",
     ] {
-        out.push((true, rule.to_string()));
+        out.push(DeviceRule::parse_default(true, rule));
     }
-    out
+    Ok(out)
 }
 
 /// Write `value` to `dir/file`, naming the file and the value when the kernel refuses.

@@ -111,7 +111,13 @@ pub fn read_stats(paths: &CgroupPaths) -> Stats {
                     .map(|(_, v)| v.clone())
                     .unwrap_or_default()
             };
-            v1_stats(&dir("cpu"), &dir("cpuacct"), &dir("memory"), &dir("pids"), &dir("blkio"))
+            v1_stats(
+                &dir("cpu"),
+                &dir("cpuacct"),
+                &dir("memory"),
+                &dir("pids"),
+                &dir("blkio"),
+            )
         }
         CgroupPaths::V2(d) => v2_stats(d),
     }
@@ -200,10 +206,16 @@ fn v2_stats(d: &Path) -> Stats {
     s.pids.limit = num(d, "pids.max");
     for line in read(d, "io.stat").lines() {
         let mut f = line.split_whitespace();
-        let Some((maj, min)) = f.next().and_then(|x| x.split_once(':')) else { continue };
-        let (Ok(major), Ok(minor)) = (maj.parse(), min.parse()) else { continue };
+        let Some((maj, min)) = f.next().and_then(|x| x.split_once(':')) else {
+            continue;
+        };
+        let (Ok(major), Ok(minor)) = (maj.parse(), min.parse()) else {
+            continue;
+        };
         for kv in f {
-            let Some((k, v)) = kv.split_once('=') else { continue };
+            let Some((k, v)) = kv.split_once('=') else {
+                continue;
+            };
             let Ok(value) = v.parse() else { continue };
             let (list, op) = match k {
                 "rbytes" => (&mut s.blkio.io_service_bytes_recursive, "Read"),
@@ -212,7 +224,12 @@ fn v2_stats(d: &Path) -> Stats {
                 "wios" => (&mut s.blkio.io_serviced_recursive, "Write"),
                 _ => continue,
             };
-            list.push(BlkioEntry { major, minor, op: op.into(), value });
+            list.push(BlkioEntry {
+                major,
+                minor,
+                op: op.into(),
+                value,
+            });
         }
     }
     s
@@ -224,9 +241,17 @@ pub fn oom_kills(paths: &CgroupPaths) -> u64 {
         CgroupPaths::V1(p) => p
             .iter()
             .find(|(k, _)| k.split(',').any(|x| x == "memory"))
-            .map(|(_, d)| flat_keyed(d, "memory.oom_control").get("oom_kill").copied().unwrap_or(0))
+            .map(|(_, d)| {
+                flat_keyed(d, "memory.oom_control")
+                    .get("oom_kill")
+                    .copied()
+                    .unwrap_or(0)
+            })
             .unwrap_or(0),
-        CgroupPaths::V2(d) => flat_keyed(d, "memory.events").get("oom_kill").copied().unwrap_or(0),
+        CgroupPaths::V2(d) => flat_keyed(d, "memory.events")
+            .get("oom_kill")
+            .copied()
+            .unwrap_or(0),
     }
 }
 
@@ -245,7 +270,10 @@ mod tests {
         w("memory.stat", "anon 100\nfile 200\n");
         w("pids.current", "2\n");
         w("pids.max", "10\n");
-        w("io.stat", "254:0 rbytes=10 wbytes=20 rios=1 wios=2 dbytes=0 dios=0\n");
+        w(
+            "io.stat",
+            "254:0 rbytes=10 wbytes=20 rios=1 wios=2 dbytes=0 dios=0\n",
+        );
         let s = v2_stats(d.path());
         assert_eq!(s.cpu.usage.total, 1_500_000);
         assert_eq!(s.cpu.throttling.throttled_time, 7000);

@@ -247,33 +247,69 @@ pub fn apply(paths: &BTreeMap<String, PathBuf>, r: &LinuxResources) -> Result<()
         }
         for d in b.weight_device().iter().flatten() {
             if let Some(w) = d.weight() {
-                set(dir, &weight_file("weight_device")?, format!("{}:{} {w}", d.major(), d.minor()))?;
+                set(
+                    dir,
+                    &weight_file("weight_device")?,
+                    format!("{}:{} {w}", d.major(), d.minor()),
+                )?;
             }
             if let Some(w) = d.leaf_weight() {
-                set(dir, &weight_file("leaf_weight_device")?, format!("{}:{} {w}", d.major(), d.minor()))?;
+                set(
+                    dir,
+                    &weight_file("leaf_weight_device")?,
+                    format!("{}:{} {w}", d.major(), d.minor()),
+                )?;
             }
         }
         for (list, file) in [
-            (b.throttle_read_bps_device(), "blkio.throttle.read_bps_device"),
-            (b.throttle_write_bps_device(), "blkio.throttle.write_bps_device"),
-            (b.throttle_read_iops_device(), "blkio.throttle.read_iops_device"),
-            (b.throttle_write_iops_device(), "blkio.throttle.write_iops_device"),
+            (
+                b.throttle_read_bps_device(),
+                "blkio.throttle.read_bps_device",
+            ),
+            (
+                b.throttle_write_bps_device(),
+                "blkio.throttle.write_bps_device",
+            ),
+            (
+                b.throttle_read_iops_device(),
+                "blkio.throttle.read_iops_device",
+            ),
+            (
+                b.throttle_write_iops_device(),
+                "blkio.throttle.write_iops_device",
+            ),
         ] {
             for d in list.iter().flatten() {
-                set(dir, file, format!("{}:{} {}", d.major(), d.minor(), d.rate()))?;
+                set(
+                    dir,
+                    file,
+                    format!("{}:{} {}", d.major(), d.minor(), d.rate()),
+                )?;
             }
         }
     }
     for h in r.hugepage_limits().iter().flatten() {
         let dir = need(paths, "hugetlb", "hugepageLimits")?;
-        set(dir, &format!("hugetlb.{}.limit_in_bytes", h.page_size()), h.limit())?;
+        set(
+            dir,
+            &format!("hugetlb.{}.limit_in_bytes", h.page_size()),
+            h.limit(),
+        )?;
     }
     if let Some(n) = r.network() {
         if let Some(id) = n.class_id() {
-            set(need(paths, "net_cls", "network.classID")?, "net_cls.classid", id)?;
+            set(
+                need(paths, "net_cls", "network.classID")?,
+                "net_cls.classid",
+                id,
+            )?;
         }
         for p in n.priorities().iter().flatten() {
-            set(need(paths, "net_prio", "network.priorities")?, "net_prio.ifpriomap", format!("{} {}", p.name(), p.priority()))?;
+            set(
+                need(paths, "net_prio", "network.priorities")?,
+                "net_prio.ifpriomap",
+                format!("{} {}", p.name(), p.priority()),
+            )?;
         }
     }
     if r.rdma().as_ref().is_some_and(|m| !m.is_empty()) {
@@ -291,13 +327,13 @@ pub fn apply(paths: &BTreeMap<String, PathBuf>, r: &LinuxResources) -> Result<()
     }
     if r.devices().as_ref().is_some_and(|d| !d.is_empty()) {
         let dir = need(paths, "devices", "device rules")?;
-        for (allow, rule) in super::device_rules(r) {
-            let file = if allow {
+        for rule in super::device_rules(r)? {
+            let file = if rule.allow {
                 "devices.allow"
             } else {
                 "devices.deny"
             };
-            set(dir, file, rule)?;
+            set(dir, file, rule.v1_line())?;
         }
     }
     if r.unified().as_ref().is_some_and(|u| !u.is_empty()) {

@@ -8,7 +8,9 @@ use oci_spec::runtime::LinuxResources;
 use super::{set, CGROUP_ROOT};
 use crate::error::{Error, Result};
 
-const WANTED: [&str; 8] = ["cpu", "cpuset", "io", "memory", "pids", "hugetlb", "rdma", "misc"];
+const WANTED: [&str; 8] = [
+    "cpu", "cpuset", "io", "memory", "pids", "hugetlb", "rdma", "misc",
+];
 
 pub fn create(path: &Path) -> Result<PathBuf> {
     let root = Path::new(CGROUP_ROOT);
@@ -98,7 +100,9 @@ pub fn apply(dir: &Path, r: &LinuxResources) -> Result<()> {
             ));
         }
         if m.swappiness().is_some() {
-            return Err(Error::Unsupported("memory.swappiness does not exist on cgroup v2".into()));
+            return Err(Error::Unsupported(
+                "memory.swappiness does not exist on cgroup v2".into(),
+            ));
         }
         if m.disable_oom_killer() == Some(true) {
             return Err(Error::Unsupported(
@@ -132,7 +136,9 @@ pub fn apply(dir: &Path, r: &LinuxResources) -> Result<()> {
             set(dir, "cpu.max.burst", v)?;
         }
         if c.realtime_period().is_some() || c.realtime_runtime().is_some() {
-            return Err(Error::Unsupported("cpu.realtimePeriod/realtimeRuntime do not exist on cgroup v2".into()));
+            return Err(Error::Unsupported(
+                "cpu.realtimePeriod/realtimeRuntime do not exist on cgroup v2".into(),
+            ));
         }
         if let Some(v) = c.cpus().as_deref().filter(|s| !s.is_empty()) {
             need(dir, "cpuset", "cpu.cpus")?;
@@ -155,14 +161,24 @@ pub fn apply(dir: &Path, r: &LinuxResources) -> Result<()> {
     if let Some(b) = r.block_io() {
         need(dir, "io", "blockIO")?;
         if let Some(w) = b.weight() {
-            set(dir, "io.weight", format!("default {}", blkio_to_io_weight(w)))?;
+            set(
+                dir,
+                "io.weight",
+                format!("default {}", blkio_to_io_weight(w)),
+            )?;
         }
         if b.leaf_weight().is_some() {
-            return Err(Error::Unsupported("blockIO.leafWeight does not exist on cgroup v2".into()));
+            return Err(Error::Unsupported(
+                "blockIO.leafWeight does not exist on cgroup v2".into(),
+            ));
         }
         for d in b.weight_device().iter().flatten() {
             if let Some(w) = d.weight() {
-                set(dir, "io.weight", format!("{}:{} {}", d.major(), d.minor(), blkio_to_io_weight(w)))?;
+                set(
+                    dir,
+                    "io.weight",
+                    format!("{}:{} {}", d.major(), d.minor(), blkio_to_io_weight(w)),
+                )?;
             }
         }
         for (list, key) in [
@@ -172,7 +188,11 @@ pub fn apply(dir: &Path, r: &LinuxResources) -> Result<()> {
             (b.throttle_write_iops_device(), "wiops"),
         ] {
             for d in list.iter().flatten() {
-                set(dir, "io.max", format!("{}:{} {key}={}", d.major(), d.minor(), d.rate()))?;
+                set(
+                    dir,
+                    "io.max",
+                    format!("{}:{} {key}={}", d.major(), d.minor(), d.rate()),
+                )?;
             }
         }
     }
@@ -209,10 +229,7 @@ pub fn apply(dir: &Path, r: &LinuxResources) -> Result<()> {
         }
     }
     if r.devices().as_ref().is_some_and(|d| !d.is_empty()) {
-        return Err(Error::Unsupported(
-            "device cgroup rules on cgroup v2 need an eBPF device program, which husk-runtime does not build yet"
-                .into(),
-        ));
+        super::ebpf::apply(dir, &super::device_rules(r)?)?;
     }
     Ok(())
 }
