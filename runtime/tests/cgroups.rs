@@ -422,3 +422,41 @@ fn the_ebpf_device_filter_is_enforced_by_the_kernel() {
         "{text}"
     );
 }
+
+/// The v2 lifecycle (create, join, freeze, kill through cgroup.kill, remove) on whatever cgroup2
+/// hierarchy this host has; on hybrid hosts that is the controller-less unified one, which still
+/// has cgroup.freeze and cgroup.kill.
+#[test]
+fn v2_freeze_kill_and_remove_work_on_a_cgroup2_hierarchy() {
+    if !require_root("v2_freeze_kill_and_remove_work_on_a_cgroup2_hierarchy") {
+        return;
+    }
+    use husk_runtime::cgroups::{self, CgroupPaths};
+    let Some(mount) = cgroup2_mount() else {
+        eprintln!("SKIP v2_freeze_kill_and_remove_work_on_a_cgroup2_hierarchy: no cgroup2 hierarchy mounted");
+        return;
+    };
+    let top = mount.join(format!("husk-v2-test-{}", std::process::id()));
+    let dir = cgroups::v2::create_in(&mount, &top.strip_prefix(&mount).unwrap().join("c")).unwrap();
+    let paths = CgroupPaths::V2(dir.clone());
+    let mut child = std::process::Command::new(BUSYBOX)
+        .args(["sleep", "100"])
+        .spawn()
+        .unwrap();
+    let pid = child.id() as i32;
+    cgroups::add_pid(&paths, pid).unwrap();
+    assert_eq!(cgroups::pids(&paths).unwrap(), vec![pid]);
+    cgroups::freeze(&paths, true).unwrap();
+    assert!(cgroups::is_frozen(&paths));
+    cgroups::freeze(&paths, false).unwrap();
+    assert!(!cgroups::is_frozen(&paths));
+    cgroups::signal_all(&paths, nix::sys::signal::Signal::SIGKILL).unwrap();
+    let status = child.wait().unwrap();
+    assert_eq!(
+        std::os::unix::process::ExitStatusExt::signal(&status),
+        Some(9)
+    );
+    cgroups::remove(&paths).unwrap();
+    assert!(!dir.exists());
+    fs::remove_dir(&top).unwrap();
+}

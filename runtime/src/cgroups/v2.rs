@@ -13,7 +13,11 @@ const WANTED: [&str; 8] = [
 ];
 
 pub fn create(path: &Path) -> Result<PathBuf> {
-    let root = Path::new(CGROUP_ROOT);
+    create_in(Path::new(CGROUP_ROOT), path)
+}
+
+/// `create` under another cgroup2 mount (tests use the unified hierarchy of hybrid hosts).
+pub fn create_in(root: &Path, path: &Path) -> Result<PathBuf> {
     let rel = path.strip_prefix("/").unwrap_or(path);
     let available = fs::read_to_string(root.join("cgroup.controllers")).unwrap_or_default();
     let enable: Vec<String> = available
