@@ -128,7 +128,7 @@ pub fn set_rlimits(process: &Process) -> Result<()> {
         if unsafe { libc::setrlimit(rlimit_resource(r.typ()), &lim) } != 0 {
             return Err(Error::io(
                 format!(
-                    "cannot set {:?} to soft {} hard {}",
+                    "cannot set {} to soft {} hard {} (raising a hard limit needs CAP_SYS_RESOURCE)",
                     r.typ(),
                     r.soft(),
                     r.hard()
