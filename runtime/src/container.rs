@@ -80,11 +80,8 @@ impl Drop for Cleanup {
 /// Features a config may ask for that this runtime cannot honour yet: refused, never ignored.
 fn refuse_unsupported(spec: &Spec) -> Result<()> {
     let linux = spec.linux().as_ref();
-    if linux.is_some_and(|l| l.seccomp().is_some()) {
-        return Err(Error::Unsupported(
-            "linux.seccomp is not supported by this build of husk-runtime yet".into(),
-        ));
-    }
+    // Compiled here too, so a bad profile fails before anything exists.
+    crate::init::seccomp_filter(spec)?;
     if linux.is_some_and(|l| l.intel_rdt().is_some()) {
         return Err(Error::Unsupported("linux.intelRdt is not supported".into()));
     }

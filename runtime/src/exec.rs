@@ -215,14 +215,12 @@ fn exec_process(
         drop(console);
         let prog = process::resolve_program(&opts.process)?;
         let (argv, envp) = process::argv_envp(&opts.process)?;
-        init::finish_process(&opts.process, config, opts.preserve_fds)?;
+        let seccomp = init::seccomp_filter(config)?;
+        init::finish_process(&opts.process, config, opts.preserve_fds, seccomp.as_ref())?;
         Ok((prog, argv, envp))
     })();
     match result {
-        Ok((prog, argv, envp)) => {
-            process::reset_signals();
-            process::exec(&prog, &argv, &envp)
-        }
+        Ok((prog, argv, envp)) => process::exec(&prog, &argv, &envp),
         Err(e) => {
             let _ = chan.send(&Msg::Error(e.to_string()));
             exit(1)

@@ -111,7 +111,7 @@ pub(crate) fn fork_and_report(
 /// The container's init. Never returns: it execs the user program or exits.
 fn init(chan: Channel, args: InitArgs, in_user_ns: bool) -> ! {
     let prepared = prepare(&chan, &args, in_user_ns);
-    let (prog, argv, envp) = match prepared {
+    let (prog, argv, envp, seccomp) = match prepared {
         Ok(p) => p,
         Err(e) => {
             let _ = chan.send(&Msg::Error(e.to_string()));
@@ -155,7 +155,7 @@ fn init(chan: Channel, args: InitArgs, in_user_ns: bool) -> ! {
                 .and_then(|h| h.start_container().as_ref()),
             hook_state.as_bytes(),
         )?;
-        finish_process(process, args.spec, args.preserve_fds)
+        finish_process(process, args.spec, args.preserve_fds, seccomp.as_ref())
     })();
     use std::io::Write;
     let mut fifo = fifo;
@@ -171,11 +171,15 @@ fn init(chan: Channel, args: InitArgs, in_user_ns: bool) -> ! {
         }
     }
     drop(fifo);
-    process::reset_signals();
     process::exec(&prog, &argv, &envp)
 }
 
-type Program = (CString, Vec<CString>, Vec<CString>);
+type Program = (
+    CString,
+    Vec<CString>,
+    Vec<CString>,
+    Option<crate::seccomp::Filter>,
+);
 
 fn prepare(chan: &Channel, args: &InitArgs, in_user_ns: bool) -> Result<Program> {
     nix::unistd::setsid().ctx("setsid failed")?;
@@ -276,16 +280,30 @@ fn prepare(chan: &Channel, args: &InitArgs, in_user_ns: bool) -> Result<Program>
     }
     let prog = process::resolve_program(process)?;
     let (argv, envp) = process::argv_envp(process)?;
-    Ok((prog, argv, envp))
+    Ok((prog, argv, envp, seccomp_filter(args.spec)?))
+}
+
+/// The container's seccomp filter, compiled (errors surface at `create`, not after `start`).
+pub fn seccomp_filter(spec: &Spec) -> Result<Option<crate::seccomp::Filter>> {
+    spec.linux()
+        .as_ref()
+        .and_then(|l| l.seccomp().as_ref())
+        .map(crate::seccomp::compile)
+        .transpose()
 }
 
 /// Everything between the exec barrier and execve, in the order the kernel needs: limits and
-/// scheduling while still privileged, then identity and capabilities, then no_new_privs.
+/// scheduling while still privileged, then identity and capabilities, then no_new_privs and
+/// the seccomp filter. Without no_new_privs, installing a filter needs CAP_SYS_ADMIN, so it
+/// goes in before the capabilities are dropped (runc does the same); with it, as late as
+/// possible, so the filter constrains the user program and not the runtime's last steps.
 pub fn finish_process(
     process: &oci_spec::runtime::Process,
     spec: &Spec,
     preserve_fds: u32,
+    seccomp: Option<&crate::seccomp::Filter>,
 ) -> Result<()> {
+    let nnp = process.no_new_privileges() == Some(true);
     let caps = process::CapSets::from_spec(process.capabilities().as_ref())?;
     process::set_rlimits(process)?;
     process::set_io_priority(process)?;
@@ -294,10 +312,18 @@ pub fn finish_process(
     let allow_setgroups = std::fs::read_to_string("/proc/self/setgroups")
         .map(|s| s.trim() != "deny")
         .unwrap_or(true);
+    process::reset_signals();
+    if let (Some(f), false) = (seccomp, nnp) {
+        crate::seccomp::install(f)?;
+    }
     process::set_identity_and_caps(process, &caps, allow_setgroups)?;
     process::enter_cwd(process)?;
     process::set_umask(process);
     process::set_lsm_labels(process)?;
     process::set_no_new_privs(process)?;
-    process::close_fds_on_exec(preserve_fds)
+    process::close_fds_on_exec(preserve_fds)?;
+    if let (Some(f), true) = (seccomp, nnp) {
+        crate::seccomp::install(f)?;
+    }
+    Ok(())
 }

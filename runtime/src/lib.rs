@@ -19,6 +19,7 @@ pub mod logging;
 pub mod mounts;
 pub mod namespaces;
 pub mod process;
+pub mod seccomp;
 pub mod spec;
 pub mod state;
 pub mod supervise;

@@ -90,14 +90,12 @@ fn podman_runs_containers_with_husk_runtime() {
     assert!(out.status.success(), "import: {}", text(&out.stderr));
 
     // This VM's hard limits are below podman's defaults and root lacks CAP_SYS_RESOURCE (runc
-    // fails the same way without these); seccomp is not supported yet (issue 6).
+    // fails the same way without these). podman's default seccomp profile stays on.
     let common = [
         "--ulimit",
         "nofile=1024:1024",
         "--ulimit",
         "nproc=1024:1024",
-        "--security-opt",
-        "seccomp=unconfined",
         "--network",
         "none",
     ];
