@@ -64,6 +64,12 @@ pub fn open_in_root(
 /// Open (O_PATH) `path` inside `root`, creating missing directories on the way, and the last
 /// component as a directory (`dir == true`) or an empty file.
 pub fn ensure_in_root(root: RawFd, path: &Path, dir: bool) -> Result<OwnedFd> {
+    // Most targets already exist (the image has /proc, /dev, /sys): one lookup does it.
+    match open_in_root(root, path, libc::O_PATH, 0) {
+        Ok(fd) => return Ok(fd),
+        Err(Errno::ENOENT) => {}
+        Err(e) => return Err(Error::sys(format!("cannot resolve {}", path.display()), e)),
+    }
     let normal: PathBuf = path
         .components()
         .filter(|c| matches!(c, Component::Normal(_)))
