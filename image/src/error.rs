@@ -1,0 +1,35 @@
+//! Errors of the image crate: one line each, naming the thing and the cause.
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("invalid image reference {reference:?}: {why}")]
+    Reference { reference: String, why: String },
+    #[error("invalid digest {0:?}: expected sha256:<64 lowercase hex digits>")]
+    Digest(String),
+    #[error("blob {expected} does not match its digest (the content hashes to {actual})")]
+    DigestMismatch { expected: String, actual: String },
+    #[error("blob {digest} is {actual} bytes, the manifest says {expected}")]
+    SizeMismatch {
+        digest: String,
+        expected: u64,
+        actual: u64,
+    },
+    #[error("layer entry {entry:?}: {why}")]
+    HostileEntry { entry: String, why: String },
+    #[error("{context}: {err}")]
+    Io {
+        context: String,
+        err: std::io::Error,
+    },
+}
+
+pub type Result<T> = std::result::Result<T, Error>;
+
+impl Error {
+    pub fn io(context: impl std::fmt::Display, err: std::io::Error) -> Self {
+        Error::Io {
+            context: context.to_string(),
+            err,
+        }
+    }
+}
