@@ -312,6 +312,24 @@ pub fn device_rules(r: &LinuxResources) -> Result<Vec<DeviceRule>> {
     Ok(out)
 }
 
+/// The `rdma.max` lines of `linux.resources.rdma` (the same file on v1 and v2).
+pub(crate) fn rdma_lines(r: &LinuxResources) -> Vec<String> {
+    r.rdma()
+        .iter()
+        .flatten()
+        .map(|(dev, l)| {
+            let mut v = dev.clone();
+            if let Some(h) = l.hca_handles() {
+                v.push_str(&format!(" hca_handle={h}"));
+            }
+            if let Some(o) = l.hca_objects() {
+                v.push_str(&format!(" hca_object={o}"));
+            }
+            v
+        })
+        .collect()
+}
+
 /// Write `value` to `dir/file`, naming the file and the value when the kernel refuses.
 pub(crate) fn set(dir: &Path, file: &str, value: impl std::fmt::Display) -> Result<()> {
     crate::util::write_file(&dir.join(file), &value.to_string())

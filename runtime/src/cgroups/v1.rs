@@ -312,17 +312,11 @@ pub fn apply(paths: &BTreeMap<String, PathBuf>, r: &LinuxResources) -> Result<()
             )?;
         }
     }
-    if r.rdma().as_ref().is_some_and(|m| !m.is_empty()) {
+    let rdma = super::rdma_lines(r);
+    if !rdma.is_empty() {
         let dir = need(paths, "rdma", "rdma limits")?;
-        for (dev, l) in r.rdma().iter().flatten() {
-            let mut v = dev.clone();
-            if let Some(h) = l.hca_handles() {
-                v.push_str(&format!(" hca_handle={h}"));
-            }
-            if let Some(o) = l.hca_objects() {
-                v.push_str(&format!(" hca_object={o}"));
-            }
-            set(dir, "rdma.max", v)?;
+        for line in rdma {
+            set(dir, "rdma.max", line)?;
         }
     }
     if r.devices().as_ref().is_some_and(|d| !d.is_empty()) {

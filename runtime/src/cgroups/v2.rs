@@ -209,17 +209,11 @@ pub fn apply(dir: &Path, r: &LinuxResources) -> Result<()> {
             "linux.resources.network (net_cls/net_prio) does not exist on cgroup v2".into(),
         ));
     }
-    if let Some(rdma) = r.rdma().as_ref().filter(|m| !m.is_empty()) {
+    let rdma = super::rdma_lines(r);
+    if !rdma.is_empty() {
         need(dir, "rdma", "rdma limits")?;
-        for (dev, l) in rdma {
-            let mut v = dev.clone();
-            if let Some(h) = l.hca_handles() {
-                v.push_str(&format!(" hca_handle={h}"));
-            }
-            if let Some(o) = l.hca_objects() {
-                v.push_str(&format!(" hca_object={o}"));
-            }
-            set(dir, "rdma.max", v)?;
+        for line in rdma {
+            set(dir, "rdma.max", line)?;
         }
     }
     if let Some(u) = r.unified() {
