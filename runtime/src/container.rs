@@ -372,6 +372,15 @@ impl Runtime {
         let _lock = dir.lock()?;
         let record = dir.load()?;
         let status = dir.status(&record);
+        // A stopped init can leave processes behind (no pid namespace of its own): --all
+        // still reaches them.
+        if all && status == Status::Stopped {
+            if let Some(cg) = &record.cgroup {
+                if !cgroups::pids(cg)?.is_empty() {
+                    return cgroups::signal_all(cg, sig);
+                }
+            }
+        }
         if status == Status::Stopped || status == Status::Creating {
             return Err(Error::WrongState {
                 id: id.into(),
@@ -473,6 +482,10 @@ impl Runtime {
 
     fn destroy(&self, dir: &ContainerDir, record: &Record) -> Result<()> {
         if let Some(cg) = &record.cgroup {
+            // Without a pid namespace of its own, processes can outlive the init.
+            if !cgroups::pids(cg)?.is_empty() {
+                self.kill_and_wait(record)?;
+            }
             cgroups::remove(cg)?;
         }
         let state = self.hook_state(record, Status::Stopped);

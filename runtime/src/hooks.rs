@@ -2,7 +2,7 @@
 
 use std::fs::File;
 use std::io::{Read, Seek, Write};
-use std::os::fd::{FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -63,10 +63,14 @@ pub fn run(hook: &Hook, state_json: &[u8]) -> Result<()> {
     let mut child = cmd
         .spawn()
         .map_err(|e| fail(format!("cannot start: {e}")))?;
-    if let Some(mut stdin) = child.stdin.take() {
-        // A hook that does not read its stdin is fine: ignore EPIPE.
-        let _ = stdin.write_all(state_json);
+    // The state goes to the hook's stdin inside the timeout loop, without blocking: a hook
+    // that never reads a large state must still be stopped at its timeout.
+    let mut stdin = child.stdin.take();
+    if let Some(s) = &stdin {
+        // SAFETY: fcntl on the pipe fd we own.
+        unsafe { libc::fcntl(s.as_raw_fd(), libc::F_SETFL, libc::O_NONBLOCK) };
     }
+    let mut written = 0usize;
     let timeout = hook
         .timeout()
         .filter(|t| *t > 0)
@@ -74,6 +78,17 @@ pub fn run(hook: &Hook, state_json: &[u8]) -> Result<()> {
     let start = Instant::now();
     let mut nap = Duration::from_micros(200);
     let status = loop {
+        if let Some(s) = stdin.as_mut() {
+            match s.write(&state_json[written..]) {
+                Ok(n) => written += n,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                // A hook that does not read its stdin is fine (EPIPE).
+                Err(_) => written = state_json.len(),
+            }
+            if written >= state_json.len() {
+                stdin = None; // closes the pipe: end of input
+            }
+        }
         match child.try_wait() {
             Ok(Some(s)) => break s,
             Ok(None) => {}

@@ -56,8 +56,11 @@ pub fn intermediate(chan: Channel, args: InitArgs) -> ! {
         args.plan.join_all()?;
         args.plan.unshare_user()?;
         if args.plan.new_user {
+            // A non-root runtime may only write /proc/PID/uid_map of a dumpable process.
+            nix::sys::prctl::set_dumpable(true).ctx("cannot set dumpable")?;
             chan.send(&Msg::UserNsReady)?;
             chan.expect(Msg::Continue, "waiting for id maps")?;
+            nix::sys::prctl::set_dumpable(false).ctx("cannot clear dumpable")?;
         }
         if in_user_ns {
             nix::unistd::setresgid(Gid::from_raw(0), Gid::from_raw(0), Gid::from_raw(0))

@@ -255,6 +255,12 @@ impl Rootfs<'_> {
                         NONE,
                     )
                     .ctx(what())?;
+                    let bound = open_in_root(root, dest, libc::O_PATH, 0).ctx(what())?;
+                    remount_bind(
+                        &fd_path(&bound),
+                        opts.flags | MsFlags::MS_RDONLY,
+                        Some(Path::new("/sys")),
+                    )?;
                 }
                 Err(e) => return Err(Error::sys(what(), e)),
             }

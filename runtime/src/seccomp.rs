@@ -200,6 +200,9 @@ fn both(yes: &Pending, _no: &Pending) -> Pending {
     }
 }
 
+/// One argument condition: (index, operator, value, valueTwo).
+type Cond = (usize, LinuxSeccompOperator, u64, u64);
+
 fn rel(from: usize, to: usize) -> Result<u8> {
     u8::try_from(to - from - 1)
         .map_err(|_| Error::InvalidConfig("seccomp rule is too large to compile".into()))
@@ -227,21 +230,29 @@ pub fn compile(s: &LinuxSeccomp) -> Result<Filter> {
         ));
     }
 
+    // Calls through another ABI (i386 on x86_64, x32) are not described by the native syscall
+    // numbers below. A profile that refuses by default refuses them too; one that allows by
+    // default must not let them slip past its deny rules, so they are killed (libseccomp's
+    // bad-arch action).
+    let foreign = match s.default_action() {
+        LinuxSeccompAction::ScmpActAllow | LinuxSeccompAction::ScmpActLog => RET_KILL_PROCESS,
+        _ => default,
+    };
     let mut p = vec![
         stmt(LD_W_ABS, OFF_ARCH),
         jump(JEQ_K, NATIVE_ARCH, 1, 0),
-        stmt(RET_K, default),
+        stmt(RET_K, foreign),
         stmt(LD_W_ABS, OFF_NR),
     ];
     #[cfg(target_arch = "x86_64")]
     {
         // x32 calls (nr | 0x40000000) are another ABI: default action.
         p.push(jump(JGE_K, X32_SYSCALL_BIT, 0, 1));
-        p.push(stmt(RET_K, default));
+        p.push(stmt(RET_K, foreign));
     }
     for rule in s.syscalls().iter().flatten() {
         let action = ret_value(rule.action(), rule.errno_ret())?;
-        let mut by_index: Vec<(usize, LinuxSeccompOperator, u64, u64)> = Vec::new();
+        let mut by_index: Vec<Cond> = Vec::new();
         for a in rule.args().iter().flatten() {
             if a.index() > 5 {
                 return Err(Error::InvalidConfig(format!(
@@ -256,6 +267,17 @@ pub fn compile(s: &LinuxSeccomp) -> Result<Filter> {
             }
             by_index.push((a.index(), a.op(), a.value(), a.value_two().unwrap_or(0)));
         }
+        // Conditions on different arguments must all hold; several conditions on the same
+        // argument are alternatives (libseccomp and runc make each its own rule).
+        let repeated = {
+            let mut seen = std::collections::HashSet::new();
+            by_index.iter().any(|(i, ..)| !seen.insert(*i))
+        };
+        let groups: Vec<Vec<Cond>> = if repeated {
+            by_index.iter().map(|c| vec![*c]).collect()
+        } else {
+            vec![by_index.clone()]
+        };
         for name in rule.names() {
             let Ok(nr) = syscalls::Sysno::from_str(name) else {
                 continue;
@@ -266,46 +288,48 @@ pub fn compile(s: &LinuxSeccomp) -> Result<Filter> {
                 p.push(stmt(RET_K, action));
                 continue;
             }
-            // JEQ nr; conditions (each jumps to FAIL or on to the next one); RET; FAIL: LD nr.
-            let mut block: Vec<(SockFilter, Pending)> = Vec::new();
-            let mut cond_ends = Vec::new();
-            for (i, op, v, v2) in &by_index {
-                block.extend(condition(*i, *op, *v, *v2));
-                cond_ends.push(block.len());
-            }
-            let start = p.len();
-            let jeq_at = start;
-            let body_start = start + 1;
-            let ret_at = body_start + block.len();
-            let fail_at = ret_at + 1;
-            p.push(jump(JEQ_K, nr, 0, rel(jeq_at, fail_at)?));
-            let mut cond_idx = 0;
-            for (k, (mut ins, pending)) in block.into_iter().enumerate() {
-                let at = body_start + k;
-                while k >= cond_ends[cond_idx] {
-                    cond_idx += 1;
+            for conds in &groups {
+                // JEQ nr; conditions (each jumps to FAIL or on to the next one); RET; FAIL: LD nr.
+                let mut block: Vec<(SockFilter, Pending)> = Vec::new();
+                let mut cond_ends = Vec::new();
+                for (i, op, v, v2) in conds {
+                    block.extend(condition(*i, *op, *v, *v2));
+                    cond_ends.push(block.len());
                 }
-                let pass_at = body_start + cond_ends[cond_idx];
-                match pending {
-                    Pending::None => {}
-                    Pending::JfFail => ins.jf = rel(at, fail_at)?,
-                    Pending::JtFail => ins.jt = rel(at, fail_at)?,
-                    Pending::JfPass => ins.jf = rel(at, pass_at)?,
-                    Pending::JtPass => ins.jt = rel(at, pass_at)?,
-                    Pending::JtPassJfFail => {
-                        ins.jt = rel(at, pass_at)?;
-                        ins.jf = rel(at, fail_at)?;
+                let start = p.len();
+                let jeq_at = start;
+                let body_start = start + 1;
+                let ret_at = body_start + block.len();
+                let fail_at = ret_at + 1;
+                p.push(jump(JEQ_K, nr, 0, rel(jeq_at, fail_at)?));
+                let mut cond_idx = 0;
+                for (k, (mut ins, pending)) in block.into_iter().enumerate() {
+                    let at = body_start + k;
+                    while k >= cond_ends[cond_idx] {
+                        cond_idx += 1;
                     }
-                    Pending::JtFailJfPass => {
-                        ins.jt = rel(at, fail_at)?;
-                        ins.jf = rel(at, pass_at)?;
+                    let pass_at = body_start + cond_ends[cond_idx];
+                    match pending {
+                        Pending::None => {}
+                        Pending::JfFail => ins.jf = rel(at, fail_at)?,
+                        Pending::JtFail => ins.jt = rel(at, fail_at)?,
+                        Pending::JfPass => ins.jf = rel(at, pass_at)?,
+                        Pending::JtPass => ins.jt = rel(at, pass_at)?,
+                        Pending::JtPassJfFail => {
+                            ins.jt = rel(at, pass_at)?;
+                            ins.jf = rel(at, fail_at)?;
+                        }
+                        Pending::JtFailJfPass => {
+                            ins.jt = rel(at, fail_at)?;
+                            ins.jf = rel(at, pass_at)?;
+                        }
+                        Pending::Pass => ins.k = (pass_at - at - 1) as u32,
                     }
-                    Pending::Pass => ins.k = (pass_at - at - 1) as u32,
+                    p.push(ins);
                 }
-                p.push(ins);
+                p.push(stmt(RET_K, action));
+                p.push(stmt(LD_W_ABS, OFF_NR));
             }
-            p.push(stmt(RET_K, action));
-            p.push(stmt(LD_W_ABS, OFF_NR));
         }
     }
     p.push(stmt(RET_K, default));
@@ -538,6 +562,26 @@ mod tests {
             "both conditions must hold"
         );
         assert_eq!(e("socket", 2, 1), RET_ERRNO | 1);
+    }
+
+    #[test]
+    fn repeated_conditions_on_one_argument_are_alternatives() {
+        let f = profile(serde_json::json!({
+            "defaultAction": "SCMP_ACT_ERRNO",
+            "syscalls": [{"names": ["personality"], "action": "SCMP_ACT_ALLOW", "args": [
+                {"index": 0, "value": 0, "op": "SCMP_CMP_EQ"}, {"index": 0, "value": 8, "op": "SCMP_CMP_EQ"}]}]
+        }));
+        let e = |a0: u64| {
+            eval(
+                &f.program,
+                NATIVE_ARCH,
+                nr("personality"),
+                [a0, 0, 0, 0, 0, 0],
+            )
+        };
+        assert_eq!(e(0), RET_ALLOW);
+        assert_eq!(e(8), RET_ALLOW);
+        assert_eq!(e(4), RET_ERRNO | 1);
     }
 
     #[test]

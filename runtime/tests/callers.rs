@@ -497,3 +497,29 @@ fn a_foreground_run_with_a_terminal_proxies_the_pty() {
         "the container has its own pty: {out:?}"
     );
 }
+
+#[test]
+fn a_hook_that_never_reads_a_large_state_still_times_out() {
+    if !require_root("a_hook_that_never_reads_a_large_state_still_times_out") {
+        return;
+    }
+    let root = Root::new();
+    let mut b = Bundle::new(&["true"]);
+    b.edit(|c| {
+        c["annotations"] = json!({"big": "x".repeat(512 * 1024)});
+        c["hooks"] =
+            json!({"createRuntime": [{"path": BUSYBOX, "args": ["sleep", "30"], "timeout": 1}]});
+    });
+    let id = unique_id("bigstate");
+    let t = Instant::now();
+    let out = root.hr(&["create", "--bundle", b.path().to_str().unwrap(), &id]);
+    assert!(
+        t.elapsed() < Duration::from_secs(10),
+        "the hook outlived its timeout"
+    );
+    assert!(
+        error_line(&out).contains("timed out"),
+        "{}",
+        error_line(&out)
+    );
+}

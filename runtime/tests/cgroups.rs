@@ -460,3 +460,93 @@ fn v2_freeze_kill_and_remove_work_on_a_cgroup2_hierarchy() {
     assert!(!dir.exists());
     fs::remove_dir(&top).unwrap();
 }
+
+#[test]
+fn devices_are_denied_by_default_and_narrow_a_rules_stay_narrow() {
+    if !require_root("devices_are_denied_by_default_and_narrow_a_rules_stay_narrow") {
+        return;
+    }
+    let root = Root::new();
+    for (name, resources) in [
+        // No device rules at all: the runtime's policy still denies the host disk.
+        ("none", None),
+        // A rule of type "a" with numbers must not become "every device" on v1.
+        (
+            "narrow-a",
+            Some(json!({"devices": [{"allow": true, "major": 10, "minor": 200, "access": "rwm"}]})),
+        ),
+    ] {
+        let mut b = Bundle::new(&[
+            "sh",
+            "-c",
+            "head -c 1 /dev/disk >/dev/null 2>&1 && echo READ || echo denied",
+        ]);
+        b.edit(|c| {
+            c["linux"]["devices"] =
+                json!([{"path": "/dev/disk", "type": "b", "major": 254, "minor": 0}]);
+            match &resources {
+                Some(r) => c["linux"]["resources"] = r.clone(),
+                None => {
+                    c["linux"].as_object_mut().unwrap().remove("resources");
+                }
+            }
+        });
+        assert_eq!(root.run_ok(&b).trim(), "denied", "{name}");
+    }
+}
+
+#[test]
+fn a_cgroup_in_use_is_not_adopted() {
+    if !require_root("a_cgroup_in_use_is_not_adopted") {
+        return;
+    }
+    let root = Root::new();
+    let cg = format!("/husk-shared-{}", std::process::id());
+    let mut a = Bundle::new(&["sleep", "1000"]);
+    a.edit(|c| c["linux"]["cgroupsPath"] = cg.clone().into());
+    let ida = unique_id("owner");
+    root.ok(&["run", "-d", "--bundle", a.path().to_str().unwrap(), &ida]);
+    let mut b = Bundle::new(&["true"]);
+    b.edit(|c| c["linux"]["cgroupsPath"] = cg.clone().into());
+    let idb = unique_id("intruder");
+    let out = root.hr(&["create", "--bundle", b.path().to_str().unwrap(), &idb]);
+    assert!(
+        error_line(&out).contains("already in use"),
+        "{}",
+        error_line(&out)
+    );
+    assert_eq!(root.status(&ida), "running", "the owner was not touched");
+    root.ok(&["delete", "-f", &ida]);
+}
+
+#[test]
+fn processes_that_outlive_the_init_are_killed_on_delete() {
+    if !require_root("processes_that_outlive_the_init_are_killed_on_delete") {
+        return;
+    }
+    let root = Root::new();
+    // No pid namespace: the init's death does not take the others with it.
+    let mut b = Bundle::new(&["sh", "-c", "sleep 1000 & echo $! > /tmp/orphan; exit 0"]);
+    b.edit(|c| {
+        c["linux"]["namespaces"] = json!([{"type": "mount"}, {"type": "ipc"}, {"type": "uts"}])
+    });
+    let id = unique_id("orphans");
+    root.ok(&["run", "-d", "--bundle", b.path().to_str().unwrap(), &id]);
+    root.wait_status(&id, "stopped");
+    let orphan: i32 = fs::read_to_string(b.rootfs().join("tmp/orphan"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(
+        Path::new(&format!("/proc/{orphan}")).exists(),
+        "the orphan runs on"
+    );
+    root.ok(&["delete", &id]);
+    let stat = fs::read_to_string(format!("/proc/{orphan}/stat")).unwrap_or_default();
+    assert!(
+        stat.is_empty() || stat.contains(") Z "),
+        "the orphan survived delete: {stat}"
+    );
+    assert_no_cgroup(&id);
+}

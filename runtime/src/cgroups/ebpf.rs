@@ -172,13 +172,18 @@ fn bpf(cmd: libc::c_long, attr: &mut Attr) -> std::io::Result<libc::c_long> {
 
 pub fn load(prog: &[Insn]) -> Result<OwnedFd> {
     let license = CString::new("Apache-2.0").unwrap_or_default();
-    let mut log = vec![0u8; 64 * 1024];
     let mut attr = Attr::new();
     attr.u32_at(0, BPF_PROG_TYPE_CGROUP_DEVICE)
         .u32_at(4, prog.len() as u32)
         .u64_at(8, prog.as_ptr() as u64)
-        .u64_at(16, license.as_ptr() as u64)
-        .u32_at(24, 1)
+        .u64_at(16, license.as_ptr() as u64);
+    if let Ok(fd) = bpf(BPF_PROG_LOAD, &mut attr) {
+        // SAFETY: the kernel returned a new program fd.
+        return Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) });
+    }
+    // Load again with the verifier's log, only to say why it refused.
+    let mut log = vec![0u8; 64 * 1024];
+    attr.u32_at(24, 1)
         .u32_at(28, log.len() as u32)
         .u64_at(32, log.as_mut_ptr() as u64);
     match bpf(BPF_PROG_LOAD, &mut attr) {

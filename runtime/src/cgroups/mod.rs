@@ -74,13 +74,37 @@ pub fn create(path: &Path, resources: Option<&LinuxResources>) -> Result<CgroupP
         Version::V1 => CgroupPaths::V1(v1::create(path)?),
         Version::V2 => CgroupPaths::V2(v2::create(path)?),
     };
-    if let Some(r) = resources {
-        if let Err(e) = apply(&paths, r) {
-            let _ = remove(&paths);
-            return Err(e);
+    // An existing cgroup with processes belongs to someone else: adopting it would later kill
+    // and remove what is not ours.
+    match pids(&paths) {
+        Ok(p) if !p.is_empty() => {
+            return Err(Error::InvalidConfig(format!(
+                "cgroup {} is already in use by {} process(es)",
+                path.display(),
+                p.len()
+            )))
         }
+        _ => {}
+    }
+    let empty = LinuxResources::default();
+    let r = resources.unwrap_or(&empty);
+    // The device policy is always set at create: deny everything, then what the config and
+    // the runtime's own devices need. Without it, CAP_MKNOD alone would reach the host's disks.
+    let applied = apply(&paths, r).and_then(|()| apply_devices(&paths, r));
+    if let Err(e) = applied {
+        let _ = remove(&paths);
+        return Err(e);
     }
     Ok(paths)
+}
+
+/// Set the device policy (see `device_rules`).
+pub fn apply_devices(paths: &CgroupPaths, r: &LinuxResources) -> Result<()> {
+    let rules = device_rules(r)?;
+    match paths {
+        CgroupPaths::V1(p) => v1::apply_devices(p, &rules),
+        CgroupPaths::V2(p) => ebpf::apply(p, &rules),
+    }
 }
 
 pub fn apply(paths: &CgroupPaths, r: &LinuxResources) -> Result<()> {
@@ -248,27 +272,27 @@ impl DeviceRule {
         }
     }
 
-    /// The line v1's devices.allow / devices.deny take ("a" alone for every device).
-    pub fn v1_line(&self) -> String {
-        if self.typ == 'a' && self.major.is_none() && self.minor.is_none() && self.access == "rwm" {
-            return "a".into();
-        }
+    /// The lines v1's devices.allow / devices.deny take. v1 reads any line starting with "a"
+    /// as every device, ignoring numbers and access, so a narrower "a" rule becomes one line for
+    /// character and one for block devices.
+    pub fn v1_lines(&self) -> Vec<String> {
         let n = |v: Option<i64>| v.map_or("*".to_string(), |v| v.to_string());
-        format!(
-            "{} {}:{} {}",
-            self.typ,
-            n(self.major),
-            n(self.minor),
-            self.access
-        )
+        let line = |t: char| format!("{t} {}:{} {}", n(self.major), n(self.minor), self.access);
+        match self.typ {
+            'a' if self.major.is_none() && self.minor.is_none() && self.access == "rwm" => {
+                vec!["a".into()]
+            }
+            'a' => vec![line('c'), line('b')],
+            t => vec![line(t)],
+        }
     }
 }
 
-/// The device rules a container's cgroup gets: the config's, in order, then the ones every
-/// container needs for the devices the runtime itself creates (runc appends the same list).
-/// Later rules win over earlier ones.
+/// The device rules a container's cgroup gets: deny everything, the config's rules in order,
+/// then the ones every container needs for the devices the runtime itself creates (runc
+/// appends the same list). Later rules win over earlier ones.
 pub fn device_rules(r: &LinuxResources) -> Result<Vec<DeviceRule>> {
-    let mut out = Vec::new();
+    let mut out = vec![DeviceRule::parse_default(false, "a *:* rwm")];
     for d in r.devices().iter().flatten() {
         let typ = match d.typ().map(|t| t.as_str().to_string()).as_deref() {
             None | Some("a") => 'a',

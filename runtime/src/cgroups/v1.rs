@@ -320,20 +320,27 @@ pub fn apply(paths: &BTreeMap<String, PathBuf>, r: &LinuxResources) -> Result<()
         }
     }
     if r.devices().as_ref().is_some_and(|d| !d.is_empty()) {
-        let dir = need(paths, "devices", "device rules")?;
-        for rule in super::device_rules(r)? {
-            let file = if rule.allow {
-                "devices.allow"
-            } else {
-                "devices.deny"
-            };
-            set(dir, file, rule.v1_line())?;
-        }
+        apply_devices(paths, &super::device_rules(r)?)?;
     }
     if r.unified().as_ref().is_some_and(|u| !u.is_empty()) {
         return Err(Error::Unsupported(
             "linux.resources.unified needs cgroup v2; this host runs cgroup v1".into(),
         ));
+    }
+    Ok(())
+}
+
+pub fn apply_devices(paths: &BTreeMap<String, PathBuf>, rules: &[super::DeviceRule]) -> Result<()> {
+    let dir = need(paths, "devices", "device rules")?;
+    for rule in rules {
+        let file = if rule.allow {
+            "devices.allow"
+        } else {
+            "devices.deny"
+        };
+        for line in rule.v1_lines() {
+            set(dir, file, line)?;
+        }
     }
     Ok(())
 }
