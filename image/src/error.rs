@@ -14,6 +14,10 @@ pub enum Error {
         expected: u64,
         actual: u64,
     },
+    #[error("manifest: {0}")]
+    Manifest(String),
+    #[error("registry {registry}: {why}")]
+    Registry { registry: String, why: String },
     #[error("layer entry {entry:?}: {why}")]
     HostileEntry { entry: String, why: String },
     #[error("{context}: {err}")]

@@ -1,0 +1,159 @@
+//! `pull`: manifest (through an index to this platform's image), config, layers; every byte
+//! verified against its digest before it enters the store, every layer unpacked once into its
+//! own directory and checked against the config's diff_ids.
+
+use std::fs;
+use std::io::{self, Read};
+use std::path::{Path, PathBuf};
+
+use crate::digest::{Digest, HashingReader};
+use crate::error::{Error, Result};
+use crate::manifest::{self, ImageConfig, Parsed, Platform};
+use crate::reference::Reference;
+use crate::registry::{Options, Registry};
+use crate::store::Store;
+
+#[derive(Debug, Clone)]
+pub struct Pulled {
+    pub manifest: Digest,
+    pub config: Digest,
+    pub diff_ids: Vec<Digest>,
+    /// The unpacked layer directories, lowest first.
+    pub layers: Vec<PathBuf>,
+}
+
+/// Where the unpacked layer with this diff_id lives.
+pub fn layer_dir(root: &Path, diff_id: &Digest) -> PathBuf {
+    root.join("layers").join(diff_id.hex())
+}
+
+pub fn pull(
+    root: &Path,
+    reference: &Reference,
+    platform: &Platform,
+    opts: &Options,
+) -> Result<Pulled> {
+    let store = Store::open(root)?;
+    let mut reg = Registry::new(reference, opts);
+    let wanted = match (&reference.digest, &reference.tag) {
+        (Some(d), _) => d.to_string(),
+        (None, Some(t)) => t.clone(),
+        (None, None) => "latest".into(),
+    };
+    let (mut bytes, mut ct) = reg.manifest(&wanted)?;
+    let mut digest = Digest::of(&bytes);
+    if let Some(d) = &reference.digest {
+        if &digest != d {
+            return Err(Error::DigestMismatch {
+                expected: d.to_string(),
+                actual: digest.to_string(),
+            });
+        }
+    }
+    let mut parsed = manifest::parse(&bytes, &ct)?;
+    if let Parsed::Index(index) = &parsed {
+        let chosen = manifest::select(index, platform)?.clone();
+        let want = Digest::parse(&chosen.digest)?;
+        (bytes, ct) = reg.manifest(&chosen.digest)?;
+        digest = Digest::of(&bytes);
+        if digest != want {
+            return Err(Error::DigestMismatch {
+                expected: want.to_string(),
+                actual: digest.to_string(),
+            });
+        }
+        parsed = manifest::parse(&bytes, &ct)?;
+    }
+    let Parsed::Manifest(m) = parsed else {
+        return Err(Error::Manifest("an index points at another index".into()));
+    };
+    store.put(&digest, Some(bytes.len() as u64), &mut &bytes[..])?;
+
+    let config_digest = Digest::parse(&m.config.digest)?;
+    fetch(&store, &mut reg, &config_digest, m.config.size)?;
+    let mut config_bytes = Vec::new();
+    store
+        .open_blob(&config_digest)?
+        .read_to_end(&mut config_bytes)
+        .map_err(|e| Error::io(format!("cannot read config {config_digest}"), e))?;
+    let config: ImageConfig = serde_json::from_slice(&config_bytes)
+        .map_err(|e| Error::Manifest(format!("image config {config_digest}: {e}")))?;
+    if config.rootfs.diff_ids.len() != m.layers.len() {
+        return Err(Error::Manifest(format!(
+            "the manifest has {} layers but the config lists {} diff_ids",
+            m.layers.len(),
+            config.rootfs.diff_ids.len()
+        )));
+    }
+    let mut diff_ids = Vec::new();
+    let mut layers = Vec::new();
+    for (desc, diff) in m.layers.iter().zip(&config.rootfs.diff_ids) {
+        let blob = Digest::parse(&desc.digest)?;
+        let diff_id = Digest::parse(diff)?;
+        let dir = layer_dir(root, &diff_id);
+        if !dir.is_dir() {
+            fetch(&store, &mut reg, &blob, desc.size)?;
+            unpack_verified(&store, &blob, &diff_id, &dir)?;
+        }
+        diff_ids.push(diff_id);
+        layers.push(dir);
+    }
+    Ok(Pulled {
+        manifest: digest,
+        config: config_digest,
+        diff_ids,
+        layers,
+    })
+}
+
+/// Download a blob into the store unless it is there, resuming a broken transfer with Range.
+fn fetch(store: &Store, reg: &mut Registry, digest: &Digest, size: u64) -> Result<()> {
+    if store.has(digest) {
+        return Ok(());
+    }
+    let mut last_err = None;
+    for _ in 0..3 {
+        let blob = reg.blob(&digest.to_string(), 0)?;
+        match store.put(digest, Some(size), &mut { blob.reader }) {
+            Ok(_) => return Ok(()),
+            // The content is wrong: retrying the same registry does not help.
+            Err(e @ (Error::DigestMismatch { .. } | Error::SizeMismatch { .. })) => return Err(e),
+            Err(e) => last_err = Some(e),
+        }
+    }
+    Err(last_err.unwrap_or_else(|| {
+        Error::io(
+            format!("cannot download {digest}"),
+            io::Error::other("retries exhausted"),
+        )
+    }))
+}
+
+/// Unpack a stored layer blob into `dest`, checking the uncompressed stream against its
+/// diff_id; only a verified layer is renamed into place.
+fn unpack_verified(store: &Store, blob: &Digest, diff_id: &Digest, dest: &Path) -> Result<()> {
+    let tmp = dest.with_file_name(format!(".tmp-{}-{}", diff_id.hex(), std::process::id()));
+    let _ = fs::remove_dir_all(&tmp);
+    let result = (|| {
+        let raw = store.open_blob(blob)?;
+        let mut tar = HashingReader::new(crate::unpack::decompress(raw)?);
+        crate::unpack::unpack(&mut tar, &tmp)?;
+        // The tar reader stops at the end-of-archive marker; the diff_id covers all bytes.
+        io::copy(&mut tar, &mut io::sink())
+            .map_err(|e| Error::io(format!("cannot read layer {blob}"), e))?;
+        let (actual, _) = tar.finish();
+        if &actual != diff_id {
+            return Err(Error::DigestMismatch {
+                expected: diff_id.to_string(),
+                actual: actual.to_string(),
+            });
+        }
+        fs::create_dir_all(dest.parent().unwrap_or(Path::new(".")))
+            .map_err(|e| Error::io("cannot create the layers directory", e))?;
+        fs::rename(&tmp, dest).map_err(|e| Error::io(format!("cannot commit layer {diff_id}"), e))
+    })();
+    if result.is_err() {
+        let _ = fs::remove_dir_all(&tmp);
+    }
+    result
+}

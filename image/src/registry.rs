@@ -1,0 +1,315 @@
+//! A client for the distribution API v2 (Docker Hub, GHCR, Quay, the CNCF registry): manifests
+//! and blobs, with anonymous or credentialed bearer tokens from the `WWW-Authenticate`
+//! challenge, basic auth, retries with backoff, and redirects that never carry our
+//! Authorization header to another host (ureq's default).
+
+use std::collections::HashMap;
+use std::io::Read;
+use std::time::Duration;
+
+use crate::error::{Error, Result};
+use crate::reference::Reference;
+
+/// Largest manifest or token response we read: a hostile registry cannot make us buffer more.
+const MAX_DOCUMENT: u64 = 4 * 1024 * 1024;
+
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    /// Plain HTTP instead of HTTPS (loopback registries default to it).
+    pub insecure: bool,
+    pub credentials: Option<(String, String)>,
+}
+
+pub struct Registry {
+    agent: ureq::Agent,
+    registry: String,
+    base: String,
+    repository: String,
+    credentials: Option<(String, String)>,
+    authorization: Option<String>,
+}
+
+pub struct Blob {
+    pub reader: Box<dyn Read + Send + Sync>,
+    pub size: Option<u64>,
+}
+
+fn is_loopback(host: &str) -> bool {
+    let h = host.rsplit_once(':').map_or(host, |(h, p)| {
+        if p.bytes().all(|b| b.is_ascii_digit()) {
+            h
+        } else {
+            host
+        }
+    });
+    h == "localhost" || h.starts_with("127.") || h == "[::1]"
+}
+
+/// key="value" pairs of a WWW-Authenticate challenge.
+fn challenge_params(s: &str) -> HashMap<String, String> {
+    let mut out = HashMap::new();
+    let mut rest = s;
+    while let Some(eq) = rest.find('=') {
+        let key = rest[..eq]
+            .trim()
+            .trim_start_matches(',')
+            .trim()
+            .to_ascii_lowercase();
+        let after = &rest[eq + 1..];
+        let (value, tail) = if let Some(q) = after.strip_prefix('"') {
+            match q.find('"') {
+                Some(end) => (&q[..end], &q[end + 1..]),
+                None => (q, ""),
+            }
+        } else {
+            match after.find(',') {
+                Some(end) => (&after[..end], &after[end..]),
+                None => (after, ""),
+            }
+        };
+        out.insert(key, value.to_string());
+        rest = tail;
+    }
+    out
+}
+
+fn basic(user: &str, pass: &str) -> String {
+    const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let input = format!("{user}:{pass}").into_bytes();
+    let mut s = String::new();
+    for chunk in input.chunks(3) {
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for i in 0..4 {
+            if i <= chunk.len() {
+                s.push(T[(n >> (18 - 6 * i) & 63) as usize] as char);
+            } else {
+                s.push('=');
+            }
+        }
+    }
+    format!("Basic {s}")
+}
+
+impl Registry {
+    pub fn new(r: &Reference, opts: &Options) -> Registry {
+        let host = if r.registry == "docker.io" {
+            "registry-1.docker.io".to_string()
+        } else {
+            r.registry.clone()
+        };
+        let scheme = if opts.insecure || is_loopback(&host) {
+            "http"
+        } else {
+            "https"
+        };
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_connect(Some(Duration::from_secs(15)))
+            .timeout_recv_response(Some(Duration::from_secs(60)))
+            .build()
+            .into();
+        Registry {
+            agent,
+            registry: r.registry.clone(),
+            base: format!("{scheme}://{host}/v2/{}", r.repository),
+            repository: r.repository.clone(),
+            credentials: opts.credentials.clone(),
+            authorization: None,
+        }
+    }
+
+    fn fail(&self, why: impl Into<String>) -> Error {
+        Error::Registry {
+            registry: self.registry.clone(),
+            why: why.into(),
+        }
+    }
+
+    /// GET `url` with retries (connection errors and 5xx, backoff 0.2 s, 0.8 s) and one
+    /// round of authentication when challenged.
+    fn get(
+        &mut self,
+        url: &str,
+        accept: Option<&str>,
+        range_from: u64,
+    ) -> Result<ureq::http::Response<ureq::Body>> {
+        let mut authenticated = false;
+        let mut attempt = 0u32;
+        loop {
+            let mut req = self.agent.get(url);
+            if let Some(a) = accept {
+                req = req.header("Accept", a);
+            }
+            if let Some(auth) = &self.authorization {
+                req = req.header("Authorization", auth);
+            }
+            if range_from > 0 {
+                req = req.header("Range", format!("bytes={range_from}-"));
+            }
+            let resp = match req.call() {
+                Ok(r) => r,
+                Err(e) if attempt < 2 => {
+                    attempt += 1;
+                    std::thread::sleep(Duration::from_millis(200 * 4u64.pow(attempt - 1)));
+                    let _ = e;
+                    continue;
+                }
+                Err(e) => return Err(self.fail(format!("cannot reach {url}: {e}"))),
+            };
+            let status = resp.status().as_u16();
+            if status == 401 && !authenticated {
+                authenticated = true;
+                let challenge = resp
+                    .headers()
+                    .get("www-authenticate")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("")
+                    .to_string();
+                self.authenticate(&challenge)?;
+                continue;
+            }
+            if status >= 500 && attempt < 2 {
+                attempt += 1;
+                std::thread::sleep(Duration::from_millis(200 * 4u64.pow(attempt - 1)));
+                continue;
+            }
+            return Ok(resp);
+        }
+    }
+
+    fn authenticate(&mut self, challenge: &str) -> Result<()> {
+        let (scheme, params) = challenge.split_once(' ').unwrap_or((challenge, ""));
+        match scheme.to_ascii_lowercase().as_str() {
+            "basic" => {
+                let (u, p) = self
+                    .credentials
+                    .clone()
+                    .ok_or_else(|| self.fail("needs credentials (husk login)"))?;
+                self.authorization = Some(basic(&u, &p));
+                Ok(())
+            }
+            "bearer" => {
+                let params = challenge_params(params);
+                let realm = params
+                    .get("realm")
+                    .ok_or_else(|| self.fail("bearer challenge without a realm"))?;
+                let mut url = format!("{realm}?scope=repository:{}:pull", self.repository);
+                if let Some(service) = params.get("service") {
+                    url.push_str(&format!("&service={service}"));
+                }
+                let mut req = self.agent.get(&url);
+                if let Some((u, p)) = &self.credentials {
+                    req = req.header("Authorization", basic(u, p));
+                }
+                let mut resp = req
+                    .call()
+                    .map_err(|e| self.fail(format!("token server {realm}: {e}")))?;
+                if resp.status().as_u16() != 200 {
+                    return Err(
+                        self.fail(format!("token server {realm} answered {}", resp.status()))
+                    );
+                }
+                let body = resp
+                    .body_mut()
+                    .with_config()
+                    .limit(MAX_DOCUMENT)
+                    .read_to_vec()
+                    .map_err(|e| self.fail(format!("token server {realm}: {e}")))?;
+                let v: serde_json::Value = serde_json::from_slice(&body)
+                    .map_err(|e| self.fail(format!("token server {realm} sent no JSON: {e}")))?;
+                let token = v["token"]
+                    .as_str()
+                    .or(v["access_token"].as_str())
+                    .ok_or_else(|| self.fail("the token server sent no token"))?;
+                self.authorization = Some(format!("Bearer {token}"));
+                Ok(())
+            }
+            _ => Err(self.fail(format!(
+                "unsupported authentication challenge {challenge:?}"
+            ))),
+        }
+    }
+
+    /// The manifest `reference` (a tag or a digest): its bytes and media type.
+    pub fn manifest(&mut self, reference: &str) -> Result<(Vec<u8>, String)> {
+        let url = format!("{}/manifests/{reference}", self.base);
+        let mut resp = self.get(&url, Some(crate::manifest::ACCEPT), 0)?;
+        let status = resp.status().as_u16();
+        match status {
+            200 => {}
+            401 | 403 => {
+                return Err(self.fail(format!(
+                    "access to {}:{reference} denied ({status})",
+                    self.repository
+                )))
+            }
+            404 => return Err(self.fail(format!("{}:{reference} not found", self.repository))),
+            s => return Err(self.fail(format!("manifest {reference}: HTTP {s}"))),
+        }
+        let ct = resp
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_string();
+        let body = resp
+            .body_mut()
+            .with_config()
+            .limit(MAX_DOCUMENT)
+            .read_to_vec()
+            .map_err(|e| self.fail(format!("manifest {reference}: {e}")))?;
+        Ok((body, ct))
+    }
+
+    /// A blob's content from byte `from` on (a Range request to resume a broken download).
+    pub fn blob(&mut self, digest: &str, from: u64) -> Result<Blob> {
+        let url = format!("{}/blobs/{digest}", self.base);
+        let resp = self.get(&url, None, from)?;
+        let status = resp.status().as_u16();
+        let ok = status == 200 || (from > 0 && status == 206);
+        if !ok {
+            return Err(self.fail(format!("blob {digest}: HTTP {status}")));
+        }
+        if from > 0 && status == 200 {
+            return Err(self.fail(format!(
+                "blob {digest}: the registry ignored the Range request"
+            )));
+        }
+        let size = resp
+            .headers()
+            .get("content-length")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse().ok());
+        Ok(Blob {
+            reader: Box::new(resp.into_body().into_reader()),
+            size,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn challenges_and_basic_auth() {
+        let p = challenge_params(
+            r#"realm="https://auth.docker.io/token",service="registry.docker.io",scope="repository:library/busybox:pull""#,
+        );
+        assert_eq!(p["realm"], "https://auth.docker.io/token");
+        assert_eq!(p["service"], "registry.docker.io");
+        assert_eq!(
+            basic("Aladdin", "open sesame"),
+            "Basic QWxhZGRpbjpvcGVuIHNlc2FtZQ=="
+        );
+        assert_eq!(basic("a", "b"), "Basic YTpi");
+        assert!(
+            is_loopback("127.0.0.1:5000") && is_loopback("localhost") && !is_loopback("ghcr.io")
+        );
+    }
+}
