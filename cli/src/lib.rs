@@ -2,4 +2,5 @@
 //! runc-compatible surface can be read (and tested) in one place, the logic lives in the crates
 //! that own it.
 
+pub mod husk;
 pub mod runtime;

@@ -7,6 +7,7 @@
 
 pub mod digest;
 pub mod error;
+pub mod images;
 pub mod manifest;
 pub mod pull;
 pub mod reference;

@@ -85,6 +85,8 @@ pub struct Manifest {
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
 pub struct ImageConfig {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub created: Option<String>,
     #[serde(default)]
     pub architecture: String,
     #[serde(default)]

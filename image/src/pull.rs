@@ -20,6 +20,9 @@ pub struct Pulled {
     pub diff_ids: Vec<Digest>,
     /// The unpacked layer directories, lowest first.
     pub layers: Vec<PathBuf>,
+    /// Compressed size of the layers, as the manifest gives it.
+    pub size: u64,
+    pub config_created: Option<String>,
 }
 
 /// Where the unpacked layer with this diff_id lives.
@@ -103,10 +106,13 @@ pub fn pull(
         config: config_digest,
         diff_ids,
         layers,
+        size: m.layers.iter().map(|l| l.size).sum(),
+        config_created: config.created,
     })
 }
 
-/// Download a blob into the store unless it is there, resuming a broken transfer with Range.
+/// Download a blob into the store unless it is there (retried from the start when the
+/// transfer breaks).
 fn fetch(store: &Store, reg: &mut Registry, digest: &Digest, size: u64) -> Result<()> {
     if store.has(digest) {
         return Ok(());

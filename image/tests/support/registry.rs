@@ -1,0 +1,217 @@
+//! A real registry on 127.0.0.1 for tests (Debian's docker-registry), and a tiny push client
+//! to fill it with images the tests build themselves. Shared by image/ and the husk tests.
+
+#![allow(dead_code)]
+
+use std::fs;
+use std::io::Write;
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use husk_image::{Digest, Reference};
+use serde_json::json;
+
+pub struct TestRegistry {
+    child: Child,
+    pub port: u16,
+    pub storage: tempfile::TempDir,
+    _config: tempfile::TempDir,
+}
+
+impl Drop for TestRegistry {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn registry_binary() -> Option<&'static str> {
+    ["/usr/bin/docker-registry", "/usr/bin/registry"]
+        .into_iter()
+        .find(|p| Path::new(p).exists())
+}
+
+pub fn start_registry() -> Option<TestRegistry> {
+    let Some(bin) = registry_binary() else {
+        eprintln!("SKIP: Debian's docker-registry is not installed (.ci/run installs it)");
+        return None;
+    };
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let storage = tempfile::tempdir().unwrap();
+    let config = tempfile::tempdir().unwrap();
+    let cfg = config.path().join("config.yml");
+    fs::write(
+        &cfg,
+        format!(
+            "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\n",
+            storage.path().display()
+        ),
+    )
+    .unwrap();
+    let child = Command::new(bin)
+        .arg("serve")
+        .arg(&cfg)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let reg = TestRegistry {
+        child,
+        port,
+        storage,
+        _config: config,
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "the registry did not start");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Some(reg)
+}
+
+impl TestRegistry {
+    pub fn base(&self, repo: &str) -> String {
+        format!("http://127.0.0.1:{}/v2/{repo}", self.port)
+    }
+
+    pub fn push_blob(&self, repo: &str, data: &[u8]) -> Digest {
+        let d = Digest::of(data);
+        let resp = ureq::post(&format!("{}/blobs/uploads/", self.base(repo)))
+            .send_empty()
+            .unwrap();
+        assert_eq!(resp.status().as_u16(), 202);
+        let loc = resp
+            .headers()
+            .get("location")
+            .unwrap()
+            .to_str()
+            .unwrap()
+            .to_string();
+        let loc = if loc.starts_with("http") {
+            loc
+        } else {
+            format!("http://127.0.0.1:{}{loc}", self.port)
+        };
+        let sep = if loc.contains('?') { '&' } else { '?' };
+        let resp = ureq::put(&format!("{loc}{sep}digest={d}"))
+            .send(data)
+            .unwrap();
+        assert_eq!(resp.status().as_u16(), 201, "blob upload");
+        d
+    }
+
+    pub fn push_manifest(
+        &self,
+        repo: &str,
+        reference: &str,
+        media_type: &str,
+        body: &[u8],
+    ) -> Digest {
+        let resp = ureq::put(&format!("{}/manifests/{reference}", self.base(repo)))
+            .header("Content-Type", media_type)
+            .send(body)
+            .unwrap();
+        assert_eq!(resp.status().as_u16(), 201, "manifest push");
+        Digest::of(body)
+    }
+
+    pub fn blob_file(&self, d: &Digest) -> PathBuf {
+        self.storage.path().join(format!(
+            "docker/registry/v2/blobs/sha256/{}/{}/data",
+            &d.hex()[..2],
+            d.hex()
+        ))
+    }
+}
+
+pub fn tar_of(entries: &[(&str, &[u8])]) -> Vec<u8> {
+    let mut b = tar::Builder::new(Vec::new());
+    for (name, data) in entries {
+        let mut h = tar::Header::new_gnu();
+        h.set_path(name).unwrap();
+        h.set_size(data.len() as u64);
+        h.set_mode(0o644);
+        h.set_mtime(1_000_000_000);
+        h.set_cksum();
+        b.append(&h, *data).unwrap();
+    }
+    b.into_inner().unwrap()
+}
+
+pub fn gzip(data: &[u8]) -> Vec<u8> {
+    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    e.write_all(data).unwrap();
+    e.finish().unwrap()
+}
+
+pub struct Image {
+    pub manifest: Vec<u8>,
+    pub layers: Vec<Digest>,
+}
+
+/// Push a two-layer image (gzip + zstd, the second with whiteouts) and return its manifest.
+pub fn push_image(reg: &TestRegistry, repo: &str, docker: bool, arch: &str) -> Image {
+    let l1 = tar_of(&[
+        ("hello", b"world"),
+        ("etc/os", b"husk"),
+        ("opq/old", b"lower"),
+    ]);
+    let l2 = tar_of(&[
+        (".wh.hello", b""),
+        ("opq/.wh..wh..opq", b""),
+        ("opq/new", b"upper"),
+        ("added", b"yes"),
+    ]);
+    let (c1, c2) = if docker {
+        (gzip(&l1), gzip(&l2))
+    } else {
+        (gzip(&l1), zstd::encode_all(&l2[..], 3).unwrap())
+    };
+    let b1 = reg.push_blob(repo, &c1);
+    let b2 = reg.push_blob(repo, &c2);
+    let config = serde_json::to_vec(&json!({
+        "architecture": arch, "os": "linux",
+        "config": {"Cmd": ["/hello"]},
+        "rootfs": {"type": "layers", "diff_ids": [Digest::of(&l1).to_string(), Digest::of(&l2).to_string()]}
+    }))
+    .unwrap();
+    let cd = reg.push_blob(repo, &config);
+    let (mt, cmt, l1t, l2t) = if docker {
+        (
+            "application/vnd.docker.distribution.manifest.v2+json",
+            "application/vnd.docker.container.image.v1+json",
+            "application/vnd.docker.image.rootfs.diff.tar.gzip",
+            "application/vnd.docker.image.rootfs.diff.tar.gzip",
+        )
+    } else {
+        (
+            "application/vnd.oci.image.manifest.v1+json",
+            "application/vnd.oci.image.config.v1+json",
+            "application/vnd.oci.image.layer.v1.tar+gzip",
+            "application/vnd.oci.image.layer.v1.tar+zstd",
+        )
+    };
+    let manifest = serde_json::to_vec(&json!({
+        "schemaVersion": 2, "mediaType": mt,
+        "config": {"mediaType": cmt, "digest": cd.to_string(), "size": config.len()},
+        "layers": [
+            {"mediaType": l1t, "digest": b1.to_string(), "size": c1.len()},
+            {"mediaType": l2t, "digest": b2.to_string(), "size": c2.len()}
+        ]
+    }))
+    .unwrap();
+    Image {
+        manifest,
+        layers: vec![b1, b2],
+    }
+}
+
+pub fn reference(reg: &TestRegistry, repo_tag: &str) -> Reference {
+    Reference::parse(&format!("127.0.0.1:{}/{repo_tag}", reg.port)).unwrap()
+}

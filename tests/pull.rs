@@ -1,0 +1,118 @@
+//! `husk pull` and `husk images` against a real registry on 127.0.0.1, with throwaway roots.
+
+#[path = "../image/tests/support/registry.rs"]
+mod support;
+
+use std::process::Command;
+
+use support::*;
+
+fn husk(root: &std::path::Path, args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_husk"))
+        .arg("--root")
+        .arg(root)
+        .args(args)
+        .output()
+        .expect("husk runs")
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+#[test]
+fn pull_then_images_like_docker() {
+    if unsafe_is_not_root() {
+        eprintln!(
+            "SKIP pull_then_images_like_docker: unpacking layers (ownership, whiteouts) needs root"
+        );
+        return;
+    }
+    let Some(reg) = start_registry() else { return };
+    let img = push_image(
+        &reg,
+        "team/app",
+        false,
+        &husk_image::manifest::Platform::host().architecture,
+    );
+    let md = reg.push_manifest(
+        "team/app",
+        "v1",
+        "application/vnd.oci.image.manifest.v1+json",
+        &img.manifest,
+    );
+    let root = tempfile::tempdir().unwrap();
+    let name = format!("127.0.0.1:{}/team/app:v1", reg.port);
+
+    let out = husk(root.path(), &["pull", &name]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    assert!(stdout.contains(&format!("Digest: {md}")), "{stdout}");
+    assert!(
+        stdout.contains("Status: Downloaded newer image"),
+        "{stdout}"
+    );
+    assert_eq!(stdout.lines().last(), Some(name.as_str()));
+
+    let again = text(&husk(root.path(), &["pull", &name]).stdout);
+    assert!(again.contains("Status: Image is up to date"), "{again}");
+    let quiet = husk(root.path(), &["pull", "-q", &name]);
+    assert_eq!(text(&quiet.stdout), format!("{name}\n"));
+
+    let table = text(&husk(root.path(), &["images"]).stdout);
+    let mut lines = table.lines();
+    let header = lines.next().unwrap();
+    for col in ["REPOSITORY", "TAG", "IMAGE ID", "CREATED", "SIZE"] {
+        assert!(header.contains(col), "{header}");
+    }
+    let row = lines.next().unwrap();
+    assert!(
+        row.starts_with(&format!("127.0.0.1:{}/team/app", reg.port)) && row.contains(" v1 "),
+        "{row}"
+    );
+    assert_eq!(
+        text(&husk(root.path(), &["images", "-q"]).stdout)
+            .trim()
+            .len(),
+        12,
+        "a short image id"
+    );
+
+    // Errors: one line, exit 1, nothing recorded.
+    for (args, needle) in [
+        (
+            vec!["pull".to_string(), "Not/Valid".to_string()],
+            "invalid image reference",
+        ),
+        (
+            vec![
+                "pull".to_string(),
+                format!("127.0.0.1:{}/team/app:missing", reg.port),
+            ],
+            "not found",
+        ),
+    ] {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let out = husk(root.path(), &args);
+        assert_eq!(out.status.code(), Some(1));
+        let err = text(&out.stderr);
+        assert!(err.contains(needle) && err.lines().count() == 1, "{err}");
+    }
+    assert_eq!(
+        text(&husk(root.path(), &["images", "-q"]).stdout)
+            .lines()
+            .count(),
+        1
+    );
+}
+
+fn unsafe_is_not_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("Uid:"))
+                .map(|l| l.split_whitespace().nth(2) != Some("0"))
+        })
+        .unwrap_or(true)
+}
