@@ -116,3 +116,61 @@ fn unsafe_is_not_root() -> bool {
         })
         .unwrap_or(true)
 }
+
+#[test]
+fn a_pull_killed_mid_download_resumes_next_time() {
+    if unsafe_is_not_root() {
+        eprintln!("SKIP a_pull_killed_mid_download_resumes_next_time: unpacking layers needs root");
+        return;
+    }
+    let Some(reg) = start_registry() else { return };
+    let (data, blob) = push_big_image(&reg, "team/big");
+    // The first large blob response stalls after 300 kB: the pull hangs there until killed.
+    let proxy = flaky_proxy(reg.port, 1, 300_000, true);
+    let root = tempfile::tempdir().unwrap();
+    let name = format!("127.0.0.1:{}/team/big:big", proxy.port);
+    let mut child = Command::new(env!("CARGO_BIN_EXE_husk"))
+        .arg("--root")
+        .arg(root.path())
+        .args(["pull", "-q", &name])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let partial = root
+        .path()
+        .join("tmp")
+        .join(format!("{}.partial", blob.hex()));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while std::fs::metadata(&partial).map(|m| m.len()).unwrap_or(0) < 300_000 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the download never got going"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    assert!(
+        !root.path().join("blobs/sha256").join(blob.hex()).exists(),
+        "nothing half-written is committed"
+    );
+
+    let out = husk(root.path(), &["pull", "-q", &name]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let ranges = proxy.ranges.lock().unwrap().clone();
+    assert!(
+        ranges.iter().any(|r| !r.ends_with("=0-")),
+        "the second pull resumed: {ranges:?}"
+    );
+    let layer = root.path().join("layers").join(
+        std::fs::read_dir(root.path().join("layers"))
+            .unwrap()
+            .flatten()
+            .next()
+            .unwrap()
+            .file_name(),
+    );
+    assert_eq!(std::fs::read(layer.join("big")).unwrap(), data);
+    assert!(!partial.exists());
+}

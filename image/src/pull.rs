@@ -111,28 +111,17 @@ pub fn pull(
     })
 }
 
-/// Download a blob into the store unless it is there (retried from the start when the
-/// transfer breaks).
+/// Download a blob into the store unless it is there; a broken transfer (or one a killed
+/// husk left behind) resumes where it stopped.
 fn fetch(store: &Store, reg: &mut Registry, digest: &Digest, size: u64) -> Result<()> {
     if store.has(digest) {
         return Ok(());
     }
-    let mut last_err = None;
-    for _ in 0..3 {
-        let blob = reg.blob(&digest.to_string(), 0)?;
-        match store.put(digest, Some(size), &mut { blob.reader }) {
-            Ok(_) => return Ok(()),
-            // The content is wrong: retrying the same registry does not help.
-            Err(e @ (Error::DigestMismatch { .. } | Error::SizeMismatch { .. })) => return Err(e),
-            Err(e) => last_err = Some(e),
-        }
-    }
-    Err(last_err.unwrap_or_else(|| {
-        Error::io(
-            format!("cannot download {digest}"),
-            io::Error::other("retries exhausted"),
-        )
-    }))
+    let name = digest.to_string();
+    store.put_resumable(digest, Some(size), &mut |from| {
+        Ok(reg.blob(&name, from)?.reader)
+    })?;
+    Ok(())
 }
 
 /// Unpack a stored layer blob into `dest`, checking the uncompressed stream against its

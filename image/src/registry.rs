@@ -275,20 +275,18 @@ impl Registry {
         if !ok {
             return Err(self.fail(format!("blob {digest}: HTTP {status}")));
         }
-        if from > 0 && status == 200 {
-            return Err(self.fail(format!(
-                "blob {digest}: the registry ignored the Range request"
-            )));
-        }
         let size = resp
             .headers()
             .get("content-length")
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse().ok());
-        Ok(Blob {
-            reader: Box::new(resp.into_body().into_reader()),
-            size,
-        })
+        let mut reader: Box<dyn Read + Send + Sync> = Box::new(resp.into_body().into_reader());
+        if from > 0 && status == 200 {
+            // The registry ignored the Range request: skip what we already have.
+            std::io::copy(&mut reader.by_ref().take(from), &mut std::io::sink())
+                .map_err(|e| self.fail(format!("blob {digest}: {e}")))?;
+        }
+        Ok(Blob { reader, size })
     }
 }
 

@@ -87,6 +87,123 @@ impl Store {
         result.map(|()| dest)
     }
 
+    /// Download-friendly `put`: bytes already fetched for this blob (by this process before a
+    /// broken connection, or by one killed mid-download) are kept in `tmp/<hex>.partial` and
+    /// `fetch(offset)` is asked only for the rest (a Range request). The partial file is
+    /// flocked, so two pulls of one blob at once download it once.
+    pub fn put_resumable(
+        &self,
+        expected: &Digest,
+        size: Option<u64>,
+        fetch: &mut dyn FnMut(u64) -> Result<Box<dyn Read + Send + Sync>>,
+    ) -> Result<PathBuf> {
+        use std::io::{Seek, SeekFrom, Write};
+        use std::os::fd::AsRawFd;
+        let dest = self.blob_path(expected);
+        if dest.is_file() {
+            return Ok(dest);
+        }
+        let partial = self
+            .root
+            .join("tmp")
+            .join(format!("{}.partial", expected.hex()));
+        let mut file = fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&partial)
+            .map_err(|e| Error::io(format!("cannot open {}", partial.display()), e))?;
+        // SAFETY: flock on an fd we own; released when it is closed.
+        if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) } != 0 {
+            return Err(Error::io(
+                "cannot lock a partial download",
+                io::Error::last_os_error(),
+            ));
+        }
+        if dest.is_file() {
+            // Another pull finished it while we waited for the lock.
+            let _ = fs::remove_file(&partial);
+            return Ok(dest);
+        }
+        let io_err = |e: io::Error| Error::io(format!("cannot write blob {expected}"), e);
+        let mut last = None;
+        for _attempt in 0..4 {
+            let mut have = file.metadata().map_err(io_err)?.len();
+            if size.is_some_and(|s| have > s) {
+                file.set_len(0).map_err(io_err)?;
+                have = 0;
+            }
+            // Hash what is already there, then append the rest.
+            file.seek(SeekFrom::Start(0)).map_err(io_err)?;
+            let mut w = HashingWriter::new(io::sink());
+            io::copy(&mut (&mut file).take(have), &mut w).map_err(io_err)?;
+            let mut hasher_state = w;
+            file.seek(SeekFrom::End(0)).map_err(io_err)?;
+            let mut reader = match fetch(have) {
+                Ok(r) => r,
+                Err(e) => {
+                    last = Some(e);
+                    continue;
+                }
+            };
+            let mut buf = vec![0u8; 256 * 1024];
+            let broke = loop {
+                match reader.read(&mut buf) {
+                    Ok(0) => break None,
+                    Ok(n) => {
+                        file.write_all(&buf[..n]).map_err(io_err)?;
+                        hasher_state.write_all(&buf[..n]).map_err(io_err)?;
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    Err(e) => break Some(e),
+                }
+            };
+            if let Some(e) = broke {
+                // Keep what arrived; the next attempt asks only for the rest.
+                last = Some(Error::io(format!("download of {expected} broke off"), e));
+                continue;
+            }
+            let (_, actual, total) = hasher_state.finish();
+            if let Some(want) = size {
+                if want != total {
+                    file.set_len(0).map_err(io_err)?;
+                    return Err(Error::SizeMismatch {
+                        digest: expected.to_string(),
+                        expected: want,
+                        actual: total,
+                    });
+                }
+            }
+            if &actual != expected {
+                file.set_len(0).map_err(io_err)?;
+                if have > 0 {
+                    // The kept part may be what was wrong: once more from the start.
+                    last = Some(Error::DigestMismatch {
+                        expected: expected.to_string(),
+                        actual: actual.to_string(),
+                    });
+                    continue;
+                }
+                return Err(Error::DigestMismatch {
+                    expected: expected.to_string(),
+                    actual: actual.to_string(),
+                });
+            }
+            file.sync_all().map_err(io_err)?;
+            fs::rename(&partial, &dest)
+                .map_err(|e| Error::io(format!("cannot commit blob {expected}"), e))?;
+            sync_dir(dest.parent().unwrap_or(&self.root))?;
+            return Ok(dest);
+        }
+        Err(last.unwrap_or_else(|| {
+            Error::io(
+                format!("cannot download {expected}"),
+                io::Error::other("retries exhausted"),
+            )
+        }))
+    }
+
     /// Re-hash a stored blob (after a crash, or to check the store).
     pub fn verify(&self, d: &Digest) -> Result<()> {
         let mut f = self.open_blob(d)?;

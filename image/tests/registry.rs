@@ -168,3 +168,33 @@ fn a_registry_that_serves_tampered_blobs_is_caught() {
     .unwrap_err();
     assert!(e.to_string().contains("not found"), "{e}");
 }
+
+#[test]
+fn a_connection_that_drops_mid_blob_is_resumed_with_range() {
+    let Some(reg) = start_registry() else { return };
+    let (data, blob) = push_big_image(&reg, "test/big");
+    // The first two blob responses break off after 300 kB.
+    let proxy = flaky_proxy(reg.port, 2, 300_000, false);
+    let root = tempfile::tempdir().unwrap();
+    let r =
+        husk_image::Reference::parse(&format!("127.0.0.1:{}/test/big:big", proxy.port)).unwrap();
+    let pulled = pull(root.path(), &r, &Platform::host(), &Options::default()).unwrap();
+    assert!(
+        proxy.cut.load(std::sync::atomic::Ordering::SeqCst) >= 1,
+        "the proxy did break a transfer"
+    );
+    let ranges = proxy.ranges.lock().unwrap().clone();
+    assert!(
+        ranges
+            .iter()
+            .any(|r| r.to_ascii_lowercase().starts_with("range: bytes=") && !r.ends_with("=0-")),
+        "resumed with Range: {ranges:?}"
+    );
+    assert_eq!(fs::read(pulled.layers[0].join("big")).unwrap(), data);
+    assert!(root.path().join("blobs/sha256").join(blob.hex()).is_file());
+    assert_eq!(
+        fs::read_dir(root.path().join("tmp")).unwrap().count(),
+        0,
+        "no partial file left"
+    );
+}

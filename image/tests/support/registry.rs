@@ -215,3 +215,135 @@ pub fn push_image(reg: &TestRegistry, repo: &str, docker: bool, arch: &str) -> I
 pub fn reference(reg: &TestRegistry, repo_tag: &str) -> Reference {
     Reference::parse(&format!("127.0.0.1:{}/{repo_tag}", reg.port)).unwrap()
 }
+
+/// A proxy in front of the test registry that breaks blob downloads: the first `cuts` blob
+/// responses stop after `after` body bytes, either closing the connection or (with `stall`)
+/// hanging until the client gives up or is killed. It records the Range headers it forwards.
+pub struct FlakyProxy {
+    pub port: u16,
+    pub ranges: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    pub cut: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+pub fn flaky_proxy(upstream: u16, cuts: usize, after: usize, stall: bool) -> FlakyProxy {
+    use std::io::{BufRead, BufReader, Read};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::{Arc, Mutex};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let remaining = Arc::new(AtomicUsize::new(cuts));
+    let ranges = Arc::new(Mutex::new(Vec::new()));
+    let cut = Arc::new(AtomicUsize::new(0));
+    let (r2, c2) = (ranges.clone(), cut.clone());
+    std::thread::spawn(move || {
+        for client in listener.incoming().flatten() {
+            let (remaining, ranges, cut) = (remaining.clone(), r2.clone(), c2.clone());
+            std::thread::spawn(move || {
+                let mut client_r = BufReader::new(client.try_clone().unwrap());
+                let mut head = Vec::new();
+                loop {
+                    let mut line = String::new();
+                    if client_r.read_line(&mut line).unwrap_or(0) == 0 {
+                        return;
+                    }
+                    if line == "\r\n" {
+                        break;
+                    }
+                    let lower = line.to_ascii_lowercase();
+                    if lower.starts_with("connection:") {
+                        continue;
+                    }
+                    if lower.starts_with("range:") {
+                        ranges.lock().unwrap().push(line.trim().to_string());
+                    }
+                    head.push(line);
+                }
+                let is_blob = head.first().is_some_and(|l| l.contains("/blobs/sha256:"));
+                let mut up = std::net::TcpStream::connect(("127.0.0.1", upstream)).unwrap();
+                let mut req = head.concat();
+                req.push_str("Connection: close\r\n\r\n");
+                up.write_all(req.as_bytes()).unwrap();
+                let mut up_r = BufReader::new(up);
+                let mut resp_head = String::new();
+                loop {
+                    let mut line = String::new();
+                    if up_r.read_line(&mut line).unwrap_or(0) == 0 {
+                        return;
+                    }
+                    if line == "\r\n" {
+                        break;
+                    }
+                    if !line.to_ascii_lowercase().starts_with("connection:") {
+                        resp_head.push_str(&line);
+                    }
+                }
+                resp_head.push_str("Connection: close\r\n\r\n");
+                // Only bodies longer than `after` are worth cutting.
+                let length: usize = resp_head
+                    .lines()
+                    .find_map(|l| {
+                        l.to_ascii_lowercase()
+                            .strip_prefix("content-length:")
+                            .map(|v| v.trim().parse().unwrap_or(0))
+                    })
+                    .unwrap_or(0);
+                let cut_this = is_blob
+                    && length > after
+                    && remaining
+                        .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+                        .is_ok();
+                let mut client_w = client;
+                if client_w.write_all(resp_head.as_bytes()).is_err() {
+                    return;
+                }
+                if cut_this {
+                    let mut buf = vec![0u8; after];
+                    if up_r.read_exact(&mut buf).is_ok() {
+                        let _ = client_w.write_all(&buf);
+                        let _ = client_w.flush();
+                    }
+                    cut.fetch_add(1, Ordering::SeqCst);
+                    if stall {
+                        std::thread::sleep(Duration::from_secs(60));
+                    }
+                    let _ = client_w.shutdown(std::net::Shutdown::Both);
+                    return;
+                }
+                let _ = std::io::copy(&mut up_r, &mut client_w);
+            });
+        }
+    });
+    FlakyProxy { port, ranges, cut }
+}
+
+/// An image with one large, incompressible layer, for transfers worth breaking.
+pub fn push_big_image(reg: &TestRegistry, repo: &str) -> (Vec<u8>, Digest) {
+    let mut data = Vec::with_capacity(2 << 20);
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    while data.len() < (2 << 20) {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        data.extend_from_slice(&x.to_le_bytes());
+    }
+    let layer = tar_of(&[("big", &data)]);
+    let blob = gzip(&layer);
+    let b = reg.push_blob(repo, &blob);
+    let arch = husk_image::manifest::Platform::host().architecture;
+    let config = serde_json::to_vec(&json!({"architecture": arch, "os": "linux",
+        "rootfs": {"type": "layers", "diff_ids": [Digest::of(&layer).to_string()]}}))
+    .unwrap();
+    let cd = reg.push_blob(repo, &config);
+    let manifest = serde_json::to_vec(&json!({
+        "schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": cd.to_string(), "size": config.len()},
+        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "digest": b.to_string(), "size": blob.len()}]
+    })).unwrap();
+    reg.push_manifest(
+        repo,
+        "big",
+        "application/vnd.oci.image.manifest.v1+json",
+        &manifest,
+    );
+    (data, b)
+}
