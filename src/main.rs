@@ -1,4 +1,7 @@
-//! `husk`: the docker-like command line. Built so far: `pull` and `images`.
+//! `husk`: the docker-like command line. Built so far: `pull`, `images` and a foreground
+//! `run --rm`.
+
+mod run;
 
 use std::io::Write;
 
@@ -11,16 +14,21 @@ use husk_image::Reference;
 
 fn main() {
     let cli = HuskCli::parse();
-    if let Err(e) = run(&cli) {
+    let result = match &cli.command {
+        HuskCommand::Pull(a) => pull(&cli, a),
+        HuskCommand::Images(a) => images(&cli, a),
+        // run exits with the container's code, or docker's 125/126/127 when husk fails.
+        HuskCommand::Run(a) => match run::run(&cli.root, a) {
+            run::Outcome::Exited(code) => std::process::exit(code),
+            run::Outcome::Failed(code, e) => {
+                eprintln!("husk: {e:#}");
+                std::process::exit(code)
+            }
+        },
+    };
+    if let Err(e) = result {
         eprintln!("husk: {e:#}");
         std::process::exit(1);
-    }
-}
-
-fn run(cli: &HuskCli) -> Result<()> {
-    match &cli.command {
-        HuskCommand::Pull(a) => pull(cli, a),
-        HuskCommand::Images(a) => images(cli, a),
     }
 }
 

@@ -26,6 +26,81 @@ pub enum HuskCommand {
     Pull(PullArgs),
     /// List images
     Images(ImagesArgs),
+    /// Run a command in a new container (foreground, --rm)
+    Run(Box<RunArgs>),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum PullPolicy {
+    Always,
+    Missing,
+    Never,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum NetworkMode {
+    None,
+    Host,
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Remove the container when it exits (required for now: container records are not built yet)
+    #[arg(long)]
+    pub rm: bool,
+    /// Assign a name to the container
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Set environment variables (NAME=VALUE, or NAME to copy it from husk's environment)
+    #[arg(short, long)]
+    pub env: Vec<String>,
+    /// Working directory inside the container
+    #[arg(short, long)]
+    pub workdir: Option<String>,
+    /// User as UID[:GID] or a name from the image's /etc/passwd
+    #[arg(short, long)]
+    pub user: Option<String>,
+    /// Override the image's ENTRYPOINT
+    #[arg(long)]
+    pub entrypoint: Option<String>,
+    /// Container host name
+    #[arg(long)]
+    pub hostname: Option<String>,
+    /// Network mode
+    #[arg(long, value_enum, default_value_t = NetworkMode::None)]
+    pub network: NetworkMode,
+    /// Mount the container's root filesystem read-only
+    #[arg(long)]
+    pub read_only: bool,
+    /// Memory limit (bytes, or with a k, m or g suffix)
+    #[arg(short, long)]
+    pub memory: Option<String>,
+    /// Number of CPUs (fractions allowed)
+    #[arg(long)]
+    pub cpus: Option<f64>,
+    /// Maximum number of processes (-1 for unlimited)
+    #[arg(long)]
+    pub pids_limit: Option<i64>,
+    /// Allocate a pseudo-terminal
+    #[arg(short, long)]
+    pub tty: bool,
+    /// Keep stdin open
+    #[arg(short, long)]
+    pub interactive: bool,
+    /// Bind mount a volume (HOST:CONTAINER[:ro])
+    #[arg(short, long)]
+    pub volume: Vec<String>,
+    /// When to pull the image
+    #[arg(long, value_enum, default_value_t = PullPolicy::Missing)]
+    pub pull: PullPolicy,
+    /// os/arch[/variant] of the image to pull
+    #[arg(long)]
+    pub platform: Option<String>,
+    /// Image to run
+    pub image: String,
+    /// Command and arguments (instead of the image's CMD)
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    pub command: Vec<String>,
 }
 
 #[derive(Debug, Args)]

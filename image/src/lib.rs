@@ -12,6 +12,7 @@ pub mod manifest;
 pub mod pull;
 pub mod reference;
 pub mod registry;
+pub mod snapshot;
 pub mod store;
 pub mod unpack;
 

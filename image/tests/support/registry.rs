@@ -347,3 +347,88 @@ pub fn push_big_image(reg: &TestRegistry, repo: &str) -> (Vec<u8>, Digest) {
     );
     (data, b)
 }
+
+/// A runnable image: Debian's static busybox with its applets, /etc/passwd and /etc/group.
+pub fn push_busybox_image(reg: &TestRegistry, repo: &str, tag: &str) {
+    let mut b = tar::Builder::new(Vec::new());
+    let dir = |b: &mut tar::Builder<Vec<u8>>, name: &str, mode: u32| {
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(tar::EntryType::Directory);
+        h.set_path(name).unwrap();
+        h.set_mode(mode);
+        h.set_size(0);
+        h.set_cksum();
+        b.append(&h, &[][..]).unwrap();
+    };
+    for (d, m) in [
+        ("bin", 0o755),
+        ("etc", 0o755),
+        ("tmp", 0o1777),
+        ("proc", 0o755),
+        ("sys", 0o755),
+        ("dev", 0o755),
+        ("work", 0o755),
+    ] {
+        dir(&mut b, d, m);
+    }
+    let file = |b: &mut tar::Builder<Vec<u8>>, name: &str, data: &[u8], mode: u32| {
+        let mut h = tar::Header::new_gnu();
+        h.set_path(name).unwrap();
+        h.set_mode(mode);
+        h.set_size(data.len() as u64);
+        h.set_cksum();
+        b.append(&h, data).unwrap();
+    };
+    file(
+        &mut b,
+        "bin/busybox",
+        &fs::read("/bin/busybox").expect("Debian's busybox-static"),
+        0o755,
+    );
+    file(
+        &mut b,
+        "etc/passwd",
+        b"root:x:0:0:root:/root:/bin/sh\napp:x:1000:1000:app:/home/app:/bin/sh\n",
+        0o644,
+    );
+    file(
+        &mut b,
+        "etc/group",
+        b"root:x:0:\napp:x:1000:\nstaff:x:50:\n",
+        0o644,
+    );
+    file(&mut b, "bin/notexec", b"#!/bin/sh\necho no\n", 0o644);
+    let list = Command::new("/bin/busybox").arg("--list").output().unwrap();
+    for applet in String::from_utf8_lossy(&list.stdout)
+        .lines()
+        .filter(|a| *a != "busybox")
+    {
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(tar::EntryType::Symlink);
+        h.set_path(format!("bin/{applet}")).unwrap();
+        h.set_link_name("busybox").unwrap();
+        h.set_mode(0o777);
+        h.set_size(0);
+        h.set_cksum();
+        b.append(&h, &[][..]).unwrap();
+    }
+    let layer = b.into_inner().unwrap();
+    let blob = gzip(&layer);
+    let bd = reg.push_blob(repo, &blob);
+    let arch = husk_image::manifest::Platform::host().architecture;
+    let config = serde_json::to_vec(&json!({"architecture": arch, "os": "linux",
+        "config": {"Env": ["PATH=/bin", "FROM_IMAGE=yes"], "Cmd": ["sh", "-c", "echo default-cmd"], "WorkingDir": "/work"},
+        "rootfs": {"type": "layers", "diff_ids": [Digest::of(&layer).to_string()]}})).unwrap();
+    let cd = reg.push_blob(repo, &config);
+    let manifest = serde_json::to_vec(&json!({
+        "schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": cd.to_string(), "size": config.len()},
+        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "digest": bd.to_string(), "size": blob.len()}]
+    })).unwrap();
+    reg.push_manifest(
+        repo,
+        tag,
+        "application/vnd.oci.image.manifest.v1+json",
+        &manifest,
+    );
+}

@@ -1,0 +1,177 @@
+//! `husk run --rm`: an image from a real registry, run in the foreground through the in-process
+//! runtime, docker's exit codes, and nothing left behind.
+
+#[path = "../image/tests/support/registry.rs"]
+mod support;
+
+use std::path::Path;
+use std::process::Command;
+
+use support::*;
+
+fn husk(root: &Path, args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_husk"))
+        .arg("--root")
+        .arg(root)
+        .args(args)
+        .output()
+        .expect("husk runs");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("Uid:"))
+                .map(|l| l.split_whitespace().nth(2) == Some("0"))
+        })
+        .unwrap_or(false)
+}
+
+#[test]
+fn run_rm_like_docker() {
+    if !is_root() {
+        eprintln!("SKIP run_rm_like_docker: containers need root");
+        return;
+    }
+    let Some(reg) = start_registry() else { return };
+    push_busybox_image(&reg, "lib/busybox", "latest");
+    let root = tempfile::tempdir().unwrap();
+    let r = root.path();
+    let img = format!("127.0.0.1:{}/lib/busybox", reg.port);
+
+    // Pulled on first use; the image's CMD, ENV and WORKDIR apply.
+    let (code, out, err) = husk(r, &["run", "--rm", &img]);
+    assert_eq!((code, out.as_str()), (0, "default-cmd\n"), "{err}");
+    let (code, out, _) = husk(
+        r,
+        &[
+            "run",
+            "--rm",
+            &img,
+            "sh",
+            "-c",
+            "echo $FROM_IMAGE; pwd; id -u; hostname | wc -c",
+        ],
+    );
+    assert_eq!(code, 0);
+    assert_eq!(out.lines().collect::<Vec<_>>(), ["yes", "/work", "0", "13"]);
+
+    // Flags.
+    let (code, out, err) = husk(
+        r,
+        &[
+            "run",
+            "--rm",
+            "-e",
+            "X=1",
+            "-w",
+            "/tmp",
+            "-u",
+            "app:staff",
+            "--hostname",
+            "box",
+            &img,
+            "sh",
+            "-c",
+            "echo $X; pwd; id -u; id -g; hostname",
+        ],
+    );
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(
+        out.lines().collect::<Vec<_>>(),
+        ["1", "/tmp", "1000", "50", "box"]
+    );
+    let (_, out, _) = husk(
+        r,
+        &[
+            "run",
+            "--rm",
+            "--read-only",
+            &img,
+            "sh",
+            "-c",
+            "touch /x 2>/dev/null && echo WRITABLE || echo ro",
+        ],
+    );
+    assert_eq!(out.trim(), "ro");
+    let (_, out, _) = husk(r, &["run", "--rm", "--memory", "64m", "--pids-limit", "20", &img, "sh", "-c",
+        "cat /sys/fs/cgroup/memory/memory.limit_in_bytes 2>/dev/null || cat /sys/fs/cgroup/memory.max; cat /sys/fs/cgroup/pids/pids.max 2>/dev/null || cat /sys/fs/cgroup/pids.max"]);
+    assert_eq!(out.lines().collect::<Vec<_>>(), ["67108864", "20"]);
+    let host = tempfile::tempdir().unwrap();
+    std::fs::write(host.path().join("in"), "from host").unwrap();
+    let vol = format!("{}:/data", host.path().display());
+    let (_, out, _) = husk(
+        r,
+        &[
+            "run",
+            "--rm",
+            "-v",
+            &vol,
+            &img,
+            "sh",
+            "-c",
+            "cat /data/in; echo out > /data/out",
+        ],
+    );
+    assert_eq!(out, "from host");
+    assert_eq!(
+        std::fs::read_to_string(host.path().join("out")).unwrap(),
+        "out\n"
+    );
+    let (_, out, _) = husk(
+        r,
+        &[
+            "run",
+            "--rm",
+            &img,
+            "sh",
+            "-c",
+            "cat /proc/net/dev | tail -n +3 | wc -l",
+        ],
+    );
+    assert_eq!(out.trim(), "1", "--network none: only lo");
+
+    // The container's writes do not reach the image.
+    husk(
+        r,
+        &[
+            "run",
+            "--rm",
+            &img,
+            "sh",
+            "-c",
+            "echo scribble > /bin/busybox",
+        ],
+    );
+    let (code, out, _) = husk(r, &["run", "--rm", &img, "echo", "intact"]);
+    assert_eq!((code, out.as_str()), (0, "intact\n"));
+
+    // docker's exit codes.
+    assert_eq!(husk(r, &["run", "--rm", &img, "sh", "-c", "exit 3"]).0, 3);
+    assert_eq!(husk(r, &["run", "--rm", &img, "no-such-command"]).0, 127);
+    assert_eq!(husk(r, &["run", "--rm", &img, "/bin/notexec"]).0, 126);
+    let (code, _, err) = husk(r, &["run", "--rm", "127.0.0.1:1/nothing/here"]);
+    assert_eq!(code, 125, "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    let (code, _, err) = husk(r, &["run", &img, "true"]);
+    assert_eq!(code, 125);
+    assert!(err.contains("--rm"), "{err}");
+
+    // Nothing is left: no container directory, no mount, no runtime state.
+    let containers = r.join("containers");
+    assert!(!containers.exists() || std::fs::read_dir(&containers).unwrap().count() == 0);
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    assert!(
+        !mounts.contains(r.to_str().unwrap()),
+        "a mount was left behind"
+    );
+    let run = r.join("run");
+    assert!(!run.exists() || std::fs::read_dir(&run).unwrap().count() == 0);
+}
