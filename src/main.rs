@@ -7,7 +7,7 @@ use std::io::Write;
 
 use anyhow::{Context, Result};
 use clap::Parser;
-use husk_cli::husk::{Format, HuskCli, HuskCommand, ImagesArgs, PullArgs};
+use husk_cli::husk::{Format, HuskCli, HuskCommand, ImageCommand, ImagesArgs, LoginArgs, PullArgs};
 use husk_image::manifest::Platform;
 use husk_image::registry::Options;
 use husk_image::Reference;
@@ -16,7 +16,32 @@ fn main() {
     let cli = HuskCli::parse();
     let result = match &cli.command {
         HuskCommand::Pull(a) => pull(&cli, a),
-        HuskCommand::Images(a) => images(&cli, a),
+        HuskCommand::Images(a) | HuskCommand::Image(ImageCommand::Ls(a)) => images(&cli, a),
+        HuskCommand::Tag(a) => Reference::parse(&a.target)
+            .map_err(Into::into)
+            .and_then(|t| husk_image::images::tag(&cli.root, &a.source, &t).map_err(Into::into)),
+        HuskCommand::Rmi(a) | HuskCommand::Image(ImageCommand::Rm(a)) => rmi(&cli, &a.images),
+        HuskCommand::Image(ImageCommand::Prune) => husk_image::images::gc(&cli.root)
+            .map_err(Into::into)
+            .map(|r| {
+                println!("Deleted {} blobs and {} layers", r.blobs, r.layers);
+                println!("Total reclaimed space: {}", human_size(r.bytes));
+            }),
+        HuskCommand::Image(ImageCommand::Inspect(a)) => inspect(&cli, &a.image),
+        HuskCommand::Image(ImageCommand::Mount(a)) => image_mount(&cli, &a.image),
+        HuskCommand::Image(ImageCommand::Unmount(a)) => image_unmount(&cli, &a.image),
+        HuskCommand::Login(a) => login(a),
+        HuskCommand::Logout(a) => {
+            let server = a.server.clone().unwrap_or_else(|| "docker.io".into());
+            match husk_image::auth::remove(&server) {
+                Ok(true) => {
+                    println!("Removing login credentials for {server}");
+                    Ok(())
+                }
+                Ok(false) => Err(anyhow::anyhow!("not logged in to {server}")),
+                Err(e) => Err(e.into()),
+            }
+        }
         // run exits with the container's code, or docker's 125/126/127 when husk fails.
         HuskCommand::Run(a) => match run::run(&cli.root, a) {
             run::Outcome::Exited(code) => std::process::exit(code),
@@ -63,6 +88,131 @@ fn pull(cli: &HuskCli, a: &PullArgs) -> Result<()> {
         }
     }
     writeln!(out, "{reference}")?;
+    Ok(())
+}
+
+fn one_image(cli: &HuskCli, query: &str) -> Result<husk_image::images::ImageRecord> {
+    husk_image::images::find(&cli.root, query)?
+        .into_iter()
+        .next()
+        .ok_or_else(|| anyhow::anyhow!("no such image: {query}"))
+}
+
+/// What uses an image: a running `husk run` container or an `image mount`.
+fn image_user(root: &std::path::Path, r: &husk_image::images::ImageRecord) -> Option<String> {
+    if let Ok(rd) = std::fs::read_dir(root.join("containers")) {
+        for e in rd.flatten() {
+            if std::fs::read_to_string(e.path().join("image"))
+                .ok()
+                .as_deref()
+                == Some(r.config.as_str())
+            {
+                return Some(format!("container {}", e.file_name().to_string_lossy()));
+            }
+        }
+    }
+    let mp = husk_image::snapshot::image_mount_point(root, &r.config);
+    is_mounted(&mp).then(|| format!("image mount {}", mp.display()))
+}
+
+fn is_mounted(p: &std::path::Path) -> bool {
+    std::fs::read_to_string("/proc/self/mountinfo")
+        .map(|m| {
+            m.lines()
+                .any(|l| l.split(' ').nth(4) == Some(p.to_string_lossy().as_ref()))
+        })
+        .unwrap_or(false)
+}
+
+fn rmi(cli: &HuskCli, images: &[String]) -> Result<()> {
+    let root = cli.root.clone();
+    for q in images {
+        let (removed, freed) = husk_image::images::remove(&cli.root, q, &|r| image_user(&root, r))?;
+        for r in removed {
+            println!(
+                "Untagged: {}:{}",
+                r.name,
+                r.tag.as_deref().unwrap_or("<none>")
+            );
+        }
+        if freed.layers + freed.blobs > 0 {
+            println!(
+                "Deleted: {} layers, {} blobs ({})",
+                freed.layers,
+                freed.blobs,
+                human_size(freed.bytes)
+            );
+        }
+    }
+    Ok(())
+}
+
+fn inspect(cli: &HuskCli, query: &str) -> Result<()> {
+    let r = one_image(cli, query)?;
+    let store = husk_image::store::Store::open(&cli.root)?;
+    let config: serde_json::Value =
+        serde_json::from_reader(store.open_blob(&husk_image::Digest::parse(&r.config)?)?)?;
+    let v = serde_json::json!([{
+        "Id": r.config, "RepoTags": [format!("{}:{}", r.name, r.tag.clone().unwrap_or_else(|| "<none>".into()))],
+        "RepoDigests": [format!("{}@{}", r.name, r.manifest)], "Created": r.created, "Size": r.size,
+        "Architecture": config["architecture"], "Os": config["os"], "Config": config["config"],
+        "RootFS": {"Type": "layers", "Layers": r.diff_ids}
+    }]);
+    println!("{}", serde_json::to_string_pretty(&v)?);
+    Ok(())
+}
+
+fn image_mount(cli: &HuskCli, query: &str) -> Result<()> {
+    let r = one_image(cli, query)?;
+    let mp = husk_image::snapshot::image_mount_point(&cli.root, &r.config);
+    if !is_mounted(&mp) {
+        std::fs::create_dir_all(&mp)?;
+        let diff_ids: Vec<husk_image::Digest> = r
+            .diff_ids
+            .iter()
+            .map(|d| husk_image::Digest::parse(d))
+            .collect::<husk_image::Result<_>>()?;
+        husk_image::snapshot::mount(&cli.root, &diff_ids, None, &mp)?;
+    }
+    println!("{}", mp.display());
+    Ok(())
+}
+
+fn image_unmount(cli: &HuskCli, query: &str) -> Result<()> {
+    let r = one_image(cli, query)?;
+    let mp = husk_image::snapshot::image_mount_point(&cli.root, &r.config);
+    if !is_mounted(&mp) {
+        anyhow::bail!("image {query} is not mounted");
+    }
+    husk_image::snapshot::unmount(&mp)?;
+    let _ = std::fs::remove_dir(&mp);
+    println!("{}", r.config.trim_start_matches("sha256:"));
+    Ok(())
+}
+
+fn login(a: &LoginArgs) -> Result<()> {
+    let server = a.server.clone().unwrap_or_else(|| "docker.io".into());
+    let user = a
+        .username
+        .clone()
+        .ok_or_else(|| anyhow::anyhow!("login needs --username"))?;
+    let password = match (&a.password, a.password_stdin) {
+        (Some(p), false) => p.clone(),
+        (None, true) => {
+            let mut s = String::new();
+            std::io::Read::read_to_string(&mut std::io::stdin(), &mut s)?;
+            s.trim_end_matches(['\n', '\r']).to_string()
+        }
+        (Some(_), true) => anyhow::bail!("--password and --password-stdin are mutually exclusive"),
+        (None, false) => anyhow::bail!("login needs --password or --password-stdin"),
+    };
+    let opts = Options {
+        insecure: a.insecure,
+        credentials: Some((user.clone(), password.clone())),
+    };
+    husk_image::registry::Registry::check_login(&server, &opts)?;
+    husk_image::auth::store(&server, &user, &password)?;
+    println!("Login Succeeded");
     Ok(())
 }
 

@@ -28,6 +28,72 @@ pub enum HuskCommand {
     Images(ImagesArgs),
     /// Run a command in a new container (foreground, --rm)
     Run(Box<RunArgs>),
+    /// Give an image another name
+    Tag(TagArgs),
+    /// Remove images (and the layers no other image uses)
+    Rmi(RmiArgs),
+    /// Manage images
+    #[command(subcommand)]
+    Image(ImageCommand),
+    /// Store credentials for a registry (docker's config.json)
+    Login(LoginArgs),
+    /// Forget the credentials of a registry
+    Logout(LogoutArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct TagArgs {
+    pub source: String,
+    pub target: String,
+}
+
+#[derive(Debug, Args)]
+pub struct RmiArgs {
+    /// Images (references or ID prefixes)
+    #[arg(required = true)]
+    pub images: Vec<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ImageCommand {
+    /// List images
+    Ls(ImagesArgs),
+    /// Remove images
+    Rm(RmiArgs),
+    /// Remove blobs and layers no image uses
+    Prune,
+    /// Print an image's record and config as JSON
+    Inspect(ImageRef),
+    /// Mount an image read-only and print where
+    Mount(ImageRef),
+    /// Unmount an image mounted with `image mount`
+    Unmount(ImageRef),
+}
+
+#[derive(Debug, Args)]
+pub struct ImageRef {
+    pub image: String,
+}
+
+#[derive(Debug, Args)]
+pub struct LoginArgs {
+    /// Registry host[:port]; docker.io when omitted
+    pub server: Option<String>,
+    #[arg(short, long)]
+    pub username: Option<String>,
+    #[arg(short, long)]
+    pub password: Option<String>,
+    /// Read the password from stdin
+    #[arg(long)]
+    pub password_stdin: bool,
+    /// Use plain HTTP for this registry
+    #[arg(long)]
+    pub insecure: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct LogoutArgs {
+    pub server: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -82,7 +82,44 @@ pub fn record(root: &Path, reference: &Reference, pulled: &Pulled) -> Result<boo
     }
     all.retain(|r| !same_name(r));
     all.push(rec);
-    let data = serde_json::to_vec_pretty(&all)
+    save(root, &all)?;
+    Ok(true)
+}
+
+/// Records matching `query`: a reference (`name[:tag]`, `name@digest`) or an image ID prefix.
+pub fn find(root: &Path, query: &str) -> Result<Vec<ImageRecord>> {
+    let all = list(root)?;
+    let hexlike = query.len() >= 4
+        && query
+            .trim_start_matches("sha256:")
+            .bytes()
+            .all(|b| b.is_ascii_hexdigit());
+    if hexlike {
+        let q = query.trim_start_matches("sha256:");
+        let hits: Vec<ImageRecord> = all
+            .iter()
+            .filter(|r| r.config.trim_start_matches("sha256:").starts_with(q))
+            .cloned()
+            .collect();
+        if !hits.is_empty() {
+            return Ok(hits);
+        }
+    }
+    let r = Reference::parse(query)?;
+    Ok(all
+        .into_iter()
+        .filter(|i| {
+            i.name == r.name()
+                && match (&r.digest, &r.tag) {
+                    (Some(d), _) => i.manifest == d.to_string(),
+                    (None, t) => &i.tag == t,
+                }
+        })
+        .collect())
+}
+
+fn save(root: &Path, all: &[ImageRecord]) -> Result<()> {
+    let data = serde_json::to_vec_pretty(all)
         .map_err(|e| Error::io("cannot encode the image index", std::io::Error::other(e)))?;
     let tmp = root.join(format!(".images.json.{}", std::process::id()));
     let written = File::create(&tmp)
@@ -92,5 +129,129 @@ pub fn record(root: &Path, reference: &Reference, pulled: &Pulled) -> Result<boo
         let _ = fs::remove_file(&tmp);
         return Err(Error::io("cannot write the image index", e));
     }
-    Ok(true)
+    Ok(())
+}
+
+/// `tag SOURCE TARGET`: another name for the same image.
+pub fn tag(root: &Path, source: &str, target: &Reference) -> Result<()> {
+    let _lock = lock(root)?;
+    let src = find(root, source)?
+        .into_iter()
+        .next()
+        .ok_or_else(|| Error::Manifest(format!("no such image: {source}")))?;
+    let mut all = list(root)?;
+    all.retain(|r| !(r.name == target.name() && r.tag == target.tag));
+    all.push(ImageRecord {
+        name: target.name(),
+        tag: target.tag.clone(),
+        ..src
+    });
+    save(root, &all)
+}
+
+/// What `gc` removed.
+#[derive(Debug, Default, PartialEq)]
+pub struct Reclaimed {
+    pub blobs: usize,
+    pub layers: usize,
+    pub bytes: u64,
+}
+
+/// Remove the records matching `query`, refusing images `in_use` says are used, then free
+/// what no remaining image references.
+pub fn remove(
+    root: &Path,
+    query: &str,
+    in_use: &dyn Fn(&ImageRecord) -> Option<String>,
+) -> Result<(Vec<ImageRecord>, Reclaimed)> {
+    let _lock = lock(root)?;
+    let hits = find(root, query)?;
+    if hits.is_empty() {
+        return Err(Error::Manifest(format!("no such image: {query}")));
+    }
+    for h in &hits {
+        if let Some(who) = in_use(h) {
+            return Err(Error::Manifest(format!("image {query} is in use by {who}")));
+        }
+    }
+    let mut all = list(root)?;
+    all.retain(|r| !hits.contains(r));
+    save(root, &all)?;
+    let reclaimed = gc_locked(root, &all)?;
+    Ok((hits, reclaimed))
+}
+
+/// Free blobs and unpacked layers no image references (`image prune`).
+pub fn gc(root: &Path) -> Result<Reclaimed> {
+    let _lock = lock(root)?;
+    let all = list(root)?;
+    gc_locked(root, &all)
+}
+
+fn dir_size(p: &Path) -> u64 {
+    let Ok(m) = fs::symlink_metadata(p) else {
+        return 0;
+    };
+    if !m.is_dir() {
+        return m.len();
+    }
+    fs::read_dir(p)
+        .map(|rd| rd.flatten().map(|e| dir_size(&e.path())).sum())
+        .unwrap_or(0)
+}
+
+fn gc_locked(root: &Path, keep: &[ImageRecord]) -> Result<Reclaimed> {
+    use std::collections::HashSet;
+    let store = crate::store::Store::open(root)?;
+    let mut blobs: HashSet<String> = HashSet::new();
+    let mut layers: HashSet<String> = HashSet::new();
+    for r in keep {
+        blobs.insert(r.manifest.trim_start_matches("sha256:").to_string());
+        blobs.insert(r.config.trim_start_matches("sha256:").to_string());
+        layers.extend(
+            r.diff_ids
+                .iter()
+                .map(|d| d.trim_start_matches("sha256:").to_string()),
+        );
+        // The layer blobs are listed in the manifest.
+        let d = crate::Digest::parse(&r.manifest)?;
+        let mut bytes = Vec::new();
+        use std::io::Read;
+        store
+            .open_blob(&d)?
+            .read_to_end(&mut bytes)
+            .map_err(|e| Error::io(format!("cannot read manifest {d}"), e))?;
+        if let crate::manifest::Parsed::Manifest(m) = crate::manifest::parse(&bytes, "")? {
+            blobs.extend(
+                m.layers
+                    .iter()
+                    .map(|l| l.digest.trim_start_matches("sha256:").to_string()),
+            );
+        }
+    }
+    let mut out = Reclaimed::default();
+    if let Ok(rd) = fs::read_dir(root.join("blobs/sha256")) {
+        for e in rd.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if !blobs.contains(&name) {
+                out.bytes += e.metadata().map(|m| m.len()).unwrap_or(0);
+                if fs::remove_file(e.path()).is_ok() {
+                    out.blobs += 1;
+                }
+            }
+        }
+    }
+    if let Ok(rd) = fs::read_dir(root.join("layers")) {
+        for e in rd.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if name.starts_with('.') || layers.contains(&name) {
+                continue;
+            }
+            out.bytes += dir_size(&e.path());
+            if fs::remove_dir_all(e.path()).is_ok() {
+                out.layers += 1;
+            }
+        }
+    }
+    Ok(out)
 }

@@ -5,6 +5,7 @@
 //! an OCI layer into an overlayfs-ready directory and refuses hostile entries (`unpack`).
 //! Not yet: the registry client, manifests and image configs, the `husk` commands (issue 4).
 
+pub mod auth;
 pub mod digest;
 pub mod error;
 pub mod images;

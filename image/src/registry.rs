@@ -96,7 +96,12 @@ fn basic(user: &str, pass: &str) -> String {
 }
 
 impl Registry {
+    /// A client for `r`'s repository; without explicit credentials, those `husk login` stored.
     pub fn new(r: &Reference, opts: &Options) -> Registry {
+        let credentials = opts
+            .credentials
+            .clone()
+            .or_else(|| crate::auth::credentials(&r.registry).ok().flatten());
         let host = if r.registry == "docker.io" {
             "registry-1.docker.io".to_string()
         } else {
@@ -118,7 +123,7 @@ impl Registry {
             registry: r.registry.clone(),
             base: format!("{scheme}://{host}/v2/{}", r.repository),
             repository: r.repository.clone(),
-            credentials: opts.credentials.clone(),
+            credentials,
             authorization: None,
         }
     }
@@ -232,6 +237,25 @@ impl Registry {
             _ => Err(self.fail(format!(
                 "unsupported authentication challenge {challenge:?}"
             ))),
+        }
+    }
+
+    /// Check that the registry accepts our credentials (`GET /v2/`), as `login` does.
+    pub fn check_login(registry: &str, opts: &Options) -> Result<()> {
+        let r = Reference {
+            registry: registry.to_string(),
+            repository: String::new(),
+            tag: None,
+            digest: None,
+        };
+        let mut reg = Registry::new(&r, opts);
+        reg.base = reg.base.trim_end_matches('/').to_string();
+        let url = format!("{}/", reg.base);
+        let resp = reg.get(&url, None, 0)?;
+        match resp.status().as_u16() {
+            200 => Ok(()),
+            401 | 403 => Err(reg.fail("unauthorized: the user name or password was refused")),
+            s => Err(reg.fail(format!("GET /v2/ answered HTTP {s}"))),
         }
     }
 

@@ -14,6 +14,8 @@ use husk_image::{Digest, Reference};
 use serde_json::json;
 
 pub struct TestRegistry {
+    /// An Authorization header for pushes, when the registry wants credentials.
+    pub basic: Option<String>,
     child: Child,
     pub port: u16,
     pub storage: tempfile::TempDir,
@@ -34,6 +36,11 @@ pub fn registry_binary() -> Option<&'static str> {
 }
 
 pub fn start_registry() -> Option<TestRegistry> {
+    start_registry_with("")
+}
+
+/// A registry whose config gets `extra` appended (an `auth:` section, say).
+pub fn start_registry_with(extra: &str) -> Option<TestRegistry> {
     let Some(bin) = registry_binary() else {
         eprintln!("SKIP: Debian's docker-registry is not installed (.ci/run installs it)");
         return None;
@@ -49,7 +56,7 @@ pub fn start_registry() -> Option<TestRegistry> {
     fs::write(
         &cfg,
         format!(
-            "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\n",
+            "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\n{extra}",
             storage.path().display()
         ),
     )
@@ -62,6 +69,7 @@ pub fn start_registry() -> Option<TestRegistry> {
         .spawn()
         .unwrap();
     let reg = TestRegistry {
+        basic: None,
         child,
         port,
         storage,
@@ -76,13 +84,22 @@ pub fn start_registry() -> Option<TestRegistry> {
 }
 
 impl TestRegistry {
+    /// Adds basic auth for registries started with `htpasswd_auth`.
+    fn req<B>(&self, r: ureq::RequestBuilder<B>) -> ureq::RequestBuilder<B> {
+        match &self.basic {
+            Some(b) => r.header("Authorization", b),
+            None => r,
+        }
+    }
+
     pub fn base(&self, repo: &str) -> String {
         format!("http://127.0.0.1:{}/v2/{repo}", self.port)
     }
 
     pub fn push_blob(&self, repo: &str, data: &[u8]) -> Digest {
         let d = Digest::of(data);
-        let resp = ureq::post(&format!("{}/blobs/uploads/", self.base(repo)))
+        let resp = self
+            .req(ureq::post(&format!("{}/blobs/uploads/", self.base(repo))))
             .send_empty()
             .unwrap();
         assert_eq!(resp.status().as_u16(), 202);
@@ -99,7 +116,8 @@ impl TestRegistry {
             format!("http://127.0.0.1:{}{loc}", self.port)
         };
         let sep = if loc.contains('?') { '&' } else { '?' };
-        let resp = ureq::put(&format!("{loc}{sep}digest={d}"))
+        let resp = self
+            .req(ureq::put(&format!("{loc}{sep}digest={d}")))
             .send(data)
             .unwrap();
         assert_eq!(resp.status().as_u16(), 201, "blob upload");
@@ -113,7 +131,11 @@ impl TestRegistry {
         media_type: &str,
         body: &[u8],
     ) -> Digest {
-        let resp = ureq::put(&format!("{}/manifests/{reference}", self.base(repo)))
+        let resp = self
+            .req(ureq::put(&format!(
+                "{}/manifests/{reference}",
+                self.base(repo)
+            )))
             .header("Content-Type", media_type)
             .send(body)
             .unwrap();
@@ -431,4 +453,54 @@ pub fn push_busybox_image(reg: &TestRegistry, repo: &str, tag: &str) {
         "application/vnd.oci.image.manifest.v1+json",
         &manifest,
     );
+}
+
+/// A registry that wants `user`/`password` (htpasswd, bcrypt by Debian's apache2-utils).
+pub fn start_registry_with_basic_auth(
+    user: &str,
+    password: &str,
+) -> Option<(TestRegistry, tempfile::TempDir)> {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new("htpasswd")
+        .args(["-Bbn", user, password])
+        .output();
+    let Some(out) = out.ok().filter(|o| o.status.success()) else {
+        eprintln!("SKIP: htpasswd (apache2-utils) is not installed (.ci/run installs it)");
+        return None;
+    };
+    fs::write(dir.path().join("htpasswd"), out.stdout).unwrap();
+    let extra = format!(
+        "auth:\n  htpasswd:\n    realm: husk-test\n    path: {}\n",
+        dir.path().join("htpasswd").display()
+    );
+    let mut reg = start_registry_with(&extra)?;
+    use base64_free::encode;
+    reg.basic = Some(format!(
+        "Basic {}",
+        encode(format!("{user}:{password}").as_bytes())
+    ));
+    Some((reg, dir))
+}
+
+mod base64_free {
+    pub fn encode(input: &[u8]) -> String {
+        const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+        let mut s = String::new();
+        for chunk in input.chunks(3) {
+            let b = [
+                chunk[0],
+                *chunk.get(1).unwrap_or(&0),
+                *chunk.get(2).unwrap_or(&0),
+            ];
+            let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+            for i in 0..4 {
+                s.push(if i <= chunk.len() {
+                    T[(n >> (18 - 6 * i) & 63) as usize] as char
+                } else {
+                    '='
+                });
+            }
+        }
+        s
+    }
 }
