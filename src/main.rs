@@ -80,6 +80,14 @@ fn pull(cli: &HuskCli, a: &PullArgs) -> Result<()> {
         .with_context(|| format!("pull {reference}"))?;
     let new = husk_image::images::record(&cli.root, &reference, &pulled)?;
     if !a.quiet {
+        for (d, fresh) in pulled.diff_ids.iter().zip(&pulled.fresh) {
+            let state = if *fresh {
+                "Pull complete"
+            } else {
+                "Already exists"
+            };
+            writeln!(out, "{}: {state}", &d.hex()[..12])?;
+        }
         writeln!(out, "Digest: {}", pulled.manifest)?;
         if new {
             writeln!(out, "Status: Downloaded newer image for {reference}")?;

@@ -54,8 +54,10 @@ fn pull_then_images_like_docker() {
     );
     assert_eq!(stdout.lines().last(), Some(name.as_str()));
 
+    assert_eq!(stdout.matches(": Pull complete").count(), 2, "{stdout}");
     let again = text(&husk(root.path(), &["pull", &name]).stdout);
     assert!(again.contains("Status: Image is up to date"), "{again}");
+    assert_eq!(again.matches(": Already exists").count(), 2, "{again}");
     let quiet = husk(root.path(), &["pull", "-q", &name]);
     assert_eq!(text(&quiet.stdout), format!("{name}\n"));
 

@@ -23,6 +23,8 @@ pub struct Pulled {
     /// Compressed size of the layers, as the manifest gives it.
     pub size: u64,
     pub config_created: Option<String>,
+    /// Per layer: downloaded by this pull (true) or already in the store.
+    pub fresh: Vec<bool>,
 }
 
 /// Where the unpacked layer with this diff_id lives.
@@ -90,16 +92,50 @@ pub fn pull(
     }
     let mut diff_ids = Vec::new();
     let mut layers = Vec::new();
+    let mut jobs = Vec::new();
     for (desc, diff) in m.layers.iter().zip(&config.rootfs.diff_ids) {
         let blob = Digest::parse(&desc.digest)?;
         let diff_id = Digest::parse(diff)?;
         let dir = layer_dir(root, &diff_id);
-        if !dir.is_dir() {
-            fetch(&store, &mut reg, &blob, desc.size)?;
-            unpack_verified(&store, &blob, &diff_id, &dir)?;
+        if !dir.is_dir()
+            && !jobs
+                .iter()
+                .any(|(_, d, _, _): &(Digest, Digest, PathBuf, u64)| d == &diff_id)
+        {
+            jobs.push((blob, diff_id.clone(), dir.clone(), desc.size));
         }
         diff_ids.push(diff_id);
         layers.push(dir);
+    }
+    // Layers download, decompress and unpack concurrently, each with its own connection. The
+    // threads are joined before pull returns: husk forks containers only when single-threaded.
+    let fresh: Vec<bool> = diff_ids
+        .iter()
+        .map(|d| jobs.iter().any(|(_, j, _, _)| j == d))
+        .collect();
+    let results: Vec<Result<()>> = std::thread::scope(|s| {
+        let handles: Vec<_> = jobs
+            .iter()
+            .map(|(blob, diff_id, dir, size)| {
+                let mut reg = reg.clone();
+                let store = &store;
+                s.spawn(move || -> Result<()> {
+                    fetch(store, &mut reg, blob, *size)?;
+                    unpack_verified(store, blob, diff_id, dir)
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join().unwrap_or_else(|_| {
+                    Err(Error::Manifest("a layer download thread panicked".into()))
+                })
+            })
+            .collect()
+    });
+    for r in results {
+        r?;
     }
     Ok(Pulled {
         manifest: digest,
@@ -107,6 +143,7 @@ pub fn pull(
         diff_ids,
         layers,
         size: m.layers.iter().map(|l| l.size).sum(),
+        fresh,
         config_created: config.created,
     })
 }

@@ -20,6 +20,7 @@ pub struct Options {
     pub credentials: Option<(String, String)>,
 }
 
+#[derive(Clone)]
 pub struct Registry {
     agent: ureq::Agent,
     registry: String,
