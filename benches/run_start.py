@@ -5,57 +5,33 @@ Starts Debian's docker-registry on 127.0.0.1, pushes a busybox image built here,
 husk, imports the same rootfs into a throwaway podman store, then times both, one run after the
 other, and prints medians and the ratio. Run as root.
 """
-import gzip, hashlib, io, json, os, shutil, socket, statistics, subprocess, sys, tarfile, tempfile, time
-import urllib.request
+import io, os, shutil, statistics, subprocess, sys, tarfile, tempfile, time
+
+sys.path.insert(0, os.path.dirname(__file__))
+from registry_util import Registry  # noqa: E402
 
 RUNS = int(os.environ.get("BENCH_RUNS", "30"))
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    p = s.getsockname()[1]
-    s.close()
-    return p
 
 
 def busybox_rootfs_tar():
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w") as t:
         for d in ("bin", "etc", "tmp", "proc", "sys", "dev"):
-            ti = tarfile.TarInfo(d); ti.type = tarfile.DIRTYPE; ti.mode = 0o755; t.addfile(ti)
+            ti = tarfile.TarInfo(d)
+            ti.type = tarfile.DIRTYPE
+            ti.mode = 0o755
+            t.addfile(ti)
         t.add("/bin/busybox", arcname="bin/busybox")
         for applet in ("sh", "true", "echo"):
-            ti = tarfile.TarInfo("bin/" + applet); ti.type = tarfile.SYMTYPE; ti.linkname = "busybox"; t.addfile(ti)
+            ti = tarfile.TarInfo("bin/" + applet)
+            ti.type = tarfile.SYMTYPE
+            ti.linkname = "busybox"
+            t.addfile(ti)
         data = b"root:x:0:0:root:/root:/bin/sh\n"
-        ti = tarfile.TarInfo("etc/passwd"); ti.size = len(data); t.addfile(ti, io.BytesIO(data))
+        ti = tarfile.TarInfo("etc/passwd")
+        ti.size = len(data)
+        t.addfile(ti, io.BytesIO(data))
     return buf.getvalue()
-
-
-def push(port, repo, layer):
-    base = f"http://127.0.0.1:{port}/v2/{repo}"
-
-    def blob(data):
-        d = "sha256:" + hashlib.sha256(data).hexdigest()
-        r = urllib.request.urlopen(urllib.request.Request(base + "/blobs/uploads/", method="POST"))
-        loc = r.headers["Location"]
-        loc = loc if loc.startswith("http") else f"http://127.0.0.1:{port}{loc}"
-        sep = "&" if "?" in loc else "?"
-        urllib.request.urlopen(urllib.request.Request(f"{loc}{sep}digest={d}", data=data, method="PUT",
-                                                      headers={"Content-Type": "application/octet-stream"}))
-        return d, len(data)
-
-    gz = gzip.compress(layer, compresslevel=1)
-    ld, ls = blob(gz)
-    arch = {"x86_64": "amd64", "aarch64": "arm64"}.get(os.uname().machine, os.uname().machine)
-    cfg = json.dumps({"architecture": arch, "os": "linux", "config": {"Cmd": ["sh"]},
-                      "rootfs": {"type": "layers", "diff_ids": ["sha256:" + hashlib.sha256(layer).hexdigest()]}}).encode()
-    cd, cs = blob(cfg)
-    m = json.dumps({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
-                    "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": cd, "size": cs},
-                    "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "digest": ld, "size": ls}]}).encode()
-    urllib.request.urlopen(urllib.request.Request(base + "/manifests/latest", data=m, method="PUT",
-                                                  headers={"Content-Type": "application/vnd.oci.image.manifest.v1+json"}))
 
 
 def timed(argv):
@@ -76,20 +52,10 @@ def main():
         sys.exit("bench: run as root")
     husk = os.environ.get("HUSK", "target/release/husk")
     work = tempfile.mkdtemp(prefix="husk-run-bench-")
-    port = free_port()
-    cfg = os.path.join(work, "registry.yml")
-    open(cfg, "w").write(f"version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {work}/registry\nhttp:\n  addr: 127.0.0.1:{port}\n")
-    reg = subprocess.Popen(["docker-registry", "serve", cfg], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    reg = Registry(work)
     try:
-        for _ in range(200):
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.1).close()
-                break
-            except OSError:
-                time.sleep(0.05)
         layer = busybox_rootfs_tar()
-        push(port, "bench/busybox", layer)
-        image = f"127.0.0.1:{port}/bench/busybox:latest"
+        image, _ = reg.push("bench/busybox", "latest", layer, compresslevel=1)
         hroot = os.path.join(work, "husk")
         subprocess.run([husk, "--root", hroot, "pull", "-q", image], check=True, stdout=subprocess.DEVNULL)
         results = {}
@@ -120,8 +86,7 @@ def main():
         if "husk" in results and "podman+runc" in results:
             print(f"  ratio podman/husk: {results['podman+runc'] / results['husk']:.1f}x")
     finally:
-        reg.kill()
-        reg.wait()
+        reg.stop()
         shutil.rmtree(work, ignore_errors=True)
 
 

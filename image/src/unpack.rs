@@ -100,6 +100,11 @@ struct Layer {
     dest: PathBuf,
     /// Paths this layer has created, for whiteouts and hardlinks.
     added: HashSet<PathBuf>,
+    /// Directories created on the way to an entry (not entries themselves).
+    implicit: HashSet<PathBuf>,
+    /// The process umask, to know when a created mode needs a chmod.
+    umask: u32,
+    euid_root: bool,
     dir_times: Vec<(PathBuf, i64)>,
     report: Report,
 }
@@ -131,6 +136,7 @@ impl Layer {
                 Ok(fd) => cur = fd,
                 Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {
                     let name = cstr(comp.as_os_str())?;
+                    self.implicit.insert(so_far.clone());
                     // SAFETY: mkdirat on a directory fd we hold.
                     let rc = unsafe { libc::mkdirat(cur.as_raw_fd(), name.as_ptr(), 0o755) };
                     if rc != 0 && io::Error::last_os_error().raw_os_error() != Some(libc::EEXIST) {
@@ -159,6 +165,10 @@ impl Layer {
 
     /// Remove whatever is at `name` in `parent` (a later entry replaces an earlier one).
     fn clear(&self, parent: &OwnedFd, rel: &Path, name: &CString, keep_dir: bool) -> Result<()> {
+        // The layer directory starts empty: only paths this unpack made can be in the way.
+        if !self.added.contains(rel) && !self.implicit.contains(rel) {
+            return Ok(());
+        }
         let mut st: libc::stat = unsafe { std::mem::zeroed() };
         // SAFETY: fstatat on our fd, not following a final symlink.
         if unsafe {
@@ -226,7 +236,10 @@ impl Layer {
                 "cannot create the whiteout for {} (needs root)",
                 hidden.display()
             )
-        })
+        })?;
+        // A later entry of this layer at the same path replaces the whiteout.
+        self.implicit.insert(hidden);
+        Ok(())
     }
 
     fn entry(&mut self, mut e: tar::Entry<'_, impl Read>) -> Result<()> {
@@ -255,7 +268,7 @@ impl Layer {
             Directory => {
                 self.clear(&parent, &rel, &cname, true)?;
                 // SAFETY: *at syscalls on our directory fd.
-                let rc = unsafe { libc::mkdirat(at, cname.as_ptr(), 0o700) };
+                let rc = unsafe { libc::mkdirat(at, cname.as_ptr(), mode & 0o777) };
                 if rc != 0 && io::Error::last_os_error().raw_os_error() != Some(libc::EEXIST) {
                     return Err(Error::io(
                         format!("cannot create directory {}", what()),
@@ -276,7 +289,7 @@ impl Layer {
                             | libc::O_WRONLY
                             | libc::O_NOFOLLOW
                             | libc::O_CLOEXEC,
-                        0o600,
+                        mode & 0o777,
                     )
                 };
                 if fd < 0 {
@@ -287,8 +300,23 @@ impl Layer {
                 }
                 // SAFETY: a new fd from the kernel.
                 let mut f = std::fs::File::from(unsafe { OwnedFd::from_raw_fd(fd) });
-                io::copy(&mut e, &mut f)
-                    .map_err(|err| Error::io(format!("cannot write {}", what()), err))?;
+                // Large writes: a layer holds thousands of files and each syscall counts.
+                let mut buf = vec![0u8; 256 * 1024];
+                loop {
+                    let n = match e.read(&mut buf) {
+                        Ok(0) => break,
+                        Ok(n) => n,
+                        Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
+                        Err(err) => {
+                            return Err(Error::io(
+                                format!("cannot read {} from the layer", what()),
+                                err,
+                            ))
+                        }
+                    };
+                    std::io::Write::write_all(&mut f, &buf[..n])
+                        .map_err(|err| Error::io(format!("cannot write {}", what()), err))?;
+                }
             }
             Symlink => {
                 let target = e.link_name_bytes().ok_or_else(|| Error::HostileEntry {
@@ -382,18 +410,27 @@ impl Layer {
                 return Ok(());
             }
         }
-        // Ownership, then mode (chown clears setuid bits), xattrs, times.
-        // SAFETY: *at calls on our fd, never following a final symlink.
-        check(
-            unsafe { libc::fchownat(at, cname.as_ptr(), uid, gid, libc::AT_SYMLINK_NOFOLLOW) },
-            || format!("cannot chown {}", what()),
-        )?;
-        if kind != Symlink {
+        // Ownership, then mode (chown clears setuid bits), xattrs, times. As root, what we
+        // create is already 0:0, and a mode the umask left alone needs no chmod: most entries
+        // of a layer need neither syscall.
+        let chown = !(self.euid_root && uid == 0 && gid == 0);
+        if chown {
+            // SAFETY: *at calls on our fd, never following a final symlink.
+            check(
+                unsafe { libc::fchownat(at, cname.as_ptr(), uid, gid, libc::AT_SYMLINK_NOFOLLOW) },
+                || format!("cannot chown {}", what()),
+            )?;
+        }
+        let existed_dir = kind == Directory && self.implicit.contains(&rel);
+        if kind != Symlink && (chown || existed_dir || mode & 0o7000 != 0 || mode & self.umask != 0)
+        {
             // SAFETY: as above (fchmodat has no NOFOLLOW; the entry is not a symlink).
             check(
                 unsafe { libc::fchmodat(at, cname.as_ptr(), mode, 0) },
                 || format!("cannot chmod {}", what()),
             )?;
+        }
+        if kind != Symlink {
             if let Ok(Some(exts)) = e.pax_extensions() {
                 let xattrs: Vec<(Vec<u8>, Vec<u8>)> = exts
                     .flatten()
@@ -454,6 +491,19 @@ impl Layer {
     }
 }
 
+/// The umask, read without changing it (umask(2) would race with other unpacking threads).
+fn current_umask() -> u32 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines().find_map(|l| {
+                l.strip_prefix("Umask:")
+                    .and_then(|v| u32::from_str_radix(v.trim(), 8).ok())
+            })
+        })
+        .unwrap_or(0o022)
+}
+
 /// Unpack the tar stream `tar` into `dest` (created if missing).
 pub fn unpack(tar: impl Read, dest: &Path) -> Result<Report> {
     std::fs::create_dir_all(dest)
@@ -465,6 +515,10 @@ pub fn unpack(tar: impl Read, dest: &Path) -> Result<Report> {
         root,
         dest: dest.to_path_buf(),
         added: HashSet::new(),
+        implicit: HashSet::new(),
+        umask: current_umask(),
+        // SAFETY: geteuid has no preconditions.
+        euid_root: unsafe { libc::geteuid() } == 0,
         dir_times: Vec::new(),
         report: Report::default(),
     };

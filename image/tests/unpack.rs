@@ -338,3 +338,40 @@ fn compressed_layers_are_detected() {
     .unwrap_err();
     assert!(e.to_string().contains("layer"), "{e}");
 }
+
+#[test]
+fn later_entries_replace_earlier_ones_at_the_same_path() {
+    if !root() {
+        return;
+    }
+    let dest = tempfile::tempdir().unwrap();
+    let layer = Tar::new()
+        .file("twice", b"first", 0o644, 0)
+        .file("twice", b"second", 0o600, 0)
+        .dir("d")
+        .file("d", b"a file now", 0o644, 0)
+        .file("implicit/child", b"x", 0o644, 0)
+        .file("implicit", b"replaces the implicit dir", 0o644, 0)
+        .link(tar::EntryType::Symlink, "l", "/nowhere")
+        .file("l", b"not a link any more", 0o644, 0)
+        .file("plain", b"x", 0o640, 0)
+        .bytes();
+    unpack(&layer[..], dest.path()).unwrap();
+    let p = |r: &str| dest.path().join(r);
+    assert_eq!(fs::read(p("twice")).unwrap(), b"second");
+    assert_eq!(
+        fs::metadata(p("twice")).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    assert_eq!(fs::read(p("d")).unwrap(), b"a file now");
+    assert_eq!(
+        fs::read(p("implicit")).unwrap(),
+        b"replaces the implicit dir"
+    );
+    assert!(fs::symlink_metadata(p("l")).unwrap().is_file());
+    assert_eq!(
+        fs::metadata(p("plain")).unwrap().permissions().mode() & 0o777,
+        0o640,
+        "mode exact under any umask"
+    );
+}

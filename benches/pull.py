@@ -1,0 +1,87 @@
+#!/usr/bin/env python3
+"""Cold pull of a debootstrap minbase image (~30 MB, ~4,000 files) from a local registry:
+husk pull, skopeo copy + umoci unpack, and podman pull, each into a fresh store every run.
+
+The rootfs is made once with debootstrap and cached in /var/tmp/husk-bench/minbase. Run as
+root. BENCH_RUNS sets the runs per tool (default 5).
+"""
+import os, shutil, statistics, subprocess, sys, tempfile, time
+
+sys.path.insert(0, os.path.dirname(__file__))
+from registry_util import Registry  # noqa: E402
+
+RUNS = int(os.environ.get("BENCH_RUNS", "5"))
+CACHE = "/var/tmp/husk-bench/minbase"
+
+
+def minbase():
+    if not os.path.isdir(os.path.join(CACHE, "usr")):
+        os.makedirs(os.path.dirname(CACHE), exist_ok=True)
+        subprocess.run(["debootstrap", "--variant=minbase", "bookworm", CACHE, "http://deb.debian.org/debian"],
+                       check=True, stdout=subprocess.DEVNULL)
+        # The downloaded .debs and package lists are not part of an image.
+        subprocess.run(["sh", "-c", f"rm -f {CACHE}/var/cache/apt/archives/*.deb; rm -rf {CACHE}/var/lib/apt/lists/*"],
+                       check=True)
+    out = subprocess.run(["tar", "--numeric-owner", "--xattrs", "-C", CACHE, "-cf", "-", "."],
+                         check=True, stdout=subprocess.PIPE).stdout
+    return out
+
+
+def timed(setup, argv_for):
+    times = []
+    for i in range(RUNS):
+        d = tempfile.mkdtemp(prefix="pull-bench-", dir="/var/tmp")
+        try:
+            cmds = argv_for(d)
+            # Start every run with no dirty pages of the previous one still being written back.
+            subprocess.run(["sync"])
+            t = time.perf_counter()
+            for c in cmds:
+                r = subprocess.run(c, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+                if r.returncode != 0:
+                    return None, r.stderr.decode(errors="replace").strip().splitlines()[-1:]
+            times.append(time.perf_counter() - t)
+        finally:
+            subprocess.run(["umount", "-R", d], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            shutil.rmtree(d, ignore_errors=True)
+    return times, None
+
+
+def main():
+    if os.geteuid() != 0:
+        sys.exit("bench: run as root")
+    husk = os.environ.get("HUSK", "target/release/husk")
+    layer = minbase()
+    files = subprocess.run(["sh", "-c", f"find {CACHE} | wc -l"], stdout=subprocess.PIPE).stdout.decode().strip()
+    work = tempfile.mkdtemp(prefix="pull-bench-reg-", dir="/var/tmp")
+    reg = Registry(work)
+    try:
+        ref, gz_size = reg.push("bench/minbase", "latest", layer)
+        print(f"cold pull of a debootstrap minbase image: {len(layer) / 1e6:.1f} MB tar, {gz_size / 1e6:.1f} MB gzip, "
+              f"{files} files; {RUNS} runs each, fresh store every run (median, s)")
+        peers = [("husk", lambda d: [[husk, "--root", d, "pull", "-q", ref]])]
+        if shutil.which("skopeo") and shutil.which("umoci"):
+            peers.append(("skopeo+umoci", lambda d: [
+                ["skopeo", "copy", "--src-tls-verify=false", f"docker://{ref}", f"oci:{d}/oci:latest"],
+                ["umoci", "unpack", "--image", f"{d}/oci:latest", f"{d}/bundle"]]))
+        if shutil.which("podman"):
+            peers.append(("podman", lambda d: [["podman", "--root", f"{d}/root", "--runroot", f"{d}/run",
+                                               "--storage-driver", "overlay", "pull", "-q", "--tls-verify=false", ref]]))
+        results = {}
+        for name, argv_for in peers:
+            t, err = timed(None, argv_for)
+            if t is None:
+                print(f"  {name:13} failed: {' '.join(err)}")
+                continue
+            results[name] = statistics.median(t)
+            print(f"  {name:13} median {results[name]:6.2f} s   min {min(t):6.2f} s")
+        for name in ("skopeo+umoci", "podman"):
+            if name in results and "husk" in results:
+                print(f"  husk / {name}: {results['husk'] / results[name]:.2f}x")
+    finally:
+        reg.stop()
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
