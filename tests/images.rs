@@ -4,39 +4,12 @@
 #[path = "../image/tests/support/registry.rs"]
 mod support;
 
+mod common;
+
 use std::path::Path;
-use std::process::Command;
 
+use common::*;
 use support::*;
-
-fn husk(root: &Path, args: &[&str]) -> (i32, String, String) {
-    husk_env(root, args, None)
-}
-
-fn husk_env(root: &Path, args: &[&str], docker_config: Option<&Path>) -> (i32, String, String) {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_husk"));
-    c.arg("--root").arg(root).args(args);
-    if let Some(d) = docker_config {
-        c.env("DOCKER_CONFIG", d);
-    }
-    let out = c.output().expect("husk runs");
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
-fn is_root() -> bool {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("Uid:"))
-                .map(|l| l.split_whitespace().nth(2) == Some("0"))
-        })
-        .unwrap_or(false)
-}
 
 fn count(dir: &Path) -> usize {
     std::fs::read_dir(dir).map(|d| d.count()).unwrap_or(0)

@@ -3,26 +3,16 @@
 #[path = "../image/tests/support/registry.rs"]
 mod support;
 
+mod common;
+
 use std::process::Command;
 
+use common::*;
 use support::*;
-
-fn husk(root: &std::path::Path, args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_husk"))
-        .arg("--root")
-        .arg(root)
-        .args(args)
-        .output()
-        .expect("husk runs")
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
 
 #[test]
 fn pull_then_images_like_docker() {
-    if unsafe_is_not_root() {
+    if !is_root() {
         eprintln!(
             "SKIP pull_then_images_like_docker: unpacking layers (ownership, whiteouts) needs root"
         );
@@ -44,7 +34,7 @@ fn pull_then_images_like_docker() {
     let root = tempfile::tempdir().unwrap();
     let name = format!("127.0.0.1:{}/team/app:v1", reg.port);
 
-    let out = husk(root.path(), &["pull", &name]);
+    let out = husk_output(root.path(), &["pull", &name], None);
     assert!(out.status.success(), "{}", text(&out.stderr));
     let stdout = text(&out.stdout);
     assert!(stdout.contains(&format!("Digest: {md}")), "{stdout}");
@@ -55,13 +45,13 @@ fn pull_then_images_like_docker() {
     assert_eq!(stdout.lines().last(), Some(name.as_str()));
 
     assert_eq!(stdout.matches(": Pull complete").count(), 2, "{stdout}");
-    let again = text(&husk(root.path(), &["pull", &name]).stdout);
+    let again = text(&husk_output(root.path(), &["pull", &name], None).stdout);
     assert!(again.contains("Status: Image is up to date"), "{again}");
     assert_eq!(again.matches(": Already exists").count(), 2, "{again}");
-    let quiet = husk(root.path(), &["pull", "-q", &name]);
+    let quiet = husk_output(root.path(), &["pull", "-q", &name], None);
     assert_eq!(text(&quiet.stdout), format!("{name}\n"));
 
-    let table = text(&husk(root.path(), &["images"]).stdout);
+    let table = text(&husk_output(root.path(), &["images"], None).stdout);
     let mut lines = table.lines();
     let header = lines.next().unwrap();
     for col in ["REPOSITORY", "TAG", "IMAGE ID", "CREATED", "SIZE"] {
@@ -73,7 +63,7 @@ fn pull_then_images_like_docker() {
         "{row}"
     );
     assert_eq!(
-        text(&husk(root.path(), &["images", "-q"]).stdout)
+        text(&husk_output(root.path(), &["images", "-q"], None).stdout)
             .trim()
             .len(),
         12,
@@ -95,33 +85,22 @@ fn pull_then_images_like_docker() {
         ),
     ] {
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        let out = husk(root.path(), &args);
+        let out = husk_output(root.path(), &args, None);
         assert_eq!(out.status.code(), Some(1));
         let err = text(&out.stderr);
         assert!(err.contains(needle) && err.lines().count() == 1, "{err}");
     }
     assert_eq!(
-        text(&husk(root.path(), &["images", "-q"]).stdout)
+        text(&husk_output(root.path(), &["images", "-q"], None).stdout)
             .lines()
             .count(),
         1
     );
 }
 
-fn unsafe_is_not_root() -> bool {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("Uid:"))
-                .map(|l| l.split_whitespace().nth(2) != Some("0"))
-        })
-        .unwrap_or(true)
-}
-
 #[test]
 fn a_pull_killed_mid_download_resumes_next_time() {
-    if unsafe_is_not_root() {
+    if !is_root() {
         eprintln!("SKIP a_pull_killed_mid_download_resumes_next_time: unpacking layers needs root");
         return;
     }
@@ -158,7 +137,7 @@ fn a_pull_killed_mid_download_resumes_next_time() {
         "nothing half-written is committed"
     );
 
-    let out = husk(root.path(), &["pull", "-q", &name]);
+    let out = husk_output(root.path(), &["pull", "-q", &name], None);
     assert!(out.status.success(), "{}", text(&out.stderr));
     let ranges = proxy.ranges.lock().unwrap().clone();
     assert!(

@@ -4,35 +4,10 @@
 #[path = "../image/tests/support/registry.rs"]
 mod support;
 
-use std::path::Path;
-use std::process::Command;
+mod common;
 
+use common::*;
 use support::*;
-
-fn husk(root: &Path, args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_husk"))
-        .arg("--root")
-        .arg(root)
-        .args(args)
-        .output()
-        .expect("husk runs");
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
-fn is_root() -> bool {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("Uid:"))
-                .map(|l| l.split_whitespace().nth(2) == Some("0"))
-        })
-        .unwrap_or(false)
-}
 
 #[test]
 fn run_rm_like_docker() {

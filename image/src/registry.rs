@@ -74,26 +74,13 @@ fn challenge_params(s: &str) -> HashMap<String, String> {
     out
 }
 
-fn basic(user: &str, pass: &str) -> String {
-    const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let input = format!("{user}:{pass}").into_bytes();
-    let mut s = String::new();
-    for chunk in input.chunks(3) {
-        let b = [
-            chunk[0],
-            *chunk.get(1).unwrap_or(&0),
-            *chunk.get(2).unwrap_or(&0),
-        ];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        for i in 0..4 {
-            if i <= chunk.len() {
-                s.push(T[(n >> (18 - 6 * i) & 63) as usize] as char);
-            } else {
-                s.push('=');
-            }
-        }
-    }
-    format!("Basic {s}")
+/// An `Authorization: Basic` value.
+pub fn basic_auth(user: &str, pass: &str) -> String {
+    use base64::Engine;
+    format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(format!("{user}:{pass}"))
+    )
 }
 
 impl Registry {
@@ -196,7 +183,7 @@ impl Registry {
                     .credentials
                     .clone()
                     .ok_or_else(|| self.fail("needs credentials (husk login)"))?;
-                self.authorization = Some(basic(&u, &p));
+                self.authorization = Some(basic_auth(&u, &p));
                 Ok(())
             }
             "bearer" => {
@@ -210,7 +197,7 @@ impl Registry {
                 }
                 let mut req = self.agent.get(&url);
                 if let Some((u, p)) = &self.credentials {
-                    req = req.header("Authorization", basic(u, p));
+                    req = req.header("Authorization", basic_auth(u, p));
                 }
                 let mut resp = req
                     .call()
@@ -327,10 +314,10 @@ mod tests {
         assert_eq!(p["realm"], "https://auth.docker.io/token");
         assert_eq!(p["service"], "registry.docker.io");
         assert_eq!(
-            basic("Aladdin", "open sesame"),
+            basic_auth("Aladdin", "open sesame"),
             "Basic QWxhZGRpbjpvcGVuIHNlc2FtZQ=="
         );
-        assert_eq!(basic("a", "b"), "Basic YTpi");
+        assert_eq!(basic_auth("a", "b"), "Basic YTpi");
         assert!(
             is_loopback("127.0.0.1:5000") && is_loopback("localhost") && !is_loopback("ghcr.io")
         );

@@ -474,33 +474,6 @@ pub fn start_registry_with_basic_auth(
         dir.path().join("htpasswd").display()
     );
     let mut reg = start_registry_with(&extra)?;
-    use base64_free::encode;
-    reg.basic = Some(format!(
-        "Basic {}",
-        encode(format!("{user}:{password}").as_bytes())
-    ));
+    reg.basic = Some(husk_image::registry::basic_auth(user, password));
     Some((reg, dir))
-}
-
-mod base64_free {
-    pub fn encode(input: &[u8]) -> String {
-        const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-        let mut s = String::new();
-        for chunk in input.chunks(3) {
-            let b = [
-                chunk[0],
-                *chunk.get(1).unwrap_or(&0),
-                *chunk.get(2).unwrap_or(&0),
-            ];
-            let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-            for i in 0..4 {
-                s.push(if i <= chunk.len() {
-                    T[(n >> (18 - 6 * i) & 63) as usize] as char
-                } else {
-                    '='
-                });
-            }
-        }
-        s
-    }
 }
