@@ -155,3 +155,252 @@ fn a_pull_killed_mid_download_resumes_next_time() {
     assert_eq!(std::fs::read(layer.join("big")).unwrap(), data);
     assert!(!partial.exists());
 }
+
+/// A CA and a server certificate for `registry.test`, made with openssl.
+fn test_ca(dir: &std::path::Path) -> bool {
+    let sh = |script: &str| {
+        Command::new("sh")
+            .arg("-ec")
+            .arg(script)
+            .current_dir(dir)
+            .output()
+            .is_ok_and(|o| o.status.success())
+    };
+    sh("openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout ca.key -out ca.pem \
+          -days 2 -subj /CN=husk-test-ca -addext basicConstraints=critical,CA:TRUE \
+          -addext keyUsage=critical,keyCertSign,cRLSign 2>/dev/null
+        openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout server.key -out server.csr \
+          -subj /CN=registry.test 2>/dev/null
+        printf 'subjectAltName=DNS:registry.test\\nbasicConstraints=CA:FALSE\\nextendedKeyUsage=serverAuth\\n' > ext
+        openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out server.pem -days 2 \
+          -extfile ext 2>/dev/null
+        printf '127.0.0.1 registry.test\\n' > hosts")
+}
+
+/// `husk --root ROOT ARGS…` in a mount namespace whose /etc/hosts maps registry.test to
+/// 127.0.0.1: a registry that is not loopback by name, so husk wants HTTPS.
+fn husk_with_hosts(
+    root: &std::path::Path,
+    hosts: &std::path::Path,
+    env: &[(&str, &std::path::Path)],
+    args: &[&str],
+) -> (i32, String, String) {
+    let mut c = Command::new("unshare");
+    c.args([
+        "-m",
+        "sh",
+        "-c",
+        "mount --bind \"$0\" /etc/hosts && exec \"$@\"",
+    ])
+    .arg(hosts)
+    .arg(env!("CARGO_BIN_EXE_husk"))
+    .arg("--root")
+    .arg(root)
+    .args(args)
+    .env_remove("SSL_CERT_FILE")
+    .env_remove("SSL_CERT_DIR")
+    .env("HUSK_CONFIG", root.join("no-config.json"));
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    let out = c.output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        text(&out.stdout),
+        text(&out.stderr),
+    )
+}
+
+#[test]
+fn https_with_the_system_roots_and_insecure_registries_from_config() {
+    if !is_root() {
+        eprintln!("SKIP https_with_the_system_roots_and_insecure_registries_from_config: needs root (mount namespace, unpack)");
+        return;
+    }
+    let Some(plain) = start_registry() else {
+        return;
+    };
+    let certs = tempfile::tempdir().unwrap();
+    if !test_ca(certs.path()) {
+        eprintln!("SKIP https_with_the_system_roots_and_insecure_registries_from_config: openssl could not make a test CA");
+        return;
+    }
+    let img = push_image(
+        &plain,
+        "team/app",
+        false,
+        &husk_image::manifest::Platform::host().architecture,
+    );
+    plain.push_manifest(
+        "team/app",
+        "v1",
+        "application/vnd.oci.image.manifest.v1+json",
+        &img.manifest,
+    );
+    let tls = format!(
+        "  tls:\n    certificate: {}\n    key: {}\n",
+        certs.path().join("server.pem").display(),
+        certs.path().join("server.key").display()
+    );
+    let Some(secure) = start_registry_sharing(&plain, &tls, "") else {
+        return;
+    };
+    let hosts = certs.path().join("hosts");
+    let ca = certs.path().join("ca.pem");
+
+    // The test CA is not among the system's roots: refused, with the reason.
+    let root = tempfile::tempdir().unwrap();
+    let name = format!("registry.test:{}/team/app:v1", secure.port);
+    let (code, _, err) = husk_with_hosts(root.path(), &hosts, &[], &["pull", "-q", &name]);
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("registry.test")
+            && err.to_lowercase().contains("certificate")
+            && err.lines().count() == 1,
+        "{err}"
+    );
+    assert!(text(&husk_output(root.path(), &["images", "-q"], None).stdout).is_empty());
+
+    // SSL_CERT_FILE names the roots (as for openssl): verified HTTPS.
+    let (code, out, err) = husk_with_hosts(
+        root.path(),
+        &hosts,
+        &[("SSL_CERT_FILE", &ca)],
+        &["pull", "-q", &name],
+    );
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out, format!("{name}\n"));
+
+    // The plain-HTTP registry under a non-loopback name: HTTPS fails until the config marks it
+    // insecure.
+    let plain_name = format!("registry.test:{}/team/app:v1", plain.port);
+    let (code, _, err) = husk_with_hosts(
+        root.path(),
+        &hosts,
+        &[("SSL_CERT_FILE", &ca)],
+        &["pull", "-q", &plain_name],
+    );
+    assert_eq!(code, 1, "{err}");
+    let config = root.path().join("config.json");
+    std::fs::write(
+        &config,
+        format!(
+            r#"{{"insecure-registries": ["registry.test:{}"]}}"#,
+            plain.port
+        ),
+    )
+    .unwrap();
+    let (code, _, err) = husk_with_hosts(
+        root.path(),
+        &hosts,
+        &[("HUSK_CONFIG", &config)],
+        &["pull", "-q", &plain_name],
+    );
+    assert_eq!(code, 0, "{err}");
+    std::fs::write(&config, "{not json").unwrap();
+    let (code, _, err) = husk_with_hosts(
+        root.path(),
+        &hosts,
+        &[("HUSK_CONFIG", &config)],
+        &["pull", "-q", &plain_name],
+    );
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("config.json") && err.lines().count() == 1,
+        "{err}"
+    );
+}
+
+#[test]
+fn token_auth_anonymous_and_with_login() {
+    if !is_root() {
+        eprintln!("SKIP token_auth_anonymous_and_with_login: unpacking layers needs root");
+        return;
+    }
+    let Some(plain) = start_registry() else {
+        return;
+    };
+    let arch = husk_image::manifest::Platform::host().architecture;
+    for repo in ["public/app", "private/app"] {
+        let img = push_image(&plain, repo, false, &arch);
+        plain.push_manifest(
+            repo,
+            "v1",
+            "application/vnd.oci.image.manifest.v1+json",
+            &img.manifest,
+        );
+    }
+    let Some(tokens) = start_token_server("ci", "s3cret") else {
+        return;
+    };
+    let Some(reg) = start_registry_sharing(&plain, "", &tokens.registry_config()) else {
+        return;
+    };
+    let root = tempfile::tempdir().unwrap();
+    let docker_config = tempfile::tempdir().unwrap();
+    let public = format!("127.0.0.1:{}/public/app:v1", reg.port);
+    let private = format!("127.0.0.1:{}/private/app:v1", reg.port);
+
+    // An anonymous token for a public repository, asked for with the challenge's service and
+    // this repository's pull scope.
+    let (code, _, err) = husk_env(
+        root.path(),
+        &["pull", "-q", &public],
+        Some(docker_config.path()),
+    );
+    assert_eq!(code, 0, "{err}");
+    {
+        let reqs = tokens.requests.lock().unwrap();
+        let (query, auth) = reqs.last().unwrap();
+        assert!(
+            query.contains("scope=repository:public/app:pull")
+                || query.contains("scope=repository%3Apublic%2Fapp%3Apull"),
+            "{query}"
+        );
+        assert!(
+            query.contains(&format!("service={TOKEN_SERVICE}")),
+            "{query}"
+        );
+        assert!(auth.is_none(), "no credentials were stored");
+    }
+
+    // Anonymous access to the private repository is refused, in one line.
+    let (code, _, err) = husk_env(
+        root.path(),
+        &["pull", "-q", &private],
+        Some(docker_config.path()),
+    );
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("private/app") && err.contains("denied") && err.lines().count() == 1,
+        "{err}"
+    );
+
+    // login checks the credentials against the token server.
+    let server = format!("127.0.0.1:{}", reg.port);
+    let (code, _, err) = husk_env(
+        root.path(),
+        &["login", "-u", "ci", "-p", "wrong", &server],
+        Some(docker_config.path()),
+    );
+    assert_eq!(code, 1, "{err}");
+    let (code, out, err) = husk_env(
+        root.path(),
+        &["login", "-u", "ci", "-p", "s3cret", &server],
+        Some(docker_config.path()),
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("Login Succeeded"));
+    let (code, _, err) = husk_env(
+        root.path(),
+        &["pull", "-q", &private],
+        Some(docker_config.path()),
+    );
+    assert_eq!(code, 0, "{err}");
+    let reqs = tokens.requests.lock().unwrap();
+    let (_, auth) = reqs.last().unwrap();
+    assert_eq!(
+        auth.as_deref(),
+        Some(husk_image::registry::basic_auth("ci", "s3cret").as_str())
+    );
+}

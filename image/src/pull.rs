@@ -39,7 +39,7 @@ pub fn pull(
     opts: &Options,
 ) -> Result<Pulled> {
     let store = Store::open(root)?;
-    let mut reg = Registry::new(reference, opts);
+    let mut reg = Registry::new(reference, opts)?;
     let wanted = match (&reference.digest, &reference.tag) {
         (Some(d), _) => d.to_string(),
         (None, Some(t)) => t.clone(),

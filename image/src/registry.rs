@@ -2,6 +2,11 @@
 //! and blobs, with anonymous or credentialed bearer tokens from the `WWW-Authenticate`
 //! challenge, basic auth, retries with backoff, and redirects that never carry our
 //! Authorization header to another host (ureq's default).
+//!
+//! HTTPS is verified against the system's roots (`SSL_CERT_FILE`/`SSL_CERT_DIR` honoured) plus
+//! any `*.crt` in `/etc/husk/certs.d/<host[:port]>/` or docker's `/etc/docker/certs.d/<host>/`.
+//! Plain HTTP only for registries marked insecure: `--insecure`, the `insecure-registries` list
+//! in husk's config file (docker's daemon.json key), and loopback addresses, as docker does.
 
 use std::collections::HashMap;
 use std::io::Read;
@@ -9,6 +14,9 @@ use std::time::Duration;
 
 use crate::error::{Error, Result};
 use crate::reference::Reference;
+
+/// husk's config file: `$HUSK_CONFIG`, else this.
+pub const DEFAULT_CONFIG: &str = "/etc/husk/config.json";
 
 /// Largest manifest or token response we read: a hostile registry cannot make us buffer more.
 const MAX_DOCUMENT: u64 = 4 * 1024 * 1024;
@@ -83,9 +91,54 @@ pub fn basic_auth(user: &str, pass: &str) -> String {
     )
 }
 
+/// The registries husk's config file marks insecure (plain HTTP).
+pub fn insecure_registries() -> Result<Vec<String>> {
+    let path = std::env::var_os("HUSK_CONFIG")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| DEFAULT_CONFIG.into());
+    let text = match std::fs::read(&path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(Error::io(format!("cannot read {}", path.display()), e)),
+    };
+    #[derive(serde::Deserialize)]
+    struct Config {
+        #[serde(rename = "insecure-registries", default)]
+        insecure_registries: Vec<String>,
+    }
+    let c: Config = serde_json::from_slice(&text)
+        .map_err(|e| Error::Config(format!("{}: {e}", path.display())))?;
+    Ok(c.insecure_registries)
+}
+
+/// Trust anchors for `host`: the system's, plus the registry's own CA files in certs.d.
+fn root_certs(host: &str) -> Vec<ureq::tls::Certificate<'static>> {
+    let mut roots: Vec<_> = rustls_native_certs::load_native_certs()
+        .certs
+        .iter()
+        .map(|c| ureq::tls::Certificate::from_der(c.as_ref()).to_owned())
+        .collect();
+    for base in ["/etc/husk/certs.d", "/etc/docker/certs.d"] {
+        let Ok(dir) = std::fs::read_dir(std::path::Path::new(base).join(host)) else {
+            continue;
+        };
+        for entry in dir.flatten() {
+            if entry.path().extension().is_some_and(|e| e == "crt") {
+                if let Ok(pem) = std::fs::read(entry.path()) {
+                    roots.extend(ureq::tls::parse_pem(&pem).filter_map(|item| match item {
+                        Ok(ureq::tls::PemItem::Certificate(c)) => Some(c),
+                        _ => None,
+                    }));
+                }
+            }
+        }
+    }
+    roots
+}
+
 impl Registry {
     /// A client for `r`'s repository; without explicit credentials, those `husk login` stored.
-    pub fn new(r: &Reference, opts: &Options) -> Registry {
+    pub fn new(r: &Reference, opts: &Options) -> Result<Registry> {
         let credentials = opts
             .credentials
             .clone()
@@ -95,25 +148,38 @@ impl Registry {
         } else {
             r.registry.clone()
         };
-        let scheme = if opts.insecure || is_loopback(&host) {
-            "http"
-        } else {
-            "https"
-        };
-        let agent: ureq::Agent = ureq::Agent::config_builder()
+        let insecure =
+            opts.insecure || is_loopback(&host) || insecure_registries()?.contains(&r.registry);
+        let mut config = ureq::Agent::config_builder()
             .http_status_as_error(false)
             .timeout_connect(Some(Duration::from_secs(15)))
-            .timeout_recv_response(Some(Duration::from_secs(60)))
-            .build()
-            .into();
-        Registry {
+            .timeout_recv_response(Some(Duration::from_secs(60)));
+        let scheme = if insecure {
+            "http"
+        } else {
+            let roots = root_certs(&host);
+            if roots.is_empty() {
+                return Err(Error::Registry {
+                    registry: r.registry.clone(),
+                    why: "no trusted root certificates on this system (install ca-certificates, or set SSL_CERT_FILE)".into(),
+                });
+            }
+            config = config.tls_config(
+                ureq::tls::TlsConfig::builder()
+                    .root_certs(ureq::tls::RootCerts::new_with_certs(&roots))
+                    .build(),
+            );
+            "https"
+        };
+        let agent: ureq::Agent = config.build().into();
+        Ok(Registry {
             agent,
             registry: r.registry.clone(),
             base: format!("{scheme}://{host}/v2/{}", r.repository),
             repository: r.repository.clone(),
             credentials,
             authorization: None,
-        }
+        })
     }
 
     fn fail(&self, why: impl Into<String>) -> Error {
@@ -236,7 +302,7 @@ impl Registry {
             tag: None,
             digest: None,
         };
-        let mut reg = Registry::new(&r, opts);
+        let mut reg = Registry::new(&r, opts)?;
         reg.base = reg.base.trim_end_matches('/').to_string();
         let url = format!("{}/", reg.base);
         let resp = reg.get(&url, None, 0)?;

@@ -41,6 +41,24 @@ pub fn start_registry() -> Option<TestRegistry> {
 
 /// A registry whose config gets `extra` appended (an `auth:` section, say).
 pub fn start_registry_with(extra: &str) -> Option<TestRegistry> {
+    start_registry_at(None, "", extra)
+}
+
+/// A second registry serving `other`'s storage (images pushed there), its `http:` section
+/// extended by `http_extra` (`tls:`, say) and its config by `extra`.
+pub fn start_registry_sharing(
+    other: &TestRegistry,
+    http_extra: &str,
+    extra: &str,
+) -> Option<TestRegistry> {
+    start_registry_at(Some(other.storage.path()), http_extra, extra)
+}
+
+fn start_registry_at(
+    shared_storage: Option<&Path>,
+    http_extra: &str,
+    extra: &str,
+) -> Option<TestRegistry> {
     let Some(bin) = registry_binary() else {
         eprintln!("SKIP: Debian's docker-registry is not installed (.ci/run installs it)");
         return None;
@@ -56,8 +74,8 @@ pub fn start_registry_with(extra: &str) -> Option<TestRegistry> {
     fs::write(
         &cfg,
         format!(
-            "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\n{extra}",
-            storage.path().display()
+            "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\n{http_extra}{extra}",
+            shared_storage.unwrap_or(storage.path()).display()
         ),
     )
     .unwrap();
@@ -476,4 +494,158 @@ pub fn start_registry_with_basic_auth(
     let mut reg = start_registry_with(&extra)?;
     reg.basic = Some(husk_image::registry::basic_auth(user, password));
     Some((reg, dir))
+}
+
+/// A token server (docker's token authentication) for a registry started with
+/// `token_auth_config`: anonymous clients get pull access to `public/*` repositories, clients
+/// with `user`/`password` to every repository, wrong credentials an HTTP 401. Tokens are JWTs
+/// (RS256, the signing certificate in `x5c`) signed by openssl.
+pub struct TokenServer {
+    pub port: u16,
+    /// (query string, Authorization header) of every token request.
+    pub requests: std::sync::Arc<std::sync::Mutex<Vec<(String, Option<String>)>>>,
+    pub dir: tempfile::TempDir,
+}
+
+pub const TOKEN_SERVICE: &str = "husk-test-registry";
+const TOKEN_ISSUER: &str = "husk-test-issuer";
+
+pub fn start_token_server(user: &str, password: &str) -> Option<TokenServer> {
+    use base64::Engine;
+    use std::io::{BufRead, BufReader};
+    let dir = tempfile::tempdir().unwrap();
+    let ok = Command::new("sh")
+        .arg("-ec")
+        .arg(
+            "openssl req -x509 -newkey rsa:2048 -nodes -keyout sign.key -out sign.pem -days 2 \
+              -subj /CN=husk-token-signer 2>/dev/null
+              openssl x509 -in sign.pem -outform DER -out sign.der",
+        )
+        .current_dir(dir.path())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !ok {
+        eprintln!("SKIP: openssl could not make a token signing key");
+        return None;
+    }
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let url = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let x5c = b64.encode(fs::read(dir.path().join("sign.der")).unwrap());
+    let key = dir.path().join("sign.key");
+    let good = husk_image::registry::basic_auth(user, password);
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let requests = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen = requests.clone();
+    std::thread::spawn(move || {
+        for mut client in listener.incoming().flatten() {
+            let mut r = BufReader::new(client.try_clone().unwrap());
+            let mut first = String::new();
+            let _ = r.read_line(&mut first);
+            let mut authorization = None;
+            loop {
+                let mut line = String::new();
+                if r.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                    break;
+                }
+                if let Some((k, v)) = line.split_once(':') {
+                    if k.eq_ignore_ascii_case("authorization") {
+                        authorization = Some(v.trim().to_string());
+                    }
+                }
+            }
+            let query = first
+                .split_whitespace()
+                .nth(1)
+                .and_then(|p| p.split_once('?'))
+                .map(|(_, q)| q.to_string())
+                .unwrap_or_default();
+            seen.lock()
+                .unwrap()
+                .push((query.clone(), authorization.clone()));
+            let respond = |client: &mut std::net::TcpStream, status: &str, body: &str| {
+                let _ = write!(
+                    client,
+                    "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+            };
+            let authenticated = match &authorization {
+                None => false,
+                Some(a) if *a == good => true,
+                Some(_) => {
+                    respond(
+                        &mut client,
+                        "401 Unauthorized",
+                        r#"{"details":"bad credentials"}"#,
+                    );
+                    continue;
+                }
+            };
+            let mut access = Vec::new();
+            for part in query.split('&') {
+                let Some(scope) = part.strip_prefix("scope=") else {
+                    continue;
+                };
+                let scope = scope.replace("%3A", ":").replace("%2F", "/");
+                let mut f = scope.split(':');
+                let (Some("repository"), Some(name)) = (f.next(), f.next()) else {
+                    continue;
+                };
+                if authenticated || name.starts_with("public/") {
+                    access.push(json!({"type": "repository", "name": name, "actions": ["pull"]}));
+                }
+            }
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_secs();
+            let header = json!({"typ": "JWT", "alg": "RS256", "x5c": [x5c]});
+            let claims = json!({
+                "iss": TOKEN_ISSUER, "sub": if authenticated { "user" } else { "" },
+                "aud": TOKEN_SERVICE, "exp": now + 300, "nbf": now - 10, "iat": now,
+                "jti": format!("{now}-{}", seen.lock().unwrap().len()), "access": access,
+            });
+            let signing_input = format!(
+                "{}.{}",
+                url.encode(header.to_string()),
+                url.encode(claims.to_string())
+            );
+            let mut sign = Command::new("openssl")
+                .args(["dgst", "-sha256", "-sign"])
+                .arg(&key)
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .spawn()
+                .unwrap();
+            sign.stdin
+                .take()
+                .unwrap()
+                .write_all(signing_input.as_bytes())
+                .unwrap();
+            let sig = sign.wait_with_output().unwrap().stdout;
+            let token = format!("{signing_input}.{}", url.encode(sig));
+            respond(
+                &mut client,
+                "200 OK",
+                &json!({ "token": token }).to_string(),
+            );
+        }
+    });
+    Some(TokenServer {
+        port,
+        requests,
+        dir,
+    })
+}
+
+impl TokenServer {
+    /// The `auth:` section of a registry that trusts this token server.
+    pub fn registry_config(&self) -> String {
+        format!(
+            "auth:\n  token:\n    realm: http://127.0.0.1:{}/token\n    service: {TOKEN_SERVICE}\n    issuer: {TOKEN_ISSUER}\n    rootcertbundle: {}\n",
+            self.port,
+            self.dir.path().join("sign.pem").display()
+        )
+    }
 }
