@@ -502,10 +502,12 @@ pub fn start_registry_with_basic_auth(
 /// (RS256, the signing certificate in `x5c`) signed by openssl.
 pub struct TokenServer {
     pub port: u16,
-    /// (query string, Authorization header) of every token request.
-    pub requests: std::sync::Arc<std::sync::Mutex<Vec<(String, Option<String>)>>>,
+    pub requests: TokenRequests,
     pub dir: tempfile::TempDir,
 }
+
+/// (query string, Authorization header) of every token request.
+pub type TokenRequests = std::sync::Arc<std::sync::Mutex<Vec<(String, Option<String>)>>>;
 
 pub const TOKEN_SERVICE: &str = "husk-test-registry";
 const TOKEN_ISSUER: &str = "husk-test-issuer";
