@@ -1,6 +1,7 @@
 //! `husk`: the docker-like command line. Built so far: `pull`, `images` and a foreground
 //! `run --rm`.
 
+mod progress;
 mod run;
 
 use std::io::Write;
@@ -76,18 +77,16 @@ fn pull(cli: &HuskCli, a: &PullArgs) -> Result<()> {
             reference.repository
         )?;
     }
-    let pulled = husk_image::pull::pull(&cli.root, &reference, &platform, &opts)
+    drop(out);
+    let display = progress::PullDisplay::new(a.quiet, false);
+    let pulled =
+        husk_image::pull::pull_with_progress(&cli.root, &reference, &platform, &opts, &|p| {
+            display.event(p)
+        })
         .with_context(|| format!("pull {reference}"))?;
     let new = husk_image::images::record(&cli.root, &reference, &pulled)?;
+    let mut out = std::io::stdout().lock();
     if !a.quiet {
-        for (d, fresh) in pulled.diff_ids.iter().zip(&pulled.fresh) {
-            let state = if *fresh {
-                "Pull complete"
-            } else {
-                "Already exists"
-            };
-            writeln!(out, "{}: {state}", &d.hex()[..12])?;
-        }
         writeln!(out, "Digest: {}", pulled.manifest)?;
         if new {
             writeln!(out, "Status: Downloaded newer image for {reference}")?;

@@ -79,7 +79,14 @@ fn image(root: &Path, a: &RunArgs) -> Result<ImageRecord> {
             .map(Platform::parse)
             .transpose()?
             .unwrap_or_else(Platform::host);
-        let pulled = husk_image::pull::pull(root, &r, &platform, &Options::default())
+        if have.is_none() {
+            eprintln!("Unable to find image '{r}' locally");
+        }
+        let display = crate::progress::PullDisplay::new(false, true);
+        let pulled =
+            husk_image::pull::pull_with_progress(root, &r, &platform, &Options::default(), &|p| {
+                display.event(p)
+            })
             .with_context(|| format!("pull {r}"))?;
         husk_image::images::record(root, &r, &pulled)?;
     }

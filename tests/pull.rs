@@ -404,3 +404,51 @@ fn token_auth_anonymous_and_with_login() {
         Some(husk_image::registry::basic_auth("ci", "s3cret").as_str())
     );
 }
+
+#[test]
+fn pull_on_a_terminal_draws_a_bar_per_layer() {
+    if !is_root() {
+        eprintln!("SKIP pull_on_a_terminal_draws_a_bar_per_layer: unpacking layers needs root");
+        return;
+    }
+    let Some(reg) = start_registry() else { return };
+    let img = push_image(
+        &reg,
+        "team/app",
+        false,
+        &husk_image::manifest::Platform::host().architecture,
+    );
+    reg.push_manifest(
+        "team/app",
+        "v1",
+        "application/vnd.oci.image.manifest.v1+json",
+        &img.manifest,
+    );
+    let root = tempfile::tempdir().unwrap();
+    let name = format!("127.0.0.1:{}/team/app:v1", reg.port);
+    // script(1) runs husk with a pty as its stdout.
+    let cmd = format!(
+        "{} --root {} pull {name}",
+        env!("CARGO_BIN_EXE_husk"),
+        root.path().display()
+    );
+    let out = Command::new("script")
+        .args(["-qec", &cmd, "/dev/null"])
+        .output();
+    let Ok(out) = out else {
+        eprintln!("SKIP pull_on_a_terminal_draws_a_bar_per_layer: script(1) is missing");
+        return;
+    };
+    let screen = text(&out.stdout);
+    assert!(out.status.success(), "{screen}");
+    // Bars are redrawn in place: each finished bar shows at least once.
+    assert!(screen.matches("Pull complete").count() >= 2, "{screen}");
+    assert!(
+        screen.contains("] ") && screen.contains('='),
+        "a progress bar: {screen}"
+    );
+    assert!(
+        screen.contains("Status: Downloaded newer image"),
+        "{screen}"
+    );
+}

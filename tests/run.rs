@@ -134,7 +134,9 @@ fn run_rm_like_docker() {
     assert_eq!(husk(r, &["run", "--rm", &img, "/bin/notexec"]).0, 126);
     let (code, _, err) = husk(r, &["run", "--rm", "127.0.0.1:1/nothing/here"]);
     assert_eq!(code, 125, "{err}");
-    assert_eq!(err.lines().count(), 1, "{err}");
+    // docker's "Unable to find image … locally", then the one-line error.
+    assert!(err.starts_with("Unable to find image"), "{err}");
+    assert_eq!(err.lines().count(), 2, "{err}");
     let (code, _, err) = husk(r, &["run", &img, "true"]);
     assert_eq!(code, 125);
     assert!(err.contains("--rm"), "{err}");

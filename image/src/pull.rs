@@ -27,6 +27,50 @@ pub struct Pulled {
     pub fresh: Vec<bool>,
 }
 
+/// What a pull is doing, for progress displays. Layers are numbered as in the manifest.
+#[derive(Debug, Clone)]
+pub enum Progress<'a> {
+    /// The manifest is resolved: each layer's diff_id, compressed size and whether it is
+    /// already in the store.
+    Layers(&'a [(Digest, u64, bool)]),
+    /// Compressed bytes of layer `index` in the store so far (a resumed download starts above 0).
+    Downloaded {
+        index: usize,
+        bytes: u64,
+    },
+    /// Layer `index` is downloaded and verified; now it is being unpacked.
+    Extracting {
+        index: usize,
+    },
+    Complete {
+        index: usize,
+    },
+}
+
+/// Counts the bytes read through it for `Progress::Downloaded`, at most every 64 KiB.
+struct Counting<'a, R> {
+    inner: R,
+    index: usize,
+    bytes: u64,
+    reported: u64,
+    progress: &'a (dyn Fn(Progress) + Sync),
+}
+
+impl<R: Read> Read for Counting<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.bytes += n as u64;
+        if self.bytes - self.reported >= 64 * 1024 || n == 0 {
+            self.reported = self.bytes;
+            (self.progress)(Progress::Downloaded {
+                index: self.index,
+                bytes: self.bytes,
+            });
+        }
+        Ok(n)
+    }
+}
+
 /// Where the unpacked layer with this diff_id lives.
 pub fn layer_dir(root: &Path, diff_id: &Digest) -> PathBuf {
     root.join("layers").join(diff_id.hex())
@@ -37,6 +81,17 @@ pub fn pull(
     reference: &Reference,
     platform: &Platform,
     opts: &Options,
+) -> Result<Pulled> {
+    pull_with_progress(root, reference, platform, opts, &|_| {})
+}
+
+/// `pull`, telling `progress` what happens (from several threads: layers go in parallel).
+pub fn pull_with_progress(
+    root: &Path,
+    reference: &Reference,
+    platform: &Platform,
+    opts: &Options,
+    progress: &(dyn Fn(Progress) + Sync),
 ) -> Result<Pulled> {
     let store = Store::open(root)?;
     let mut reg = Registry::new(reference, opts)?;
@@ -75,7 +130,7 @@ pub fn pull(
     store.put(&digest, Some(bytes.len() as u64), &mut &bytes[..])?;
 
     let config_digest = Digest::parse(&m.config.digest)?;
-    fetch(&store, &mut reg, &config_digest, m.config.size)?;
+    fetch(&store, &mut reg, &config_digest, m.config.size, 0, &|_| {})?;
     let mut config_bytes = Vec::new();
     store
         .open_blob(&config_digest)?
@@ -113,15 +168,26 @@ pub fn pull(
         .iter()
         .map(|d| jobs.iter().any(|(_, j, _, _)| j == d))
         .collect();
+    let listing: Vec<(Digest, u64, bool)> = diff_ids
+        .iter()
+        .zip(&m.layers)
+        .zip(&fresh)
+        .map(|((d, l), f)| (d.clone(), l.size, !f))
+        .collect();
+    progress(Progress::Layers(&listing));
     let results: Vec<Result<()>> = std::thread::scope(|s| {
         let handles: Vec<_> = jobs
             .iter()
             .map(|(blob, diff_id, dir, size)| {
                 let mut reg = reg.clone();
                 let store = &store;
+                let index = diff_ids.iter().position(|d| d == diff_id).unwrap_or(0);
                 s.spawn(move || -> Result<()> {
-                    fetch(store, &mut reg, blob, *size)?;
-                    unpack_verified(store, blob, diff_id, dir)
+                    fetch(store, &mut reg, blob, *size, index, progress)?;
+                    progress(Progress::Extracting { index });
+                    unpack_verified(store, blob, diff_id, dir)?;
+                    progress(Progress::Complete { index });
+                    Ok(())
                 })
             })
             .collect();
@@ -150,13 +216,27 @@ pub fn pull(
 
 /// Download a blob into the store unless it is there; a broken transfer (or one a killed
 /// husk left behind) resumes where it stopped.
-fn fetch(store: &Store, reg: &mut Registry, digest: &Digest, size: u64) -> Result<()> {
+fn fetch(
+    store: &Store,
+    reg: &mut Registry,
+    digest: &Digest,
+    size: u64,
+    index: usize,
+    progress: &(dyn Fn(Progress) + Sync),
+) -> Result<()> {
     if store.has(digest) {
         return Ok(());
     }
     let name = digest.to_string();
     store.put_resumable(digest, Some(size), &mut |from| {
-        Ok(reg.blob(&name, from)?.reader)
+        let reader = reg.blob(&name, from)?.reader;
+        Ok(Box::new(Counting {
+            inner: reader,
+            index,
+            bytes: from,
+            reported: from,
+            progress,
+        }))
     })?;
     Ok(())
 }

@@ -91,11 +91,11 @@ impl Store {
     /// broken connection, or by one killed mid-download) are kept in `tmp/<hex>.partial` and
     /// `fetch(offset)` is asked only for the rest (a Range request). The partial file is
     /// flocked, so two pulls of one blob at once download it once.
-    pub fn put_resumable(
+    pub fn put_resumable<'r>(
         &self,
         expected: &Digest,
         size: Option<u64>,
-        fetch: &mut dyn FnMut(u64) -> Result<Box<dyn Read + Send + Sync>>,
+        fetch: &mut dyn FnMut(u64) -> Result<Box<dyn Read + Send + Sync + 'r>>,
     ) -> Result<PathBuf> {
         use std::io::{Seek, SeekFrom, Write};
         use std::os::fd::AsRawFd;
