@@ -8,7 +8,10 @@ use std::io::Write;
 
 use anyhow::{Context, Result};
 use clap::Parser;
-use husk_cli::husk::{Format, HuskCli, HuskCommand, ImageCommand, ImagesArgs, LoginArgs, PullArgs};
+use husk_cli::husk::{
+    ArchiveFormat, Format, HuskCli, HuskCommand, ImageCommand, ImagesArgs, LoadArgs, LoginArgs,
+    PullArgs, SaveArgs,
+};
 use husk_image::manifest::Platform;
 use husk_image::registry::Options;
 use husk_image::Reference;
@@ -31,6 +34,8 @@ fn main() {
         HuskCommand::Image(ImageCommand::Inspect(a)) => inspect(&cli, &a.image),
         HuskCommand::Image(ImageCommand::Mount(a)) => image_mount(&cli, &a.image),
         HuskCommand::Image(ImageCommand::Unmount(a)) => image_unmount(&cli, &a.image),
+        HuskCommand::Save(a) | HuskCommand::Image(ImageCommand::Save(a)) => save(&cli, a),
+        HuskCommand::Load(a) | HuskCommand::Image(ImageCommand::Load(a)) => load(&cli, a),
         HuskCommand::Login(a) => login(a),
         HuskCommand::Logout(a) => {
             let server = a.server.clone().unwrap_or_else(|| "docker.io".into());
@@ -194,6 +199,72 @@ fn image_unmount(cli: &HuskCli, query: &str) -> Result<()> {
     husk_image::snapshot::unmount(&mp)?;
     let _ = std::fs::remove_dir(&mp);
     println!("{}", r.config.trim_start_matches("sha256:"));
+    Ok(())
+}
+
+fn save(cli: &HuskCli, a: &SaveArgs) -> Result<()> {
+    let images = a
+        .images
+        .iter()
+        .map(|q| one_image(cli, q))
+        .collect::<Result<Vec<_>>>()?;
+    let format = match a.format {
+        ArchiveFormat::DockerArchive => husk_image::archive::Format::DockerArchive,
+        ArchiveFormat::OciArchive => husk_image::archive::Format::OciArchive,
+    };
+    match &a.output {
+        Some(path) => {
+            // Written beside the target and renamed: a failed save leaves no half archive.
+            let dir = path.parent().filter(|p| !p.as_os_str().is_empty());
+            let tmp = tempfile::NamedTempFile::new_in(dir.unwrap_or(std::path::Path::new(".")))
+                .with_context(|| format!("cannot create a file beside {}", path.display()))?;
+            husk_image::archive::save(
+                &cli.root,
+                &images,
+                format,
+                std::io::BufWriter::new(tmp.as_file()),
+            )?;
+            tmp.persist(path)
+                .with_context(|| format!("cannot write {}", path.display()))?;
+        }
+        None => {
+            if std::io::IsTerminal::is_terminal(&std::io::stdout()) {
+                anyhow::bail!(
+                    "refusing to write an archive to a terminal; use -o FILE or redirect stdout"
+                );
+            }
+            husk_image::archive::save(&cli.root, &images, format, std::io::stdout().lock())?;
+        }
+    }
+    Ok(())
+}
+
+fn load(cli: &HuskCli, a: &LoadArgs) -> Result<()> {
+    // As docker load: bars on a terminal, only the "Loaded image" lines otherwise.
+    let quiet = a.quiet || !std::io::IsTerminal::is_terminal(&std::io::stdout());
+    let display = progress::PullDisplay::new(quiet, false);
+    let progress = |p: husk_image::pull::Progress| display.event(p);
+    let loaded = match &a.input {
+        Some(path) => {
+            let f = std::fs::File::open(path)
+                .with_context(|| format!("cannot open {}", path.display()))?;
+            husk_image::archive::load(&cli.root, std::io::BufReader::new(f), &progress)
+        }
+        None => husk_image::archive::load(&cli.root, std::io::stdin().lock(), &progress),
+    }
+    .with_context(|| match &a.input {
+        Some(p) => format!("load {}", p.display()),
+        None => "load from stdin".into(),
+    })?;
+    for l in loaded {
+        for name in &l.names {
+            husk_image::images::record(&cli.root, name, &l.pulled)?;
+            println!("Loaded image: {name}");
+        }
+        if l.names.is_empty() {
+            println!("Loaded image ID: {}", l.pulled.config);
+        }
+    }
     Ok(())
 }
 

@@ -150,3 +150,186 @@ fn login_then_pull_from_a_registry_that_wants_credentials() {
         serde_json::from_slice(&std::fs::read(cfg.path().join("config.json")).unwrap()).unwrap();
     assert!(config["auths"].get(&server).is_none());
 }
+
+fn podman_in(dir: &Path, args: &[&str]) -> Option<std::process::Output> {
+    let mut c = std::process::Command::new("podman");
+    c.arg("--root")
+        .arg(dir.join("root"))
+        .arg("--runroot")
+        .arg(dir.join("run"))
+        .args(["--storage-driver", "overlay"])
+        .args(args);
+    c.output().ok()
+}
+
+#[test]
+fn save_and_load_round_trip_through_both_formats_and_podman() {
+    if !is_root() {
+        eprintln!("SKIP save_and_load_round_trip_through_both_formats_and_podman: unpacking and running need root");
+        return;
+    }
+    let Some(reg) = start_registry() else { return };
+    push_busybox_image(&reg, "tools/busybox", "1");
+    let name = format!("127.0.0.1:{}/tools/busybox:1", reg.port);
+    let a = tempfile::tempdir().unwrap();
+    let (code, _, err) = husk(a.path(), &["pull", "-q", &name]);
+    assert_eq!(code, 0, "{err}");
+    let id = husk(a.path(), &["images", "-q", "--no-trunc"]).1;
+    let work = tempfile::tempdir().unwrap();
+
+    for format in ["docker-archive", "oci-archive"] {
+        let file = work.path().join(format!("{format}.tar"));
+        let (code, _, err) = husk(
+            a.path(),
+            &[
+                "save",
+                "--format",
+                format,
+                "-o",
+                file.to_str().unwrap(),
+                &name,
+            ],
+        );
+        assert_eq!(code, 0, "{err}");
+        let listing = std::process::Command::new("tar")
+            .arg("-tf")
+            .arg(&file)
+            .output()
+            .unwrap();
+        let listing = text(&listing.stdout);
+        assert!(
+            listing.contains("oci-layout") && listing.contains("index.json"),
+            "{listing}"
+        );
+        assert_eq!(
+            listing.contains("manifest.json"),
+            format == "docker-archive",
+            "{listing}"
+        );
+
+        let b = tempfile::tempdir().unwrap();
+        let (code, out, err) = husk(b.path(), &["load", "-i", file.to_str().unwrap()]);
+        assert_eq!(code, 0, "{err}");
+        assert_eq!(out, format!("Loaded image: {name}\n"));
+        assert_eq!(
+            husk(b.path(), &["images", "-q", "--no-trunc"]).1,
+            id,
+            "same image ID"
+        );
+        let (code, out, err) = husk(
+            b.path(),
+            &["run", "--rm", "--pull", "never", &name, "echo", "loaded"],
+        );
+        assert_eq!((code, out.as_str()), (0, "loaded\n"), "{err}");
+
+        // podman reads what husk wrote.
+        if std::process::Command::new("podman")
+            .arg("--version")
+            .output()
+            .is_ok()
+        {
+            let p = tempfile::tempdir().unwrap();
+            let arg = format!("{format}:{}", file.display());
+            let out = podman_in(p.path(), &["pull", "-q", &arg]).unwrap();
+            assert!(
+                out.status.success(),
+                "podman pull {arg}: {}",
+                text(&out.stderr)
+            );
+            let out = podman_in(p.path(), &["images", "-q", "--no-trunc"]).unwrap();
+            assert!(
+                id.contains(text(&out.stdout).trim().trim_start_matches("sha256:")),
+                "{}",
+                text(&out.stdout)
+            );
+            let _ = std::process::Command::new("umount")
+                .arg("-R")
+                .arg(p.path())
+                .output();
+        } else {
+            eprintln!(
+                "SKIP podman half of save_and_load: podman is not installed (.ci/run installs it)"
+            );
+        }
+    }
+
+    // Archives podman wrote: husk loads both formats.
+    if std::process::Command::new("podman")
+        .arg("--version")
+        .output()
+        .is_ok()
+    {
+        let p = tempfile::tempdir().unwrap();
+        let out = podman_in(p.path(), &["pull", "-q", "--tls-verify=false", &name]).unwrap();
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        for format in ["docker-archive", "oci-archive"] {
+            let file = work.path().join(format!("podman-{format}.tar"));
+            let out = podman_in(
+                p.path(),
+                &[
+                    "save",
+                    "--format",
+                    format,
+                    "-o",
+                    file.to_str().unwrap(),
+                    &name,
+                ],
+            )
+            .unwrap();
+            assert!(out.status.success(), "{}", text(&out.stderr));
+            let c = tempfile::tempdir().unwrap();
+            let (code, _, err) = husk(c.path(), &["load", "-q", "-i", file.to_str().unwrap()]);
+            assert_eq!(code, 0, "podman's {format}: {err}");
+            let (code, out, err) = husk(
+                c.path(),
+                &[
+                    "run",
+                    "--rm",
+                    "--pull",
+                    "never",
+                    &name,
+                    "echo",
+                    "from-podman",
+                ],
+            );
+            assert_eq!(
+                (code, out.as_str()),
+                (0, "from-podman\n"),
+                "{format}: {err}"
+            );
+        }
+        let _ = std::process::Command::new("umount")
+            .arg("-R")
+            .arg(p.path())
+            .output();
+    }
+
+    // A corrupt archive: a flipped byte in a layer is caught, nothing is named.
+    let file = work.path().join("oci-archive.tar");
+    let mut data = std::fs::read(&file).unwrap();
+    // The largest entry is the layer.
+    let mut ar = tar::Archive::new(&data[..]);
+    let (offset, size) = ar
+        .entries()
+        .unwrap()
+        .flatten()
+        .map(|e| (e.raw_file_position(), e.header().size().unwrap()))
+        .max_by_key(|(_, s)| *s)
+        .unwrap();
+    data[(offset + size / 2) as usize] ^= 0xff;
+    std::fs::write(&file, &data).unwrap();
+    let d = tempfile::tempdir().unwrap();
+    let (code, _, err) = husk(d.path(), &["load", "-i", file.to_str().unwrap()]);
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("does not match its digest") && err.lines().count() == 1,
+        "{err}"
+    );
+    assert!(husk(d.path(), &["images", "-q"]).1.is_empty());
+    let (code, _, err) = husk(d.path(), &["load", "-i", "/etc/hostname"]);
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("/etc/hostname") && err.lines().count() == 1,
+        "{err}"
+    );
+}

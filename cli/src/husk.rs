@@ -35,6 +35,10 @@ pub enum HuskCommand {
     /// Manage images
     #[command(subcommand)]
     Image(ImageCommand),
+    /// Write images to a tar archive (docker-archive or OCI layout)
+    Save(SaveArgs),
+    /// Read images from a tar archive made by save, docker save, podman save or skopeo
+    Load(LoadArgs),
     /// Store credentials for a registry (docker's config.json)
     Login(LoginArgs),
     /// Forget the credentials of a registry
@@ -68,6 +72,39 @@ pub enum ImageCommand {
     Mount(ImageRef),
     /// Unmount an image mounted with `image mount`
     Unmount(ImageRef),
+    /// Write images to a tar archive
+    Save(SaveArgs),
+    /// Read images from a tar archive
+    Load(LoadArgs),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ArchiveFormat {
+    /// docker's manifest.json beside an OCI layout (what docker save writes since 25.0)
+    DockerArchive,
+    /// An OCI image layout
+    OciArchive,
+}
+
+#[derive(Debug, Args)]
+pub struct SaveArgs {
+    /// Write to this file instead of stdout
+    #[arg(short, long)]
+    pub output: Option<PathBuf>,
+    #[arg(long, value_enum, default_value_t = ArchiveFormat::DockerArchive)]
+    pub format: ArchiveFormat,
+    #[arg(required = true)]
+    pub images: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct LoadArgs {
+    /// Read from this file instead of stdin
+    #[arg(short, long)]
+    pub input: Option<PathBuf>,
+    /// Print only the loaded image names
+    #[arg(short, long)]
+    pub quiet: bool,
 }
 
 #[derive(Debug, Args)]

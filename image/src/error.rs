@@ -18,6 +18,8 @@ pub enum Error {
     Manifest(String),
     #[error("registry {registry}: {why}")]
     Registry { registry: String, why: String },
+    #[error("image archive: {0}")]
+    Archive(String),
     #[error("config {0}")]
     Config(String),
     #[error("layer entry {entry:?}: {why}")]

@@ -1,10 +1,10 @@
-//! husk's image half: references, the content-addressed blob store and layer unpacking.
-//!
-//! Built so far: image references as docker parses them (`reference`), digests and verified
-//! writes into a content-addressed store (`digest`, `store`), and the layer unpacker that turns
-//! an OCI layer into an overlayfs-ready directory and refuses hostile entries (`unpack`).
-//! Not yet: the registry client, manifests and image configs, the `husk` commands (issue 4).
+//! husk's image half: references (`reference`), the registry client and its credentials
+//! (`registry`, `auth`), manifests and configs (`manifest`), the verified content-addressed
+//! store (`digest`, `store`), pulling (`pull`), image names (`images`), layer unpacking that
+//! refuses hostile entries (`unpack`), overlay snapshots (`snapshot`), and image archives
+//! (`archive`: docker-archive and OCI layout, for save and load).
 
+pub mod archive;
 pub mod auth;
 pub mod digest;
 pub mod error;

@@ -131,6 +131,25 @@ pub fn pull_with_progress(
 
     let config_digest = Digest::parse(&m.config.digest)?;
     fetch(&store, &mut reg, &config_digest, m.config.size, 0, &|_| {})?;
+    let obtain = |blob: &Digest, size: u64, index: usize| {
+        fetch(&store, &mut reg.clone(), blob, size, index, progress)
+    };
+    complete(root, &store, digest, &m, &obtain, progress)
+}
+
+/// The layers of manifest `m` (stored under `manifest_digest`, its config already in the store):
+/// each one not yet unpacked is obtained with `obtain(blob, size, index)` (downloaded, or
+/// already there for `load`), then unpacked and checked against the config's diff_ids, all
+/// layers in parallel.
+pub(crate) fn complete(
+    root: &Path,
+    store: &Store,
+    manifest_digest: Digest,
+    m: &manifest::Manifest,
+    obtain: &(dyn Fn(&Digest, u64, usize) -> Result<()> + Sync),
+    progress: &(dyn Fn(Progress) + Sync),
+) -> Result<Pulled> {
+    let config_digest = Digest::parse(&m.config.digest)?;
     let mut config_bytes = Vec::new();
     store
         .open_blob(&config_digest)?
@@ -179,11 +198,9 @@ pub fn pull_with_progress(
         let handles: Vec<_> = jobs
             .iter()
             .map(|(blob, diff_id, dir, size)| {
-                let mut reg = reg.clone();
-                let store = &store;
                 let index = diff_ids.iter().position(|d| d == diff_id).unwrap_or(0);
                 s.spawn(move || -> Result<()> {
-                    fetch(store, &mut reg, blob, *size, index, progress)?;
+                    obtain(blob, *size, index)?;
                     progress(Progress::Extracting { index });
                     unpack_verified(store, blob, diff_id, dir)?;
                     progress(Progress::Complete { index });
@@ -204,7 +221,7 @@ pub fn pull_with_progress(
         r?;
     }
     Ok(Pulled {
-        manifest: digest,
+        manifest: manifest_digest,
         config: config_digest,
         diff_ids,
         layers,
