@@ -452,3 +452,74 @@ fn pull_on_a_terminal_draws_a_bar_per_layer() {
         "{screen}"
     );
 }
+
+#[test]
+fn blob_redirects_to_another_host_get_no_credentials() {
+    if !is_root() {
+        eprintln!("SKIP blob_redirects_to_another_host_get_no_credentials: needs root (mount namespace, unpack)");
+        return;
+    }
+    let Some((reg, _auth)) = start_registry_with_basic_auth("ci", "s3cret") else {
+        return;
+    };
+    let img = push_image(
+        &reg,
+        "team/app",
+        false,
+        &husk_image::manifest::Platform::host().architecture,
+    );
+    reg.push_manifest(
+        "team/app",
+        "v1",
+        "application/vnd.oci.image.manifest.v1+json",
+        &img.manifest,
+    );
+    let basic = reg.basic.clone().unwrap();
+    // The blob host (S3, a CDN) is another host: registry.test here. It gets its own access
+    // from the redirect URL, as a presigned URL would; it records what the client sent.
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen2 = seen.clone();
+    let blob_host = intercepting_proxy(reg.port, move |head| {
+        let auth = head
+            .iter()
+            .position(|l| l.to_ascii_lowercase().starts_with("authorization:"));
+        seen2.lock().unwrap().push(auth.map(|i| head.remove(i)));
+        head.push(format!("Authorization: {basic}\r\n"));
+        None
+    });
+    let front = intercepting_proxy(reg.port, move |head| {
+        let path = head[0].split_whitespace().nth(1).unwrap_or("").to_string();
+        path.contains("/blobs/sha256:").then(|| {
+            format!("HTTP/1.1 307 Temporary Redirect\r\nLocation: http://registry.test:{blob_host}{path}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+        })
+    });
+    let certs = tempfile::tempdir().unwrap();
+    let hosts = certs.path().join("hosts");
+    std::fs::write(&hosts, "127.0.0.1 registry.test\n").unwrap();
+    let root = tempfile::tempdir().unwrap();
+    let docker_config = tempfile::tempdir().unwrap();
+    let server = format!("127.0.0.1:{front}");
+    let (code, _, err) = husk_env(
+        root.path(),
+        &["login", "-u", "ci", "-p", "s3cret", &server],
+        Some(docker_config.path()),
+    );
+    assert_eq!(code, 0, "{err}");
+    let name = format!("{server}/team/app:v1");
+    let (code, _, err) = husk_with_hosts(
+        root.path(),
+        &hosts,
+        &[("DOCKER_CONFIG", docker_config.path())],
+        &["pull", "-q", &name],
+    );
+    assert_eq!(code, 0, "{err}");
+    let seen = seen.lock().unwrap();
+    assert!(
+        seen.len() >= 3,
+        "config and two layers came from the blob host: {seen:?}"
+    );
+    assert!(
+        seen.iter().all(Option::is_none),
+        "credentials leaked to the blob host: {seen:?}"
+    );
+}

@@ -1,7 +1,7 @@
 //! A client for the distribution API v2 (Docker Hub, GHCR, Quay, the CNCF registry): manifests
 //! and blobs, with anonymous or credentialed bearer tokens from the `WWW-Authenticate`
 //! challenge, basic auth, retries with backoff, and redirects that never carry our
-//! Authorization header to another host (ureq's default).
+//! Authorization header to another host.
 //!
 //! HTTPS is verified against the system's roots (`SSL_CERT_FILE`/`SSL_CERT_DIR` honoured) plus
 //! any `*.crt` in `/etc/husk/certs.d/<host[:port]>/` or docker's `/etc/docker/certs.d/<host>/`.
@@ -152,6 +152,9 @@ impl Registry {
             opts.insecure || is_loopback(&host) || insecure_registries()?.contains(&r.registry);
         let mut config = ureq::Agent::config_builder()
             .http_status_as_error(false)
+            // Credentials follow a redirect only to the same host (a registry moving a path),
+            // never to a blob store or CDN elsewhere.
+            .redirect_auth_headers(ureq::config::RedirectAuthHeaders::SameHost)
             .timeout_connect(Some(Duration::from_secs(15)))
             .timeout_recv_response(Some(Duration::from_secs(60)));
         let scheme = if insecure {

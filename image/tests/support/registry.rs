@@ -651,3 +651,47 @@ impl TokenServer {
         )
     }
 }
+
+/// A proxy to the registry on `upstream` that lets `intercept` look at (and change) each
+/// request's head lines, the request line first; when it returns a response, that is sent
+/// instead of forwarding.
+pub fn intercepting_proxy(
+    upstream: u16,
+    intercept: impl Fn(&mut Vec<String>) -> Option<String> + Send + Sync + 'static,
+) -> u16 {
+    use std::io::{BufRead, BufReader};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let intercept = std::sync::Arc::new(intercept);
+    std::thread::spawn(move || {
+        for mut client in listener.incoming().flatten() {
+            let intercept = intercept.clone();
+            std::thread::spawn(move || {
+                let mut r = BufReader::new(client.try_clone().unwrap());
+                let mut head = Vec::new();
+                loop {
+                    let mut line = String::new();
+                    if r.read_line(&mut line).unwrap_or(0) == 0 {
+                        return;
+                    }
+                    if line == "\r\n" {
+                        break;
+                    }
+                    if !line.to_ascii_lowercase().starts_with("connection:") {
+                        head.push(line);
+                    }
+                }
+                if let Some(response) = intercept(&mut head) {
+                    let _ = client.write_all(response.as_bytes());
+                    return;
+                }
+                let mut up = std::net::TcpStream::connect(("127.0.0.1", upstream)).unwrap();
+                let req = format!("{}Connection: close\r\n\r\n", head.concat());
+                if up.write_all(req.as_bytes()).is_ok() {
+                    let _ = std::io::copy(&mut up, &mut client);
+                }
+            });
+        }
+    });
+    port
+}
