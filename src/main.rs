@@ -83,6 +83,7 @@ fn pull(cli: &HuskCli, a: &PullArgs) -> Result<()> {
         )?;
     }
     drop(out);
+    let _adding = husk_image::store::Store::open(&cli.root)?.adding()?;
     let display = progress::PullDisplay::new(a.quiet, false);
     let pulled =
         husk_image::pull::pull_with_progress(&cli.root, &reference, &platform, &opts, &|p| {
@@ -244,6 +245,7 @@ fn load(cli: &HuskCli, a: &LoadArgs) -> Result<()> {
     let quiet = a.quiet || !std::io::IsTerminal::is_terminal(&std::io::stdout());
     let display = progress::PullDisplay::new(quiet, false);
     let progress = |p: husk_image::pull::Progress| display.event(p);
+    let _adding = husk_image::store::Store::open(&cli.root)?.adding()?;
     let loaded = match &a.input {
         Some(path) => {
             let f = std::fs::File::open(path)

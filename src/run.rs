@@ -82,6 +82,7 @@ fn image(root: &Path, a: &RunArgs) -> Result<ImageRecord> {
         if have.is_none() {
             eprintln!("Unable to find image '{r}' locally");
         }
+        let _adding = husk_image::store::Store::open(root)?.adding()?;
         let display = crate::progress::PullDisplay::new(false, true);
         let pulled =
             husk_image::pull::pull_with_progress(root, &r, &platform, &Options::default(), &|p| {

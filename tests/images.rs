@@ -333,3 +333,109 @@ fn save_and_load_round_trip_through_both_formats_and_podman() {
         "{err}"
     );
 }
+
+#[test]
+fn layered_edge_image_mounts_exactly_as_its_layers_say() {
+    if !is_root() {
+        eprintln!("SKIP layered_edge_image_mounts_exactly_as_its_layers_say: unpacking and mounting need root");
+        return;
+    }
+    let Some(reg) = start_registry() else { return };
+    let (layers, expected) = layered_edge();
+    push_layers(&reg, "edge/app", "v1", &layers);
+    let root = tempfile::tempdir().unwrap();
+    let name = format!("127.0.0.1:{}/edge/app:v1", reg.port);
+    let (code, _, err) = husk(root.path(), &["pull", "-q", &name]);
+    assert_eq!(code, 0, "{err}");
+    let (code, mp, err) = husk(root.path(), &["image", "mount", &name]);
+    assert_eq!(code, 0, "{err}");
+    let mp = Path::new(mp.trim());
+    let got = tree(mp);
+    let (code, _, err) = husk(root.path(), &["image", "unmount", &name]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(got, expected);
+    // The hardlink is one inode in its layer.
+    let layer1 = root
+        .path()
+        .join("layers")
+        .join(husk_image::Digest::of(&layers[0]).hex());
+    use std::os::unix::fs::MetadataExt;
+    assert_eq!(
+        std::fs::metadata(layer1.join("hard")).unwrap().ino(),
+        std::fs::metadata(layer1.join("keep")).unwrap().ino()
+    );
+}
+
+#[test]
+fn an_image_of_a_hundred_and_twenty_layers_mounts() {
+    if !is_root() {
+        eprintln!(
+            "SKIP an_image_of_a_hundred_and_twenty_layers_mounts: unpacking and mounting need root"
+        );
+        return;
+    }
+    let Some(reg) = start_registry() else { return };
+    let layers: Vec<Vec<u8>> = (0..120)
+        .map(|i| layer(&[Entry::File(&format!("f{i:03}"), format!("{i}").as_bytes())]))
+        .collect();
+    push_layers(&reg, "tall/app", "v1", &layers);
+    let root = tempfile::tempdir().unwrap();
+    let name = format!("127.0.0.1:{}/tall/app:v1", reg.port);
+    let (code, _, err) = husk(root.path(), &["pull", "-q", &name]);
+    assert_eq!(code, 0, "{err}");
+    let (code, mp, err) = husk(root.path(), &["image", "mount", &name]);
+    assert_eq!(code, 0, "{err}");
+    let n = count(Path::new(mp.trim()));
+    let _ = husk(root.path(), &["image", "unmount", &name]);
+    assert_eq!(n, 120);
+}
+
+#[test]
+fn two_pulls_of_one_image_at_once_both_succeed_with_one_download() {
+    if !is_root() {
+        eprintln!("SKIP two_pulls_of_one_image_at_once_both_succeed_with_one_download: unpacking needs root");
+        return;
+    }
+    let Some(reg) = start_registry() else { return };
+    let (data, blob) = push_big_image(&reg, "team/big");
+    let gets = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let g = gets.clone();
+    let want = format!("/blobs/{blob} ");
+    let port = intercepting_proxy(reg.port, move |head| {
+        if head[0].starts_with("GET") && head[0].contains(&want) {
+            g.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
+        None
+    });
+    let root = tempfile::tempdir().unwrap();
+    let name = format!("127.0.0.1:{port}/team/big:big");
+    let spawn = || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_husk"))
+            .arg("--root")
+            .arg(root.path())
+            .args(["pull", "-q", &name])
+            .output()
+    };
+    let (a, b) = std::thread::scope(|s| {
+        let a = s.spawn(spawn);
+        let b = s.spawn(spawn);
+        (a.join().unwrap().unwrap(), b.join().unwrap().unwrap())
+    });
+    assert!(a.status.success(), "{}", text(&a.stderr));
+    assert!(b.status.success(), "{}", text(&b.stderr));
+    assert_eq!(
+        gets.load(std::sync::atomic::Ordering::SeqCst),
+        1,
+        "the layer was downloaded once"
+    );
+    assert_eq!(husk(root.path(), &["images", "-q"]).1.lines().count(), 1);
+    let layers = root.path().join("layers");
+    assert_eq!(count(&layers), 1, "one layer directory, no leftovers");
+    let only = std::fs::read_dir(&layers)
+        .unwrap()
+        .flatten()
+        .next()
+        .unwrap()
+        .path();
+    assert_eq!(std::fs::read(only.join("big")).unwrap(), data);
+}

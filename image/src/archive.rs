@@ -288,6 +288,7 @@ pub fn load(
     progress: &(dyn Fn(Progress) + Sync),
 ) -> Result<Vec<Loaded>> {
     let store = Store::open(root)?;
+    let _adding = store.adding()?;
     let scratch = root
         .join("tmp")
         .join(format!("load-{}", std::process::id()));

@@ -59,6 +59,8 @@ pub fn list(root: &Path) -> Result<Vec<ImageRecord>> {
 }
 
 /// Point `reference` at what was just pulled. Returns false when it already pointed there.
+/// The caller holds `Store::adding` from before the pull until this returns, so a prune in
+/// between cannot free what the record is about to name.
 pub fn record(root: &Path, reference: &Reference, pulled: &Pulled) -> Result<bool> {
     let _lock = lock(root)?;
     let mut all = list(root)?;
@@ -164,6 +166,8 @@ pub fn remove(
     query: &str,
     in_use: &dyn Fn(&ImageRecord) -> Option<String>,
 ) -> Result<(Vec<ImageRecord>, Reclaimed)> {
+    // Lock order, everywhere: the store's gc lock, then the index.
+    let _collecting = crate::store::Store::open(root)?.collecting()?;
     let _lock = lock(root)?;
     let hits = find(root, query)?;
     if hits.is_empty() {
@@ -183,6 +187,7 @@ pub fn remove(
 
 /// Free blobs and unpacked layers no image references (`image prune`).
 pub fn gc(root: &Path) -> Result<Reclaimed> {
+    let _collecting = crate::store::Store::open(root)?.collecting()?;
     let _lock = lock(root)?;
     let all = list(root)?;
     gc_locked(root, &all)

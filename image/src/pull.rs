@@ -94,6 +94,7 @@ pub fn pull_with_progress(
     progress: &(dyn Fn(Progress) + Sync),
 ) -> Result<Pulled> {
     let store = Store::open(root)?;
+    let _adding = store.adding()?;
     let mut reg = Registry::new(reference, opts)?;
     let wanted = match (&reference.digest, &reference.tag) {
         (Some(d), _) => d.to_string(),
@@ -260,8 +261,15 @@ fn fetch(
 
 /// Unpack a stored layer blob into `dest`, checking the uncompressed stream against its
 /// diff_id; only a verified layer is renamed into place.
+///
+/// A lock per layer makes a second husk unpacking the same layer wait and then find it done;
+/// holding it, the scratch directory a killed unpack left behind can be cleared.
 fn unpack_verified(store: &Store, blob: &Digest, diff_id: &Digest, dest: &Path) -> Result<()> {
-    let tmp = dest.with_file_name(format!(".tmp-{}-{}", diff_id.hex(), std::process::id()));
+    let _lock = store.lock(&format!("layer-{}", diff_id.hex()))?;
+    if dest.is_dir() {
+        return Ok(());
+    }
+    let tmp = dest.with_file_name(format!(".tmp-{}", diff_id.hex()));
     let _ = fs::remove_dir_all(&tmp);
     let result = (|| {
         let raw = store.open_blob(blob)?;

@@ -9,8 +9,10 @@ use crate::error::{Error, Result};
 use crate::pull::layer_dir;
 
 /// Mount the layers (lowest first) at `target`: read-only without `upper`, writable with an
-/// (upper, work) pair. Layer paths go relative to the layers directory, so the mount options
-/// stay under the kernel's one-page limit for images of about sixty layers.
+/// (upper, work) pair. With the new mount API each layer is its own `lowerdir+` option, so any
+/// number of layers the kernel stacks (500) mounts; kernels before 6.8 get one mount(2) whose
+/// layer paths are relative to the layers directory, which keeps the options under their
+/// one-page limit for images of about sixty layers.
 pub fn mount(
     root: &Path,
     diff_ids: &[Digest],
@@ -31,6 +33,19 @@ pub fn mount(
                 std::io::Error::from_raw_os_error(libc::ENOENT),
             ));
         }
+    }
+    let lower_paths: Vec<PathBuf> = diff_ids.iter().rev().map(|d| layer_dir(root, d)).collect();
+    let lower_refs: Vec<&Path> = lower_paths.iter().map(PathBuf::as_path).collect();
+    match husk_sys::mount_overlay(&lower_refs, upper, target) {
+        Ok(()) => return Ok(()),
+        Err(husk_sys::OverlayError::Failed(e)) => {
+            return Err(Error::io(
+                format!("cannot mount the image's layers on {}", target.display()),
+                e,
+            ))
+        }
+        // A kernel before 6.8: one mount(2) option string, below.
+        Err(husk_sys::OverlayError::Unsupported(_)) => {}
     }
     let lower: Vec<String> = diff_ids.iter().rev().map(|d| d.hex().to_string()).collect();
     let mut opts = format!("lowerdir={}", lower.join(":"));

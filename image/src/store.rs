@@ -87,6 +87,41 @@ impl Store {
         result.map(|()| dest)
     }
 
+    /// An exclusive flock on `tmp/<name>.lock`, held until the returned file is dropped.
+    pub fn lock(&self, name: &str) -> Result<File> {
+        self.flock(name, libc::LOCK_EX)
+    }
+
+    /// Held (shared) by every pull and load while it adds blobs and layers no image names yet;
+    /// `image prune` takes it exclusively, so it never frees what is being added.
+    pub fn adding(&self) -> Result<File> {
+        self.flock("gc", libc::LOCK_SH)
+    }
+
+    /// `image prune`'s side of `adding`.
+    pub fn collecting(&self) -> Result<File> {
+        self.flock("gc", libc::LOCK_EX)
+    }
+
+    fn flock(&self, name: &str, how: libc::c_int) -> Result<File> {
+        use std::os::fd::AsRawFd;
+        let path = self.root.join("tmp").join(format!("{name}.lock"));
+        let f = fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .map_err(|e| Error::io(format!("cannot open {}", path.display()), e))?;
+        // SAFETY: flock on an fd we own; released when it is closed.
+        if unsafe { libc::flock(f.as_raw_fd(), how) } != 0 {
+            return Err(Error::io(
+                format!("cannot lock {}", path.display()),
+                io::Error::last_os_error(),
+            ));
+        }
+        Ok(f)
+    }
+
     /// Download-friendly `put`: bytes already fetched for this blob (by this process before a
     /// broken connection, or by one killed mid-download) are kept in `tmp/<hex>.partial` and
     /// `fetch(offset)` is asked only for the rest (a Range request). The partial file is
@@ -217,21 +252,6 @@ impl Store {
             });
         }
         Ok(())
-    }
-
-    /// Remove temp files left by writers that died (kill -9 mid-download).
-    pub fn clean_tmp(&self) -> Result<usize> {
-        let dir = self.root.join("tmp");
-        let mut n = 0;
-        for e in fs::read_dir(&dir)
-            .map_err(|e| Error::io(format!("cannot read {}", dir.display()), e))?
-            .flatten()
-        {
-            if fs::remove_file(e.path()).is_ok() {
-                n += 1;
-            }
-        }
-        Ok(n)
     }
 }
 

@@ -55,3 +55,119 @@ pub fn open_in_root(root: RawFd, path: &Path, flags: i32, mode: u32) -> io::Resu
         }
     }
 }
+
+const FSCONFIG_SET_FLAG: libc::c_uint = 0;
+const FSCONFIG_SET_STRING: libc::c_uint = 1;
+const FSCONFIG_CMD_CREATE: libc::c_uint = 6;
+const FSOPEN_CLOEXEC: libc::c_uint = 1;
+const FSMOUNT_CLOEXEC: libc::c_uint = 1;
+const MOUNT_ATTR_RDONLY: libc::c_uint = 1;
+const MOVE_MOUNT_F_EMPTY_PATH: libc::c_uint = 4;
+
+fn cstr(s: &[u8]) -> io::Result<CString> {
+    CString::new(s).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))
+}
+
+fn fd_or_err(r: libc::c_long) -> io::Result<OwnedFd> {
+    if r < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        // SAFETY: the kernel just gave us this fd.
+        Ok(unsafe { OwnedFd::from_raw_fd(r as RawFd) })
+    }
+}
+
+/// Why an overlay mount through the new mount API failed: `Unsupported` when this kernel lacks
+/// the API or `lowerdir+` (before 6.8), so the caller can use mount(2) instead.
+#[derive(Debug)]
+pub enum OverlayError {
+    Unsupported(io::Error),
+    Failed(io::Error),
+}
+
+/// Mount an overlayfs on `target` with fsopen/fsconfig/fsmount: each lower layer (topmost
+/// first) is its own `lowerdir+` option, so there is no limit on how many fit (mount(2) takes
+/// all options in one page, about 60 layer paths), and no path is re-parsed for `:` or `,`.
+pub fn mount_overlay(
+    lower: &[&Path],
+    upper: Option<(&Path, &Path)>,
+    target: &Path,
+) -> Result<(), OverlayError> {
+    use OverlayError::{Failed, Unsupported};
+    // SAFETY: fsopen with a valid C string.
+    let fs =
+        fd_or_err(unsafe { libc::syscall(libc::SYS_fsopen, c"overlay".as_ptr(), FSOPEN_CLOEXEC) })
+            .map_err(Unsupported)?;
+    use std::os::fd::AsRawFd;
+    let set = |key: &std::ffi::CStr, value: Option<&Path>| -> io::Result<()> {
+        let v = value.map(|p| cstr(p.as_os_str().as_bytes())).transpose()?;
+        let (cmd, vp) = match &v {
+            Some(v) => (FSCONFIG_SET_STRING, v.as_ptr()),
+            None => (FSCONFIG_SET_FLAG, std::ptr::null()),
+        };
+        // SAFETY: fsconfig on our fs context with valid C strings.
+        let r =
+            unsafe { libc::syscall(libc::SYS_fsconfig, fs.as_raw_fd(), cmd, key.as_ptr(), vp, 0) };
+        if r < 0 {
+            Err(io::Error::last_os_error())
+        } else {
+            Ok(())
+        }
+    };
+    let mut first = true;
+    for l in lower {
+        match set(c"lowerdir+", Some(l)) {
+            Ok(()) => {}
+            // The first one tells whether the kernel knows `lowerdir+`.
+            Err(e) if first && e.raw_os_error() == Some(libc::EINVAL) => {
+                return Err(Unsupported(e))
+            }
+            Err(e) => return Err(Failed(e)),
+        }
+        first = false;
+    }
+    if let Some((u, w)) = upper {
+        set(c"upperdir", Some(u)).map_err(Failed)?;
+        set(c"workdir", Some(w)).map_err(Failed)?;
+    }
+    // SAFETY: fsconfig create on our fs context.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_fsconfig,
+            fs.as_raw_fd(),
+            FSCONFIG_CMD_CREATE,
+            std::ptr::null::<libc::c_char>(),
+            std::ptr::null::<libc::c_char>(),
+            0,
+        )
+    };
+    if r < 0 {
+        return Err(Failed(io::Error::last_os_error()));
+    }
+    let attrs = if upper.is_some() {
+        0
+    } else {
+        MOUNT_ATTR_RDONLY
+    };
+    // SAFETY: fsmount of a created fs context.
+    let mnt = fd_or_err(unsafe {
+        libc::syscall(libc::SYS_fsmount, fs.as_raw_fd(), FSMOUNT_CLOEXEC, attrs)
+    })
+    .map_err(Failed)?;
+    let t = cstr(target.as_os_str().as_bytes()).map_err(Failed)?;
+    // SAFETY: move_mount of our detached mount onto a valid path.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_move_mount,
+            mnt.as_raw_fd(),
+            c"".as_ptr(),
+            libc::AT_FDCWD,
+            t.as_ptr(),
+            MOVE_MOUNT_F_EMPTY_PATH,
+        )
+    };
+    if r < 0 {
+        return Err(Failed(io::Error::last_os_error()));
+    }
+    Ok(())
+}

@@ -695,3 +695,168 @@ pub fn intercepting_proxy(
     });
     port
 }
+
+/// One entry of a layer built by `layer`.
+pub enum Entry<'a> {
+    File(&'a str, &'a [u8]),
+    Dir(&'a str),
+    Symlink(&'a str, &'a str),
+    Hardlink(&'a str, &'a str),
+}
+
+/// A layer tar with these entries, in this order (mode 0644/0755, mtime 10^9).
+pub fn layer(entries: &[Entry]) -> Vec<u8> {
+    let mut b = tar::Builder::new(Vec::new());
+    for e in entries {
+        let mut h = tar::Header::new_gnu();
+        h.set_mtime(1_000_000_000);
+        let (name, data): (&str, &[u8]) = match e {
+            Entry::File(n, d) => {
+                h.set_entry_type(tar::EntryType::Regular);
+                h.set_mode(0o644);
+                (n, d)
+            }
+            Entry::Dir(n) => {
+                h.set_entry_type(tar::EntryType::Directory);
+                h.set_mode(0o755);
+                (n, &[])
+            }
+            Entry::Symlink(n, t) | Entry::Hardlink(n, t) => {
+                h.set_entry_type(if matches!(e, Entry::Symlink(..)) {
+                    tar::EntryType::Symlink
+                } else {
+                    tar::EntryType::Link
+                });
+                h.set_mode(0o777);
+                h.set_link_name(t).unwrap();
+                (n, &[])
+            }
+        };
+        h.set_path(name).unwrap();
+        h.set_size(data.len() as u64);
+        h.set_cksum();
+        b.append(&h, data).unwrap();
+    }
+    b.into_inner().unwrap()
+}
+
+/// Push an image of these layer tars (gzip, every third one zstd) under `repo:tag`.
+pub fn push_layers(reg: &TestRegistry, repo: &str, tag: &str, layers: &[Vec<u8>]) -> Digest {
+    let mut descs = Vec::new();
+    for (i, l) in layers.iter().enumerate() {
+        let (blob, mt) = if i % 3 == 2 {
+            (
+                zstd::encode_all(&l[..], 3).unwrap(),
+                "application/vnd.oci.image.layer.v1.tar+zstd",
+            )
+        } else {
+            (gzip(l), "application/vnd.oci.image.layer.v1.tar+gzip")
+        };
+        let d = reg.push_blob(repo, &blob);
+        descs.push(json!({"mediaType": mt, "digest": d.to_string(), "size": blob.len()}));
+    }
+    let arch = husk_image::manifest::Platform::host().architecture;
+    let diff_ids: Vec<String> = layers.iter().map(|l| Digest::of(l).to_string()).collect();
+    let config = serde_json::to_vec(&json!({"architecture": arch, "os": "linux",
+        "rootfs": {"type": "layers", "diff_ids": diff_ids}}))
+    .unwrap();
+    let cd = reg.push_blob(repo, &config);
+    let manifest = serde_json::to_vec(&json!({
+        "schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": cd.to_string(), "size": config.len()},
+        "layers": descs,
+    })).unwrap();
+    reg.push_manifest(
+        repo,
+        tag,
+        "application/vnd.oci.image.manifest.v1+json",
+        &manifest,
+    )
+}
+
+/// The `layered-edge` image: every whiteout case, links, a file turned into a directory.
+/// Returns the layers and what the stacked tree must be (`tree` format).
+pub fn layered_edge() -> (Vec<Vec<u8>>, Vec<String>) {
+    use Entry::*;
+    let l1 = layer(&[
+        Dir("a"),
+        File("a/x", b"x1"),
+        File("a/y", b"y1"),
+        File("b", b"b1"),
+        Dir("c"),
+        File("c/z", b"z1"),
+        Dir("c/deep"),
+        File("c/deep/f", b"deep"),
+        File("keep", b"keep1"),
+        Symlink("link", "keep"),
+        Hardlink("hard", "keep"),
+        File("e", b"e1"),
+        Dir("gone"),
+        File("gone/inner", b"i"),
+    ]);
+    let l2 = layer(&[
+        File("a/.wh.x", b""),
+        Dir("c"),
+        File("c/.wh..wh..opq", b""),
+        File("c/new", b"new2"),
+        File(".wh.b", b""),
+        // Re-added, then whited out in the same layer: the whiteout hides only the lower e1,
+        // "files that are present in the same layer as a whiteout file can only be hidden by
+        // whiteout files in subsequent layers" (image spec), so e2 stays.
+        File("e", b"e2"),
+        File(".wh.e", b""),
+        File(".wh.gone", b""),
+        File("a/y", b"y2"),
+    ]);
+    let l3 = layer(&[
+        Dir("b"),
+        File("b/inner", b"b3"),
+        Dir("gone"),
+        File("gone/back", b"back3"),
+        Symlink("link", "a/y"),
+    ]);
+    let expected = [
+        "a/ dir",
+        "a/y file y2",
+        "b/ dir",
+        "b/inner file b3",
+        "c/ dir",
+        "c/new file new2",
+        "e file e2",
+        "gone/ dir",
+        "gone/back file back3",
+        "hard file keep1",
+        "keep file keep1",
+        "link -> a/y",
+    ];
+    (
+        vec![l1, l2, l3],
+        expected.iter().map(|s| s.to_string()).collect(),
+    )
+}
+
+/// A directory tree as sorted lines: "path/ dir", "path file CONTENT", "path -> TARGET".
+pub fn tree(root: &Path) -> Vec<String> {
+    fn walk(root: &Path, dir: &Path, out: &mut Vec<String>) {
+        let mut entries: Vec<_> = fs::read_dir(dir).unwrap().flatten().collect();
+        entries.sort_by_key(|e| e.file_name());
+        for e in entries {
+            let p = e.path();
+            let rel = p.strip_prefix(root).unwrap().display().to_string();
+            let ft = fs::symlink_metadata(&p).unwrap().file_type();
+            if ft.is_symlink() {
+                out.push(format!("{rel} -> {}", fs::read_link(&p).unwrap().display()));
+            } else if ft.is_dir() {
+                out.push(format!("{rel}/ dir"));
+                walk(root, &p, out);
+            } else {
+                let data = fs::read(&p).unwrap();
+                out.push(format!("{rel} file {}", String::from_utf8_lossy(&data)));
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(root, root, &mut out);
+    out.sort();
+    out
+}
