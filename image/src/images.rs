@@ -235,6 +235,16 @@ fn gc_locked(root: &Path, keep: &[ImageRecord]) -> Result<Reclaimed> {
         }
     }
     let mut out = Reclaimed::default();
+    // No pull or load runs while we hold the gc lock: their per-layer locks can go.
+    if let Ok(rd) = fs::read_dir(root.join("tmp")) {
+        for e in rd.flatten() {
+            let name = e.file_name();
+            let name = name.to_string_lossy();
+            if name.starts_with("layer-") && name.ends_with(".lock") {
+                let _ = fs::remove_file(e.path());
+            }
+        }
+    }
     if let Ok(rd) = fs::read_dir(root.join("blobs/sha256")) {
         for e in rd.flatten() {
             let name = e.file_name().to_string_lossy().into_owned();
