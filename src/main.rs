@@ -1,15 +1,23 @@
 //! `husk`: the docker-like command line. Built so far: `pull`, `images` and a foreground
 //! `run --rm`.
 
+mod commands;
+mod containers;
+mod logs;
+mod monitor;
 mod progress;
 mod run;
+mod timefmt;
+mod volumes;
 
 use std::io::Write;
 
 use anyhow::{Context, Result};
 use clap::Parser;
+use serde_json::json;
+
 use husk_cli::husk::{
-    ArchiveFormat, Format, HuskCli, HuskCommand, ImageCommand, ImagesArgs, LoadArgs, LoginArgs,
+    ArchiveFormat, ContainerCommand, Format, InspectArgs, HuskCli, HuskCommand, ImageCommand, ImagesArgs, LoadArgs, LoginArgs,
     PullArgs, SaveArgs,
 };
 use husk_image::manifest::Platform;
@@ -49,13 +57,53 @@ fn main() {
             }
         }
         // run exits with the container's code, or docker's 125/126/127 when husk fails.
-        HuskCommand::Run(a) => match run::run(&cli.root, a) {
-            run::Outcome::Exited(code) => std::process::exit(code),
-            run::Outcome::Failed(code, e) => {
+        HuskCommand::Run(a) | HuskCommand::Container(ContainerCommand::Run(a)) => {
+            match run::run(&cli.root, a) {
+                run::Outcome::Exited(code) => std::process::exit(code),
+                run::Outcome::Failed(code, e) => {
+                    eprintln!("husk: {e:#}");
+                    std::process::exit(code)
+                }
+            }
+        }
+        HuskCommand::Ps(a) | HuskCommand::Container(ContainerCommand::Ls(a)) => {
+            commands::ps(&cli.root, a)
+        }
+        HuskCommand::Logs(a) | HuskCommand::Container(ContainerCommand::Logs(a)) => {
+            logs::logs(&cli.root, a)
+        }
+        HuskCommand::Exec(a) => match commands::exec(&cli.root, a) {
+            Ok(code) => std::process::exit(code),
+            Err(e) => {
                 eprintln!("husk: {e:#}");
-                std::process::exit(code)
+                std::process::exit(run::exit_code_of(&e))
             }
         },
+        HuskCommand::Start(a) | HuskCommand::Container(ContainerCommand::Start(a)) => {
+            match commands::start(&cli.root, a) {
+                Ok(code) => std::process::exit(code),
+                Err(e) => Err(e),
+            }
+        }
+        HuskCommand::Stop(a) | HuskCommand::Container(ContainerCommand::Stop(a)) => {
+            commands::stop(&cli.root, a)
+        }
+        HuskCommand::Restart(a) => commands::restart(&cli.root, a),
+        HuskCommand::Kill(a) | HuskCommand::Container(ContainerCommand::Kill(a)) => {
+            commands::kill(&cli.root, a)
+        }
+        HuskCommand::Rm(a) | HuskCommand::Container(ContainerCommand::Rm(a)) => {
+            commands::rm(&cli.root, a)
+        }
+        HuskCommand::Wait(a) | HuskCommand::Container(ContainerCommand::Wait(a)) => {
+            commands::wait(&cli.root, &a.containers)
+        }
+        HuskCommand::Inspect(a) => inspect_any(&cli, a),
+        HuskCommand::Container(ContainerCommand::Inspect(a)) => containers::inspect(&cli.root, &a.containers),
+        HuskCommand::Top(a) => commands::top(&cli.root, &a.container),
+        HuskCommand::Stats(a) => commands::stats(&cli.root, a),
+        HuskCommand::Container(ContainerCommand::Prune(_)) => commands::container_prune(&cli.root),
+        HuskCommand::Volume(v) => commands::volume(&cli.root, v),
     };
     if let Err(e) = result {
         eprintln!("husk: {e:#}");
@@ -160,19 +208,46 @@ fn rmi(cli: &HuskCli, images: &[String]) -> Result<()> {
     Ok(())
 }
 
+/// `inspect`: containers first, then images, as docker resolves names.
+fn inspect_any(cli: &HuskCli, a: &InspectArgs) -> Result<()> {
+    let mut out = Vec::new();
+    for n in &a.names {
+        let kind = a.kind.as_deref();
+        if kind != Some("image") {
+            if let Ok(c) = containers::find(&cli.root, n) {
+                out.push(commands::inspect_value(&cli.root, &c));
+                continue;
+            }
+        }
+        if kind != Some("container") {
+            if let Ok(v) = image_value(cli, n) {
+                out.push(v);
+                continue;
+            }
+        }
+        anyhow::bail!("no such object: {n}");
+    }
+    println!("{}", serde_json::to_string_pretty(&out)?);
+    Ok(())
+}
+
 fn inspect(cli: &HuskCli, query: &str) -> Result<()> {
+    let v = image_value(cli, query)?;
+    println!("{}", serde_json::to_string_pretty(&json!([v]))?);
+    Ok(())
+}
+
+fn image_value(cli: &HuskCli, query: &str) -> Result<serde_json::Value> {
     let r = one_image(cli, query)?;
     let store = husk_image::store::Store::open(&cli.root)?;
     let config: serde_json::Value =
         serde_json::from_reader(store.open_blob(&husk_image::Digest::parse(&r.config)?)?)?;
-    let v = serde_json::json!([{
+    Ok(json!({
         "Id": r.config, "RepoTags": [format!("{}:{}", r.name, r.tag.clone().unwrap_or_else(|| "<none>".into()))],
         "RepoDigests": [format!("{}@{}", r.name, r.manifest)], "Created": r.created, "Size": r.size,
         "Architecture": config["architecture"], "Os": config["os"], "Config": config["config"],
         "RootFS": {"Type": "layers", "Layers": r.diff_ids}
-    }]);
-    println!("{}", serde_json::to_string_pretty(&v)?);
-    Ok(())
+    }))
 }
 
 fn image_mount(cli: &HuskCli, query: &str) -> Result<()> {
@@ -296,45 +371,6 @@ fn login(a: &LoginArgs) -> Result<()> {
     Ok(())
 }
 
-/// "3 days ago", as docker prints CREATED.
-fn ago(rfc3339: &str) -> String {
-    let parse = || -> Option<i64> {
-        let (date, time) = rfc3339.split_once('T')?;
-        let d: Vec<i64> = date
-            .split('-')
-            .map(|x| x.parse().ok())
-            .collect::<Option<_>>()?;
-        let t: Vec<i64> = time
-            .get(..8)?
-            .split(':')
-            .map(|x| x.parse().ok())
-            .collect::<Option<_>>()?;
-        let (y, m, day) = (d[0] - i64::from(d[1] <= 2), d[1], d[2]);
-        let era = y.div_euclid(400);
-        let yoe = y - era * 400;
-        let doy = (153 * ((m + 9) % 12) + 2) / 5 + day - 1;
-        let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-        Some((era * 146_097 + doe - 719_468) * 86_400 + t[0] * 3600 + t[1] * 60 + t[2])
-    };
-    let Some(then) = parse() else {
-        return "N/A".into();
-    };
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0);
-    let s = (now - then).max(0);
-    match s {
-        0..=59 => "Less than a minute ago".into(),
-        60..=3599 => format!("{} minutes ago", s / 60),
-        3600..=86_399 => format!("{} hours ago", s / 3600),
-        86_400..=1_209_599 => format!("{} days ago", s / 86_400),
-        1_209_600..=5_183_999 => format!("{} weeks ago", s / 604_800),
-        5_184_000..=63_071_999 => format!("{} months ago", s / 2_592_000),
-        _ => format!("{} years ago", s / 31_536_000),
-    }
-}
-
 fn human_size(b: u64) -> String {
     let units = ["B", "kB", "MB", "GB", "TB"];
     let mut v = b as f64;
@@ -390,7 +426,7 @@ fn images(cli: &HuskCli, a: &ImagesArgs) -> Result<()> {
                 id(&r.config),
                 r.created
                     .as_deref()
-                    .map(ago)
+                    .map(timefmt::ago)
                     .unwrap_or_else(|| "N/A".into()),
                 human_size(r.size),
             ]

@@ -11,6 +11,8 @@ use husk_image::images::ImageRecord;
 use husk_image::manifest::{ImageConfig, Platform};
 use husk_image::registry::Options;
 use husk_image::{Digest, Reference};
+
+use crate::containers::{self, Container};
 use serde_json::{json, Value};
 
 /// docker's default capability set.
@@ -40,19 +42,22 @@ pub enum Outcome {
 pub fn run(root: &Path, a: &RunArgs) -> Outcome {
     match run_inner(root, a) {
         Ok(code) => Outcome::Exited(code),
-        Err(e) => {
-            let text = format!("{e:#}");
-            let code = if text.contains("executable file not found")
-                || text.contains("No such file or directory (os error 2)") && text.contains("exec:")
-            {
-                127
-            } else if text.contains("exec:") && text.contains("Permission denied") {
-                126
-            } else {
-                125
-            };
-            Outcome::Failed(code, e)
-        }
+        Err(e) => Outcome::Failed(exit_code_of(&e), e),
+    }
+}
+
+/// docker's code for a container that could not start: 127 when the command is not found,
+/// 126 when it cannot be executed, 125 when husk itself failed.
+pub fn exit_code_of(e: &anyhow::Error) -> i32 {
+    let text = format!("{e:#}");
+    if text.contains("executable file not found")
+        || text.contains("No such file or directory (os error 2)") && text.contains("exec:")
+    {
+        127
+    } else if text.contains("exec:") && text.contains("Permission denied") {
+        126
+    } else {
+        125
     }
 }
 
@@ -94,7 +99,7 @@ fn image(root: &Path, a: &RunArgs) -> Result<ImageRecord> {
     find_image(root, &r)?.ok_or_else(|| anyhow!("image {r} is not in the store"))
 }
 
-fn random_id() -> Result<String> {
+pub fn random_id() -> Result<String> {
     let mut b = [0u8; 32];
     use std::io::Read;
     fs::File::open("/dev/urandom")?.read_exact(&mut b)?;
@@ -121,7 +126,7 @@ fn parse_bytes(s: &str) -> Result<i64> {
 }
 
 /// uid and gid for `--user` (or the image's USER): numbers, or names from the image.
-fn resolve_user(rootfs: &Path, spec: &str) -> Result<(u32, u32)> {
+pub fn resolve_user(rootfs: &Path, spec: &str) -> Result<(u32, u32)> {
     let (user, group) = match spec.split_once(':') {
         Some((u, g)) => (u, Some(g)),
         None => (spec, None),
@@ -187,7 +192,13 @@ fn strings(v: &Value) -> Vec<String> {
         .unwrap_or_default()
 }
 
-fn spec(a: &RunArgs, config: &ImageConfig, rootfs: &Path, id: &str) -> Result<Value> {
+fn spec(
+    a: &RunArgs,
+    config: &ImageConfig,
+    rootfs: &Path,
+    id: &str,
+    volumes: &crate::volumes::Resolved,
+) -> Result<Value> {
     let c = &config.config;
     let mut args = match &a.entrypoint {
         Some(e) if e.is_empty() => Vec::new(),
@@ -203,7 +214,18 @@ fn spec(a: &RunArgs, config: &ImageConfig, rootfs: &Path, id: &str) -> Result<Va
         bail!("no command specified: the image has no CMD or ENTRYPOINT");
     }
     let mut env = strings(&c["Env"]);
-    for e in &a.env {
+    let mut from_files = Vec::new();
+    for f in &a.env_file {
+        let text = fs::read_to_string(f)
+            .with_context(|| format!("cannot read the env file {}", f.display()))?;
+        from_files.extend(
+            text.lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty() && !l.starts_with('#'))
+                .map(str::to_string),
+        );
+    }
+    for e in from_files.iter().chain(&a.env) {
         let kv = match e.split_once('=') {
             Some(_) => e.clone(),
             None => match std::env::var(e) {
@@ -249,12 +271,55 @@ fn spec(a: &RunArgs, config: &ImageConfig, rootfs: &Path, id: &str) -> Result<Va
     let (uid, gid) = resolve_user(rootfs, &user)?;
 
     let mut s = husk_runtime::features::default_spec(false);
-    let caps = json!(DEFAULT_CAPS);
+    let caps = json!(capabilities(a)?);
+    let mut no_new_privs = false;
+    let mut seccomp = None;
+    for o in &a.security_opt {
+        let (k, v) = o.split_once(['=', ':']).unwrap_or((o, ""));
+        match (k, v) {
+            ("no-new-privileges", "" | "true") => no_new_privs = true,
+            ("no-new-privileges", "false") => no_new_privs = false,
+            ("seccomp", "unconfined") => seccomp = None,
+            ("seccomp", path) if !path.is_empty() => {
+                let text = fs::read(path)
+                    .with_context(|| format!("cannot read the seccomp profile {path}"))?;
+                let profile: Value = serde_json::from_slice(&text)
+                    .with_context(|| format!("the seccomp profile {path} is not JSON"))?;
+                seccomp = Some(profile);
+            }
+            ("apparmor", "unconfined") | ("label", "disable") => {}
+            _ => bail!("unsupported --security-opt {o:?}: husk knows no-new-privileges, seccomp=unconfined|PROFILE.json, apparmor=unconfined, label=disable"),
+        }
+    }
+    if a.init {
+        let tini = ["/usr/bin/tini-static", "/usr/libexec/docker/docker-init"]
+            .into_iter()
+            .find(|p| Path::new(p).exists())
+            .ok_or_else(|| anyhow!("--init needs a static tini on the host (Debian: apt install tini)"))?;
+        let mut with_init = vec!["/dev/init".to_string(), "--".to_string()];
+        with_init.extend(args);
+        args = with_init;
+        s["mounts"]
+            .as_array_mut()
+            .ok_or_else(|| anyhow!("default spec has no mounts"))?
+            .push(json!({"destination": "/dev/init", "type": "bind", "source": tini, "options": ["bind", "ro", "nosuid", "nodev"]}));
+    }
+    let rlimits = a
+        .ulimit
+        .iter()
+        .map(|u| parse_ulimit(u))
+        .collect::<Result<Vec<Value>>>()?;
     s["process"] = json!({
         "terminal": a.tty, "user": {"uid": uid, "gid": gid}, "args": args, "env": env, "cwd": cwd,
         "capabilities": {"bounding": caps, "effective": caps, "permitted": caps},
-        "noNewPrivileges": false
+        "noNewPrivileges": no_new_privs
     });
+    if !rlimits.is_empty() {
+        s["process"]["rlimits"] = json!(rlimits);
+    }
+    if let Some(p) = seccomp {
+        s["linux"]["seccomp"] = p;
+    }
     s["root"] = json!({"path": rootfs, "readonly": a.read_only});
     s["hostname"] = hostname.into();
     if a.network == NetworkMode::Host {
@@ -262,29 +327,26 @@ fn spec(a: &RunArgs, config: &ImageConfig, rootfs: &Path, id: &str) -> Result<Va
             ns.retain(|n| n["type"] != "network");
         }
     }
-    let mounts = s["mounts"]
+    s["mounts"]
         .as_array_mut()
-        .ok_or_else(|| anyhow!("default spec has no mounts"))?;
-    for v in &a.volume {
-        let parts: Vec<&str> = v.split(':').collect();
-        let (src, dst, ro) = match parts.as_slice() {
-            [s, d] => (*s, *d, false),
-            [s, d, "ro"] => (*s, *d, true),
-            [s, d, "rw"] => (*s, *d, false),
-            _ => bail!("invalid volume {v:?}: use HOST:CONTAINER[:ro]"),
-        };
-        if !src.starts_with('/') || !dst.starts_with('/') {
-            bail!("invalid volume {v:?}: named volumes are not supported yet, both paths must be absolute");
-        }
-        let mut opts = vec!["rbind", "rprivate"];
-        if ro {
-            opts.push("ro");
-        }
-        mounts.push(json!({"destination": dst, "type": "bind", "source": src, "options": opts}));
-    }
+        .ok_or_else(|| anyhow!("default spec has no mounts"))?
+        .extend(volumes.spec.iter().cloned());
     let mut resources = json!({"devices": [{"allow": false, "access": "rwm"}]});
     if let Some(m) = &a.memory {
         resources["memory"] = json!({"limit": parse_bytes(m)?});
+    }
+    if let Some(ms) = &a.memory_swap {
+        let limit = resources["memory"]["limit"]
+            .as_i64()
+            .ok_or_else(|| anyhow!("--memory-swap needs --memory"))?;
+        let swap = if ms == "-1" { -1 } else { parse_bytes(ms)? };
+        if swap != -1 && swap < limit {
+            bail!("--memory-swap must be at least --memory");
+        }
+        resources["memory"]["swap"] = json!(swap);
+    }
+    if let Some(sh) = a.cpu_shares {
+        resources["cpu"] = json!({"shares": sh});
     }
     if let Some(p) = a.pids_limit {
         resources["pids"] = json!({"limit": p});
@@ -293,16 +355,28 @@ fn spec(a: &RunArgs, config: &ImageConfig, rootfs: &Path, id: &str) -> Result<Va
         if c <= 0.0 {
             bail!("--cpus must be positive");
         }
-        resources["cpu"] = json!({"quota": (c * 100_000.0) as i64, "period": 100_000});
+        resources["cpu"]["quota"] = json!((c * 100_000.0) as i64);
+        resources["cpu"]["period"] = json!(100_000);
+    }
+    if a.privileged {
+        // Every device, no masked or read-only paths, a writable /sys.
+        resources["devices"] = json!([{"allow": true, "access": "rwm"}]);
+        s["linux"]["devices"] = json!(host_devices());
+        if let Some(l) = s["linux"].as_object_mut() {
+            l.remove("maskedPaths");
+            l.remove("readonlyPaths");
+        }
+        if let Some(ms) = s["mounts"].as_array_mut() {
+            for m in ms.iter_mut().filter(|m| m["destination"] == "/sys") {
+                m["options"] = json!(["nosuid", "noexec", "nodev"]);
+            }
+        }
     }
     s["linux"]["resources"] = resources;
     Ok(s)
 }
 
 fn run_inner(root: &Path, a: &RunArgs) -> Result<i32> {
-    if !a.rm {
-        bail!("husk run needs --rm for now: stopped containers cannot be listed or removed until container records exist");
-    }
     if let Some(n) = &a.name {
         husk_runtime::util::validate_id(n)
             .map_err(|_| anyhow!("invalid container name {n:?}: use [a-zA-Z0-9][a-zA-Z0-9_.-]*"))?;
@@ -319,41 +393,218 @@ fn run_inner(root: &Path, a: &RunArgs) -> Result<i32> {
         .collect::<husk_image::Result<_>>()?;
 
     let id = random_id()?;
-    let name = a.name.clone().unwrap_or_else(|| id.clone());
-    let dir = root.join("containers").join(&id);
-    let (upper, work, rootfs) = (dir.join("upper"), dir.join("work"), dir.join("rootfs"));
-    for d in [&upper, &work, &rootfs] {
-        fs::create_dir_all(d).with_context(|| format!("cannot create {}", d.display()))?;
-    }
-    let cleanup = Cleanup {
-        dir: dir.clone(),
-        rootfs: rootfs.clone(),
-        mounted: std::cell::Cell::new(false),
+    let name = match &a.name {
+        Some(n) => n.clone(),
+        None => generated_name(root, &id),
     };
-    husk_image::snapshot::mount(root, &diff_ids, Some((&upper, &work)), &rootfs)?;
-    cleanup.mounted.set(true);
-    let spec = spec(a, &config, &rootfs, &id)?;
-    fs::write(dir.join("config.json"), serde_json::to_vec_pretty(&spec)?)
-        .context("cannot write the container's config")?;
-    if !a.interactive && !a.tty {
-        // docker gives a container without -i an empty stdin.
-        let null = fs::File::open("/dev/null")?;
-        // SAFETY: dup2 onto our own stdin.
-        unsafe { libc::dup2(std::os::fd::AsRawFd::as_raw_fd(&null), 0) };
+    let stop_signal = a
+        .stop_signal
+        .clone()
+        .or_else(|| {
+            config.config["StopSignal"]
+                .as_str()
+                .filter(|s| !s.is_empty())
+                .map(str::to_string)
+        })
+        .unwrap_or_else(|| "SIGTERM".into());
+    husk_runtime::util::parse_signal(&stop_signal)
+        .ok_or_else(|| anyhow!("invalid stop signal {stop_signal:?}"))?;
+    let labels = a
+        .label
+        .iter()
+        .map(|l| {
+            let (k, v) = l.split_once('=').unwrap_or((l, ""));
+            (k.to_string(), v.to_string())
+        })
+        .collect();
+    containers::claim_name(root, &name, &id)?;
+    let dir = containers::dir(root, &id);
+    let made = (|| -> Result<()> {
+        let (upper, work, rootfs) = (dir.join("upper"), dir.join("work"), dir.join("rootfs"));
+        for d in [&upper, &work, &rootfs] {
+            fs::create_dir_all(d).with_context(|| format!("cannot create {}", d.display()))?;
+        }
+        husk_image::snapshot::mount(root, &diff_ids, Some((&upper, &work)), &rootfs)?;
+        let image_volumes: Vec<String> = config.config["Volumes"]
+            .as_object()
+            .map(|o| o.keys().cloned().collect())
+            .unwrap_or_default();
+        let volumes = crate::volumes::resolve(root, &a.volume, &a.mount, &a.tmpfs, &image_volumes, &rootfs)?;
+        let spec = spec(a, &config, &rootfs, &id, &volumes)?;
+        fs::write(dir.join("config.json"), serde_json::to_vec_pretty(&spec)?)
+            .context("cannot write the container's config")?;
+        let process = &spec["process"];
+        let args = strings(&process["args"]);
+        let c = Container {
+            id: id.clone(),
+            name: name.clone(),
+            image: a.image.clone(),
+            image_id: image.config.clone(),
+            created: crate::timefmt::now(),
+            path: args.first().cloned().unwrap_or_default(),
+            args: args.iter().skip(1).cloned().collect(),
+            env: strings(&process["env"]),
+            working_dir: process["cwd"].as_str().unwrap_or("/").into(),
+            user: a.user.clone().unwrap_or_default(),
+            hostname: spec["hostname"].as_str().unwrap_or("").into(),
+            labels,
+            auto_remove: a.rm,
+            tty: a.tty,
+            interactive: a.interactive,
+            stop_signal,
+            stop_timeout: a.stop_timeout.unwrap_or(10),
+            network: match a.network {
+                NetworkMode::None => "none".into(),
+                NetworkMode::Host => "host".into(),
+            },
+            mounts: volumes.records,
+            anonymous_volumes: volumes.anonymous,
+            diff_ids: image.diff_ids.clone(),
+            state: Default::default(),
+        };
+        c.save(root)
+    })();
+    if let Err(e) = made {
+        crate::monitor::unmount_rootfs(root, &id);
+        let _ = fs::remove_dir_all(&dir);
+        containers::release_name(root, &name, &id);
+        return Err(e);
     }
-    let log = husk_runtime::logging::Logger::new(None, husk_runtime::logging::Format::Text, false);
-    let rt = husk_runtime::Runtime::new(runtime_root(root), log);
-    let code = rt.run(
-        husk_runtime::CreateOpts {
-            id: name,
-            bundle: dir.clone(),
-            ..Default::default()
-        },
-        false,
-        false,
-    )?;
-    drop(cleanup);
-    Ok(code)
+    if a.detach {
+        crate::monitor::spawn_detached(root, &id)?;
+        println!("{id}");
+        return Ok(0);
+    }
+    // An attached `run --rm` hands the container our stdio (nothing to log: the container
+    // goes away); otherwise husk is the monitor and keeps the log for `husk logs`.
+    let stdio = if a.rm {
+        crate::monitor::Stdio::Direct
+    } else {
+        crate::monitor::Stdio::Logged { attach: true }
+    };
+    crate::monitor::supervise(root, &id, stdio, &mut |_| {})
+}
+
+/// docker-style "adjective_surname" names, unique in this store.
+fn generated_name(root: &Path, id: &str) -> String {
+    const LEFT: [&str; 16] = [
+        "brave", "calm", "eager", "fervent", "gifted", "happy", "jolly", "keen", "lucid",
+        "modest", "nifty", "quirky", "serene", "tender", "vibrant", "zealous",
+    ];
+    const RIGHT: [&str; 16] = [
+        "babbage", "curie", "darwin", "euler", "franklin", "galileo", "hopper", "kepler",
+        "lovelace", "meitner", "noether", "pascal", "ritchie", "shannon", "turing", "wozniak",
+    ];
+    let b = id.as_bytes();
+    for i in 0..b.len() - 1 {
+        let name = format!(
+            "{}_{}",
+            LEFT[(b[i] % 16) as usize],
+            RIGHT[(b[i + 1] % 16) as usize]
+        );
+        if !root.join("names").join(&name).exists() {
+            return name;
+        }
+    }
+    format!("husk_{}", &id[..12])
+}
+
+/// docker's default capabilities, with --cap-add/--cap-drop (ALL allowed) and --privileged.
+fn capabilities(a: &RunArgs) -> Result<Vec<String>> {
+    let all: Vec<String> = caps::all().iter().map(|c| c.to_string()).collect();
+    let norm = |c: &str| -> Result<String> {
+        let up = c.to_ascii_uppercase();
+        let full = if up.starts_with("CAP_") { up } else { format!("CAP_{up}") };
+        if full == "CAP_ALL" || all.contains(&full) {
+            Ok(full)
+        } else {
+            bail!("unknown capability {c:?}")
+        }
+    };
+    if a.privileged {
+        return Ok(all);
+    }
+    let mut set: Vec<String> = DEFAULT_CAPS.iter().map(|s| s.to_string()).collect();
+    for c in &a.cap_add {
+        match norm(c)?.as_str() {
+            "CAP_ALL" => set = all.clone(),
+            c => {
+                if !set.iter().any(|x| x == c) {
+                    set.push(c.to_string());
+                }
+            }
+        }
+    }
+    for c in &a.cap_drop {
+        match norm(c)?.as_str() {
+            "CAP_ALL" => set.clear(),
+            c => set.retain(|x| x != c),
+        }
+    }
+    // An explicit add wins over dropping ALL, as in docker.
+    if a.cap_drop.iter().any(|c| norm(c).is_ok_and(|n| n == "CAP_ALL")) {
+        for c in &a.cap_add {
+            let n = norm(c)?;
+            if n != "CAP_ALL" && !set.contains(&n) {
+                set.push(n);
+            }
+        }
+    }
+    Ok(set)
+}
+
+/// `--ulimit nofile=1024:2048` → an OCI rlimit.
+fn parse_ulimit(u: &str) -> Result<Value> {
+    let (name, vals) = u
+        .split_once('=')
+        .ok_or_else(|| anyhow!("invalid --ulimit {u:?}: use NAME=SOFT[:HARD]"))?;
+    let known = [
+        "as", "core", "cpu", "data", "fsize", "locks", "memlock", "msgqueue", "nice", "nofile",
+        "nproc", "rss", "rtprio", "rttime", "sigpending", "stack",
+    ];
+    if !known.contains(&name) {
+        bail!("invalid --ulimit {u:?}: unknown limit {name:?}");
+    }
+    let num = |s: &str| -> Result<u64> {
+        if s == "-1" || s == "unlimited" {
+            return Ok(u64::MAX);
+        }
+        s.parse().map_err(|_| anyhow!("invalid --ulimit {u:?}: {s:?} is not a number"))
+    };
+    let (soft, hard) = match vals.split_once(':') {
+        Some((s, h)) => (num(s)?, num(h)?),
+        None => (num(vals)?, num(vals)?),
+    };
+    if soft > hard {
+        bail!("invalid --ulimit {u:?}: the soft limit is above the hard limit");
+    }
+    Ok(json!({"type": format!("RLIMIT_{}", name.to_ascii_uppercase()), "soft": soft, "hard": hard}))
+}
+
+/// The host's device nodes in /dev, for --privileged.
+fn host_devices() -> Vec<Value> {
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    let mut out = Vec::new();
+    let Ok(rd) = fs::read_dir("/dev") else {
+        return out;
+    };
+    for e in rd.flatten() {
+        let Ok(m) = e.metadata() else { continue };
+        let kind = if m.file_type().is_char_device() {
+            "c"
+        } else if m.file_type().is_block_device() {
+            "b"
+        } else {
+            continue;
+        };
+        let rdev = m.rdev();
+        out.push(json!({
+            "path": e.path(), "type": kind,
+            "major": libc::major(rdev), "minor": libc::minor(rdev),
+            "fileMode": m.mode() & 0o7777, "uid": m.uid(), "gid": m.gid()
+        }));
+    }
+    out
 }
 
 /// husk-runtime's state for husk's containers: /run/husk/runtime, or inside a --root given
@@ -363,22 +614,6 @@ pub fn runtime_root(root: &Path) -> PathBuf {
         PathBuf::from("/run/husk/runtime")
     } else {
         root.join("run")
-    }
-}
-
-/// Unmount the container's root and remove its directory, whatever happened.
-struct Cleanup {
-    dir: PathBuf,
-    rootfs: PathBuf,
-    mounted: std::cell::Cell<bool>,
-}
-
-impl Drop for Cleanup {
-    fn drop(&mut self) {
-        if self.mounted.get() {
-            let _ = husk_image::snapshot::unmount(&self.rootfs);
-        }
-        let _ = fs::remove_dir_all(&self.dir);
     }
 }
 

@@ -26,8 +26,39 @@ pub enum HuskCommand {
     Pull(PullArgs),
     /// List images
     Images(ImagesArgs),
-    /// Run a command in a new container (foreground, --rm)
+    /// Run a command in a new container
     Run(Box<RunArgs>),
+    /// List containers
+    #[command(alias = "ls")]
+    Ps(PsArgs),
+    /// Fetch the logs of a container
+    Logs(LogsArgs),
+    /// Run a command in a running container
+    Exec(ExecArgs),
+    /// Start stopped containers
+    Start(StartArgs),
+    /// Stop running containers (the stop signal, then SIGKILL after the timeout)
+    Stop(StopArgs),
+    /// Restart containers
+    Restart(StopArgs),
+    /// Send a signal to running containers
+    Kill(KillArgs),
+    /// Remove containers
+    Rm(RmArgs),
+    /// Block until containers stop, then print their exit codes
+    Wait(ContainersArgs),
+    /// Low-level information on containers or images, as JSON
+    Inspect(InspectArgs),
+    /// The processes of a container
+    Top(TopArgs),
+    /// Resource usage of containers (from their cgroups)
+    Stats(StatsArgs),
+    /// Manage containers
+    #[command(subcommand)]
+    Container(ContainerCommand),
+    /// Manage volumes
+    #[command(subcommand)]
+    Volume(VolumeCommand),
     /// Give an image another name
     Tag(TagArgs),
     /// Remove images (and the layers no other image uses)
@@ -43,6 +74,232 @@ pub enum HuskCommand {
     Login(LoginArgs),
     /// Forget the credentials of a registry
     Logout(LogoutArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ContainerCommand {
+    /// List containers
+    #[command(alias = "list", alias = "ps")]
+    Ls(PsArgs),
+    /// Remove all stopped containers
+    Prune(PruneArgs),
+    /// Remove containers
+    Rm(RmArgs),
+    /// Low-level information on containers, as JSON
+    Inspect(ContainersArgs),
+    /// Run a command in a new container
+    Run(Box<RunArgs>),
+    /// Start stopped containers
+    Start(StartArgs),
+    /// Stop running containers
+    Stop(StopArgs),
+    /// Send a signal to running containers
+    Kill(KillArgs),
+    /// Fetch the logs of a container
+    Logs(LogsArgs),
+    /// Block until containers stop, then print their exit codes
+    Wait(ContainersArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum VolumeCommand {
+    /// Create a named volume
+    Create(VolumeCreateArgs),
+    /// List volumes
+    #[command(alias = "list")]
+    Ls(VolumeLsArgs),
+    /// Remove volumes
+    Rm(VolumeRmArgs),
+    /// Print volumes as JSON
+    Inspect(VolumesArgs),
+    /// Remove volumes no container uses
+    Prune(PruneArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct VolumeCreateArgs {
+    /// Volume name (random when omitted)
+    pub name: Option<String>,
+    /// Set metadata on the volume
+    #[arg(short, long)]
+    pub label: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct VolumeLsArgs {
+    #[arg(short, long)]
+    pub quiet: bool,
+    #[arg(long, value_enum, default_value_t = Format::Table)]
+    pub format: Format,
+}
+
+#[derive(Debug, Args)]
+pub struct VolumeRmArgs {
+    /// Remove volumes even while containers use them
+    #[arg(short, long)]
+    pub force: bool,
+    #[arg(required = true)]
+    pub volumes: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct VolumesArgs {
+    #[arg(required = true)]
+    pub volumes: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct PruneArgs {
+    /// Do not ask for confirmation (husk never asks; accepted for docker's scripts)
+    #[arg(short, long)]
+    pub force: bool,
+    /// volume prune: named volumes too, not only anonymous ones
+    #[arg(short, long)]
+    pub all: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct PsArgs {
+    /// Show all containers (default: only running ones)
+    #[arg(short, long)]
+    pub all: bool,
+    /// Only container IDs
+    #[arg(short, long)]
+    pub quiet: bool,
+    /// Do not truncate output
+    #[arg(long)]
+    pub no_trunc: bool,
+    /// Filter: status=, name=, id=, label=KEY[=VALUE], ancestor=, exited=CODE
+    #[arg(short, long)]
+    pub filter: Vec<String>,
+    #[arg(long, value_enum, default_value_t = Format::Table)]
+    pub format: Format,
+    /// Show only the latest container
+    #[arg(short, long)]
+    pub latest: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct LogsArgs {
+    /// Follow log output
+    #[arg(short, long)]
+    pub follow: bool,
+    /// Number of lines from the end ("all" for every line)
+    #[arg(short = 'n', long, default_value = "all")]
+    pub tail: String,
+    /// Show timestamps
+    #[arg(short, long)]
+    pub timestamps: bool,
+    /// Only lines since this time (RFC 3339, or a duration like 10m, 2h)
+    #[arg(long)]
+    pub since: Option<String>,
+    pub container: String,
+}
+
+#[derive(Debug, Args)]
+pub struct ExecArgs {
+    /// Keep stdin open
+    #[arg(short, long)]
+    pub interactive: bool,
+    /// Allocate a pseudo-terminal
+    #[arg(short, long)]
+    pub tty: bool,
+    /// Run in the background
+    #[arg(short, long)]
+    pub detach: bool,
+    /// Set environment variables
+    #[arg(short, long)]
+    pub env: Vec<String>,
+    /// Working directory inside the container
+    #[arg(short, long)]
+    pub workdir: Option<String>,
+    /// User as UID[:GID] or a name from the container's /etc/passwd
+    #[arg(short, long)]
+    pub user: Option<String>,
+    /// Give extended privileges to the command
+    #[arg(long)]
+    pub privileged: bool,
+    pub container: String,
+    #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
+    pub command: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct StartArgs {
+    /// Attach stdout/stderr and wait for the container
+    #[arg(short, long)]
+    pub attach: bool,
+    /// Attach stdin (accepted with -a; stdin is not attached yet)
+    #[arg(short, long)]
+    pub interactive: bool,
+    #[arg(required = true)]
+    pub containers: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct StopArgs {
+    /// Seconds to wait before killing the container
+    #[arg(short = 't', long = "time", visible_alias = "timeout")]
+    pub time: Option<i64>,
+    /// Signal to send instead of the container's stop signal
+    #[arg(short, long)]
+    pub signal: Option<String>,
+    #[arg(required = true)]
+    pub containers: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct KillArgs {
+    /// Signal to send
+    #[arg(short, long, default_value = "KILL")]
+    pub signal: String,
+    #[arg(required = true)]
+    pub containers: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct RmArgs {
+    /// Kill and remove running containers
+    #[arg(short, long)]
+    pub force: bool,
+    /// Remove the container's anonymous volumes too
+    #[arg(short, long)]
+    pub volumes: bool,
+    #[arg(required = true)]
+    pub containers: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct ContainersArgs {
+    #[arg(required = true)]
+    pub containers: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct InspectArgs {
+    /// container or image
+    #[arg(long = "type")]
+    pub kind: Option<String>,
+    #[arg(required = true)]
+    pub names: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct TopArgs {
+    pub container: String,
+}
+
+#[derive(Debug, Args)]
+pub struct StatsArgs {
+    /// Print one sample and exit (the only mode so far)
+    #[arg(long)]
+    pub no_stream: bool,
+    /// All containers (default: running ones)
+    #[arg(short, long)]
+    pub all: bool,
+    #[arg(long, value_enum, default_value_t = Format::Table)]
+    pub format: Format,
+    pub containers: Vec<String>,
 }
 
 #[derive(Debug, Args)]
@@ -148,7 +405,10 @@ pub enum NetworkMode {
 
 #[derive(Debug, Args)]
 pub struct RunArgs {
-    /// Remove the container when it exits (required for now: container records are not built yet)
+    /// Run in the background and print the container ID
+    #[arg(short, long)]
+    pub detach: bool,
+    /// Remove the container when it exits
     #[arg(long)]
     pub rm: bool,
     /// Assign a name to the container
@@ -157,6 +417,12 @@ pub struct RunArgs {
     /// Set environment variables (NAME=VALUE, or NAME to copy it from husk's environment)
     #[arg(short, long)]
     pub env: Vec<String>,
+    /// Read environment variables from a file (NAME=VALUE lines, # comments)
+    #[arg(long)]
+    pub env_file: Vec<PathBuf>,
+    /// Set metadata on the container (KEY=VALUE)
+    #[arg(short, long)]
+    pub label: Vec<String>,
     /// Working directory inside the container
     #[arg(short, long)]
     pub workdir: Option<String>,
@@ -178,6 +444,42 @@ pub struct RunArgs {
     /// Memory limit (bytes, or with a k, m or g suffix)
     #[arg(short, long)]
     pub memory: Option<String>,
+    /// Memory plus swap limit (-1 for unlimited swap)
+    #[arg(long)]
+    pub memory_swap: Option<String>,
+    /// CPU shares (relative weight)
+    #[arg(short = 'c', long)]
+    pub cpu_shares: Option<u64>,
+    /// Resource limits: NAME=SOFT[:HARD], as nofile=1024:2048
+    #[arg(long)]
+    pub ulimit: Vec<String>,
+    /// Add Linux capabilities (ALL for every one)
+    #[arg(long)]
+    pub cap_add: Vec<String>,
+    /// Drop Linux capabilities (ALL for every one)
+    #[arg(long)]
+    pub cap_drop: Vec<String>,
+    /// Give every capability, every device, no seccomp, no masked paths
+    #[arg(long)]
+    pub privileged: bool,
+    /// Security options: no-new-privileges[:true|false], seccomp=unconfined|PROFILE.json
+    #[arg(long)]
+    pub security_opt: Vec<String>,
+    /// Run a tiny init (PID 1) that forwards signals and reaps zombies
+    #[arg(long)]
+    pub init: bool,
+    /// Signal to stop the container (default: the image's STOPSIGNAL, else SIGTERM)
+    #[arg(long)]
+    pub stop_signal: Option<String>,
+    /// Seconds `stop` waits before SIGKILL (default 10)
+    #[arg(long)]
+    pub stop_timeout: Option<i64>,
+    /// Mount a filesystem: type=bind|volume|tmpfs,source=…,target=…[,readonly][,tmpfs-size=…]
+    #[arg(long)]
+    pub mount: Vec<String>,
+    /// Mount a tmpfs: PATH[:OPTIONS]
+    #[arg(long)]
+    pub tmpfs: Vec<String>,
     /// Number of CPUs (fractions allowed)
     #[arg(long)]
     pub cpus: Option<f64>,
@@ -190,7 +492,7 @@ pub struct RunArgs {
     /// Keep stdin open
     #[arg(short, long)]
     pub interactive: bool,
-    /// Bind mount a volume (HOST:CONTAINER[:ro])
+    /// Bind mount a host path or a named volume (SOURCE:CONTAINER[:ro]), or an anonymous volume (CONTAINER)
     #[arg(short, long)]
     pub volume: Vec<String>,
     /// When to pull the image

@@ -2,7 +2,6 @@
 
 use std::io::{Read, Write};
 use std::path::Path;
-use std::str::FromStr;
 
 use anyhow::{bail, Context, Result};
 use clap::Parser;
@@ -58,16 +57,7 @@ fn preserved_fds(cmd: &Command) -> Option<u32> {
 }
 
 fn parse_signal(s: &str) -> Result<Signal> {
-    if let Ok(n) = s.parse::<i32>() {
-        return Signal::try_from(n).with_context(|| format!("invalid signal {s:?}"));
-    }
-    let up = s.to_ascii_uppercase();
-    let name = if up.starts_with("SIG") {
-        up
-    } else {
-        format!("SIG{up}")
-    };
-    Signal::from_str(&name).with_context(|| format!("invalid signal {s:?}"))
+    husk_runtime::util::parse_signal(s).ok_or_else(|| anyhow::anyhow!("invalid signal {s:?}"))
 }
 
 fn dispatch(cli: &RuntimeCli, log: &Logger) -> Result<i32> {

@@ -137,7 +137,7 @@ pub fn wait_foreground(pid: Pid, pty: Option<OwnedFd>) -> Result<i32> {
 }
 
 /// Reap every child that is ready; the exit code of `pid` if it was among them.
-fn reap(pid: Pid) -> Result<Option<i32>> {
+pub fn reap(pid: Pid) -> Result<Option<i32>> {
     let mut code = None;
     loop {
         match waitpid(None, Some(WaitPidFlag::WNOHANG)) {

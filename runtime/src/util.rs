@@ -105,6 +105,21 @@ pub fn process_state(pid: i32) -> Option<char> {
     rest.chars().next()
 }
 
+/// A signal by number, or by name with or without "SIG" (`KILL`, `sigterm`, `9`).
+pub fn parse_signal(s: &str) -> Option<nix::sys::signal::Signal> {
+    use std::str::FromStr;
+    if let Ok(n) = s.parse::<i32>() {
+        return nix::sys::signal::Signal::try_from(n).ok();
+    }
+    let up = s.to_ascii_uppercase();
+    let name = if up.starts_with("SIG") {
+        up
+    } else {
+        format!("SIG{up}")
+    };
+    nix::sys::signal::Signal::from_str(&name).ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,0 +1,268 @@
+//! Container records. One directory per container, `<root>/containers/<id>/`, holding
+//! `container.json` (this record), `config.json` (the OCI spec), `upper/`, `work/`, `rootfs/`
+//! (the overlay mount point) and `<id>-json.log`.
+//!
+//! Why files and not SQLite: every write here is one small record replaced with
+//! write-to-temp + rename, so a `kill -9` at any point leaves the old or the new record, and a
+//! per-container flock orders the writers (the monitor, `stop`, `rm`). Names are claimed with
+//! `symlink(id, <root>/names/<name>)`, which the kernel makes atomically: of two
+//! `run --name x` at once exactly one wins. `husk run` pays no database open and no journal
+//! fsync on its hot path, and there is no schema to migrate.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::os::fd::AsRawFd;
+use std::path::{Path, PathBuf};
+
+use anyhow::{anyhow, bail, Context, Result};
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    #[default]
+    Created,
+    Running,
+    Exited,
+}
+
+impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Created => "created",
+            Status::Running => "running",
+            Status::Exited => "exited",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+pub struct State {
+    pub status: Status,
+    /// Host pid of the container's init while it runs, and its start time.
+    pub pid: i32,
+    #[serde(default)]
+    pub init_start: u64,
+    /// The process that holds the container's stdio and will record its exit (the attached
+    /// `husk run` itself, or the detached monitor), and its start time, to tell it from a
+    /// recycled pid.
+    pub monitor_pid: i32,
+    pub monitor_start: u64,
+    pub started_at: Option<String>,
+    pub finished_at: Option<String>,
+    pub exit_code: i32,
+    pub oom_killed: bool,
+    #[serde(default)]
+    pub error: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct MountRecord {
+    #[serde(rename = "Type")]
+    pub kind: String,
+    #[serde(rename = "Name", default, skip_serializing_if = "String::is_empty")]
+    pub name: String,
+    #[serde(rename = "Source")]
+    pub source: String,
+    #[serde(rename = "Destination")]
+    pub destination: String,
+    #[serde(rename = "RW")]
+    pub rw: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Container {
+    pub id: String,
+    pub name: String,
+    /// The image as named on the command line, normalised.
+    pub image: String,
+    /// The image's config digest (docker's image ID).
+    pub image_id: String,
+    pub created: String,
+    /// The container process: args, env, cwd, user, as the spec has them.
+    pub path: String,
+    pub args: Vec<String>,
+    pub env: Vec<String>,
+    pub working_dir: String,
+    pub user: String,
+    pub hostname: String,
+    pub labels: BTreeMap<String, String>,
+    pub auto_remove: bool,
+    pub tty: bool,
+    pub interactive: bool,
+    pub stop_signal: String,
+    pub stop_timeout: i64,
+    pub network: String,
+    pub mounts: Vec<MountRecord>,
+    /// Anonymous volumes made for this container (`rm -v` removes them).
+    pub anonymous_volumes: Vec<String>,
+    pub diff_ids: Vec<String>,
+    pub state: State,
+}
+
+pub fn containers_dir(root: &Path) -> PathBuf {
+    root.join("containers")
+}
+
+pub fn dir(root: &Path, id: &str) -> PathBuf {
+    containers_dir(root).join(id)
+}
+
+fn names_dir(root: &Path) -> PathBuf {
+    root.join("names")
+}
+
+pub fn log_path(root: &Path, id: &str) -> PathBuf {
+    dir(root, id).join(format!("{id}-json.log"))
+}
+
+/// Is `pid` still the process that started at `start` (clock ticks since boot)?
+pub fn alive(pid: i32, start: u64) -> bool {
+    pid > 0
+        && husk_runtime::util::process_start_time(pid) == Some(start)
+        && husk_runtime::util::process_state(pid) != Some('Z')
+}
+
+/// An exclusive lock on one container's record, held until dropped.
+pub struct Lock(#[allow(dead_code)] fs::File);
+
+pub fn lock(root: &Path, id: &str) -> Result<Lock> {
+    let path = dir(root, id).join("lock");
+    let f = fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .with_context(|| format!("cannot open {}", path.display()))?;
+    // SAFETY: flock on an fd we own.
+    if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX) } != 0 {
+        bail!(
+            "cannot lock container {id}: {}",
+            std::io::Error::last_os_error()
+        );
+    }
+    Ok(Lock(f))
+}
+
+impl Container {
+    pub fn load(root: &Path, id: &str) -> Result<Container> {
+        let path = dir(root, id).join("container.json");
+        let data = fs::read(&path).with_context(|| format!("no such container: {id}"))?;
+        serde_json::from_slice(&data)
+            .with_context(|| format!("the record {} is corrupt", path.display()))
+    }
+
+    /// Replace the record on disk (temp file + rename: readers see the old or the new one).
+    pub fn save(&self, root: &Path) -> Result<()> {
+        let data = serde_json::to_vec_pretty(self)?;
+        husk_runtime::util::write_atomic(&dir(root, &self.id).join("container.json"), &data, 0o600)
+            .map_err(|e| anyhow!("cannot save container {}: {e}", self.name))
+    }
+
+    /// Change the record under the container's lock, from what is on disk now.
+    pub fn update(root: &Path, id: &str, f: impl FnOnce(&mut Container)) -> Result<Container> {
+        let _l = lock(root, id)?;
+        let mut c = Container::load(root, id)?;
+        f(&mut c);
+        c.save(root)?;
+        Ok(c)
+    }
+
+    /// The state as it really is: a record that says running while its monitor is gone was
+    /// orphaned by a killed monitor. The container may still run (its init is alive); if not,
+    /// its exit status is lost, reported as 255 with the reason, as containerd does.
+    pub fn observed(&self) -> State {
+        let mut s = self.state.clone();
+        if s.status == Status::Running
+            && !alive(s.monitor_pid, s.monitor_start)
+            && !alive(s.pid, s.init_start)
+        {
+            s.status = Status::Exited;
+            s.exit_code = 255;
+            s.error = "the container's monitor was killed; its exit status is unknown".into();
+            s.pid = 0;
+        }
+        s
+    }
+
+    pub fn short_id(&self) -> &str {
+        &self.id[..12]
+    }
+}
+
+/// Claim `name` for `id`; fails if another container has it.
+pub fn claim_name(root: &Path, name: &str, id: &str) -> Result<()> {
+    let d = names_dir(root);
+    fs::create_dir_all(&d).with_context(|| format!("cannot create {}", d.display()))?;
+    match std::os::unix::fs::symlink(id, d.join(name)) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            let owner = fs::read_link(d.join(name))
+                .map(|p| p.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            bail!(
+                "the container name \"/{name}\" is already in use by container \"{owner}\"; remove or rename that container to reuse the name"
+            )
+        }
+        Err(e) => Err(e).with_context(|| format!("cannot claim the name {name}")),
+    }
+}
+
+pub fn release_name(root: &Path, name: &str, id: &str) {
+    let link = names_dir(root).join(name);
+    if fs::read_link(&link).is_ok_and(|t| t.as_os_str() == id) {
+        let _ = fs::remove_file(link);
+    }
+}
+
+/// Every container record, newest first.
+pub fn list(root: &Path) -> Result<Vec<Container>> {
+    let d = containers_dir(root);
+    let rd = match fs::read_dir(&d) {
+        Ok(rd) => rd,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e).with_context(|| format!("cannot read {}", d.display())),
+    };
+    let mut out = Vec::new();
+    for e in rd.flatten() {
+        let id = e.file_name().to_string_lossy().into_owned();
+        // A directory without a record is a container being made or removed.
+        if let Ok(c) = Container::load(root, &id) {
+            out.push(c);
+        }
+    }
+    out.sort_by(|a, b| b.created.cmp(&a.created));
+    Ok(out)
+}
+
+/// A container by name, full id or unique id prefix, as docker accepts them.
+pub fn find(root: &Path, query: &str) -> Result<Container> {
+    let q = query.trim_start_matches('/');
+    if let Ok(id) = fs::read_link(names_dir(root).join(q)) {
+        if let Ok(c) = Container::load(root, &id.to_string_lossy()) {
+            return Ok(c);
+        }
+    }
+    if q.is_empty() || !q.bytes().all(|b| b.is_ascii_hexdigit()) {
+        bail!("no such container: {query}");
+    }
+    let matches: Vec<Container> = list(root)?
+        .into_iter()
+        .filter(|c| c.id.starts_with(q))
+        .collect();
+    match matches.len() {
+        0 => bail!("no such container: {query}"),
+        1 => Ok(matches.into_iter().next().expect("one match")),
+        _ => bail!("multiple containers match the ID prefix {query}; give more of it"),
+    }
+}
+
+/// `container inspect`.
+pub fn inspect(root: &Path, names: &[String]) -> Result<()> {
+    let list = names
+        .iter()
+        .map(|n| find(root, n).map(|c| crate::commands::inspect_value(root, &c)))
+        .collect::<Result<Vec<_>>>()?;
+    println!("{}", serde_json::to_string_pretty(&list)?);
+    Ok(())
+}

@@ -1,0 +1,384 @@
+//! The monitor of one container: it creates and starts the container through husk-runtime's
+//! library, holds the container's stdio, writes the json-file log, records the exit code,
+//! finish time and OOM kill, and honours `--rm`. For an attached `husk run` it is the `husk`
+//! process itself; `run -d` and `start` fork one per container (setsid, subreaper), as
+//! DESIGN.md decides: no daemon.
+
+use std::fs;
+use std::io::{Read, Write};
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::net::UnixStream;
+use std::path::Path;
+
+use anyhow::{anyhow, Context, Result};
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use nix::sys::signalfd::{SfdFlags, SignalFd};
+use nix::unistd::Pid;
+
+use crate::containers::{self, Container, Status};
+use crate::logs;
+use crate::timefmt;
+
+/// How the container's stdio is held.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stdio {
+    /// The container gets our terminal or fds directly; nothing is logged (an attached
+    /// `run --rm`: the fastest start).
+    Direct,
+    /// Output goes to the log and, when attached, to our stdout/stderr too.
+    Logged { attach: bool },
+}
+
+pub fn runtime(root: &Path) -> husk_runtime::Runtime {
+    let log = husk_runtime::logging::Logger::new(None, husk_runtime::logging::Format::Text, false);
+    husk_runtime::Runtime::new(crate::run::runtime_root(root), log)
+}
+
+fn dup(fd: RawFd) -> Result<OwnedFd> {
+    // SAFETY: F_DUPFD_CLOEXEC returns a new fd we own.
+    let r = unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 3) };
+    if r < 0 {
+        return Err(std::io::Error::last_os_error()).context("cannot dup a descriptor");
+    }
+    // SAFETY: just created.
+    Ok(unsafe { OwnedFd::from_raw_fd(r) })
+}
+
+fn dup2(from: RawFd, to: RawFd) {
+    // SAFETY: dup2 between descriptors of this process.
+    unsafe { libc::dup2(from, to) };
+}
+
+fn pipe() -> Result<(OwnedFd, OwnedFd)> {
+    nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).context("cannot create a pipe")
+}
+
+/// Mount the container's root (its image's layers plus its upper directory) unless mounted.
+pub fn mount_rootfs(root: &Path, c: &Container) -> Result<()> {
+    let dir = containers::dir(root, &c.id);
+    let rootfs = dir.join("rootfs");
+    if crate::is_mounted(&rootfs) {
+        return Ok(());
+    }
+    let diff_ids: Vec<husk_image::Digest> = c
+        .diff_ids
+        .iter()
+        .map(|d| husk_image::Digest::parse(d))
+        .collect::<husk_image::Result<_>>()?;
+    husk_image::snapshot::mount(
+        root,
+        &diff_ids,
+        Some((&dir.join("upper"), &dir.join("work"))),
+        &rootfs,
+    )?;
+    Ok(())
+}
+
+pub fn unmount_rootfs(root: &Path, id: &str) {
+    let rootfs = containers::dir(root, id).join("rootfs");
+    if crate::is_mounted(&rootfs) {
+        let _ = husk_image::snapshot::unmount(&rootfs);
+    }
+}
+
+/// Create and start container `id`, then hold it until it exits; returns its exit code.
+/// `started` hears once whether the start worked (a detached `run` waits for that).
+pub fn supervise(
+    root: &Path,
+    id: &str,
+    stdio: Stdio,
+    started: &mut dyn FnMut(std::result::Result<(), String>),
+) -> Result<i32> {
+    let c = Container::load(root, id)?;
+    let dir = containers::dir(root, id);
+    let rt = runtime(root);
+    let result = (|| {
+        mount_rootfs(root, &c)?;
+        launch(root, &c, &rt, stdio, started)
+    })();
+    // Whatever happened: the runtime's state, the cgroup and the mount go; the record says
+    // how it ended.
+    let oom = rt
+        .record(id)
+        .ok()
+        .and_then(|r| r.cgroup)
+        .is_some_and(|cg| husk_runtime::cgroups::stats::oom_kills(&cg) > 0);
+    let _ = rt.delete(id, true);
+    unmount_rootfs(root, id);
+    let _ = dir;
+    let (code, error) = match &result {
+        Ok(code) => (*code, String::new()),
+        Err(e) => (crate::run::exit_code_of(e), format!("{e:#}")),
+    };
+    if let Err(e) = &result {
+        started(Err(format!("{e:#}")));
+    }
+    let updated = Container::update(root, id, |c| {
+        c.state.status = Status::Exited;
+        c.state.exit_code = code;
+        c.state.oom_killed = oom;
+        c.state.finished_at = Some(timefmt::now());
+        c.state.pid = 0;
+        c.state.error = error.clone();
+    });
+    if c.auto_remove {
+        let _ = crate::commands::remove(root, &c, true);
+    } else {
+        updated?;
+    }
+    result
+}
+
+fn launch(
+    root: &Path,
+    c: &Container,
+    rt: &husk_runtime::Runtime,
+    stdio: Stdio,
+    started: &mut dyn FnMut(std::result::Result<(), String>),
+) -> Result<i32> {
+    let dir = containers::dir(root, &c.id);
+    let proxy = if c.tty {
+        let (a, b) = UnixStream::pair().context("cannot create a console socket pair")?;
+        Some((a, b))
+    } else {
+        None
+    };
+    let (mut console_ours, console_theirs) = match proxy {
+        Some((a, b)) => (Some(a), Some(OwnedFd::from(b))),
+        None => (None, None),
+    };
+    let attach = matches!(stdio, Stdio::Direct | Stdio::Logged { attach: true });
+    // The container's stdio while it is created: ours, swapped in and back out.
+    let saved = [dup(0)?, dup(1)?, dup(2)?];
+    let null = fs::File::open("/dev/null").context("cannot open /dev/null")?;
+    let mut pipes = None;
+    if !(attach && c.interactive) {
+        dup2(null.as_raw_fd(), 0);
+    }
+    if stdio != Stdio::Direct && !c.tty {
+        let (out_r, out_w) = pipe()?;
+        let (err_r, err_w) = pipe()?;
+        dup2(out_w.as_raw_fd(), 1);
+        dup2(err_w.as_raw_fd(), 2);
+        pipes = Some((out_r, err_r));
+    }
+    husk_runtime::supervise::block_signals()?;
+    let created = rt.create(husk_runtime::CreateOpts {
+        id: c.id.clone(),
+        bundle: dir.clone(),
+        console_fd: console_theirs,
+        ..Default::default()
+    });
+    for (fd, s) in saved.iter().enumerate() {
+        dup2(s.as_raw_fd(), fd as RawFd);
+    }
+    let pid = created.map_err(|e| anyhow!(e))?;
+    let pty = match console_ours.take() {
+        Some(sock) => Some(husk_runtime::channel::recv_fd(sock.as_raw_fd())?),
+        None => None,
+    };
+    let (monitor_pid, monitor_start) = (std::process::id() as i32, own_start());
+    let init_start = husk_runtime::util::process_start_time(pid).unwrap_or(0);
+    rt.start(&c.id).map_err(|e| anyhow!(e))?;
+    Container::update(root, &c.id, |c| {
+        c.state.status = Status::Running;
+        c.state.pid = pid;
+        c.state.init_start = init_start;
+        c.state.monitor_pid = monitor_pid;
+        c.state.monitor_start = monitor_start;
+        c.state.started_at = Some(timefmt::now());
+        c.state.finished_at = None;
+        c.state.exit_code = 0;
+        c.state.oom_killed = false;
+        c.state.error.clear();
+    })?;
+    started(Ok(()));
+    if stdio == Stdio::Direct {
+        return husk_runtime::supervise::wait_foreground(Pid::from_raw(pid), pty)
+            .map_err(|e| anyhow!(e));
+    }
+    let log = logs::Writer::open(&containers::log_path(root, &c.id))?;
+    let streams: Vec<(OwnedFd, usize)> = match (pipes, pty) {
+        (Some((o, e)), _) => vec![(o, 0), (e, 1)],
+        (None, Some(p)) => vec![(p, 0)],
+        (None, None) => Vec::new(),
+    };
+    pump(Pid::from_raw(pid), streams, log, attach && c.tty, attach)
+}
+
+fn own_start() -> u64 {
+    husk_runtime::util::process_start_time(std::process::id() as i32).unwrap_or(0)
+}
+
+/// Copy the container's output to the log (and our stdout/stderr when attached), forward
+/// signals when attached, until the init exits and its output is drained.
+fn pump(
+    pid: Pid,
+    streams: Vec<(OwnedFd, usize)>,
+    mut log: logs::Writer,
+    tty_attached: bool,
+    attach: bool,
+) -> Result<i32> {
+    let sfd = SignalFd::with_flags(
+        &husk_runtime::supervise::forwarded_signals(),
+        SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK,
+    )
+    .context("cannot create a signalfd")?;
+    let raw = if tty_attached {
+        if let Some((p, _)) = streams.first() {
+            husk_runtime::tty::copy_winsize(0, p.as_raw_fd());
+        }
+        husk_runtime::tty::make_raw(0)
+    } else {
+        None
+    };
+    let mut open: Vec<bool> = vec![true; streams.len()];
+    let mut stdin_open = tty_attached;
+    let mut code = husk_runtime::supervise::reap(pid).map_err(|e| anyhow!(e))?;
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        if code.is_some() && !open.iter().any(|o| *o) {
+            break;
+        }
+        let mut fds = vec![PollFd::new(sfd.as_fd(), PollFlags::POLLIN)];
+        let mut which = Vec::new();
+        for (i, (fd, _)) in streams.iter().enumerate() {
+            if open[i] {
+                fds.push(PollFd::new(fd.as_fd(), PollFlags::POLLIN));
+                which.push(Some(i));
+            }
+        }
+        // SAFETY: fd 0 stays open for the life of the process.
+        let stdin = unsafe { std::os::fd::BorrowedFd::borrow_raw(0) };
+        if stdin_open && code.is_none() {
+            fds.push(PollFd::new(stdin, PollFlags::POLLIN));
+            which.push(None);
+        }
+        // Once the init is gone, what is still buffered is drained, but nothing waits for
+        // processes that escaped with a copy of the pipe.
+        let timeout = if code.is_some() {
+            PollTimeout::from(200u16)
+        } else {
+            PollTimeout::NONE
+        };
+        match poll(&mut fds, timeout) {
+            Ok(0) => break,
+            Ok(_) => {}
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(e) => return Err(anyhow!("poll failed: {e}")),
+        }
+        let ready: Vec<bool> = fds
+            .iter()
+            .map(|f| f.revents().is_some_and(|r| !r.is_empty()))
+            .collect();
+        if ready[0] {
+            while let Ok(Some(info)) = sfd.read_signal() {
+                let sig = info.ssi_signo as i32;
+                if sig == libc::SIGCHLD {
+                    if let Some(c) = husk_runtime::supervise::reap(pid).map_err(|e| anyhow!(e))? {
+                        code = Some(c);
+                    }
+                } else if sig == libc::SIGWINCH && tty_attached {
+                    if let Some((p, _)) = streams.first() {
+                        husk_runtime::tty::copy_winsize(0, p.as_raw_fd());
+                    }
+                } else if attach && code.is_none() && sig != libc::SIGPIPE {
+                    if let Ok(s) = nix::sys::signal::Signal::try_from(sig) {
+                        let _ = nix::sys::signal::kill(pid, s);
+                    }
+                }
+            }
+        }
+        for (k, w) in which.iter().enumerate() {
+            if !ready[k + 1] {
+                continue;
+            }
+            match w {
+                Some(i) => {
+                    let (fd, stream) = &streams[*i];
+                    let mut f = std::mem::ManuallyDrop::new(
+                        // SAFETY: a borrowed view of an fd we keep open; never closed here.
+                        unsafe { fs::File::from_raw_fd(fd.as_raw_fd()) },
+                    );
+                    match f.read(&mut buf) {
+                        Ok(0) | Err(_) => open[*i] = false,
+                        Ok(n) => {
+                            log.write(*stream, &buf[..n]);
+                            if attach {
+                                let _ = if *stream == 0 {
+                                    std::io::stdout().write_all(&buf[..n])
+                                } else {
+                                    std::io::stderr().write_all(&buf[..n])
+                                };
+                                let _ = std::io::stdout().flush();
+                            }
+                        }
+                    }
+                }
+                None => {
+                    let n = std::io::stdin().read(&mut buf).unwrap_or(0);
+                    if n == 0 {
+                        stdin_open = false;
+                    } else if let Some((p, _)) = streams.first() {
+                        // SAFETY: write to the pty master we hold.
+                        unsafe { libc::write(p.as_raw_fd(), buf.as_ptr().cast(), n) };
+                    }
+                }
+            }
+        }
+    }
+    log.finish();
+    if let Some(t) = raw {
+        husk_runtime::tty::restore(0, &t);
+    }
+    Ok(code.unwrap_or(255))
+}
+
+/// `run -d` and `start`: fork a monitor for container `id` (its own session, stdio on
+/// /dev/null) and wait until it says the container started, or why it did not.
+pub fn spawn_detached(root: &Path, id: &str) -> Result<()> {
+    let (r, w) = pipe()?;
+    // SAFETY: husk is single-threaded here (pulls join their threads before returning).
+    match unsafe { nix::unistd::fork() }.context("cannot fork the monitor")? {
+        nix::unistd::ForkResult::Child => {
+            drop(r);
+            let _ = nix::unistd::setsid();
+            let null = fs::OpenOptions::new().read(true).write(true).open("/dev/null");
+            if let Ok(n) = &null {
+                for fd in 0..3 {
+                    dup2(n.as_raw_fd(), fd);
+                }
+            }
+            let mut w = Some(fs::File::from(w));
+            let mut report = |r: std::result::Result<(), String>| {
+                if let Some(mut f) = w.take() {
+                    let msg = match r {
+                        Ok(()) => "ok".to_string(),
+                        Err(e) => format!("error {e}"),
+                    };
+                    let _ = f.write_all(msg.as_bytes());
+                }
+            };
+            let code = match supervise(root, id, Stdio::Logged { attach: false }, &mut report) {
+                Ok(_) => 0,
+                Err(_) => 1,
+            };
+            // SAFETY: leave without running the parent's atexit handlers or destructors twice.
+            unsafe { libc::_exit(code) }
+        }
+        nix::unistd::ForkResult::Parent { child } => {
+            drop(w);
+            let mut msg = String::new();
+            let _ = fs::File::from(r).read_to_string(&mut msg);
+            if msg == "ok" {
+                return Ok(());
+            }
+            // The monitor failed before the container started; it has exited or will now.
+            let _ = nix::sys::wait::waitpid(child, None);
+            match msg.strip_prefix("error ") {
+                Some(e) => Err(anyhow!("{e}")),
+                None => Err(anyhow!("the monitor of container {id} died before the container started")),
+            }
+        }
+    }
+}
