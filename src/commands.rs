@@ -55,7 +55,9 @@ pub fn wait_stopped(root: &Path, id: &str, limit: Option<Duration>) -> Result<Op
         if left == Some(Duration::ZERO) {
             return Ok(Some(c));
         }
-        let step = left.unwrap_or(Duration::from_secs(1)).min(Duration::from_millis(200));
+        let step = left
+            .unwrap_or(Duration::from_secs(1))
+            .min(Duration::from_millis(200));
         // SAFETY: pidfd_open of a pid; the fd is ours.
         let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, st.monitor_pid, 0) };
         if fd >= 0 {
@@ -125,7 +127,10 @@ pub fn kill(root: &Path, a: &KillArgs) -> Result<()> {
     each(&a.containers, |q| {
         let c = containers::find(root, q)?;
         if c.observed().status != Status::Running {
-            bail!("cannot kill container {q}: container {} is not running", c.id);
+            bail!(
+                "cannot kill container {q}: container {} is not running",
+                c.id
+            );
         }
         monitor::runtime(root)
             .kill(&c.id, sig, false)
@@ -174,7 +179,12 @@ fn start_one(root: &Path, id: &str, attach: bool) -> Result<i32> {
     // The runtime's leftovers from a killed monitor would block a new create.
     let _ = monitor::runtime(root).delete(id, true);
     if attach {
-        monitor::supervise(root, id, monitor::Stdio::Logged { attach: true }, &mut |_| {})
+        monitor::supervise(
+            root,
+            id,
+            monitor::Stdio::Logged { attach: true },
+            &mut |_| {},
+        )
     } else {
         monitor::spawn_detached(root, id).map(|()| 0)
     }
@@ -219,13 +229,20 @@ fn status_text(c: &Container) -> String {
         Status::Running => format!(
             "Up {}",
             timefmt::human_duration(
-                timefmt::now_secs() - st.started_at.as_deref().and_then(timefmt::parse).unwrap_or(0.0)
+                timefmt::now_secs()
+                    - st.started_at
+                        .as_deref()
+                        .and_then(timefmt::parse)
+                        .unwrap_or(0.0)
             )
         ),
         Status::Exited => format!(
             "Exited ({}) {}",
             st.exit_code,
-            st.finished_at.as_deref().map(timefmt::ago).unwrap_or_default()
+            st.finished_at
+                .as_deref()
+                .map(timefmt::ago)
+                .unwrap_or_default()
         ),
     }
 }
@@ -309,14 +326,32 @@ pub fn ps(root: &Path, a: &PsArgs) -> Result<()> {
             if !a.no_trunc && cmd.chars().count() > 22 {
                 cmd = format!("{}…\"", cmd.chars().take(20).collect::<String>());
             }
-            [id(c), c.image.clone(), cmd, timefmt::ago(&c.created), status_text(c), c.name.clone()]
+            [
+                id(c),
+                c.image.clone(),
+                cmd,
+                timefmt::ago(&c.created),
+                status_text(c),
+                c.name.clone(),
+            ]
         })
         .collect();
-    let header = ["CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "NAMES"];
+    let header = [
+        "CONTAINER ID",
+        "IMAGE",
+        "COMMAND",
+        "CREATED",
+        "STATUS",
+        "NAMES",
+    ];
     table(&mut out, header, &rows)
 }
 
-fn table<const N: usize>(out: &mut impl Write, header: [&str; N], rows: &[[String; N]]) -> Result<()> {
+fn table<const N: usize>(
+    out: &mut impl Write,
+    header: [&str; N],
+    rows: &[[String; N]],
+) -> Result<()> {
     let mut w = header.map(str::len);
     for r in rows {
         for (i, c) in r.iter().enumerate() {
@@ -415,7 +450,12 @@ pub fn top(root: &Path, q: &str) -> Result<()> {
         .map_err(|e| anyhow!("cannot list the processes of {q}: {e}"))?;
     let list: Vec<String> = pids.iter().map(|p| p.to_string()).collect();
     let out = std::process::Command::new("ps")
-        .args(["-o", "uid,pid,ppid,c,stime,tty,time,cmd", "-p", &list.join(",")])
+        .args([
+            "-o",
+            "uid,pid,ppid,c,stime,tty,time,cmd",
+            "-p",
+            &list.join(","),
+        ])
         .output()
         .context("cannot run ps (procps)")?;
     std::io::stdout().write_all(&out.stdout)?;
@@ -471,20 +511,37 @@ pub fn stats(root: &Path, a: &StatsArgs) -> Result<()> {
         let (cpu, mem, limit, pids, blk_r, blk_w) = match (&before, &after) {
             (Some(b), Some(s)) => {
                 let used = s.cpu.usage.total.saturating_sub(b.cpu.usage.total) as f64;
-                let (r, w) = s.blkio.io_service_bytes_recursive.iter().fold((0, 0), |acc, e| {
-                    match e.op.as_str() {
-                        "Read" | "read" => (acc.0 + e.value, acc.1),
-                        "Write" | "write" => (acc.0, acc.1 + e.value),
-                        _ => acc,
-                    }
-                });
-                (100.0 * used / dt, s.memory.usage.usage, s.memory.usage.limit, s.pids.current, r, w)
+                let (r, w) =
+                    s.blkio
+                        .io_service_bytes_recursive
+                        .iter()
+                        .fold((0, 0), |acc, e| match e.op.as_str() {
+                            "Read" | "read" => (acc.0 + e.value, acc.1),
+                            "Write" | "write" => (acc.0, acc.1 + e.value),
+                            _ => acc,
+                        });
+                (
+                    100.0 * used / dt,
+                    s.memory.usage.usage,
+                    s.memory.usage.limit,
+                    s.pids.current,
+                    r,
+                    w,
+                )
             }
             _ => (0.0, 0, 0, 0, 0, 0),
         };
         let host_mem = host_memory();
-        let limit = if limit == 0 || limit > host_mem { host_mem } else { limit };
-        let mem_pct = if limit > 0 { 100.0 * mem as f64 / limit as f64 } else { 0.0 };
+        let limit = if limit == 0 || limit > host_mem {
+            host_mem
+        } else {
+            limit
+        };
+        let mem_pct = if limit > 0 {
+            100.0 * mem as f64 / limit as f64
+        } else {
+            0.0
+        };
         json_rows.push(json!({
             "ID": c.short_id(), "Name": c.name, "CPUPerc": format!("{cpu:.2}%"),
             "MemUsage": format!("{} / {}", human(mem), human(limit)), "MemPerc": format!("{mem_pct:.2}%"),
@@ -510,7 +567,16 @@ pub fn stats(root: &Path, a: &StatsArgs) -> Result<()> {
     }
     table(
         &mut out,
-        ["CONTAINER ID", "NAME", "CPU %", "MEM USAGE / LIMIT", "MEM %", "NET I/O", "BLOCK I/O", "PIDS"],
+        [
+            "CONTAINER ID",
+            "NAME",
+            "CPU %",
+            "MEM USAGE / LIMIT",
+            "MEM %",
+            "NET I/O",
+            "BLOCK I/O",
+            "PIDS",
+        ],
         &rows,
     )
 }
@@ -586,11 +652,14 @@ pub fn exec(root: &Path, a: &ExecArgs) -> Result<i32> {
         process.set_user(user);
     }
     if a.privileged {
-        let all: Vec<String> = caps::all().iter().map(|c| c.to_string()).collect();
-        let caps: oci_spec::runtime::LinuxCapabilities = serde_json::from_value(
-            json!({"bounding": all, "effective": all, "permitted": all}),
-        )
-        .context("capabilities")?;
+        let all: Vec<String> = caps::read(None, caps::CapSet::Bounding)
+            .map_err(|e| anyhow!("cannot read the capability bounding set: {e}"))?
+            .iter()
+            .map(|c| c.to_string())
+            .collect();
+        let caps: oci_spec::runtime::LinuxCapabilities =
+            serde_json::from_value(json!({"bounding": all, "effective": all, "permitted": all}))
+                .context("capabilities")?;
         process.set_capabilities(Some(caps));
     }
     if a.detach || !a.interactive {
@@ -648,8 +717,10 @@ pub fn volume(root: &Path, cmd: &VolumeCommand) -> Result<()> {
                     writeln!(out, "{}", serde_json::to_string(v)?)?;
                 }
             } else {
-                let rows: Vec<[String; 2]> =
-                    list.iter().map(|v| ["local".to_string(), v.name.clone()]).collect();
+                let rows: Vec<[String; 2]> = list
+                    .iter()
+                    .map(|v| ["local".to_string(), v.name.clone()])
+                    .collect();
                 table(&mut out, ["DRIVER", "VOLUME NAME"], &rows)?;
             }
         }

@@ -110,10 +110,11 @@ pub fn logs(root: &Path, a: &LogsArgs) -> Result<()> {
     let c = containers::find(root, &a.container)?;
     let path = containers::log_path(root, &c.id);
     let since = match &a.since {
-        Some(s) => Some(
-            timefmt::since(s)
-                .ok_or_else(|| anyhow::anyhow!("invalid --since {s:?}: use RFC 3339, Unix seconds or a duration like 10m"))?,
-        ),
+        Some(s) => Some(timefmt::since(s).ok_or_else(|| {
+            anyhow::anyhow!(
+                "invalid --since {s:?}: use RFC 3339, Unix seconds or a duration like 10m"
+            )
+        })?),
         None => None,
     };
     let tail = match a.tail.as_str() {

@@ -17,8 +17,8 @@ use clap::Parser;
 use serde_json::json;
 
 use husk_cli::husk::{
-    ArchiveFormat, ContainerCommand, Format, InspectArgs, HuskCli, HuskCommand, ImageCommand, ImagesArgs, LoadArgs, LoginArgs,
-    PullArgs, SaveArgs,
+    ArchiveFormat, ContainerCommand, Format, HuskCli, HuskCommand, ImageCommand, ImagesArgs,
+    InspectArgs, LoadArgs, LoginArgs, PullArgs, SaveArgs,
 };
 use husk_image::manifest::Platform;
 use husk_image::registry::Options;
@@ -99,7 +99,9 @@ fn main() {
             commands::wait(&cli.root, &a.containers)
         }
         HuskCommand::Inspect(a) => inspect_any(&cli, a),
-        HuskCommand::Container(ContainerCommand::Inspect(a)) => containers::inspect(&cli.root, &a.containers),
+        HuskCommand::Container(ContainerCommand::Inspect(a)) => {
+            containers::inspect(&cli.root, &a.containers)
+        }
         HuskCommand::Top(a) => commands::top(&cli.root, &a.container),
         HuskCommand::Stats(a) => commands::stats(&cli.root, a),
         HuskCommand::Container(ContainerCommand::Prune(_)) => commands::container_prune(&cli.root),

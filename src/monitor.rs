@@ -343,7 +343,10 @@ pub fn spawn_detached(root: &Path, id: &str) -> Result<()> {
         nix::unistd::ForkResult::Child => {
             drop(r);
             let _ = nix::unistd::setsid();
-            let null = fs::OpenOptions::new().read(true).write(true).open("/dev/null");
+            let null = fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .open("/dev/null");
             if let Ok(n) = &null {
                 for fd in 0..3 {
                     dup2(n.as_raw_fd(), fd);
@@ -377,7 +380,9 @@ pub fn spawn_detached(root: &Path, id: &str) -> Result<()> {
             let _ = nix::sys::wait::waitpid(child, None);
             match msg.strip_prefix("error ") {
                 Some(e) => Err(anyhow!("{e}")),
-                None => Err(anyhow!("the monitor of container {id} died before the container started")),
+                None => Err(anyhow!(
+                    "the monitor of container {id} died before the container started"
+                )),
             }
         }
     }

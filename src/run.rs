@@ -295,7 +295,9 @@ fn spec(
         let tini = ["/usr/bin/tini-static", "/usr/libexec/docker/docker-init"]
             .into_iter()
             .find(|p| Path::new(p).exists())
-            .ok_or_else(|| anyhow!("--init needs a static tini on the host (Debian: apt install tini)"))?;
+            .ok_or_else(|| {
+                anyhow!("--init needs a static tini on the host (Debian: apt install tini)")
+            })?;
         let mut with_init = vec!["/dev/init".to_string(), "--".to_string()];
         with_init.extend(args);
         args = with_init;
@@ -429,7 +431,8 @@ fn run_inner(root: &Path, a: &RunArgs) -> Result<i32> {
             .as_object()
             .map(|o| o.keys().cloned().collect())
             .unwrap_or_default();
-        let volumes = crate::volumes::resolve(root, &a.volume, &a.mount, &a.tmpfs, &image_volumes, &rootfs)?;
+        let volumes =
+            crate::volumes::resolve(root, &a.volume, &a.mount, &a.tmpfs, &image_volumes, &rootfs)?;
         let spec = spec(a, &config, &rootfs, &id, &volumes)?;
         fs::write(dir.join("config.json"), serde_json::to_vec_pretty(&spec)?)
             .context("cannot write the container's config")?;
@@ -488,8 +491,8 @@ fn run_inner(root: &Path, a: &RunArgs) -> Result<i32> {
 /// docker-style "adjective_surname" names, unique in this store.
 fn generated_name(root: &Path, id: &str) -> String {
     const LEFT: [&str; 16] = [
-        "brave", "calm", "eager", "fervent", "gifted", "happy", "jolly", "keen", "lucid",
-        "modest", "nifty", "quirky", "serene", "tender", "vibrant", "zealous",
+        "brave", "calm", "eager", "fervent", "gifted", "happy", "jolly", "keen", "lucid", "modest",
+        "nifty", "quirky", "serene", "tender", "vibrant", "zealous",
     ];
     const RIGHT: [&str; 16] = [
         "babbage", "curie", "darwin", "euler", "franklin", "galileo", "hopper", "kepler",
@@ -511,11 +514,22 @@ fn generated_name(root: &Path, id: &str) -> String {
 
 /// docker's default capabilities, with --cap-add/--cap-drop (ALL allowed) and --privileged.
 fn capabilities(a: &RunArgs) -> Result<Vec<String>> {
-    let all: Vec<String> = caps::all().iter().map(|c| c.to_string()).collect();
+    // "All" is what this host can give: its bounding set (a VM may lack some).
+    let mut all: Vec<String> = caps::read(None, caps::CapSet::Bounding)
+        .map_err(|e| anyhow!("cannot read the capability bounding set: {e}"))?
+        .iter()
+        .map(|c| c.to_string())
+        .collect();
+    all.sort();
+    let known: Vec<String> = caps::all().iter().map(|c| c.to_string()).collect();
     let norm = |c: &str| -> Result<String> {
         let up = c.to_ascii_uppercase();
-        let full = if up.starts_with("CAP_") { up } else { format!("CAP_{up}") };
-        if full == "CAP_ALL" || all.contains(&full) {
+        let full = if up.starts_with("CAP_") {
+            up
+        } else {
+            format!("CAP_{up}")
+        };
+        if full == "CAP_ALL" || known.contains(&full) {
             Ok(full)
         } else {
             bail!("unknown capability {c:?}")
@@ -542,7 +556,10 @@ fn capabilities(a: &RunArgs) -> Result<Vec<String>> {
         }
     }
     // An explicit add wins over dropping ALL, as in docker.
-    if a.cap_drop.iter().any(|c| norm(c).is_ok_and(|n| n == "CAP_ALL")) {
+    if a.cap_drop
+        .iter()
+        .any(|c| norm(c).is_ok_and(|n| n == "CAP_ALL"))
+    {
         for c in &a.cap_add {
             let n = norm(c)?;
             if n != "CAP_ALL" && !set.contains(&n) {
@@ -559,8 +576,22 @@ fn parse_ulimit(u: &str) -> Result<Value> {
         .split_once('=')
         .ok_or_else(|| anyhow!("invalid --ulimit {u:?}: use NAME=SOFT[:HARD]"))?;
     let known = [
-        "as", "core", "cpu", "data", "fsize", "locks", "memlock", "msgqueue", "nice", "nofile",
-        "nproc", "rss", "rtprio", "rttime", "sigpending", "stack",
+        "as",
+        "core",
+        "cpu",
+        "data",
+        "fsize",
+        "locks",
+        "memlock",
+        "msgqueue",
+        "nice",
+        "nofile",
+        "nproc",
+        "rss",
+        "rtprio",
+        "rttime",
+        "sigpending",
+        "stack",
     ];
     if !known.contains(&name) {
         bail!("invalid --ulimit {u:?}: unknown limit {name:?}");
@@ -569,7 +600,8 @@ fn parse_ulimit(u: &str) -> Result<Value> {
         if s == "-1" || s == "unlimited" {
             return Ok(u64::MAX);
         }
-        s.parse().map_err(|_| anyhow!("invalid --ulimit {u:?}: {s:?} is not a number"))
+        s.parse()
+            .map_err(|_| anyhow!("invalid --ulimit {u:?}: {s:?} is not a number"))
     };
     let (soft, hard) = match vals.split_once(':') {
         Some((s, h)) => (num(s)?, num(h)?),

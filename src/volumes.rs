@@ -79,8 +79,12 @@ pub fn create(
         scope: "local".into(),
         anonymous,
     };
-    husk_runtime::util::write_atomic(&dir.join("volume.json"), &serde_json::to_vec_pretty(&v)?, 0o644)
-        .map_err(|e| anyhow!("cannot write volume {name}: {e}"))?;
+    husk_runtime::util::write_atomic(
+        &dir.join("volume.json"),
+        &serde_json::to_vec_pretty(&v)?,
+        0o644,
+    )
+    .map_err(|e| anyhow!("cannot write volume {name}: {e}"))?;
     Ok(true)
 }
 
@@ -101,7 +105,11 @@ pub fn list(root: &Path) -> Result<Vec<Volume>> {
 pub fn users(root: &Path, name: &str) -> Result<Vec<String>> {
     Ok(containers::list(root)?
         .into_iter()
-        .filter(|c| c.mounts.iter().any(|m| m.kind == "volume" && m.name == name))
+        .filter(|c| {
+            c.mounts
+                .iter()
+                .any(|m| m.kind == "volume" && m.name == name)
+        })
         .map(|c| c.name)
         .collect())
 }
@@ -119,10 +127,14 @@ pub fn remove(root: &Path, name: &str, force: bool) -> Result<()> {
 /// Fill an empty volume with what the image has at `target`, resolved inside the image's
 /// root so a symlink in the image cannot point the copy at the host.
 fn copy_up(rootfs: &Path, target: &str, data: &Path) -> Result<()> {
-    if fs::read_dir(data).map(|mut d| d.next().is_some()).unwrap_or(true) {
+    if fs::read_dir(data)
+        .map(|mut d| d.next().is_some())
+        .unwrap_or(true)
+    {
         return Ok(());
     }
-    let root = fs::File::open(rootfs).with_context(|| format!("cannot open {}", rootfs.display()))?;
+    let root =
+        fs::File::open(rootfs).with_context(|| format!("cannot open {}", rootfs.display()))?;
     let src = match husk_sys::open_in_root(
         std::os::fd::AsRawFd::as_raw_fd(&root),
         Path::new(target),
@@ -132,7 +144,12 @@ fn copy_up(rootfs: &Path, target: &str, data: &Path) -> Result<()> {
         Ok(fd) => fd,
         Err(_) => return Ok(()), // nothing there in the image
     };
-    let from = format!("/proc/self/fd/{}/.", std::os::fd::AsRawFd::as_raw_fd(&src));
+    // cp reaches the resolved directory through our fd table (the fd is close-on-exec).
+    let from = format!(
+        "/proc/{}/fd/{}/.",
+        std::process::id(),
+        std::os::fd::AsRawFd::as_raw_fd(&src)
+    );
     let out = std::process::Command::new("cp")
         .args(["-a", "--no-dereference", &from])
         .arg(data)
@@ -156,7 +173,14 @@ pub struct Resolved {
 }
 
 impl Resolved {
-    fn bind(&mut self, kind: &str, name: &str, source: &Path, target: &str, ro: bool) -> Result<()> {
+    fn bind(
+        &mut self,
+        kind: &str,
+        name: &str,
+        source: &Path,
+        target: &str,
+        ro: bool,
+    ) -> Result<()> {
         if !target.starts_with('/') {
             bail!("invalid mount target {target:?}: must be an absolute path");
         }
@@ -167,7 +191,9 @@ impl Resolved {
         if ro {
             opts.push("ro");
         }
-        self.spec.push(json!({"destination": target, "type": "bind", "source": source, "options": opts}));
+        self.spec.push(
+            json!({"destination": target, "type": "bind", "source": source, "options": opts}),
+        );
         self.records.push(MountRecord {
             kind: kind.into(),
             name: name.into(),
@@ -178,7 +204,14 @@ impl Resolved {
         Ok(())
     }
 
-    fn volume(&mut self, root: &Path, rootfs: &Path, name: &str, target: &str, ro: bool) -> Result<()> {
+    fn volume(
+        &mut self,
+        root: &Path,
+        rootfs: &Path,
+        name: &str,
+        target: &str,
+        ro: bool,
+    ) -> Result<()> {
         create(root, name, BTreeMap::new(), false)?;
         let v = load(root, name)?;
         copy_up(rootfs, target, &v.mountpoint)?;
@@ -200,7 +233,9 @@ impl Resolved {
         }
         let mut opts: Vec<String> = vec!["nosuid".into(), "nodev".into(), "noexec".into()];
         opts.extend(options.iter().cloned());
-        self.spec.push(json!({"destination": target, "type": "tmpfs", "source": "tmpfs", "options": opts}));
+        self.spec.push(
+            json!({"destination": target, "type": "tmpfs", "source": "tmpfs", "options": opts}),
+        );
         self.records.push(MountRecord {
             kind: "tmpfs".into(),
             name: String::new(),
@@ -228,7 +263,9 @@ pub fn resolve(
             [d] => (None, *d, ""),
             [s, d] => (Some(*s), *d, ""),
             [s, d, m] => (Some(*s), *d, *m),
-            _ => bail!("invalid volume {v:?}: use SOURCE:TARGET[:ro], or TARGET for an anonymous volume"),
+            _ => bail!(
+                "invalid volume {v:?}: use SOURCE:TARGET[:ro], or TARGET for an anonymous volume"
+            ),
         };
         let ro = match mode {
             "" | "rw" => false,
@@ -246,7 +283,9 @@ pub fn resolve(
             }
             Some(s) => {
                 if !valid_name(s) {
-                    bail!("invalid volume {v:?}: {s:?} is neither an absolute path nor a volume name");
+                    bail!(
+                        "invalid volume {v:?}: {s:?} is neither an absolute path nor a volume name"
+                    );
                 }
                 r.volume(root, rootfs, s, dst, ro)?
             }
@@ -259,12 +298,14 @@ pub fn resolve(
         for kv in m.split(',') {
             let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
             match k {
-                "type" => kind = match v {
-                    "bind" => "bind",
-                    "volume" => "volume",
-                    "tmpfs" => "tmpfs",
-                    _ => bail!("invalid --mount {m:?}: type must be bind, volume or tmpfs"),
-                },
+                "type" => {
+                    kind = match v {
+                        "bind" => "bind",
+                        "volume" => "volume",
+                        "tmpfs" => "tmpfs",
+                        _ => bail!("invalid --mount {m:?}: type must be bind, volume or tmpfs"),
+                    }
+                }
                 "source" | "src" => src = Some(v.to_string()),
                 "target" | "destination" | "dst" => dst = Some(v.to_string()),
                 "readonly" | "ro" => ro = v.is_empty() || v == "true" || v == "1",

@@ -37,7 +37,10 @@ fn until(what: &str, mut f: impl FnMut() -> bool) {
 }
 
 fn record(root: &Path, id: &str) -> serde_json::Value {
-    serde_json::from_slice(&std::fs::read(root.join("containers").join(id).join("container.json")).unwrap()).unwrap()
+    serde_json::from_slice(
+        &std::fs::read(root.join("containers").join(id).join("container.json")).unwrap(),
+    )
+    .unwrap()
 }
 
 fn inspect(root: &Path, name: &str) -> serde_json::Value {
@@ -49,12 +52,17 @@ fn inspect(root: &Path, name: &str) -> serde_json::Value {
 /// No mount under the store is left.
 fn no_mounts(root: &Path) {
     let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
-    assert!(!mounts.contains(root.to_str().unwrap()), "a mount was left behind");
+    assert!(
+        !mounts.contains(root.to_str().unwrap()),
+        "a mount was left behind"
+    );
 }
 
 #[test]
 fn detached_container_ps_logs_exec_stop_rm() {
-    let Some((_reg, root, img)) = setup("detached_container_ps_logs_exec_stop_rm") else { return };
+    let Some((_reg, root, img)) = setup("detached_container_ps_logs_exec_stop_rm") else {
+        return;
+    };
     let r = root.path();
     let (code, id, err) = husk(r, &["run", "-d", "--name", "web", "--label", "tier=front", &img, "sh", "-c",
         "echo hello; echo oops >&2; trap 'echo bye; exit 0' TERM; while true; do sleep 0.1; done"]);
@@ -65,26 +73,76 @@ fn detached_container_ps_logs_exec_stop_rm() {
     let (_, ps, _) = husk(r, &["ps"]);
     let mut lines = ps.lines();
     let header = lines.next().unwrap();
-    for col in ["CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "NAMES"] {
+    for col in [
+        "CONTAINER ID",
+        "IMAGE",
+        "COMMAND",
+        "CREATED",
+        "STATUS",
+        "NAMES",
+    ] {
         assert!(header.contains(col), "{header}");
     }
     let row = lines.next().unwrap();
-    assert!(row.starts_with(&id[..12]) && row.contains("Up ") && row.ends_with("web"), "{row}");
-    assert_eq!(husk(r, &["ps", "-q", "--filter", "label=tier=front"]).1.trim(), &id[..12]);
-    assert_eq!(husk(r, &["ps", "-q", "--filter", "label=tier=back"]).1.trim(), "");
+    assert!(
+        row.starts_with(&id[..12]) && row.contains("Up ") && row.ends_with("web"),
+        "{row}"
+    );
+    assert_eq!(
+        husk(r, &["ps", "-q", "--filter", "label=tier=front"])
+            .1
+            .trim(),
+        &id[..12]
+    );
+    assert_eq!(
+        husk(r, &["ps", "-q", "--filter", "label=tier=back"])
+            .1
+            .trim(),
+        ""
+    );
 
     until("the log", || husk(r, &["logs", "web"]).1 == "hello\n");
     let (_, out, err) = husk(r, &["logs", "web"]);
     assert_eq!((out.as_str(), err.as_str()), ("hello\n", "oops\n"));
-    let log = std::fs::read_to_string(r.join("containers").join(&id).join(format!("{id}-json.log"))).unwrap();
+    let log = std::fs::read_to_string(
+        r.join("containers")
+            .join(&id)
+            .join(format!("{id}-json.log")),
+    )
+    .unwrap();
     let first: serde_json::Value = serde_json::from_str(log.lines().next().unwrap()).unwrap();
-    assert!(first["log"].is_string() && first["stream"].is_string() && first["time"].as_str().unwrap().ends_with('Z'), "{first}");
+    assert!(
+        first["log"].is_string()
+            && first["stream"].is_string()
+            && first["time"].as_str().unwrap().ends_with('Z'),
+        "{first}"
+    );
     let (_, ts, _) = husk(r, &["logs", "-t", "--tail", "2", &id[..8]]);
     assert!(ts.ends_with(" hello\n") && ts.starts_with("20"), "{ts}");
 
     // exec: output, exit codes, environment, user.
-    assert_eq!(husk(r, &["exec", "web", "sh", "-c", "echo $FROM_IMAGE; id -u"]).1, "yes\n0\n");
-    assert_eq!(husk(r, &["exec", "-u", "app", "-e", "Y=2", "web", "sh", "-c", "echo $Y; id -u"]).1, "2\n1000\n");
+    assert_eq!(
+        husk(r, &["exec", "web", "sh", "-c", "echo $FROM_IMAGE; id -u"]).1,
+        "yes\n0\n"
+    );
+    assert_eq!(
+        husk(
+            r,
+            &[
+                "exec",
+                "-u",
+                "app",
+                "-e",
+                "Y=2",
+                "web",
+                "sh",
+                "-c",
+                "echo $Y; id -u"
+            ]
+        )
+        .1,
+        "2\n1000\n"
+    );
     assert_eq!(husk(r, &["exec", "web", "sh", "-c", "exit 3"]).0, 3);
     assert_eq!(husk(r, &["exec", "web", "no-such-command"]).0, 127);
     assert_eq!(husk(r, &["exec", "-d", "web", "sleep", "1"]).0, 0);
@@ -99,7 +157,10 @@ fn detached_container_ps_logs_exec_stop_rm() {
     assert!(top.contains("PID") && top.contains("sleep"), "{top}");
     let (code, stats, err) = husk(r, &["stats", "--no-stream", "web"]);
     assert_eq!(code, 0, "{err}");
-    assert!(stats.contains("MEM USAGE / LIMIT") && stats.contains("web"), "{stats}");
+    assert!(
+        stats.contains("MEM USAGE / LIMIT") && stats.contains("web"),
+        "{stats}"
+    );
 
     // A running container is not removed without -f; stop sends the stop signal.
     let (code, _, err) = husk(r, &["rm", "web"]);
@@ -112,13 +173,18 @@ fn detached_container_ps_logs_exec_stop_rm() {
     assert_eq!(v["State"]["Status"], "exited");
     assert_eq!(v["State"]["ExitCode"], 0);
     assert_eq!(husk(r, &["wait", "web"]).1, "0\n");
-    assert!(husk(r, &["ps"]).1.lines().count() == 1, "not running any more");
+    assert!(
+        husk(r, &["ps"]).1.lines().count() == 1,
+        "not running any more"
+    );
     assert!(husk(r, &["ps", "-a"]).1.contains("Exited (0)"));
 
     // start again: same container, same log, appended.
     let (code, _, err) = husk(r, &["start", "web"]);
     assert_eq!(code, 0, "{err}");
-    until("the second run's log", || husk(r, &["logs", "web"]).1.matches("hello").count() == 2);
+    until("the second run's log", || {
+        husk(r, &["logs", "web"]).1.matches("hello").count() == 2
+    });
     let (code, _, _) = husk(r, &["kill", "web"]);
     assert_eq!(code, 0);
     assert_eq!(husk(r, &["wait", "web"]).1, "137\n");
@@ -133,4 +199,450 @@ fn detached_container_ps_logs_exec_stop_rm() {
     assert_eq!(code, 0);
     assert!(out.contains("Deleted Containers:"), "{out}");
     assert_eq!(husk(r, &["ps", "-aq"]).1, "");
+}
+
+#[test]
+fn attached_runs_keep_records_and_docker_exit_codes() {
+    let Some((_reg, root, img)) = setup("attached_runs_keep_records_and_docker_exit_codes") else {
+        return;
+    };
+    let r = root.path();
+    let (code, out, err) = husk(
+        r,
+        &[
+            "run",
+            "--name",
+            "a1",
+            &img,
+            "sh",
+            "-c",
+            "echo out; echo err >&2; exit 3",
+        ],
+    );
+    assert_eq!((code, out.as_str(), err.as_str()), (3, "out\n", "err\n"));
+    assert!(husk(r, &["ps", "-a"]).1.contains("Exited (3)"));
+    let (_, out, err) = husk(r, &["logs", "a1"]);
+    assert_eq!((out.as_str(), err.as_str()), ("out\n", "err\n"));
+    assert_eq!(husk(r, &["run", "--rm", &img, "true"]).0, 0);
+    assert_eq!(husk(r, &["run", "--rm", &img, "false"]).0, 1);
+    // 137 (SIGKILL) is `kill` + `wait` in detached_container_ps_logs_exec_stop_rm: a shell that is
+    // PID 1 cannot SIGKILL itself.
+    assert_eq!(husk(r, &["run", "--rm", &img, "no-such-command"]).0, 127);
+    assert_eq!(husk(r, &["run", "--rm", &img, "/bin/notexec"]).0, 126);
+    let (code, _, err) = husk(r, &["run", "--rm", "--ulimit", "bogus=1", &img, "true"]);
+    assert_eq!(code, 125);
+    assert!(err.contains("bogus") && err.lines().count() == 1, "{err}");
+    // Detached failures carry the same codes; the record keeps the error.
+    let (code, _, err) = husk(r, &["run", "-d", "--name", "bad", &img, "no-such-command"]);
+    assert_eq!(code, 127, "{err}");
+    let v = inspect(r, "bad");
+    assert_eq!(v["State"]["ExitCode"], 127);
+    assert!(
+        v["State"]["Error"]
+            .as_str()
+            .unwrap()
+            .contains("no-such-command"),
+        "{v}"
+    );
+    // Unknown flags fail clearly.
+    let (code, _, err) = husk(r, &["run", "--no-such-flag", &img, "true"]);
+    assert_ne!(code, 0);
+    assert!(err.contains("--no-such-flag"), "{err}");
+    // Only --rm containers go away by themselves.
+    assert_eq!(husk(r, &["ps", "-aq"]).1.lines().count(), 2);
+}
+
+#[test]
+fn two_runs_with_one_name_at_once_exactly_one_wins() {
+    let Some((_reg, root, img)) = setup("two_runs_with_one_name_at_once_exactly_one_wins") else {
+        return;
+    };
+    let r = root.path();
+    let spawn = || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_husk"))
+            .arg("--root")
+            .arg(r)
+            .args(["run", "-d", "--name", "only", &img, "sleep", "30"])
+            .output()
+            .unwrap()
+    };
+    let (a, b) = std::thread::scope(|s| {
+        let a = s.spawn(spawn);
+        let b = s.spawn(spawn);
+        (a.join().unwrap(), b.join().unwrap())
+    });
+    let codes = [a.status.code(), b.status.code()];
+    assert!(
+        codes.contains(&Some(0)) && codes.contains(&Some(125)),
+        "{codes:?} {} {}",
+        text(&a.stderr),
+        text(&b.stderr)
+    );
+    let loser = if a.status.success() { &b } else { &a };
+    assert!(
+        text(&loser.stderr).contains("already in use"),
+        "{}",
+        text(&loser.stderr)
+    );
+    assert_eq!(husk(r, &["ps", "-aq"]).1.lines().count(), 1);
+    assert_eq!(husk(r, &["rm", "-f", "only"]).0, 0);
+    no_mounts(r);
+}
+
+#[test]
+fn a_killed_monitor_or_husk_loses_nothing_silently() {
+    let Some((_reg, root, img)) = setup("a_killed_monitor_or_husk_loses_nothing_silently") else {
+        return;
+    };
+    let r = root.path();
+    let id = husk(r, &["run", "-d", "--name", "m", &img, "sleep", "300"])
+        .1
+        .trim()
+        .to_string();
+    let rec = record(r, &id);
+    let (monitor, init) = (
+        rec["state"]["monitor_pid"].as_i64().unwrap() as i32,
+        rec["state"]["pid"].as_i64().unwrap() as i32,
+    );
+    assert!(monitor > 0 && init > 0);
+    // SAFETY: SIGKILL to the monitor this test started.
+    unsafe { libc::kill(monitor, libc::SIGKILL) };
+    std::thread::sleep(Duration::from_millis(100));
+    // The container still runs: ps says so.
+    assert!(husk(r, &["ps"]).1.contains("Up "), "{}", husk(r, &["ps"]).1);
+    // SAFETY: SIGKILL to the container's init, which this test started.
+    unsafe { libc::kill(init, libc::SIGKILL) };
+    until("the orphan's exit to show", || {
+        husk(r, &["ps", "-a"]).1.contains("Exited (255)")
+    });
+    let v = inspect(r, "m");
+    assert!(
+        v["State"]["Error"]
+            .as_str()
+            .unwrap()
+            .contains("monitor was killed"),
+        "{v}"
+    );
+    assert_eq!(husk(r, &["rm", "m"]).0, 0);
+    no_mounts(r);
+
+    // An attached husk killed mid-run: the container goes on, rm -f cleans up.
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_husk"))
+        .arg("--root")
+        .arg(r)
+        .args(["run", "--name", "att", &img, "sleep", "300"])
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    until("the attached container to run", || {
+        husk(r, &["ps", "-q"]).1.lines().count() == 1
+    });
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(husk(r, &["ps"]).1.contains("att"));
+    let (code, _, err) = husk(r, &["rm", "-f", "att"]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(husk(r, &["ps", "-aq"]).1, "");
+    no_mounts(r);
+}
+
+#[test]
+fn an_oom_kill_is_reported_in_inspect() {
+    let Some((_reg, root, img)) = setup("an_oom_kill_is_reported_in_inspect") else {
+        return;
+    };
+    let r = root.path();
+    let (code, _, err) = husk(
+        r,
+        &[
+            "run",
+            "--name",
+            "hog",
+            "-m",
+            "16m",
+            &img,
+            "sh",
+            "-c",
+            "a=0123456789; while true; do a=$a$a; done",
+        ],
+    );
+    assert_eq!(code, 137, "{err}");
+    let v = inspect(r, "hog");
+    assert_eq!(v["State"]["OOMKilled"], true, "{v}");
+    assert_eq!(v["HostConfig"]["Memory"], 16 << 20);
+}
+
+#[test]
+fn volumes_named_anonymous_and_copied_up() {
+    let Some((_reg, root, img)) = setup("volumes_named_anonymous_and_copied_up") else {
+        return;
+    };
+    let r = root.path();
+    assert_eq!(husk(r, &["volume", "create", "data"]).1, "data\n");
+    assert_eq!(
+        husk(
+            r,
+            &[
+                "run",
+                "--rm",
+                "-v",
+                "data:/data",
+                &img,
+                "sh",
+                "-c",
+                "echo kept > /data/f"
+            ]
+        )
+        .0,
+        0
+    );
+    assert_eq!(
+        husk(
+            r,
+            &["run", "--rm", "-v", "data:/data:ro", &img, "cat", "/data/f"]
+        )
+        .1,
+        "kept\n"
+    );
+    assert_ne!(
+        husk(
+            r,
+            &[
+                "run",
+                "--rm",
+                "-v",
+                "data:/data:ro",
+                &img,
+                "touch",
+                "/data/g"
+            ]
+        )
+        .0,
+        0
+    );
+    // A new named volume over a path the image has: filled with the image's files.
+    assert_eq!(
+        husk(r, &["run", "--rm", "-v", "etcvol:/etc", &img, "true"]).0,
+        0
+    );
+    let v: serde_json::Value =
+        serde_json::from_str(&husk(r, &["volume", "inspect", "etcvol"]).1).unwrap();
+    let mp = v[0]["Mountpoint"].as_str().unwrap().to_string();
+    assert!(std::fs::read_to_string(Path::new(&mp).join("passwd"))
+        .unwrap()
+        .contains("app:x:1000"));
+    // --mount and --tmpfs.
+    let host = tempfile::tempdir().unwrap();
+    std::fs::write(host.path().join("in"), "from host").unwrap();
+    let m = format!(
+        "type=bind,source={},target=/h,readonly",
+        host.path().display()
+    );
+    let (code, out, err) = husk(
+        r,
+        &[
+            "run",
+            "--rm",
+            "--mount",
+            &m,
+            "--tmpfs",
+            "/scratch",
+            &img,
+            "sh",
+            "-c",
+            "cat /h/in; grep ' /scratch ' /proc/mounts | cut -d' ' -f3",
+        ],
+    );
+    assert_eq!((code, out.as_str()), (0, "from hosttmpfs\n"), "{err}");
+    // An anonymous volume lives as long as its container with rm -v.
+    let id = husk(
+        r,
+        &[
+            "run",
+            "-d",
+            "-v",
+            "/anon",
+            &img,
+            "sh",
+            "-c",
+            "echo x > /anon/x",
+        ],
+    )
+    .1
+    .trim()
+    .to_string();
+    assert_eq!(husk(r, &["wait", &id]).1, "0\n");
+    let anon = record(r, &id)["anonymous_volumes"][0]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(husk(r, &["volume", "ls", "-q"]).1.contains(&anon));
+    let (code, _, err) = husk(r, &["volume", "rm", "data"]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(husk(r, &["rm", "-v", &id]).0, 0);
+    assert!(!husk(r, &["volume", "ls", "-q"]).1.contains(&anon));
+    assert_eq!(husk(r, &["volume", "prune", "-a"]).0, 0);
+    assert_eq!(husk(r, &["volume", "ls", "-q"]).1, "");
+    no_mounts(r);
+}
+
+#[test]
+fn run_flags_reach_the_container() {
+    let Some((_reg, root, img)) = setup("run_flags_reach_the_container") else {
+        return;
+    };
+    let r = root.path();
+    let env = r.join("env");
+    std::fs::write(&env, "# comment\nFROM_FILE=1\n\nOVER=file\n").unwrap();
+    let (code, out, err) = husk(
+        r,
+        &[
+            "run",
+            "--rm",
+            "--env-file",
+            env.to_str().unwrap(),
+            "-e",
+            "OVER=flag",
+            &img,
+            "sh",
+            "-c",
+            "echo $FROM_FILE $OVER",
+        ],
+    );
+    assert_eq!((code, out.as_str()), (0, "1 flag\n"), "{err}");
+    let (_, out, _) = husk(
+        r,
+        &[
+            "run",
+            "--rm",
+            "--ulimit",
+            "nofile=100:200",
+            &img,
+            "sh",
+            "-c",
+            "ulimit -n; ulimit -Hn",
+        ],
+    );
+    assert_eq!(out, "100\n200\n");
+    let cap_eff = |args: &[&str]| {
+        let mut a = vec!["run", "--rm"];
+        a.extend_from_slice(args);
+        a.extend_from_slice(&[
+            &img,
+            "grep",
+            "-E",
+            "^(CapEff|NoNewPrivs)",
+            "/proc/self/status",
+        ]);
+        husk(r, &a).1
+    };
+    let default = cap_eff(&[]);
+    assert!(
+        default.contains("CapEff:\t00000000a80425fb"),
+        "docker's 14 capabilities: {default}"
+    );
+    assert!(default.contains("NoNewPrivs:\t0"));
+    assert!(cap_eff(&["--cap-drop", "ALL", "--cap-add", "NET_RAW"])
+        .contains("CapEff:\t0000000000002000"));
+    assert!(cap_eff(&["--cap-drop", "chown"]).contains("CapEff:\t00000000a80425fa"));
+    assert!(cap_eff(&["--security-opt", "no-new-privileges"]).contains("NoNewPrivs:\t1"));
+    let privileged = cap_eff(&["--privileged"]);
+    assert!(!privileged.contains("a80425fb"), "{privileged}");
+    assert!(
+        husk(r, &["run", "--rm", "--privileged", &img, "ls", "/dev"])
+            .1
+            .contains("vda")
+            || !Path::new("/dev/vda").exists()
+    );
+    assert_ne!(
+        husk(r, &["run", "--rm", "--cap-add", "NOT_A_CAP", &img, "true"]).0,
+        0
+    );
+    let (code, _, err) = husk(
+        r,
+        &[
+            "run",
+            "--rm",
+            "--security-opt",
+            "apparmor=strict",
+            &img,
+            "true",
+        ],
+    );
+    assert_eq!(code, 125);
+    assert!(err.contains("apparmor=strict"), "{err}");
+    // Recorded settings show in inspect.
+    let (code, _, err) = husk(
+        r,
+        &[
+            "run",
+            "--name",
+            "cfg",
+            "-c",
+            "512",
+            "-m",
+            "64m",
+            "--memory-swap",
+            "128m",
+            "--stop-signal",
+            "SIGUSR1",
+            "--stop-timeout",
+            "3",
+            &img,
+            "true",
+        ],
+    );
+    assert_eq!(code, 0, "{err}");
+    let v = inspect(r, "cfg");
+    assert_eq!(v["HostConfig"]["CpuShares"], 512);
+    assert_eq!(v["HostConfig"]["MemorySwap"], 128 << 20);
+    assert_eq!(v["Config"]["StopSignal"], "SIGUSR1");
+    assert_eq!(v["Config"]["StopTimeout"], 3);
+    // --init: tini as PID 1 when the host has it.
+    if Path::new("/usr/bin/tini-static").exists() {
+        let (code, out, err) = husk(
+            r,
+            &[
+                "run",
+                "--rm",
+                "--init",
+                &img,
+                "sh",
+                "-c",
+                "cat /proc/1/cmdline | tr '\\0' ' '",
+            ],
+        );
+        assert_eq!(code, 0, "{err}");
+        assert!(out.starts_with("/dev/init -- sh"), "{out}");
+    } else {
+        eprintln!("SKIP --init half of run_flags_reach_the_container: tini is not installed (.ci/run installs it)");
+    }
+}
+
+#[test]
+fn a_tty_through_a_pty() {
+    let Some((_reg, root, img)) = setup("a_tty_through_a_pty") else {
+        return;
+    };
+    let r = root.path();
+    let husk_bin = env!("CARGO_BIN_EXE_husk");
+    for (args, name) in [("run --rm -it", ""), ("run -t --name tty1", "tty1")] {
+        let cmd = format!(
+            "{husk_bin} --root {} {args} {img} sh -c 'tty; stty size'",
+            r.display()
+        );
+        let Ok(out) = std::process::Command::new("script")
+            .args(["-qec", &cmd, "/dev/null"])
+            .output()
+        else {
+            eprintln!("SKIP a_tty_through_a_pty: script(1) is missing");
+            return;
+        };
+        let screen = text(&out.stdout);
+        assert!(out.status.success(), "{screen}");
+        assert!(screen.contains("/dev/pts/0"), "{screen}");
+        if !name.is_empty() {
+            assert!(husk(r, &["logs", name]).1.contains("/dev/pts/0"));
+        }
+    }
 }
