@@ -275,8 +275,10 @@ fn pump(
             while let Ok(Some(info)) = sfd.read_signal() {
                 let sig = info.ssi_signo as i32;
                 if sig == libc::SIGCHLD {
-                    if let Some(c) = husk_runtime::supervise::reap(pid).map_err(|e| anyhow!(e))? {
-                        code = Some(c);
+                    // Once the init is reaped, a late SIGCHLD must not turn its code into the
+                    // "nothing to wait for" 255.
+                    if code.is_none() {
+                        code = husk_runtime::supervise::reap(pid).map_err(|e| anyhow!(e))?;
                     }
                 } else if sig == libc::SIGWINCH && tty_attached {
                     if let Some((p, _)) = streams.first() {

@@ -98,8 +98,9 @@ pub fn wait_foreground(pid: Pid, pty: Option<OwnedFd>) -> Result<i32> {
             while let Ok(Some(info)) = sfd.read_signal() {
                 let sig = info.ssi_signo as i32;
                 if sig == libc::SIGCHLD {
-                    if let Some(code) = reap(pid)? {
-                        result = Some(code);
+                    // A late SIGCHLD after the reap must not replace the code with 255.
+                    if result.is_none() {
+                        result = reap(pid)?;
                     }
                 } else if sig == libc::SIGWINCH {
                     if let Some(p) = &pty {
