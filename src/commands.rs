@@ -477,10 +477,22 @@ fn human(b: u64) -> String {
     }
 }
 
+/// `stats`: one table with `--no-stream`, else a new one every second until interrupted (the
+/// screen cleared between them on a terminal).
 pub fn stats(root: &Path, a: &StatsArgs) -> Result<()> {
-    if !a.no_stream {
-        bail!("husk stats streams not yet: use --no-stream for one sample");
+    let terminal = std::io::IsTerminal::is_terminal(&std::io::stdout());
+    loop {
+        if !a.no_stream && terminal {
+            print!("\x1b[2J\x1b[H");
+        }
+        stats_once(root, a, if a.no_stream { 500 } else { 1000 })?;
+        if a.no_stream {
+            return Ok(());
+        }
     }
+}
+
+fn stats_once(root: &Path, a: &StatsArgs, window_ms: u64) -> Result<()> {
     let list: Vec<Container> = if a.containers.is_empty() {
         containers::list(root)?
             .into_iter()
@@ -502,7 +514,7 @@ pub fn stats(root: &Path, a: &StatsArgs) -> Result<()> {
     // CPU % is the usage over a short window, as docker's first sample.
     let first: Vec<_> = list.iter().map(sample).collect();
     let t0 = Instant::now();
-    std::thread::sleep(Duration::from_millis(500));
+    std::thread::sleep(Duration::from_millis(window_ms));
     let dt = t0.elapsed().as_nanos() as f64;
     let mut rows = Vec::new();
     let mut json_rows = Vec::new();

@@ -161,6 +161,23 @@ fn detached_container_ps_logs_exec_stop_rm() {
         stats.contains("MEM USAGE / LIMIT") && stats.contains("web"),
         "{stats}"
     );
+    let streamed = std::process::Command::new("timeout")
+        .args([
+            "-s",
+            "INT",
+            "2.5",
+            env!("CARGO_BIN_EXE_husk"),
+            "--root",
+            r.to_str().unwrap(),
+            "stats",
+            "web",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        text(&streamed.stdout).matches("CONTAINER ID").count() >= 2,
+        "a new table each second"
+    );
 
     // A running container is not removed without -f; stop sends the stop signal.
     let (code, _, err) = husk(r, &["rm", "web"]);
@@ -645,4 +662,105 @@ fn a_tty_through_a_pty() {
             assert!(husk(r, &["logs", name]).1.contains("/dev/pts/0"));
         }
     }
+    // exec -it into a running container.
+    assert_eq!(
+        husk(r, &["run", "-d", "--name", "box", &img, "sleep", "60"]).0,
+        0
+    );
+    let cmd = format!(
+        "{husk_bin} --root {} exec -it box sh -c 'tty; exit 4'",
+        r.display()
+    );
+    let out = std::process::Command::new("script")
+        .args(["-qec", &cmd, "/dev/null"])
+        .output()
+        .unwrap();
+    let screen = text(&out.stdout);
+    assert!(screen.contains("/dev/pts/"), "{screen}");
+    assert_eq!(husk(r, &["rm", "-f", "box"]).0, 0);
+}
+
+#[test]
+fn signals_restart_start_attach_and_follow() {
+    let Some((_reg, root, img)) = setup("signals_restart_start_attach_and_follow") else {
+        return;
+    };
+    let r = root.path();
+    // Ctrl-C reaches an attached container (logged and direct).
+    for rm in [false, true] {
+        let mut args = vec!["--root", r.to_str().unwrap(), "run"];
+        if rm {
+            args.push("--rm");
+        }
+        args.extend_from_slice(&[
+            &img,
+            "sh",
+            "-c",
+            "trap 'echo got; exit 7' INT; echo ready; while :; do sleep 0.1; done",
+        ]);
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_husk"))
+            .args(&args)
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
+        let mut line = String::new();
+        std::io::BufRead::read_line(&mut out, &mut line).unwrap();
+        assert_eq!(line, "ready\n");
+        // SAFETY: SIGINT to the husk this test started.
+        unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+        let status = child.wait().unwrap();
+        let mut rest = String::new();
+        std::io::Read::read_to_string(&mut out, &mut rest).unwrap();
+        assert_eq!(
+            (status.code(), rest.as_str()),
+            (Some(7), "got\n"),
+            "rm={rm}"
+        );
+    }
+    // logs -f follows until the container stops; --since drops what came before.
+    let id = husk(
+        r,
+        &["run", "-d", &img, "sh", "-c", "echo one; sleep 1; echo two"],
+    )
+    .1
+    .trim()
+    .to_string();
+    let (code, out, _) = husk(r, &["logs", "-f", &id]);
+    assert_eq!((code, out.as_str()), (0, "one\ntwo\n"));
+    assert_eq!(
+        husk(r, &["logs", "--since", "2099-01-01T00:00:00Z", &id]).1,
+        ""
+    );
+    assert_eq!(husk(r, &["logs", "--since", "1h", &id]).1, "one\ntwo\n");
+    // start -a attaches and returns the container's code; restart runs it again.
+    let (code, out, _) = husk(r, &["start", "-a", &id]);
+    assert_eq!((code, out.as_str()), (0, "one\ntwo\n"));
+    let id2 = husk(
+        r,
+        &[
+            "run",
+            "-d",
+            "--name",
+            "loop",
+            &img,
+            "sh",
+            "-c",
+            "echo start; while :; do sleep 0.1; done",
+        ],
+    )
+    .1;
+    assert_eq!(id2.trim().len(), 64);
+    until("the first start", || {
+        husk(r, &["logs", "loop"]).1 == "start\n"
+    });
+    let first_pid = inspect(r, "loop")["State"]["Pid"].clone();
+    let (code, _, err) = husk(r, &["restart", "-t", "1", "loop"]);
+    assert_eq!(code, 0, "{err}");
+    until("the second start", || {
+        husk(r, &["logs", "loop"]).1 == "start\nstart\n"
+    });
+    assert_ne!(inspect(r, "loop")["State"]["Pid"], first_pid);
+    assert_eq!(husk(r, &["rm", "-f", "loop", &id]).0, 0);
+    no_mounts(r);
 }

@@ -291,7 +291,7 @@ pub struct TopArgs {
 
 #[derive(Debug, Args)]
 pub struct StatsArgs {
-    /// Print one sample and exit (the only mode so far)
+    /// Print one sample and exit (default: a new sample every second)
     #[arg(long)]
     pub no_stream: bool,
     /// All containers (default: running ones)
