@@ -1,5 +1,7 @@
-//! `husk`: the docker-like command line. Built so far: `pull`, `images` and a foreground
-//! `run --rm`.
+//! `husk`: the docker-like command line. The image commands go to husk-image; `run` builds an
+//! OCI spec from the image and the flags (`run`), containers are records (`containers`) run
+//! by a monitor (`monitor`) through husk-runtime's library, with json-file logs (`logs`),
+//! volumes (`volumes`) and the rest of docker's container commands (`commands`).
 
 mod commands;
 mod containers;
