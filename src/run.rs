@@ -271,9 +271,11 @@ fn spec(
     let (uid, gid) = resolve_user(rootfs, &user)?;
 
     let mut s = husk_runtime::features::default_spec(false);
-    let caps = json!(capabilities(a)?);
+    let cap_list = capabilities(a)?;
+    let caps = json!(cap_list);
     let mut no_new_privs = false;
-    let mut seccomp = None;
+    // docker's default profile, unless --privileged or --security-opt says otherwise.
+    let mut seccomp = (!a.privileged).then(|| crate::security::default_seccomp(&cap_list));
     for o in &a.security_opt {
         let (k, v) = o.split_once(['=', ':']).unwrap_or((o, ""));
         match (k, v) {
@@ -323,6 +325,10 @@ fn spec(
         s["linux"]["seccomp"] = p;
     }
     s["root"] = json!({"path": rootfs, "readonly": a.read_only});
+    // docker masks one path more than runc's defaults (RAPL energy counters, CVE-2020-8694).
+    if let Some(m) = s["linux"]["maskedPaths"].as_array_mut() {
+        m.push(json!("/sys/devices/virtual/powercap"));
+    }
     s["hostname"] = hostname.into();
     if a.network == NetworkMode::Host {
         if let Some(ns) = s["linux"]["namespaces"].as_array_mut() {

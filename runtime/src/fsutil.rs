@@ -4,6 +4,7 @@
 
 use std::ffi::CString;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::ffi::OsStringExt;
 use std::path::{Component, Path, PathBuf};
 
 use nix::errno::Errno;
@@ -24,16 +25,36 @@ pub fn open_in_root(
 /// Open (O_PATH) `path` inside `root`, creating missing directories on the way, and the last
 /// component as a directory (`dir == true`) or an empty file.
 pub fn ensure_in_root(root: RawFd, path: &Path, dir: bool) -> Result<OwnedFd> {
+    ensure_in_root_depth(root, path, dir, 0)
+}
+
+/// Symlinks followed while creating one path, as the kernel's own limit (SYMLOOP_MAX).
+const MAX_SYMLINKS: usize = 40;
+
+fn ensure_in_root_depth(root: RawFd, path: &Path, dir: bool, depth: usize) -> Result<OwnedFd> {
+    if depth > MAX_SYMLINKS {
+        return Err(Error::sys(
+            format!("cannot resolve {}", path.display()),
+            Errno::ELOOP,
+        ));
+    }
     // Most targets already exist (the image has /proc, /dev, /sys): one lookup does it.
     match open_in_root(root, path, libc::O_PATH, 0) {
         Ok(fd) => return Ok(fd),
         Err(Errno::ENOENT) => {}
         Err(e) => return Err(Error::sys(format!("cannot resolve {}", path.display()), e)),
     }
-    let normal: PathBuf = path
-        .components()
-        .filter(|c| matches!(c, Component::Normal(_)))
-        .collect();
+    // ".." stops at the root, as RESOLVE_IN_ROOT resolves it.
+    let mut normal = PathBuf::new();
+    for c in path.components() {
+        match c {
+            Component::Normal(n) => normal.push(n),
+            Component::ParentDir => {
+                normal.pop();
+            }
+            _ => {}
+        }
+    }
     let mut cur = open_in_root(root, Path::new("/"), libc::O_PATH | libc::O_DIRECTORY, 0)
         .map_err(|e| Error::sys("cannot open container root", e))?;
     let comps: Vec<_> = normal.components().collect();
@@ -66,6 +87,22 @@ pub fn ensure_in_root(root: RawFd, path: &Path, dir: bool) -> Result<OwnedFd> {
                         Errno::last(),
                     ));
                 }
+                if rc != 0 {
+                    // A dangling symlink (an image may point /data at /mnt/data): create what
+                    // it points at, resolved inside the root like everything else here.
+                    if let Some(target) = read_link_at(&parent, &name) {
+                        let base = so_far.parent().unwrap_or(Path::new("/")).to_path_buf();
+                        let mut next = if target.is_absolute() {
+                            target
+                        } else {
+                            base.join(target)
+                        };
+                        for rest in &comps[i + 1..] {
+                            next.push(rest);
+                        }
+                        return ensure_in_root_depth(root, &next, dir, depth + 1);
+                    }
+                }
                 cur = open_in_root(root, &so_far, libc::O_PATH, 0)
                     .map_err(|e| Error::sys(format!("cannot open {}", so_far.display()), e))?;
             }
@@ -78,6 +115,25 @@ pub fn ensure_in_root(root: RawFd, path: &Path, dir: bool) -> Result<OwnedFd> {
         }
     }
     Ok(cur)
+}
+
+/// The target of symlink `name` in directory `dir`, if it is one.
+fn read_link_at(dir: &OwnedFd, name: &CString) -> Option<PathBuf> {
+    let mut buf = vec![0u8; libc::PATH_MAX as usize];
+    // SAFETY: readlinkat into a buffer of the given size.
+    let n = unsafe {
+        libc::readlinkat(
+            dir.as_raw_fd(),
+            name.as_ptr(),
+            buf.as_mut_ptr().cast(),
+            buf.len(),
+        )
+    };
+    if n <= 0 {
+        return None;
+    }
+    buf.truncate(n as usize);
+    Some(PathBuf::from(std::ffi::OsString::from_vec(buf)))
 }
 
 pub fn reopen_dir(fd: &OwnedFd) -> std::result::Result<OwnedFd, Errno> {

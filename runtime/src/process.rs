@@ -431,11 +431,22 @@ pub fn set_umask(process: &Process) {
     nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(mask));
 }
 
+/// chdir to process.cwd, then make sure it is inside the container: a cwd like
+/// /proc/self/fd/N names whatever fd N is, which may be a directory of the host (the
+/// CVE-2024-21626 attack). Outside the root, the kernel's getcwd answers "(unreachable)…" and
+/// libc ENOENT.
 pub fn enter_cwd(process: &Process) -> Result<()> {
     nix::unistd::chdir(process.cwd()).ctx(format_args!(
         "cannot enter process.cwd {}",
         process.cwd().display()
-    ))
+    ))?;
+    match nix::unistd::getcwd() {
+        Ok(p) if p.is_absolute() => Ok(()),
+        _ => Err(crate::error::Error::InvalidConfig(format!(
+            "process.cwd {} is outside the container",
+            process.cwd().display()
+        ))),
+    }
 }
 
 /// Every fd from 3 + preserve_fds up is closed on exec: nothing of the runtime's, or of whoever

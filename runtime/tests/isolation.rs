@@ -515,6 +515,45 @@ fn only_stdio_and_preserved_fds_reach_the_container() {
 }
 
 #[test]
+fn a_cwd_through_an_inherited_fd_is_refused() {
+    if !require_root("a_cwd_through_an_inherited_fd_is_refused") {
+        return;
+    }
+    use std::os::fd::AsRawFd;
+    use std::os::unix::process::CommandExt;
+    // runc's CVE-2024-21626: an fd of the caller (here a host directory on fd 7) is still open
+    // in the init when it enters process.cwd, so cwd /proc/self/fd/7 is that host directory.
+    let host = tempfile::tempdir().unwrap();
+    fs::write(host.path().join("host-secret"), "s3cret").unwrap();
+    let dir = fs::File::open(host.path()).unwrap();
+    let raw = dir.as_raw_fd();
+    let root = Root::new();
+    let mut b = sh("ls; cat host-secret");
+    b.edit(|c| c["process"]["cwd"] = "/proc/self/fd/7".into());
+    let id = unique_id("cwdfd");
+    root.track(&id);
+    let mut cmd = root.cmd();
+    cmd.args(["run", "--bundle", b.path().to_str().unwrap(), &id]);
+    // SAFETY: dup2 in the child before exec.
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::dup2(raw, 7) < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let out = cmd.output().unwrap();
+    let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+    assert!(
+        !stdout.contains("s3cret") && !stdout.contains("host-secret"),
+        "{stdout}"
+    );
+    assert!(!out.status.success());
+    assert!(stderr.contains("outside the container"), "{stderr}");
+}
+
+#[test]
 fn preserve_fds_refuses_fds_the_caller_did_not_open() {
     if !require_root("preserve_fds_refuses_fds_the_caller_did_not_open") {
         return;

@@ -390,6 +390,40 @@ pub fn push_big_image(reg: &TestRegistry, repo: &str) -> (Vec<u8>, Digest) {
 
 /// A runnable image: Debian's static busybox with its applets, /etc/passwd and /etc/group.
 pub fn push_busybox_image(reg: &TestRegistry, repo: &str, tag: &str) {
+    push_busybox_image_with(reg, repo, tag, &[])
+}
+
+/// The busybox image with more layers on top.
+pub fn push_busybox_image_with(reg: &TestRegistry, repo: &str, tag: &str, more: &[Vec<u8>]) {
+    let mut layers = vec![busybox_layer()];
+    layers.extend(more.iter().cloned());
+    let mut descs = Vec::new();
+    for l in &layers {
+        let blob = gzip(l);
+        let d = reg.push_blob(repo, &blob);
+        descs.push(json!({"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "digest": d.to_string(), "size": blob.len()}));
+    }
+    let arch = husk_image::manifest::Platform::host().architecture;
+    let diff_ids: Vec<String> = layers.iter().map(|l| Digest::of(l).to_string()).collect();
+    let config = serde_json::to_vec(&json!({"architecture": arch, "os": "linux",
+        "config": {"Env": ["PATH=/bin", "FROM_IMAGE=yes"], "Cmd": ["sh", "-c", "echo default-cmd"], "WorkingDir": "/work"},
+        "rootfs": {"type": "layers", "diff_ids": diff_ids}})).unwrap();
+    let cd = reg.push_blob(repo, &config);
+    let manifest = serde_json::to_vec(&json!({
+        "schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": cd.to_string(), "size": config.len()},
+        "layers": descs,
+    })).unwrap();
+    reg.push_manifest(
+        repo,
+        tag,
+        "application/vnd.oci.image.manifest.v1+json",
+        &manifest,
+    );
+}
+
+/// Debian's static busybox with its applets, /etc/passwd and /etc/group, as a layer tar.
+pub fn busybox_layer() -> Vec<u8> {
     let mut b = tar::Builder::new(Vec::new());
     let dir = |b: &mut tar::Builder<Vec<u8>>, name: &str, mode: u32| {
         let mut h = tar::Header::new_gnu();
@@ -452,25 +486,7 @@ pub fn push_busybox_image(reg: &TestRegistry, repo: &str, tag: &str) {
         h.set_cksum();
         b.append(&h, &[][..]).unwrap();
     }
-    let layer = b.into_inner().unwrap();
-    let blob = gzip(&layer);
-    let bd = reg.push_blob(repo, &blob);
-    let arch = husk_image::manifest::Platform::host().architecture;
-    let config = serde_json::to_vec(&json!({"architecture": arch, "os": "linux",
-        "config": {"Env": ["PATH=/bin", "FROM_IMAGE=yes"], "Cmd": ["sh", "-c", "echo default-cmd"], "WorkingDir": "/work"},
-        "rootfs": {"type": "layers", "diff_ids": [Digest::of(&layer).to_string()]}})).unwrap();
-    let cd = reg.push_blob(repo, &config);
-    let manifest = serde_json::to_vec(&json!({
-        "schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
-        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": cd.to_string(), "size": config.len()},
-        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "digest": bd.to_string(), "size": blob.len()}]
-    })).unwrap();
-    reg.push_manifest(
-        repo,
-        tag,
-        "application/vnd.oci.image.manifest.v1+json",
-        &manifest,
-    );
+    b.into_inner().unwrap()
 }
 
 /// A registry that wants `user`/`password` (htpasswd, bcrypt by Debian's apache2-utils).

@@ -1,0 +1,447 @@
+//! docker's default confinement for `husk run`: its seccomp profile, built here from the
+//! container's capabilities the way docker builds its own. Refused with EPERM unless listed:
+//! what touches the host as a whole (modules, kexec, reboot, swap, clock, keyrings, accounting),
+//! what creates namespaces or mounts (only with CAP_SYS_ADMIN), io_uring, userfaultfd,
+//! obsolete calls. `--privileged` and `--security-opt seccomp=unconfined` turn it off,
+//! `seccomp=PROFILE.json` replaces it.
+
+use serde_json::{json, Value};
+
+/// Allowed for every container (x86_64 names; unknown names are skipped by the compiler).
+const ALLOWED: &[&str] = &[
+    "accept",
+    "accept4",
+    "access",
+    "adjtimex",
+    "alarm",
+    "arch_prctl",
+    "bind",
+    "brk",
+    "cachestat",
+    "capget",
+    "capset",
+    "chdir",
+    "chmod",
+    "chown",
+    "clock_adjtime",
+    "clock_getres",
+    "clock_gettime",
+    "clock_nanosleep",
+    "close",
+    "close_range",
+    "connect",
+    "copy_file_range",
+    "creat",
+    "dup",
+    "dup2",
+    "dup3",
+    "epoll_create",
+    "epoll_create1",
+    "epoll_ctl",
+    "epoll_pwait",
+    "epoll_pwait2",
+    "epoll_wait",
+    "eventfd",
+    "eventfd2",
+    "execve",
+    "execveat",
+    "exit",
+    "exit_group",
+    "faccessat",
+    "faccessat2",
+    "fadvise64",
+    "fallocate",
+    "fanotify_mark",
+    "fchdir",
+    "fchmod",
+    "fchmodat",
+    "fchmodat2",
+    "fchown",
+    "fchownat",
+    "fcntl",
+    "fdatasync",
+    "fgetxattr",
+    "flistxattr",
+    "flock",
+    "fork",
+    "fremovexattr",
+    "fsetxattr",
+    "fstat",
+    "fstatfs",
+    "fsync",
+    "ftruncate",
+    "futex",
+    "futex_requeue",
+    "futex_wait",
+    "futex_waitv",
+    "futex_wake",
+    "futimesat",
+    "get_robust_list",
+    "get_thread_area",
+    "getcpu",
+    "getcwd",
+    "getdents",
+    "getdents64",
+    "getegid",
+    "geteuid",
+    "getgid",
+    "getgroups",
+    "getitimer",
+    "getpeername",
+    "getpgid",
+    "getpgrp",
+    "getpid",
+    "getppid",
+    "getpriority",
+    "getrandom",
+    "getresgid",
+    "getresuid",
+    "getrlimit",
+    "getrusage",
+    "getsid",
+    "getsockname",
+    "getsockopt",
+    "gettid",
+    "gettimeofday",
+    "getuid",
+    "getxattr",
+    "inotify_add_watch",
+    "inotify_init",
+    "inotify_init1",
+    "inotify_rm_watch",
+    "io_cancel",
+    "io_destroy",
+    "io_getevents",
+    "io_pgetevents",
+    "io_setup",
+    "io_submit",
+    "ioctl",
+    "ioprio_get",
+    "ioprio_set",
+    "kill",
+    "landlock_add_rule",
+    "landlock_create_ruleset",
+    "landlock_restrict_self",
+    "lchown",
+    "lgetxattr",
+    "link",
+    "linkat",
+    "listen",
+    "listxattr",
+    "llistxattr",
+    "lremovexattr",
+    "lseek",
+    "lsetxattr",
+    "lstat",
+    "madvise",
+    "map_shadow_stack",
+    "membarrier",
+    "memfd_create",
+    "mincore",
+    "mkdir",
+    "mkdirat",
+    "mknod",
+    "mknodat",
+    "mlock",
+    "mlock2",
+    "mlockall",
+    "mmap",
+    "modify_ldt",
+    "mprotect",
+    "mq_getsetattr",
+    "mq_notify",
+    "mq_open",
+    "mq_timedreceive",
+    "mq_timedsend",
+    "mq_unlink",
+    "mremap",
+    "mseal",
+    "msgctl",
+    "msgget",
+    "msgrcv",
+    "msgsnd",
+    "msync",
+    "munlock",
+    "munlockall",
+    "munmap",
+    "nanosleep",
+    "newfstatat",
+    "open",
+    "openat",
+    "openat2",
+    "pause",
+    "pidfd_getfd",
+    "pidfd_open",
+    "pidfd_send_signal",
+    "pipe",
+    "pipe2",
+    "pkey_alloc",
+    "pkey_free",
+    "pkey_mprotect",
+    "poll",
+    "ppoll",
+    "prctl",
+    "pread64",
+    "preadv",
+    "preadv2",
+    "prlimit64",
+    "process_mrelease",
+    "process_vm_readv",
+    "process_vm_writev",
+    "pselect6",
+    "ptrace",
+    "pwrite64",
+    "pwritev",
+    "pwritev2",
+    "read",
+    "readahead",
+    "readlink",
+    "readlinkat",
+    "readv",
+    "recvfrom",
+    "recvmmsg",
+    "recvmsg",
+    "remap_file_pages",
+    "removexattr",
+    "rename",
+    "renameat",
+    "renameat2",
+    "restart_syscall",
+    "rmdir",
+    "rseq",
+    "rt_sigaction",
+    "rt_sigpending",
+    "rt_sigprocmask",
+    "rt_sigqueueinfo",
+    "rt_sigreturn",
+    "rt_sigsuspend",
+    "rt_sigtimedwait",
+    "rt_tgsigqueueinfo",
+    "sched_get_priority_max",
+    "sched_get_priority_min",
+    "sched_getaffinity",
+    "sched_getattr",
+    "sched_getparam",
+    "sched_getscheduler",
+    "sched_rr_get_interval",
+    "sched_setaffinity",
+    "sched_setattr",
+    "sched_setparam",
+    "sched_setscheduler",
+    "sched_yield",
+    "seccomp",
+    "select",
+    "semctl",
+    "semget",
+    "semop",
+    "semtimedop",
+    "sendfile",
+    "sendmmsg",
+    "sendmsg",
+    "sendto",
+    "set_robust_list",
+    "set_thread_area",
+    "set_tid_address",
+    "setfsgid",
+    "setfsuid",
+    "setgid",
+    "setgroups",
+    "setitimer",
+    "setpgid",
+    "setpriority",
+    "setregid",
+    "setresgid",
+    "setresuid",
+    "setreuid",
+    "setrlimit",
+    "setsid",
+    "setsockopt",
+    "setuid",
+    "setxattr",
+    "shmat",
+    "shmctl",
+    "shmdt",
+    "shmget",
+    "shutdown",
+    "sigaltstack",
+    "signalfd",
+    "signalfd4",
+    "socket",
+    "socketpair",
+    "splice",
+    "stat",
+    "statfs",
+    "statx",
+    "symlink",
+    "symlinkat",
+    "sync",
+    "sync_file_range",
+    "syncfs",
+    "sysinfo",
+    "tee",
+    "tgkill",
+    "time",
+    "timer_create",
+    "timer_delete",
+    "timer_getoverrun",
+    "timer_gettime",
+    "timer_settime",
+    "timerfd_create",
+    "timerfd_gettime",
+    "timerfd_settime",
+    "times",
+    "tkill",
+    "truncate",
+    "umask",
+    "uname",
+    "unlink",
+    "unlinkat",
+    "utime",
+    "utimensat",
+    "utimes",
+    "vfork",
+    "vmsplice",
+    "wait4",
+    "waitid",
+    "write",
+    "writev",
+];
+
+/// Allowed only with a capability, which the kernel would demand anyway or which makes the
+/// call safe to offer.
+const BY_CAPABILITY: &[(&str, &[&str])] = &[
+    (
+        "CAP_SYS_ADMIN",
+        &[
+            "bpf",
+            "clone",
+            "clone3",
+            "fanotify_init",
+            "fsconfig",
+            "fsmount",
+            "fsopen",
+            "fspick",
+            "lookup_dcookie",
+            "mount",
+            "mount_setattr",
+            "move_mount",
+            "name_to_handle_at",
+            "open_tree",
+            "perf_event_open",
+            "pivot_root",
+            "quotactl",
+            "quotactl_fd",
+            "setdomainname",
+            "sethostname",
+            "setns",
+            "syslog",
+            "umount2",
+            "unshare",
+        ],
+    ),
+    ("CAP_SYS_BOOT", &["reboot"]),
+    ("CAP_SYS_CHROOT", &["chroot"]),
+    (
+        "CAP_SYS_MODULE",
+        &[
+            "delete_module",
+            "init_module",
+            "finit_module",
+            "query_module",
+        ],
+    ),
+    ("CAP_SYS_PACCT", &["acct"]),
+    ("CAP_SYS_PTRACE", &["kcmp", "process_madvise"]),
+    ("CAP_SYS_RAWIO", &["iopl", "ioperm"]),
+    ("CAP_SYS_TIME", &["settimeofday", "stime", "clock_settime"]),
+    ("CAP_SYS_TTY_CONFIG", &["vhangup"]),
+    (
+        "CAP_SYS_NICE",
+        &[
+            "get_mempolicy",
+            "mbind",
+            "set_mempolicy",
+            "set_mempolicy_home_node",
+            "move_pages",
+        ],
+    ),
+    ("CAP_SYSLOG", &["syslog"]),
+    ("CAP_BPF", &["bpf"]),
+    ("CAP_PERFMON", &["perf_event_open"]),
+    ("CAP_DAC_READ_SEARCH", &["open_by_handle_at"]),
+];
+
+/// The namespace flags of clone(2): without CAP_SYS_ADMIN a clone may not carry any.
+const CLONE_NAMESPACE_FLAGS: u64 = 0x7E02_0000;
+const ENOSYS: u32 = 38;
+
+/// docker's default seccomp profile for a container with these effective capabilities.
+pub fn default_seccomp(caps: &[String]) -> Value {
+    let has = |c: &str| caps.iter().any(|x| x == c);
+    let mut names: Vec<&str> = ALLOWED.to_vec();
+    for (cap, calls) in BY_CAPABILITY {
+        if has(cap) {
+            names.extend_from_slice(calls);
+        }
+    }
+    names.sort_unstable();
+    names.dedup();
+    let mut rules = vec![json!({"names": names, "action": "SCMP_ACT_ALLOW"})];
+    // personality(2): only the personas programs ask for (Linux, UNAME26, READ_IMPLIES_EXEC
+    // off, the query 0xffffffff).
+    for persona in [0u64, 0x8, 0x20000, 0x20008, 0xffff_ffff] {
+        rules.push(json!({"names": ["personality"], "action": "SCMP_ACT_ALLOW",
+            "args": [{"index": 0, "value": persona, "op": "SCMP_CMP_EQ"}]}));
+    }
+    if !has("CAP_SYS_ADMIN") {
+        rules.push(json!({"names": ["clone"], "action": "SCMP_ACT_ALLOW",
+            "args": [{"index": 0, "value": CLONE_NAMESPACE_FLAGS, "valueTwo": 0, "op": "SCMP_CMP_MASKED_EQ"}]}));
+        // clone3 passes its flags in memory, where seccomp cannot look: ENOSYS makes libc
+        // fall back to clone, which the rule above checks.
+        rules.push(json!({"names": ["clone3"], "action": "SCMP_ACT_ERRNO", "errnoRet": ENOSYS}));
+    }
+    json!({
+        "defaultAction": "SCMP_ACT_ERRNO",
+        "defaultErrnoRet": 1,
+        "architectures": ["SCMP_ARCH_X86_64", "SCMP_ARCH_X86", "SCMP_ARCH_X32"],
+        "syscalls": rules,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn allowed(p: &Value) -> Vec<String> {
+        p["syscalls"][0]["names"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_str().unwrap().to_string())
+            .collect()
+    }
+
+    #[test]
+    fn capabilities_open_their_calls() {
+        let plain = default_seccomp(&["CAP_CHOWN".into()]);
+        let a = allowed(&plain);
+        assert!(!a.contains(&"mount".to_string()) && !a.contains(&"unshare".to_string()));
+        assert!(!a.contains(&"keyctl".to_string()) && !a.contains(&"io_uring_setup".to_string()));
+        assert!(a.contains(&"ptrace".to_string()) && a.contains(&"openat".to_string()));
+        let admin = default_seccomp(&["CAP_SYS_ADMIN".into()]);
+        let b = allowed(&admin);
+        assert!(b.contains(&"mount".to_string()) && b.contains(&"clone3".to_string()));
+        assert!(
+            !admin["syscalls"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|r| r["names"][0] == "clone3" && r["action"] == "SCMP_ACT_ERRNO"),
+            "no clone3 ENOSYS rule with CAP_SYS_ADMIN"
+        );
+        // The profile compiles, and every name in it is a syscall of this architecture or
+        // one added after it (skipped).
+        let spec: oci_spec::runtime::LinuxSeccomp = serde_json::from_value(plain).unwrap();
+        husk_runtime::seccomp::compile(&spec).unwrap();
+    }
+}
