@@ -20,22 +20,60 @@ use crate::volumes;
 /// Remove a stopped container: its runtime state, mount, directory and name, and with
 /// `anonymous_volumes` the anonymous volumes made for it.
 pub fn remove(root: &Path, c: &Container, anonymous_volumes: bool) -> Result<()> {
-    let _ = monitor::runtime(root).delete(&c.id, true);
-    monitor::unmount_rootfs(root, &c.id);
     let dir = containers::dir(root, &c.id);
+    // A monitor that just recorded the exit is finishing up (unmounting, or removing a --rm
+    // container itself): give it a moment, without holding the lock it may need.
+    if let Ok(cur) = Container::load(root, &c.id) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while cur.busy()
+            && cur.state.monitor_pid != std::process::id() as i32
+            && cur.observed().status != Status::Running
+            && Instant::now() < deadline
+        {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
     {
         let _l = containers::lock(root, &c.id)?;
-        std::fs::remove_file(dir.join("container.json"))
-            .with_context(|| format!("cannot remove container {}", c.name))?;
+        // Decide on what is on disk now, not on what the caller read earlier.
+        let current = match Container::load(root, &c.id) {
+            Ok(cur) => Some(cur),
+            Err(_) if !dir.join("container.json").exists() => None,
+            Err(e) => return Err(e),
+        };
+        if let Some(cur) = &current {
+            if cur.observed().status == Status::Running {
+                bail!("container {} is running", c.name);
+            }
+            if cur.busy() && cur.state.monitor_pid != std::process::id() as i32 {
+                bail!(
+                    "container {} is being started or stopped by another husk",
+                    c.name
+                );
+            }
+            // The exit code outlives the record, for `wait` on a --rm container.
+            let _ = containers::save_exit(root, &c.id, cur.state.exit_code);
+        }
+        let _ = monitor::runtime(root).delete(&c.id, true);
+        monitor::unmount_rootfs(root, &c.id);
+        match std::fs::remove_file(dir.join("container.json")) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e).with_context(|| format!("cannot remove container {}", c.name)),
+        }
     }
-    std::fs::remove_dir_all(&dir).with_context(|| format!("cannot remove {}", dir.display()))?;
+    // The name goes with the record, whatever happens to the directory.
     containers::release_name(root, &c.name, &c.id);
     if anonymous_volumes {
         for v in &c.anonymous_volumes {
-            let _ = volumes::remove(root, v, true);
+            let _ = volumes::remove(root, v, false);
         }
     }
-    Ok(())
+    match std::fs::remove_dir_all(&dir) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(e).with_context(|| format!("cannot remove {}", dir.display())),
+    }
 }
 
 /// Wait until the container is no longer running (its monitor recorded the exit), at most
@@ -148,7 +186,11 @@ pub fn rm(root: &Path, a: &RmArgs) -> Result<()> {
                 bail!("cannot remove container {q}: container is running: stop the container before removing or force remove");
             }
             let _ = monitor::runtime(root).kill(&c.id, nix::sys::signal::Signal::SIGKILL, true);
-            wait_stopped(root, &c.id, Some(Duration::from_secs(10)))?;
+            if let Some(c) = wait_stopped(root, &c.id, Some(Duration::from_secs(10)))? {
+                if c.observed().status == Status::Running {
+                    bail!("cannot remove container {q}: it did not stop after SIGKILL");
+                }
+            }
         }
         // A --rm container removes itself when it stops.
         if let Ok(c) = Container::load(root, &c.id) {
@@ -164,7 +206,8 @@ pub fn wait(root: &Path, names: &[String]) -> Result<()> {
         let c = containers::find(root, q)?;
         let code = match wait_stopped(root, &c.id, None)? {
             Some(c) => c.observed().exit_code,
-            None => c.state.exit_code,
+            // Removed after it stopped (--rm): its code was kept for us.
+            None => containers::load_exit(root, &c.id).unwrap_or(c.state.exit_code),
         };
         println!("{code}");
         Ok(())
@@ -172,12 +215,21 @@ pub fn wait(root: &Path, names: &[String]) -> Result<()> {
 }
 
 fn start_one(root: &Path, id: &str, attach: bool) -> Result<i32> {
-    let c = Container::load(root, id)?;
-    if c.observed().status == Status::Running {
-        return Ok(0);
+    {
+        // Claim the start under the lock: a second `start` at once sees a live monitor.
+        let _l = containers::lock(root, id)?;
+        let c = Container::load(root, id)?;
+        if c.observed().status == Status::Running || c.busy() {
+            return Ok(0);
+        }
+        let mut c = c;
+        c.state.monitor_pid = std::process::id() as i32;
+        c.state.monitor_start =
+            husk_runtime::util::process_start_time(c.state.monitor_pid).unwrap_or(0);
+        c.save(root)?;
+        // The runtime's leftovers from a killed monitor would block a new create.
+        let _ = monitor::runtime(root).delete(id, true);
     }
-    // The runtime's leftovers from a killed monitor would block a new create.
-    let _ = monitor::runtime(root).delete(id, true);
     if attach {
         monitor::supervise(
             root,
@@ -605,10 +657,11 @@ fn host_memory() -> u64 {
 }
 
 pub fn container_prune(root: &Path) -> Result<()> {
+    containers::prune_exits(root);
     let mut out = std::io::stdout().lock();
     let mut first = true;
     for c in containers::list(root)? {
-        if c.observed().status == Status::Running {
+        if c.observed().status == Status::Running || c.busy() {
             continue;
         }
         remove(root, &c, false)?;

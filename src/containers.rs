@@ -185,6 +185,11 @@ impl Container {
         s
     }
 
+    /// A husk process is starting, running or stopping this container right now.
+    pub fn busy(&self) -> bool {
+        alive(self.state.monitor_pid, self.state.monitor_start)
+    }
+
     pub fn short_id(&self) -> &str {
         &self.id[..12]
     }
@@ -194,7 +199,22 @@ impl Container {
 pub fn claim_name(root: &Path, name: &str, id: &str) -> Result<()> {
     let d = names_dir(root);
     fs::create_dir_all(&d).with_context(|| format!("cannot create {}", d.display()))?;
-    match std::os::unix::fs::symlink(id, d.join(name)) {
+    let link = d.join(name);
+    let mut result = std::os::unix::fs::symlink(id, &link);
+    if result
+        .as_ref()
+        .is_err_and(|e| e.kind() == std::io::ErrorKind::AlreadyExists)
+    {
+        // A claim whose container never got a directory (a husk killed between the claim
+        // and the record) is stale: take it over.
+        if let Ok(owner) = fs::read_link(&link) {
+            let owner_dir = dir(root, &owner.to_string_lossy());
+            if !owner_dir.exists() && fs::remove_file(&link).is_ok() {
+                result = std::os::unix::fs::symlink(id, &link);
+            }
+        }
+    }
+    match result {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
             let owner = fs::read_link(d.join(name))
@@ -205,6 +225,42 @@ pub fn claim_name(root: &Path, name: &str, id: &str) -> Result<()> {
             )
         }
         Err(e) => Err(e).with_context(|| format!("cannot claim the name {name}")),
+    }
+}
+
+fn exits_dir(root: &Path) -> PathBuf {
+    root.join("exits")
+}
+
+/// Keep a removed container's exit code (for `wait` on a `--rm` container).
+pub fn save_exit(root: &Path, id: &str, code: i32) -> Result<()> {
+    fs::create_dir_all(exits_dir(root))?;
+    fs::write(exits_dir(root).join(id), code.to_string())?;
+    Ok(())
+}
+
+pub fn load_exit(root: &Path, id: &str) -> Option<i32> {
+    fs::read_to_string(exits_dir(root).join(id))
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
+}
+
+/// Forget kept exit codes older than a minute (`container prune`).
+pub fn prune_exits(root: &Path) {
+    if let Ok(rd) = fs::read_dir(exits_dir(root)) {
+        for e in rd.flatten() {
+            let old = e
+                .metadata()
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|t| t.elapsed().ok())
+                .is_some_and(|age| age.as_secs() > 60);
+            if old {
+                let _ = fs::remove_file(e.path());
+            }
+        }
     }
 }
 

@@ -59,14 +59,17 @@ impl Writer {
     pub fn write(&mut self, stream: usize, data: &[u8]) {
         let mut buf = std::mem::take(&mut self.pending[stream]);
         buf.extend_from_slice(data);
+        // Entries end at a newline or at 16 KiB, however the bytes arrived.
         let mut start = 0;
-        while let Some(nl) = buf[start..].iter().position(|b| *b == b'\n') {
-            self.emit(stream, &buf[start..start + nl + 1]);
-            start += nl + 1;
-        }
-        while buf.len() - start >= MAX_LINE {
-            self.emit(stream, &buf[start..start + MAX_LINE]);
-            start += MAX_LINE;
+        loop {
+            let rest = &buf[start..];
+            let end = match rest.iter().position(|b| *b == b'\n') {
+                Some(nl) if nl < MAX_LINE => nl + 1,
+                _ if rest.len() >= MAX_LINE => MAX_LINE,
+                _ => break,
+            };
+            self.emit(stream, &buf[start..start + end]);
+            start += end;
         }
         self.pending[stream] = buf[start..].to_vec();
     }
@@ -165,14 +168,53 @@ pub fn logs(root: &Path, a: &LogsArgs) -> Result<()> {
             .map(|c| c.observed().status == Status::Running)
             .unwrap_or(false);
         if !running {
-            let mut rest = String::new();
-            while reader.read_line(&mut rest)? > 0 {
-                if rest.ends_with('\n') {
-                    print(&std::mem::take(&mut rest), a, since)?;
+            // The last lines, including one half-read when the container stopped.
+            while reader.read_line(&mut partial)? > 0 {
+                if partial.ends_with('\n') {
+                    print(&std::mem::take(&mut partial), a, since)?;
                 }
             }
             return Ok(());
         }
         std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entries(chunks: &[&[u8]]) -> Vec<String> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("log");
+        let mut w = Writer::open(&path).unwrap();
+        for c in chunks {
+            w.write(0, c);
+        }
+        w.finish();
+        std::fs::read_to_string(&path)
+            .unwrap()
+            .lines()
+            .map(|l| {
+                serde_json::from_str::<serde_json::Value>(l).unwrap()["log"]
+                    .as_str()
+                    .unwrap()
+                    .to_string()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn lines_split_the_same_however_the_bytes_arrive() {
+        let long = format!("{}\n", "x".repeat(MAX_LINE + 10));
+        let whole = entries(&[long.as_bytes()]);
+        let (a, b) = long.as_bytes().split_at(100);
+        assert_eq!(whole, entries(&[a, b]));
+        assert_eq!(whole.len(), 2);
+        assert_eq!(whole[0].len(), MAX_LINE);
+        assert_eq!(
+            entries(&[b"one\ntw", b"o\nthree"]),
+            ["one\n", "two\n", "three"]
+        );
     }
 }

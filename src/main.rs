@@ -32,7 +32,13 @@ fn main() {
     // not as a cwd through /proc/self/fd/N (CVE-2024-21626). husk opens its own fds later.
     // SAFETY: close_range on fds this process does not use.
     unsafe { libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, 0u32) };
-    let cli = HuskCli::parse();
+    let mut cli = HuskCli::parse();
+    // One spelling of the root everywhere, so mount points compare equal to /proc's.
+    if std::fs::create_dir_all(&cli.root).is_ok() {
+        if let Ok(c) = std::fs::canonicalize(&cli.root) {
+            cli.root = c;
+        }
+    }
     let result = match &cli.command {
         HuskCommand::Pull(a) => pull(&cli, a),
         HuskCommand::Images(a) | HuskCommand::Image(ImageCommand::Ls(a)) => images(&cli, a),
@@ -186,10 +192,17 @@ fn image_user(root: &std::path::Path, r: &husk_image::images::ImageRecord) -> Op
 }
 
 fn is_mounted(p: &std::path::Path) -> bool {
+    // mountinfo writes space, tab, newline and backslash as octal escapes.
+    let escaped = p
+        .to_string_lossy()
+        .replace('\\', "\\134")
+        .replace(' ', "\\040")
+        .replace('\t', "\\011")
+        .replace('\n', "\\012");
     std::fs::read_to_string("/proc/self/mountinfo")
         .map(|m| {
             m.lines()
-                .any(|l| l.split(' ').nth(4) == Some(p.to_string_lossy().as_ref()))
+                .any(|l| l.split(' ').nth(4) == Some(escaped.as_str()))
         })
         .unwrap_or(false)
 }

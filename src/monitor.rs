@@ -148,12 +148,25 @@ fn launch(
         None => (None, None),
     };
     let attach = matches!(stdio, Stdio::Direct | Stdio::Logged { attach: true });
-    // The container's stdio while it is created: ours, swapped in and back out.
-    let saved = [dup(0)?, dup(1)?, dup(2)?];
-    let null = fs::File::open("/dev/null").context("cannot open /dev/null")?;
+    // The container's stdio while it is created: ours, swapped in, and back out whatever
+    // happens (the guard), so husk's own errors still reach the user.
+    let null = fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/null")
+        .context("cannot open /dev/null")?;
+    let saved = StdioGuard::save(&null)?;
     let mut pipes = None;
+    // Detached with -i: stdin stays open (a pipe nobody writes yet), as docker keeps it.
+    let mut _stdin_keep = None;
     if !(attach && c.interactive) {
-        dup2(null.as_raw_fd(), 0);
+        if c.interactive && !c.tty {
+            let (r, w) = pipe()?;
+            dup2(r.as_raw_fd(), 0);
+            _stdin_keep = Some(w);
+        } else {
+            dup2(null.as_raw_fd(), 0);
+        }
     }
     if stdio != Stdio::Direct && !c.tty {
         let (out_r, out_w) = pipe()?;
@@ -169,9 +182,7 @@ fn launch(
         console_fd: console_theirs,
         ..Default::default()
     });
-    for (fd, s) in saved.iter().enumerate() {
-        dup2(s.as_raw_fd(), fd as RawFd);
-    }
+    drop(saved);
     let pid = created.map_err(|e| anyhow!(e))?;
     let pty = match console_ours.take() {
         Some(sock) => Some(husk_runtime::channel::recv_fd(sock.as_raw_fd())?),
@@ -203,7 +214,32 @@ fn launch(
         (None, Some(p)) => vec![(p, 0)],
         (None, None) => Vec::new(),
     };
-    pump(Pid::from_raw(pid), streams, log, attach && c.tty, attach)
+    // docker puts the terminal in raw mode and forwards stdin only with -i and -t.
+    pump(
+        Pid::from_raw(pid),
+        streams,
+        log,
+        attach && c.tty && c.interactive,
+        attach,
+    )
+}
+
+/// Our fds 0-2, put back when dropped. A closed one is saved as /dev/null.
+struct StdioGuard([OwnedFd; 3]);
+
+impl StdioGuard {
+    fn save(null: &fs::File) -> Result<StdioGuard> {
+        let one = |fd: RawFd| dup(fd).or_else(|_| dup(null.as_raw_fd()));
+        Ok(StdioGuard([one(0)?, one(1)?, one(2)?]))
+    }
+}
+
+impl Drop for StdioGuard {
+    fn drop(&mut self) {
+        for (fd, s) in self.0.iter().enumerate() {
+            dup2(s.as_raw_fd(), fd as RawFd);
+        }
+    }
 }
 
 fn own_start() -> u64 {
@@ -345,6 +381,8 @@ pub fn spawn_detached(root: &Path, id: &str) -> Result<()> {
         nix::unistd::ForkResult::Child => {
             drop(r);
             let _ = nix::unistd::setsid();
+            // The caller's cwd must not stay busy for the container's life.
+            let _ = nix::unistd::chdir("/");
             let null = fs::OpenOptions::new()
                 .read(true)
                 .write(true)

@@ -125,13 +125,37 @@ fn parse_bytes(s: &str) -> Result<i64> {
     Ok((n * mult as f64) as i64)
 }
 
+/// A small regular file of the image, resolved inside its root (an image's /etc/passwd may be
+/// a symlink to a host path, or a FIFO to hang us); empty when it is not there or not regular.
+fn read_in_root(rootfs: &Path, path: &str) -> String {
+    use std::io::Read;
+    let Ok(root) = fs::File::open(rootfs) else {
+        return String::new();
+    };
+    let Ok(fd) = husk_sys::open_in_root(
+        std::os::fd::AsRawFd::as_raw_fd(&root),
+        Path::new(path),
+        libc::O_RDONLY | libc::O_NONBLOCK,
+        0,
+    ) else {
+        return String::new();
+    };
+    let f = fs::File::from(fd);
+    if !f.metadata().is_ok_and(|m| m.is_file()) {
+        return String::new();
+    }
+    let mut s = String::new();
+    let _ = f.take(1 << 20).read_to_string(&mut s);
+    s
+}
+
 /// uid and gid for `--user` (or the image's USER): numbers, or names from the image.
 pub fn resolve_user(rootfs: &Path, spec: &str) -> Result<(u32, u32)> {
     let (user, group) = match spec.split_once(':') {
         Some((u, g)) => (u, Some(g)),
         None => (spec, None),
     };
-    let passwd = fs::read_to_string(rootfs.join("etc/passwd")).unwrap_or_default();
+    let passwd = read_in_root(rootfs, "/etc/passwd");
     let (uid, default_gid) = match user.parse::<u32>() {
         Ok(n) => (
             n,
@@ -163,8 +187,7 @@ pub fn resolve_user(rootfs: &Path, spec: &str) -> Result<(u32, u32)> {
         None => default_gid,
         Some(g) => match g.parse::<u32>() {
             Ok(n) => n,
-            Err(_) => fs::read_to_string(rootfs.join("etc/group"))
-                .unwrap_or_default()
+            Err(_) => read_in_root(rootfs, "/etc/group")
                 .lines()
                 .find_map(|l| {
                     let f: Vec<&str> = l.split(':').collect();
@@ -244,7 +267,9 @@ fn spec(
         env.push("TERM=xterm".into());
     }
     let hostname = a.hostname.clone().unwrap_or_else(|| id[..12].to_string());
-    env.push(format!("HOSTNAME={hostname}"));
+    if !env.iter().any(|e| e.starts_with("HOSTNAME=")) {
+        env.insert(0, format!("HOSTNAME={hostname}"));
+    }
     let cwd = a
         .workdir
         .clone()
@@ -375,8 +400,12 @@ fn spec(
             l.remove("readonlyPaths");
         }
         if let Some(ms) = s["mounts"].as_array_mut() {
-            for m in ms.iter_mut().filter(|m| m["destination"] == "/sys") {
-                m["options"] = json!(["nosuid", "noexec", "nodev"]);
+            for m in ms.iter_mut() {
+                if m["destination"] == "/sys" || m["destination"] == "/sys/fs/cgroup" {
+                    if let Some(o) = m["options"].as_array_mut() {
+                        o.retain(|x| x != "ro");
+                    }
+                }
             }
         }
     }
@@ -425,8 +454,13 @@ fn run_inner(root: &Path, a: &RunArgs) -> Result<i32> {
             (k.to_string(), v.to_string())
         })
         .collect();
-    containers::claim_name(root, &name, &id)?;
+    // The directory first: a name whose container has no directory counts as stale.
     let dir = containers::dir(root, &id);
+    fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    if let Err(e) = containers::claim_name(root, &name, &id) {
+        let _ = fs::remove_dir(&dir);
+        return Err(e);
+    }
     let made = (|| -> Result<()> {
         let (upper, work, rootfs) = (dir.join("upper"), dir.join("work"), dir.join("rootfs"));
         for d in [&upper, &work, &rootfs] {
@@ -439,41 +473,33 @@ fn run_inner(root: &Path, a: &RunArgs) -> Result<i32> {
             .unwrap_or_default();
         let volumes =
             crate::volumes::resolve(root, &a.volume, &a.mount, &a.tmpfs, &image_volumes, &rootfs)?;
-        let spec = spec(a, &config, &rootfs, &id, &volumes)?;
-        fs::write(dir.join("config.json"), serde_json::to_vec_pretty(&spec)?)
-            .context("cannot write the container's config")?;
-        let process = &spec["process"];
-        let args = strings(&process["args"]);
-        let c = Container {
-            id: id.clone(),
-            name: name.clone(),
-            image: a.image.clone(),
-            image_id: image.config.clone(),
-            created: crate::timefmt::now(),
-            path: args.first().cloned().unwrap_or_default(),
-            args: args.iter().skip(1).cloned().collect(),
-            env: strings(&process["env"]),
-            working_dir: process["cwd"].as_str().unwrap_or("/").into(),
-            user: a.user.clone().unwrap_or_default(),
-            hostname: spec["hostname"].as_str().unwrap_or("").into(),
+        let anonymous = volumes.anonymous.clone();
+        let rest = record_container(
+            root,
+            a,
+            &config,
+            &rootfs,
+            &id,
+            &name,
+            &image,
             labels,
-            auto_remove: a.rm,
-            tty: a.tty,
-            interactive: a.interactive,
             stop_signal,
-            stop_timeout: a.stop_timeout.unwrap_or(10),
-            network: match a.network {
-                NetworkMode::None => "none".into(),
-                NetworkMode::Host => "host".into(),
-            },
-            mounts: volumes.records,
-            anonymous_volumes: volumes.anonymous,
-            diff_ids: image.diff_ids.clone(),
-            state: Default::default(),
-        };
-        c.save(root)
+            volumes,
+        );
+        if rest.is_err() {
+            for v in &anonymous {
+                let _ = crate::volumes::remove(root, v, true);
+            }
+        }
+        rest
     })();
+
     if let Err(e) = made {
+        if let Ok(c) = Container::load(root, &id) {
+            for v in &c.anonymous_volumes {
+                let _ = crate::volumes::remove(root, v, true);
+            }
+        }
         crate::monitor::unmount_rootfs(root, &id);
         let _ = fs::remove_dir_all(&dir);
         containers::release_name(root, &name, &id);
@@ -492,6 +518,62 @@ fn run_inner(root: &Path, a: &RunArgs) -> Result<i32> {
         crate::monitor::Stdio::Logged { attach: true }
     };
     crate::monitor::supervise(root, &id, stdio, &mut |_| {})
+}
+
+/// The OCI spec and the record of a container whose root and volumes are ready.
+#[allow(clippy::too_many_arguments)]
+fn record_container(
+    root: &Path,
+    a: &RunArgs,
+    config: &ImageConfig,
+    rootfs: &Path,
+    id: &str,
+    name: &str,
+    image: &ImageRecord,
+    labels: std::collections::BTreeMap<String, String>,
+    stop_signal: String,
+    volumes: crate::volumes::Resolved,
+) -> Result<()> {
+    let dir = containers::dir(root, id);
+    let spec = spec(a, config, rootfs, id, &volumes)?;
+    fs::write(dir.join("config.json"), serde_json::to_vec_pretty(&spec)?)
+        .context("cannot write the container's config")?;
+    let process = &spec["process"];
+    let args = strings(&process["args"]);
+    let c = Container {
+        id: id.to_string(),
+        name: name.to_string(),
+        image: a.image.clone(),
+        image_id: image.config.clone(),
+        created: crate::timefmt::now(),
+        path: args.first().cloned().unwrap_or_default(),
+        args: args.iter().skip(1).cloned().collect(),
+        env: strings(&process["env"]),
+        working_dir: process["cwd"].as_str().unwrap_or("/").into(),
+        user: a.user.clone().unwrap_or_default(),
+        hostname: spec["hostname"].as_str().unwrap_or("").into(),
+        labels,
+        auto_remove: a.rm,
+        tty: a.tty,
+        interactive: a.interactive,
+        stop_signal,
+        stop_timeout: a.stop_timeout.unwrap_or(10),
+        network: match a.network {
+            NetworkMode::None => "none".into(),
+            NetworkMode::Host => "host".into(),
+        },
+        mounts: volumes.records,
+        anonymous_volumes: volumes.anonymous,
+        diff_ids: image.diff_ids.clone(),
+        // Until a monitor takes over, this husk holds the container (prune leaves it be).
+        state: crate::containers::State {
+            monitor_pid: std::process::id() as i32,
+            monitor_start: husk_runtime::util::process_start_time(std::process::id() as i32)
+                .unwrap_or(0),
+            ..Default::default()
+        },
+    };
+    c.save(root)
 }
 
 /// docker-style "adjective_surname" names, unique in this store.
@@ -619,29 +701,45 @@ fn parse_ulimit(u: &str) -> Result<Value> {
     Ok(json!({"type": format!("RLIMIT_{}", name.to_ascii_uppercase()), "soft": soft, "hard": hard}))
 }
 
-/// The host's device nodes in /dev, for --privileged.
+/// The host's device nodes under /dev, for --privileged; as runc, not the consoles and
+/// terminals, which the container gets its own of.
 fn host_devices() -> Vec<Value> {
-    use std::os::unix::fs::{FileTypeExt, MetadataExt};
-    let mut out = Vec::new();
-    let Ok(rd) = fs::read_dir("/dev") else {
-        return out;
-    };
-    for e in rd.flatten() {
-        let Ok(m) = e.metadata() else { continue };
-        let kind = if m.file_type().is_char_device() {
-            "c"
-        } else if m.file_type().is_block_device() {
-            "b"
-        } else {
-            continue;
-        };
-        let rdev = m.rdev();
-        out.push(json!({
-            "path": e.path(), "type": kind,
-            "major": libc::major(rdev), "minor": libc::minor(rdev),
-            "fileMode": m.mode() & 0o7777, "uid": m.uid(), "gid": m.gid()
-        }));
+    fn walk(dir: &Path, depth: usize, out: &mut Vec<Value>) {
+        use std::os::unix::fs::{FileTypeExt, MetadataExt};
+        let Ok(rd) = fs::read_dir(dir) else { return };
+        for e in rd.flatten() {
+            let path = e.path();
+            let name = e.file_name();
+            let name = name.to_string_lossy();
+            if depth == 0
+                && ["console", "pts", "shm", "mqueue", "fd", "ptmx", "tty"].contains(&name.as_ref())
+            {
+                continue;
+            }
+            let Ok(m) = fs::symlink_metadata(&path) else {
+                continue;
+            };
+            let ft = m.file_type();
+            let kind = if ft.is_char_device() {
+                "c"
+            } else if ft.is_block_device() {
+                "b"
+            } else {
+                if ft.is_dir() && depth < 4 {
+                    walk(&path, depth + 1, out);
+                }
+                continue;
+            };
+            let rdev = m.rdev();
+            out.push(json!({
+                "path": path, "type": kind,
+                "major": libc::major(rdev), "minor": libc::minor(rdev),
+                "fileMode": m.mode() & 0o7777, "uid": m.uid(), "gid": m.gid()
+            }));
+        }
     }
+    let mut out = Vec::new();
+    walk(Path::new("/dev"), 0, &mut out);
     out
 }
 

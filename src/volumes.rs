@@ -114,10 +114,14 @@ pub fn users(root: &Path, name: &str) -> Result<Vec<String>> {
         .collect())
 }
 
+/// Remove a volume no container uses; `force` only makes a missing one no error (docker's
+/// `volume rm -f`): a volume in use is never removed.
 pub fn remove(root: &Path, name: &str, force: bool) -> Result<()> {
-    load(root, name)?;
+    if let Err(e) = load(root, name) {
+        return if force { Ok(()) } else { Err(e) };
+    }
     let used = users(root, name)?;
-    if !used.is_empty() && !force {
+    if !used.is_empty() {
         bail!("volume {name} is in use by container {}", used.join(", "));
     }
     let dir = volumes_dir(root).join(name);
@@ -219,6 +223,9 @@ impl Resolved {
     }
 
     fn anonymous(&mut self, root: &Path, rootfs: &Path, target: &str) -> Result<()> {
+        if !target.starts_with('/') {
+            bail!("invalid volume target {target:?}: must be an absolute path");
+        }
         let name = crate::run::random_id()?;
         create(root, &name, BTreeMap::new(), true)?;
         self.anonymous.push(name.clone());
@@ -257,6 +264,27 @@ pub fn resolve(
     rootfs: &Path,
 ) -> Result<Resolved> {
     let mut r = Resolved::default();
+    match resolve_into(&mut r, root, volume, mount, tmpfs, image_volumes, rootfs) {
+        Ok(()) => Ok(r),
+        Err(e) => {
+            // Anonymous volumes made before the failure belong to no container: remove them.
+            for v in &r.anonymous {
+                let _ = remove(root, v, true);
+            }
+            Err(e)
+        }
+    }
+}
+
+fn resolve_into(
+    r: &mut Resolved,
+    root: &Path,
+    volume: &[String],
+    mount: &[String],
+    tmpfs: &[String],
+    image_volumes: &[String],
+    rootfs: &Path,
+) -> Result<()> {
     for v in volume {
         let parts: Vec<&str> = v.split(':').collect();
         let (src, dst, mode) = match parts.as_slice() {
@@ -347,5 +375,5 @@ pub fn resolve(
             r.anonymous(root, rootfs, v)?;
         }
     }
-    Ok(r)
+    Ok(())
 }
