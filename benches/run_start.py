@@ -1,6 +1,9 @@
 #!/usr/bin/env python3
 """`husk run --rm IMAGE true` against `podman run --rm` of the same busybox image.
 
+husk runs with docker's default seccomp profile (as docker and podman do) and once more with
+`--security-opt seccomp=unconfined`, to show what the filter costs.
+
 Starts Debian's docker-registry on 127.0.0.1, pushes a busybox image built here, pulls it with
 husk, imports the same rootfs into a throwaway podman store, then times both, one run after the
 other, and prints medians and the ratio. Run as root.
@@ -62,6 +65,10 @@ def main():
         print(f"run --rm <busybox> true, {RUNS} runs each (median / p90, wall ms)")
         t, err = timed([husk, "--root", hroot, "run", "--rm", "--pull", "never", image, "true"])
         peers = [("husk", t, err)]
+        # docker's default seccomp profile is on above; this is the cost of it.
+        t0, err0 = timed([husk, "--root", hroot, "run", "--rm", "--pull", "never",
+                          "--security-opt", "seccomp=unconfined", image, "true"])
+        peers.append(("husk unconfined", t0, err0))
         if shutil.which("podman"):
             proot = os.path.join(work, "podman")
             pr = ["podman", "--root", proot, "--runroot", proot + "-run", "--storage-driver", "vfs",
@@ -78,13 +85,15 @@ def main():
             print("  podman        not installed: skipped")
         for name, times, err in peers:
             if times is None:
-                print(f"  {name:13} failed: {' '.join(err)}")
+                print(f"  {name:16} failed: {' '.join(err)}")
                 continue
             times.sort()
             results[name] = statistics.median(times)
-            print(f"  {name:13} median {results[name]:7.2f} ms   p90 {times[int(len(times) * 0.9) - 1]:7.2f} ms")
+            print(f"  {name:16} median {results[name]:7.2f} ms   p90 {times[int(len(times) * 0.9) - 1]:7.2f} ms")
         if "husk" in results and "podman+runc" in results:
             print(f"  ratio podman/husk: {results['podman+runc'] / results['husk']:.1f}x")
+        if "husk" in results and "husk unconfined" in results:
+            print(f"  seccomp costs husk: {results['husk'] - results['husk unconfined']:+.2f} ms")
     finally:
         reg.stop()
         shutil.rmtree(work, ignore_errors=True)

@@ -134,7 +134,12 @@ impl Runtime {
         if let Some(cg @ cgroups::CgroupPaths::V2(_)) = &record.cgroup {
             cgroups::add_pid(cg, child.as_raw()).map_err(fail)?;
         }
-        ours.send(&Msg::Continue).map_err(fail)?;
+        // The go-ahead, with the state a seccomp agent is told (the pid: this process's).
+        let mut state = serde_json::to_value(self.state(&opts.id).map_err(fail)?)
+            .map_err(|e| fail(Error::Child(format!("cannot encode the state: {e}"))))?;
+        state["pid"] = child.as_raw().into();
+        ours.send(&Msg::HookState(state.to_string()))
+            .map_err(fail)?;
         let pty = match &proxy {
             Some(sock) => Some(channel::recv_fd(sock.as_raw_fd()).map_err(fail)?),
             None => None,
@@ -170,8 +175,13 @@ fn exec_intermediate(
 ) -> ! {
     let config = &record.config;
     process::reset_signals();
+    let mut agent = None;
     let result = (|| -> Result<()> {
         nix::sys::prctl::set_dumpable(false).ctx("cannot clear dumpable")?;
+        // A SCMP_ACT_NOTIFY profile's agent listens on a host path: connect before joining.
+        if let Some(f) = init::seccomp_filter(config)? {
+            agent = crate::seccomp::connect_agent(&f)?;
+        }
         // Still on the host: on v1 join the container's cgroup ourselves, the fast way, so the
         // process we fork is born in it.
         if let Some(cgroups::CgroupPaths::V1(dirs)) = &record.cgroup {
@@ -195,7 +205,7 @@ fn exec_intermediate(
     })();
     drop(root);
     init::fork_and_report(chan, result, "the exec process", |chan| {
-        exec_process(chan, console, opts, config)
+        exec_process(chan, console, opts, config, agent)
     })
 }
 
@@ -204,9 +214,21 @@ fn exec_process(
     console: Option<OwnedFd>,
     opts: &ExecOpts,
     config: &oci_spec::runtime::Spec,
+    agent: Option<std::os::unix::net::UnixStream>,
 ) -> ! {
     let result = (|| -> Result<_> {
-        chan.expect(Msg::Continue, "waiting for the cgroup")?;
+        // The go-ahead (we are in the cgroup) carries the container's state, with our pid.
+        let (pid, state) = match chan.recv()? {
+            Some(Msg::HookState(s)) => {
+                let v: serde_json::Value = serde_json::from_str(&s).unwrap_or_default();
+                (v["pid"].as_i64().unwrap_or(0) as i32, s)
+            }
+            _ => {
+                return Err(Error::Child(
+                    "the runtime went away while waiting for the cgroup".into(),
+                ))
+            }
+        };
         nix::unistd::setsid().ctx("setsid failed")?;
         if let Some(c) = &console {
             let size = opts.process.console_size().map(|b| (b.height(), b.width()));
@@ -216,7 +238,14 @@ fn exec_process(
         let prog = process::resolve_program(&opts.process)?;
         let (argv, envp) = process::argv_envp(&opts.process)?;
         let seccomp = init::seccomp_filter(config)?;
-        init::finish_process(&opts.process, config, opts.preserve_fds, seccomp.as_ref())?;
+        let agent = agent.map(|socket| init::Agent { socket, pid, state });
+        init::finish_process(
+            &opts.process,
+            config,
+            opts.preserve_fds,
+            seccomp.as_ref(),
+            agent.as_ref(),
+        )?;
         Ok((prog, argv, envp))
     })();
     match result {

@@ -114,7 +114,7 @@ pub(crate) fn fork_and_report(
 /// The container's init. Never returns: it execs the user program or exits.
 fn init(chan: Channel, args: InitArgs, in_user_ns: bool) -> ! {
     let prepared = prepare(&chan, &args, in_user_ns);
-    let (prog, argv, envp, seccomp) = match prepared {
+    let (prog, argv, envp, seccomp, agent) = match prepared {
         Ok(p) => p,
         Err(e) => {
             let _ = chan.send(&Msg::Error(e.to_string()));
@@ -158,7 +158,21 @@ fn init(chan: Channel, args: InitArgs, in_user_ns: bool) -> ! {
                 .and_then(|h| h.start_container().as_ref()),
             hook_state.as_bytes(),
         )?;
-        finish_process(process, args.spec, args.preserve_fds, seccomp.as_ref())
+        let agent = agent.map(|socket| Agent {
+            socket,
+            pid: serde_json::from_str::<serde_json::Value>(&hook_state)
+                .ok()
+                .and_then(|v| v["pid"].as_i64())
+                .unwrap_or(0) as i32,
+            state: hook_state.clone(),
+        });
+        finish_process(
+            process,
+            args.spec,
+            args.preserve_fds,
+            seccomp.as_ref(),
+            agent.as_ref(),
+        )
     })();
     use std::io::Write;
     let mut fifo = fifo;
@@ -182,6 +196,7 @@ type Program = (
     Vec<CString>,
     Vec<CString>,
     Option<crate::seccomp::Filter>,
+    Option<std::os::unix::net::UnixStream>,
 );
 
 fn prepare(chan: &Channel, args: &InitArgs, in_user_ns: bool) -> Result<Program> {
@@ -238,6 +253,12 @@ fn prepare(chan: &Channel, args: &InitArgs, in_user_ns: bool) -> Result<Program>
         state.as_bytes(),
     )?;
 
+    // The agent's socket is a host path: connect while the host's root is still ours.
+    let seccomp = seccomp_filter(args.spec)?;
+    let agent = match &seccomp {
+        Some(f) => crate::seccomp::connect_agent(f)?,
+        None => None,
+    };
     mounts::switch_root(args.rootfs, args.no_pivot)?;
     if let Some(h) = spec.hostname().as_deref().filter(|h| !h.is_empty()) {
         nix::unistd::sethostname(h).ctx(format_args!("cannot set hostname {h:?}"))?;
@@ -283,7 +304,7 @@ fn prepare(chan: &Channel, args: &InitArgs, in_user_ns: bool) -> Result<Program>
     }
     let prog = process::resolve_program(process)?;
     let (argv, envp) = process::argv_envp(process)?;
-    Ok((prog, argv, envp, seccomp_filter(args.spec)?))
+    Ok((prog, argv, envp, seccomp, agent))
 }
 
 /// The container's seccomp filter, compiled (errors surface at `create`, not after `start`).
@@ -305,7 +326,17 @@ pub fn finish_process(
     spec: &Spec,
     preserve_fds: u32,
     seccomp: Option<&crate::seccomp::Filter>,
+    agent: Option<&Agent>,
 ) -> Result<()> {
+    // With SCMP_ACT_NOTIFY the listener goes to the agent at once: the filter is in force
+    // from here on, and only the agent can answer what it notifies.
+    let install = |f: &crate::seccomp::Filter| -> Result<()> {
+        let listener = crate::seccomp::install(f)?;
+        if let (Some(l), Some(a)) = (listener, agent) {
+            crate::seccomp::send_listener(&a.socket, l, f, a.pid, &a.state)?;
+        }
+        Ok(())
+    };
     let nnp = process.no_new_privileges() == Some(true);
     let caps = process::CapSets::from_spec(process.capabilities().as_ref())?;
     process::set_rlimits(process)?;
@@ -317,7 +348,7 @@ pub fn finish_process(
         .unwrap_or(true);
     process::reset_signals();
     if let (Some(f), false) = (seccomp, nnp) {
-        crate::seccomp::install(f)?;
+        install(f)?;
     }
     process::set_identity_and_caps(process, &caps, allow_setgroups)?;
     process::enter_cwd(process)?;
@@ -326,7 +357,15 @@ pub fn finish_process(
     process::set_no_new_privs(process)?;
     process::close_fds_on_exec(preserve_fds)?;
     if let (Some(f), true) = (seccomp, nnp) {
-        crate::seccomp::install(f)?;
+        install(f)?;
     }
     Ok(())
+}
+
+/// The seccomp agent of a SCMP_ACT_NOTIFY profile: connected, and what it is told.
+pub struct Agent {
+    pub socket: std::os::unix::net::UnixStream,
+    /// The container process's pid as the runtime sees it, and the container's state JSON.
+    pub pid: i32,
+    pub state: String,
 }

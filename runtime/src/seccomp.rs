@@ -9,7 +9,8 @@
 use std::str::FromStr;
 
 use oci_spec::runtime::{
-    LinuxSeccomp, LinuxSeccompAction, LinuxSeccompFilterFlag, LinuxSeccompOperator,
+    Arch as LinuxSeccompArch, LinuxSeccomp, LinuxSeccompAction, LinuxSeccompFilterFlag,
+    LinuxSeccompOperator,
 };
 
 use crate::error::{Error, Result};
@@ -55,10 +56,12 @@ const RET_ALLOW: u32 = 0x7fff_0000;
 const NATIVE_ARCH: u32 = 0xc000_003e;
 #[cfg(target_arch = "aarch64")]
 const NATIVE_ARCH: u32 = 0xc000_00b7;
+const AUDIT_ARCH_I386: u32 = 0x4000_0003;
 /// x32 syscalls arrive with the x86_64 audit arch and this bit set in the number.
 const X32_SYSCALL_BIT: u32 = 0x4000_0000;
 
-pub const FLAG_TSYNC: u32 = 1;
+pub const FLAG_NEW_LISTENER: u32 = 1 << 3;
+const FLAG_TSYNC: u32 = 1;
 pub const FLAG_LOG: u32 = 2;
 pub const FLAG_SPEC_ALLOW: u32 = 4;
 pub const FLAG_WAIT_KILLABLE_RECV: u32 = 32;
@@ -94,6 +97,15 @@ fn ret_value(action: LinuxSeccompAction, errno: Option<u32>) -> Result<u32> {
 pub struct Filter {
     pub program: Vec<SockFilter>,
     pub flags: u32,
+    /// Set when the profile notifies (SCMP_ACT_NOTIFY): where the listener fd goes.
+    pub notify: Option<Notify>,
+}
+
+/// The seccomp agent of a profile with SCMP_ACT_NOTIFY: its socket and the metadata it gets.
+#[derive(Debug, Clone)]
+pub struct Notify {
+    pub listener_path: std::path::PathBuf,
+    pub metadata: String,
 }
 
 /// The checks of one argument condition. Each failing check jumps to `fail` (an index counted
@@ -208,48 +220,13 @@ fn rel(from: usize, to: usize) -> Result<u8> {
         .map_err(|_| Error::InvalidConfig("seccomp rule is too large to compile".into()))
 }
 
-pub fn compile(s: &LinuxSeccomp) -> Result<Filter> {
-    let default = ret_value(s.default_action(), s.default_errno_ret())?;
-    let mut flags = 0;
-    for f in s.flags().iter().flatten() {
-        flags |= match f {
-            LinuxSeccompFilterFlag::SeccompFilterFlagTsync => FLAG_TSYNC,
-            LinuxSeccompFilterFlag::SeccompFilterFlagLog => FLAG_LOG,
-            LinuxSeccompFilterFlag::SeccompFilterFlagSpecAllow => FLAG_SPEC_ALLOW,
-            LinuxSeccompFilterFlag::SeccompFilterFlagWaitKillableRecv => FLAG_WAIT_KILLABLE_RECV,
-        };
-    }
-    let uses_notify = s.default_action() == LinuxSeccompAction::ScmpActNotify
-        || s.syscalls()
-            .iter()
-            .flatten()
-            .any(|r| r.action() == LinuxSeccompAction::ScmpActNotify);
-    if uses_notify {
-        return Err(Error::Unsupported(
-            "seccomp SCMP_ACT_NOTIFY is not supported yet".into(),
-        ));
-    }
-
-    // Calls through another ABI (i386 on x86_64, x32) are not described by the native syscall
-    // numbers below. A profile that refuses by default refuses them too; one that allows by
-    // default must not let them slip past its deny rules, so they are killed (libseccomp's
-    // bad-arch action).
-    let foreign = match s.default_action() {
-        LinuxSeccompAction::ScmpActAllow | LinuxSeccompAction::ScmpActLog => RET_KILL_PROCESS,
-        _ => default,
-    };
-    let mut p = vec![
-        stmt(LD_W_ABS, OFF_ARCH),
-        jump(JEQ_K, NATIVE_ARCH, 1, 0),
-        stmt(RET_K, foreign),
-        stmt(LD_W_ABS, OFF_NR),
-    ];
-    #[cfg(target_arch = "x86_64")]
-    {
-        // x32 calls (nr | 0x40000000) are another ABI: default action.
-        p.push(jump(JGE_K, X32_SYSCALL_BIT, 0, 1));
-        p.push(stmt(RET_K, foreign));
-    }
+/// The profile's rules for one ABI, `lookup` giving its syscall numbers; a call no rule
+/// matches falls through to what follows.
+fn emit_rules(
+    p: &mut Vec<SockFilter>,
+    s: &LinuxSeccomp,
+    lookup: &dyn Fn(&str) -> Option<u32>,
+) -> Result<()> {
     for rule in s.syscalls().iter().flatten() {
         let action = ret_value(rule.action(), rule.errno_ret())?;
         let mut by_index: Vec<Cond> = Vec::new();
@@ -279,10 +256,9 @@ pub fn compile(s: &LinuxSeccomp) -> Result<Filter> {
             vec![by_index.clone()]
         };
         for name in rule.names() {
-            let Ok(nr) = syscalls::Sysno::from_str(name) else {
+            let Some(nr) = lookup(name) else {
                 continue;
             };
-            let nr = nr.id() as u32;
             if by_index.is_empty() {
                 p.push(jump(JEQ_K, nr, 0, 1));
                 p.push(stmt(RET_K, action));
@@ -332,14 +308,117 @@ pub fn compile(s: &LinuxSeccomp) -> Result<Filter> {
             }
         }
     }
+    Ok(())
+}
+
+pub fn compile(s: &LinuxSeccomp) -> Result<Filter> {
+    let default = ret_value(s.default_action(), s.default_errno_ret())?;
+    let mut flags = 0;
+    for f in s.flags().iter().flatten() {
+        flags |= match f {
+            LinuxSeccompFilterFlag::SeccompFilterFlagTsync => FLAG_TSYNC,
+            LinuxSeccompFilterFlag::SeccompFilterFlagLog => FLAG_LOG,
+            LinuxSeccompFilterFlag::SeccompFilterFlagSpecAllow => FLAG_SPEC_ALLOW,
+            LinuxSeccompFilterFlag::SeccompFilterFlagWaitKillableRecv => FLAG_WAIT_KILLABLE_RECV,
+        };
+    }
+    let uses_notify = s.default_action() == LinuxSeccompAction::ScmpActNotify
+        || s.syscalls()
+            .iter()
+            .flatten()
+            .any(|r| r.action() == LinuxSeccompAction::ScmpActNotify);
+    let notify = if uses_notify {
+        let path = s.listener_path().clone().ok_or_else(|| {
+            Error::InvalidConfig("seccomp SCMP_ACT_NOTIFY needs linux.seccomp.listenerPath".into())
+        })?;
+        flags |= FLAG_NEW_LISTENER;
+        Some(Notify {
+            listener_path: path,
+            metadata: s.listener_metadata().clone().unwrap_or_default(),
+        })
+    } else {
+        None
+    };
+
+    // Calls of another ABI than the native one are described by their own syscall numbers:
+    // the profile's `architectures` decide which get a section of their own (on x86_64: i386
+    // with its table, x32 with the x86_64 numbers plus the x32 bit). A call of an ABI not
+    // listed gets the default action; with an allow-by-default profile it is killed instead,
+    // so it cannot slip past the deny rules (libseccomp's bad-arch action).
+    let foreign = match s.default_action() {
+        LinuxSeccompAction::ScmpActAllow | LinuxSeccompAction::ScmpActLog => RET_KILL_PROCESS,
+        _ => default,
+    };
+    let arches: Vec<LinuxSeccompArch> = s.architectures().clone().unwrap_or_default();
+    let with_i386 = cfg!(target_arch = "x86_64") && arches.contains(&LinuxSeccompArch::ScmpArchX86);
+    let with_x32 = cfg!(target_arch = "x86_64") && arches.contains(&LinuxSeccompArch::ScmpArchX32);
+    // Dispatch on the audit arch; sections are reached with JA (their offsets exceed a jt/jf).
+    let mut p = vec![stmt(LD_W_ABS, OFF_ARCH)];
+    let native_ja = {
+        p.push(jump(JEQ_K, NATIVE_ARCH, 0, 1));
+        p.push(stmt(JA, 0));
+        p.len() - 1
+    };
+    let i386_ja = with_i386.then(|| {
+        p.push(jump(JEQ_K, AUDIT_ARCH_I386, 0, 1));
+        p.push(stmt(JA, 0));
+        p.len() - 1
+    });
+    p.push(stmt(RET_K, foreign));
+    let patch = |p: &mut Vec<SockFilter>, at: usize| {
+        let target = p.len();
+        p[at].k = (target - at - 1) as u32;
+    };
+    patch(&mut p, native_ja);
+    p.push(stmt(LD_W_ABS, OFF_NR));
+    // x32 calls (nr | 0x40000000) arrive with the x86_64 audit arch.
+    let x32_ja = if cfg!(target_arch = "x86_64") {
+        p.push(jump(JGE_K, X32_SYSCALL_BIT, 0, 1));
+        if with_x32 {
+            p.push(stmt(JA, 0));
+            Some(p.len() - 1)
+        } else {
+            p.push(stmt(RET_K, foreign));
+            None
+        }
+    } else {
+        None
+    };
+    emit_rules(&mut p, s, &|name| {
+        syscalls::Sysno::from_str(name).ok().map(|n| n.id() as u32)
+    })?;
     p.push(stmt(RET_K, default));
+    if let Some(at) = x32_ja {
+        patch(&mut p, at);
+        p.push(stmt(LD_W_ABS, OFF_NR));
+        emit_rules(&mut p, s, &|name| {
+            syscalls::Sysno::from_str(name)
+                .ok()
+                .map(|n| n.id() as u32 | X32_SYSCALL_BIT)
+        })?;
+        p.push(stmt(RET_K, default));
+    }
+    if let Some(at) = i386_ja {
+        patch(&mut p, at);
+        p.push(stmt(LD_W_ABS, OFF_NR));
+        emit_rules(&mut p, s, &|name| {
+            syscalls::x86::Sysno::from_str(name)
+                .ok()
+                .map(|n| n.id() as u32)
+        })?;
+        p.push(stmt(RET_K, default));
+    }
     if p.len() > 4096 {
         return Err(Error::InvalidConfig(format!(
             "the seccomp profile compiles to {} instructions, above the kernel's 4096",
             p.len()
         )));
     }
-    Ok(Filter { program: p, flags })
+    Ok(Filter {
+        program: p,
+        flags,
+        notify,
+    })
 }
 
 #[repr(C)]
@@ -348,8 +427,9 @@ struct SockFprog {
     filter: *const SockFilter,
 }
 
-/// Install the filter on the calling process (seccomp(2), SECCOMP_SET_MODE_FILTER).
-pub fn install(f: &Filter) -> Result<()> {
+/// Install the filter on the calling process (seccomp(2), SECCOMP_SET_MODE_FILTER); with
+/// SCMP_ACT_NOTIFY in the profile, the listener fd the kernel returns.
+pub fn install(f: &Filter) -> Result<Option<std::os::fd::OwnedFd>> {
     let prog = SockFprog {
         len: f.program.len() as u16,
         filter: f.program.as_ptr(),
@@ -364,12 +444,69 @@ pub fn install(f: &Filter) -> Result<()> {
             &prog as *const SockFprog,
         )
     };
-    if rc != 0 {
+    if rc < 0 {
         return Err(Error::io(
             "cannot install the seccomp filter",
             std::io::Error::last_os_error(),
         ));
     }
+    if f.flags & FLAG_NEW_LISTENER != 0 {
+        // SAFETY: with NEW_LISTENER the return value is a new fd of ours.
+        return Ok(Some(unsafe {
+            std::os::fd::FromRawFd::from_raw_fd(rc as i32)
+        }));
+    }
+    Ok(None)
+}
+
+/// Connect to the seccomp agent's socket (while its path is still reachable: before the
+/// container's root replaces ours).
+pub fn connect_agent(f: &Filter) -> Result<Option<std::os::unix::net::UnixStream>> {
+    match &f.notify {
+        None => Ok(None),
+        Some(n) => std::os::unix::net::UnixStream::connect(&n.listener_path)
+            .map(Some)
+            .map_err(|e| {
+                Error::io(
+                    format!(
+                        "cannot connect to the seccomp agent at {}",
+                        n.listener_path.display()
+                    ),
+                    e,
+                )
+            }),
+    }
+}
+
+/// Hand the listener fd to the agent, as the runtime spec says: one message whose data is the
+/// ContainerProcessState JSON and whose SCM_RIGHTS carry the fd named in its "fds".
+pub fn send_listener(
+    agent: &std::os::unix::net::UnixStream,
+    listener: std::os::fd::OwnedFd,
+    f: &Filter,
+    pid: i32,
+    state_json: &str,
+) -> Result<()> {
+    use std::os::fd::AsRawFd;
+    let state: serde_json::Value = serde_json::from_str(state_json).unwrap_or_default();
+    let msg = serde_json::json!({
+        "ociVersion": state["ociVersion"],
+        "fds": ["seccompFd"],
+        "pid": pid,
+        "metadata": f.notify.as_ref().map(|n| n.metadata.clone()).unwrap_or_default(),
+        "state": state,
+    })
+    .to_string();
+    let fds = [listener.as_raw_fd()];
+    let cmsg = [nix::sys::socket::ControlMessage::ScmRights(&fds)];
+    nix::sys::socket::sendmsg::<()>(
+        agent.as_raw_fd(),
+        &[std::io::IoSlice::new(msg.as_bytes())],
+        &cmsg,
+        nix::sys::socket::MsgFlags::empty(),
+        None,
+    )
+    .map_err(|e| Error::sys("cannot send the seccomp listener to the agent", e))?;
     Ok(())
 }
 
@@ -585,10 +722,74 @@ mod tests {
     }
 
     #[test]
-    fn notify_is_refused_until_supported() {
+    fn notify_needs_a_listener_path() {
         let s: LinuxSeccomp =
             serde_json::from_value(serde_json::json!({"defaultAction": "SCMP_ACT_NOTIFY"}))
                 .unwrap();
-        assert!(compile(&s).unwrap_err().to_string().contains("NOTIFY"));
+        assert!(compile(&s)
+            .unwrap_err()
+            .to_string()
+            .contains("listenerPath"));
+        let s: LinuxSeccomp = serde_json::from_value(serde_json::json!({
+            "defaultAction": "SCMP_ACT_ALLOW", "listenerPath": "/run/agent.sock",
+            "syscalls": [{"names": ["mkdir"], "action": "SCMP_ACT_NOTIFY"}]
+        }))
+        .unwrap();
+        let f = compile(&s).unwrap();
+        assert!(f.notify.is_some() && f.flags & FLAG_NEW_LISTENER != 0);
+    }
+
+    #[test]
+    #[cfg(target_arch = "x86_64")]
+    fn listed_architectures_get_their_own_syscall_numbers() {
+        const MKDIR_I386: u32 = 39;
+        const GETPID_I386: u32 = 20;
+        const MKDIR_X86_64: u32 = 83;
+        let eperm = RET_ERRNO | 1;
+        let rules =
+            serde_json::json!([{"names": ["mkdir"], "action": "SCMP_ACT_ERRNO", "errnoRet": 1}]);
+        let all = profile(serde_json::json!({"defaultAction": "SCMP_ACT_ALLOW",
+            "architectures": ["SCMP_ARCH_X86_64", "SCMP_ARCH_X86", "SCMP_ARCH_X32"], "syscalls": rules}));
+        let p = &all.program;
+        assert_eq!(eval(p, NATIVE_ARCH, MKDIR_X86_64, [0; 6]), eperm);
+        assert_eq!(eval(p, AUDIT_ARCH_I386, MKDIR_I386, [0; 6]), eperm);
+        assert_eq!(eval(p, AUDIT_ARCH_I386, GETPID_I386, [0; 6]), RET_ALLOW);
+        // i386's 83 is symlink, not mkdir.
+        assert_eq!(eval(p, AUDIT_ARCH_I386, MKDIR_X86_64, [0; 6]), RET_ALLOW);
+        assert_eq!(
+            eval(p, NATIVE_ARCH, MKDIR_X86_64 | X32_SYSCALL_BIT, [0; 6]),
+            eperm
+        );
+        assert_eq!(
+            eval(p, NATIVE_ARCH, 39 | X32_SYSCALL_BIT, [0; 6]),
+            RET_ALLOW
+        );
+        // Not listed: an allow-by-default profile kills other ABIs, a deny-by-default one
+        // denies them.
+        let native =
+            profile(serde_json::json!({"defaultAction": "SCMP_ACT_ALLOW", "syscalls": rules}));
+        assert_eq!(
+            eval(&native.program, AUDIT_ARCH_I386, GETPID_I386, [0; 6]),
+            RET_KILL_PROCESS
+        );
+        assert_eq!(
+            eval(&native.program, NATIVE_ARCH, 39 | X32_SYSCALL_BIT, [0; 6]),
+            RET_KILL_PROCESS
+        );
+        let deny = profile(serde_json::json!({"defaultAction": "SCMP_ACT_ERRNO",
+            "architectures": ["SCMP_ARCH_X86_64", "SCMP_ARCH_X86"],
+            "syscalls": [{"names": ["getpid"], "action": "SCMP_ACT_ALLOW"}]}));
+        assert_eq!(
+            eval(&deny.program, AUDIT_ARCH_I386, GETPID_I386, [0; 6]),
+            RET_ALLOW
+        );
+        assert_eq!(
+            eval(&deny.program, AUDIT_ARCH_I386, MKDIR_I386, [0; 6]),
+            RET_ERRNO | 1
+        );
+        assert_eq!(
+            eval(&deny.program, NATIVE_ARCH, 39 | X32_SYSCALL_BIT, [0; 6]),
+            RET_ERRNO | 1
+        );
     }
 }

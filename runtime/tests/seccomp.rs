@@ -122,3 +122,147 @@ fn a_bad_profile_fails_create_cleanly() {
     );
     assert!(!root.container_dir(&id).exists());
 }
+
+/// struct seccomp_notif and seccomp_notif_resp (linux/seccomp.h).
+#[repr(C)]
+#[derive(Default)]
+struct Notif {
+    id: u64,
+    pid: u32,
+    flags: u32,
+    nr: i32,
+    arch: u32,
+    ip: u64,
+    args: [u64; 6],
+}
+
+#[repr(C)]
+struct NotifResp {
+    id: u64,
+    val: i64,
+    error: i32,
+    flags: u32,
+}
+
+const NOTIF_RECV: libc::c_ulong = 0xc050_2100;
+const NOTIF_SEND: libc::c_ulong = 0xc018_2101;
+
+/// A seccomp agent: takes the listener from the runtime, then answers every notified call
+/// with ENOSPC. Returns (the message it got, the syscall numbers it saw).
+fn agent(
+    listener: std::os::unix::net::UnixListener,
+    calls: usize,
+) -> std::thread::JoinHandle<(serde_json::Value, Vec<i32>)> {
+    agent_after(listener, 0, calls)
+}
+
+/// `agent`, first taking (and keeping) the listeners of `skip` earlier connections.
+fn agent_after(
+    listener: std::os::unix::net::UnixListener,
+    skip: usize,
+    calls: usize,
+) -> std::thread::JoinHandle<(serde_json::Value, Vec<i32>)> {
+    use std::os::fd::AsRawFd;
+    std::thread::spawn(move || {
+        let mut kept = Vec::new();
+        for _ in 0..skip {
+            kept.push(listener.accept().unwrap().0);
+        }
+        let (conn, _) = listener.accept().unwrap();
+        let mut buf = vec![0u8; 64 * 1024];
+        let mut iov = [std::io::IoSliceMut::new(&mut buf)];
+        let mut space = nix::cmsg_space!([std::os::fd::RawFd; 1]);
+        let msg = nix::sys::socket::recvmsg::<()>(
+            conn.as_raw_fd(),
+            &mut iov,
+            Some(&mut space),
+            nix::sys::socket::MsgFlags::empty(),
+        )
+        .unwrap();
+        let mut fd = -1;
+        for c in msg.cmsgs().unwrap() {
+            if let nix::sys::socket::ControlMessageOwned::ScmRights(fds) = c {
+                fd = fds[0];
+            }
+        }
+        let n = msg.bytes;
+        let text: serde_json::Value = serde_json::from_slice(&buf[..n]).unwrap();
+        assert!(fd >= 0, "the listener fd came with the message");
+        let mut seen = Vec::new();
+        for _ in 0..calls {
+            let mut req = Notif::default();
+            // SAFETY: the ioctls of a seccomp listener fd with the structs they take.
+            if unsafe { libc::ioctl(fd, NOTIF_RECV, &mut req as *mut Notif) } != 0 {
+                break;
+            }
+            seen.push(req.nr);
+            let resp = NotifResp {
+                id: req.id,
+                val: 0,
+                error: -libc::ENOSPC,
+                flags: 0,
+            };
+            unsafe { libc::ioctl(fd, NOTIF_SEND, &resp as *const NotifResp) };
+        }
+        (text, seen)
+    })
+}
+
+#[test]
+fn notify_hands_the_listener_to_the_agent_for_init_and_exec() {
+    if !require_root("notify_hands_the_listener_to_the_agent_for_init_and_exec") {
+        return;
+    }
+    let root = Root::new();
+    let dir = tempfile::tempdir().unwrap();
+    let sock = dir.path().join("agent.sock");
+    let listener = std::os::unix::net::UnixListener::bind(&sock).unwrap();
+    let handle = agent(listener, 1);
+    let profile = json!({"defaultAction": "SCMP_ACT_ALLOW", "listenerPath": sock, "listenerMetadata": "husk-test",
+        "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_NOTIFY"}]});
+    let b = with_profile("mkdir /tmp/d 2>&1; echo done", true, profile.clone());
+    let id = unique_id("notify");
+    let out = root.hr(&["run", "--bundle", b.path().to_str().unwrap(), &id]);
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        stdout.contains("No space left on device") && stdout.contains("done"),
+        "the agent answered: {stdout}"
+    );
+    let (msg, seen) = handle.join().unwrap();
+    assert_eq!(msg["fds"], json!(["seccompFd"]));
+    assert_eq!(msg["metadata"], "husk-test");
+    assert_eq!(msg["state"]["id"], id.as_str());
+    assert!(msg["pid"].as_i64().unwrap() > 0, "{msg}");
+    assert_eq!(seen, [libc::SYS_mkdir as i32], "{seen:?}");
+    assert!(!b.rootfs().join("tmp/d").exists());
+
+    // exec into a running container: the exec'd process hands over its own listener.
+    let sock2 = dir.path().join("agent2.sock");
+    let listener = std::os::unix::net::UnixListener::bind(&sock2).unwrap();
+    let handle2 = agent_after(listener, 1, 1);
+    let mut profile2 = profile;
+    profile2["listenerPath"] = json!(sock2);
+    let b = with_profile("sleep 30", true, profile2);
+    let id = unique_id("notify-exec");
+    root.track(&id);
+    let out = root.hr(&["run", "-d", "--bundle", b.path().to_str().unwrap(), &id]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let init_pid = root.state(&id)["pid"].as_i64().unwrap();
+    let out = root.hr(&["exec", &id, "sh", "-c", "mkdir /tmp/e 2>&1; echo exec-done"]);
+    let stdout = text(&out.stdout);
+    assert!(
+        stdout.contains("No space left on device") && stdout.contains("exec-done"),
+        "{stdout} {}",
+        text(&out.stderr)
+    );
+    let (msg, seen) = handle2.join().unwrap();
+    assert_eq!(msg["state"]["id"], id.as_str());
+    let pid = msg["pid"].as_i64().unwrap();
+    assert!(
+        pid > 0 && pid != init_pid,
+        "the exec'd process's pid: {msg}"
+    );
+    assert_eq!(seen, [libc::SYS_mkdir as i32]);
+    let _ = root.hr(&["kill", &id, "KILL"]);
+}
