@@ -211,3 +211,22 @@ mod tests {
         assert!(Platform::parse("linux").is_err());
     }
 }
+
+/// What the fuzzer and the corpus test feed: a manifest, index or config from anyone. Parsing
+/// and platform selection may refuse it, never panic.
+pub fn check_untrusted(data: &[u8]) {
+    for ct in ["", OCI_MANIFEST, OCI_INDEX, DOCKER_MANIFEST, DOCKER_LIST] {
+        if let Ok(Parsed::Index(i)) = parse(data, ct) {
+            let _ = select(&i, &Platform::host());
+            let _ = select(
+                &i,
+                &Platform {
+                    architecture: "arm".into(),
+                    os: "linux".into(),
+                    variant: Some("v7".into()),
+                },
+            );
+        }
+    }
+    let _ = serde_json::from_slice::<ImageConfig>(data);
+}

@@ -103,7 +103,8 @@ impl Reference {
         if s.is_empty() {
             return Err(bad(s, "it is empty"));
         }
-        if s.len() > 255 + 128 + 72 {
+        // A cheap bound before any work; the real limits (name, tag) are checked below.
+        if s.len() > 4096 {
             return Err(bad(s, "it is too long"));
         }
         let (rest, digest) = match s.split_once('@') {
@@ -157,8 +158,10 @@ impl Reference {
         } else {
             path
         };
-        if repository.len() > 255 {
-            return Err(bad(s, "the repository name is longer than 255 characters"));
+        // docker's limit is on the whole name, registry included (as printed, so that what
+        // husk prints always parses again; a fuzzer found the case where it did not).
+        if registry.len() + 1 + repository.len() > 255 {
+            return Err(bad(s, "the image name is longer than 255 characters"));
         }
         let tag = match (tag, &digest) {
             (Some(t), _) => Some(t.to_string()),
@@ -260,5 +263,14 @@ mod tests {
             assert!(e.starts_with("invalid image reference"), "{e}");
             assert!(!e.contains('\n'));
         }
+    }
+}
+
+/// What the fuzzer and the corpus test feed: a reference as anyone may type it. Parsing may
+/// refuse it, never panic; what parses prints back to something that parses the same.
+pub fn check_untrusted(s: &str) {
+    if let Ok(r) = Reference::parse(s) {
+        let again = Reference::parse(&r.to_string()).expect("a printed reference parses");
+        assert_eq!(again, r, "print/parse round trip of {s:?}");
     }
 }

@@ -310,3 +310,18 @@ mod tests {
         assert!(spec(v).is_err());
     }
 }
+
+/// What the fuzzer and the corpus test feed: config.json bytes from anyone. Parsing,
+/// validation and the seccomp compiler may refuse them with an error, never panic.
+pub fn check_untrusted(data: &[u8]) {
+    let Ok(spec) = serde_json::from_slice::<Spec>(data) else {
+        return;
+    };
+    let _ = validate(&spec);
+    if let Some(p) = spec.process() {
+        let _ = validate_process(p);
+    }
+    if let Some(s) = spec.linux().as_ref().and_then(|l| l.seccomp().as_ref()) {
+        let _ = crate::seccomp::compile(s);
+    }
+}
