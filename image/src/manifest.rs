@@ -174,6 +174,25 @@ pub fn select<'a>(index: &'a Index, want: &Platform) -> Result<&'a Descriptor> {
         })
 }
 
+/// What the fuzzer and the corpus test feed: a manifest, index or config from anyone. Parsing
+/// and platform selection may refuse it, never panic.
+pub fn check_untrusted(data: &[u8]) {
+    for ct in ["", OCI_MANIFEST, OCI_INDEX, DOCKER_MANIFEST, DOCKER_LIST] {
+        if let Ok(Parsed::Index(i)) = parse(data, ct) {
+            let _ = select(&i, &Platform::host());
+            let _ = select(
+                &i,
+                &Platform {
+                    architecture: "arm".into(),
+                    os: "linux".into(),
+                    variant: Some("v7".into()),
+                },
+            );
+        }
+    }
+    let _ = serde_json::from_slice::<ImageConfig>(data);
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -210,23 +229,4 @@ mod tests {
         assert!(e.contains("linux/amd64") && e.contains("s390x"), "{e}");
         assert!(Platform::parse("linux").is_err());
     }
-}
-
-/// What the fuzzer and the corpus test feed: a manifest, index or config from anyone. Parsing
-/// and platform selection may refuse it, never panic.
-pub fn check_untrusted(data: &[u8]) {
-    for ct in ["", OCI_MANIFEST, OCI_INDEX, DOCKER_MANIFEST, DOCKER_LIST] {
-        if let Ok(Parsed::Index(i)) = parse(data, ct) {
-            let _ = select(&i, &Platform::host());
-            let _ = select(
-                &i,
-                &Platform {
-                    architecture: "arm".into(),
-                    os: "linux".into(),
-                    variant: Some("v7".into()),
-                },
-            );
-        }
-    }
-    let _ = serde_json::from_slice::<ImageConfig>(data);
 }

@@ -202,6 +202,15 @@ impl std::str::FromStr for Reference {
     }
 }
 
+/// What the fuzzer and the corpus test feed: a reference as anyone may type it. Parsing may
+/// refuse it, never panic; what parses prints back to something that parses the same.
+pub fn check_untrusted(s: &str) {
+    if let Ok(r) = Reference::parse(s) {
+        let again = Reference::parse(&r.to_string()).expect("a printed reference parses");
+        assert_eq!(again, r, "print/parse round trip of {s:?}");
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -263,14 +272,5 @@ mod tests {
             assert!(e.starts_with("invalid image reference"), "{e}");
             assert!(!e.contains('\n'));
         }
-    }
-}
-
-/// What the fuzzer and the corpus test feed: a reference as anyone may type it. Parsing may
-/// refuse it, never panic; what parses prints back to something that parses the same.
-pub fn check_untrusted(s: &str) {
-    if let Ok(r) = Reference::parse(s) {
-        let again = Reference::parse(&r.to_string()).expect("a printed reference parses");
-        assert_eq!(again, r, "print/parse round trip of {s:?}");
     }
 }

@@ -210,6 +210,21 @@ pub fn validate_process(process: &oci_spec::runtime::Process) -> Result<()> {
     Ok(())
 }
 
+/// What the fuzzer and the corpus test feed: config.json bytes from anyone. Parsing,
+/// validation and the seccomp compiler may refuse them with an error, never panic.
+pub fn check_untrusted(data: &[u8]) {
+    let Ok(spec) = serde_json::from_slice::<Spec>(data) else {
+        return;
+    };
+    let _ = validate(&spec);
+    if let Some(p) = spec.process() {
+        let _ = validate_process(p);
+    }
+    if let Some(s) = spec.linux().as_ref().and_then(|l| l.seccomp().as_ref()) {
+        let _ = crate::seccomp::compile(s);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -308,20 +323,5 @@ mod tests {
         let mut v = base();
         v["process"]["capabilities"] = serde_json::json!({"bounding": ["CAP_NOPE"]});
         assert!(spec(v).is_err());
-    }
-}
-
-/// What the fuzzer and the corpus test feed: config.json bytes from anyone. Parsing,
-/// validation and the seccomp compiler may refuse them with an error, never panic.
-pub fn check_untrusted(data: &[u8]) {
-    let Ok(spec) = serde_json::from_slice::<Spec>(data) else {
-        return;
-    };
-    let _ = validate(&spec);
-    if let Some(p) = spec.process() {
-        let _ = validate_process(p);
-    }
-    if let Some(s) = spec.linux().as_ref().and_then(|l| l.seccomp().as_ref()) {
-        let _ = crate::seccomp::compile(s);
     }
 }
