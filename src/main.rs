@@ -21,7 +21,7 @@ use serde_json::json;
 
 use husk_cli::husk::{
     ArchiveFormat, ContainerCommand, Format, HuskCli, HuskCommand, ImageCommand, ImagesArgs,
-    InspectArgs, LoadArgs, LoginArgs, PullArgs, SaveArgs,
+    InspectArgs, LoadArgs, LoginArgs, PullArgs, SaveArgs, SystemCommand,
 };
 use husk_image::manifest::Platform;
 use husk_image::registry::Options;
@@ -38,6 +38,9 @@ fn main() {
         if let Ok(c) = std::fs::canonicalize(&cli.root) {
             cli.root = c;
         }
+    }
+    if let Some(d) = &cli.storage_driver {
+        husk_image::snapshot::request(d);
     }
     let result = match &cli.command {
         HuskCommand::Pull(a) => pull(&cli, a),
@@ -119,6 +122,7 @@ fn main() {
         HuskCommand::Stats(a) => commands::stats(&cli.root, a),
         HuskCommand::Container(ContainerCommand::Prune(_)) => commands::container_prune(&cli.root),
         HuskCommand::Volume(v) => commands::volume(&cli.root, v),
+        HuskCommand::Info | HuskCommand::System(SystemCommand::Info) => info(&cli),
     };
     if let Err(e) = result {
         eprintln!("husk: {e:#}");
@@ -296,7 +300,57 @@ fn image_unmount(cli: &HuskCli, query: &str) -> Result<()> {
     }
     husk_image::snapshot::unmount(&mp)?;
     let _ = std::fs::remove_dir(&mp);
+    let diff_ids: Vec<husk_image::Digest> = r
+        .diff_ids
+        .iter()
+        .filter_map(|d| husk_image::Digest::parse(d).ok())
+        .collect();
+    husk_image::snapshot::release_layers(&cli.root, &diff_ids);
     println!("{}", r.config.trim_start_matches("sha256:"));
+    Ok(())
+}
+
+fn info(cli: &HuskCli) -> Result<()> {
+    let (driver, why) = husk_image::snapshot::choose(&cli.root)?;
+    let images = husk_image::images::list(&cli.root)?.len();
+    let all = containers::list(&cli.root)?;
+    let running = all
+        .iter()
+        .filter(|c| c.observed().status == containers::Status::Running)
+        .count();
+    let (mut dirs, mut erofs) = (0, 0);
+    if let Ok(rd) = std::fs::read_dir(cli.root.join("layers")) {
+        for e in rd.flatten() {
+            let n = e.file_name().to_string_lossy().into_owned();
+            if n.starts_with('.') {
+                continue;
+            }
+            if n.ends_with(".erofs") {
+                erofs += 1;
+            } else {
+                dirs += 1;
+            }
+        }
+    }
+    let cgroups = match husk_runtime::cgroups::detect() {
+        husk_runtime::cgroups::Version::V1 => "1",
+        husk_runtime::cgroups::Version::V2 => "2",
+    };
+    println!("Containers: {}", all.len());
+    println!(" Running: {running}");
+    println!(" Stopped: {}", all.len() - running);
+    println!("Images: {images}");
+    println!("Storage Driver: {}", driver.name());
+    println!(" Why: {why}");
+    println!(" Layers: {erofs} EROFS images, {dirs} directories");
+    println!("Cgroup Version: {cgroups}");
+    println!(
+        "Kernel Version: {}",
+        std::fs::read_to_string("/proc/sys/kernel/osrelease")
+            .unwrap_or_default()
+            .trim()
+    );
+    println!("Husk Root Dir: {}", cli.root.display());
     Ok(())
 }
 

@@ -79,6 +79,15 @@ pub fn unmount_rootfs(root: &Path, id: &str) {
     if crate::is_mounted(&rootfs) {
         let _ = husk_image::snapshot::unmount(&rootfs);
     }
+    // The layers' EROFS mounts go when nothing else holds them.
+    if let Ok(c) = Container::load(root, id) {
+        let diff_ids: Vec<husk_image::Digest> = c
+            .diff_ids
+            .iter()
+            .filter_map(|d| husk_image::Digest::parse(d).ok())
+            .collect();
+        husk_image::snapshot::release_layers(root, &diff_ids);
+    }
 }
 
 /// Create and start container `id`, then hold it until it exits; returns its exit code.

@@ -343,27 +343,42 @@ fn layered_edge_image_mounts_exactly_as_its_layers_say() {
     let Some(reg) = start_registry() else { return };
     let (layers, expected) = layered_edge();
     push_layers(&reg, "edge/app", "v1", &layers);
-    let root = tempfile::tempdir().unwrap();
     let name = format!("127.0.0.1:{}/edge/app:v1", reg.port);
-    let (code, _, err) = husk(root.path(), &["pull", "-q", &name]);
-    assert_eq!(code, 0, "{err}");
-    let (code, mp, err) = husk(root.path(), &["image", "mount", &name]);
-    assert_eq!(code, 0, "{err}");
-    let mp = Path::new(mp.trim());
-    let got = tree(mp);
-    let (code, _, err) = husk(root.path(), &["image", "unmount", &name]);
-    assert_eq!(code, 0, "{err}");
-    assert_eq!(got, expected);
-    // The hardlink is one inode in its layer.
-    let layer1 = root
-        .path()
-        .join("layers")
-        .join(husk_image::Digest::of(&layers[0]).hex());
-    use std::os::unix::fs::MetadataExt;
-    assert_eq!(
-        std::fs::metadata(layer1.join("hard")).unwrap().ino(),
-        std::fs::metadata(layer1.join("keep")).unwrap().ino()
-    );
+    // The same exactness on both snapshotters.
+    for driver in ["overlay", "erofs"] {
+        let root = tempfile::tempdir().unwrap();
+        let (code, _, err) = husk(
+            root.path(),
+            &["--storage-driver", driver, "pull", "-q", &name],
+        );
+        if driver == "erofs" && code != 0 && err.contains("storage driver erofs") {
+            eprintln!("SKIP the erofs half: {err}");
+            continue;
+        }
+        assert_eq!(code, 0, "{driver}: {err}");
+        let stored = root.path().join("layers").join(format!(
+            "{}{}",
+            husk_image::Digest::of(&layers[0]).hex(),
+            if driver == "erofs" { ".erofs" } else { "" }
+        ));
+        assert!(stored.exists(), "{driver}: {}", stored.display());
+        let (code, mp, err) = husk(root.path(), &["image", "mount", &name]);
+        assert_eq!(code, 0, "{err}");
+        let mp = Path::new(mp.trim());
+        let got = tree(mp);
+        // The hardlink is one inode in its layer (seen through the merged view).
+        use std::os::unix::fs::MetadataExt;
+        let (hard, keep) = (
+            std::fs::metadata(mp.join("hard")).unwrap(),
+            std::fs::metadata(mp.join("keep")).unwrap(),
+        );
+        let (code, _, err) = husk(root.path(), &["image", "unmount", &name]);
+        assert_eq!(code, 0, "{err}");
+        assert_eq!(got, expected, "{driver}");
+        assert_eq!(hard.ino(), keep.ino(), "{driver}");
+        // Unmounted, the layer mounts are released.
+        assert_eq!(count(&root.path().join("layer-mounts")), 0, "{driver}");
+    }
 }
 
 #[test]
@@ -430,12 +445,6 @@ fn two_pulls_of_one_image_at_once_both_succeed_with_one_download() {
     );
     assert_eq!(husk(root.path(), &["images", "-q"]).1.lines().count(), 1);
     let layers = root.path().join("layers");
-    assert_eq!(count(&layers), 1, "one layer directory, no leftovers");
-    let only = std::fs::read_dir(&layers)
-        .unwrap()
-        .flatten()
-        .next()
-        .unwrap()
-        .path();
-    assert_eq!(std::fs::read(only.join("big")).unwrap(), data);
+    assert_eq!(count(&layers), 1, "one stored layer, no leftovers");
+    assert_eq!(image_file(root.path(), &name, "big"), data);
 }

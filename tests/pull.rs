@@ -144,15 +144,7 @@ fn a_pull_killed_mid_download_resumes_next_time() {
         ranges.iter().any(|r| !r.ends_with("=0-")),
         "the second pull resumed: {ranges:?}"
     );
-    let layer = root.path().join("layers").join(
-        std::fs::read_dir(root.path().join("layers"))
-            .unwrap()
-            .flatten()
-            .next()
-            .unwrap()
-            .file_name(),
-    );
-    assert_eq!(std::fs::read(layer.join("big")).unwrap(), data);
+    assert_eq!(image_file(root.path(), &name, "big"), data);
     assert!(!partial.exists());
 }
 

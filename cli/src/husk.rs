@@ -16,6 +16,10 @@ pub struct HuskCli {
     /// Where images, layers and containers are stored
     #[arg(long, global = true, env = "HUSK_ROOT", default_value = DEFAULT_ROOT)]
     pub root: PathBuf,
+    /// How layers are stored: auto (EROFS where the kernel mounts EROFS files), overlay
+    /// (unpacked directories) or erofs
+    #[arg(long, global = true, env = "HUSK_STORAGE_DRIVER")]
+    pub storage_driver: Option<String>,
     #[command(subcommand)]
     pub command: HuskCommand,
 }
@@ -72,6 +76,11 @@ pub enum HuskCommand {
     Load(LoadArgs),
     /// Store credentials for a registry (docker's config.json)
     Login(LoginArgs),
+    /// How this store works: root, storage driver and why, counts
+    Info,
+    /// System-wide information
+    #[command(subcommand)]
+    System(SystemCommand),
     /// Forget the credentials of a registry
     Logout(LogoutArgs),
 }
@@ -99,6 +108,12 @@ pub enum ContainerCommand {
     Logs(LogsArgs),
     /// Block until containers stop, then print their exit codes
     Wait(ContainersArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SystemCommand {
+    /// How this store works: root, storage driver and why, counts
+    Info,
 }
 
 #[derive(Debug, Subcommand)]

@@ -259,11 +259,19 @@ fn gc_locked(root: &Path, keep: &[ImageRecord]) -> Result<Reclaimed> {
     if let Ok(rd) = fs::read_dir(root.join("layers")) {
         for e in rd.flatten() {
             let name = e.file_name().to_string_lossy().into_owned();
-            if name.starts_with('.') || layers.contains(&name) {
+            let hex = name.trim_end_matches(".erofs");
+            if name.starts_with('.') || layers.contains(hex) {
                 continue;
             }
             out.bytes += dir_size(&e.path());
-            if fs::remove_dir_all(e.path()).is_ok() {
+            let removed = if name.ends_with(".erofs") {
+                // Its mount goes first (detached if something still had it open).
+                crate::snapshot::drop_layer_mount(root, hex);
+                fs::remove_file(e.path()).is_ok()
+            } else {
+                fs::remove_dir_all(e.path()).is_ok()
+            };
+            if removed {
                 out.layers += 1;
             }
         }

@@ -7,6 +7,7 @@
 pub mod archive;
 pub mod auth;
 pub mod digest;
+pub mod erofs;
 pub mod error;
 pub mod images;
 pub mod manifest;

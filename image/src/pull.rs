@@ -168,11 +168,20 @@ pub(crate) fn complete(
     let mut diff_ids = Vec::new();
     let mut layers = Vec::new();
     let mut jobs = Vec::new();
+    // New layers are stored the way the store's driver says; a layer already stored either
+    // way is used as it is.
+    let (driver, _) = crate::snapshot::choose(root)?;
     for (desc, diff) in m.layers.iter().zip(&config.rootfs.diff_ids) {
         let blob = Digest::parse(&desc.digest)?;
         let diff_id = Digest::parse(diff)?;
-        let dir = layer_dir(root, &diff_id);
-        if !dir.is_dir()
+        let image = crate::snapshot::erofs_path(root, &diff_id);
+        let dir = match driver {
+            _ if image.is_file() => image,
+            crate::snapshot::Driver::Erofs if !layer_dir(root, &diff_id).is_dir() => image,
+            _ => layer_dir(root, &diff_id),
+        };
+        let present = dir.exists();
+        if !present
             && !jobs
                 .iter()
                 .any(|(_, d, _, _): &(Digest, Digest, PathBuf, u64)| d == &diff_id)
@@ -203,7 +212,11 @@ pub(crate) fn complete(
                 s.spawn(move || -> Result<()> {
                     obtain(blob, *size, index)?;
                     progress(Progress::Extracting { index });
-                    unpack_verified(store, blob, diff_id, dir)?;
+                    if dir.extension().is_some_and(|e| e == "erofs") {
+                        erofs_verified(store, blob, diff_id, dir)?;
+                    } else {
+                        unpack_verified(store, blob, diff_id, dir)?;
+                    }
                     progress(Progress::Complete { index });
                     Ok(())
                 })
@@ -257,6 +270,39 @@ fn fetch(
         }))
     })?;
     Ok(())
+}
+
+/// Write a stored layer blob as the EROFS image `dest`, checking the uncompressed stream
+/// against its diff_id; only a verified image is renamed into place.
+fn erofs_verified(store: &Store, blob: &Digest, diff_id: &Digest, dest: &Path) -> Result<()> {
+    let _lock = store.lock(&format!("layer-{}", diff_id.hex()))?;
+    if dest.is_file() {
+        return Ok(());
+    }
+    let tmp = dest.with_file_name(format!(".tmp-{}.erofs", diff_id.hex()));
+    let result = (|| {
+        fs::create_dir_all(dest.parent().unwrap_or(Path::new(".")))
+            .map_err(|e| Error::io("cannot create the layers directory", e))?;
+        let raw = store.open_blob(blob)?;
+        let mut tar = HashingReader::new(crate::unpack::decompress(raw)?);
+        let out = fs::File::create(&tmp)
+            .map_err(|e| Error::io(format!("cannot create {}", tmp.display()), e))?;
+        crate::erofs::write_layer(&mut tar, io::BufWriter::with_capacity(1 << 20, out))?;
+        io::copy(&mut tar, &mut io::sink())
+            .map_err(|e| Error::io(format!("cannot read layer {blob}"), e))?;
+        let (actual, _) = tar.finish();
+        if &actual != diff_id {
+            return Err(Error::DigestMismatch {
+                expected: diff_id.to_string(),
+                actual: actual.to_string(),
+            });
+        }
+        fs::rename(&tmp, dest).map_err(|e| Error::io(format!("cannot commit layer {diff_id}"), e))
+    })();
+    if result.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    result
 }
 
 /// Unpack a stored layer blob into `dest`, checking the uncompressed stream against its

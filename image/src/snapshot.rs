@@ -1,12 +1,236 @@
 //! Snapshots: an image's layers stacked as an overlayfs mount. Nothing is copied: the lower
-//! layers are the unpacked layer directories, a container adds its own upper directory.
+//! layers are the unpacked layer directories or, with the EROFS driver, each layer's EROFS
+//! image mounted once (file-backed) and shared by everything that uses the layer; a
+//! container adds its own upper directory.
+//!
+//! The driver is chosen per store: `--storage-driver`/`HUSK_STORAGE_DRIVER`, else husk's config
+//! (`storage-driver`), else EROFS where this kernel mounts an EROFS file (probed once and
+//! remembered per kernel release), else directories. A store may hold layers of both kinds;
+//! each layer is used as it was stored.
 
 use std::ffi::CString;
 use std::path::{Path, PathBuf};
 
+use std::sync::OnceLock;
+
 use crate::digest::Digest;
 use crate::error::{Error, Result};
 use crate::pull::layer_dir;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Driver {
+    /// Each layer an unpacked directory.
+    Overlay,
+    /// Each layer one EROFS image file, mounted when used.
+    Erofs,
+}
+
+impl Driver {
+    pub fn name(self) -> &'static str {
+        match self {
+            Driver::Overlay => "overlay",
+            Driver::Erofs => "erofs",
+        }
+    }
+}
+
+static REQUESTED: OnceLock<String> = OnceLock::new();
+
+/// What the command line asked for (`auto`, `overlay`, `erofs`), for this process.
+pub fn request(driver: &str) {
+    let _ = REQUESTED.set(driver.to_string());
+}
+
+pub fn erofs_path(root: &Path, diff_id: &Digest) -> PathBuf {
+    root.join("layers").join(format!("{}.erofs", diff_id.hex()))
+}
+
+/// Where a layer's EROFS image is mounted while anything uses it.
+pub fn layer_mount_point(root: &Path, hex: &str) -> PathBuf {
+    root.join("layer-mounts").join(hex)
+}
+
+/// The configured request: the command line, else husk's config file's `storage-driver`.
+fn requested() -> Result<String> {
+    if let Some(r) = REQUESTED.get() {
+        return Ok(r.clone());
+    }
+    let path = std::env::var_os("HUSK_CONFIG")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| crate::registry::DEFAULT_CONFIG.into());
+    match std::fs::read(&path) {
+        Ok(t) => {
+            let v: serde_json::Value = serde_json::from_slice(&t)
+                .map_err(|e| Error::Config(format!("{}: {e}", path.display())))?;
+            Ok(v["storage-driver"].as_str().unwrap_or("auto").to_string())
+        }
+        Err(_) => Ok("auto".into()),
+    }
+}
+
+/// The driver for new layers in the store at `root`, and why.
+pub fn choose(root: &Path) -> Result<(Driver, String)> {
+    let req = requested()?;
+    match req.as_str() {
+        "overlay" | "dir" => Ok((
+            Driver::Overlay,
+            "asked for (--storage-driver or config)".into(),
+        )),
+        "erofs" => match probe(root) {
+            Ok(()) => Ok((
+                Driver::Erofs,
+                "asked for (--storage-driver or config)".into(),
+            )),
+            Err(why) => Err(Error::Config(format!("storage driver erofs: {why}"))),
+        },
+        "auto" | "" => match probe(root) {
+            Ok(()) => Ok((Driver::Erofs, "this kernel mounts EROFS image files".into())),
+            Err(why) => Ok((Driver::Overlay, format!("EROFS unavailable: {why}"))),
+        },
+        other => Err(Error::Config(format!(
+            "unknown storage driver {other:?}: use auto, overlay or erofs"
+        ))),
+    }
+}
+
+/// Can this kernel mount an EROFS image from a file? Tried once with a tiny image; the answer
+/// is kept in the store per kernel release.
+fn probe(root: &Path) -> std::result::Result<(), String> {
+    let release = std::fs::read_to_string("/proc/sys/kernel/osrelease")
+        .unwrap_or_default()
+        .trim()
+        .to_string();
+    let cache = root.join("tmp").join("erofs-probe");
+    if let Ok(c) = std::fs::read_to_string(&cache) {
+        if let Some((rel, verdict)) = c.split_once('\n') {
+            if rel == release {
+                return if verdict == "ok" {
+                    Ok(())
+                } else {
+                    Err(verdict.to_string())
+                };
+            }
+        }
+    }
+    let verdict = (|| -> std::result::Result<(), String> {
+        let fs = std::fs::read_to_string("/proc/filesystems").unwrap_or_default();
+        if !fs.lines().any(|l| l.trim_end().ends_with("erofs")) {
+            return Err("the kernel has no erofs filesystem".into());
+        }
+        let dir = root.join("tmp");
+        std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+        let image = dir.join("probe.erofs");
+        let empty = tar::Builder::new(Vec::new())
+            .into_inner()
+            .map_err(|e| e.to_string())?;
+        let f = std::fs::File::create(&image).map_err(|e| e.to_string())?;
+        crate::erofs::write_layer(&empty[..], std::io::BufWriter::new(f))
+            .map_err(|e| e.to_string())?;
+        let at = dir.join("probe-mount");
+        std::fs::create_dir_all(&at).map_err(|e| e.to_string())?;
+        let r = mount_erofs(&image, &at);
+        if r.is_ok() {
+            let _ = unmount(&at);
+        }
+        let _ = std::fs::remove_dir(&at);
+        let _ = std::fs::remove_file(&image);
+        r.map_err(|e| format!("a file-backed EROFS mount fails here ({e})"))
+    })();
+    let text = match &verdict {
+        Ok(()) => "ok".to_string(),
+        Err(e) => e.clone(),
+    };
+    let _ = std::fs::write(&cache, format!("{release}\n{text}"));
+    verdict
+}
+
+fn mount_erofs(image: &Path, at: &Path) -> std::io::Result<()> {
+    let c = |p: &Path| {
+        CString::new(p.as_os_str().as_encoded_bytes())
+            .map_err(|_| std::io::Error::from_raw_os_error(libc::EINVAL))
+    };
+    let (src, dst) = (c(image)?, c(at)?);
+    // SAFETY: mount(2) with valid C strings.
+    let rc = unsafe {
+        libc::mount(
+            src.as_ptr(),
+            dst.as_ptr(),
+            c"erofs".as_ptr(),
+            libc::MS_RDONLY | libc::MS_NODEV | libc::MS_NOSUID,
+            std::ptr::null(),
+        )
+    };
+    if rc != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+fn is_mount_point(p: &Path) -> bool {
+    // A mount point's device differs from its parent's.
+    use std::os::unix::fs::MetadataExt;
+    match (std::fs::metadata(p), p.parent().map(std::fs::metadata)) {
+        (Ok(a), Some(Ok(b))) => a.dev() != b.dev(),
+        _ => false,
+    }
+}
+
+/// The lower directory of one layer: its unpacked directory, or its EROFS image mounted
+/// (once; every container and image mount shares that mount).
+fn lower_path(root: &Path, d: &Digest) -> Result<PathBuf> {
+    let dir = layer_dir(root, d);
+    if dir.is_dir() {
+        return Ok(dir);
+    }
+    let image = erofs_path(root, d);
+    if !image.is_file() {
+        return Err(Error::io(
+            format!("layer {d} is not in the store"),
+            std::io::Error::from_raw_os_error(libc::ENOENT),
+        ));
+    }
+    let at = layer_mount_point(root, d.hex());
+    std::fs::create_dir_all(&at)
+        .map_err(|e| Error::io(format!("cannot create {}", at.display()), e))?;
+    if !is_mount_point(&at) {
+        match mount_erofs(&image, &at) {
+            Ok(()) => {}
+            // Another husk mounted it in the meantime.
+            Err(_) if is_mount_point(&at) => {}
+            Err(e) => return Err(Error::io(format!("cannot mount layer {d}"), e)),
+        }
+    }
+    Ok(at)
+}
+
+/// Unmount the EROFS mounts of these layers that nothing uses any more. A layer still under a
+/// mounted overlay is busy (EBUSY) and stays: the kernel keeps the count.
+pub fn release_layers(root: &Path, diff_ids: &[Digest]) {
+    for d in diff_ids {
+        let at = layer_mount_point(root, d.hex());
+        if is_mount_point(&at) {
+            if let Ok(c) = CString::new(at.as_os_str().as_encoded_bytes()) {
+                // SAFETY: umount2 without flags: fails while the mount is in use.
+                if unsafe { libc::umount2(c.as_ptr(), 0) } == 0 {
+                    let _ = std::fs::remove_dir(&at);
+                }
+            }
+        }
+    }
+}
+
+/// Detach a layer's EROFS mount whatever uses it (before its image is deleted: a crash must
+/// not leave a mount that blocks `rmi`).
+pub fn drop_layer_mount(root: &Path, hex: &str) {
+    let at = layer_mount_point(root, hex);
+    if is_mount_point(&at) {
+        if let Ok(c) = CString::new(at.as_os_str().as_encoded_bytes()) {
+            // SAFETY: umount2 with MNT_DETACH on a path we own.
+            unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) };
+        }
+    }
+    let _ = std::fs::remove_dir(&at);
+}
 
 /// Mount the layers (lowest first) at `target`: read-only without `upper`, writable with an
 /// (upper, work) pair. With the new mount API each layer is its own `lowerdir+` option, so any
@@ -25,16 +249,15 @@ pub fn mount(
         ));
     }
     let layers_dir = root.join("layers");
-    for d in diff_ids {
-        let dir = layer_dir(root, d);
-        if !dir.is_dir() {
-            return Err(Error::io(
-                format!("layer {d} is not in the store"),
-                std::io::Error::from_raw_os_error(libc::ENOENT),
-            ));
-        }
+    let lower_paths: Vec<PathBuf> = diff_ids
+        .iter()
+        .rev()
+        .map(|d| lower_path(root, d))
+        .collect::<Result<_>>()?;
+    if upper.is_none() && lower_paths.len() == 1 {
+        // overlayfs wants two lower layers without an upper one: a read-only bind does it.
+        return bind_read_only(&lower_paths[0], target);
     }
-    let lower_paths: Vec<PathBuf> = diff_ids.iter().rev().map(|d| layer_dir(root, d)).collect();
     let lower_refs: Vec<&Path> = lower_paths.iter().map(PathBuf::as_path).collect();
     match husk_sys::mount_overlay(&lower_refs, upper, target) {
         Ok(()) => return Ok(()),
@@ -47,7 +270,19 @@ pub fn mount(
         // A kernel before 6.8: one mount(2) option string, below.
         Err(husk_sys::OverlayError::Unsupported(_)) => {}
     }
-    let lower: Vec<String> = diff_ids.iter().rev().map(|d| d.hex().to_string()).collect();
+    // Relative to the layers directory; EROFS layers through their mount points.
+    let lower: Vec<String> = diff_ids
+        .iter()
+        .rev()
+        .zip(&lower_paths)
+        .map(|(d, p)| {
+            if p.starts_with(&layers_dir) {
+                d.hex().to_string()
+            } else {
+                p.display().to_string()
+            }
+        })
+        .collect();
     let mut opts = format!("lowerdir={}", lower.join(":"));
     if let Some((u, w)) = upper {
         opts.push_str(&format!(
@@ -107,6 +342,50 @@ pub fn mount(
             }
         }
     }
+}
+
+fn bind_read_only(source: &Path, target: &Path) -> Result<()> {
+    let c = |p: &Path| {
+        CString::new(p.as_os_str().as_encoded_bytes())
+            .map_err(|_| Error::Manifest(format!("path {} has a NUL byte", p.display())))
+    };
+    let (src, dst) = (c(source)?, c(target)?);
+    let fail = |what: &str| {
+        Error::io(
+            format!("cannot {what} the image's layer on {}", target.display()),
+            std::io::Error::last_os_error(),
+        )
+    };
+    // SAFETY: mount(2) with valid C strings.
+    if unsafe {
+        libc::mount(
+            src.as_ptr(),
+            dst.as_ptr(),
+            std::ptr::null(),
+            libc::MS_BIND,
+            std::ptr::null(),
+        )
+    } != 0
+    {
+        return Err(fail("bind"));
+    }
+    let flags = libc::MS_BIND | libc::MS_REMOUNT | libc::MS_RDONLY;
+    // SAFETY: as above.
+    if unsafe {
+        libc::mount(
+            std::ptr::null(),
+            dst.as_ptr(),
+            std::ptr::null(),
+            flags,
+            std::ptr::null(),
+        )
+    } != 0
+    {
+        let e = fail("remount read-only");
+        let _ = unmount(target);
+        return Err(e);
+    }
+    Ok(())
 }
 
 pub fn unmount(target: &Path) -> Result<()> {

@@ -15,6 +15,8 @@ use support::*;
 
 #[test]
 fn pulls_oci_and_docker_images_verified_and_unpacked() {
+    // These look at the unpacked layer directories.
+    husk_image::snapshot::request("overlay");
     let Some(reg) = start_registry() else { return };
     for (docker, repo) in [(false, "test/oci"), (true, "test/docker")] {
         let img = push_image(&reg, repo, docker, "amd64");
@@ -64,6 +66,8 @@ fn pulls_oci_and_docker_images_verified_and_unpacked() {
 
 #[test]
 fn a_multi_platform_index_resolves_to_this_host() {
+    // These look at the unpacked layer directories.
+    husk_image::snapshot::request("overlay");
     let Some(reg) = start_registry() else { return };
     let repo = "test/multi";
     let host = Platform::host();
@@ -122,6 +126,8 @@ fn a_multi_platform_index_resolves_to_this_host() {
 
 #[test]
 fn a_registry_that_serves_tampered_blobs_is_caught() {
+    // These look at the unpacked layer directories.
+    husk_image::snapshot::request("overlay");
     let Some(reg) = start_registry() else { return };
     let repo = "test/tampered";
     let img = push_image(&reg, repo, false, &Platform::host().architecture);
@@ -176,6 +182,8 @@ fn a_registry_that_serves_tampered_blobs_is_caught() {
 
 #[test]
 fn a_connection_that_drops_mid_blob_is_resumed_with_range() {
+    // These look at the unpacked layer directories.
+    husk_image::snapshot::request("overlay");
     let Some(reg) = start_registry() else { return };
     let (data, blob) = push_big_image(&reg, "test/big");
     // The first two blob responses break off after 300 kB.

@@ -43,3 +43,13 @@ pub fn is_root() -> bool {
         })
         .unwrap_or(false)
 }
+
+/// A file of an image, read through `husk image mount` (whatever the storage driver).
+pub fn image_file(root: &Path, image: &str, file: &str) -> Vec<u8> {
+    let (code, mp, err) = husk(root, &["image", "mount", image]);
+    assert_eq!(code, 0, "{err}");
+    let data = std::fs::read(Path::new(mp.trim()).join(file)).unwrap();
+    let (code, _, err) = husk(root, &["image", "unmount", image]);
+    assert_eq!(code, 0, "{err}");
+    data
+}
