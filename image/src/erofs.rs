@@ -245,7 +245,7 @@ fn xattr_body(xattrs: &[(Vec<u8>, Vec<u8>)]) -> Vec<u8> {
         b.extend_from_slice(&(v.len() as u16).to_le_bytes());
         b.extend_from_slice(suffix);
         b.extend_from_slice(v);
-        while b.len() % 4 != 0 {
+        while !b.len().is_multiple_of(4) {
             b.push(0);
         }
     }
