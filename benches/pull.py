@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """Cold pull of a debootstrap minbase image (~30 MB, ~4,000 files) from a local registry:
-husk pull, skopeo copy + umoci unpack, and podman pull, each into a fresh store every run.
+husk pull with each snapshotter (EROFS images, unpacked directories), skopeo copy + umoci
+unpack, and podman pull, each into a fresh store every run.
 
 The rootfs is made once with debootstrap and cached in /var/tmp/husk-bench/minbase. Run as
 root. BENCH_RUNS sets the runs per tool (default 5).
@@ -8,7 +9,7 @@ root. BENCH_RUNS sets the runs per tool (default 5).
 import os, shutil, statistics, subprocess, sys, tempfile, time
 
 sys.path.insert(0, os.path.dirname(__file__))
-from registry_util import Registry  # noqa: E402
+from registry_util import Registry, unmount_under  # noqa: E402
 
 RUNS = int(os.environ.get("BENCH_RUNS", "5"))
 CACHE = "/var/tmp/husk-bench/minbase"
@@ -46,7 +47,7 @@ def timed(argv_for, stores):
 
 def remove_stores(stores):
     for d in stores:
-        subprocess.run(["umount", "-R", d], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        unmount_under(d)
         shutil.rmtree(d, ignore_errors=True)
 
 
@@ -63,7 +64,8 @@ def main():
         ref, gz_size = reg.push("bench/minbase", "latest", layer)
         print(f"cold pull of a debootstrap minbase image: {len(layer) / 1e6:.1f} MB tar, {gz_size / 1e6:.1f} MB gzip, "
               f"{files} files; {RUNS} runs each, fresh store every run (median, s)")
-        peers = [("husk", lambda d: [[husk, "--root", d, "pull", "-q", ref]])]
+        peers = [("husk erofs", lambda d: [[husk, "--root", d, "--storage-driver", "erofs", "pull", "-q", ref]]),
+                 ("husk dirs", lambda d: [[husk, "--root", d, "--storage-driver", "overlay", "pull", "-q", ref]])]
         if shutil.which("skopeo") and shutil.which("umoci"):
             peers.append(("skopeo+umoci", lambda d: [
                 ["skopeo", "copy", "--src-tls-verify=false", f"docker://{ref}", f"oci:{d}/oci:latest"],
@@ -79,13 +81,14 @@ def main():
         for name, argv_for in peers:
             t, err = timed(argv_for, stores)
             if t is None:
-                print(f"  {name:13} failed: {' '.join(err)}")
+                print(f"  {name:14} failed: {' '.join(err)}")
                 continue
             results[name] = statistics.median(t)
-            print(f"  {name:13} median {results[name]:6.2f} s   min {min(t):6.2f} s")
-        for name in ("skopeo+umoci", "podman"):
-            if name in results and "husk" in results:
-                print(f"  husk / {name}: {results['husk'] / results[name]:.2f}x")
+            print(f"  {name:14} median {results[name]:6.2f} s   min {min(t):6.2f} s")
+        for husk_name in ("husk erofs", "husk dirs"):
+            for name in ("skopeo+umoci", "podman"):
+                if name in results and husk_name in results:
+                    print(f"  {husk_name} / {name}: {results[husk_name] / results[name]:.2f}x")
     finally:
         remove_stores(stores)
         reg.stop()

@@ -56,3 +56,16 @@ class Registry:
         urllib.request.urlopen(urllib.request.Request(f"{base}/manifests/{tag}", data=m, method="PUT",
                                                       headers={"Content-Type": "application/vnd.oci.image.manifest.v1+json"}))
         return f"127.0.0.1:{self.port}/{repo}:{tag}", len(gz)
+
+
+def unmount_under(path):
+    """Detach every mount at or below `path` (husk keeps EROFS layer mounts up), deepest first."""
+    path = os.path.realpath(path)
+    points = []
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            p = line.split(" ")[4]
+            if p == path or p.startswith(path + "/"):
+                points.append(p)
+    for p in sorted(points, key=len, reverse=True):
+        subprocess.run(["umount", "-l", p], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

@@ -11,7 +11,7 @@ other, and prints medians and the ratio. Run as root.
 import io, os, shutil, statistics, subprocess, sys, tarfile, tempfile, time
 
 sys.path.insert(0, os.path.dirname(__file__))
-from registry_util import Registry  # noqa: E402
+from registry_util import Registry, unmount_under  # noqa: E402
 
 RUNS = int(os.environ.get("BENCH_RUNS", "30"))
 
@@ -60,15 +60,22 @@ def main():
         layer = busybox_rootfs_tar()
         image, _ = reg.push("bench/busybox", "latest", layer, compresslevel=1)
         hroot = os.path.join(work, "husk")
-        subprocess.run([husk, "--root", hroot, "pull", "-q", image], check=True, stdout=subprocess.DEVNULL)
+        subprocess.run([husk, "--root", hroot, "--storage-driver", "erofs", "pull", "-q", image], check=True,
+                       stdout=subprocess.DEVNULL)
+        droot = os.path.join(work, "husk-dirs")
+        subprocess.run([husk, "--root", droot, "--storage-driver", "overlay", "pull", "-q", image], check=True,
+                       stdout=subprocess.DEVNULL)
         results = {}
         print(f"run --rm <busybox> true, {RUNS} runs each (median / p90, wall ms)")
         t, err = timed([husk, "--root", hroot, "run", "--rm", "--pull", "never", image, "true"])
-        peers = [("husk", t, err)]
+        peers = [("husk", t, err)]  # EROFS layers, docker's seccomp profile
         # docker's default seccomp profile is on above; this is the cost of it.
         t0, err0 = timed([husk, "--root", hroot, "run", "--rm", "--pull", "never",
                           "--security-opt", "seccomp=unconfined", image, "true"])
         peers.append(("husk unconfined", t0, err0))
+        # The same image stored as unpacked directories instead of EROFS images.
+        td, errd = timed([husk, "--root", droot, "run", "--rm", "--pull", "never", image, "true"])
+        peers.append(("husk dirs", td, errd))
         if shutil.which("podman"):
             proot = os.path.join(work, "podman")
             pr = ["podman", "--root", proot, "--runroot", proot + "-run", "--storage-driver", "vfs",
@@ -92,10 +99,13 @@ def main():
             print(f"  {name:16} median {results[name]:7.2f} ms   p90 {times[int(len(times) * 0.9) - 1]:7.2f} ms")
         if "husk" in results and "podman+runc" in results:
             print(f"  ratio podman/husk: {results['podman+runc'] / results['husk']:.1f}x")
+        if "husk" in results and "husk dirs" in results:
+            print(f"  EROFS layers vs directories: {results['husk'] - results['husk dirs']:+.2f} ms")
         if "husk" in results and "husk unconfined" in results:
             print(f"  seccomp costs husk: {results['husk'] - results['husk unconfined']:+.2f} ms")
     finally:
         reg.stop()
+        unmount_under(work)
         shutil.rmtree(work, ignore_errors=True)
 
 

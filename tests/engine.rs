@@ -14,14 +14,14 @@ use common::*;
 use support::*;
 
 /// A registry with the busybox image and a store that has pulled it.
-fn setup(test: &str) -> Option<(TestRegistry, tempfile::TempDir, String)> {
+fn setup(test: &str) -> Option<(TestRegistry, Store, String)> {
     if !is_root() {
         eprintln!("SKIP {test}: containers need root");
         return None;
     }
     let reg = start_registry()?;
     push_busybox_image(&reg, "lib/busybox", "latest");
-    let root = tempfile::tempdir().unwrap();
+    let root = store();
     let img = format!("127.0.0.1:{}/lib/busybox", reg.port);
     let (code, _, err) = husk(root.path(), &["pull", "-q", &img]);
     assert_eq!(code, 0, "{err}");
@@ -49,13 +49,10 @@ fn inspect(root: &Path, name: &str) -> serde_json::Value {
     serde_json::from_str::<serde_json::Value>(&out).unwrap()[0].clone()
 }
 
-/// No mount under the store is left.
+/// No container's mount is left under the store.
 fn no_mounts(root: &Path) {
-    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
-    assert!(
-        !mounts.contains(root.to_str().unwrap()),
-        "a mount was left behind"
-    );
+    let left = mounts_left(root);
+    assert!(left.is_empty(), "a mount was left behind: {left:?}");
 }
 
 #[test]

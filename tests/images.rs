@@ -33,7 +33,7 @@ fn tag_rmi_mount_and_prune() {
             &img.manifest,
         );
     }
-    let root = tempfile::tempdir().unwrap();
+    let root = store();
     let r = root.path();
     let one = format!("127.0.0.1:{}/one/app:v1", reg.port);
     let two = format!("127.0.0.1:{}/two/app:v1", reg.port);
@@ -109,7 +109,7 @@ fn login_then_pull_from_a_registry_that_wants_credentials() {
         "application/vnd.oci.image.manifest.v1+json",
         &img.manifest,
     );
-    let root = tempfile::tempdir().unwrap();
+    let root = store();
     let cfg = tempfile::tempdir().unwrap();
     let server = format!("127.0.0.1:{}", reg.port);
     let name = format!("{server}/private/app:v1");
@@ -171,7 +171,7 @@ fn save_and_load_round_trip_through_both_formats_and_podman() {
     let Some(reg) = start_registry() else { return };
     push_busybox_image(&reg, "tools/busybox", "1");
     let name = format!("127.0.0.1:{}/tools/busybox:1", reg.port);
-    let a = tempfile::tempdir().unwrap();
+    let a = store();
     let (code, _, err) = husk(a.path(), &["pull", "-q", &name]);
     assert_eq!(code, 0, "{err}");
     let id = husk(a.path(), &["images", "-q", "--no-trunc"]).1;
@@ -207,7 +207,7 @@ fn save_and_load_round_trip_through_both_formats_and_podman() {
             "{listing}"
         );
 
-        let b = tempfile::tempdir().unwrap();
+        let b = store();
         let (code, out, err) = husk(b.path(), &["load", "-i", file.to_str().unwrap()]);
         assert_eq!(code, 0, "{err}");
         assert_eq!(out, format!("Loaded image: {name}\n"));
@@ -277,7 +277,7 @@ fn save_and_load_round_trip_through_both_formats_and_podman() {
             )
             .unwrap();
             assert!(out.status.success(), "{}", text(&out.stderr));
-            let c = tempfile::tempdir().unwrap();
+            let c = store();
             let (code, _, err) = husk(c.path(), &["load", "-q", "-i", file.to_str().unwrap()]);
             assert_eq!(code, 0, "podman's {format}: {err}");
             let (code, out, err) = husk(
@@ -318,7 +318,7 @@ fn save_and_load_round_trip_through_both_formats_and_podman() {
         .unwrap();
     data[(offset + size / 2) as usize] ^= 0xff;
     std::fs::write(&file, &data).unwrap();
-    let d = tempfile::tempdir().unwrap();
+    let d = store();
     let (code, _, err) = husk(d.path(), &["load", "-i", file.to_str().unwrap()]);
     assert_eq!(code, 1);
     assert!(
@@ -346,7 +346,7 @@ fn layered_edge_image_mounts_exactly_as_its_layers_say() {
     let name = format!("127.0.0.1:{}/edge/app:v1", reg.port);
     // The same exactness on both snapshotters.
     for driver in ["overlay", "erofs"] {
-        let root = tempfile::tempdir().unwrap();
+        let root = store();
         let (code, _, err) = husk(
             root.path(),
             &["--storage-driver", driver, "pull", "-q", &name],
@@ -394,7 +394,7 @@ fn an_image_of_a_hundred_and_twenty_layers_mounts() {
         .map(|i| layer(&[Entry::File(&format!("f{i:03}"), format!("{i}").as_bytes())]))
         .collect();
     push_layers(&reg, "tall/app", "v1", &layers);
-    let root = tempfile::tempdir().unwrap();
+    let root = store();
     let name = format!("127.0.0.1:{}/tall/app:v1", reg.port);
     let (code, _, err) = husk(root.path(), &["pull", "-q", &name]);
     assert_eq!(code, 0, "{err}");
@@ -422,7 +422,7 @@ fn two_pulls_of_one_image_at_once_both_succeed_with_one_download() {
         }
         None
     });
-    let root = tempfile::tempdir().unwrap();
+    let root = store();
     let name = format!("127.0.0.1:{port}/team/big:big");
     let spawn = || {
         std::process::Command::new(env!("CARGO_BIN_EXE_husk"))

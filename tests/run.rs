@@ -17,7 +17,7 @@ fn run_rm_like_docker() {
     }
     let Some(reg) = start_registry() else { return };
     push_busybox_image(&reg, "lib/busybox", "latest");
-    let root = tempfile::tempdir().unwrap();
+    let root = store();
     let r = root.path();
     let img = format!("127.0.0.1:{}/lib/busybox", reg.port);
 
@@ -141,11 +141,8 @@ fn run_rm_like_docker() {
     // Nothing is left: no container directory, no mount, no runtime state.
     let containers = r.join("containers");
     assert!(!containers.exists() || std::fs::read_dir(&containers).unwrap().count() == 0);
-    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
-    assert!(
-        !mounts.contains(r.to_str().unwrap()),
-        "a mount was left behind"
-    );
+    let left = mounts_left(r);
+    assert!(left.is_empty(), "a mount was left behind: {left:?}");
     let run = r.join("run");
     assert!(!run.exists() || std::fs::read_dir(&run).unwrap().count() == 0);
 }

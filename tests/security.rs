@@ -15,14 +15,14 @@ use common::*;
 use support::*;
 
 /// The busybox image plus `extra` layers, pulled into a fresh store.
-fn setup(test: &str, extra: &[Vec<u8>]) -> Option<(TestRegistry, tempfile::TempDir, String)> {
+fn setup(test: &str, extra: &[Vec<u8>]) -> Option<(TestRegistry, Store, String)> {
     if !is_root() {
         eprintln!("SKIP {test}: containers need root");
         return None;
     }
     let reg = start_registry()?;
     push_busybox_image_with(&reg, "lib/busybox", "latest", extra);
-    let root = tempfile::tempdir().unwrap();
+    let root = store();
     let img = format!("127.0.0.1:{}/lib/busybox", reg.port);
     let (code, _, err) = husk(root.path(), &["pull", "-q", &img]);
     assert_eq!(code, 0, "{err}");

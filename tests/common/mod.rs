@@ -53,3 +53,55 @@ pub fn image_file(root: &Path, image: &str, file: &str) -> Vec<u8> {
     assert_eq!(code, 0, "{err}");
     data
 }
+
+/// A throwaway husk root that, when dropped, unmounts what husk left mounted under it (the
+/// shared EROFS layer mounts stay up between containers by design) before it is deleted.
+pub struct Store(tempfile::TempDir);
+
+impl Store {
+    pub fn path(&self) -> &Path {
+        self.0.path()
+    }
+}
+
+impl Drop for Store {
+    fn drop(&mut self) {
+        unmount_under(self.0.path());
+    }
+}
+
+pub fn store() -> Store {
+    Store(tempfile::tempdir().expect("tempdir"))
+}
+
+/// Detach every mount at or below `dir`, deepest first.
+pub fn unmount_under(dir: &Path) {
+    let dir = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf());
+    let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    let mut points: Vec<String> = info
+        .lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .filter(|p| Path::new(p).starts_with(&dir))
+        .map(str::to_string)
+        .collect();
+    points.sort_by_key(|p| std::cmp::Reverse(p.len()));
+    for p in points {
+        if let Ok(c) = std::ffi::CString::new(p) {
+            // SAFETY: umount2 of a path under this test's own store.
+            unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) };
+        }
+    }
+}
+
+/// Mounts under `root` other than the shared EROFS layer mounts (which stay up between
+/// containers): what a container or `image mount` left behind.
+pub fn mounts_left(root: &Path) -> Vec<String> {
+    let root = std::fs::canonicalize(root).unwrap_or_else(|_| root.to_path_buf());
+    std::fs::read_to_string("/proc/self/mountinfo")
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .filter(|p| Path::new(p).starts_with(&root) && !p.contains("/layer-mounts/"))
+        .map(str::to_string)
+        .collect()
+}
