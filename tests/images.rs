@@ -448,3 +448,46 @@ fn two_pulls_of_one_image_at_once_both_succeed_with_one_download() {
     assert_eq!(count(&layers), 1, "one stored layer, no leftovers");
     assert_eq!(image_file(root.path(), &name, "big"), data);
 }
+
+#[test]
+fn info_says_which_snapshotter_and_rmi_drops_layer_mounts() {
+    if !is_root() {
+        eprintln!(
+            "SKIP info_says_which_snapshotter_and_rmi_drops_layer_mounts: containers need root"
+        );
+        return;
+    }
+    let Some(reg) = start_registry() else { return };
+    push_busybox_image(&reg, "lib/busybox", "latest");
+    let root = store();
+    let r = root.path();
+    let img = format!("127.0.0.1:{}/lib/busybox", reg.port);
+    let (code, info, err) = husk(r, &["info"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        info.contains("Storage Driver: ") && info.contains(" Why: "),
+        "{info}"
+    );
+    let (_, forced, _) = husk(r, &["--storage-driver", "overlay", "system", "info"]);
+    assert!(
+        forced.contains("Storage Driver: overlay\n Why: asked for"),
+        "{forced}"
+    );
+    let (code, _, err) = husk(r, &["--storage-driver", "zfs", "info"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("unknown storage driver \"zfs\""), "{err}");
+    if !info.contains("Storage Driver: erofs") {
+        eprintln!(
+            "SKIP the EROFS half of info_says_which_snapshotter_and_rmi_drops_layer_mounts: {info}"
+        );
+        return;
+    }
+    // A container leaves its layer mounted for the next one; rmi still goes through.
+    assert_eq!(husk(r, &["run", "--rm", &img, "true"]).0, 0);
+    assert_eq!(count(&r.join("layer-mounts")), 1);
+    let (code, _, err) = husk(r, &["rmi", &img]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(count(&r.join("layer-mounts")), 0);
+    assert!(mounts_left(r).is_empty());
+    assert_eq!(count(&r.join("layers")), 0);
+}

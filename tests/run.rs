@@ -21,7 +21,20 @@ fn run_rm_like_docker() {
     let r = root.path();
     let img = format!("127.0.0.1:{}/lib/busybox", reg.port);
 
-    // Pulled on first use; the image's CMD, ENV and WORKDIR apply.
+    // This test runs containers on unpacked directory layers (the engine tests use the
+    // default, EROFS, where the kernel has it).
+    assert_eq!(
+        husk(r, &["--storage-driver", "overlay", "pull", "-q", &img]).0,
+        0
+    );
+    assert_eq!(
+        husk(r, &["info"])
+            .1
+            .matches(" 0 EROFS images, 1 directories")
+            .count(),
+        1
+    );
+    // The image's CMD, ENV and WORKDIR apply.
     let (code, out, err) = husk(r, &["run", "--rm", &img]);
     assert_eq!((code, out.as_str()), (0, "default-cmd\n"), "{err}");
     let (code, out, _) = husk(
