@@ -499,8 +499,12 @@ fn run_inner(root: &Path, a: &RunArgs) -> Result<i32> {
             for v in &c.anonymous_volumes {
                 let _ = crate::volumes::remove(root, v, true);
             }
+            crate::monitor::unmount_rootfs(root, &id);
+        } else if crate::is_mounted(&dir.join("rootfs")) {
+            // No record yet to say which layers: we know them.
+            let _ = husk_image::snapshot::unmount(&dir.join("rootfs"));
+            husk_image::snapshot::release_layers(root, &diff_ids);
         }
-        crate::monitor::unmount_rootfs(root, &id);
         let _ = fs::remove_dir_all(&dir);
         containers::release_name(root, &name, &id);
         return Err(e);

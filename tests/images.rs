@@ -376,8 +376,8 @@ fn layered_edge_image_mounts_exactly_as_its_layers_say() {
         assert_eq!(code, 0, "{err}");
         assert_eq!(got, expected, "{driver}");
         assert_eq!(hard.ino(), keep.ino(), "{driver}");
-        // Unmounted, the layer mounts are released.
-        assert_eq!(count(&root.path().join("layer-mounts")), 0, "{driver}");
+        // Unmounted, the layer mounts are released (the last user unmounts).
+        assert_eq!(layer_mounts(root.path()), 0, "{driver}");
     }
 }
 
@@ -445,7 +445,12 @@ fn two_pulls_of_one_image_at_once_both_succeed_with_one_download() {
     );
     assert_eq!(husk(root.path(), &["images", "-q"]).1.lines().count(), 1);
     let layers = root.path().join("layers");
-    assert_eq!(count(&layers), 1, "one stored layer, no leftovers");
+    let names: Vec<_> = std::fs::read_dir(&layers)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name())
+        .collect();
+    assert_eq!(names.len(), 1, "one stored layer, no leftovers: {names:?}");
     assert_eq!(image_file(root.path(), &name, "big"), data);
 }
 
@@ -482,12 +487,36 @@ fn info_says_which_snapshotter_and_rmi_drops_layer_mounts() {
         );
         return;
     }
-    // A container leaves its layer mounted for the next one; rmi still goes through.
-    assert_eq!(husk(r, &["run", "--rm", &img, "true"]).0, 0);
-    assert_eq!(count(&r.join("layer-mounts")), 1);
+    // Containers share a layer's mount; the last one to go releases it.
+    let a = husk(r, &["run", "-d", &img, "sleep", "30"])
+        .1
+        .trim()
+        .to_string();
+    let b = husk(r, &["run", "-d", &img, "sleep", "30"])
+        .1
+        .trim()
+        .to_string();
+    assert_eq!(layer_mounts(r), 1, "one shared mount");
+    assert_eq!(husk(r, &["rm", "-f", &a]).0, 0);
+    assert_eq!(layer_mounts(r), 1, "still used by the second container");
+    assert_eq!(husk(r, &["rm", "-f", &b]).0, 0);
+    assert_eq!(layer_mounts(r), 0, "the last user released it");
+    // A crash (here: a count left too high) keeps the mount up; rmi still goes through.
+    let c = husk(r, &["run", "-d", &img, "sleep", "30"])
+        .1
+        .trim()
+        .to_string();
+    let rec: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(r.join("containers").join(&c).join("container.json")).unwrap(),
+    )
+    .unwrap();
+    let monitor = rec["state"]["monitor_pid"].as_i64().unwrap() as i32;
+    // SAFETY: SIGKILL to the monitor this test started; then its container.
+    unsafe { libc::kill(monitor, libc::SIGKILL) };
+    assert_eq!(husk(r, &["rm", "-f", &c]).0, 0);
     let (code, _, err) = husk(r, &["rmi", &img]);
     assert_eq!(code, 0, "{err}");
-    assert_eq!(count(&r.join("layer-mounts")), 0);
+    assert_eq!(layer_mounts(r), 0);
     assert!(mounts_left(r).is_empty());
     assert_eq!(count(&r.join("layers")), 0);
 }

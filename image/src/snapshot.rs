@@ -101,6 +101,10 @@ fn probe(root: &Path) -> std::result::Result<(), String> {
         .trim()
         .to_string();
     let cache = root.join("tmp").join("erofs-probe");
+    // One prober at a time: two at once would trip over each other's probe mount.
+    let _lock = crate::store::Store::open(root)
+        .and_then(|s| s.lock("erofs-probe"))
+        .map_err(|e| e.to_string())?;
     if let Ok(c) = std::fs::read_to_string(&cache) {
         if let Some((rel, verdict)) = c.split_once('\n') {
             if rel == release {
@@ -140,7 +144,10 @@ fn probe(root: &Path) -> std::result::Result<(), String> {
         Ok(()) => "ok".to_string(),
         Err(e) => e.clone(),
     };
-    let _ = std::fs::write(&cache, format!("{release}\n{text}"));
+    // Only a success is remembered: a failure may be passing (no root this time).
+    if verdict.is_ok() {
+        let _ = std::fs::write(&cache, format!("{release}\n{text}"));
+    }
     verdict
 }
 
@@ -175,8 +182,56 @@ fn is_mount_point(p: &Path) -> bool {
     }
 }
 
+/// The users of a layer's shared EROFS mount (containers, image mounts), counted in
+/// `layer-mounts/<hex>.users` under an flock: the mount is made by the first and released by
+/// the last. A crash leaves a count too high, which only keeps the mount up until `rmi`
+/// detaches it.
+struct Users {
+    file: std::fs::File,
+}
+
+impl Users {
+    fn lock(root: &Path, hex: &str) -> Result<Users> {
+        use std::os::fd::AsRawFd;
+        let dir = root.join("layer-mounts");
+        std::fs::create_dir_all(&dir)
+            .map_err(|e| Error::io(format!("cannot create {}", dir.display()), e))?;
+        let path = dir.join(format!("{hex}.users"));
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .map_err(|e| Error::io(format!("cannot open {}", path.display()), e))?;
+        // SAFETY: flock on an fd we own; released when it is closed.
+        if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) } != 0 {
+            return Err(Error::io(
+                format!("cannot lock {}", path.display()),
+                std::io::Error::last_os_error(),
+            ));
+        }
+        Ok(Users { file })
+    }
+
+    fn get(&mut self) -> u64 {
+        use std::io::{Read, Seek};
+        let mut s = String::new();
+        let _ = self.file.seek(std::io::SeekFrom::Start(0));
+        let _ = self.file.read_to_string(&mut s);
+        s.trim().parse().unwrap_or(0)
+    }
+
+    fn set(&mut self, n: u64) {
+        use std::io::{Seek, Write};
+        let _ = self.file.set_len(0);
+        let _ = self.file.seek(std::io::SeekFrom::Start(0));
+        let _ = write!(self.file, "{n}");
+    }
+}
+
 /// The lower directory of one layer: its unpacked directory, or its EROFS image mounted
-/// (once; every container and image mount shares that mount).
+/// (once, shared by every user; this call counts as one).
 fn lower_path(root: &Path, d: &Digest) -> Result<PathBuf> {
     let dir = layer_dir(root, d);
     if dir.is_dir() {
@@ -190,28 +245,35 @@ fn lower_path(root: &Path, d: &Digest) -> Result<PathBuf> {
         ));
     }
     let at = layer_mount_point(root, d.hex());
+    let mut users = Users::lock(root, d.hex())?;
     std::fs::create_dir_all(&at)
         .map_err(|e| Error::io(format!("cannot create {}", at.display()), e))?;
     if !is_mount_point(&at) {
-        match mount_erofs(&image, &at) {
-            Ok(()) => {}
-            // Another husk mounted it in the meantime.
-            Err(_) if is_mount_point(&at) => {}
-            Err(e) => return Err(Error::io(format!("cannot mount layer {d}"), e)),
-        }
+        mount_erofs(&image, &at).map_err(|e| Error::io(format!("cannot mount layer {d}"), e))?;
+        users.set(0);
     }
+    let n = users.get();
+    users.set(n + 1);
     Ok(at)
 }
 
-/// Unmount the EROFS mounts of these layers that nothing uses any more. A layer still under a
-/// mounted overlay is busy (EBUSY) and stays: the kernel keeps the count.
+/// One user of these layers is done: the last one unmounts a layer's EROFS mount.
 pub fn release_layers(root: &Path, diff_ids: &[Digest]) {
     for d in diff_ids {
+        if !erofs_path(root, d).is_file() || layer_dir(root, d).is_dir() {
+            continue;
+        }
+        let Ok(mut users) = Users::lock(root, d.hex()) else {
+            continue;
+        };
+        let n = users.get().saturating_sub(1);
+        users.set(n);
         let at = layer_mount_point(root, d.hex());
-        if is_mount_point(&at) {
+        if n == 0 && is_mount_point(&at) {
             if let Ok(c) = CString::new(at.as_os_str().as_encoded_bytes()) {
-                // SAFETY: umount2 without flags: fails while the mount is in use.
-                if unsafe { libc::umount2(c.as_ptr(), 0) } == 0 {
+                // SAFETY: umount2 of the layer's own mount point (overlays keep their own
+                // clones of it, so this never pulls a layer from under a container).
+                if unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) } == 0 {
                     let _ = std::fs::remove_dir(&at);
                 }
             }
@@ -230,6 +292,7 @@ pub fn drop_layer_mount(root: &Path, hex: &str) {
         }
     }
     let _ = std::fs::remove_dir(&at);
+    let _ = std::fs::remove_file(root.join("layer-mounts").join(format!("{hex}.users")));
 }
 
 /// Mount the layers (lowest first) at `target`: read-only without `upper`, writable with an
@@ -249,11 +312,34 @@ pub fn mount(
         ));
     }
     let layers_dir = root.join("layers");
-    let lower_paths: Vec<PathBuf> = diff_ids
-        .iter()
-        .rev()
-        .map(|d| lower_path(root, d))
-        .collect::<Result<_>>()?;
+    let mut lower_paths: Vec<PathBuf> = Vec::new();
+    for (i, d) in diff_ids.iter().rev().enumerate() {
+        match lower_path(root, d) {
+            Ok(p) => lower_paths.push(p),
+            Err(e) => {
+                release_layers(root, &diff_ids[diff_ids.len() - i..]);
+                return Err(e);
+            }
+        }
+    }
+    let result = stack(root, diff_ids, &layers_dir, &lower_paths, upper, target);
+    if result.is_err() {
+        release_layers(root, diff_ids);
+    }
+    result
+}
+
+/// The overlay (or, for one layer without an upper directory, a read-only bind) of the
+/// lower paths at `target`.
+fn stack(
+    root: &Path,
+    diff_ids: &[Digest],
+    layers_dir: &Path,
+    lower_paths: &[PathBuf],
+    upper: Option<(&Path, &Path)>,
+    target: &Path,
+) -> Result<()> {
+    let _ = root;
     if upper.is_none() && lower_paths.len() == 1 {
         // overlayfs wants two lower layers without an upper one: a read-only bind does it.
         return bind_read_only(&lower_paths[0], target);
@@ -274,9 +360,9 @@ pub fn mount(
     let lower: Vec<String> = diff_ids
         .iter()
         .rev()
-        .zip(&lower_paths)
+        .zip(lower_paths)
         .map(|(d, p)| {
-            if p.starts_with(&layers_dir) {
+            if p.starts_with(layers_dir) {
                 d.hex().to_string()
             } else {
                 p.display().to_string()

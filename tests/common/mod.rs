@@ -105,3 +105,16 @@ pub fn mounts_left(root: &Path) -> Vec<String> {
         .map(str::to_string)
         .collect()
 }
+
+/// How many shared EROFS layer mounts are up under `root`.
+pub fn layer_mounts(root: &Path) -> usize {
+    let dir = std::fs::canonicalize(root)
+        .unwrap_or_else(|_| root.to_path_buf())
+        .join("layer-mounts");
+    std::fs::read_to_string("/proc/self/mountinfo")
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .filter(|p| Path::new(p).starts_with(&dir))
+        .count()
+}
