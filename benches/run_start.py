@@ -50,6 +50,21 @@ def timed(argv):
     return times, None
 
 
+def timed_interleaved(argvs):
+    """`timed` for several commands, one run of each per round."""
+    times = [[] for _ in argvs]
+    for i in range(RUNS + 3):
+        for k, argv in enumerate(argvs):
+            t = time.perf_counter()
+            r = subprocess.run(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+            dt = (time.perf_counter() - t) * 1000
+            if r.returncode != 0:
+                return [(None, r.stderr.decode(errors="replace").strip().splitlines()[-1:])] * len(argvs)
+            if i >= 3:
+                times[k].append(dt)
+    return [(t, None) for t in times]
+
+
 def main():
     if os.geteuid() != 0:
         sys.exit("bench: run as root")
@@ -67,15 +82,17 @@ def main():
                        stdout=subprocess.DEVNULL)
         results = {}
         print(f"run --rm <busybox> true, {RUNS} runs each (median / p90, wall ms)")
-        t, err = timed([husk, "--root", hroot, "run", "--rm", "--pull", "never", image, "true"])
-        peers = [("husk", t, err)]  # EROFS layers, docker's seccomp profile
-        # docker's default seccomp profile is on above; this is the cost of it.
-        t0, err0 = timed([husk, "--root", hroot, "run", "--rm", "--pull", "never",
-                          "--security-opt", "seccomp=unconfined", image, "true"])
-        peers.append(("husk unconfined", t0, err0))
-        # The same image stored as unpacked directories instead of EROFS images.
-        td, errd = timed([husk, "--root", droot, "run", "--rm", "--pull", "never", image, "true"])
-        peers.append(("husk dirs", td, errd))
+        # husk's defaults (EROFS layers, docker's seccomp profile), without the profile, and
+        # with the image as directories: interleaved run by run, so the machine's drift hits
+        # all three alike.
+        variants = [
+            ("husk", [husk, "--root", hroot, "run", "--rm", "--pull", "never", image, "true"]),
+            ("husk unconfined", [husk, "--root", hroot, "run", "--rm", "--pull", "never",
+                                 "--security-opt", "seccomp=unconfined", image, "true"]),
+            ("husk dirs", [husk, "--root", droot, "run", "--rm", "--pull", "never", image, "true"]),
+        ]
+        peers = [(name, t, err) for name, (t, err) in zip([v[0] for v in variants],
+                                                             timed_interleaved([v[1] for v in variants]))]
         if shutil.which("podman"):
             proot = os.path.join(work, "podman")
             pr = ["podman", "--root", proot, "--runroot", proot + "-run", "--storage-driver", "vfs",
