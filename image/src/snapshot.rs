@@ -151,7 +151,59 @@ fn probe(root: &Path) -> std::result::Result<(), String> {
     verdict
 }
 
+/// Mount an EROFS image file read-only: straight from the file (Linux 6.12+), else through a
+/// loop device that goes away with the mount.
 fn mount_erofs(image: &Path, at: &Path) -> std::io::Result<()> {
+    match mount_erofs_source(image, at) {
+        Err(e) if matches!(e.raw_os_error(), Some(libc::ENOTBLK) | Some(libc::EINVAL)) => {
+            mount_erofs_via_loop(image, at)
+        }
+        r => r,
+    }
+}
+
+/// The loop-device way (kernels before file-backed EROFS mounts).
+pub fn mount_erofs_via_loop(image: &Path, at: &Path) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd;
+    const LOOP_CTL_GET_FREE: libc::c_ulong = 0x4C82;
+    const LOOP_CONFIGURE: libc::c_ulong = 0x4C0A;
+    const LO_FLAGS_READ_ONLY: u32 = 1;
+    const LO_FLAGS_AUTOCLEAR: u32 = 4;
+    let control = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/loop-control")?;
+    let backing = std::fs::File::open(image)?;
+    let mut last = std::io::Error::from_raw_os_error(libc::EBUSY);
+    // Another process may take the free device between asking and configuring: try again.
+    for _ in 0..16 {
+        // SAFETY: LOOP_CTL_GET_FREE takes no argument and returns a device number.
+        let n = unsafe { libc::ioctl(control.as_raw_fd(), LOOP_CTL_GET_FREE) };
+        if n < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        let dev = format!("/dev/loop{n}");
+        let loopdev = std::fs::OpenOptions::new().read(true).open(&dev)?;
+        // struct loop_config: fd, block_size, struct loop_info64 (lo_flags at byte 52), reserved.
+        let mut config = [0u8; 304];
+        config[0..4].copy_from_slice(&(backing.as_raw_fd() as u32).to_ne_bytes());
+        config[8 + 52..8 + 56]
+            .copy_from_slice(&(LO_FLAGS_READ_ONLY | LO_FLAGS_AUTOCLEAR).to_ne_bytes());
+        // SAFETY: LOOP_CONFIGURE with a loop_config-sized buffer.
+        if unsafe { libc::ioctl(loopdev.as_raw_fd(), LOOP_CONFIGURE, config.as_ptr()) } != 0 {
+            last = std::io::Error::last_os_error();
+            if last.raw_os_error() == Some(libc::EBUSY) {
+                continue;
+            }
+            return Err(last);
+        }
+        // With AUTOCLEAR the device is released when the mount goes (or now, if it fails).
+        return mount_erofs_source(Path::new(&dev), at);
+    }
+    Err(last)
+}
+
+fn mount_erofs_source(image: &Path, at: &Path) -> std::io::Result<()> {
     let c = |p: &Path| {
         CString::new(p.as_os_str().as_encoded_bytes())
             .map_err(|_| std::io::Error::from_raw_os_error(libc::EINVAL))

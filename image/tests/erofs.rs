@@ -178,3 +178,31 @@ fn hostile_entries_never_reach_the_image() {
         assert_eq!(content, "inside");
     }
 }
+
+#[test]
+fn an_erofs_image_mounts_through_a_loop_device_too() {
+    if !root() {
+        eprintln!("SKIP an_erofs_image_mounts_through_a_loop_device_too: needs root");
+        return;
+    }
+    if !Path::new("/dev/loop-control").exists() {
+        eprintln!("SKIP an_erofs_image_mounts_through_a_loop_device_too: no /dev/loop-control");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let img = dir.path().join("l.erofs");
+    write(&layer(&[Entry::File("hello", b"world")]), &img);
+    let at = dir.path().join("m");
+    std::fs::create_dir(&at).unwrap();
+    husk_image::snapshot::mount_erofs_via_loop(&img, &at).unwrap();
+    let got = std::fs::read(at.join("hello")).unwrap();
+    let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    let line = info
+        .lines()
+        .find(|l| l.contains(at.to_str().unwrap()))
+        .unwrap()
+        .to_string();
+    umount(&at);
+    assert_eq!(got, b"world");
+    assert!(line.contains("/dev/loop"), "{line}");
+}
