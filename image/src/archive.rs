@@ -317,7 +317,7 @@ pub fn load(
                 return Err(bad(format!("{manifest_digest} is not an image manifest")));
             };
             // Every blob is in the store already: nothing to obtain.
-            let present = |d: &Digest, _: u64, _: usize| {
+            let present = |d: &Digest, _: u64, _: usize, _: Option<&crate::pull::Tee>| {
                 if store.has(d) {
                     Ok(())
                 } else {

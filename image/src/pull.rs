@@ -131,9 +131,17 @@ pub fn pull_with_progress(
     store.put(&digest, Some(bytes.len() as u64), &mut &bytes[..])?;
 
     let config_digest = Digest::parse(&m.config.digest)?;
-    fetch(&store, &mut reg, &config_digest, m.config.size, 0, &|_| {})?;
-    let obtain = |blob: &Digest, size: u64, index: usize| {
-        fetch(&store, &mut reg.clone(), blob, size, index, progress)
+    fetch(
+        &store,
+        &mut reg,
+        &config_digest,
+        m.config.size,
+        0,
+        &|_| {},
+        None,
+    )?;
+    let obtain = |blob: &Digest, size: u64, index: usize, tee: Option<&Tee>| {
+        fetch(&store, &mut reg.clone(), blob, size, index, progress, tee)
     };
     complete(root, &store, digest, &m, &obtain, progress)
 }
@@ -147,7 +155,7 @@ pub(crate) fn complete(
     store: &Store,
     manifest_digest: Digest,
     m: &manifest::Manifest,
-    obtain: &(dyn Fn(&Digest, u64, usize) -> Result<()> + Sync),
+    obtain: &(dyn Fn(&Digest, u64, usize, Option<&Tee>) -> Result<()> + Sync),
     progress: &(dyn Fn(Progress) + Sync),
 ) -> Result<Pulled> {
     let config_digest = Digest::parse(&m.config.digest)?;
@@ -210,12 +218,52 @@ pub(crate) fn complete(
             .map(|(blob, diff_id, dir, size)| {
                 let index = diff_ids.iter().position(|d| d == diff_id).unwrap_or(0);
                 s.spawn(move || -> Result<()> {
-                    obtain(blob, *size, index)?;
-                    progress(Progress::Extracting { index });
-                    if dir.extension().is_some_and(|e| e == "erofs") {
-                        erofs_verified(store, blob, diff_id, dir)?;
+                    // One husk per layer at a time: a second one waits here and then finds it
+                    // done (the lock covers the download and the unpack).
+                    let _lock = store.lock(&format!("layer-{}", diff_id.hex()))?;
+                    if dir.exists() {
+                        progress(Progress::Complete { index });
+                        return Ok(());
+                    }
+                    let erofs = dir.extension().is_some_and(|e| e == "erofs");
+                    let unpack = |raw: &mut dyn Read| {
+                        if erofs {
+                            erofs_verified(raw, diff_id, dir)
+                        } else {
+                            unpack_verified(raw, diff_id, dir)
+                        }
+                    };
+                    if store.has(blob) {
+                        // Downloaded before: unpack from the store.
+                        progress(Progress::Extracting { index });
+                        unpack(&mut store.open_blob(blob)?)?;
                     } else {
-                        unpack_verified(store, blob, diff_id, dir)?;
+                        // Download, decompress and unpack at once: the bytes that reach the
+                        // store's partial file are teed to an unpacker thread. The layer is
+                        // committed only when its diff_id checks out, the blob only when its
+                        // digest does.
+                        let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(64);
+                        let tee = Tee::new(tx, store.partial_path(blob));
+                        let streamed = std::thread::scope(|inner| {
+                            let unpacker = inner.spawn(move || unpack(&mut ChannelReader::new(rx)));
+                            let fetched = obtain(blob, *size, index, Some(&tee));
+                            let broken = tee.close();
+                            let unpacked = unpacker.join().unwrap_or_else(|_| {
+                                Err(Error::Manifest("a layer unpack thread panicked".into()))
+                            });
+                            (fetched, unpacked, broken)
+                        });
+                        match streamed {
+                            (Err(e), _, _) => return Err(e),
+                            (Ok(()), Ok(()), false) => {}
+                            // The stream could not follow the download (a partial file was
+                            // restarted): unpack the stored blob instead.
+                            (Ok(()), _, true) => {
+                                progress(Progress::Extracting { index });
+                                unpack(&mut store.open_blob(blob)?)?;
+                            }
+                            (Ok(()), Err(e), false) => return Err(e),
+                        }
                     }
                     progress(Progress::Complete { index });
                     Ok(())
@@ -254,6 +302,7 @@ fn fetch(
     size: u64,
     index: usize,
     progress: &(dyn Fn(Progress) + Sync),
+    tee: Option<&Tee>,
 ) -> Result<()> {
     if store.has(digest) {
         return Ok(());
@@ -261,35 +310,159 @@ fn fetch(
     let name = digest.to_string();
     store.put_resumable(digest, Some(size), &mut |from| {
         let reader = reg.blob(&name, from)?.reader;
-        Ok(Box::new(Counting {
+        let counted = Counting {
             inner: reader,
             index,
             bytes: from,
             reported: from,
             progress,
-        }))
+        };
+        Ok(match tee {
+            Some(t) => {
+                t.catch_up(from);
+                Box::new(Teeing {
+                    inner: counted,
+                    tee: t,
+                })
+            }
+            None => Box::new(counted),
+        })
     })?;
     Ok(())
 }
 
-/// Write a stored layer blob as the EROFS image `dest`, checking the uncompressed stream
-/// against its diff_id; only a verified image is renamed into place.
-fn erofs_verified(store: &Store, blob: &Digest, diff_id: &Digest, dest: &Path) -> Result<()> {
-    let _lock = store.lock(&format!("layer-{}", diff_id.hex()))?;
-    if dest.is_file() {
-        return Ok(());
+/// Where a download's bytes go besides the store: an unpacker thread, through a channel.
+/// It follows the partial file exactly: bytes a killed pull left there are sent first, and a
+/// download restarted from an earlier offset than was sent breaks the stream (the caller then
+/// unpacks the stored blob).
+pub(crate) struct Tee {
+    tx: std::sync::Mutex<Option<std::sync::mpsc::SyncSender<Vec<u8>>>>,
+    sent: std::sync::atomic::AtomicU64,
+    broken: std::sync::atomic::AtomicBool,
+    partial: PathBuf,
+}
+
+impl Tee {
+    fn new(tx: std::sync::mpsc::SyncSender<Vec<u8>>, partial: PathBuf) -> Tee {
+        Tee {
+            tx: std::sync::Mutex::new(Some(tx)),
+            sent: Default::default(),
+            broken: Default::default(),
+            partial,
+        }
     }
+
+    fn send(&self, data: &[u8]) {
+        use std::sync::atomic::Ordering;
+        if self.broken.load(Ordering::SeqCst) {
+            return;
+        }
+        let tx = self.tx.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(tx) = tx.as_ref() {
+            // An unpacker that gave up (a bad layer) reports that itself.
+            let _ = tx.send(data.to_vec());
+        }
+        self.sent.fetch_add(data.len() as u64, Ordering::SeqCst);
+    }
+
+    /// A download (re)starting at `from`: send what the partial file holds before it.
+    fn catch_up(&self, from: u64) {
+        use std::sync::atomic::Ordering;
+        let sent = self.sent.load(Ordering::SeqCst);
+        if from < sent {
+            self.broken.store(true, Ordering::SeqCst);
+            return;
+        }
+        if from > sent {
+            let ok = (|| -> io::Result<()> {
+                let mut f = fs::File::open(&self.partial)?;
+                io::Seek::seek(&mut f, io::SeekFrom::Start(sent))?;
+                let mut rest = f.take(from - sent);
+                let mut buf = vec![0u8; 256 * 1024];
+                loop {
+                    let n = rest.read(&mut buf)?;
+                    if n == 0 {
+                        break;
+                    }
+                    self.send(&buf[..n]);
+                }
+                Ok(())
+            })();
+            if ok.is_err() || self.sent.load(Ordering::SeqCst) != from {
+                self.broken.store(true, Ordering::SeqCst);
+            }
+        }
+    }
+
+    /// The end of the stream; true when it broke on the way.
+    fn close(&self) -> bool {
+        self.tx.lock().unwrap_or_else(|e| e.into_inner()).take();
+        self.broken.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+struct Teeing<'a, R> {
+    inner: R,
+    tee: &'a Tee,
+}
+
+impl<R: Read> Read for Teeing<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.tee.send(&buf[..n]);
+        Ok(n)
+    }
+}
+
+/// The unpacker's side of a `Tee`.
+struct ChannelReader {
+    rx: std::sync::mpsc::Receiver<Vec<u8>>,
+    buf: Vec<u8>,
+    pos: usize,
+}
+
+impl ChannelReader {
+    fn new(rx: std::sync::mpsc::Receiver<Vec<u8>>) -> ChannelReader {
+        ChannelReader {
+            rx,
+            buf: Vec::new(),
+            pos: 0,
+        }
+    }
+}
+
+impl Read for ChannelReader {
+    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        while self.pos == self.buf.len() {
+            match self.rx.recv() {
+                Ok(b) => {
+                    self.buf = b;
+                    self.pos = 0;
+                }
+                Err(_) => return Ok(0),
+            }
+        }
+        let n = out.len().min(self.buf.len() - self.pos);
+        out[..n].copy_from_slice(&self.buf[self.pos..self.pos + n]);
+        self.pos += n;
+        Ok(n)
+    }
+}
+
+/// Write a layer's compressed stream as the EROFS image `dest`, checking the uncompressed
+/// stream against its diff_id; only a verified image is renamed into place. The caller holds
+/// the layer's lock.
+fn erofs_verified(raw: &mut dyn Read, diff_id: &Digest, dest: &Path) -> Result<()> {
     let tmp = dest.with_file_name(format!(".tmp-{}.erofs", diff_id.hex()));
     let result = (|| {
         fs::create_dir_all(dest.parent().unwrap_or(Path::new(".")))
             .map_err(|e| Error::io("cannot create the layers directory", e))?;
-        let raw = store.open_blob(blob)?;
         let mut tar = HashingReader::new(crate::unpack::decompress(raw)?);
         let out = fs::File::create(&tmp)
             .map_err(|e| Error::io(format!("cannot create {}", tmp.display()), e))?;
         crate::erofs::write_layer(&mut tar, io::BufWriter::with_capacity(1 << 20, out))?;
         io::copy(&mut tar, &mut io::sink())
-            .map_err(|e| Error::io(format!("cannot read layer {blob}"), e))?;
+            .map_err(|e| Error::io(format!("cannot read layer {diff_id}"), e))?;
         let (actual, _) = tar.finish();
         if &actual != diff_id {
             return Err(Error::DigestMismatch {
@@ -305,25 +478,18 @@ fn erofs_verified(store: &Store, blob: &Digest, diff_id: &Digest, dest: &Path) -
     result
 }
 
-/// Unpack a stored layer blob into `dest`, checking the uncompressed stream against its
-/// diff_id; only a verified layer is renamed into place.
-///
-/// A lock per layer makes a second husk unpacking the same layer wait and then find it done;
-/// holding it, the scratch directory a killed unpack left behind can be cleared.
-fn unpack_verified(store: &Store, blob: &Digest, diff_id: &Digest, dest: &Path) -> Result<()> {
-    let _lock = store.lock(&format!("layer-{}", diff_id.hex()))?;
-    if dest.is_dir() {
-        return Ok(());
-    }
+/// Unpack a layer's compressed stream into `dest`, checking the uncompressed stream against
+/// its diff_id; only a verified layer is renamed into place. The caller holds the layer's
+/// lock, so the scratch directory a killed unpack left behind can be cleared.
+fn unpack_verified(raw: &mut dyn Read, diff_id: &Digest, dest: &Path) -> Result<()> {
     let tmp = dest.with_file_name(format!(".tmp-{}", diff_id.hex()));
     let _ = fs::remove_dir_all(&tmp);
     let result = (|| {
-        let raw = store.open_blob(blob)?;
         let mut tar = HashingReader::new(crate::unpack::decompress(raw)?);
         crate::unpack::unpack(&mut tar, &tmp)?;
         // The tar reader stops at the end-of-archive marker; the diff_id covers all bytes.
         io::copy(&mut tar, &mut io::sink())
-            .map_err(|e| Error::io(format!("cannot read layer {blob}"), e))?;
+            .map_err(|e| Error::io(format!("cannot read layer {diff_id}"), e))?;
         let (actual, _) = tar.finish();
         if &actual != diff_id {
             return Err(Error::DigestMismatch {

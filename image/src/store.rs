@@ -122,6 +122,11 @@ impl Store {
         Ok(f)
     }
 
+    /// Where `put_resumable` keeps the bytes of `d` downloaded so far.
+    pub fn partial_path(&self, d: &Digest) -> PathBuf {
+        self.root.join("tmp").join(format!("{}.partial", d.hex()))
+    }
+
     /// Download-friendly `put`: bytes already fetched for this blob (by this process before a
     /// broken connection, or by one killed mid-download) are kept in `tmp/<hex>.partial` and
     /// `fetch(offset)` is asked only for the rest (a Range request). The partial file is
@@ -138,10 +143,7 @@ impl Store {
         if dest.is_file() {
             return Ok(dest);
         }
-        let partial = self
-            .root
-            .join("tmp")
-            .join(format!("{}.partial", expected.hex()));
+        let partial = self.partial_path(expected);
         let mut file = fs::OpenOptions::new()
             .read(true)
             .write(true)
