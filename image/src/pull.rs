@@ -71,6 +71,10 @@ impl<R: Read> Read for Counting<'_, R> {
     }
 }
 
+/// How `complete` gets a layer blob into the store: (blob, size, layer index, where the bytes
+/// also go while they arrive).
+pub(crate) type Obtain<'a> = dyn Fn(&Digest, u64, usize, Option<&Tee>) -> Result<()> + Sync + 'a;
+
 /// Where the unpacked layer with this diff_id lives.
 pub fn layer_dir(root: &Path, diff_id: &Digest) -> PathBuf {
     root.join("layers").join(diff_id.hex())
@@ -155,7 +159,7 @@ pub(crate) fn complete(
     store: &Store,
     manifest_digest: Digest,
     m: &manifest::Manifest,
-    obtain: &(dyn Fn(&Digest, u64, usize, Option<&Tee>) -> Result<()> + Sync),
+    obtain: &Obtain,
     progress: &(dyn Fn(Progress) + Sync),
 ) -> Result<Pulled> {
     let config_digest = Digest::parse(&m.config.digest)?;
