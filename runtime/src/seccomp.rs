@@ -220,13 +220,16 @@ fn rel(from: usize, to: usize) -> Result<u8> {
         .map_err(|_| Error::InvalidConfig("seccomp rule is too large to compile".into()))
 }
 
-/// The profile's rules for one ABI, `lookup` giving its syscall numbers; a call no rule
-/// matches falls through to what follows.
-fn emit_rules(
-    p: &mut Vec<SockFilter>,
-    s: &LinuxSeccomp,
-    lookup: &dyn Fn(&str) -> Option<u32>,
-) -> Result<()> {
+/// One rule of the profile: its action and its alternatives of argument conditions (none: the
+/// rule matches on the syscall alone).
+struct Rule<'a> {
+    names: &'a [String],
+    action: u32,
+    groups: Vec<Vec<Cond>>,
+}
+
+fn rules(s: &LinuxSeccomp) -> Result<Vec<Rule<'_>>> {
+    let mut out = Vec::new();
     for rule in s.syscalls().iter().flatten() {
         let action = ret_value(rule.action(), rule.errno_ret())?;
         let mut by_index: Vec<Cond> = Vec::new();
@@ -250,65 +253,157 @@ fn emit_rules(
             let mut seen = std::collections::HashSet::new();
             by_index.iter().any(|(i, ..)| !seen.insert(*i))
         };
-        let groups: Vec<Vec<Cond>> = if repeated {
+        let groups: Vec<Vec<Cond>> = if by_index.is_empty() {
+            Vec::new()
+        } else if repeated {
             by_index.iter().map(|c| vec![*c]).collect()
         } else {
-            vec![by_index.clone()]
+            vec![by_index]
         };
-        for name in rule.names() {
+        out.push(Rule {
+            names: rule.names(),
+            action,
+            groups,
+        });
+    }
+    Ok(out)
+}
+
+/// `JEQ nr; conditions (each jumps to FAIL or on to the next one); RET action; FAIL: LD nr`.
+fn emit_group(p: &mut Vec<SockFilter>, nr: u32, conds: &[Cond], action: u32) -> Result<()> {
+    let mut block: Vec<(SockFilter, Pending)> = Vec::new();
+    let mut cond_ends = Vec::new();
+    for (i, op, v, v2) in conds {
+        block.extend(condition(*i, *op, *v, *v2));
+        cond_ends.push(block.len());
+    }
+    let start = p.len();
+    let jeq_at = start;
+    let body_start = start + 1;
+    let ret_at = body_start + block.len();
+    let fail_at = ret_at + 1;
+    p.push(jump(JEQ_K, nr, 0, rel(jeq_at, fail_at)?));
+    let mut cond_idx = 0;
+    for (k, (mut ins, pending)) in block.into_iter().enumerate() {
+        let at = body_start + k;
+        while k >= cond_ends[cond_idx] {
+            cond_idx += 1;
+        }
+        let pass_at = body_start + cond_ends[cond_idx];
+        match pending {
+            Pending::None => {}
+            Pending::JfFail => ins.jf = rel(at, fail_at)?,
+            Pending::JtFail => ins.jt = rel(at, fail_at)?,
+            Pending::JfPass => ins.jf = rel(at, pass_at)?,
+            Pending::JtPass => ins.jt = rel(at, pass_at)?,
+            Pending::JtPassJfFail => {
+                ins.jt = rel(at, pass_at)?;
+                ins.jf = rel(at, fail_at)?;
+            }
+            Pending::JtFailJfPass => {
+                ins.jt = rel(at, fail_at)?;
+                ins.jf = rel(at, pass_at)?;
+            }
+            Pending::Pass => ins.k = (pass_at - at - 1) as u32,
+        }
+        p.push(ins);
+    }
+    p.push(stmt(RET_K, action));
+    p.push(stmt(LD_W_ABS, OFF_NR));
+    Ok(())
+}
+
+/// What one syscall number (or a run of them) gets: an action outright, or its rules'
+/// condition groups in profile order, then the action of its first rule without conditions
+/// (or the default).
+#[derive(Clone, PartialEq)]
+enum Block {
+    Ret(u32),
+    Checks(u32, Vec<(u32, Vec<Cond>)>, u32),
+}
+
+/// The profile's rules for one ABI, `lookup` giving its syscall numbers, as a binary search
+/// over the syscall number (libseccomp builds the same shape): a syscall costs about ten
+/// comparisons, not a walk through hundreds of rules. Every path ends in a RET. The first
+/// rule that matches decides, as in libseccomp.
+fn emit_rules(
+    p: &mut Vec<SockFilter>,
+    s: &LinuxSeccomp,
+    lookup: &dyn Fn(&str) -> Option<u32>,
+    default: u32,
+) -> Result<()> {
+    let rules = rules(s)?;
+    // Per syscall number, its rules in order, up to the first without conditions.
+    let mut per_nr: std::collections::BTreeMap<u32, (Vec<(u32, Vec<Cond>)>, Option<u32>)> =
+        Default::default();
+    for r in &rules {
+        for name in r.names {
             let Some(nr) = lookup(name) else {
                 continue;
             };
-            if by_index.is_empty() {
-                p.push(jump(JEQ_K, nr, 0, 1));
-                p.push(stmt(RET_K, action));
-                continue;
+            let entry = per_nr.entry(nr).or_default();
+            if entry.1.is_some() {
+                continue; // an earlier rule always matches
             }
-            for conds in &groups {
-                // JEQ nr; conditions (each jumps to FAIL or on to the next one); RET; FAIL: LD nr.
-                let mut block: Vec<(SockFilter, Pending)> = Vec::new();
-                let mut cond_ends = Vec::new();
-                for (i, op, v, v2) in conds {
-                    block.extend(condition(*i, *op, *v, *v2));
-                    cond_ends.push(block.len());
+            if r.groups.is_empty() {
+                entry.1 = Some(r.action);
+            } else {
+                for g in &r.groups {
+                    entry.0.push((r.action, g.clone()));
                 }
-                let start = p.len();
-                let jeq_at = start;
-                let body_start = start + 1;
-                let ret_at = body_start + block.len();
-                let fail_at = ret_at + 1;
-                p.push(jump(JEQ_K, nr, 0, rel(jeq_at, fail_at)?));
-                let mut cond_idx = 0;
-                for (k, (mut ins, pending)) in block.into_iter().enumerate() {
-                    let at = body_start + k;
-                    while k >= cond_ends[cond_idx] {
-                        cond_idx += 1;
-                    }
-                    let pass_at = body_start + cond_ends[cond_idx];
-                    match pending {
-                        Pending::None => {}
-                        Pending::JfFail => ins.jf = rel(at, fail_at)?,
-                        Pending::JtFail => ins.jt = rel(at, fail_at)?,
-                        Pending::JfPass => ins.jf = rel(at, pass_at)?,
-                        Pending::JtPass => ins.jt = rel(at, pass_at)?,
-                        Pending::JtPassJfFail => {
-                            ins.jt = rel(at, pass_at)?;
-                            ins.jf = rel(at, fail_at)?;
-                        }
-                        Pending::JtFailJfPass => {
-                            ins.jt = rel(at, fail_at)?;
-                            ins.jf = rel(at, pass_at)?;
-                        }
-                        Pending::Pass => ins.k = (pass_at - at - 1) as u32,
-                    }
-                    p.push(ins);
-                }
-                p.push(stmt(RET_K, action));
-                p.push(stmt(LD_W_ABS, OFF_NR));
             }
         }
     }
-    Ok(())
+    // Segments covering every number, from 0 up: (first number, block).
+    let mut segs: Vec<(u32, Block)> = vec![(0, Block::Ret(default))];
+    for (nr, (checks, always)) in per_nr {
+        let block = if checks.is_empty() {
+            Block::Ret(always.unwrap_or(default))
+        } else {
+            Block::Checks(nr, checks, always.unwrap_or(default))
+        };
+        // The number after the previous one starts a default segment: this one replaces it.
+        if segs.last().is_some_and(|(lo, _)| *lo == nr) {
+            segs.pop();
+        }
+        segs.push((nr, block));
+        if let Some(after) = nr.checked_add(1) {
+            segs.push((after, Block::Ret(default)));
+        }
+    }
+    // Runs of the same outright action merge.
+    let mut merged: Vec<(u32, Block)> = Vec::new();
+    for (lo, b) in segs {
+        match merged.last() {
+            Some((_, prev)) if *prev == b && matches!(b, Block::Ret(_)) => {}
+            _ => merged.push((lo, b)),
+        }
+    }
+    emit_tree(p, &merged)
+}
+
+fn emit_tree(p: &mut Vec<SockFilter>, segs: &[(u32, Block)]) -> Result<()> {
+    if segs.len() == 1 {
+        match &segs[0].1 {
+            Block::Ret(a) => p.push(stmt(RET_K, *a)),
+            Block::Checks(nr, checks, otherwise) => {
+                for (action, conds) in checks {
+                    emit_group(p, *nr, conds, *action)?;
+                }
+                p.push(stmt(RET_K, *otherwise));
+            }
+        }
+        return Ok(());
+    }
+    // A >= k: the right half (through a JA, whose offset has 32 bits); else the left half,
+    // which follows inline.
+    let mid = segs.len() / 2;
+    p.push(jump(JGE_K, segs[mid].0, 0, 1));
+    let ja = p.len();
+    p.push(stmt(JA, 0));
+    emit_tree(p, &segs[..mid])?;
+    p[ja].k = (p.len() - ja - 1) as u32;
+    emit_tree(p, &segs[mid..])
 }
 
 pub fn compile(s: &LinuxSeccomp) -> Result<Filter> {
@@ -384,28 +479,41 @@ pub fn compile(s: &LinuxSeccomp) -> Result<Filter> {
     } else {
         None
     };
-    emit_rules(&mut p, s, &|name| {
-        syscalls::Sysno::from_str(name).ok().map(|n| n.id() as u32)
-    })?;
+    emit_rules(
+        &mut p,
+        s,
+        &|name| syscalls::Sysno::from_str(name).ok().map(|n| n.id() as u32),
+        default,
+    )?;
     p.push(stmt(RET_K, default));
     if let Some(at) = x32_ja {
         patch(&mut p, at);
         p.push(stmt(LD_W_ABS, OFF_NR));
-        emit_rules(&mut p, s, &|name| {
-            syscalls::Sysno::from_str(name)
-                .ok()
-                .map(|n| n.id() as u32 | X32_SYSCALL_BIT)
-        })?;
+        emit_rules(
+            &mut p,
+            s,
+            &|name| {
+                syscalls::Sysno::from_str(name)
+                    .ok()
+                    .map(|n| n.id() as u32 | X32_SYSCALL_BIT)
+            },
+            default,
+        )?;
         p.push(stmt(RET_K, default));
     }
     if let Some(at) = i386_ja {
         patch(&mut p, at);
         p.push(stmt(LD_W_ABS, OFF_NR));
-        emit_rules(&mut p, s, &|name| {
-            syscalls::x86::Sysno::from_str(name)
-                .ok()
-                .map(|n| n.id() as u32)
-        })?;
+        emit_rules(
+            &mut p,
+            s,
+            &|name| {
+                syscalls::x86::Sysno::from_str(name)
+                    .ok()
+                    .map(|n| n.id() as u32)
+            },
+            default,
+        )?;
         p.push(stmt(RET_K, default));
     }
     if p.len() > 4096 {
@@ -791,5 +899,128 @@ mod tests {
             eval(&deny.program, NATIVE_ARCH, 39 | X32_SYSCALL_BIT, [0; 6]),
             RET_ERRNO | 1
         );
+    }
+
+    /// The profile's meaning, evaluated directly: rules in order, the first match decides.
+    fn reference(s: &LinuxSeccomp, nr: u32, args: [u64; 6]) -> u32 {
+        let holds = |(i, op, v, v2): &Cond| {
+            let a = args[*i];
+            match op {
+                LinuxSeccompOperator::ScmpCmpEq => a == *v,
+                LinuxSeccompOperator::ScmpCmpNe => a != *v,
+                LinuxSeccompOperator::ScmpCmpLt => a < *v,
+                LinuxSeccompOperator::ScmpCmpLe => a <= *v,
+                LinuxSeccompOperator::ScmpCmpGt => a > *v,
+                LinuxSeccompOperator::ScmpCmpGe => a >= *v,
+                LinuxSeccompOperator::ScmpCmpMaskedEq => a & *v == *v2,
+            }
+        };
+        for r in rules(s).unwrap() {
+            if !r.names.iter().any(|n| nr_of(n) == Some(nr)) {
+                continue;
+            }
+            if r.groups.is_empty() || r.groups.iter().any(|g| g.iter().all(holds)) {
+                return r.action;
+            }
+        }
+        ret_value(s.default_action(), s.default_errno_ret()).unwrap()
+    }
+
+    fn nr_of(name: &str) -> Option<u32> {
+        syscalls::Sysno::from_str(name).ok().map(|n| n.id() as u32)
+    }
+
+    #[test]
+    fn the_compiled_search_tree_means_what_the_profile_says() {
+        let mut x: u64 = 0x2545_f491_4f6c_dd1d;
+        let mut rnd = move |n: u64| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x % n
+        };
+        let pool = [
+            "read",
+            "write",
+            "openat",
+            "mkdir",
+            "personality",
+            "clone",
+            "socket",
+            "getpid",
+            "kill",
+            "exit_group",
+            "io_uring_setup",
+        ];
+        let ops = [
+            "SCMP_CMP_EQ",
+            "SCMP_CMP_NE",
+            "SCMP_CMP_LT",
+            "SCMP_CMP_LE",
+            "SCMP_CMP_GT",
+            "SCMP_CMP_GE",
+            "SCMP_CMP_MASKED_EQ",
+        ];
+        let values = [
+            0u64,
+            1,
+            2,
+            8,
+            0xffff_ffff,
+            0x1_0000_0000,
+            u64::MAX,
+            0x7E02_0000,
+        ];
+        for _ in 0..300 {
+            let mut rules = Vec::new();
+            for _ in 0..1 + rnd(6) {
+                let names: Vec<&str> = (0..1 + rnd(3))
+                    .map(|_| pool[rnd(pool.len() as u64) as usize])
+                    .collect();
+                let action = match rnd(4) {
+                    0 => serde_json::json!({"action": "SCMP_ACT_ALLOW"}),
+                    1 => serde_json::json!({"action": "SCMP_ACT_ERRNO", "errnoRet": 1 + rnd(40)}),
+                    2 => serde_json::json!({"action": "SCMP_ACT_TRAP"}),
+                    _ => serde_json::json!({"action": "SCMP_ACT_LOG"}),
+                };
+                let mut rule = serde_json::json!({"names": names});
+                rule["action"] = action["action"].clone();
+                if let Some(e) = action.get("errnoRet") {
+                    rule["errnoRet"] = e.clone();
+                }
+                let nargs = rnd(3);
+                if nargs > 0 {
+                    let args: Vec<serde_json::Value> = (0..nargs)
+                        .map(|_| serde_json::json!({"index": rnd(3), "op": ops[rnd(ops.len() as u64) as usize],
+                            "value": values[rnd(values.len() as u64) as usize], "valueTwo": values[rnd(values.len() as u64) as usize]}))
+                        .collect();
+                    rule["args"] = serde_json::json!(args);
+                }
+                rules.push(rule);
+            }
+            let default = if rnd(2) == 0 {
+                "SCMP_ACT_ALLOW"
+            } else {
+                "SCMP_ACT_ERRNO"
+            };
+            let s: LinuxSeccomp = serde_json::from_value(
+                serde_json::json!({"defaultAction": default, "syscalls": rules}),
+            )
+            .unwrap();
+            let f = compile(&s).unwrap();
+            for _ in 0..60 {
+                let nr = if rnd(5) == 0 {
+                    rnd(500) as u32
+                } else {
+                    nr_of(pool[rnd(pool.len() as u64) as usize]).unwrap()
+                };
+                let args = [0; 6].map(|_: u64| values[rnd(values.len() as u64) as usize]);
+                assert_eq!(
+                    eval(&f.program, NATIVE_ARCH, nr, args),
+                    reference(&s, nr, args),
+                    "nr {nr} args {args:?} profile {s:?}"
+                );
+            }
+        }
     }
 }
