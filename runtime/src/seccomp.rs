@@ -313,6 +313,10 @@ fn emit_group(p: &mut Vec<SockFilter>, nr: u32, conds: &[Cond], action: u32) -> 
     Ok(())
 }
 
+/// One syscall number's rules: the (action, conditions) groups to try in order, and the
+/// action of its first rule without conditions.
+type NrRules = (Vec<(u32, Vec<Cond>)>, Option<u32>);
+
 /// What one syscall number (or a run of them) gets: an action outright, or its rules'
 /// condition groups in profile order, then the action of its first rule without conditions
 /// (or the default).
@@ -334,8 +338,7 @@ fn emit_rules(
 ) -> Result<()> {
     let rules = rules(s)?;
     // Per syscall number, its rules in order, up to the first without conditions.
-    let mut per_nr: std::collections::BTreeMap<u32, (Vec<(u32, Vec<Cond>)>, Option<u32>)> =
-        Default::default();
+    let mut per_nr: std::collections::BTreeMap<u32, NrRules> = Default::default();
     for r in &rules {
         for name in r.names {
             let Some(nr) = lookup(name) else {
