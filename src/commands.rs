@@ -153,6 +153,8 @@ pub fn stop(root: &Path, a: &StopArgs) -> Result<()> {
 pub fn restart(root: &Path, a: &StopArgs) -> Result<()> {
     each(&a.containers, |q| {
         let c = containers::find(root, q)?;
+        // Marked first, so a --rm container's monitor does not remove it on the way.
+        Container::update(root, &c.id, |c| c.state.restarting = true)?;
         stop_one(root, &c, a.signal.as_deref(), a.time)?;
         start_one(root, &c.id, false)?;
         println!("{q}");
@@ -223,6 +225,7 @@ fn start_one(root: &Path, id: &str, attach: bool) -> Result<i32> {
             return Ok(0);
         }
         let mut c = c;
+        c.state.restarting = false;
         c.state.monitor_pid = std::process::id() as i32;
         c.state.monitor_start =
             husk_runtime::util::process_start_time(c.state.monitor_pid).unwrap_or(0);

@@ -54,6 +54,9 @@ pub struct State {
     pub oom_killed: bool,
     #[serde(default)]
     pub error: String,
+    /// `restart` is stopping it to start it again: a `--rm` container stays.
+    #[serde(default)]
+    pub restarting: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

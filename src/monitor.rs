@@ -131,7 +131,8 @@ pub fn supervise(
         c.state.pid = 0;
         c.state.error = error.clone();
     });
-    if c.auto_remove {
+    let restarting = updated.as_ref().is_ok_and(|c| c.state.restarting);
+    if c.auto_remove && !restarting {
         let _ = crate::commands::remove(root, &c, true);
     } else {
         updated?;

@@ -759,5 +759,28 @@ fn signals_restart_start_attach_and_follow() {
     });
     assert_ne!(inspect(r, "loop")["State"]["Pid"], first_pid);
     assert_eq!(husk(r, &["rm", "-f", "loop", &id]).0, 0);
+    // A --rm container survives a restart, and goes when it stops.
+    let rm_id = husk(
+        r,
+        &[
+            "run",
+            "-d",
+            "--rm",
+            &img,
+            "sh",
+            "-c",
+            "while :; do sleep 0.1; done",
+        ],
+    )
+    .1
+    .trim()
+    .to_string();
+    let (code, _, err) = husk(r, &["restart", "-t", "0", &rm_id]);
+    assert_eq!(code, 0, "{err}");
+    assert!(husk(r, &["ps", "-q"]).1.contains(&rm_id[..12]));
+    assert_eq!(husk(r, &["stop", "-t", "0", &rm_id]).0, 0);
+    until("the --rm container to go", || {
+        !husk(r, &["ps", "-aq"]).1.contains(&rm_id[..12])
+    });
     no_mounts(r);
 }
