@@ -149,6 +149,30 @@ fn read_in_root(rootfs: &Path, path: &str) -> String {
     s
 }
 
+/// The groups of the image's /etc/group that list the user (by its /etc/passwd name) as a
+/// member, besides its primary group, as docker gives them.
+fn supplementary_groups(rootfs: &Path, uid: u32, gid: u32) -> Vec<u32> {
+    let passwd = read_in_root(rootfs, "/etc/passwd");
+    let Some(name) = passwd.lines().find_map(|l| {
+        let f: Vec<&str> = l.split(':').collect();
+        (f.len() > 2 && f[2].parse() == Ok(uid)).then(|| f[0].to_string())
+    }) else {
+        return Vec::new();
+    };
+    let mut out: Vec<u32> = read_in_root(rootfs, "/etc/group")
+        .lines()
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split(':').collect();
+            let members = f.get(3)?;
+            let g: u32 = f.get(2)?.parse().ok()?;
+            (g != gid && members.split(',').any(|m| m.trim() == name)).then_some(g)
+        })
+        .collect();
+    out.sort_unstable();
+    out.dedup();
+    out
+}
+
 /// uid and gid for `--user` (or the image's USER): numbers, or names from the image.
 pub fn resolve_user(rootfs: &Path, spec: &str) -> Result<(u32, u32)> {
     let (user, group) = match spec.split_once(':') {
@@ -294,6 +318,7 @@ fn spec(
         })
         .unwrap_or_else(|| "0".into());
     let (uid, gid) = resolve_user(rootfs, &user)?;
+    let groups = supplementary_groups(rootfs, uid, gid);
 
     let mut s = husk_runtime::features::default_spec(false);
     let cap_list = capabilities(a)?;
@@ -339,7 +364,7 @@ fn spec(
         .map(|u| parse_ulimit(u))
         .collect::<Result<Vec<Value>>>()?;
     s["process"] = json!({
-        "terminal": a.tty, "user": {"uid": uid, "gid": gid}, "args": args, "env": env, "cwd": cwd,
+        "terminal": a.tty, "user": {"uid": uid, "gid": gid, "additionalGids": groups}, "args": args, "env": env, "cwd": cwd,
         "capabilities": {"bounding": caps, "effective": caps, "permitted": caps},
         "noNewPrivileges": no_new_privs
     });

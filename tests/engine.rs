@@ -506,6 +506,12 @@ fn run_flags_reach_the_container() {
         return;
     };
     let r = root.path();
+    // Supplementary groups from the image's /etc/group, as docker gives them.
+    assert_eq!(
+        husk(r, &["run", "--rm", "-u", "app", &img, "id", "-G"]).1,
+        "1000 50\n"
+    );
+    assert_eq!(husk(r, &["run", "--rm", &img, "id", "-G"]).1, "0 10\n");
     let env = r.join("env");
     std::fs::write(&env, "# comment\nFROM_FILE=1\n\nOVER=file\n").unwrap();
     let (code, out, err) = husk(

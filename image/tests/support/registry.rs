@@ -468,7 +468,7 @@ pub fn busybox_layer() -> Vec<u8> {
     file(
         &mut b,
         "etc/group",
-        b"root:x:0:\napp:x:1000:\nstaff:x:50:\n",
+        b"root:x:0:\napp:x:1000:\nstaff:x:50:app\nwheel:x:10:root\n",
         0o644,
     );
     file(&mut b, "bin/notexec", b"#!/bin/sh\necho no\n", 0o644);
