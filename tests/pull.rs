@@ -515,3 +515,60 @@ fn blob_redirects_to_another_host_get_no_credentials() {
         "credentials leaked to the blob host: {seen:?}"
     );
 }
+
+#[test]
+fn a_tampered_blob_is_caught_on_both_snapshotters() {
+    if !is_root() {
+        eprintln!("SKIP a_tampered_blob_is_caught_on_both_snapshotters: unpacking needs root");
+        return;
+    }
+    let Some(reg) = start_registry() else { return };
+    let img = push_image(
+        &reg,
+        "team/tampered",
+        false,
+        &husk_image::manifest::Platform::host().architecture,
+    );
+    reg.push_manifest(
+        "team/tampered",
+        "v1",
+        "application/vnd.oci.image.manifest.v1+json",
+        &img.manifest,
+    );
+    // The first layer (gzip): its diff_id, then a flipped byte in the middle of the registry's copy.
+    let f = reg.blob_file(&img.layers[0]);
+    let mut data = std::fs::read(&f).unwrap();
+    let mut tar = Vec::new();
+    std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(&data[..]), &mut tar).unwrap();
+    let diff_id = husk_image::Digest::of(&tar);
+    let mid = data.len() / 2;
+    data[mid] ^= 0xff;
+    std::fs::write(&f, &data).unwrap();
+    let name = format!("127.0.0.1:{}/team/tampered:v1", reg.port);
+    for driver in ["overlay", "erofs"] {
+        let root = store();
+        let (code, _, err) = husk(
+            root.path(),
+            &["--storage-driver", driver, "pull", "-q", &name],
+        );
+        assert_eq!(code, 1, "{driver}");
+        assert!(err.lines().count() == 1, "{driver}: {err}");
+        let layers = root.path().join("layers");
+        for e in std::fs::read_dir(&layers).into_iter().flatten().flatten() {
+            let n = e.file_name().to_string_lossy().into_owned();
+            assert!(
+                !n.contains(diff_id.hex()),
+                "{driver}: the tampered layer was committed as {n}"
+            );
+        }
+        assert!(
+            !root
+                .path()
+                .join("blobs/sha256")
+                .join(img.layers[0].hex())
+                .exists(),
+            "{driver}"
+        );
+        assert!(husk(root.path(), &["images", "-q"]).1.is_empty());
+    }
+}
