@@ -45,6 +45,41 @@ def timed(argv_for, stores):
     return times, None
 
 
+def tree(root):
+    """path -> (mode, uid, gid, mtime, nlink, rdev, content digest) for everything under root."""
+    import hashlib
+    out = {}
+    for dp, dns, fns in os.walk(root):
+        for n in dns + fns:
+            p = os.path.join(dp, n)
+            st = os.lstat(p)
+            digest = ""
+            if os.path.isfile(p) and not os.path.islink(p):
+                with open(p, "rb") as f:
+                    digest = hashlib.sha256(f.read()).hexdigest()
+            elif os.path.islink(p):
+                digest = os.readlink(p)
+            nlink = 0 if os.path.isdir(p) else st.st_nlink
+            out[os.path.relpath(p, root)] = (st.st_mode, st.st_uid, st.st_gid, int(st.st_mtime), nlink, st.st_rdev, digest)
+    return out
+
+
+def compare(husk, erofs_store, dir_store, ref):
+    """Mount the image from both stores and compare them entry by entry."""
+    mounts = []
+    try:
+        for d in (erofs_store, dir_store):
+            mounts.append(subprocess.run([husk, "--root", d, "image", "mount", ref], check=True,
+                                         stdout=subprocess.PIPE, text=True).stdout.strip())
+        a, b = tree(mounts[0]), tree(mounts[1])
+        diff = [k for k in set(a) | set(b) if a.get(k) != b.get(k)]
+        return f"identical ({len(a)} entries)" if not diff else f"DIFFER at {len(diff)} entries, e.g. {sorted(diff)[:3]}"
+    finally:
+        for d in (erofs_store, dir_store):
+            subprocess.run([husk, "--root", d, "image", "unmount", ref], stdout=subprocess.DEVNULL,
+                           stderr=subprocess.DEVNULL)
+
+
 def remove_stores(stores):
     for d in stores:
         unmount_under(d)
@@ -89,6 +124,9 @@ def main():
             for name in ("skopeo+umoci", "podman"):
                 if name in results and husk_name in results:
                     print(f"  {husk_name} / {name}: {results[husk_name] / results[name]:.2f}x")
+        if "husk erofs" in results and "husk dirs" in results:
+            # The first store of each husk peer: the image as each snapshotter shows it.
+            print(f"  EROFS and directory layers: {compare(husk, stores[0], stores[RUNS], ref)}")
     finally:
         remove_stores(stores)
         reg.stop()
