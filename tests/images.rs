@@ -520,3 +520,33 @@ fn info_says_which_snapshotter_and_rmi_drops_layer_mounts() {
     assert!(mounts_left(r).is_empty());
     assert_eq!(count(&r.join("layers")), 0);
 }
+
+#[test]
+fn an_image_with_a_repeated_layer_mounts_on_both_snapshotters() {
+    if !is_root() {
+        eprintln!(
+            "SKIP an_image_with_a_repeated_layer_mounts_on_both_snapshotters: mounting needs root"
+        );
+        return;
+    }
+    let Some(reg) = start_registry() else { return };
+    // The same (empty) layer twice, around a real one: overlayfs refuses a lower twice.
+    let empty = layer(&[]);
+    let real = layer(&[Entry::File("hello", b"world")]);
+    push_layers(&reg, "rep/app", "v1", &[empty.clone(), real, empty]);
+    let name = format!("127.0.0.1:{}/rep/app:v1", reg.port);
+    for driver in ["overlay", "erofs"] {
+        let root = store();
+        let (code, _, err) = husk(
+            root.path(),
+            &["--storage-driver", driver, "pull", "-q", &name],
+        );
+        assert_eq!(code, 0, "{driver}: {err}");
+        assert_eq!(
+            image_file(root.path(), &name, "hello"),
+            b"world",
+            "{driver}"
+        );
+        assert_eq!(layer_mounts(root.path()), 0, "{driver}");
+    }
+}

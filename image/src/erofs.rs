@@ -25,6 +25,9 @@ const MAGIC: u32 = 0xE0F5_E1E2;
 const INODE_SIZE: usize = 64;
 const DIRENT_SIZE: usize = 12;
 const MAX_NAME: usize = 255;
+/// Entries (inodes, directories made on the way) one layer may have: a bound on what a
+/// hostile layer makes husk hold in memory (real images have tens of thousands).
+const MAX_NODES: usize = 4_000_000;
 const S_IFMT: u32 = 0o170000;
 const S_IFDIR: u32 = 0o040000;
 const S_IFREG: u32 = 0o100000;
@@ -84,8 +87,17 @@ impl Node {
 }
 
 fn hostile(entry: &Path, why: impl Into<String>) -> Error {
+    let mut name = entry.display().to_string();
+    if name.len() > 200 {
+        let mut cut = 200;
+        while !name.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        name.truncate(cut);
+        name.push('…');
+    }
     Error::HostileEntry {
-        entry: entry.display().to_string(),
+        entry: name,
         why: why.into(),
     }
 }
@@ -157,9 +169,17 @@ impl<W: Write + Seek> Writer<W> {
             if name == b"." || name.is_empty() {
                 continue;
             }
+            // Names that come from a symlink's target were never checked as entry names.
+            if name.len() > MAX_NAME || name.contains(&0) {
+                return Err(hostile(
+                    entry,
+                    "a symlink on the way has an invalid name in its target",
+                ));
+            }
             let next = match self.nodes[cur].children.get(&name) {
                 Some(&n) => n,
                 None => {
+                    self.room()?;
                     self.nodes.push(Node::dir(0o755));
                     let n = self.nodes.len() - 1;
                     self.nodes[cur].children.insert(name.clone(), n);
@@ -186,6 +206,16 @@ impl<W: Write + Seek> Writer<W> {
         Ok(*stack.last().unwrap_or(&0))
     }
 
+    /// Room for one more node? A layer may not make husk hold unbounded metadata.
+    fn room(&self) -> Result<()> {
+        if self.nodes.len() >= MAX_NODES {
+            return Err(Error::Manifest(format!(
+                "the layer has more than {MAX_NODES} entries; husk refuses to build such an EROFS image"
+            )));
+        }
+        Ok(())
+    }
+
     /// Replace (or add) `name` in directory `parent` with node `n`.
     fn put(&mut self, parent: usize, name: Vec<u8>, n: usize) {
         if let Some(old) = self.nodes[parent].children.insert(name, n) {
@@ -198,6 +228,9 @@ impl<W: Write + Seek> Writer<W> {
 
 /// Names of a path, each checked.
 fn components(raw: &Path) -> Result<PathBuf> {
+    if raw.as_os_str().len() > 4096 {
+        return Err(hostile(raw, "the name is longer than PATH_MAX"));
+    }
     let mut out = PathBuf::new();
     for c in raw.components() {
         match c {
@@ -240,6 +273,11 @@ fn xattr_body(xattrs: &[(Vec<u8>, Vec<u8>)]) -> Vec<u8> {
         let Some((index, suffix)) = xattr_index(k) else {
             continue;
         };
+        // What the on-disk fields can hold (u8 name length, u16 value size), and an inode's
+        // xattr area within what i_xattr_icount (u16) counts.
+        if suffix.len() > 255 || v.len() > 65535 || b.len() + 4 + suffix.len() + v.len() > 60_000 {
+            continue;
+        }
         b.push(suffix.len() as u8);
         b.push(index);
         b.extend_from_slice(&(v.len() as u16).to_le_bytes());
@@ -294,7 +332,7 @@ pub fn write_layer(tar: impl Read, out: impl Write + Seek) -> Result<Report> {
                 xa.push((b"trusted.overlay.opaque".to_vec(), b"y".to_vec()));
                 continue;
             }
-            if hidden.is_empty() || hidden.len() > MAX_NAME {
+            if hidden.is_empty() || hidden.len() > MAX_NAME || hidden == b"." || hidden == b".." {
                 return Err(hostile(&raw, "a whiteout without a valid name"));
             }
             // Hides only what lower layers have there; this layer's own entry stays.
@@ -306,6 +344,7 @@ pub fn write_layer(tar: impl Read, out: impl Write + Seek) -> Result<Report> {
             let mut node = Node::dir(0);
             node.mode = S_IFCHR;
             node.data = Data::Device(0);
+            w.room()?;
             w.nodes.push(node);
             let n = w.nodes.len() - 1;
             w.put(parent, hidden.to_vec(), n);
@@ -325,6 +364,7 @@ pub fn write_layer(tar: impl Read, out: impl Write + Seek) -> Result<Report> {
                         .strip_prefix(b"SCHILY.xattr.")
                         .map(|k| (k.to_vec(), x.value_bytes().to_vec()))
                 })
+                .filter(|(k, v)| crate::unpack::xattr_allowed(k, v))
                 .collect(),
             _ => Vec::new(),
         };
@@ -365,7 +405,11 @@ pub fn write_layer(tar: impl Read, out: impl Write + Seek) -> Result<Report> {
                 }
                 node.mode |= S_IFDIR;
             }
-            Regular | Continuous | GNUSparse => {
+            GNUSparse => {
+                // A sparse entry's size is what it expands to: not worth the risk in a layer.
+                return Err(hostile(&raw, "sparse files are not supported in layers"));
+            }
+            Regular | Continuous => {
                 node.mode |= S_IFREG;
                 let size = e.size();
                 node.size = size;
@@ -421,6 +465,7 @@ pub fn write_layer(tar: impl Read, out: impl Write + Seek) -> Result<Report> {
                 continue;
             }
         }
+        w.room()?;
         w.nodes.push(node);
         let n = w.nodes.len() - 1;
         w.put(parent, name, n);
@@ -488,8 +533,9 @@ impl<W: Write + Seek> Writer<W> {
         }
         let mut dir_addr = vec![0u32; self.nodes.len()];
         let mut dir_size = vec![0u64; self.nodes.len()];
-        let mut dir_blocks = Vec::new();
-        for &n in order.iter().filter(|&&n| self.nodes[n].is_dir()) {
+        // Directory blocks follow the meta area: their sizes first (for the inodes), their
+        // bytes after the meta area is written, one directory at a time.
+        let dir_entries = |n: usize| -> Vec<(Vec<u8>, u64, u8)> {
             let mut entries: Vec<(Vec<u8>, u64, u8)> = vec![
                 (b".".to_vec(), nid[n], 2),
                 (b"..".to_vec(), nid[parent_of[n]], 2),
@@ -498,13 +544,20 @@ impl<W: Write + Seek> Writer<W> {
                 entries.push((name.clone(), nid[c], file_type(self.nodes[c].mode)));
             }
             entries.sort_by(|a, b| a.0.cmp(&b.0));
-            let (bytes, size) = dirent_blocks(&entries);
+            entries
+        };
+        let dirs: Vec<usize> = order
+            .iter()
+            .copied()
+            .filter(|&n| self.nodes[n].is_dir())
+            .collect();
+        for &n in &dirs {
+            let (blocks, size) = dirent_blocks(&dir_entries(n), None);
             dir_addr[n] = u32::try_from(next_dir_block).map_err(|_| {
                 Error::Manifest("the layer is too large for one EROFS image".into())
             })?;
             dir_size[n] = size;
-            next_dir_block += bytes.len() as u64 / BLOCK;
-            dir_blocks.push(bytes);
+            next_dir_block += blocks;
         }
         // The meta area.
         let mut meta = vec![0u8; (meta_blocks * BLOCK) as usize];
@@ -540,8 +593,10 @@ impl<W: Write + Seek> Writer<W> {
         }
         let io_err = |e| Error::io("cannot write the EROFS image", e);
         self.out.write_all(&meta).map_err(io_err)?;
-        for d in &dir_blocks {
-            self.out.write_all(d).map_err(io_err)?;
+        for &n in &dirs {
+            let mut bytes = Vec::new();
+            dirent_blocks(&dir_entries(n), Some(&mut bytes));
+            self.out.write_all(&bytes).map_err(io_err)?;
         }
         // The superblock.
         let mut sb = [0u8; 128];
@@ -559,9 +614,10 @@ impl<W: Write + Seek> Writer<W> {
 }
 
 /// Sorted dirents packed into blocks: each block holds its dirents, then their names. Returns
-/// the blocks and the directory's i_size (the last block ends at its last name).
-fn dirent_blocks(entries: &[(Vec<u8>, u64, u8)]) -> (Vec<u8>, u64) {
-    let mut out = Vec::new();
+/// the number of blocks and the directory's i_size (the last block ends at its last name);
+/// with `out`, also the blocks' bytes.
+fn dirent_blocks(entries: &[(Vec<u8>, u64, u8)], mut out: Option<&mut Vec<u8>>) -> (u64, u64) {
+    let mut blocks = 0u64;
     let mut size = 0u64;
     let mut i = 0;
     while i < entries.len() {
@@ -576,19 +632,28 @@ fn dirent_blocks(entries: &[(Vec<u8>, u64, u8)]) -> (Vec<u8>, u64) {
             used += need;
             n += 1;
         }
-        let mut block = vec![0u8; BLOCK as usize];
-        let mut nameoff = n * DIRENT_SIZE;
-        for (k, (name, nid, ft)) in entries[i..i + n].iter().enumerate() {
-            let d = &mut block[k * DIRENT_SIZE..(k + 1) * DIRENT_SIZE];
-            d[0..8].copy_from_slice(&nid.to_le_bytes());
-            d[8..10].copy_from_slice(&(nameoff as u16).to_le_bytes());
-            d[10] = *ft;
-            block[nameoff..nameoff + name.len()].copy_from_slice(name);
-            nameoff += name.len();
+        if n == 0 {
+            // Names are at most 255 bytes, so this cannot happen; never loop on it.
+            break;
         }
-        size = out.len() as u64 + nameoff as u64;
-        out.extend_from_slice(&block);
+        let nameoff_end =
+            n * DIRENT_SIZE + entries[i..i + n].iter().map(|e| e.0.len()).sum::<usize>();
+        if let Some(out) = out.as_deref_mut() {
+            let mut block = vec![0u8; BLOCK as usize];
+            let mut nameoff = n * DIRENT_SIZE;
+            for (k, (name, nid, ft)) in entries[i..i + n].iter().enumerate() {
+                let d = &mut block[k * DIRENT_SIZE..(k + 1) * DIRENT_SIZE];
+                d[0..8].copy_from_slice(&nid.to_le_bytes());
+                d[8..10].copy_from_slice(&(nameoff as u16).to_le_bytes());
+                d[10] = *ft;
+                block[nameoff..nameoff + name.len()].copy_from_slice(name);
+                nameoff += name.len();
+            }
+            out.extend_from_slice(&block);
+        }
+        size = blocks * BLOCK + nameoff_end as u64;
+        blocks += 1;
         i += n;
     }
-    (out, size)
+    (blocks, size)
 }

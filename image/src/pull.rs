@@ -250,7 +250,11 @@ pub(crate) fn complete(
                         let tee = Tee::new(tx, store.partial_path(blob));
                         let streamed = std::thread::scope(|inner| {
                             let unpacker = inner.spawn(move || unpack(&mut ChannelReader::new(rx)));
+                            // Closed however obtain ends (a panic too), or the unpacker would
+                            // wait for bytes forever and the scope with it.
+                            let closer = CloseOnDrop(&tee);
                             let fetched = obtain(blob, *size, index, Some(&tee));
+                            drop(closer);
                             let broken = tee.close();
                             let unpacked = unpacker.join().unwrap_or_else(|_| {
                                 Err(Error::Manifest("a layer unpack thread panicked".into()))
@@ -261,10 +265,13 @@ pub(crate) fn complete(
                             (Err(e), _, _) => return Err(e),
                             (Ok(()), Ok(()), false) => {}
                             // The stream could not follow the download (a partial file was
-                            // restarted): unpack the stored blob instead.
-                            (Ok(()), _, true) => {
-                                progress(Progress::Extracting { index });
-                                unpack(&mut store.open_blob(blob)?)?;
+                            // restarted, or the blob arrived by another way and nothing was
+                            // streamed): unpack the stored blob, unless the layer made it.
+                            (Ok(()), unpacked, true) => {
+                                if unpacked.is_err() || !dir.exists() {
+                                    progress(Progress::Extracting { index });
+                                    unpack(&mut store.open_blob(blob)?)?;
+                                }
                             }
                             (Ok(()), Err(e), false) => return Err(e),
                         }
@@ -343,6 +350,7 @@ pub(crate) struct Tee {
     tx: std::sync::Mutex<Option<std::sync::mpsc::SyncSender<Vec<u8>>>>,
     sent: std::sync::atomic::AtomicU64,
     broken: std::sync::atomic::AtomicBool,
+    started: std::sync::atomic::AtomicBool,
     partial: PathBuf,
 }
 
@@ -352,6 +360,7 @@ impl Tee {
             tx: std::sync::Mutex::new(Some(tx)),
             sent: Default::default(),
             broken: Default::default(),
+            started: Default::default(),
             partial,
         }
     }
@@ -372,6 +381,7 @@ impl Tee {
     /// A download (re)starting at `from`: send what the partial file holds before it.
     fn catch_up(&self, from: u64) {
         use std::sync::atomic::Ordering;
+        self.started.store(true, Ordering::SeqCst);
         let sent = self.sent.load(Ordering::SeqCst);
         if from < sent {
             self.broken.store(true, Ordering::SeqCst);
@@ -398,10 +408,20 @@ impl Tee {
         }
     }
 
-    /// The end of the stream; true when it broke on the way.
+    /// The end of the stream; true when it broke on the way, or never started (the blob was
+    /// already in the store when the download would have begun).
     fn close(&self) -> bool {
         self.tx.lock().unwrap_or_else(|e| e.into_inner()).take();
         self.broken.load(std::sync::atomic::Ordering::SeqCst)
+            || !self.started.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+struct CloseOnDrop<'a>(&'a Tee);
+
+impl Drop for CloseOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.close();
     }
 }
 

@@ -309,9 +309,22 @@ fn lower_path(root: &Path, d: &Digest) -> Result<PathBuf> {
     Ok(at)
 }
 
+/// The layers (lowest first) with each repeated one kept only at its topmost place.
+fn unique_topmost(diff_ids: &[Digest]) -> Vec<Digest> {
+    let mut seen = std::collections::HashSet::new();
+    let mut out: Vec<Digest> = diff_ids
+        .iter()
+        .rev()
+        .filter(|d| seen.insert(d.to_string()))
+        .cloned()
+        .collect();
+    out.reverse();
+    out
+}
+
 /// One user of these layers is done: the last one unmounts a layer's EROFS mount.
 pub fn release_layers(root: &Path, diff_ids: &[Digest]) {
-    for d in diff_ids {
+    for d in &unique_topmost(diff_ids) {
         if !erofs_path(root, d).is_file() || layer_dir(root, d).is_dir() {
             continue;
         }
@@ -336,6 +349,11 @@ pub fn release_layers(root: &Path, diff_ids: &[Digest]) {
 /// Detach a layer's EROFS mount whatever uses it (before its image is deleted: a crash must
 /// not leave a mount that blocks `rmi`).
 pub fn drop_layer_mount(root: &Path, hex: &str) {
+    // Under the users lock, which stays (unlinking a lock file others may hold breaks it).
+    let mut users = Users::lock(root, hex).ok();
+    if let Some(u) = users.as_mut() {
+        u.set(0);
+    }
     let at = layer_mount_point(root, hex);
     if is_mount_point(&at) {
         if let Ok(c) = CString::new(at.as_os_str().as_encoded_bytes()) {
@@ -344,7 +362,6 @@ pub fn drop_layer_mount(root: &Path, hex: &str) {
         }
     }
     let _ = std::fs::remove_dir(&at);
-    let _ = std::fs::remove_file(root.join("layer-mounts").join(format!("{hex}.users")));
 }
 
 /// Mount the layers (lowest first) at `target`: read-only without `upper`, writable with an
@@ -363,6 +380,9 @@ pub fn mount(
             "an image without layers cannot be mounted".into(),
         ));
     }
+    // A layer that appears twice (the empty layer, say) is stacked once, at its topmost place:
+    // overlayfs refuses the same lower directory twice, and the merged view is the same.
+    let diff_ids = &unique_topmost(diff_ids);
     let layers_dir = root.join("layers");
     let mut lower_paths: Vec<PathBuf> = Vec::new();
     for (i, d) in diff_ids.iter().rev().enumerate() {
@@ -507,7 +527,9 @@ fn bind_read_only(source: &Path, target: &Path) -> Result<()> {
     {
         return Err(fail("bind"));
     }
-    let flags = libc::MS_BIND | libc::MS_REMOUNT | libc::MS_RDONLY;
+    // A remount replaces the per-mount flags: keep nosuid and nodev with read-only.
+    let flags =
+        libc::MS_BIND | libc::MS_REMOUNT | libc::MS_RDONLY | libc::MS_NOSUID | libc::MS_NODEV;
     // SAFETY: as above.
     if unsafe {
         libc::mount(

@@ -439,6 +439,7 @@ impl Layer {
                             .strip_prefix(b"SCHILY.xattr.")
                             .map(|k| (k.to_vec(), x.value_bytes().to_vec()))
                     })
+                    .filter(|(k, v)| xattr_allowed(k, v))
                     .collect();
                 if !xattrs.is_empty() {
                     let fd = openat2(
@@ -502,6 +503,17 @@ fn current_umask() -> u32 {
             })
         })
         .unwrap_or(0o022)
+}
+
+/// Whether a layer may carry this xattr. overlayfs's own (`trusted.overlay.*`: redirect,
+/// origin, metacopy, …) would steer how lower layers are merged, so a layer gets none of them,
+/// except the opaque mark, which is what `.wh..wh..opq` means anyway.
+pub fn xattr_allowed(key: &[u8], value: &[u8]) -> bool {
+    match key.strip_prefix(b"trusted.overlay.") {
+        None => true,
+        Some(b"opaque") => value == b"y",
+        Some(_) => false,
+    }
 }
 
 /// Unpack the tar stream `tar` into `dest` (created if missing).

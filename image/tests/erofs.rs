@@ -156,12 +156,27 @@ fn hostile_entries_never_reach_the_image() {
         ),
         (vec![File("f", b"x"), File("f/g", b"y")], "not a directory"),
         (vec![Hardlink("h", "nothing")], "not in this layer"),
+        (vec![File(".wh..", b"")], "whiteout"),
     ] {
         let l = layer(&entries);
         let err =
             husk_image::erofs::write_layer(&l[..], std::io::Cursor::new(Vec::new())).unwrap_err();
         assert!(err.to_string().contains(why), "{why}: {err}");
     }
+    // A symlink whose target names a component no directory entry could have (GNU long link).
+    let mut b = tar::Builder::new(Vec::new());
+    let mut h = tar::Header::new_gnu();
+    h.set_entry_type(tar::EntryType::Symlink);
+    h.set_size(0);
+    h.set_mode(0o777);
+    b.append_link(&mut h, "l", "x".repeat(300)).unwrap();
+    let mut h = tar::Header::new_gnu();
+    h.set_size(1);
+    h.set_mode(0o644);
+    b.append_data(&mut h, "l/x", &b"y"[..]).unwrap();
+    let l = b.into_inner().unwrap();
+    let err = husk_image::erofs::write_layer(&l[..], std::io::Cursor::new(Vec::new())).unwrap_err();
+    assert!(err.to_string().contains("invalid name"), "{err}");
     // A write through a symlink stays inside the layer's tree.
     let l = layer(&[
         Dir("etc"),
@@ -205,4 +220,15 @@ fn an_erofs_image_mounts_through_a_loop_device_too() {
     umount(&at);
     assert_eq!(got, b"world");
     assert!(line.contains("/dev/loop"), "{line}");
+}
+
+#[test]
+fn overlay_s_own_xattrs_do_not_pass_from_a_layer() {
+    use husk_image::unpack::xattr_allowed;
+    assert!(xattr_allowed(b"user.mime", b"text/plain"));
+    assert!(xattr_allowed(b"security.capability", b"\x01"));
+    assert!(xattr_allowed(b"trusted.overlay.opaque", b"y"));
+    assert!(!xattr_allowed(b"trusted.overlay.opaque", b"x"));
+    assert!(!xattr_allowed(b"trusted.overlay.redirect", b"/etc"));
+    assert!(!xattr_allowed(b"trusted.overlay.metacopy", b""));
 }
