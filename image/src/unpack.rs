@@ -277,7 +277,14 @@ impl Layer {
                 }
                 self.dir_times.push((rel.clone(), mtime));
             }
-            Regular | Continuous | GNUSparse => {
+            GNUSparse => {
+                // A sparse entry's size is what it expands to: not worth the risk in a layer.
+                return Err(Error::HostileEntry {
+                    entry: rel.display().to_string(),
+                    why: "sparse files are not supported in layers".into(),
+                });
+            }
+            Regular | Continuous => {
                 self.clear(&parent, &rel, &cname, false)?;
                 // SAFETY: as above; O_EXCL|O_NOFOLLOW: never through a planted link.
                 let fd = unsafe {
