@@ -66,6 +66,15 @@ impl Store {
 
 impl Drop for Store {
     fn drop(&mut self) {
+        // A test that failed half-way may leave containers running: remove them the way a user
+        // would (their monitors, processes, cgroups and mounts go), then what is still mounted.
+        let (_, ids, _) = husk(self.0.path(), &["ps", "-aq", "--no-trunc"]);
+        let ids: Vec<&str> = ids.split_whitespace().collect();
+        if !ids.is_empty() {
+            let mut args = vec!["rm", "-f"];
+            args.extend(ids);
+            let _ = husk(self.0.path(), &args);
+        }
         unmount_under(self.0.path());
     }
 }
