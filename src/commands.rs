@@ -518,18 +518,7 @@ pub fn top(root: &Path, q: &str) -> Result<()> {
 }
 
 fn human(b: u64) -> String {
-    let units = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut v = b as f64;
-    let mut i = 0;
-    while v >= 1024.0 && i + 1 < units.len() {
-        v /= 1024.0;
-        i += 1;
-    }
-    if i == 0 {
-        format!("{b}B")
-    } else {
-        format!("{v:.2}{}", units[i])
-    }
+    crate::human_bytes(b, true)
 }
 
 /// `stats`: one table with `--no-stream`, else a new one every second until interrupted (the
@@ -692,18 +681,7 @@ pub fn exec(root: &Path, a: &ExecArgs) -> Result<i32> {
         .clone()
         .ok_or_else(|| anyhow!("container {} has no process", a.container))?;
     let mut env = c.env.clone();
-    for e in &a.env {
-        let kv = match e.split_once('=') {
-            Some(_) => e.clone(),
-            None => match std::env::var(e) {
-                Ok(v) => format!("{e}={v}"),
-                Err(_) => continue,
-            },
-        };
-        let key = kv.split('=').next().unwrap_or("").to_string();
-        env.retain(|x| x.split('=').next() != Some(&key));
-        env.push(kv);
-    }
+    crate::run::merge_env(&mut env, &a.env);
     process.set_args(Some(a.command.clone()));
     process.set_env(Some(env));
     process.set_terminal(Some(a.tty));

@@ -11,7 +11,6 @@
 
 use std::collections::BTreeMap;
 use std::fs;
-use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 
 use anyhow::{anyhow, bail, Context, Result};
@@ -130,21 +129,9 @@ pub fn alive(pid: i32, start: u64) -> bool {
 pub struct Lock(#[allow(dead_code)] fs::File);
 
 pub fn lock(root: &Path, id: &str) -> Result<Lock> {
-    let path = dir(root, id).join("lock");
-    let f = fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&path)
-        .with_context(|| format!("cannot open {}", path.display()))?;
-    // SAFETY: flock on an fd we own.
-    if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX) } != 0 {
-        bail!(
-            "cannot lock container {id}: {}",
-            std::io::Error::last_os_error()
-        );
-    }
-    Ok(Lock(f))
+    husk_sys::lock_file(&dir(root, id).join("lock"), true)
+        .map(Lock)
+        .map_err(|e| anyhow!("cannot lock container {id}: {e}"))
 }
 
 impl Container {
@@ -309,9 +296,10 @@ pub fn find(root: &Path, query: &str) -> Result<Container> {
         .into_iter()
         .filter(|c| c.id.starts_with(q))
         .collect();
-    match matches.len() {
-        0 => bail!("no such container: {query}"),
-        1 => Ok(matches.into_iter().next().expect("one match")),
+    let mut matches = matches.into_iter();
+    match (matches.next(), matches.next()) {
+        (None, _) => bail!("no such container: {query}"),
+        (Some(c), None) => Ok(c),
         _ => bail!("multiple containers match the ID prefix {query}; give more of it"),
     }
 }

@@ -196,19 +196,7 @@ fn image_user(root: &std::path::Path, r: &husk_image::images::ImageRecord) -> Op
 }
 
 fn is_mounted(p: &std::path::Path) -> bool {
-    // mountinfo writes space, tab, newline and backslash as octal escapes.
-    let escaped = p
-        .to_string_lossy()
-        .replace('\\', "\\134")
-        .replace(' ', "\\040")
-        .replace('\t', "\\011")
-        .replace('\n', "\\012");
-    std::fs::read_to_string("/proc/self/mountinfo")
-        .map(|m| {
-            m.lines()
-                .any(|l| l.split(' ').nth(4) == Some(escaped.as_str()))
-        })
-        .unwrap_or(false)
+    husk_sys::is_mount_point(p)
 }
 
 fn rmi(cli: &HuskCli, images: &[String]) -> Result<()> {
@@ -448,15 +436,27 @@ fn login(a: &LoginArgs) -> Result<()> {
 }
 
 fn human_size(b: u64) -> String {
-    let units = ["B", "kB", "MB", "GB", "TB"];
+    human_bytes(b, false)
+}
+
+/// Sizes as docker prints them: decimal with up to three decimals (`images`: "1.5MB"), or
+/// binary with two (`stats`: "1.50MiB").
+fn human_bytes(b: u64, binary: bool) -> String {
+    let (base, units) = if binary {
+        (1024.0, ["B", "KiB", "MiB", "GiB", "TiB"])
+    } else {
+        (1000.0, ["B", "kB", "MB", "GB", "TB"])
+    };
     let mut v = b as f64;
     let mut i = 0;
-    while v >= 1000.0 && i + 1 < units.len() {
-        v /= 1000.0;
+    while v >= base && i + 1 < units.len() {
+        v /= base;
         i += 1;
     }
     if i == 0 {
         format!("{b}B")
+    } else if binary {
+        format!("{v:.2}{}", units[i])
     } else {
         format!("{v:.3}")
             .trim_end_matches('0')

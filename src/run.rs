@@ -125,6 +125,22 @@ fn parse_bytes(s: &str) -> Result<i64> {
     Ok((n * mult as f64) as i64)
 }
 
+/// docker's `-e`: NAME=VALUE replaces NAME, a bare NAME copies husk's own value (or nothing).
+pub fn merge_env(env: &mut Vec<String>, extra: &[String]) {
+    for e in extra {
+        let kv = match e.split_once('=') {
+            Some(_) => e.clone(),
+            None => match std::env::var(e) {
+                Ok(v) => format!("{e}={v}"),
+                Err(_) => continue,
+            },
+        };
+        let key = kv.split('=').next().unwrap_or("").to_string();
+        env.retain(|x| x.split('=').next() != Some(&key));
+        env.push(kv);
+    }
+}
+
 /// A small regular file of the image, resolved inside its root (an image's /etc/passwd may be
 /// a symlink to a host path, or a FIFO to hang us); empty when it is not there or not regular.
 fn read_in_root(rootfs: &Path, path: &str) -> String {
@@ -272,18 +288,8 @@ fn spec(
                 .map(str::to_string),
         );
     }
-    for e in from_files.iter().chain(&a.env) {
-        let kv = match e.split_once('=') {
-            Some(_) => e.clone(),
-            None => match std::env::var(e) {
-                Ok(v) => format!("{e}={v}"),
-                Err(_) => continue,
-            },
-        };
-        let key = kv.split('=').next().unwrap_or("").to_string();
-        env.retain(|x| x.split('=').next() != Some(&key));
-        env.push(kv);
-    }
+    from_files.extend(a.env.iter().cloned());
+    merge_env(&mut env, &from_files);
     if !env.iter().any(|e| e.starts_with("PATH=")) {
         env.push("PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into());
     }
@@ -496,8 +502,7 @@ fn run_inner(root: &Path, a: &RunArgs) -> Result<i32> {
             .as_object()
             .map(|o| o.keys().cloned().collect())
             .unwrap_or_default();
-        let volumes =
-            crate::volumes::resolve(root, &a.volume, &a.mount, &a.tmpfs, &image_volumes, &rootfs)?;
+        let volumes = crate::volumes::resolve(root, a, &image_volumes, &rootfs)?;
         let anonymous = volumes.anonymous.clone();
         let rest = record_container(
             root,

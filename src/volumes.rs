@@ -10,6 +10,8 @@ use anyhow::{anyhow, bail, Context, Result};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
+use husk_cli::husk::RunArgs;
+
 use crate::containers::{self, MountRecord};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -257,123 +259,121 @@ impl Resolved {
 /// `-v`, `--mount`, `--tmpfs` and the image's `Volumes`, against the container's mounted root.
 pub fn resolve(
     root: &Path,
-    volume: &[String],
-    mount: &[String],
-    tmpfs: &[String],
+    a: &RunArgs,
     image_volumes: &[String],
     rootfs: &Path,
 ) -> Result<Resolved> {
     let mut r = Resolved::default();
-    match resolve_into(&mut r, root, volume, mount, tmpfs, image_volumes, rootfs) {
-        Ok(()) => Ok(r),
-        Err(e) => {
-            // Anonymous volumes made before the failure belong to no container: remove them.
-            for v in &r.anonymous {
-                let _ = remove(root, v, true);
-            }
-            Err(e)
+    if let Err(e) = r.add_all(root, a, image_volumes, rootfs) {
+        // Anonymous volumes made before the failure belong to no container: remove them.
+        for v in &r.anonymous {
+            let _ = remove(root, v, true);
         }
+        return Err(e);
     }
+    Ok(r)
 }
 
-fn resolve_into(
-    r: &mut Resolved,
-    root: &Path,
-    volume: &[String],
-    mount: &[String],
-    tmpfs: &[String],
-    image_volumes: &[String],
-    rootfs: &Path,
-) -> Result<()> {
-    for v in volume {
-        let parts: Vec<&str> = v.split(':').collect();
-        let (src, dst, mode) = match parts.as_slice() {
-            [d] => (None, *d, ""),
-            [s, d] => (Some(*s), *d, ""),
-            [s, d, m] => (Some(*s), *d, *m),
-            _ => bail!(
+impl Resolved {
+    fn add_all(
+        &mut self,
+        root: &Path,
+        a: &RunArgs,
+        image_volumes: &[String],
+        rootfs: &Path,
+    ) -> Result<()> {
+        let (volume, mount, tmpfs) = (&a.volume, &a.mount, &a.tmpfs);
+        let r = self;
+        for v in volume {
+            let parts: Vec<&str> = v.split(':').collect();
+            let (src, dst, mode) = match parts.as_slice() {
+                [d] => (None, *d, ""),
+                [s, d] => (Some(*s), *d, ""),
+                [s, d, m] => (Some(*s), *d, *m),
+                _ => bail!(
                 "invalid volume {v:?}: use SOURCE:TARGET[:ro], or TARGET for an anonymous volume"
             ),
-        };
-        let ro = match mode {
-            "" | "rw" => false,
-            "ro" => true,
-            m => bail!("invalid volume {v:?}: unknown mode {m:?} (ro or rw)"),
-        };
-        match src {
-            None => r.anonymous(root, rootfs, dst)?,
-            Some(s) if s.starts_with('/') => {
-                // docker -v makes a missing host directory; --mount does not.
-                if !Path::new(s).exists() {
-                    fs::create_dir_all(s).with_context(|| format!("cannot create {s}"))?;
+            };
+            let ro = match mode {
+                "" | "rw" => false,
+                "ro" => true,
+                m => bail!("invalid volume {v:?}: unknown mode {m:?} (ro or rw)"),
+            };
+            match src {
+                None => r.anonymous(root, rootfs, dst)?,
+                Some(s) if s.starts_with('/') => {
+                    // docker -v makes a missing host directory; --mount does not.
+                    if !Path::new(s).exists() {
+                        fs::create_dir_all(s).with_context(|| format!("cannot create {s}"))?;
+                    }
+                    r.bind("bind", "", Path::new(s), dst, ro)?
                 }
-                r.bind("bind", "", Path::new(s), dst, ro)?
-            }
-            Some(s) => {
-                if !valid_name(s) {
-                    bail!(
+                Some(s) => {
+                    if !valid_name(s) {
+                        bail!(
                         "invalid volume {v:?}: {s:?} is neither an absolute path nor a volume name"
                     );
-                }
-                r.volume(root, rootfs, s, dst, ro)?
-            }
-        }
-    }
-    for m in mount {
-        let mut kind = "volume";
-        let (mut src, mut dst, mut ro) = (None, None, false);
-        let mut tmpfs_opts = Vec::new();
-        for kv in m.split(',') {
-            let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
-            match k {
-                "type" => {
-                    kind = match v {
-                        "bind" => "bind",
-                        "volume" => "volume",
-                        "tmpfs" => "tmpfs",
-                        _ => bail!("invalid --mount {m:?}: type must be bind, volume or tmpfs"),
                     }
+                    r.volume(root, rootfs, s, dst, ro)?
                 }
-                "source" | "src" => src = Some(v.to_string()),
-                "target" | "destination" | "dst" => dst = Some(v.to_string()),
-                "readonly" | "ro" => ro = v.is_empty() || v == "true" || v == "1",
-                "tmpfs-size" => tmpfs_opts.push(format!("size={v}")),
-                "tmpfs-mode" => tmpfs_opts.push(format!("mode={v}")),
-                _ => bail!("invalid --mount {m:?}: unknown option {k:?}"),
             }
         }
-        let dst = dst.ok_or_else(|| anyhow!("invalid --mount {m:?}: target is required"))?;
-        match (kind, src) {
-            ("bind", Some(s)) => {
-                if !Path::new(&s).exists() {
-                    bail!("invalid --mount {m:?}: bind source path does not exist: {s}");
+        for m in mount {
+            let mut kind = "volume";
+            let (mut src, mut dst, mut ro) = (None, None, false);
+            let mut tmpfs_opts = Vec::new();
+            for kv in m.split(',') {
+                let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
+                match k {
+                    "type" => {
+                        kind = match v {
+                            "bind" => "bind",
+                            "volume" => "volume",
+                            "tmpfs" => "tmpfs",
+                            _ => bail!("invalid --mount {m:?}: type must be bind, volume or tmpfs"),
+                        }
+                    }
+                    "source" | "src" => src = Some(v.to_string()),
+                    "target" | "destination" | "dst" => dst = Some(v.to_string()),
+                    "readonly" | "ro" => ro = v.is_empty() || v == "true" || v == "1",
+                    "tmpfs-size" => tmpfs_opts.push(format!("size={v}")),
+                    "tmpfs-mode" => tmpfs_opts.push(format!("mode={v}")),
+                    _ => bail!("invalid --mount {m:?}: unknown option {k:?}"),
                 }
-                r.bind("bind", "", Path::new(&s), &dst, ro)?
             }
-            ("bind", None) => bail!("invalid --mount {m:?}: a bind mount needs a source"),
-            ("volume", Some(s)) => r.volume(root, rootfs, &s, &dst, ro)?,
-            ("volume", None) => r.anonymous(root, rootfs, &dst)?,
-            (_, _) => {
-                if ro {
-                    tmpfs_opts.push("ro".into());
+            let dst = dst.ok_or_else(|| anyhow!("invalid --mount {m:?}: target is required"))?;
+            match (kind, src) {
+                ("bind", Some(s)) => {
+                    if !Path::new(&s).exists() {
+                        bail!("invalid --mount {m:?}: bind source path does not exist: {s}");
+                    }
+                    r.bind("bind", "", Path::new(&s), &dst, ro)?
                 }
-                r.tmpfs(&dst, &tmpfs_opts)?
+                ("bind", None) => bail!("invalid --mount {m:?}: a bind mount needs a source"),
+                ("volume", Some(s)) => r.volume(root, rootfs, &s, &dst, ro)?,
+                ("volume", None) => r.anonymous(root, rootfs, &dst)?,
+                (_, _) => {
+                    if ro {
+                        tmpfs_opts.push("ro".into());
+                    }
+                    r.tmpfs(&dst, &tmpfs_opts)?
+                }
             }
         }
-    }
-    for t in tmpfs {
-        let (dst, opts) = t.split_once(':').unwrap_or((t, ""));
-        let opts: Vec<String> = opts
-            .split(',')
-            .filter(|o| !o.is_empty())
-            .map(str::to_string)
-            .collect();
-        r.tmpfs(dst, &opts)?;
-    }
-    for v in image_volumes {
-        if !r.records.iter().any(|m| m.destination == *v) {
-            r.anonymous(root, rootfs, v)?;
+        for t in tmpfs {
+            let (dst, opts) = t.split_once(':').unwrap_or((t, ""));
+            let opts: Vec<String> = opts
+                .split(',')
+                .filter(|o| !o.is_empty())
+                .map(str::to_string)
+                .collect();
+            r.tmpfs(dst, &opts)?;
         }
+        for v in image_volumes {
+            if !r.records.iter().any(|m| m.destination == *v) {
+                r.anonymous(root, rootfs, v)?;
+            }
+        }
+        Ok(())
     }
-    Ok(())
 }

@@ -1,9 +1,8 @@
 //! The store's image names: which manifest each `name:tag` points at (`images.json`), kept
 //! consistent under several husk processes at once (flock) and across crashes (rename).
 
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, File};
 use std::io::Write;
-use std::os::fd::AsRawFd;
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
@@ -28,20 +27,8 @@ pub struct ImageRecord {
 fn lock(root: &Path) -> Result<File> {
     fs::create_dir_all(root)
         .map_err(|e| Error::io(format!("cannot create {}", root.display()), e))?;
-    let f = OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(root.join("images.lock"))
-        .map_err(|e| Error::io("cannot open the image index lock", e))?;
-    // SAFETY: flock on an fd we own; released when the file is closed.
-    if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX) } != 0 {
-        return Err(Error::io(
-            "cannot lock the image index",
-            std::io::Error::last_os_error(),
-        ));
-    }
-    Ok(f)
+    husk_sys::lock_file(&root.join("images.lock"), true)
+        .map_err(|e| Error::io("cannot lock the image index", e))
 }
 
 pub fn list(root: &Path) -> Result<Vec<ImageRecord>> {

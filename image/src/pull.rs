@@ -229,14 +229,7 @@ pub(crate) fn complete(
                         progress(Progress::Complete { index });
                         return Ok(());
                     }
-                    let erofs = dir.extension().is_some_and(|e| e == "erofs");
-                    let unpack = |raw: &mut dyn Read| {
-                        if erofs {
-                            erofs_verified(raw, diff_id, dir)
-                        } else {
-                            unpack_verified(raw, diff_id, dir)
-                        }
-                    };
+                    let unpack = |raw: &mut dyn Read| store_layer(raw, diff_id, dir);
                     if store.has(blob) {
                         // Downloaded before: unpack from the store.
                         progress(Progress::Extracting { index });
@@ -473,44 +466,36 @@ impl Read for ChannelReader {
     }
 }
 
-/// Write a layer's compressed stream as the EROFS image `dest`, checking the uncompressed
-/// stream against its diff_id; only a verified image is renamed into place. The caller holds
-/// the layer's lock.
-fn erofs_verified(raw: &mut dyn Read, diff_id: &Digest, dest: &Path) -> Result<()> {
-    let tmp = dest.with_file_name(format!(".tmp-{}.erofs", diff_id.hex()));
+/// Store a layer from its compressed stream at `dest`: an EROFS image (`<hex>.erofs`) or an
+/// unpacked directory. The uncompressed stream is checked against the diff_id and only a
+/// verified layer is renamed into place. The caller holds the layer's lock, so the scratch
+/// copy a killed husk left behind can be cleared.
+fn store_layer(raw: &mut dyn Read, diff_id: &Digest, dest: &Path) -> Result<()> {
+    let erofs = dest.extension().is_some_and(|e| e == "erofs");
+    let tmp = dest.with_file_name(format!(
+        ".tmp-{}{}",
+        diff_id.hex(),
+        if erofs { ".erofs" } else { "" }
+    ));
+    let clear = |p: &Path| {
+        let _ = if erofs {
+            fs::remove_file(p)
+        } else {
+            fs::remove_dir_all(p)
+        };
+    };
+    clear(&tmp);
     let result = (|| {
         fs::create_dir_all(dest.parent().unwrap_or(Path::new(".")))
             .map_err(|e| Error::io("cannot create the layers directory", e))?;
         let mut tar = HashingReader::new(crate::unpack::decompress(raw)?);
-        let out = fs::File::create(&tmp)
-            .map_err(|e| Error::io(format!("cannot create {}", tmp.display()), e))?;
-        crate::erofs::write_layer(&mut tar, io::BufWriter::with_capacity(1 << 20, out))?;
-        io::copy(&mut tar, &mut io::sink())
-            .map_err(|e| Error::io(format!("cannot read layer {diff_id}"), e))?;
-        let (actual, _) = tar.finish();
-        if &actual != diff_id {
-            return Err(Error::DigestMismatch {
-                expected: diff_id.to_string(),
-                actual: actual.to_string(),
-            });
+        if erofs {
+            let out = fs::File::create(&tmp)
+                .map_err(|e| Error::io(format!("cannot create {}", tmp.display()), e))?;
+            crate::erofs::write_layer(&mut tar, io::BufWriter::with_capacity(1 << 20, out))?;
+        } else {
+            crate::unpack::unpack(&mut tar, &tmp)?;
         }
-        fs::rename(&tmp, dest).map_err(|e| Error::io(format!("cannot commit layer {diff_id}"), e))
-    })();
-    if result.is_err() {
-        let _ = fs::remove_file(&tmp);
-    }
-    result
-}
-
-/// Unpack a layer's compressed stream into `dest`, checking the uncompressed stream against
-/// its diff_id; only a verified layer is renamed into place. The caller holds the layer's
-/// lock, so the scratch directory a killed unpack left behind can be cleared.
-fn unpack_verified(raw: &mut dyn Read, diff_id: &Digest, dest: &Path) -> Result<()> {
-    let tmp = dest.with_file_name(format!(".tmp-{}", diff_id.hex()));
-    let _ = fs::remove_dir_all(&tmp);
-    let result = (|| {
-        let mut tar = HashingReader::new(crate::unpack::decompress(raw)?);
-        crate::unpack::unpack(&mut tar, &tmp)?;
         // The tar reader stops at the end-of-archive marker; the diff_id covers all bytes.
         io::copy(&mut tar, &mut io::sink())
             .map_err(|e| Error::io(format!("cannot read layer {diff_id}"), e))?;
@@ -521,12 +506,10 @@ fn unpack_verified(raw: &mut dyn Read, diff_id: &Digest, dest: &Path) -> Result<
                 actual: actual.to_string(),
             });
         }
-        fs::create_dir_all(dest.parent().unwrap_or(Path::new(".")))
-            .map_err(|e| Error::io("cannot create the layers directory", e))?;
         fs::rename(&tmp, dest).map_err(|e| Error::io(format!("cannot commit layer {diff_id}"), e))
     })();
     if result.is_err() {
-        let _ = fs::remove_dir_all(&tmp);
+        clear(&tmp);
     }
     result
 }

@@ -226,12 +226,7 @@ fn mount_erofs_source(image: &Path, at: &Path) -> std::io::Result<()> {
 }
 
 fn is_mount_point(p: &Path) -> bool {
-    // A mount point's device differs from its parent's.
-    use std::os::unix::fs::MetadataExt;
-    match (std::fs::metadata(p), p.parent().map(std::fs::metadata)) {
-        (Ok(a), Some(Ok(b))) => a.dev() != b.dev(),
-        _ => false,
-    }
+    husk_sys::is_mount_point(p)
 }
 
 /// The users of a layer's shared EROFS mount (containers, image mounts), counted in
@@ -244,25 +239,12 @@ struct Users {
 
 impl Users {
     fn lock(root: &Path, hex: &str) -> Result<Users> {
-        use std::os::fd::AsRawFd;
         let dir = root.join("layer-mounts");
         std::fs::create_dir_all(&dir)
             .map_err(|e| Error::io(format!("cannot create {}", dir.display()), e))?;
         let path = dir.join(format!("{hex}.users"));
-        let file = std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(&path)
-            .map_err(|e| Error::io(format!("cannot open {}", path.display()), e))?;
-        // SAFETY: flock on an fd we own; released when it is closed.
-        if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) } != 0 {
-            return Err(Error::io(
-                format!("cannot lock {}", path.display()),
-                std::io::Error::last_os_error(),
-            ));
-        }
+        let file = husk_sys::lock_file(&path, true)
+            .map_err(|e| Error::io(format!("cannot lock {}", path.display()), e))?;
         Ok(Users { file })
     }
 

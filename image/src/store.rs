@@ -89,37 +89,24 @@ impl Store {
 
     /// An exclusive flock on `tmp/<name>.lock`, held until the returned file is dropped.
     pub fn lock(&self, name: &str) -> Result<File> {
-        self.flock(name, libc::LOCK_EX)
+        self.flock(name, true)
     }
 
     /// Held (shared) by every pull and load while it adds blobs and layers no image names yet;
     /// `image prune` takes it exclusively, so it never frees what is being added.
     pub fn adding(&self) -> Result<File> {
-        self.flock("gc", libc::LOCK_SH)
+        self.flock("gc", false)
     }
 
     /// `image prune`'s side of `adding`.
     pub fn collecting(&self) -> Result<File> {
-        self.flock("gc", libc::LOCK_EX)
+        self.flock("gc", true)
     }
 
-    fn flock(&self, name: &str, how: libc::c_int) -> Result<File> {
-        use std::os::fd::AsRawFd;
+    fn flock(&self, name: &str, exclusive: bool) -> Result<File> {
         let path = self.root.join("tmp").join(format!("{name}.lock"));
-        let f = fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(&path)
-            .map_err(|e| Error::io(format!("cannot open {}", path.display()), e))?;
-        // SAFETY: flock on an fd we own; released when it is closed.
-        if unsafe { libc::flock(f.as_raw_fd(), how) } != 0 {
-            return Err(Error::io(
-                format!("cannot lock {}", path.display()),
-                io::Error::last_os_error(),
-            ));
-        }
-        Ok(f)
+        husk_sys::lock_file(&path, exclusive)
+            .map_err(|e| Error::io(format!("cannot lock {}", path.display()), e))
     }
 
     /// Where `put_resumable` keeps the bytes of `d` downloaded so far.

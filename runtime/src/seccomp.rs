@@ -488,7 +488,6 @@ pub fn compile(s: &LinuxSeccomp) -> Result<Filter> {
         &|name| syscalls::Sysno::from_str(name).ok().map(|n| n.id() as u32),
         default,
     )?;
-    p.push(stmt(RET_K, default));
     if let Some(at) = x32_ja {
         patch(&mut p, at);
         p.push(stmt(LD_W_ABS, OFF_NR));
@@ -502,7 +501,6 @@ pub fn compile(s: &LinuxSeccomp) -> Result<Filter> {
             },
             default,
         )?;
-        p.push(stmt(RET_K, default));
     }
     if let Some(at) = i386_ja {
         patch(&mut p, at);
@@ -517,7 +515,6 @@ pub fn compile(s: &LinuxSeccomp) -> Result<Filter> {
             },
             default,
         )?;
-        p.push(stmt(RET_K, default));
     }
     if p.len() > 4096 {
         return Err(Error::InvalidConfig(format!(

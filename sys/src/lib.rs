@@ -171,3 +171,64 @@ pub fn mount_overlay(
     }
     Ok(())
 }
+
+/// Open (creating it) the lock file at `path`, readable and writable, and flock it: exclusive,
+/// or shared. The lock goes when the returned file is closed.
+pub fn lock_file(path: &Path, exclusive: bool) -> io::Result<std::fs::File> {
+    use std::os::fd::AsRawFd;
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(path)?;
+    let how = if exclusive {
+        libc::LOCK_EX
+    } else {
+        libc::LOCK_SH
+    };
+    // SAFETY: flock on an fd we own.
+    if unsafe { libc::flock(f.as_raw_fd(), how) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(f)
+}
+
+/// Is `path` the root of a mount? statx says so directly (Linux 5.8+), without reading
+/// /proc/self/mountinfo; older kernels get the mountinfo answer.
+pub fn is_mount_point(path: &Path) -> bool {
+    const STATX_ATTR_MOUNT_ROOT: u64 = 0x2000;
+    let Ok(c) = cstr(path.as_os_str().as_bytes()) else {
+        return false;
+    };
+    // SAFETY: statx into a zeroed struct we own.
+    let mut st: libc::statx = unsafe { std::mem::zeroed() };
+    let rc = unsafe {
+        libc::statx(
+            libc::AT_FDCWD,
+            c.as_ptr(),
+            libc::AT_SYMLINK_NOFOLLOW,
+            0,
+            &mut st,
+        )
+    };
+    if rc != 0 {
+        return false;
+    }
+    if st.stx_attributes_mask & STATX_ATTR_MOUNT_ROOT != 0 {
+        return st.stx_attributes & STATX_ATTR_MOUNT_ROOT != 0;
+    }
+    // mountinfo writes space, tab, newline and backslash as octal escapes.
+    let escaped = path
+        .to_string_lossy()
+        .replace('\\', "\\134")
+        .replace(' ', "\\040")
+        .replace('\t', "\\011")
+        .replace('\n', "\\012");
+    std::fs::read_to_string("/proc/self/mountinfo")
+        .map(|m| {
+            m.lines()
+                .any(|l| l.split(' ').nth(4) == Some(escaped.as_str()))
+        })
+        .unwrap_or(false)
+}
