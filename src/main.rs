@@ -8,6 +8,7 @@ mod containers;
 mod logs;
 mod monitor;
 mod progress;
+mod reaper;
 mod run;
 mod security;
 mod timefmt;
@@ -123,6 +124,7 @@ fn main() {
         HuskCommand::Container(ContainerCommand::Prune(_)) => commands::container_prune(&cli.root),
         HuskCommand::Volume(v) => commands::volume(&cli.root, v),
         HuskCommand::Info | HuskCommand::System(SystemCommand::Info) => info(&cli),
+        HuskCommand::ReapLayerMounts { layers } => reaper::reap(&cli.root, layers),
     };
     if let Err(e) = result {
         eprintln!("husk: {e:#}");
@@ -293,7 +295,7 @@ fn image_unmount(cli: &HuskCli, query: &str) -> Result<()> {
         .iter()
         .filter_map(|d| husk_image::Digest::parse(d).ok())
         .collect();
-    husk_image::snapshot::release_layers(&cli.root, &diff_ids);
+    crate::reaper::release_layers(&cli.root, &diff_ids);
     println!("{}", r.config.trim_start_matches("sha256:"));
     Ok(())
 }
@@ -331,6 +333,10 @@ fn info(cli: &HuskCli) -> Result<()> {
     println!("Storage Driver: {}", driver.name());
     println!(" Why: {why}");
     println!(" Layers: {erofs} EROFS images, {dirs} directories");
+    println!(
+        " Layer Mount Grace: {}s",
+        husk_image::snapshot::mount_grace()?.as_secs_f64()
+    );
     println!("Cgroup Version: {cgroups}");
     println!(
         "Kernel Version: {}",

@@ -87,7 +87,7 @@ pub fn unmount_rootfs(root: &Path, id: &str) {
             .iter()
             .filter_map(|d| husk_image::Digest::parse(d).ok())
             .collect();
-        husk_image::snapshot::release_layers(root, &diff_ids);
+        crate::reaper::release_layers(root, &diff_ids);
     }
 }
 

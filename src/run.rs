@@ -533,7 +533,7 @@ fn run_inner(root: &Path, a: &RunArgs) -> Result<i32> {
         } else if crate::is_mounted(&dir.join("rootfs")) {
             // No record yet to say which layers: we know them.
             let _ = husk_image::snapshot::unmount(&dir.join("rootfs"));
-            husk_image::snapshot::release_layers(root, &diff_ids);
+            crate::reaper::release_layers(root, &diff_ids);
         }
         let _ = fs::remove_dir_all(&dir);
         containers::release_name(root, &name, &id);

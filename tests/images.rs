@@ -521,6 +521,117 @@ fn info_says_which_snapshotter_and_rmi_drops_layer_mounts() {
     assert_eq!(count(&r.join("layers")), 0);
 }
 
+/// `husk --root ROOT ARGS…` with this layer-mount grace (seconds).
+fn husk_graced(root: &Path, grace: &str, args: &[&str]) -> (i32, String, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_husk"))
+        .arg("--root")
+        .arg(root)
+        .args(args)
+        .env("HUSK_LAYER_MOUNT_GRACE", grace)
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        text(&out.stdout),
+        text(&out.stderr),
+    )
+}
+
+/// Poll `cond` for up to `secs` seconds.
+fn eventually(secs: u64, mut cond: impl FnMut() -> bool) -> bool {
+    let end = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    while std::time::Instant::now() < end {
+        if cond() {
+            return true;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    cond()
+}
+
+#[test]
+fn a_layer_mount_outlives_its_last_user_by_the_grace_then_goes() {
+    if !is_root() {
+        eprintln!(
+            "SKIP a_layer_mount_outlives_its_last_user_by_the_grace_then_goes: containers need root"
+        );
+        return;
+    }
+    let Some(reg) = start_registry() else { return };
+    push_busybox_image(&reg, "grace/busybox", "latest");
+    let root = store();
+    let r = root.path();
+    let img = format!("127.0.0.1:{}/grace/busybox", reg.port);
+    let (code, _, err) = husk(r, &["pull", "-q", &img]);
+    assert_eq!(code, 0, "{err}");
+    let (_, info, _) = husk(r, &["info"]);
+    if !info.contains("Storage Driver: erofs") {
+        eprintln!(
+            "SKIP a_layer_mount_outlives_its_last_user_by_the_grace_then_goes: no EROFS here: {info}"
+        );
+        return;
+    }
+    assert!(info.contains(" Layer Mount Grace: 0s"), "{info}");
+    let grace = "2";
+    // The last user leaves the mount up and a reaper watching it. husk's caller gets its
+    // output and exit code at once: the reaper, still waiting, holds none of husk's stdio.
+    let (code, out, err) = husk_graced(r, grace, &["run", "--rm", &img, "echo", "hi"]);
+    assert_eq!((code, out.as_str()), (0, "hi\n"), "{err}");
+    assert_eq!(layer_mounts(r), 1, "kept up for the grace");
+    assert_eq!(reapers(r).len(), 1, "one reaper");
+    // The next container finds it mounted; its release does not start a second reaper.
+    let (code, _, err) = husk_graced(r, grace, &["run", "--rm", &img, "true"]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(reapers(r).len(), 1, "still one reaper");
+    // A container that comes within the grace keeps the mount: the reaper leaves it be.
+    let (code, id, err) = husk_graced(r, grace, &["run", "-d", &img, "sleep", "60"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        eventually(15, || reapers(r).is_empty()),
+        "the reaper leaves a layer in use"
+    );
+    assert_eq!(layer_mounts(r), 1, "the container's layer stays mounted");
+    let (code, out, _) = husk_graced(r, grace, &["exec", id.trim(), "cat", "/etc/passwd"]);
+    assert_eq!(code, 0);
+    assert!(out.starts_with("root:"), "{out}");
+    // Its removal hands the layer to a new reaper, which unmounts it after the grace.
+    let (code, _, err) = husk_graced(r, grace, &["rm", "-f", id.trim()]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(layer_mounts(r), 1, "kept up for the grace");
+    assert!(
+        eventually(15, || layer_mounts(r) == 0 && reapers(r).is_empty()),
+        "released after the grace: {} mounts, reapers {:?}",
+        layer_mounts(r),
+        reapers(r)
+    );
+    assert!(mounts_left(r).is_empty(), "{:?}", mounts_left(r));
+    // A grace that is not a number of seconds is refused when a container starts.
+    let (code, _, err) = husk_graced(r, "soon", &["run", "--rm", &img, "true"]);
+    assert_eq!(code, 125);
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(
+        err.contains("HUSK_LAYER_MOUNT_GRACE: \"soon\" is not a number of seconds"),
+        "{err}"
+    );
+    let config = r.join("config.json");
+    std::fs::write(&config, r#"{"layer-mount-grace": -1}"#).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_husk"))
+        .arg("--root")
+        .arg(r)
+        .arg("info")
+        .env("HUSK_CONFIG", &config)
+        .env_remove("HUSK_LAYER_MOUNT_GRACE")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("layer-mount-grace in husk's config: \"-1\""),
+        "{}",
+        text(&out.stderr)
+    );
+    assert_eq!(layer_mounts(r), 0);
+}
+
 #[test]
 fn an_image_with_a_repeated_layer_mounts_on_both_snapshotters() {
     if !is_root() {

@@ -83,6 +83,13 @@ pub enum HuskCommand {
     System(SystemCommand),
     /// Forget the credentials of a registry
     Logout(LogoutArgs),
+    /// Internal: unmount these layers' EROFS mounts once they have been idle for the grace
+    /// period (started by the last user of a layer)
+    #[command(hide = true)]
+    ReapLayerMounts {
+        /// Layer diff_ids
+        layers: Vec<String>,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -15,9 +15,6 @@ use std::time::Duration;
 use crate::error::{Error, Result};
 use crate::reference::Reference;
 
-/// husk's config file: `$HUSK_CONFIG`, else this.
-pub const DEFAULT_CONFIG: &str = "/etc/husk/config.json";
-
 /// Largest manifest or token response we read: a hostile registry cannot make us buffer more.
 const MAX_DOCUMENT: u64 = 4 * 1024 * 1024;
 
@@ -93,22 +90,12 @@ pub fn basic_auth(user: &str, pass: &str) -> String {
 
 /// The registries husk's config file marks insecure (plain HTTP).
 pub fn insecure_registries() -> Result<Vec<String>> {
-    let path = std::env::var_os("HUSK_CONFIG")
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|| DEFAULT_CONFIG.into());
-    let text = match std::fs::read(&path) {
-        Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(Error::io(format!("cannot read {}", path.display()), e)),
-    };
-    #[derive(serde::Deserialize)]
-    struct Config {
-        #[serde(rename = "insecure-registries", default)]
-        insecure_registries: Vec<String>,
+    let v = crate::config::get("insecure-registries")?;
+    if v.is_null() {
+        return Ok(Vec::new());
     }
-    let c: Config = serde_json::from_slice(&text)
-        .map_err(|e| Error::Config(format!("{}: {e}", path.display())))?;
-    Ok(c.insecure_registries)
+    serde_json::from_value(v)
+        .map_err(|e| Error::Config(format!("insecure-registries in husk's config: {e}")))
 }
 
 /// Trust anchors for `host`: the system's, plus the registry's own CA files in certs.d.

@@ -194,6 +194,26 @@ pub fn lock_file(path: &Path, exclusive: bool) -> io::Result<std::fs::File> {
     Ok(f)
 }
 
+/// `lock_file`'s exclusive lock without waiting: `None` when another open file holds a lock.
+pub fn try_lock_file(path: &Path) -> io::Result<Option<std::fs::File>> {
+    use std::os::fd::AsRawFd;
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(path)?;
+    // SAFETY: flock on an fd we own.
+    if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+        let e = io::Error::last_os_error();
+        return match e.raw_os_error() {
+            Some(libc::EWOULDBLOCK) => Ok(None),
+            _ => Err(e),
+        };
+    }
+    Ok(Some(f))
+}
+
 /// Is `path` the root of a mount? statx says so directly (Linux 5.8+), without reading
 /// /proc/self/mountinfo; older kernels get the mountinfo answer.
 pub fn is_mount_point(path: &Path) -> bool {

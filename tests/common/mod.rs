@@ -2,15 +2,21 @@
 
 #![allow(dead_code)]
 
+use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 use std::process::{Command, Output};
 
-/// Run `husk --root ROOT ARGS…`, with `DOCKER_CONFIG` set when given.
+/// Run `husk --root ROOT ARGS…`, with `DOCKER_CONFIG` set when given. Layer mounts go as soon
+/// as their last user does (a zero grace), so tests can check that; the grace period has its
+/// own test. A grace set in the environment wins.
 pub fn husk_output(root: &Path, args: &[&str], docker_config: Option<&Path>) -> Output {
     let mut c = Command::new(env!("CARGO_BIN_EXE_husk"));
     c.arg("--root").arg(root).args(args);
     if let Some(d) = docker_config {
         c.env("DOCKER_CONFIG", d);
+    }
+    if std::env::var_os("HUSK_LAYER_MOUNT_GRACE").is_none() {
+        c.env("HUSK_LAYER_MOUNT_GRACE", "0");
     }
     c.output().expect("husk runs")
 }
@@ -75,8 +81,34 @@ impl Drop for Store {
             args.extend(ids);
             let _ = husk(self.0.path(), &args);
         }
+        for pid in reapers(self.0.path()) {
+            // SAFETY: SIGKILL to a layer-mount reaper that this test's husk started.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+        }
         unmount_under(self.0.path());
     }
+}
+
+/// The pids of the layer-mount reapers (`husk --root ROOT reap-layer-mounts …`) of this root.
+pub fn reapers(root: &Path) -> Vec<i32> {
+    let root = std::fs::canonicalize(root).unwrap_or_else(|_| root.to_path_buf());
+    let Ok(procs) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    procs
+        .flatten()
+        .filter_map(|e| {
+            let pid: i32 = e.file_name().to_str()?.parse().ok()?;
+            let cmdline = std::fs::read(e.path().join("cmdline")).ok()?;
+            let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
+            let ours = args.windows(3).any(|w| {
+                w[0] == b"--root"
+                    && Path::new(std::ffi::OsStr::from_bytes(w[1])) == root
+                    && w[2] == b"reap-layer-mounts"
+            });
+            ours.then_some(pid)
+        })
+        .collect()
 }
 
 pub fn store() -> Store {
