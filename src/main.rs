@@ -34,6 +34,17 @@ fn main() {
     // SAFETY: close_range on fds this process does not use.
     unsafe { libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, 0u32) };
     let mut cli = HuskCli::parse();
+    if let HuskCommand::ReapLayerMounts { layers } = &cli.command {
+        // Started with the root already canonical; a store deleted meanwhile stays deleted.
+        let code = match reaper::reap(&cli.root, layers) {
+            Ok(()) => 0,
+            Err(_) => 1,
+        };
+        std::process::exit(code);
+    }
+    // Read now: the monitor of `run -d` leaves for / before it first needs the config, and a
+    // relative $HUSK_CONFIG means the caller's directory.
+    husk_image::config::preload();
     // One spelling of the root everywhere, so mount points compare equal to /proc's.
     if std::fs::create_dir_all(&cli.root).is_ok() {
         if let Ok(c) = std::fs::canonicalize(&cli.root) {
@@ -124,7 +135,7 @@ fn main() {
         HuskCommand::Container(ContainerCommand::Prune(_)) => commands::container_prune(&cli.root),
         HuskCommand::Volume(v) => commands::volume(&cli.root, v),
         HuskCommand::Info | HuskCommand::System(SystemCommand::Info) => info(&cli),
-        HuskCommand::ReapLayerMounts { layers } => reaper::reap(&cli.root, layers),
+        HuskCommand::ReapLayerMounts { .. } => Ok(()),
     };
     if let Err(e) = result {
         eprintln!("husk: {e:#}");

@@ -18,7 +18,7 @@ pub fn release_layers(root: &Path, diff_ids: &[Digest]) {
     }
     if spawn(root, &idle).is_err() {
         // No reaper: unmount them now rather than leave them up.
-        husk_image::snapshot::reap_idle_mounts(root, &idle, std::time::Duration::ZERO);
+        husk_image::snapshot::reap_idle_mounts(root, &idle, &mut |_| false);
     }
 }
 
@@ -41,13 +41,31 @@ fn spawn(root: &Path, layers: &[Digest]) -> std::io::Result<()> {
         .map(drop)
 }
 
-/// The reaper's own body (`husk reap-layer-mounts DIGEST...`).
+/// The reaper's own body (`husk reap-layer-mounts DIGEST...`). SIGTERM, SIGINT or SIGHUP (a
+/// service or CI job being stopped) end the wait: the idle mounts go at once.
 pub fn reap(root: &Path, layers: &[String]) -> anyhow::Result<()> {
     let layers: Vec<Digest> = layers
         .iter()
         .map(|d| Digest::parse(d))
         .collect::<husk_image::Result<_>>()?;
-    let grace = husk_image::snapshot::mount_grace()?;
-    husk_image::snapshot::reap_idle_mounts(root, &layers, grace);
+    let mut stops = nix::sys::signal::SigSet::empty();
+    for s in [
+        nix::sys::signal::Signal::SIGTERM,
+        nix::sys::signal::Signal::SIGINT,
+        nix::sys::signal::Signal::SIGHUP,
+    ] {
+        stops.add(s);
+    }
+    stops.thread_block()?;
+    husk_image::snapshot::reap_idle_mounts(root, &layers, &mut |d| {
+        let ts = libc::timespec {
+            tv_sec: d.as_secs() as libc::time_t,
+            tv_nsec: d.subsec_nanos() as libc::c_long,
+        };
+        // SAFETY: sigtimedwait on a valid set and timeout; no siginfo wanted.
+        let r = unsafe { libc::sigtimedwait(stops.as_ref(), std::ptr::null_mut(), &ts) };
+        // A signal number: told to stop. EAGAIN: the time is up. EINTR: wait again.
+        r < 0
+    });
     Ok(())
 }

@@ -572,17 +572,61 @@ fn a_layer_mount_outlives_its_last_user_by_the_grace_then_goes() {
         return;
     }
     assert!(info.contains(" Layer Mount Grace: 0s"), "{info}");
-    let grace = "2";
     // The last user leaves the mount up and a reaper watching it. husk's caller gets its
     // output and exit code at once: the reaper, still waiting, holds none of husk's stdio.
-    let (code, out, err) = husk_graced(r, grace, &["run", "--rm", &img, "echo", "hi"]);
+    let (code, out, err) = husk_graced(r, "30", &["run", "--rm", &img, "echo", "hi"]);
     assert_eq!((code, out.as_str()), (0, "hi\n"), "{err}");
     assert_eq!(layer_mounts(r), 1, "kept up for the grace");
-    assert_eq!(reapers(r).len(), 1, "one reaper");
+    assert!(eventually(5, || reapers(r).len() == 1), "one reaper");
     // The next container finds it mounted; its release does not start a second reaper.
+    let (code, _, err) = husk_graced(r, "30", &["run", "--rm", &img, "true"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(eventually(5, || reapers(r).len() == 1), "still one reaper");
+    // A reaper killed outright (OOM, a cgroup kill) leaves its mount unwatched: the next
+    // reaper of the store adopts it, here one started by another image's release.
+    for pid in reapers(r) {
+        // SAFETY: SIGKILL to the reaper this test's husk started.
+        unsafe { libc::kill(pid, libc::SIGKILL) };
+    }
+    assert!(eventually(5, || reapers(r).is_empty()));
+    assert_eq!(layer_mounts(r), 1, "orphaned");
+    push_layers(
+        &reg,
+        "grace/other",
+        "v1",
+        &[layer(&[Entry::File("other", b"layer")])],
+    );
+    let other = format!("127.0.0.1:{}/grace/other:v1", reg.port);
+    assert_eq!(husk(r, &["pull", "-q", &other]).0, 0);
+    let (code, _, err) = husk_graced(r, "30", &["image", "mount", &other]);
+    assert_eq!(code, 0, "{err}");
+    let (code, _, err) = husk_graced(r, "30", &["image", "unmount", &other]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(layer_mounts(r), 2);
+    // Once it waits (signals blocked, in sigtimedwait), SIGTERM (a service or job being
+    // stopped) ends the wait: both idle mounts go now.
+    let waiting = || {
+        reapers(r).into_iter().any(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/wchan"))
+                .is_ok_and(|w| w.contains("sigtimedwait"))
+        })
+    };
+    assert!(eventually(5, waiting), "a new reaper, waiting");
+    assert_eq!(reapers(r).len(), 1);
+    for pid in reapers(r) {
+        // SAFETY: SIGTERM to the reaper this test's husk started.
+        unsafe { libc::kill(pid, libc::SIGTERM) };
+    }
+    assert!(
+        eventually(10, || layer_mounts(r) == 0 && reapers(r).is_empty()),
+        "SIGTERM unmounts the idle layers: {} mounts, reapers {:?}",
+        layer_mounts(r),
+        reapers(r)
+    );
+    let grace = "2";
     let (code, _, err) = husk_graced(r, grace, &["run", "--rm", &img, "true"]);
     assert_eq!(code, 0, "{err}");
-    assert_eq!(reapers(r).len(), 1, "still one reaper");
+    assert_eq!(layer_mounts(r), 1, "kept up for the grace");
     // A container that comes within the grace keeps the mount: the reaper leaves it be.
     let (code, id, err) = husk_graced(r, grace, &["run", "-d", &img, "sleep", "60"]);
     assert_eq!(code, 0, "{err}");
@@ -614,15 +658,24 @@ fn a_layer_mount_outlives_its_last_user_by_the_grace_then_goes() {
         "{err}"
     );
     let config = r.join("config.json");
-    std::fs::write(&config, r#"{"layer-mount-grace": -1}"#).unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_husk"))
-        .arg("--root")
-        .arg(r)
-        .arg("info")
-        .env("HUSK_CONFIG", &config)
-        .env_remove("HUSK_LAYER_MOUNT_GRACE")
-        .output()
-        .unwrap();
+    let info_with = |text: &str| {
+        std::fs::write(&config, text).unwrap();
+        std::process::Command::new(env!("CARGO_BIN_EXE_husk"))
+            .arg("--root")
+            .arg(r)
+            .arg("info")
+            .env("HUSK_CONFIG", &config)
+            .env_remove("HUSK_LAYER_MOUNT_GRACE")
+            .output()
+            .unwrap()
+    };
+    let out = info_with(r#"{"layer-mount-grace": "2.5"}"#);
+    assert!(
+        text(&out.stdout).contains(" Layer Mount Grace: 2.5s"),
+        "{}",
+        text(&out.stdout)
+    );
+    let out = info_with(r#"{"layer-mount-grace": -1}"#);
     assert_eq!(out.status.code(), Some(1));
     assert!(
         text(&out.stderr).contains("layer-mount-grace in husk's config: \"-1\""),

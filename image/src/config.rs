@@ -24,9 +24,15 @@ fn load() -> std::result::Result<serde_json::Value, String> {
     }
 }
 
+static CONFIG: OnceLock<std::result::Result<serde_json::Value, String>> = OnceLock::new();
+
+/// Read the config now (relative to this cwd), for the `get`s that come later.
+pub fn preload() {
+    CONFIG.get_or_init(load);
+}
+
 /// The value of `key` in the config file (`Null` when absent).
 pub fn get(key: &str) -> Result<serde_json::Value> {
-    static CONFIG: OnceLock<std::result::Result<serde_json::Value, String>> = OnceLock::new();
     match CONFIG.get_or_init(load) {
         Ok(v) => Ok(v[key].clone()),
         Err(e) => Err(Error::Config(e.clone())),

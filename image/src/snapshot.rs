@@ -12,7 +12,7 @@ use std::ffi::CString;
 use std::path::{Path, PathBuf};
 
 use std::sync::OnceLock;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use crate::digest::Digest;
 use crate::error::{Error, Result};
@@ -224,20 +224,13 @@ fn is_mount_point(p: &Path) -> bool {
 }
 
 /// The users of a layer's shared EROFS mount (containers, image mounts), counted in
-/// `layer-mounts/<hex>.users` under an flock, with the time the count last fell to zero: the
-/// first user mounts, and the mount goes a grace period after the last one left (see
-/// [`release_layers`]). A crash leaves a count too high, which only keeps the mount up until
-/// `rmi` detaches it.
+/// `layer-mounts/<hex>.users` under an flock: the first user mounts, and the mount goes a
+/// grace period after the last one left (see [`release_layers`]). When the count falls to zero
+/// the file's mtime is set to the end of that grace, so a reaper needs no config of its own.
+/// The count is the file's whole text (padded), as older husks read and write it. A crash
+/// leaves a count too high, which only keeps the mount up until `rmi` detaches it.
 struct Users {
     file: std::fs::File,
-}
-
-/// What a users file says.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Usage {
-    count: u64,
-    /// CLOCK_BOOTTIME milliseconds when `count` last fell to zero.
-    idle_since: u64,
 }
 
 impl Users {
@@ -258,36 +251,34 @@ impl Users {
         Ok(Users { file })
     }
 
-    fn get(&self) -> Usage {
+    fn count(&self) -> u64 {
         use std::os::unix::fs::FileExt;
         let mut buf = [0u8; 64];
         let n = self.file.read_at(&mut buf, 0).unwrap_or(0);
-        let text = std::str::from_utf8(&buf[..n]).unwrap_or("");
-        let mut words = text.split_whitespace().map(|w| w.parse().unwrap_or(0));
-        Usage {
-            count: words.next().unwrap_or(0),
-            idle_since: words.next().unwrap_or(0),
-        }
+        std::str::from_utf8(&buf[..n])
+            .ok()
+            .and_then(|t| t.trim().parse().ok())
+            .unwrap_or(0)
     }
 
-    fn set(&self, u: Usage) {
+    fn set_count(&self, n: u64) {
         use std::os::unix::fs::FileExt;
-        // Fixed width, written over the old record: a truncate would free and reallocate the
+        // Fixed width, written over the old text: a truncate would free and reallocate the
         // file's block, which costs ext4 ~0.1 ms on every container start and stop.
-        let text = format!("{:<20} {:<20}\n", u.count, u.idle_since);
-        let _ = self.file.write_all_at(text.as_bytes(), 0);
+        let _ = self.file.write_all_at(format!("{n:<20}\n").as_bytes(), 0);
     }
-}
 
-/// Milliseconds on CLOCK_BOOTTIME: one clock for every process, which no one can set back.
-fn boottime_ms() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: clock_gettime into a timespec we own.
-    unsafe { libc::clock_gettime(libc::CLOCK_BOOTTIME, &mut ts) };
-    ts.tv_sec as u64 * 1000 + ts.tv_nsec as u64 / 1_000_000
+    /// When the idle mount may go (wall clock): the file's mtime, set by the last user.
+    fn idle_until(&self) -> SystemTime {
+        self.file
+            .metadata()
+            .and_then(|m| m.modified())
+            .unwrap_or(SystemTime::UNIX_EPOCH)
+    }
+
+    fn set_idle_until(&self, t: SystemTime) {
+        let _ = self.file.set_modified(t);
+    }
 }
 
 /// How long a layer's EROFS mount stays up after its last user goes: `HUSK_LAYER_MOUNT_GRACE`
@@ -299,24 +290,29 @@ pub fn mount_grace() -> Result<Duration> {
         s.trim()
             .parse::<f64>()
             .ok()
-            .filter(|v| v.is_finite() && *v >= 0.0 && *v <= 86_400.0)
+            .filter(|v| v.is_finite() && *v >= 0.0 && *v <= MAX_MOUNT_GRACE.as_secs_f64())
             .map(Duration::from_secs_f64)
             .ok_or_else(|| {
                 Error::Config(format!(
-                    "{from}: {s:?} is not a number of seconds between 0 and 86400"
+                    "{from}: {s:?} is not a number of seconds between 0 and {}",
+                    MAX_MOUNT_GRACE.as_secs()
                 ))
             })
     };
     if let Ok(v) = std::env::var("HUSK_LAYER_MOUNT_GRACE") {
         return parse(&v, "HUSK_LAYER_MOUNT_GRACE");
     }
+    const FROM: &str = "layer-mount-grace in husk's config";
     match crate::config::get("layer-mount-grace")? {
         serde_json::Value::Null => Ok(DEFAULT_MOUNT_GRACE),
-        v => parse(&v.to_string(), "layer-mount-grace in husk's config"),
+        serde_json::Value::String(v) => parse(&v, FROM),
+        v => parse(&v.to_string(), FROM),
     }
 }
 
 pub const DEFAULT_MOUNT_GRACE: Duration = Duration::from_secs(10);
+/// A day: a reaper never waits longer, even if the clock is set back under it.
+pub const MAX_MOUNT_GRACE: Duration = Duration::from_secs(86_400);
 
 /// The lower directory of one layer: its unpacked directory, or its EROFS image mounted
 /// (once, shared by every user; this call counts as one).
@@ -334,17 +330,14 @@ fn lower_path(root: &Path, d: &Digest) -> Result<PathBuf> {
     }
     let at = layer_mount_point(root, d.hex());
     let users = Users::lock(root, d.hex(), true)?;
-    let mut usage = users.get();
+    let mut count = users.count();
     if !is_mount_point(&at) {
         std::fs::create_dir_all(&at)
             .map_err(|e| Error::io(format!("cannot create {}", at.display()), e))?;
         mount_erofs(&image, &at).map_err(|e| Error::io(format!("cannot mount layer {d}"), e))?;
-        usage.count = 0;
+        count = 0;
     }
-    users.set(Usage {
-        count: usage.count + 1,
-        idle_since: 0,
-    });
+    users.set_count(count + 1);
     Ok(at)
 }
 
@@ -363,8 +356,9 @@ fn unique_topmost(diff_ids: &[Digest]) -> Vec<Digest> {
 
 /// One user of these layers is done. A layer's EROFS mount whose last user this was stays up
 /// for the grace period ([`mount_grace`]), or goes at once when that is zero. Returned: the
-/// layers left idle that no reaper watches yet; the caller starts one, a process that
-/// runs [`reap_idle_mounts`], so that the mounts go when the grace ends.
+/// layers left idle that no reaper watches yet; the caller starts one, a process that runs
+/// [`reap_idle_mounts`], so that the mounts go when the grace ends.
+#[must_use = "idle layers need a reaper, or their mounts stay up"]
 pub fn release_layers(root: &Path, diff_ids: &[Digest]) -> Vec<Digest> {
     release(root, diff_ids, mount_grace().unwrap_or(DEFAULT_MOUNT_GRACE))
 }
@@ -378,17 +372,17 @@ fn release(root: &Path, diff_ids: &[Digest], grace: Duration) -> Vec<Digest> {
         let Ok(users) = Users::lock(root, d.hex(), false) else {
             continue;
         };
-        let count = users.get().count.saturating_sub(1);
-        users.set(Usage {
-            count,
-            idle_since: if count == 0 { boottime_ms() } else { 0 },
-        });
+        let count = users.count().saturating_sub(1);
+        users.set_count(count);
         if count > 0 || !is_mount_point(&layer_mount_point(root, d.hex())) {
             continue;
         }
         if grace.is_zero() {
             unmount_layer(root, d.hex());
-        } else if !reaper_watches(root, d.hex()) {
+            continue;
+        }
+        users.set_idle_until(SystemTime::now() + grace);
+        if !reaper_watches(root, d.hex()) {
             unwatched.push(d.clone());
         }
     }
@@ -417,38 +411,48 @@ fn unmount_layer(root: &Path, hex: &str) {
     }
 }
 
-/// The reaper: wait until each of these layers has been idle for `grace`, then unmount
-/// it, unless a user came back (whose own release hands the layer to a reaper again). A layer
-/// another reaper already watches is left to it. Returns when no layer is left to watch.
-pub fn reap_idle_mounts(root: &Path, layers: &[Digest], grace: Duration) {
-    let grace_ms = grace.as_millis() as u64;
-    let mut watched: Vec<(String, std::fs::File)> = layers
-        .iter()
-        .filter_map(
-            |d| match husk_sys::try_lock_file(&reaper_lock_path(root, d.hex())) {
-                Ok(Some(lock)) => Some((d.hex().to_string(), lock)),
-                _ => None,
-            },
-        )
-        .collect();
+/// The reaper: wait until each of these layers' grace has ended, then unmount it, unless a
+/// user came back (whose own release hands the layer to a reaper again). It also adopts any
+/// idle layer mount of the store that nobody watches (its reaper was killed). A layer another
+/// reaper watches is left to it. `wait` sleeps up to the given time and says false when the
+/// reaper is told to stop: then every idle layer it watches is unmounted at once. Returns when
+/// no layer is left to watch.
+pub fn reap_idle_mounts(root: &Path, layers: &[Digest], wait: &mut dyn FnMut(Duration) -> bool) {
+    let watch = |hex: &str| match husk_sys::try_lock_file(&reaper_lock_path(root, hex)) {
+        Ok(Some(lock)) => Some((hex.to_string(), lock)),
+        _ => None,
+    };
+    let mut watched: Vec<(String, std::fs::File)> =
+        layers.iter().filter_map(|d| watch(d.hex())).collect();
+    if let Ok(dir) = std::fs::read_dir(root.join("layer-mounts")) {
+        for e in dir.flatten() {
+            let name = e.file_name();
+            let Some(hex) = name.to_str().and_then(|n| n.strip_suffix(".users")) else {
+                continue;
+            };
+            if watched.iter().all(|(h, _)| h != hex)
+                && is_mount_point(&layer_mount_point(root, hex))
+            {
+                watched.extend(watch(hex));
+            }
+        }
+    }
+    let mut stop = false;
     while !watched.is_empty() {
-        let now = boottime_ms();
-        let mut next = now + grace_ms;
+        let now = SystemTime::now();
+        let mut next = MAX_MOUNT_GRACE;
         let mut still = Vec::new();
         for (hex, lock) in watched {
             let Ok(users) = Users::lock(root, &hex, false) else {
                 continue;
             };
-            let usage = users.get();
-            let mounted = is_mount_point(&layer_mount_point(root, &hex));
-            // A clock reading from before a reboot is not in this boot's past.
-            let due = usage.idle_since.min(now) + grace_ms;
-            if usage.count > 0 || !mounted {
+            let left = users.idle_until().duration_since(now).unwrap_or_default();
+            if users.count() > 0 || !is_mount_point(&layer_mount_point(root, &hex)) {
                 // In use again (its last user hands it on) or already gone.
-            } else if due <= now {
+            } else if stop || left.is_zero() {
                 unmount_layer(root, &hex);
             } else {
-                next = next.min(due);
+                next = next.min(left);
                 still.push((hex, lock));
                 continue;
             }
@@ -458,10 +462,8 @@ pub fn reap_idle_mounts(root: &Path, layers: &[Digest], grace: Duration) {
             drop(users);
         }
         watched = still;
-        if !watched.is_empty() {
-            std::thread::sleep(Duration::from_millis(
-                next.saturating_sub(boottime_ms()).max(1),
-            ));
+        if !watched.is_empty() && !stop {
+            stop = !wait(next);
         }
     }
 }
@@ -472,10 +474,7 @@ pub fn drop_layer_mount(root: &Path, hex: &str) {
     // Under the users lock, which stays (unlinking a lock file others may hold breaks it).
     let users = Users::lock(root, hex, false).ok();
     if let Some(u) = &users {
-        u.set(Usage {
-            count: 0,
-            idle_since: boottime_ms(),
-        });
+        u.set_count(0);
     }
     let at = layer_mount_point(root, hex);
     if is_mount_point(&at) {
@@ -511,14 +510,14 @@ pub fn mount(
         match lower_path(root, d) {
             Ok(p) => lower_paths.push(p),
             Err(e) => {
-                release(root, &diff_ids[diff_ids.len() - i..], Duration::ZERO);
+                let _ = release(root, &diff_ids[diff_ids.len() - i..], Duration::ZERO);
                 return Err(e);
             }
         }
     }
     let result = stack(root, diff_ids, &layers_dir, &lower_paths, upper, target);
     if result.is_err() {
-        release(root, diff_ids, Duration::ZERO);
+        let _ = release(root, diff_ids, Duration::ZERO);
     }
     result
 }
