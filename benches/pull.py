@@ -28,21 +28,29 @@ def minbase():
     return out
 
 
-def timed(argv_for, stores):
-    times = []
+def timed_interleaved(peers, stores):
+    """One run of each peer per round, so that the machine's drift (and ext4's slow inode
+    allocation for a while after a large deletion, see main) hits every peer alike.
+    Returns {name: (times, None) or (None, error)}; stores[name] lists each peer's stores."""
+    out = {name: ([], None) for name, _ in peers}
     for i in range(RUNS):
-        d = tempfile.mkdtemp(prefix="pull-bench-", dir="/var/tmp")
-        stores.append(d)
-        cmds = argv_for(d)
-        # Start every run with no dirty pages of the previous one still being written back.
-        subprocess.run(["sync"])
-        t = time.perf_counter()
-        for c in cmds:
-            r = subprocess.run(c, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-            if r.returncode != 0:
-                return None, r.stderr.decode(errors="replace").strip().splitlines()[-1:]
-        times.append(time.perf_counter() - t)
-    return times, None
+        for name, argv_for in peers:
+            times, err = out[name]
+            if times is None:
+                continue
+            d = tempfile.mkdtemp(prefix="pull-bench-", dir="/var/tmp")
+            stores.setdefault(name, []).append(d)
+            # Start every run with no dirty pages of the previous one still being written back.
+            subprocess.run(["sync"])
+            t = time.perf_counter()
+            for c in argv_for(d):
+                r = subprocess.run(c, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+                if r.returncode != 0:
+                    out[name] = (None, r.stderr.decode(errors="replace").strip().splitlines()[-1:])
+                    break
+            else:
+                times.append(time.perf_counter() - t)
+    return out
 
 
 def tree(root):
@@ -81,7 +89,7 @@ def compare(husk, erofs_store, dir_store, ref):
 
 
 def remove_stores(stores):
-    for d in stores:
+    for d in (d for ds in stores.values() for d in ds):
         unmount_under(d)
         shutil.rmtree(d, ignore_errors=True)
 
@@ -94,11 +102,11 @@ def main():
     files = subprocess.run(["sh", "-c", f"find {CACHE} | wc -l"], stdout=subprocess.PIPE).stdout.decode().strip()
     work = tempfile.mkdtemp(prefix="pull-bench-reg-", dir="/var/tmp")
     reg = Registry(work)
-    stores = []
+    stores = {}
     try:
         ref, gz_size = reg.push("bench/minbase", "latest", layer)
         print(f"cold pull of a debootstrap minbase image: {len(layer) / 1e6:.1f} MB tar, {gz_size / 1e6:.1f} MB gzip, "
-              f"{files} files; {RUNS} runs each, fresh store every run (median, s)")
+              f"{files} files; {RUNS} rounds of one run each, interleaved, fresh store every run (median, s)")
         peers = [("husk erofs", lambda d: [[husk, "--root", d, "--storage-driver", "erofs", "pull", "-q", ref]]),
                  ("husk dirs", lambda d: [[husk, "--root", d, "--storage-driver", "overlay", "pull", "-q", ref]])]
         if shutil.which("skopeo") and shutil.which("umoci"):
@@ -113,8 +121,7 @@ def main():
         # allocates new ones (recently_deleted() in ialloc.c), scanning past each of them, so a run
         # that follows the deletion of a previous run's thousands of files pays ~0.7 ms per file
         # created for it, and the order of the peers would decide the result.
-        for name, argv_for in peers:
-            t, err = timed(argv_for, stores)
+        for name, (t, err) in timed_interleaved(peers, stores).items():
             if t is None:
                 print(f"  {name:14} failed: {' '.join(err)}")
                 continue
@@ -126,7 +133,8 @@ def main():
                     print(f"  {husk_name} / {name}: {results[husk_name] / results[name]:.2f}x")
         if "husk erofs" in results and "husk dirs" in results:
             # The first store of each husk peer: the image as each snapshotter shows it.
-            print(f"  EROFS and directory layers: {compare(husk, stores[0], stores[RUNS], ref)}")
+            print(f"  EROFS and directory layers: "
+                  f"{compare(husk, stores['husk erofs'][0], stores['husk dirs'][0], ref)}")
     finally:
         remove_stores(stores)
         reg.stop()

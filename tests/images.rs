@@ -675,6 +675,13 @@ fn a_layer_mount_outlives_its_last_user_by_the_grace_then_goes() {
         "{}",
         text(&out.stdout)
     );
+    let out = info_with("{not json");
+    assert_eq!(out.status.code(), Some(1));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("husk's config") && err.contains("config.json") && err.lines().count() == 1,
+        "{err}"
+    );
     let out = info_with(r#"{"layer-mount-grace": -1}"#);
     assert_eq!(out.status.code(), Some(1));
     assert!(

@@ -18,9 +18,11 @@ fn path() -> PathBuf {
 fn load() -> std::result::Result<serde_json::Value, String> {
     let path = path();
     match std::fs::read(&path) {
-        Ok(t) => serde_json::from_slice(&t).map_err(|e| format!("{}: {e}", path.display())),
+        Ok(t) => {
+            serde_json::from_slice(&t).map_err(|e| format!("husk's config {}: {e}", path.display()))
+        }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(serde_json::Value::Null),
-        Err(e) => Err(format!("cannot read {}: {e}", path.display())),
+        Err(e) => Err(format!("cannot read husk's config {}: {e}", path.display())),
     }
 }
 

@@ -20,7 +20,8 @@ pub enum Error {
     Registry { registry: String, why: String },
     #[error("image archive: {0}")]
     Archive(String),
-    #[error("config {0}")]
+    /// husk's configuration (file, environment, flags): the message names the setting.
+    #[error("{0}")]
     Config(String),
     #[error("layer entry {entry:?}: {why}")]
     HostileEntry { entry: String, why: String },
