@@ -4,7 +4,9 @@ husk pull with each snapshotter (EROFS images, unpacked directories), skopeo cop
 unpack, and podman pull, each into a fresh store every run.
 
 The rootfs is made once with debootstrap and cached in /var/tmp/husk-bench/minbase. Run as
-root. BENCH_RUNS sets the runs per tool (default 5).
+root. BENCH_RUNS sets the runs per tool (default 5). Leave five minutes after deleting many
+files on this file system (a previous run of this bench deletes ~20,000 per round at its end):
+ext4 creates files slowly meanwhile (see main), which slows every peer that unpacks files.
 """
 import os, shutil, statistics, subprocess, sys, tempfile, time
 
