@@ -446,7 +446,12 @@ pub fn reap_idle_mounts(root: &Path, layers: &[Digest], wait: &mut dyn FnMut(Dur
             let Ok(users) = Users::lock(root, &hex, false) else {
                 continue;
             };
-            let left = users.idle_until().duration_since(now).unwrap_or_default();
+            // No grace is longer than the maximum: a deadline further off means the clock was
+            // set back since, and the grace is over.
+            let left = match users.idle_until().duration_since(now) {
+                Ok(d) if d < MAX_MOUNT_GRACE => d,
+                _ => Duration::ZERO,
+            };
             if users.count() > 0 || !is_mount_point(&layer_mount_point(root, &hex)) {
                 // In use again (its last user hands it on) or already gone.
             } else if stop || left.is_zero() {
