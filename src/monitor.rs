@@ -65,10 +65,15 @@ pub fn mount_rootfs(root: &Path, c: &Container) -> Result<()> {
         .iter()
         .map(|d| husk_image::Digest::parse(d))
         .collect::<husk_image::Result<_>>()?;
+    let (upper, work) = (dir.join("upper"), dir.join("work"));
     husk_image::snapshot::mount(
         root,
         &diff_ids,
-        Some((&dir.join("upper"), &dir.join("work"))),
+        Some(husk_image::snapshot::Upper {
+            dir: &upper,
+            work: &work,
+            volatile: c.auto_remove,
+        }),
         &rootfs,
     )?;
     Ok(())

@@ -497,7 +497,15 @@ fn run_inner(root: &Path, a: &RunArgs) -> Result<i32> {
         for d in [&upper, &work, &rootfs] {
             fs::create_dir_all(d).with_context(|| format!("cannot create {}", d.display()))?;
         }
-        husk_image::snapshot::mount(root, &diff_ids, Some((&upper, &work)), &rootfs)?;
+        // A --rm container's upper directory goes when it exits: it skips overlayfs's syncs
+        // (podman does the same), so its end does not wait for a syncfs of the host's file
+        // system, dirty with whatever else the machine writes.
+        let upper = husk_image::snapshot::Upper {
+            dir: &upper,
+            work: &work,
+            volatile: a.rm,
+        };
+        husk_image::snapshot::mount(root, &diff_ids, Some(upper), &rootfs)?;
         let image_volumes: Vec<String> = config.config["Volumes"]
             .as_object()
             .map(|o| o.keys().cloned().collect())

@@ -764,6 +764,13 @@ fn signals_restart_start_attach_and_follow() {
         husk(r, &["logs", "loop"]).1 == "start\nstart\n"
     });
     assert_ne!(inspect(r, "loop")["State"]["Pid"], first_pid);
+    // A container that outlives its run keeps overlayfs's syncs; a --rm one skips them.
+    let root_mount = |c: &str| {
+        let (code, out, err) = husk(r, &["exec", c, "head", "-n", "1", "/proc/self/mountinfo"]);
+        assert_eq!(code, 0, "{err}");
+        out
+    };
+    assert!(!root_mount("loop").contains("volatile"));
     assert_eq!(husk(r, &["rm", "-f", "loop", &id]).0, 0);
     // A --rm container survives a restart, and goes when it stops.
     let rm_id = husk(
@@ -781,9 +788,16 @@ fn signals_restart_start_attach_and_follow() {
     .1
     .trim()
     .to_string();
+    // `volatile`, or `fsync=volatile` on Linux 6.6+.
+    let m = root_mount(&rm_id);
+    assert!(m.contains("volatile"), "{m}");
+    // Remounted after the restart: overlayfs refuses a volatile work directory it used
+    // before (work/incompat/volatile), so husk clears it first.
     let (code, _, err) = husk(r, &["restart", "-t", "0", &rm_id]);
     assert_eq!(code, 0, "{err}");
     assert!(husk(r, &["ps", "-q"]).1.contains(&rm_id[..12]));
+    let m = root_mount(&rm_id);
+    assert!(m.contains("volatile"), "{m}");
     assert_eq!(husk(r, &["stop", "-t", "0", &rm_id]).0, 0);
     until("the --rm container to go", || {
         !husk(r, &["ps", "-aq"]).1.contains(&rm_id[..12])

@@ -17,6 +17,7 @@ use std::time::{Duration, SystemTime};
 use crate::digest::Digest;
 use crate::error::{Error, Result};
 use crate::pull::layer_dir;
+pub use husk_sys::Upper;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Driver {
@@ -493,12 +494,7 @@ pub fn drop_layer_mount(root: &Path, hex: &str) {
 /// number of layers the kernel stacks (500) mounts; kernels before 6.8 get one mount(2) whose
 /// layer paths are relative to the layers directory, which keeps the options under their
 /// one-page limit for images of about sixty layers.
-pub fn mount(
-    root: &Path,
-    diff_ids: &[Digest],
-    upper: Option<(&Path, &Path)>,
-    target: &Path,
-) -> Result<()> {
+pub fn mount(root: &Path, diff_ids: &[Digest], upper: Option<Upper>, target: &Path) -> Result<()> {
     if diff_ids.is_empty() {
         return Err(Error::Manifest(
             "an image without layers cannot be mounted".into(),
@@ -506,6 +502,16 @@ pub fn mount(
     }
     // A bad grace setting is refused here, when a container starts, not ignored when it ends.
     mount_grace()?;
+    if let Some(u) = upper.filter(|u| u.volatile) {
+        // overlayfs leaves work/incompat/volatile behind and refuses that work directory
+        // again, even after a clean unmount: a volatile upper is remounted (a restarted --rm
+        // container) with the kernel's scratch directory gone, as it would clean it anyway.
+        let scratch = u.work.join("work");
+        if scratch.exists() {
+            std::fs::remove_dir_all(&scratch)
+                .map_err(|e| Error::io(format!("cannot clear {}", scratch.display()), e))?;
+        }
+    }
     // A layer that appears twice (the empty layer, say) is stacked once, at its topmost place:
     // overlayfs refuses the same lower directory twice, and the merged view is the same.
     let diff_ids = &unique_topmost(diff_ids);
@@ -534,7 +540,7 @@ fn stack(
     diff_ids: &[Digest],
     layers_dir: &Path,
     lower_paths: &[PathBuf],
-    upper: Option<(&Path, &Path)>,
+    upper: Option<Upper>,
     target: &Path,
 ) -> Result<()> {
     let _ = root;
@@ -568,11 +574,11 @@ fn stack(
         })
         .collect();
     let mut opts = format!("lowerdir={}", lower.join(":"));
-    if let Some((u, w)) = upper {
+    if let Some(u) = upper {
         opts.push_str(&format!(
             ",upperdir={},workdir={}",
-            u.display(),
-            w.display()
+            u.dir.display(),
+            u.work.display()
         ));
     }
     if opts.len() >= 4096 {
@@ -587,7 +593,14 @@ fn stack(
         CString::new(s).map_err(|_| Error::Manifest(format!("path {s:?} has a NUL byte")))
     };
     let target_c = c(&target.to_string_lossy())?;
-    let opts_c = c(&opts)?;
+    // With `volatile` first; a kernel before 5.10 refuses the option (EINVAL): then without.
+    let volatile = upper.is_some_and(|u| u.volatile);
+    let opts_c = c(&if volatile {
+        format!("{opts},volatile")
+    } else {
+        opts.clone()
+    })?;
+    let plain_c = c(&opts)?;
     let dir_c = c(&layers_dir.to_string_lossy())?;
     let flags = if upper.is_some() { 0 } else { libc::MS_RDONLY };
     // SAFETY: fork of a process that only calls async-signal-safe functions in the child.
@@ -599,14 +612,20 @@ fn stack(
         0 => {
             // SAFETY: chdir and mount with valid C strings, then _exit.
             unsafe {
-                let ok = libc::chdir(dir_c.as_ptr()) == 0
-                    && libc::mount(
+                let mount = |o: &CString| {
+                    libc::mount(
                         c"overlay".as_ptr(),
                         target_c.as_ptr(),
                         c"overlay".as_ptr(),
                         flags,
-                        opts_c.as_ptr().cast(),
-                    ) == 0;
+                        o.as_ptr().cast(),
+                    ) == 0
+                };
+                let ok = libc::chdir(dir_c.as_ptr()) == 0
+                    && (mount(&opts_c)
+                        || (volatile
+                            && *libc::__errno_location() == libc::EINVAL
+                            && mount(&plain_c)));
                 let code = if ok { 0 } else { *libc::__errno_location() };
                 libc::_exit(code)
             }

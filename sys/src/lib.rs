@@ -85,12 +85,24 @@ pub enum OverlayError {
     Failed(io::Error),
 }
 
+/// An overlay's writable layer: its upper and work directories.
+#[derive(Debug, Clone, Copy)]
+pub struct Upper<'a> {
+    pub dir: &'a Path,
+    pub work: &'a Path,
+    /// Skip every sync of the upper layer (overlayfs's `volatile`, Linux 5.10+; ignored before):
+    /// for a container that is gone after it exits, so its unmount does not wait for a
+    /// syncfs of the whole file system the upper directory is on. After a crash the kernel
+    /// refuses the same work directory again (`work/incompat/volatile`).
+    pub volatile: bool,
+}
+
 /// Mount an overlayfs on `target` with fsopen/fsconfig/fsmount: each lower layer (topmost
 /// first) is its own `lowerdir+` option, so there is no limit on how many fit (mount(2) takes
 /// all options in one page, about 60 layer paths), and no path is re-parsed for `:` or `,`.
 pub fn mount_overlay(
     lower: &[&Path],
-    upper: Option<(&Path, &Path)>,
+    upper: Option<Upper>,
     target: &Path,
 ) -> Result<(), OverlayError> {
     use OverlayError::{Failed, Unsupported};
@@ -126,9 +138,13 @@ pub fn mount_overlay(
         }
         first = false;
     }
-    if let Some((u, w)) = upper {
-        set(c"upperdir", Some(u)).map_err(Failed)?;
-        set(c"workdir", Some(w)).map_err(Failed)?;
+    if let Some(u) = upper {
+        set(c"upperdir", Some(u.dir)).map_err(Failed)?;
+        set(c"workdir", Some(u.work)).map_err(Failed)?;
+        if u.volatile {
+            // Only an optimization: a kernel that does not know it mounts without.
+            let _ = set(c"volatile", None);
+        }
     }
     // SAFETY: fsconfig create on our fs context.
     let r = unsafe {
