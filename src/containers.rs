@@ -222,34 +222,69 @@ fn exits_dir(root: &Path) -> PathBuf {
     root.join("exits")
 }
 
-/// Keep a removed container's exit code (for `wait` on a `--rm` container).
+/// Keep a removed container's exit code (for `wait` on a `--rm` container): one line
+/// `<id> <code>` appended to the current minute's file, `exits/<unix minute>`. No file per
+/// container, and the files of minutes older than two go when a new minute's file starts, so
+/// a loop of `run --rm` keeps a bounded number of codes without anyone pruning.
 pub fn save_exit(root: &Path, id: &str, code: i32) -> Result<()> {
-    fs::create_dir_all(exits_dir(root))?;
-    fs::write(exits_dir(root).join(id), code.to_string())?;
+    use std::io::Write;
+    let dir = exits_dir(root);
+    fs::create_dir_all(&dir)?;
+    let minute = (crate::timefmt::now_secs() / 60.0) as u64;
+    let mut f = fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join(minute.to_string()))?;
+    let new_minute = f.metadata().is_ok_and(|m| m.len() == 0);
+    // One write of a short line: appends from several husks do not interleave.
+    f.write_all(format!("{id} {code}\n").as_bytes())?;
+    if new_minute {
+        forget_exits_before(root, minute.saturating_sub(2));
+    }
     Ok(())
 }
 
 pub fn load_exit(root: &Path, id: &str) -> Option<i32> {
-    fs::read_to_string(exits_dir(root).join(id))
+    let mut minutes: Vec<(u64, PathBuf)> = fs::read_dir(exits_dir(root))
         .ok()?
-        .trim()
-        .parse()
-        .ok()
+        .flatten()
+        .filter_map(|e| Some((e.file_name().to_str()?.parse().ok()?, e.path())))
+        .collect();
+    minutes.sort_by_key(|m| std::cmp::Reverse(m.0));
+    minutes.iter().find_map(|(_, path)| {
+        fs::read_to_string(path).ok()?.lines().rev().find_map(|l| {
+            let (i, code) = l.split_once(' ')?;
+            (i == id).then(|| code.trim().parse().ok())?
+        })
+    })
 }
 
 /// Forget kept exit codes older than a minute (`container prune`).
 pub fn prune_exits(root: &Path) {
-    if let Ok(rd) = fs::read_dir(exits_dir(root)) {
-        for e in rd.flatten() {
-            let old = e
+    forget_exits_before(
+        root,
+        ((crate::timefmt::now_secs() / 60.0) as u64).saturating_sub(1),
+    );
+}
+
+/// Remove the minute files before `minute`, and anything else in `exits/` (a file per
+/// container, as husk kept them before) older than a minute.
+fn forget_exits_before(root: &Path, minute: u64) {
+    let Ok(rd) = fs::read_dir(exits_dir(root)) else {
+        return;
+    };
+    for e in rd.flatten() {
+        let old = match e.file_name().to_str().and_then(|n| n.parse::<u64>().ok()) {
+            Some(m) => m < minute,
+            None => e
                 .metadata()
                 .and_then(|m| m.modified())
                 .ok()
                 .and_then(|t| t.elapsed().ok())
-                .is_some_and(|age| age.as_secs() > 60);
-            if old {
-                let _ = fs::remove_file(e.path());
-            }
+                .is_some_and(|age| age.as_secs() > 60),
+        };
+        if old {
+            let _ = fs::remove_file(e.path());
         }
     }
 }
@@ -312,4 +347,39 @@ pub fn inspect(root: &Path, names: &[String]) -> Result<()> {
         .collect::<Result<Vec<_>>>()?;
     println!("{}", serde_json::to_string_pretty(&list)?);
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exit_codes_are_kept_a_few_minutes_in_one_file_a_minute() {
+        let root = tempfile::tempdir().unwrap();
+        let r = root.path();
+        assert_eq!(load_exit(r, "a"), None);
+        save_exit(r, "a", 3).unwrap();
+        save_exit(r, "b", 137).unwrap();
+        assert_eq!((load_exit(r, "a"), load_exit(r, "b")), (Some(3), Some(137)));
+        assert_eq!(load_exit(r, "c"), None);
+        // An older minute's file, and a file per container as older husks kept them.
+        let minute = (crate::timefmt::now_secs() / 60.0) as u64;
+        fs::write(exits_dir(r).join((minute - 5).to_string()), "old 1\n").unwrap();
+        let legacy = exits_dir(r).join("legacy");
+        fs::write(&legacy, "2").unwrap();
+        let f = fs::File::options().write(true).open(&legacy).unwrap();
+        f.set_modified(std::time::SystemTime::now() - std::time::Duration::from_secs(120))
+            .unwrap();
+        assert_eq!(load_exit(r, "old"), Some(1));
+        prune_exits(r);
+        assert_eq!(load_exit(r, "old"), None, "older than a minute");
+        assert!(!legacy.exists());
+        assert_eq!(load_exit(r, "a"), Some(3), "this minute's stay");
+        // One line each, not one file each (two files if a minute turned meanwhile).
+        for i in 0..20 {
+            save_exit(r, &format!("id{i}"), i).unwrap();
+        }
+        assert_eq!(load_exit(r, "id7"), Some(7));
+        assert!(fs::read_dir(exits_dir(r)).unwrap().count() <= 2);
+    }
 }
