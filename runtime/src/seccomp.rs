@@ -28,6 +28,7 @@ pub struct SockFilter {
 const LD_W_ABS: u16 = 0x20; // BPF_LD | BPF_W | BPF_ABS
 const ALU_AND_K: u16 = 0x54; // BPF_ALU | BPF_AND | BPF_K
 const LD_MEM: u16 = 0x60; // BPF_LD | BPF_W | BPF_MEM: A = M[k]
+const LD_IMM: u16 = 0x00; // BPF_LD | BPF_W | BPF_IMM: A = k
 const ST: u16 = 0x02; // BPF_ST: M[k] = A
 /// The scratch slot holding the syscall number (x32's bit cleared) while a section runs.
 const M_NR: u32 = 0;
@@ -423,7 +424,65 @@ fn emit_tree(p: &mut Vec<SockFilter>, segs: &[(u32, Block)]) -> Result<()> {
     emit_tree(p, &segs[mid..])
 }
 
+/// x32's own syscall numbers (without the x32 bit) and the calls they are: the compat entry
+/// points of arch/x86/entry/syscalls/syscall_64.tbl, which x32 uses instead of the x86_64
+/// numbers of the same names (those are 64-bit only, ENOSYS for x32).
+const X32_ONLY: [(u32, &str); 36] = [
+    (512, "rt_sigaction"),
+    (513, "rt_sigreturn"),
+    (514, "ioctl"),
+    (515, "readv"),
+    (516, "writev"),
+    (517, "recvfrom"),
+    (518, "sendmsg"),
+    (519, "recvmsg"),
+    (520, "execve"),
+    (521, "ptrace"),
+    (522, "rt_sigpending"),
+    (523, "rt_sigtimedwait"),
+    (524, "rt_sigqueueinfo"),
+    (525, "sigaltstack"),
+    (526, "timer_create"),
+    (527, "mq_notify"),
+    (528, "kexec_load"),
+    (529, "waitid"),
+    (530, "set_robust_list"),
+    (531, "get_robust_list"),
+    (532, "vmsplice"),
+    (533, "move_pages"),
+    (534, "preadv"),
+    (535, "pwritev"),
+    (536, "rt_tgsigqueueinfo"),
+    (537, "recvmmsg"),
+    (538, "sendmmsg"),
+    (539, "process_vm_readv"),
+    (540, "process_vm_writev"),
+    (541, "setsockopt"),
+    (542, "getsockopt"),
+    (543, "io_setup"),
+    (544, "io_submit"),
+    (545, "execveat"),
+    (546, "preadv2"),
+    (547, "pwritev2"),
+];
+
+/// Does this kernel run x32 calls? Most kernels are built without the ABI or boot with it
+/// off (`syscall.x32=n`): then every x32 call fails with ENOSYS whatever a filter says.
+fn x32_runs_here() -> bool {
+    static RUNS: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *RUNS.get_or_init(|| {
+        cfg!(target_arch = "x86_64")
+            // SAFETY: getpid through the x32 entry point: no arguments, no side effects.
+            && unsafe { libc::syscall(libc::c_long::from(X32_SYSCALL_BIT as i32) | 39) } > 0
+    })
+}
+
 pub fn compile(s: &LinuxSeccomp) -> Result<Filter> {
+    compile_for(s, x32_runs_here())
+}
+
+/// `compile`, for a kernel that runs x32 calls or not.
+fn compile_for(s: &LinuxSeccomp, x32_runs: bool) -> Result<Filter> {
     let default = ret_value(s.default_action(), s.default_errno_ret())?;
     let mut flags = 0;
     for f in s.flags().iter().flatten() {
@@ -453,10 +512,10 @@ pub fn compile(s: &LinuxSeccomp) -> Result<Filter> {
     };
 
     // Calls of another ABI than the native one are described by their own syscall numbers:
-    // the profile's `architectures` decide which get a section of their own (on x86_64: i386
-    // with its table, x32 with the x86_64 numbers plus the x32 bit). A call of an ABI not
-    // listed gets the default action; with an allow-by-default profile it is killed instead,
-    // so it cannot slip past the deny rules (libseccomp's bad-arch action).
+    // the profile's `architectures` decide which pass (on x86_64: i386 with a section on its
+    // own table; x32 through the native rules, below). A call of an ABI not listed gets the
+    // default action; with an allow-by-default profile it is killed instead, so it cannot
+    // slip past the deny rules (libseccomp's bad-arch action).
     let foreign = match s.default_action() {
         LinuxSeccompAction::ScmpActAllow | LinuxSeccompAction::ScmpActLog => RET_KILL_PROCESS,
         _ => default,
@@ -484,16 +543,48 @@ pub fn compile(s: &LinuxSeccomp) -> Result<Filter> {
     patch(&mut p, native_ja);
     p.push(stmt(LD_W_ABS, OFF_NR));
     // x32 calls (nr | 0x40000000) arrive with the x86_64 audit arch and use x86_64's numbers
-    // for the calls they share (their own, 512-547, are in no x86_64 rule): with x32 listed,
-    // its bit is cleared and the call goes through the native rules, which is what a section
-    // of its own with every number plus the bit would decide, in a third fewer instructions.
+    // for most calls. With x32 listed, the bit is cleared and the call goes through the native
+    // rules, which is what a section of its own with every number plus the bit would decide,
+    // in a third fewer instructions. x32's own numbers (512-547) are renamed to the x86_64
+    // numbers of their calls first, so that a rule on execve also holds x32's execve; only
+    // where the kernel runs x32 calls at all, and only for calls the profile names.
     if cfg!(target_arch = "x86_64") {
-        p.push(jump(JGE_K, X32_SYSCALL_BIT, 0, 1));
-        p.push(if with_x32 {
-            stmt(ALU_AND_K, !X32_SYSCALL_BIT)
+        let x32: Vec<SockFilter> = if with_x32 {
+            let mut block = vec![stmt(ALU_AND_K, !X32_SYSCALL_BIT)];
+            let named = |n: &str| {
+                s.syscalls()
+                    .iter()
+                    .flatten()
+                    .any(|r| r.names().iter().any(|m| m == n))
+            };
+            let renames: Vec<(u32, u32)> = if x32_runs {
+                X32_ONLY
+                    .iter()
+                    .filter(|(_, n)| named(n))
+                    .filter_map(|(x, n)| {
+                        let native = syscalls::Sysno::from_str(n).ok()?.id() as u32;
+                        Some((*x, native))
+                    })
+                    .collect()
+            } else {
+                Vec::new()
+            };
+            if !renames.is_empty() {
+                // A >= 512: JEQ x, LD #native, JA end for each; below 512 the chain is skipped.
+                let len = 3 * renames.len();
+                block.push(jump(JGE_K, X32_ONLY[0].0, 0, rel(0, len + 1)?));
+                for (i, (x, native)) in renames.iter().enumerate() {
+                    block.push(jump(JEQ_K, *x, 0, 2));
+                    block.push(stmt(LD_IMM, *native));
+                    block.push(stmt(JA, (3 * (renames.len() - 1 - i)) as u32));
+                }
+            }
+            block
         } else {
-            stmt(RET_K, foreign)
-        });
+            vec![stmt(RET_K, foreign)]
+        };
+        p.push(jump(JGE_K, X32_SYSCALL_BIT, 0, rel(0, x32.len() + 1)?));
+        p.extend(x32);
     }
     p.push(stmt(ST, M_NR));
     emit_rules(
@@ -642,6 +733,7 @@ mod tests {
                 LD_W_ABS => a = word(i.k),
                 ALU_AND_K => a &= i.k,
                 ST => mem[i.k as usize] = Some(a),
+                LD_IMM => a = i.k,
                 LD_MEM => a = mem[i.k as usize].expect("M[k] is stored before it is loaded"),
                 JA => pc += i.k as usize,
                 JEQ_K => pc += if a == i.k { i.jt } else { i.jf } as usize,
@@ -940,10 +1032,64 @@ mod tests {
         syscalls::Sysno::from_str(name).ok().map(|n| n.id() as u32)
     }
 
+    /// The x86_64 number of the call an x32 number makes.
+    fn x32_as_native(nr: u32) -> u32 {
+        X32_ONLY
+            .iter()
+            .find(|(x, _)| *x == nr)
+            .map_or(nr, |(_, n)| nr_of(n).unwrap())
+    }
+
     fn nr_of_i386(name: &str) -> Option<u32> {
         syscalls::x86::Sysno::from_str(name)
             .ok()
             .map(|n| n.id() as u32)
+    }
+
+    #[test]
+    fn x32s_own_execve_is_held_by_a_rule_on_execve() {
+        // Allow by default, deny execve and ptrace: x32 makes them as 520 and 521, not as
+        // x86_64's 59 and 101. Before the renaming they fell to the default and were allowed.
+        let s: LinuxSeccomp = serde_json::from_value(serde_json::json!({
+            "defaultAction": "SCMP_ACT_ALLOW",
+            "architectures": ["SCMP_ARCH_X86_64", "SCMP_ARCH_X32"],
+            "syscalls": [{"names": ["execve", "ptrace"], "action": "SCMP_ACT_ERRNO", "errnoRet": 1}]
+        }))
+        .unwrap();
+        let f = compile_for(&s, true).unwrap();
+        for x32_nr in [520, 521] {
+            assert_eq!(
+                eval(&f.program, NATIVE_ARCH, x32_nr | X32_SYSCALL_BIT, [0; 6]),
+                RET_ERRNO | 1
+            );
+        }
+        let rt_sigaction = 512 | X32_SYSCALL_BIT;
+        assert_eq!(
+            eval(&f.program, NATIVE_ARCH, rt_sigaction, [0; 6]),
+            RET_ALLOW
+        );
+        assert_eq!(
+            eval(&f.program, NATIVE_ARCH, nr("execve"), [0; 6]),
+            RET_ERRNO | 1
+        );
+        // Where x32 calls cannot run (ENOSYS whatever the filter says) nothing is renamed.
+        let off = compile_for(&s, false).unwrap();
+        assert!(off.program.len() < f.program.len());
+        // The kernel's checker takes the renaming (LD #k, scratch memory) even where x32
+        // is off: installed in a child that then exits.
+        // SAFETY: the child only makes syscalls (prctl, seccomp) and leaves with _exit.
+        match unsafe { libc::fork() } {
+            0 => unsafe {
+                libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0);
+                libc::_exit(if install(&f).is_ok() { 0 } else { 1 })
+            },
+            pid => {
+                let mut status = 0;
+                // SAFETY: waiting for the child forked above.
+                unsafe { libc::waitpid(pid, &mut status, 0) };
+                assert!(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0);
+            }
+        }
     }
 
     #[test]
@@ -967,7 +1113,7 @@ mod tests {
              "syscalls": rules}
         ))
         .unwrap();
-        let f = compile(&s).unwrap();
+        let f = compile_for(&s, true).unwrap();
         assert!(
             f.program.iter().any(|i| i.code == JA && i.k > 255),
             "long jumps"
@@ -979,10 +1125,18 @@ mod tests {
                 assert_eq!(eval(&f.program, NATIVE_ARCH, nr, args), want, "nr {nr}");
                 assert_eq!(
                     eval(&f.program, NATIVE_ARCH, nr | X32_SYSCALL_BIT, args),
-                    want,
+                    reference(&s, &nr_of, x32_as_native(nr), args),
                     "x32 nr {nr}"
                 );
             }
+        }
+        // Numbers with other high bits (ptrace can set any): no rule, the default.
+        for nr in [0x8000_0000u32, 0xbfff_ffff, 0xffff_ffff, 0x4000_0000 | 600] {
+            assert_eq!(
+                eval(&f.program, NATIVE_ARCH, nr, [0; 6]),
+                RET_ALLOW,
+                "{nr:#x}"
+            );
         }
     }
 
@@ -1007,6 +1161,9 @@ mod tests {
             "kill",
             "exit_group",
             "io_uring_setup",
+            "execve",
+            "ioctl",
+            "ptrace",
         ];
         let ops = [
             "SCMP_CMP_EQ",
@@ -1070,7 +1227,9 @@ mod tests {
                 {"defaultAction": default, "architectures": arches, "syscalls": rules}
             ))
             .unwrap();
-            let f = compile(&s).unwrap();
+            let f = compile_for(&s, false).unwrap();
+            // Where the kernel runs x32 calls, x32's own numbers are renamed too.
+            let f_x32 = compile_for(&s, true).unwrap();
             // An ABI without a section of its own: killed under an allow-by-default profile,
             // else the default.
             let foreign = if default == "SCMP_ACT_ALLOW" {
@@ -1091,16 +1250,32 @@ mod tests {
                     reference(&s, &nr_of, nr, args),
                     "nr {nr} args {args:?} profile {s:?}"
                 );
-                // x32: x86_64's numbers with the bit; its own (512-547) match no rule.
-                let x32 = if with_x32 {
-                    reference(&s, &nr_of, nr, args)
+                // x32: x86_64's numbers with the bit, and its own (512-547) for some calls.
+                let nr = match rnd(3) {
+                    0 => X32_ONLY
+                        .iter()
+                        .find(|(_, n)| *n == name)
+                        .map_or(nr, |(x, _)| *x),
+                    1 => 500 + rnd(60) as u32,
+                    _ => nr,
+                };
+                let (x32, x32_renamed) = if with_x32 {
+                    (
+                        reference(&s, &nr_of, nr, args),
+                        reference(&s, &nr_of, x32_as_native(nr), args),
+                    )
                 } else {
-                    foreign
+                    (foreign, foreign)
                 };
                 assert_eq!(
                     eval(&f.program, NATIVE_ARCH, nr | X32_SYSCALL_BIT, args),
                     x32,
                     "x32 nr {nr} args {args:?} profile {s:?}"
+                );
+                assert_eq!(
+                    eval(&f_x32.program, NATIVE_ARCH, nr | X32_SYSCALL_BIT, args),
+                    x32_renamed,
+                    "x32 (running) nr {nr} args {args:?} profile {s:?}"
                 );
                 let nr = if rnd(5) == 0 {
                     rnd(460) as u32
