@@ -34,7 +34,12 @@ pub fn remove(root: &Path, c: &Container, anonymous_volumes: bool) -> Result<()>
         }
     }
     {
-        let _l = containers::lock(root, &c.id)?;
+        let _l = match containers::lock(root, &c.id) {
+            Ok(l) => l,
+            // Gone meanwhile: its monitor removed it (`--rm`), which is what was asked.
+            Err(_) if !dir.exists() => return Ok(()),
+            Err(e) => return Err(e),
+        };
         // Decide on what is on disk now, not on what the caller read earlier.
         let current = match Container::load(root, &c.id) {
             Ok(cur) => Some(cur),

@@ -236,8 +236,13 @@ pub fn save_exit(root: &Path, id: &str, code: i32) -> Result<()> {
         .append(true)
         .open(dir.join(minute.to_string()))?;
     let new_minute = f.metadata().is_ok_and(|m| m.len() == 0);
-    // One write of a short line: appends from several husks do not interleave.
-    f.write_all(format!("{id} {code}\n").as_bytes())?;
+    // One write of a short line: appends from several husks do not interleave. A short write
+    // (a full disk) is not continued by a second append, which another husk's line could
+    // split: the torn line has no newline and readers skip it.
+    let line = format!("{id} {code}\n");
+    if f.write(line.as_bytes())? != line.len() {
+        bail!("cannot keep the exit code of {id}: short write");
+    }
     if new_minute {
         forget_exits_before(root, minute.saturating_sub(2));
     }
@@ -252,9 +257,10 @@ pub fn load_exit(root: &Path, id: &str) -> Option<i32> {
         .collect();
     minutes.sort_by_key(|m| std::cmp::Reverse(m.0));
     minutes.iter().find_map(|(_, path)| {
-        fs::read_to_string(path).ok()?.lines().rev().find_map(|l| {
-            let (i, code) = l.split_once(' ')?;
-            (i == id).then(|| code.trim().parse().ok())?
+        let text = fs::read_to_string(path).ok()?;
+        text.split_inclusive('\n').rev().find_map(|l| {
+            let (i, code) = l.strip_suffix('\n')?.split_once(' ')?;
+            (i == id).then(|| code.parse().ok())?
         })
     })
 }
@@ -375,6 +381,15 @@ mod tests {
         assert_eq!(load_exit(r, "old"), None, "older than a minute");
         assert!(!legacy.exists());
         assert_eq!(load_exit(r, "a"), Some(3), "this minute's stay");
+        // A torn line (no newline) is not read as a code.
+        let minute_file = exits_dir(r).join(minute.to_string());
+        let mut f = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&minute_file)
+            .unwrap();
+        std::io::Write::write_all(&mut f, b"torn 13").unwrap();
+        assert_eq!(load_exit(r, "torn"), None);
         // One line each, not one file each (two files if a minute turned meanwhile).
         for i in 0..20 {
             save_exit(r, &format!("id{i}"), i).unwrap();

@@ -802,5 +802,16 @@ fn signals_restart_start_attach_and_follow() {
     until("the --rm container to go", || {
         !husk(r, &["ps", "-aq"]).1.contains(&rm_id[..12])
     });
+    // `rm -f` of a running --rm container races its monitor, which removes it too: either
+    // way it is gone and rm succeeds.
+    for _ in 0..5 {
+        let (code, id, err) = husk(r, &["run", "-d", "--rm", &img, "sleep", "30"]);
+        assert_eq!(code, 0, "{err}");
+        let (code, _, err) = husk(r, &["rm", "-f", id.trim()]);
+        assert_eq!(code, 0, "{err}");
+        until("the --rm container to go", || {
+            !husk(r, &["ps", "-aq"]).1.contains(&id.trim()[..12])
+        });
+    }
     no_mounts(r);
 }

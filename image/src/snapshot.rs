@@ -503,14 +503,7 @@ pub fn mount(root: &Path, diff_ids: &[Digest], upper: Option<Upper>, target: &Pa
     // A bad grace setting is refused here, when a container starts, not ignored when it ends.
     mount_grace()?;
     if let Some(u) = upper.filter(|u| u.volatile) {
-        // overlayfs leaves work/incompat/volatile behind and refuses that work directory
-        // again, even after a clean unmount: a volatile upper is remounted (a restarted --rm
-        // container) with the kernel's scratch directory gone, as it would clean it anyway.
-        let scratch = u.work.join("work");
-        if scratch.exists() {
-            std::fs::remove_dir_all(&scratch)
-                .map_err(|e| Error::io(format!("cannot clear {}", scratch.display()), e))?;
-        }
+        prepare_volatile(u)?;
     }
     // A layer that appears twice (the empty layer, say) is stacked once, at its topmost place:
     // overlayfs refuses the same lower directory twice, and the merged view is the same.
@@ -531,6 +524,46 @@ pub fn mount(root: &Path, diff_ids: &[Digest], upper: Option<Upper>, target: &Pa
         let _ = release(root, diff_ids, Duration::ZERO);
     }
     result
+}
+
+/// Before a volatile upper is mounted again (a restarted --rm container): overlayfs leaves
+/// `work/incompat/volatile/dirty` behind and refuses that work directory, even after a clean
+/// unmount, because after a crash the upper may be torn. If that mark is from this boot the
+/// unmount was clean, and the kernel's scratch directory goes (the kernel would clean it
+/// anyway); if it is older than this boot, the upper cannot be trusted and the container
+/// starts over from its image.
+fn prepare_volatile(u: Upper) -> Result<()> {
+    let scratch = u.work.join("work");
+    if !scratch.exists() {
+        return Ok(());
+    }
+    let clear = |dir: &Path| {
+        std::fs::remove_dir_all(dir)
+            .map_err(|e| Error::io(format!("cannot clear {}", dir.display()), e))
+    };
+    let marked = std::fs::metadata(scratch.join("incompat/volatile/dirty"))
+        .and_then(|m| m.modified())
+        .ok();
+    if marked.is_some_and(|t| t < boot_time()) {
+        clear(u.dir)?;
+        std::fs::create_dir(u.dir)
+            .map_err(|e| Error::io(format!("cannot create {}", u.dir.display()), e))?;
+    }
+    clear(&scratch)
+}
+
+/// When this boot began (`btime` in /proc/stat); the epoch if unknown, which trusts the mark.
+fn boot_time() -> SystemTime {
+    std::fs::read_to_string("/proc/stat")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("btime "))
+                .and_then(|v| v.trim().parse().ok())
+        })
+        .map_or(SystemTime::UNIX_EPOCH, |secs| {
+            SystemTime::UNIX_EPOCH + Duration::from_secs(secs)
+        })
 }
 
 /// The overlay (or, for one layer without an upper directory, a read-only bind) of the
@@ -710,4 +743,52 @@ pub fn unmount(target: &Path) -> Result<()> {
 pub fn image_mount_point(root: &Path, config: &str) -> PathBuf {
     root.join("mounts")
         .join(config.trim_start_matches("sha256:"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A container directory whose volatile overlay was unmounted, with its dirty mark from
+    /// `when`.
+    fn unmounted_volatile(when: SystemTime) -> tempfile::TempDir {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(d.path().join("upper")).unwrap();
+        std::fs::write(d.path().join("upper/kept"), "x").unwrap();
+        let marks = d.path().join("work/work/incompat/volatile");
+        std::fs::create_dir_all(&marks).unwrap();
+        let dirty = std::fs::File::create(marks.join("dirty")).unwrap();
+        dirty.set_modified(when).unwrap();
+        d
+    }
+
+    fn prepare(d: &Path) {
+        prepare_volatile(Upper {
+            dir: &d.join("upper"),
+            work: &d.join("work"),
+            volatile: true,
+        })
+        .unwrap();
+    }
+
+    #[test]
+    fn a_volatile_upper_from_this_boot_is_kept_and_one_from_an_earlier_boot_is_not() {
+        let now = unmounted_volatile(SystemTime::now());
+        prepare(now.path());
+        assert!(now.path().join("upper/kept").exists(), "same boot: kept");
+        assert!(!now.path().join("work/work").exists(), "scratch cleared");
+        let before = unmounted_volatile(boot_time() - Duration::from_secs(60));
+        prepare(before.path());
+        assert!(before.path().join("upper").is_dir());
+        assert!(
+            !before.path().join("upper/kept").exists(),
+            "earlier boot: dropped"
+        );
+        assert!(!before.path().join("work/work").exists());
+        // A first mount has nothing to clear.
+        let fresh = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(fresh.path().join("upper")).unwrap();
+        std::fs::create_dir_all(fresh.path().join("work")).unwrap();
+        prepare(fresh.path());
+    }
 }
