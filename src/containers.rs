@@ -94,6 +94,9 @@ pub struct Container {
     pub interactive: bool,
     pub stop_signal: String,
     pub stop_timeout: i64,
+    /// `--timeout`: seconds a start may run before the container is killed.
+    #[serde(default)]
+    pub timeout: Option<u64>,
     pub network: String,
     pub mounts: Vec<MountRecord>,
     /// Anonymous volumes made for this container (`rm -v` removes them).

@@ -9,6 +9,8 @@ use std::io::{Read, Write};
 use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::net::UnixStream;
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
 use anyhow::{anyhow, Context, Result};
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
@@ -107,9 +109,11 @@ pub fn supervise(
     let c = Container::load(root, id)?;
     let dir = containers::dir(root, id);
     let rt = runtime(root);
+    let timed_out = Arc::new(AtomicBool::new(false));
+    let attached = matches!(stdio, Stdio::Direct | Stdio::Logged { attach: true });
     let result = (|| {
         mount_rootfs(root, &c)?;
-        launch(root, &c, &rt, stdio, started)
+        launch(root, &c, &rt, stdio, started, &timed_out)
     })();
     // Whatever happened: the runtime's state, the cgroup and the mount go; the record says
     // how it ended.
@@ -121,10 +125,19 @@ pub fn supervise(
     let _ = rt.delete(id, true);
     unmount_rootfs(root, id);
     let _ = dir;
-    let (code, error) = match &result {
+    let (code, mut error) = match &result {
         Ok(code) => (*code, String::new()),
         Err(e) => (crate::run::exit_code_of(e), format!("{e:#}")),
     };
+    if timed_out.load(Ordering::SeqCst) {
+        error = format!(
+            "killed after its --timeout of {} s",
+            c.timeout.unwrap_or_default()
+        );
+        if attached {
+            eprintln!("husk: container {} {error}", c.name);
+        }
+    }
     if let Err(e) = &result {
         started(Err(format!("{e:#}")));
     }
@@ -151,6 +164,7 @@ fn launch(
     rt: &husk_runtime::Runtime,
     stdio: Stdio,
     started: &mut dyn FnMut(std::result::Result<(), String>),
+    timed_out: &Arc<AtomicBool>,
 ) -> Result<i32> {
     let dir = containers::dir(root, &c.id);
     let proxy = if c.tty {
@@ -220,6 +234,9 @@ fn launch(
         c.state.error.clear();
     })?;
     started(Ok(()));
+    if let Some(secs) = c.timeout {
+        arm_timeout(pid, secs, timed_out.clone())?;
+    }
     if stdio == Stdio::Direct {
         return husk_runtime::supervise::wait_foreground(Pid::from_raw(pid), pty)
             .map_err(|e| anyhow!(e));
@@ -238,6 +255,40 @@ fn launch(
         attach && c.tty && c.interactive,
         attach,
     )
+}
+
+/// `--timeout`: a thread that SIGKILLs the init after `secs`, through a pidfd so that a pid
+/// reused after the init was reaped is never hit; `fired` says it did. The thread sleeps on
+/// when the container ends first, and goes with the process.
+fn arm_timeout(pid: i32, secs: u64, fired: Arc<AtomicBool>) -> Result<()> {
+    // SAFETY: pidfd_open of our container's init; the fd is ours.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error())
+            .context("--timeout needs pidfd_open (Linux 5.3+)");
+    }
+    // SAFETY: just opened.
+    let pidfd = unsafe { OwnedFd::from_raw_fd(fd as RawFd) };
+    std::thread::Builder::new()
+        .name("timeout".into())
+        .spawn(move || {
+            std::thread::sleep(std::time::Duration::from_secs(secs));
+            // SAFETY: pidfd_send_signal on our pidfd; ESRCH once the init is gone.
+            let r = unsafe {
+                libc::syscall(
+                    libc::SYS_pidfd_send_signal,
+                    pidfd.as_raw_fd(),
+                    libc::SIGKILL,
+                    std::ptr::null::<libc::siginfo_t>(),
+                    0,
+                )
+            };
+            if r == 0 {
+                fired.store(true, Ordering::SeqCst);
+            }
+        })
+        .context("cannot start the --timeout thread")?;
+    Ok(())
 }
 
 /// Our fds 0-2, put back when dropped. A closed one is saved as /dev/null.

@@ -600,6 +600,7 @@ fn record_container(
         interactive: a.interactive,
         stop_signal,
         stop_timeout: a.stop_timeout.unwrap_or(10),
+        timeout: a.timeout,
         network: match a.network {
             NetworkMode::None => "none".into(),
             NetworkMode::Host => "host".into(),

@@ -815,3 +815,70 @@ fn signals_restart_start_attach_and_follow() {
     }
     no_mounts(r);
 }
+
+#[test]
+fn a_timeout_kills_the_container_with_137() {
+    let Some((_reg, root, img)) = setup("a_timeout_kills_the_container_with_137") else {
+        return;
+    };
+    let r = root.path();
+    // Attached: husk returns the SIGKILL's 137 and says why; a busy loop that ignores
+    // SIGTERM (PID 1) cannot outlast it.
+    let (code, _, err) = husk(
+        r,
+        &[
+            "run",
+            "--rm",
+            "--timeout",
+            "1",
+            &img,
+            "sh",
+            "-c",
+            "while :; do :; done",
+        ],
+    );
+    assert_eq!(code, 137, "{err}");
+    assert!(err.contains("killed after its --timeout of 1 s"), "{err}");
+    // A command that ends first keeps its own code, without waiting for the timeout.
+    let started = Instant::now();
+    let (code, out, err) = husk(
+        r,
+        &[
+            "run",
+            "--rm",
+            "--timeout",
+            "60",
+            &img,
+            "sh",
+            "-c",
+            "echo hi; exit 3",
+        ],
+    );
+    assert_eq!((code, out.as_str()), (3, "hi\n"), "{err}");
+    assert!(
+        started.elapsed() < Duration::from_secs(50),
+        "did not wait for the timeout"
+    );
+    // Detached: the monitor enforces it; wait and inspect tell.
+    let (code, id, err) = husk(r, &["run", "-d", "--timeout", "1", &img, "sleep", "60"]);
+    assert_eq!(code, 0, "{err}");
+    let id = id.trim();
+    assert_eq!(husk(r, &["wait", id]).1, "137\n");
+    let state = &inspect(r, id)["State"];
+    assert_eq!(state["ExitCode"], 137);
+    assert!(
+        state["Error"]
+            .as_str()
+            .unwrap_or("")
+            .contains("--timeout of 1 s"),
+        "{state}"
+    );
+    // Counted again from each start.
+    let (code, _, err) = husk(r, &["start", "-a", id]);
+    assert_eq!(code, 137, "{err}");
+    let (code, _, err) = husk(r, &["run", "--rm", "--timeout", "0", &img, "true"]);
+    assert_ne!(code, 0);
+    assert!(err.contains("--timeout"), "{err}");
+    assert_eq!(husk(r, &["rm", "-f", id]).0, 0);
+    no_mounts(r);
+}

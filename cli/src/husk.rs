@@ -496,6 +496,10 @@ pub struct RunArgs {
     /// Seconds `stop` waits before SIGKILL (default 10)
     #[arg(long)]
     pub stop_timeout: Option<i64>,
+    /// Kill the container (SIGKILL, exit code 137) once it has run this many seconds, as
+    /// podman's --timeout; counted again from each start
+    #[arg(long, value_name = "SECONDS", value_parser = clap::value_parser!(u64).range(1..))]
+    pub timeout: Option<u64>,
     /// Mount a filesystem: type=bind|volume|tmpfs,source=…,target=…[,readonly][,tmpfs-size=…]
     #[arg(long)]
     pub mount: Vec<String>,
