@@ -272,6 +272,8 @@ fn arm_timeout(pid: i32, secs: u64, fired: Arc<AtomicBool>) -> Result<()> {
     std::thread::Builder::new()
         .name("timeout".into())
         .spawn(move || {
+            // Signals for husk are the main thread's to take (it forwards them); none here.
+            let _ = nix::sys::signal::SigSet::all().thread_block();
             std::thread::sleep(std::time::Duration::from_secs(secs));
             // SAFETY: pidfd_send_signal on our pidfd; ESRCH once the init is gone.
             let r = unsafe {
