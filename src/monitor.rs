@@ -234,33 +234,45 @@ fn launch(
         c.state.error.clear();
     })?;
     started(Ok(()));
-    if let Some(secs) = c.timeout {
-        arm_timeout(pid, secs, timed_out.clone())?;
-    }
-    if stdio == Stdio::Direct {
-        return husk_runtime::supervise::wait_foreground(Pid::from_raw(pid), pty)
-            .map_err(|e| anyhow!(e));
-    }
-    let log = logs::Writer::open(&containers::log_path(root, &c.id))?;
-    let streams: Vec<(OwnedFd, usize)> = match (pipes, pty) {
-        (Some((o, e)), _) => vec![(o, 0), (e, 1)],
-        (None, Some(p)) => vec![(p, 0)],
-        (None, None) => Vec::new(),
+    let watchdog = match c.timeout {
+        Some(secs) => Some(arm_timeout(pid, secs, timed_out.clone())?),
+        None => None,
     };
-    // docker puts the terminal in raw mode and forwards stdin only with -i and -t.
-    pump(
-        Pid::from_raw(pid),
-        streams,
-        log,
-        attach && c.tty && c.interactive,
-        attach,
-    )
+    let result = if stdio == Stdio::Direct {
+        husk_runtime::supervise::wait_foreground(Pid::from_raw(pid), pty).map_err(|e| anyhow!(e))
+    } else {
+        (|| {
+            let log = logs::Writer::open(&containers::log_path(root, &c.id))?;
+            let streams: Vec<(OwnedFd, usize)> = match (pipes, pty) {
+                (Some((o, e)), _) => vec![(o, 0), (e, 1)],
+                (None, Some(p)) => vec![(p, 0)],
+                (None, None) => Vec::new(),
+            };
+            // docker puts the terminal in raw mode and forwards stdin only with -i and -t.
+            pump(
+                Pid::from_raw(pid),
+                streams,
+                log,
+                attach && c.tty && c.interactive,
+                attach,
+            )
+        })()
+    };
+    // The init is gone (or the wait failed: then it is killed now), so the watchdog ends at
+    // once; joined, the monitor is single-threaded again before a restart forks.
+    if let Some(w) = watchdog {
+        if result.is_err() {
+            let _ = nix::sys::signal::kill(Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
+        }
+        let _ = w.join();
+    }
+    result
 }
 
 /// `--timeout`: a thread that SIGKILLs the init after `secs`, through a pidfd so that a pid
-/// reused after the init was reaped is never hit; `fired` says it did. The thread sleeps on
-/// when the container ends first, and goes with the process.
-fn arm_timeout(pid: i32, secs: u64, fired: Arc<AtomicBool>) -> Result<()> {
+/// reused after the init was reaped is never hit; `fired` says it did. It waits on the pidfd,
+/// which turns readable when the init exits, so it ends with the container.
+fn arm_timeout(pid: i32, secs: u64, fired: Arc<AtomicBool>) -> Result<std::thread::JoinHandle<()>> {
     // SAFETY: pidfd_open of our container's init; the fd is ours.
     let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
     if fd < 0 {
@@ -274,7 +286,29 @@ fn arm_timeout(pid: i32, secs: u64, fired: Arc<AtomicBool>) -> Result<()> {
         .spawn(move || {
             // Signals for husk are the main thread's to take (it forwards them); none here.
             let _ = nix::sys::signal::SigSet::all().thread_block();
-            std::thread::sleep(std::time::Duration::from_secs(secs));
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+            loop {
+                let left = deadline.saturating_duration_since(std::time::Instant::now());
+                if left.is_zero() {
+                    break;
+                }
+                let mut p = libc::pollfd {
+                    fd: pidfd.as_raw_fd(),
+                    events: libc::POLLIN,
+                    revents: 0,
+                };
+                let ms = left.as_millis().clamp(1, i32::MAX as u128) as i32;
+                // SAFETY: poll on one pollfd we own.
+                match unsafe { libc::poll(&mut p, 1, ms) } {
+                    n if n > 0 => return, // the init exited first
+                    0 => {}
+                    // Cannot wait on it (EINTR aside): sleep out the time instead.
+                    _ if std::io::Error::last_os_error().raw_os_error() != Some(libc::EINTR) => {
+                        std::thread::sleep(left)
+                    }
+                    _ => {}
+                }
+            }
             // SAFETY: pidfd_send_signal on our pidfd; ESRCH once the init is gone.
             let r = unsafe {
                 libc::syscall(
@@ -289,8 +323,7 @@ fn arm_timeout(pid: i32, secs: u64, fired: Arc<AtomicBool>) -> Result<()> {
                 fired.store(true, Ordering::SeqCst);
             }
         })
-        .context("cannot start the --timeout thread")?;
-    Ok(())
+        .context("cannot start the --timeout thread")
 }
 
 /// Our fds 0-2, put back when dropped. A closed one is saved as /dev/null.
