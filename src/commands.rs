@@ -746,15 +746,7 @@ pub fn volume(root: &Path, cmd: &VolumeCommand) -> Result<()> {
                 Some(n) => n.clone(),
                 None => crate::run::random_id()?,
             };
-            let labels = a
-                .label
-                .iter()
-                .map(|l| {
-                    let (k, v) = l.split_once('=').unwrap_or((l, ""));
-                    (k.to_string(), v.to_string())
-                })
-                .collect();
-            volumes::create(root, &name, labels, false)?;
+            volumes::create(root, &name, crate::run::parse_labels(&a.label), false)?;
             writeln!(out, "{name}")?;
         }
         VolumeCommand::Ls(a) => {

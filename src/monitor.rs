@@ -31,6 +31,13 @@ pub enum Stdio {
     Logged { attach: bool },
 }
 
+impl Stdio {
+    /// Is someone at the other end (our caller's terminal or pipes)?
+    fn attached(self) -> bool {
+        matches!(self, Stdio::Direct | Stdio::Logged { attach: true })
+    }
+}
+
 pub fn runtime(root: &Path) -> husk_runtime::Runtime {
     let log = husk_runtime::logging::Logger::new(None, husk_runtime::logging::Format::Text, false);
     husk_runtime::Runtime::new(crate::run::runtime_root(root), log)
@@ -110,7 +117,7 @@ pub fn supervise(
     let dir = containers::dir(root, id);
     let rt = runtime(root);
     let timed_out = Arc::new(AtomicBool::new(false));
-    let attached = matches!(stdio, Stdio::Direct | Stdio::Logged { attach: true });
+    let attached = stdio.attached();
     let result = (|| {
         mount_rootfs(root, &c)?;
         launch(root, &c, &rt, stdio, started, &timed_out)
@@ -177,7 +184,7 @@ fn launch(
         Some((a, b)) => (Some(a), Some(OwnedFd::from(b))),
         None => (None, None),
     };
-    let attach = matches!(stdio, Stdio::Direct | Stdio::Logged { attach: true });
+    let attach = stdio.attached();
     // The container's stdio while it is created: ours, swapped in, and back out whatever
     // happens (the guard), so husk's own errors still reach the user.
     let null = fs::OpenOptions::new()
@@ -410,24 +417,15 @@ fn pump(
             .map(|f| f.revents().is_some_and(|r| !r.is_empty()))
             .collect();
         if ready[0] {
-            while let Ok(Some(info)) = sfd.read_signal() {
-                let sig = info.ssi_signo as i32;
-                if sig == libc::SIGCHLD {
-                    // Once the init is reaped, a late SIGCHLD must not turn its code into the
-                    // "nothing to wait for" 255.
-                    if code.is_none() {
-                        code = husk_runtime::supervise::reap(pid).map_err(|e| anyhow!(e))?;
-                    }
-                } else if sig == libc::SIGWINCH && tty_attached {
-                    if let Some((p, _)) = streams.first() {
-                        husk_runtime::tty::copy_winsize(0, p.as_raw_fd());
-                    }
-                } else if attach && code.is_none() && sig != libc::SIGPIPE {
-                    if let Ok(s) = nix::sys::signal::Signal::try_from(sig) {
-                        let _ = nix::sys::signal::kill(pid, s);
-                    }
-                }
-            }
+            // Signals go to the container only while someone is attached (SIGPIPE is ours).
+            let winsize_to = streams
+                .first()
+                .filter(|_| tty_attached)
+                .map(|(p, _)| p.as_raw_fd());
+            husk_runtime::supervise::take_signals(&sfd, pid, &mut code, winsize_to, |sig| {
+                attach && sig != libc::SIGPIPE
+            })
+            .map_err(|e| anyhow!(e))?;
         }
         for (k, w) in which.iter().enumerate() {
             if !ready[k + 1] {

@@ -48,6 +48,17 @@ pub fn run(root: &Path, a: &RunArgs) -> Outcome {
 
 /// docker's code for a container that could not start: 127 when the command is not found,
 /// 126 when it cannot be executed, 125 when husk itself failed.
+/// `-l/--label KEY=VALUE` (a bare KEY is an empty value), as `run` and `volume create` take them.
+pub fn parse_labels(labels: &[String]) -> std::collections::BTreeMap<String, String> {
+    labels
+        .iter()
+        .map(|l| {
+            let (k, v) = l.split_once('=').unwrap_or((l, ""));
+            (k.to_string(), v.to_string())
+        })
+        .collect()
+}
+
 pub fn exit_code_of(e: &anyhow::Error) -> i32 {
     let text = format!("{e:#}");
     if text.contains("executable file not found")
@@ -477,14 +488,7 @@ fn run_inner(root: &Path, a: &RunArgs) -> Result<i32> {
         .unwrap_or_else(|| "SIGTERM".into());
     husk_runtime::util::parse_signal(&stop_signal)
         .ok_or_else(|| anyhow!("invalid stop signal {stop_signal:?}"))?;
-    let labels = a
-        .label
-        .iter()
-        .map(|l| {
-            let (k, v) = l.split_once('=').unwrap_or((l, ""));
-            (k.to_string(), v.to_string())
-        })
-        .collect();
+    let labels = parse_labels(&a.label);
     // The directory first: a name whose container has no directory counts as stale.
     let dir = containers::dir(root, &id);
     fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;

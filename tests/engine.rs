@@ -11,23 +11,8 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use common::*;
-use support::*;
 
 /// A registry with the busybox image and a store that has pulled it.
-fn setup(test: &str) -> Option<(TestRegistry, Store, String)> {
-    if !is_root() {
-        eprintln!("SKIP {test}: containers need root");
-        return None;
-    }
-    let reg = start_registry()?;
-    push_busybox_image(&reg, "lib/busybox", "latest");
-    let root = store();
-    let img = format!("127.0.0.1:{}/lib/busybox", reg.port);
-    let (code, _, err) = husk(root.path(), &["pull", "-q", &img]);
-    assert_eq!(code, 0, "{err}");
-    Some((reg, root, img))
-}
-
 fn until(what: &str, mut f: impl FnMut() -> bool) {
     let deadline = Instant::now() + Duration::from_secs(15);
     while !f() {
@@ -57,7 +42,8 @@ fn no_mounts(root: &Path) {
 
 #[test]
 fn detached_container_ps_logs_exec_stop_rm() {
-    let Some((_reg, root, img)) = setup("detached_container_ps_logs_exec_stop_rm") else {
+    let Some((_reg, root, img)) = busybox_store("detached_container_ps_logs_exec_stop_rm", &[])
+    else {
         return;
     };
     let r = root.path();
@@ -217,7 +203,9 @@ fn detached_container_ps_logs_exec_stop_rm() {
 
 #[test]
 fn attached_runs_keep_records_and_docker_exit_codes() {
-    let Some((_reg, root, img)) = setup("attached_runs_keep_records_and_docker_exit_codes") else {
+    let Some((_reg, root, img)) =
+        busybox_store("attached_runs_keep_records_and_docker_exit_codes", &[])
+    else {
         return;
     };
     let r = root.path();
@@ -268,7 +256,9 @@ fn attached_runs_keep_records_and_docker_exit_codes() {
 
 #[test]
 fn two_runs_with_one_name_at_once_exactly_one_wins() {
-    let Some((_reg, root, img)) = setup("two_runs_with_one_name_at_once_exactly_one_wins") else {
+    let Some((_reg, root, img)) =
+        busybox_store("two_runs_with_one_name_at_once_exactly_one_wins", &[])
+    else {
         return;
     };
     let r = root.path();
@@ -305,7 +295,9 @@ fn two_runs_with_one_name_at_once_exactly_one_wins() {
 
 #[test]
 fn a_killed_monitor_or_husk_loses_nothing_silently() {
-    let Some((_reg, root, img)) = setup("a_killed_monitor_or_husk_loses_nothing_silently") else {
+    let Some((_reg, root, img)) =
+        busybox_store("a_killed_monitor_or_husk_loses_nothing_silently", &[])
+    else {
         return;
     };
     let r = root.path();
@@ -362,7 +354,7 @@ fn a_killed_monitor_or_husk_loses_nothing_silently() {
 
 #[test]
 fn an_oom_kill_is_reported_in_inspect() {
-    let Some((_reg, root, img)) = setup("an_oom_kill_is_reported_in_inspect") else {
+    let Some((_reg, root, img)) = busybox_store("an_oom_kill_is_reported_in_inspect", &[]) else {
         return;
     };
     let r = root.path();
@@ -388,7 +380,8 @@ fn an_oom_kill_is_reported_in_inspect() {
 
 #[test]
 fn volumes_named_anonymous_and_copied_up() {
-    let Some((_reg, root, img)) = setup("volumes_named_anonymous_and_copied_up") else {
+    let Some((_reg, root, img)) = busybox_store("volumes_named_anonymous_and_copied_up", &[])
+    else {
         return;
     };
     let r = root.path();
@@ -502,7 +495,7 @@ fn volumes_named_anonymous_and_copied_up() {
 
 #[test]
 fn run_flags_reach_the_container() {
-    let Some((_reg, root, img)) = setup("run_flags_reach_the_container") else {
+    let Some((_reg, root, img)) = busybox_store("run_flags_reach_the_container", &[]) else {
         return;
     };
     let r = root.path();
@@ -641,7 +634,7 @@ fn run_flags_reach_the_container() {
 
 #[test]
 fn a_tty_through_a_pty() {
-    let Some((_reg, root, img)) = setup("a_tty_through_a_pty") else {
+    let Some((_reg, root, img)) = busybox_store("a_tty_through_a_pty", &[]) else {
         return;
     };
     let r = root.path();
@@ -685,7 +678,8 @@ fn a_tty_through_a_pty() {
 
 #[test]
 fn signals_restart_start_attach_and_follow() {
-    let Some((_reg, root, img)) = setup("signals_restart_start_attach_and_follow") else {
+    let Some((_reg, root, img)) = busybox_store("signals_restart_start_attach_and_follow", &[])
+    else {
         return;
     };
     let r = root.path();
@@ -818,7 +812,8 @@ fn signals_restart_start_attach_and_follow() {
 
 #[test]
 fn a_timeout_kills_the_container_with_137() {
-    let Some((_reg, root, img)) = setup("a_timeout_kills_the_container_with_137") else {
+    let Some((_reg, root, img)) = busybox_store("a_timeout_kills_the_container_with_137", &[])
+    else {
         return;
     };
     let r = root.path();

@@ -22,16 +22,9 @@ fn tag_rmi_mount_and_prune() {
         return;
     }
     let Some(reg) = start_registry() else { return };
-    let arch = husk_image::manifest::Platform::host().architecture;
     // Two repositories with the same layers (same content): stored and unpacked once.
     for repo in ["one/app", "two/app"] {
-        let img = push_image(&reg, repo, false, &arch);
-        reg.push_manifest(
-            repo,
-            "v1",
-            "application/vnd.oci.image.manifest.v1+json",
-            &img.manifest,
-        );
+        push_app(&reg, repo);
     }
     let root = store();
     let r = root.path();
@@ -101,14 +94,7 @@ fn login_then_pull_from_a_registry_that_wants_credentials() {
     let Some((reg, _auth)) = start_registry_with_basic_auth("huskuser", "s3cret") else {
         return;
     };
-    let arch = husk_image::manifest::Platform::host().architecture;
-    let img = push_image(&reg, "private/app", false, &arch);
-    reg.push_manifest(
-        "private/app",
-        "v1",
-        "application/vnd.oci.image.manifest.v1+json",
-        &img.manifest,
-    );
+    push_app(&reg, "private/app");
     let root = store();
     let cfg = tempfile::tempdir().unwrap();
     let server = format!("127.0.0.1:{}", reg.port);
@@ -551,19 +537,13 @@ fn eventually(secs: u64, mut cond: impl FnMut() -> bool) -> bool {
 
 #[test]
 fn a_layer_mount_outlives_its_last_user_by_the_grace_then_goes() {
-    if !is_root() {
-        eprintln!(
-            "SKIP a_layer_mount_outlives_its_last_user_by_the_grace_then_goes: containers need root"
-        );
+    let Some((reg, root, img)) = busybox_store(
+        "a_layer_mount_outlives_its_last_user_by_the_grace_then_goes",
+        &[],
+    ) else {
         return;
-    }
-    let Some(reg) = start_registry() else { return };
-    push_busybox_image(&reg, "grace/busybox", "latest");
-    let root = store();
+    };
     let r = root.path();
-    let img = format!("127.0.0.1:{}/grace/busybox", reg.port);
-    let (code, _, err) = husk(r, &["pull", "-q", &img]);
-    assert_eq!(code, 0, "{err}");
     let (_, info, _) = husk(r, &["info"]);
     if !info.contains("Storage Driver: erofs") {
         eprintln!(

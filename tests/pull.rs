@@ -19,18 +19,7 @@ fn pull_then_images_like_docker() {
         return;
     }
     let Some(reg) = start_registry() else { return };
-    let img = push_image(
-        &reg,
-        "team/app",
-        false,
-        &husk_image::manifest::Platform::host().architecture,
-    );
-    let md = reg.push_manifest(
-        "team/app",
-        "v1",
-        "application/vnd.oci.image.manifest.v1+json",
-        &img.manifest,
-    );
+    let (_, md) = push_app(&reg, "team/app");
     let root = tempfile::tempdir().unwrap();
     let name = format!("127.0.0.1:{}/team/app:v1", reg.port);
 
@@ -217,18 +206,7 @@ fn https_with_the_system_roots_and_insecure_registries_from_config() {
         eprintln!("SKIP https_with_the_system_roots_and_insecure_registries_from_config: openssl could not make a test CA");
         return;
     }
-    let img = push_image(
-        &plain,
-        "team/app",
-        false,
-        &husk_image::manifest::Platform::host().architecture,
-    );
-    plain.push_manifest(
-        "team/app",
-        "v1",
-        "application/vnd.oci.image.manifest.v1+json",
-        &img.manifest,
-    );
+    push_app(&plain, "team/app");
     let tls = format!(
         "  tls:\n    certificate: {}\n    key: {}\n",
         certs.path().join("server.pem").display(),
@@ -312,15 +290,8 @@ fn token_auth_anonymous_and_with_login() {
     let Some(plain) = start_registry() else {
         return;
     };
-    let arch = husk_image::manifest::Platform::host().architecture;
     for repo in ["public/app", "private/app"] {
-        let img = push_image(&plain, repo, false, &arch);
-        plain.push_manifest(
-            repo,
-            "v1",
-            "application/vnd.oci.image.manifest.v1+json",
-            &img.manifest,
-        );
+        push_app(&plain, repo);
     }
     let Some(tokens) = start_token_server("ci", "s3cret") else {
         return;
@@ -404,18 +375,7 @@ fn pull_on_a_terminal_draws_a_bar_per_layer() {
         return;
     }
     let Some(reg) = start_registry() else { return };
-    let img = push_image(
-        &reg,
-        "team/app",
-        false,
-        &husk_image::manifest::Platform::host().architecture,
-    );
-    reg.push_manifest(
-        "team/app",
-        "v1",
-        "application/vnd.oci.image.manifest.v1+json",
-        &img.manifest,
-    );
+    push_app(&reg, "team/app");
     let root = tempfile::tempdir().unwrap();
     let name = format!("127.0.0.1:{}/team/app:v1", reg.port);
     // script(1) runs husk with a pty as its stdout.
@@ -454,18 +414,7 @@ fn blob_redirects_to_another_host_get_no_credentials() {
     let Some((reg, _auth)) = start_registry_with_basic_auth("ci", "s3cret") else {
         return;
     };
-    let img = push_image(
-        &reg,
-        "team/app",
-        false,
-        &husk_image::manifest::Platform::host().architecture,
-    );
-    reg.push_manifest(
-        "team/app",
-        "v1",
-        "application/vnd.oci.image.manifest.v1+json",
-        &img.manifest,
-    );
+    push_app(&reg, "team/app");
     let basic = reg.basic.clone().unwrap();
     // The blob host (S3, a CDN) is another host: registry.test here. It gets its own access
     // from the redirect URL, as a presigned URL would; it records what the client sent.
@@ -523,18 +472,7 @@ fn a_tampered_blob_is_caught_on_both_snapshotters() {
         return;
     }
     let Some(reg) = start_registry() else { return };
-    let img = push_image(
-        &reg,
-        "team/tampered",
-        false,
-        &husk_image::manifest::Platform::host().architecture,
-    );
-    reg.push_manifest(
-        "team/tampered",
-        "v1",
-        "application/vnd.oci.image.manifest.v1+json",
-        &img.manifest,
-    );
+    let (img, _) = push_app(&reg, "team/tampered");
     // The first layer (gzip): its diff_id, then a flipped byte in the middle of the registry's copy.
     let f = reg.blob_file(&img.layers[0]);
     let mut data = std::fs::read(&f).unwrap();

@@ -14,21 +14,6 @@ use std::path::{Path, PathBuf};
 use common::*;
 use support::*;
 
-/// The busybox image plus `extra` layers, pulled into a fresh store.
-fn setup(test: &str, extra: &[Vec<u8>]) -> Option<(TestRegistry, Store, String)> {
-    if !is_root() {
-        eprintln!("SKIP {test}: containers need root");
-        return None;
-    }
-    let reg = start_registry()?;
-    push_busybox_image_with(&reg, "lib/busybox", "latest", extra);
-    let root = store();
-    let img = format!("127.0.0.1:{}/lib/busybox", reg.port);
-    let (code, _, err) = husk(root.path(), &["pull", "-q", &img]);
-    assert_eq!(code, 0, "{err}");
-    Some((reg, root, img))
-}
-
 /// tests/fixtures/syscall_probe.c built static, or None (with the reason) without gcc.
 fn probe(dir: &Path) -> Option<PathBuf> {
     let out = dir.join("syscall_probe");
@@ -58,7 +43,7 @@ fn parse(out: &str) -> HashMap<String, i32> {
 
 #[test]
 fn default_confinement_matches_docker() {
-    let Some((_reg, root, img)) = setup("default_confinement_matches_docker", &[]) else {
+    let Some((_reg, root, img)) = busybox_store("default_confinement_matches_docker", &[]) else {
         return;
     };
     let r = root.path();
@@ -159,7 +144,8 @@ fn default_confinement_matches_docker() {
 
 #[test]
 fn no_host_fd_or_cwd_reaches_the_container() {
-    let Some((_reg, root, img)) = setup("no_host_fd_or_cwd_reaches_the_container", &[]) else {
+    let Some((_reg, root, img)) = busybox_store("no_host_fd_or_cwd_reaches_the_container", &[])
+    else {
         return;
     };
     let r = root.path();
@@ -265,7 +251,7 @@ fn a_volume_target_symlinked_out_of_the_root_stays_inside() {
         Entry::Dir("deep"),
         Entry::Symlink("deep/escape", &format!("../../../../../../..{t}")),
     ]);
-    let Some((_reg, root, img)) = setup(
+    let Some((_reg, root, img)) = busybox_store(
         "a_volume_target_symlinked_out_of_the_root_stays_inside",
         &[evil],
     ) else {
@@ -303,7 +289,7 @@ fn a_volume_target_symlinked_out_of_the_root_stays_inside() {
 
 #[test]
 fn the_host_binary_and_runtime_memory_stay_out_of_reach_during_exec() {
-    let Some((_reg, root, img)) = setup(
+    let Some((_reg, root, img)) = busybox_store(
         "the_host_binary_and_runtime_memory_stay_out_of_reach_during_exec",
         &[],
     ) else {
@@ -350,7 +336,7 @@ fn a_hostile_layer_runs_without_touching_the_host() {
         Entry::Symlink("up", "../../../../../../../etc"),
         Entry::File("up/husk-hostile-marker2", b"pwned"),
     ]);
-    let Some((reg, root, img)) = setup(
+    let Some((reg, root, img)) = busybox_store(
         "a_hostile_layer_runs_without_touching_the_host",
         &[through_symlink],
     ) else {

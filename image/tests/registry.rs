@@ -130,13 +130,7 @@ fn a_registry_that_serves_tampered_blobs_is_caught() {
     husk_image::snapshot::request("overlay");
     let Some(reg) = start_registry() else { return };
     let repo = "test/tampered";
-    let img = push_image(&reg, repo, false, &Platform::host().architecture);
-    reg.push_manifest(
-        repo,
-        "v1",
-        "application/vnd.oci.image.manifest.v1+json",
-        &img.manifest,
-    );
+    let (img, _) = push_app(&reg, repo);
     // Flip the content of the first layer in the registry's own storage.
     let f = reg.blob_file(&img.layers[0]);
     let mut data = fs::read(&f).unwrap();

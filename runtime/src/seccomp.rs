@@ -551,16 +551,16 @@ fn compile_for(s: &LinuxSeccomp, x32_runs: bool) -> Result<Filter> {
     if cfg!(target_arch = "x86_64") {
         let x32: Vec<SockFilter> = if with_x32 {
             let mut block = vec![stmt(ALU_AND_K, !X32_SYSCALL_BIT)];
-            let named = |n: &str| {
-                s.syscalls()
+            let renames: Vec<(u32, u32)> = if x32_runs {
+                let named: std::collections::HashSet<&str> = s
+                    .syscalls()
                     .iter()
                     .flatten()
-                    .any(|r| r.names().iter().any(|m| m == n))
-            };
-            let renames: Vec<(u32, u32)> = if x32_runs {
+                    .flat_map(|r| r.names().iter().map(String::as_str))
+                    .collect();
                 X32_ONLY
                     .iter()
-                    .filter(|(_, n)| named(n))
+                    .filter(|(_, n)| named.contains(n))
                     .filter_map(|(x, n)| {
                         let native = syscalls::Sysno::from_str(n).ok()?.id() as u32;
                         Some((*x, native))

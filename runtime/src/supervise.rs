@@ -34,6 +34,34 @@ pub fn forwarded_signals() -> SigSet {
     set
 }
 
+/// The signals waiting on `sfd` (made from [`forwarded_signals`]): SIGCHLD reaps `pid` into
+/// `code` (once: a late SIGCHLD after the reap must not replace the code with 255), SIGWINCH
+/// copies our terminal's size to `winsize_to` when there is one, and while `pid` runs the
+/// others go to it when `forward` says so.
+pub fn take_signals(
+    sfd: &SignalFd,
+    pid: Pid,
+    code: &mut Option<i32>,
+    winsize_to: Option<std::os::fd::RawFd>,
+    forward: impl Fn(i32) -> bool,
+) -> Result<()> {
+    while let Ok(Some(info)) = sfd.read_signal() {
+        let sig = info.ssi_signo as i32;
+        if sig == libc::SIGCHLD {
+            if code.is_none() {
+                *code = reap(pid)?;
+            }
+        } else if let (libc::SIGWINCH, Some(fd)) = (sig, winsize_to) {
+            crate::tty::copy_winsize(0, fd);
+        } else if code.is_none() && forward(sig) {
+            if let Ok(s) = Signal::try_from(sig) {
+                let _ = kill(pid, s);
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Block the forwarded signals (call before forking the container, so none is lost between the
 /// fork and the wait loop). Children unblock them before exec.
 pub fn block_signals() -> Result<()> {
@@ -95,23 +123,14 @@ pub fn wait_foreground(pid: Pid, pty: Option<OwnedFd>) -> Result<i32> {
             .map(|f| f.revents().is_some_and(|r| !r.is_empty()))
             .collect();
         if ready[0] {
-            while let Ok(Some(info)) = sfd.read_signal() {
-                let sig = info.ssi_signo as i32;
-                if sig == libc::SIGCHLD {
-                    // A late SIGCHLD after the reap must not replace the code with 255.
-                    if result.is_none() {
-                        result = reap(pid)?;
-                    }
-                } else if sig == libc::SIGWINCH {
-                    if let Some(p) = &pty {
-                        crate::tty::copy_winsize(0, p.as_raw_fd());
-                    }
-                } else if result.is_none() {
-                    if let Ok(s) = Signal::try_from(sig) {
-                        let _ = kill(pid, s);
-                    }
-                }
-            }
+            take_signals(
+                &sfd,
+                pid,
+                &mut result,
+                pty.as_ref().map(|p| p.as_raw_fd()),
+                // Without a pty the window size is nobody's business.
+                |sig| sig != libc::SIGWINCH,
+            )?;
         }
         if let Some(p) = &pty {
             let mut i = 1;

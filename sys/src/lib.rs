@@ -191,43 +191,33 @@ pub fn mount_overlay(
 /// Open (creating it) the lock file at `path`, readable and writable, and flock it: exclusive,
 /// or shared. The lock goes when the returned file is closed.
 pub fn lock_file(path: &Path, exclusive: bool) -> io::Result<std::fs::File> {
-    use std::os::fd::AsRawFd;
-    let f = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .open(path)?;
-    let how = if exclusive {
-        libc::LOCK_EX
+    let f = open_lock_file(path)?;
+    if exclusive {
+        f.lock()?;
     } else {
-        libc::LOCK_SH
-    };
-    // SAFETY: flock on an fd we own.
-    if unsafe { libc::flock(f.as_raw_fd(), how) } != 0 {
-        return Err(io::Error::last_os_error());
+        f.lock_shared()?;
     }
     Ok(f)
 }
 
 /// `lock_file`'s exclusive lock without waiting: `None` when another open file holds a lock.
 pub fn try_lock_file(path: &Path) -> io::Result<Option<std::fs::File>> {
-    use std::os::fd::AsRawFd;
-    let f = std::fs::OpenOptions::new()
+    let f = open_lock_file(path)?;
+    match f.try_lock() {
+        Ok(()) => Ok(Some(f)),
+        Err(std::fs::TryLockError::WouldBlock) => Ok(None),
+        Err(std::fs::TryLockError::Error(e)) => Err(e),
+    }
+}
+
+/// std's `File::lock` family is flock(2) on Linux: the lock belongs to this open file.
+fn open_lock_file(path: &Path) -> io::Result<std::fs::File> {
+    std::fs::OpenOptions::new()
         .read(true)
         .write(true)
         .create(true)
         .truncate(false)
-        .open(path)?;
-    // SAFETY: flock on an fd we own.
-    if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
-        let e = io::Error::last_os_error();
-        return match e.raw_os_error() {
-            Some(libc::EWOULDBLOCK) => Ok(None),
-            _ => Err(e),
-        };
-    }
-    Ok(Some(f))
+        .open(path)
 }
 
 /// Is `path` the root of a mount? statx says so directly (Linux 5.8+), without reading

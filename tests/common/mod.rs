@@ -159,3 +159,22 @@ pub fn layer_mounts(root: &Path) -> usize {
         .filter(|p| Path::new(p).starts_with(&dir))
         .count()
 }
+
+/// The test busybox image (plus `extra` layers) in a registry of its own, pulled into a fresh
+/// store: (registry, store, image name). None, with SKIP said, without root.
+pub fn busybox_store(
+    test: &str,
+    extra: &[Vec<u8>],
+) -> Option<(crate::support::TestRegistry, Store, String)> {
+    if !is_root() {
+        eprintln!("SKIP {test}: containers need root");
+        return None;
+    }
+    let reg = crate::support::start_registry()?;
+    crate::support::push_busybox_image_with(&reg, "lib/busybox", "latest", extra);
+    let root = store();
+    let img = format!("127.0.0.1:{}/lib/busybox", reg.port);
+    let (code, _, err) = husk(root.path(), &["pull", "-q", &img]);
+    assert_eq!(code, 0, "{err}");
+    Some((reg, root, img))
+}

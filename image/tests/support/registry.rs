@@ -196,6 +196,24 @@ pub struct Image {
 }
 
 /// Push a two-layer image (gzip + zstd, the second with whiteouts) and return its manifest.
+/// [`push_image`] for this machine's architecture, as an OCI image tagged `repo:v1`; its
+/// manifest digest beside it.
+pub fn push_app(reg: &TestRegistry, repo: &str) -> (Image, Digest) {
+    let img = push_image(
+        reg,
+        repo,
+        false,
+        &husk_image::manifest::Platform::host().architecture,
+    );
+    let md = reg.push_manifest(
+        repo,
+        "v1",
+        "application/vnd.oci.image.manifest.v1+json",
+        &img.manifest,
+    );
+    (img, md)
+}
+
 pub fn push_image(reg: &TestRegistry, repo: &str, docker: bool, arch: &str) -> Image {
     let l1 = tar_of(&[
         ("hello", b"world"),
@@ -397,17 +415,49 @@ pub fn push_busybox_image(reg: &TestRegistry, repo: &str, tag: &str) {
 pub fn push_busybox_image_with(reg: &TestRegistry, repo: &str, tag: &str, more: &[Vec<u8>]) {
     let mut layers = vec![busybox_layer()];
     layers.extend(more.iter().cloned());
+    push_oci_image(
+        reg,
+        repo,
+        tag,
+        &layers,
+        |_| false,
+        Some(
+            json!({"Env": ["PATH=/bin", "FROM_IMAGE=yes"], "Cmd": ["sh", "-c", "echo default-cmd"], "WorkingDir": "/work"}),
+        ),
+    );
+}
+
+/// An OCI image of `layers` (uncompressed tars, lowest first; gzip, or zstd where `zstd(i)`)
+/// for this machine's architecture, with `config` as its config's `config`, tagged `tag`.
+fn push_oci_image(
+    reg: &TestRegistry,
+    repo: &str,
+    tag: &str,
+    layers: &[Vec<u8>],
+    zstd: impl Fn(usize) -> bool,
+    config: Option<serde_json::Value>,
+) -> Digest {
     let mut descs = Vec::new();
-    for l in &layers {
-        let blob = gzip(l);
+    for (i, l) in layers.iter().enumerate() {
+        let (blob, mt) = if zstd(i) {
+            (
+                zstd::encode_all(&l[..], 3).unwrap(),
+                "application/vnd.oci.image.layer.v1.tar+zstd",
+            )
+        } else {
+            (gzip(l), "application/vnd.oci.image.layer.v1.tar+gzip")
+        };
         let d = reg.push_blob(repo, &blob);
-        descs.push(json!({"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "digest": d.to_string(), "size": blob.len()}));
+        descs.push(json!({"mediaType": mt, "digest": d.to_string(), "size": blob.len()}));
     }
     let arch = husk_image::manifest::Platform::host().architecture;
     let diff_ids: Vec<String> = layers.iter().map(|l| Digest::of(l).to_string()).collect();
-    let config = serde_json::to_vec(&json!({"architecture": arch, "os": "linux",
-        "config": {"Env": ["PATH=/bin", "FROM_IMAGE=yes"], "Cmd": ["sh", "-c", "echo default-cmd"], "WorkingDir": "/work"},
-        "rootfs": {"type": "layers", "diff_ids": diff_ids}})).unwrap();
+    let mut image = json!({"architecture": arch, "os": "linux",
+        "rootfs": {"type": "layers", "diff_ids": diff_ids}});
+    if let Some(c) = config {
+        image["config"] = c;
+    }
+    let config = serde_json::to_vec(&image).unwrap();
     let cd = reg.push_blob(repo, &config);
     let manifest = serde_json::to_vec(&json!({
         "schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
@@ -419,7 +469,7 @@ pub fn push_busybox_image_with(reg: &TestRegistry, repo: &str, tag: &str, more: 
         tag,
         "application/vnd.oci.image.manifest.v1+json",
         &manifest,
-    );
+    )
 }
 
 /// Debian's static busybox with its applets, /etc/passwd and /etc/group, as a layer tar.
@@ -758,36 +808,7 @@ pub fn layer(entries: &[Entry]) -> Vec<u8> {
 
 /// Push an image of these layer tars (gzip, every third one zstd) under `repo:tag`.
 pub fn push_layers(reg: &TestRegistry, repo: &str, tag: &str, layers: &[Vec<u8>]) -> Digest {
-    let mut descs = Vec::new();
-    for (i, l) in layers.iter().enumerate() {
-        let (blob, mt) = if i % 3 == 2 {
-            (
-                zstd::encode_all(&l[..], 3).unwrap(),
-                "application/vnd.oci.image.layer.v1.tar+zstd",
-            )
-        } else {
-            (gzip(l), "application/vnd.oci.image.layer.v1.tar+gzip")
-        };
-        let d = reg.push_blob(repo, &blob);
-        descs.push(json!({"mediaType": mt, "digest": d.to_string(), "size": blob.len()}));
-    }
-    let arch = husk_image::manifest::Platform::host().architecture;
-    let diff_ids: Vec<String> = layers.iter().map(|l| Digest::of(l).to_string()).collect();
-    let config = serde_json::to_vec(&json!({"architecture": arch, "os": "linux",
-        "rootfs": {"type": "layers", "diff_ids": diff_ids}}))
-    .unwrap();
-    let cd = reg.push_blob(repo, &config);
-    let manifest = serde_json::to_vec(&json!({
-        "schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
-        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": cd.to_string(), "size": config.len()},
-        "layers": descs,
-    })).unwrap();
-    reg.push_manifest(
-        repo,
-        tag,
-        "application/vnd.oci.image.manifest.v1+json",
-        &manifest,
-    )
+    push_oci_image(reg, repo, tag, layers, |i| i % 3 == 2, None)
 }
 
 /// The `layered-edge` image: every whiteout case, links, a file turned into a directory.
