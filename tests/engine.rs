@@ -47,7 +47,7 @@ fn detached_container_ps_logs_exec_stop_rm() {
         return;
     };
     let r = root.path();
-    let (code, id, err) = husk(r, &["run", "-d", "--name", "web", "--label", "tier=front", &img, "sh", "-c",
+    let (code, id, err) = husk(r, &["run", "-d", "--name", "web", "--label", "tier=front", "-m", "96m", &img, "sh", "-c",
         "echo hello; echo oops >&2; trap 'echo bye; exit 0' TERM; while true; do sleep 0.1; done"]);
     assert_eq!(code, 0, "{err}");
     let id = id.trim().to_string();
@@ -143,6 +143,20 @@ fn detached_container_ps_logs_exec_stop_rm() {
     assert!(
         stats.contains("MEM USAGE / LIMIT") && stats.contains("web"),
         "{stats}"
+    );
+    // The figures come from the container's cgroup (v1 or v2 files): its limit, some memory
+    // in use, and its processes (sh and its sleep).
+    let (code, json, err) = husk(r, &["stats", "--no-stream", "--format", "json", "web"]);
+    assert_eq!(code, 0, "{err}");
+    let row: serde_json::Value = serde_json::from_str(json.trim()).unwrap();
+    let mem = row["MemUsage"].as_str().unwrap();
+    assert!(
+        mem.contains(" / 96") && mem.ends_with("MiB") && !mem.starts_with("0B"),
+        "{row}"
+    );
+    assert!(
+        row["PIDs"].as_str().unwrap().parse::<u32>().unwrap() >= 1,
+        "{row}"
     );
     let streamed = std::process::Command::new("timeout")
         .args([

@@ -473,6 +473,17 @@ fn info_says_which_snapshotter_and_rmi_drops_layer_mounts() {
         );
         return;
     }
+    // Which way this kernel mounts the layers: from the file itself from Linux 6.12 on.
+    let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap();
+    let mut v = release
+        .split(|c: char| !c.is_ascii_digit())
+        .map(|n| n.parse::<u32>().unwrap_or(0));
+    let how = if (v.next().unwrap(), v.next().unwrap()) >= (6, 12) {
+        "this kernel mounts EROFS image files directly"
+    } else {
+        "this kernel mounts EROFS image files through loop devices (directly from Linux 6.12)"
+    };
+    assert!(info.contains(&format!(" Why: {how}\n")), "{info}");
     // Containers share a layer's mount; the last one to go releases it.
     let a = husk(r, &["run", "-d", &img, "sleep", "30"])
         .1
@@ -585,10 +596,11 @@ fn a_layer_mount_outlives_its_last_user_by_the_grace_then_goes() {
     assert_eq!(layer_mounts(r), 2);
     // Once it waits (signals blocked, in sigtimedwait), SIGTERM (a service or job being
     // stopped) ends the wait: both idle mounts go now.
+    // /proc/PID/syscall, not wchan: wchan is 0 on kernels that unwind with ORC (5.10).
     let waiting = || {
         reapers(r).into_iter().any(|pid| {
-            std::fs::read_to_string(format!("/proc/{pid}/wchan"))
-                .is_ok_and(|w| w.contains("sigtimedwait"))
+            std::fs::read_to_string(format!("/proc/{pid}/syscall"))
+                .is_ok_and(|s| s.starts_with(&format!("{} ", libc::SYS_rt_sigtimedwait)))
         })
     };
     assert!(eventually(5, waiting), "a new reaper, waiting");

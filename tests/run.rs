@@ -92,6 +92,11 @@ fn run_rm_like_docker() {
     let (_, out, _) = husk(r, &["run", "--rm", "--memory", "64m", "--pids-limit", "20", &img, "sh", "-c",
         "cat /sys/fs/cgroup/memory/memory.limit_in_bytes 2>/dev/null || cat /sys/fs/cgroup/memory.max; cat /sys/fs/cgroup/pids/pids.max 2>/dev/null || cat /sys/fs/cgroup/pids.max"]);
     assert_eq!(out.lines().collect::<Vec<_>>(), ["67108864", "20"]);
+    // --cpus 0.5: half of each 100 ms period (v1's cfs quota and period, v2's cpu.max).
+    let (code, out, err) = husk(r, &["run", "--rm", "--cpus", "0.5", &img, "sh", "-c",
+        "cd /sys/fs/cgroup; if [ -d cpu ]; then echo $(cat cpu/cpu.cfs_quota_us cpu/cpu.cfs_period_us); else cat cpu.max; fi"]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out.trim(), "50000 100000", "--cpus");
     let host = tempfile::tempdir().unwrap();
     std::fs::write(host.path().join("in"), "from host").unwrap();
     let vol = format!("{}:/data", host.path().display());

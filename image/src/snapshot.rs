@@ -72,14 +72,14 @@ pub fn choose(root: &Path) -> Result<(Driver, String)> {
             "asked for (--storage-driver or config)".into(),
         )),
         "erofs" => match probe(root) {
-            Ok(()) => Ok((
+            Ok(how) => Ok((
                 Driver::Erofs,
-                "asked for (--storage-driver or config)".into(),
+                format!("asked for (--storage-driver or config); {}", how.describe()),
             )),
             Err(why) => Err(Error::Config(format!("storage driver erofs: {why}"))),
         },
         "auto" | "" => match probe(root) {
-            Ok(()) => Ok((Driver::Erofs, "this kernel mounts EROFS image files".into())),
+            Ok(how) => Ok((Driver::Erofs, format!("this kernel {}", how.describe()))),
             Err(why) => Ok((Driver::Overlay, format!("EROFS unavailable: {why}"))),
         },
         other => Err(Error::Config(format!(
@@ -88,9 +88,9 @@ pub fn choose(root: &Path) -> Result<(Driver, String)> {
     }
 }
 
-/// Can this kernel mount an EROFS image from a file? Tried once with a tiny image; the answer
-/// is kept in the store per kernel release.
-fn probe(root: &Path) -> std::result::Result<(), String> {
+/// How this kernel mounts an EROFS image file, or why it cannot. Tried once with a tiny image;
+/// a success is kept in the store per kernel release.
+fn probe(root: &Path) -> std::result::Result<ErofsMount, String> {
     let release = std::fs::read_to_string("/proc/sys/kernel/osrelease")
         .unwrap_or_default()
         .trim()
@@ -101,21 +101,13 @@ fn probe(root: &Path) -> std::result::Result<(), String> {
         .and_then(|s| s.lock("erofs-probe"))
         .map_err(|e| e.to_string())?;
     if let Ok(c) = std::fs::read_to_string(&cache) {
-        if let Some((rel, verdict)) = c.split_once('\n') {
-            if rel == release {
-                return if verdict == "ok" {
-                    Ok(())
-                } else {
-                    Err(verdict.to_string())
-                };
-            }
+        match c.split_once('\n') {
+            Some((rel, "ok file")) if rel == release => return Ok(ErofsMount::File),
+            Some((rel, "ok loop")) if rel == release => return Ok(ErofsMount::Loop),
+            _ => {}
         }
     }
-    let verdict = (|| -> std::result::Result<(), String> {
-        let fs = std::fs::read_to_string("/proc/filesystems").unwrap_or_default();
-        if !fs.lines().any(|l| l.trim_end().ends_with("erofs")) {
-            return Err("the kernel has no erofs filesystem".into());
-        }
+    let verdict = (|| -> std::result::Result<ErofsMount, String> {
         let dir = root.join("tmp");
         std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
         let image = dir.join("probe.erofs");
@@ -127,33 +119,58 @@ fn probe(root: &Path) -> std::result::Result<(), String> {
             .map_err(|e| e.to_string())?;
         let at = dir.join("probe-mount");
         std::fs::create_dir_all(&at).map_err(|e| e.to_string())?;
+        // Not /proc/filesystems: a modular erofs is listed only once the first mount loaded it.
         let r = mount_erofs(&image, &at);
         if r.is_ok() {
             let _ = unmount(&at);
         }
         let _ = std::fs::remove_dir(&at);
         let _ = std::fs::remove_file(&image);
-        r.map_err(|e| format!("a file-backed EROFS mount fails here ({e})"))
+        r.map_err(|e| match e.raw_os_error() {
+            Some(libc::ENODEV) => "the kernel has no erofs filesystem (CONFIG_EROFS_FS)".into(),
+            _ => format!("an EROFS image does not mount here ({e})"),
+        })
     })();
-    let text = match &verdict {
-        Ok(()) => "ok".to_string(),
-        Err(e) => e.clone(),
-    };
     // Only a success is remembered: a failure may be passing (no root this time).
-    if verdict.is_ok() {
-        let _ = std::fs::write(&cache, format!("{release}\n{text}"));
+    if let Ok(how) = verdict {
+        let word = match how {
+            ErofsMount::File => "file",
+            ErofsMount::Loop => "loop",
+        };
+        let _ = std::fs::write(&cache, format!("{release}\nok {word}"));
     }
     verdict
 }
 
+/// How an EROFS layer is mounted on this kernel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ErofsMount {
+    /// Straight from the image file (Linux 6.12+).
+    File,
+    /// Through an auto-clearing loop device (before 6.12).
+    Loop,
+}
+
+impl ErofsMount {
+    fn describe(self) -> &'static str {
+        match self {
+            ErofsMount::File => "mounts EROFS image files directly",
+            ErofsMount::Loop => {
+                "mounts EROFS image files through loop devices (directly from Linux 6.12)"
+            }
+        }
+    }
+}
+
 /// Mount an EROFS image file read-only: straight from the file (Linux 6.12+), else through a
 /// loop device that goes away with the mount.
-fn mount_erofs(image: &Path, at: &Path) -> std::io::Result<()> {
+fn mount_erofs(image: &Path, at: &Path) -> std::io::Result<ErofsMount> {
     match mount_erofs_source(image, at) {
+        Ok(()) => Ok(ErofsMount::File),
         Err(e) if matches!(e.raw_os_error(), Some(libc::ENOTBLK) | Some(libc::EINVAL)) => {
-            mount_erofs_via_loop(image, at)
+            mount_erofs_via_loop(image, at).map(|()| ErofsMount::Loop)
         }
-        r => r,
+        Err(e) => Err(e),
     }
 }
 
@@ -606,17 +623,18 @@ fn stack(
             }
         })
         .collect();
-    let mut opts = format!("lowerdir={}", lower.join(":"));
-    if let Some(u) = upper {
-        opts.push_str(&format!(
-            ",upperdir={},workdir={}",
-            u.dir.display(),
-            u.work.display()
-        ));
+    let upper_opts = upper.map_or(String::new(), |u| {
+        format!(",upperdir={},workdir={}", u.dir.display(), u.work.display())
+    });
+    let mut opts = format!("lowerdir={}{upper_opts}", lower.join(":"));
+    if opts.len() >= OPTIONS_MAX {
+        // As docker's overlay2 does: short links to the layers, so more of them fit.
+        let short = short_links(layers_dir, diff_ids, &lower)?;
+        opts = format!("lowerdir={}{upper_opts}", short.join(":"));
     }
-    if opts.len() >= 4096 {
+    if opts.len() >= OPTIONS_MAX {
         return Err(Error::Manifest(format!(
-            "{} layers do not fit in one overlayfs mount",
+            "{} layers do not fit in one overlayfs mount before Linux 6.8 (its lowerdir+ takes any number)",
             diff_ids.len()
         )));
     }
@@ -678,6 +696,47 @@ fn stack(
             }
         }
     }
+}
+
+/// mount(2) takes its options in one page.
+const OPTIONS_MAX: usize = 4096;
+
+/// For mount(2) with more layers than their names fit in a page: a link per layer in
+/// `layers/.l/`, named by the first 12 hex digits of its diff_id, pointing where `lower` (the
+/// paths relative to `layers_dir`, topmost first) does. A link that exists already is used only
+/// if it points to the same place; a prefix shared with another layer gets the whole digest.
+fn short_links(layers_dir: &Path, diff_ids: &[Digest], lower: &[String]) -> Result<Vec<String>> {
+    let dir = layers_dir.join(".l");
+    std::fs::create_dir_all(&dir)
+        .map_err(|e| Error::io(format!("cannot create {}", dir.display()), e))?;
+    let mut names = Vec::with_capacity(lower.len());
+    for (d, target) in diff_ids.iter().rev().zip(lower) {
+        // Relative targets are relative to layers_dir, one level up from the link.
+        let target = if Path::new(target).is_absolute() {
+            PathBuf::from(target)
+        } else {
+            Path::new("..").join(target)
+        };
+        let mut chosen = None;
+        for name in [&d.hex()[..12], d.hex()] {
+            let link = dir.join(name);
+            match std::os::unix::fs::symlink(&target, &link) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+                Err(e) => return Err(Error::io(format!("cannot link {}", link.display()), e)),
+            }
+            if std::fs::read_link(&link).is_ok_and(|t| t == target) {
+                chosen = Some(format!(".l/{name}"));
+                break;
+            }
+        }
+        names.push(
+            chosen.ok_or_else(|| {
+                Error::Manifest(format!("layers/.l/{} points elsewhere", d.hex()))
+            })?,
+        );
+    }
+    Ok(names)
 }
 
 fn bind_read_only(source: &Path, target: &Path) -> Result<()> {

@@ -157,6 +157,16 @@ impl Runtime {
         let spec = spec::load(&bundle)?;
         self.log.debug("create: config loaded");
         refuse_unsupported(&spec)?;
+        if let Some(p) = spec.process() {
+            let skipped =
+                crate::process::CapSets::from_spec(p.capabilities().as_ref())?.unraisable_ambient();
+            if !skipped.is_empty() {
+                self.log.warn(&format!(
+                    "ambient capabilities {} are not raised: they are not also inheritable and permitted",
+                    skipped.join(", ")
+                ));
+            }
+        }
         let rootfs = spec::rootfs_path(&spec, &bundle)?;
         let linux = spec.linux().clone().unwrap_or_default();
         let process = spec.process().clone().unwrap_or_default();

@@ -174,12 +174,19 @@ pub const MOUNT_ATTR_NOEXEC: u64 = 0x8;
 pub const MOUNT_ATTR_NOATIME: u64 = 0x10;
 pub const MOUNT_ATTR_STRICTATIME: u64 = 0x20;
 pub const MOUNT_ATTR_NODIRATIME: u64 = 0x80;
+const MOUNT_ATTR__ATIME: u64 = 0x70;
 pub const MOUNT_ATTR_NOSYMFOLLOW: u64 = 0x0020_0000;
 const AT_RECURSIVE: u32 = 0x8000;
 const AT_EMPTY_PATH: u32 = 0x1000;
 
 /// mount_setattr(2) on the mount at `fd`, recursively (the `rro`, `rnosuid`, ... options).
 pub fn mount_setattr_recursive(fd: &OwnedFd, set: u64, clr: u64) -> std::result::Result<(), Errno> {
+    // The atime mode is one field: the kernel takes a new one only with the whole field cleared.
+    let clr = if (set | clr) & MOUNT_ATTR__ATIME != 0 {
+        clr | MOUNT_ATTR__ATIME
+    } else {
+        clr
+    };
     let attr = MountAttr {
         attr_set: set,
         attr_clr: clr,

@@ -283,12 +283,19 @@ impl Rootfs<'_> {
             let target = open_in_root(root, dest, libc::O_PATH | libc::O_DIRECTORY, 0)
                 .or_else(|_| open_in_root(root, dest, libc::O_PATH, 0))
                 .ctx(format_args!("cannot reopen mount {}", dest.display()))?;
-            fsutil::mount_setattr_recursive(&target, opts.rec_set, opts.rec_clear).ctx(
-                format_args!(
+            match fsutil::mount_setattr_recursive(&target, opts.rec_set, opts.rec_clear) {
+                Ok(()) => {}
+                Err(Errno::ENOSYS) => {
+                    return Err(Error::Unsupported(format!(
+                        "recursive mount options (rro, rnosuid, ...) on {} need mount_setattr, Linux 5.12 or later",
+                        dest.display()
+                    )))
+                }
+                Err(e) => Err(e).ctx(format_args!(
                     "cannot set recursive mount attributes on {}",
                     dest.display()
-                ),
-            )?;
+                ))?,
+            }
         }
         Ok(())
     }

@@ -317,6 +317,27 @@ impl CapSets {
         })
     }
 
+    /// The ambient capabilities the kernel lets a process raise: those also permitted and
+    /// inheritable. The spec says a runtime should not fail for capabilities it cannot grant,
+    /// and `runc spec` lists ambient ones without inheritable ones: the rest are skipped.
+    fn raisable_ambient(&self) -> impl Iterator<Item = &caps::Capability> {
+        self.ambient
+            .iter()
+            .filter(|c| self.permitted.contains(c) && self.inheritable.contains(c))
+    }
+
+    /// The ambient capabilities asked for that `raisable_ambient` leaves out, by name.
+    pub fn unraisable_ambient(&self) -> Vec<String> {
+        let mut v: Vec<String> = self
+            .ambient
+            .iter()
+            .filter(|c| !(self.permitted.contains(c) && self.inheritable.contains(c)))
+            .map(|c| c.to_string())
+            .collect();
+        v.sort();
+        v
+    }
+
     /// A capability the container asks for that this runtime itself does not hold cannot be
     /// granted: say which, instead of a bare EPERM from capset.
     fn check_grantable(&self) -> Result<()> {
@@ -391,7 +412,7 @@ pub fn set_identity_and_caps(
     caps::set(None, caps::CapSet::Permitted, &caps_sets.permitted)
         .map_err(caps_err("permitted"))?;
     caps::clear(None, caps::CapSet::Ambient).map_err(caps_err("ambient"))?;
-    for cap in &caps_sets.ambient {
+    for cap in caps_sets.raisable_ambient() {
         caps::raise(None, caps::CapSet::Ambient, *cap).map_err(caps_err("ambient"))?;
     }
     Ok(())

@@ -25,43 +25,100 @@ fn every_resource_is_written_where_the_kernel_reads_it() {
     let root = Root::new();
     let mut b = Bundle::new(&["sleep", "1000"]);
     let v2 = is_cgroup_v2();
+    let Some((major, minor)) = block_device() else {
+        eprintln!("SKIP every_resource_is_written_where_the_kernel_reads_it: no block device");
+        return;
+    };
+    let dev = format!("{major}:{minor}");
+    // v1 takes per-device weights only through BFQ, where the disk uses that scheduler.
+    let bfq = fs::read_dir("/sys/block").unwrap().flatten().any(|e| {
+        fs::read_to_string(e.path().join("dev")).is_ok_and(|d| d.trim() == dev)
+            && fs::read_to_string(e.path().join("queue/scheduler"))
+                .is_ok_and(|s| s.contains("[bfq]"))
+    });
+    // v2 takes one only through BFQ or where the io cost controller is on for the device
+    // (io.cost.qos); elsewhere it is refused (checked below).
+    let iocost = fs::read_to_string("/sys/fs/cgroup/io.cost.qos")
+        .is_ok_and(|q| q.lines().any(|l| l.starts_with(&format!("{dev} enable=1"))));
+    // BFQ registered (its cgroup files with it): every disk then lists it as a scheduler.
+    let bfq_loaded = fs::read_dir("/sys/block").unwrap().flatten().any(|e| {
+        fs::read_to_string(e.path().join("queue/scheduler")).is_ok_and(|s| s.contains("bfq"))
+    });
+    let weight_device = if v2 { iocost || bfq_loaded } else { bfq };
+    if !weight_device {
+        eprintln!("every_resource_is_written_where_the_kernel_reads_it: no per-device io weight for {dev} here (v1 without BFQ; v2 without BFQ or io.cost.qos): its refusal is checked instead");
+    }
+    // cpu.burst is Linux 5.14's, cpu.idle 5.15's: older kernels refuse them (below).
+    let burst = kernel_at_least(5, 14);
+    let idle = kernel_at_least(5, 15);
     b.edit(|c| {
         let mut r = json!({
             "memory": {"limit": 134217728, "reservation": 67108864, "swap": 268435456},
-            "cpu": {"shares": 512, "quota": 50000, "period": 100000, "cpus": "0", "mems": "0", "burst": 1000},
+            "cpu": {"shares": 512, "quota": 50000, "period": 100000, "cpus": "0", "mems": "0"},
             "pids": {"limit": 64},
             "blockIO": {
                 "weight": 300,
-                "weightDevice": [{"major": 254, "minor": 0, "weight": 200}],
-                "throttleReadBpsDevice": [{"major": 254, "minor": 0, "rate": 1048576}],
-                "throttleWriteIopsDevice": [{"major": 254, "minor": 0, "rate": 100}]
+                "weightDevice": [{"major": major, "minor": minor, "weight": 200}],
+                "throttleReadBpsDevice": [{"major": major, "minor": minor, "rate": 1048576}],
+                "throttleWriteIOPSDevice": [{"major": major, "minor": minor, "rate": 100}]
             }
         });
+        if burst {
+            r["cpu"]["burst"] = 1000.into();
+        }
+        if !weight_device {
+            r["blockIO"]["weightDevice"] = json!(null);
+        }
         if !v2 {
             r["memory"]["swappiness"] = 10.into();
-            r["cpu"]["idle"] = 0.into();
+            if idle {
+                r["cpu"]["idle"] = 0.into();
+            }
+        } else {
+            if idle {
+                r["cpu"]["idle"] = 1.into();
+            }
+            r["hugepageLimits"] = json!([{"pageSize": "2MB", "limit": 4194304}]);
+            r["unified"] = json!({"memory.high": "100663296"});
         }
         c["linux"]["resources"] = r;
     });
     let id = unique_id("res");
     let out = root.hr(&["run", "-d", "--bundle", b.path().to_str().unwrap(), &id]);
-    if !out.status.success() && text(&out.stderr).contains("254:0") {
-        eprintln!(
-            "SKIP every_resource_is_written_where_the_kernel_reads_it: no block device 254:0 here"
-        );
-        return;
-    }
     assert!(out.status.success(), "{}", text(&out.stderr));
     if v2 {
         let d = cgroup_dir("", &id);
         assert_eq!(read(&d.join("memory.max")), "134217728");
         assert_eq!(read(&d.join("memory.low")), "67108864");
-        assert_eq!(read(&d.join("memory.swap.max")), "134217728");
+        assert_eq!(read(&d.join("memory.high")), "100663296", "from unified");
+        if d.join("memory.swap.max").exists() {
+            // v2 counts swap alone: the spec's memory+swap minus the limit.
+            assert_eq!(read(&d.join("memory.swap.max")), "134217728");
+        }
         assert_eq!(read(&d.join("cpu.weight")), "20");
         assert_eq!(read(&d.join("cpu.max")), "50000 100000");
+        if burst {
+            assert_eq!(read(&d.join("cpu.max.burst")), "1000");
+        }
+        if idle {
+            assert_eq!(read(&d.join("cpu.idle")), "1");
+        }
         assert_eq!(read(&d.join("cpuset.cpus")), "0");
+        assert_eq!(read(&d.join("cpuset.mems")), "0");
         assert_eq!(read(&d.join("pids.max")), "64");
-        assert!(read(&d.join("io.max")).contains("254:0 rbps=1048576"));
+        assert_eq!(read(&d.join("hugetlb.2MB.max")), "4194304");
+        let io_max = read(&d.join("io.max"));
+        assert!(io_max.contains(&format!("{dev} rbps=1048576")), "{io_max}");
+        assert!(io_max.contains("wiops=100"), "{io_max}");
+        let weight = read(&d.join("io.weight"));
+        // blkio's 10..1000 scaled to io's 1..10000, as runc does.
+        assert!(weight.contains("default 2930"), "{weight}");
+        if iocost {
+            assert!(weight.contains(&format!("{dev} 1919")), "{weight}");
+        } else if bfq_loaded {
+            let bfq = read(&d.join("io.bfq.weight"));
+            assert!(bfq.contains(&format!("{dev} 200")), "{bfq}");
+        }
     } else {
         let mem = cgroup_dir("memory", &id);
         assert_eq!(read(&mem.join("memory.limit_in_bytes")), "134217728");
@@ -74,7 +131,9 @@ fn every_resource_is_written_where_the_kernel_reads_it() {
         assert_eq!(read(&cpu.join("cpu.shares")), "512");
         assert_eq!(read(&cpu.join("cpu.cfs_quota_us")), "50000");
         assert_eq!(read(&cpu.join("cpu.cfs_period_us")), "100000");
-        assert_eq!(read(&cpu.join("cpu.cfs_burst_us")), "1000");
+        if burst {
+            assert_eq!(read(&cpu.join("cpu.cfs_burst_us")), "1000");
+        }
         let cpuset = cgroup_dir("cpuset", &id);
         assert_eq!(read(&cpuset.join("cpuset.cpus")), "0");
         assert_eq!(read(&cpuset.join("cpuset.mems")), "0");
@@ -95,24 +154,102 @@ fn every_resource_is_written_where_the_kernel_reads_it() {
         } else {
             "blkio.bfq.weight_device"
         };
-        assert!(
-            read(&blkio.join(wd)).contains("254:0 200"),
-            "{}",
-            read(&blkio.join(wd))
-        );
+        if weight_device {
+            assert!(
+                read(&blkio.join(wd)).contains(&format!("{dev} 200")),
+                "{}",
+                read(&blkio.join(wd))
+            );
+        }
         assert_eq!(
             read(&blkio.join("blkio.throttle.read_bps_device")),
-            "254:0 1048576"
+            format!("{dev} 1048576")
         );
         assert_eq!(
             read(&blkio.join("blkio.throttle.write_iops_device")),
-            "254:0 100"
+            format!("{dev} 100")
         );
     }
     // The container sees its own limit through its cgroup namespace mount.
     let inside = root.ok(&["exec", &id, "sh", "-c", "cat /sys/fs/cgroup/memory/memory.limit_in_bytes 2>/dev/null || cat /sys/fs/cgroup/memory.max"]);
     assert_eq!(inside.trim(), "134217728");
     root.ok(&["delete", "-f", &id]);
+    if v2 && !weight_device {
+        let mut b = Bundle::new(&["true"]);
+        b.edit(|c| c["linux"]["resources"] = json!({"blockIO": {"weightDevice": [{"major": major, "minor": minor, "weight": 200}]}}));
+        let wd = unique_id("wd");
+        let out = root.hr(&["create", "--bundle", b.path().to_str().unwrap(), &wd]);
+        if out.status.success() {
+            // This host has the io cost controller on for the device.
+            root.ok(&["delete", "-f", &wd]);
+        } else {
+            assert!(
+                error_line(&out).contains("io cost controller is not on for that device"),
+                "{}",
+                error_line(&out)
+            );
+        }
+    }
+}
+
+#[test]
+fn a_cgroups_path_nested_under_a_slice_gets_its_controllers_from_each_parent() {
+    if !require_root("a_cgroups_path_nested_under_a_slice_gets_its_controllers_from_each_parent") {
+        return;
+    }
+    if !is_cgroup_v2() {
+        eprintln!("SKIP a_cgroups_path_nested_under_a_slice_gets_its_controllers_from_each_parent: cgroup v2 only (the VM matrix runs it)");
+        return;
+    }
+    let root = Root::new();
+    // As systemd lays it out: a slice that exists already, with some controllers enabled.
+    let slice_name = format!("husk-test-{}.slice", std::process::id());
+    let slice = Path::new("/sys/fs/cgroup").join(&slice_name);
+    fs::create_dir(&slice).unwrap();
+    struct Rmdir(std::path::PathBuf);
+    impl Drop for Rmdir {
+        fn drop(&mut self) {
+            let _ = fs::remove_dir(self.0.join("app"));
+            let _ = fs::remove_dir(&self.0);
+        }
+    }
+    let _cleanup = Rmdir(slice.clone());
+    fs::write(slice.join("cgroup.subtree_control"), "+memory").unwrap();
+    let id = unique_id("nested");
+    let mut b = Bundle::new(&["sleep", "1000"]);
+    let cg = format!("/{slice_name}/app/{id}");
+    b.edit(|c| {
+        c["linux"]["cgroupsPath"] = cg.clone().into();
+        c["linux"]["resources"] = json!({
+            "memory": {"limit": 67108864},
+            "pids": {"limit": 32},
+            "cpu": {"quota": 20000, "period": 100000}
+        });
+    });
+    root.ok(&["run", "-d", "--bundle", b.path().to_str().unwrap(), &id]);
+    let leaf = slice.join("app").join(&id);
+    assert_eq!(read(&leaf.join("memory.max")), "67108864");
+    assert_eq!(read(&leaf.join("pids.max")), "32");
+    assert_eq!(read(&leaf.join("cpu.max")), "20000 100000");
+    for dir in [&slice, &slice.join("app")] {
+        let enabled = read(&dir.join("cgroup.subtree_control"));
+        for ctl in ["memory", "pids", "cpu"] {
+            assert!(
+                enabled.split(' ').any(|c| c == ctl),
+                "{}: {enabled}",
+                dir.display()
+            );
+        }
+    }
+    let pid = read(&leaf.join("cgroup.procs"));
+    assert_eq!(
+        read(Path::new(&format!("/proc/{pid}/cgroup"))),
+        format!("0::{cg}")
+    );
+    root.ok(&["delete", "-f", &id]);
+    assert!(!leaf.exists(), "the container's cgroup goes with it");
+    // Its parents stay, as runc leaves them: other containers of the slice may come.
+    assert!(slice.join("app").exists());
 }
 
 #[test]
@@ -346,6 +483,32 @@ fn limits_that_cannot_be_applied_are_errors() {
             json!({"network": {"classID": 1048577}}),
             "cgroup v2",
         ));
+        cases.push((
+            "swappiness",
+            json!({"memory": {"swappiness": 10}}),
+            "memory.swappiness does not exist on cgroup v2",
+        ));
+        cases.push((
+            "realtime",
+            json!({"cpu": {"realtimeRuntime": 1000}}),
+            "do not exist on cgroup v2",
+        ));
+        cases.push((
+            "unifiedbad",
+            json!({"unified": {"../memory.max": "1"}}),
+            "unified",
+        ));
+    }
+    // Files of newer kernels: refused with the version they need, not a bare EACCES.
+    if !kernel_at_least(5, 14) {
+        cases.push((
+            "burst",
+            json!({"cpu": {"burst": 1000}}),
+            "Linux 5.14 or later",
+        ));
+    }
+    if !kernel_at_least(5, 15) {
+        cases.push(("idle", json!({"cpu": {"idle": 1}}), "Linux 5.15 or later"));
     }
     for (name, resources, needle) in cases {
         let mut b = Bundle::new(&["true"]);
@@ -466,9 +629,15 @@ fn devices_are_denied_by_default_and_narrow_a_rules_stay_narrow() {
     if !require_root("devices_are_denied_by_default_and_narrow_a_rules_stay_narrow") {
         return;
     }
+    // /dev/fuse (c 10:229): opening it needs no capability, so only the device cgroup can
+    // refuse it (this host's own policy refuses its disk to everyone, the test runner too).
+    if std::fs::File::open("/dev/fuse").is_err() {
+        eprintln!("SKIP devices_are_denied_by_default_and_narrow_a_rules_stay_narrow: /dev/fuse does not open here");
+        return;
+    }
     let root = Root::new();
     for (name, resources) in [
-        // No device rules at all: the runtime's policy still denies the host disk.
+        // No device rules at all: the runtime's policy still denies the device.
         ("none", None),
         // A rule of type "a" with numbers must not become "every device" on v1.
         (
@@ -479,11 +648,10 @@ fn devices_are_denied_by_default_and_narrow_a_rules_stay_narrow() {
         let mut b = Bundle::new(&[
             "sh",
             "-c",
-            "head -c 1 /dev/disk >/dev/null 2>&1 && echo READ || echo denied",
+            "(exec 3</dev/fuse) 2>/dev/null && echo OPENED || echo denied",
         ]);
         b.edit(|c| {
-            c["linux"]["devices"] =
-                json!([{"path": "/dev/disk", "type": "b", "major": 254, "minor": 0}]);
+            c["linux"]["devices"] = json!([{"path": "/dev/fuse", "type": "c", "major": 10, "minor": 229, "fileMode": 438}]);
             match &resources {
                 Some(r) => c["linux"]["resources"] = r.clone(),
                 None => {

@@ -37,6 +37,28 @@ fn namespaces_are_new_and_the_init_is_pid_1() {
 }
 
 #[test]
+fn the_cgroup_namespace_shows_the_container_its_own_cgroup_as_root() {
+    if !require_root("the_cgroup_namespace_shows_the_container_its_own_cgroup_as_root") {
+        return;
+    }
+    let root = Root::new();
+    let b = sh("cat /proc/self/cgroup; grep ' /sys/fs/cgroup' /proc/self/mountinfo | head -1");
+    let out = root.run_ok(&b);
+    let (cgroups, mount): (Vec<&str>, Vec<&str>) =
+        out.lines().partition(|l| !l.contains("/sys/fs/cgroup"));
+    if is_cgroup_v2() {
+        assert_eq!(cgroups, ["0::/"], "{out}");
+    } else {
+        // Every v1 hierarchy (and the hybrid's empty v2 one) is rooted at the container.
+        assert!(!cgroups.is_empty());
+        assert!(cgroups.iter().all(|l| l.ends_with(":/")), "{out}");
+    }
+    // And the cgroup file system mounted inside starts at the container's cgroup.
+    let root_field = mount[0].split_whitespace().nth(3);
+    assert_eq!(root_field, Some("/"), "{out}");
+}
+
+#[test]
 fn user_namespace_maps_ids() {
     if !require_root("user_namespace_maps_ids") {
         return;
@@ -216,12 +238,27 @@ fn recursive_read_only_binds_cover_submounts() {
         }
     }
     let _u = Unmount(sub.clone());
-    let mut b = sh("touch /tree/sub/x 2>/dev/null && echo WRITABLE || echo sub-readonly");
+    let mut b = sh(
+        "touch /tree/sub/x 2>/dev/null && echo WRITABLE || echo sub-readonly; \
+        grep -c ' /atime/sub .*noatime' /proc/self/mountinfo",
+    );
     let src = host.path().to_str().unwrap().to_string();
     b.edit(|c| {
-        c["mounts"].as_array_mut().unwrap().push(json!({"destination": "/tree", "type": "bind", "source": src, "options": ["rbind", "rro"]}));
+        let m = c["mounts"].as_array_mut().unwrap();
+        m.push(json!({"destination": "/tree", "type": "bind", "source": src, "options": ["rbind", "rro"]}));
+        // The atime mode is one field for mount_setattr: rnoatime must clear all of it.
+        m.push(json!({"destination": "/atime", "type": "bind", "source": src, "options": ["rbind", "rnoatime"]}));
     });
-    assert_eq!(root.run_ok(&b).trim(), "sub-readonly");
+    if !kernel_at_least(5, 12) {
+        let (code, _, err) = root.run(&b);
+        assert_ne!(code, 0);
+        assert!(
+            err.contains("need mount_setattr, Linux 5.12 or later"),
+            "{err}"
+        );
+        return;
+    }
+    assert_eq!(root.run_ok(&b).trim(), "sub-readonly\n1");
 }
 
 #[test]
@@ -291,14 +328,30 @@ fn device_cgroup_denies_what_is_not_allowed() {
     if !require_root("device_cgroup_denies_what_is_not_allowed") {
         return;
     }
+    if !Path::new("/dev/net/tun").exists() {
+        eprintln!("SKIP device_cgroup_denies_what_is_not_allowed: this host has no /dev/net/tun");
+        return;
+    }
     let root = Root::new();
-    // /dev/vda (254:0) exists as a node in the container but the default-deny cgroup refuses it.
-    let mut b = sh("head -c 1 /dev/disk >/dev/null 2>&1 && echo READ || echo denied");
-    b.edit(|c| {
-        c["linux"]["devices"] =
-            json!([{"path": "/dev/disk", "type": "b", "major": 254, "minor": 0}]);
-    });
+    // /dev/net/tun (c 10:200: opening it needs no capability, and it is not among the
+    // runtime's default devices) exists as a node in the container, but the default-deny
+    // cgroup (v1's devices.deny, v2's eBPF program) refuses to open it: EPERM.
+    let node =
+        json!([{"path": "/dev/tun", "type": "c", "major": 10, "minor": 200, "fileMode": 438}]);
+    let open = "(exec 3</dev/tun) 2>/dev/null && echo opened || echo denied";
+    let mut b = sh(open);
+    b.edit(|c| c["linux"]["devices"] = node.clone());
     assert_eq!(root.run_ok(&b).trim(), "denied");
+    // A rule for it lets the same node open.
+    let mut b = sh(open);
+    b.edit(|c| {
+        c["linux"]["devices"] = node.clone();
+        c["linux"]["resources"]["devices"]
+            .as_array_mut()
+            .unwrap()
+            .push(json!({"allow": true, "type": "c", "major": 10, "minor": 200, "access": "rw"}));
+    });
+    assert_eq!(root.run_ok(&b).trim(), "opened");
 }
 
 #[test]
@@ -418,6 +471,34 @@ fn process_identity_environment_and_limits() {
         "SCHED_BATCH: {out}"
     );
     assert_eq!(l.last().copied(), Some("i686"), "LINUX32 personality");
+}
+
+#[test]
+fn ambient_capabilities_without_inheritable_ones_are_skipped_as_runc_does() {
+    if !require_root("ambient_capabilities_without_inheritable_ones_are_skipped_as_runc_does") {
+        return;
+    }
+    let root = Root::new();
+    let mut b = sh("grep -E '^Cap(Inh|Eff|Amb)' /proc/self/status");
+    // What `runc spec` writes: ambient capabilities, no inheritable ones. The kernel refuses
+    // to raise those (PR_CAP_AMBIENT_RAISE needs them inheritable); runc runs it regardless.
+    b.edit(|c| {
+        let caps = json!(["CAP_AUDIT_WRITE", "CAP_KILL", "CAP_NET_BIND_SERVICE"]);
+        c["process"]["capabilities"] = json!({
+            "bounding": caps, "effective": caps, "permitted": caps, "ambient": caps
+        });
+    });
+    let (code, out, err) = root.run(&b);
+    assert_eq!(code, 0, "{out}{err}");
+    // CAP_KILL=5, CAP_NET_BIND_SERVICE=10, CAP_AUDIT_WRITE=29.
+    assert!(out.contains("CapEff:\t0000000020000420"), "{out}");
+    assert!(out.contains("CapAmb:\t0000000000000000"), "{out}");
+    assert!(
+        err.contains(
+            "ambient capabilities CAP_AUDIT_WRITE, CAP_KILL, CAP_NET_BIND_SERVICE are not raised"
+        ),
+        "a warning says what was skipped: {err}"
+    );
 }
 
 #[test]

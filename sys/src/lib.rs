@@ -111,6 +111,9 @@ pub fn mount_overlay(
         fd_or_err(unsafe { libc::syscall(libc::SYS_fsopen, c"overlay".as_ptr(), FSOPEN_CLOEXEC) })
             .map_err(Unsupported)?;
     use std::os::fd::AsRawFd;
+    if !parses_overlay_params(&fs) {
+        return Err(Unsupported(io::Error::from_raw_os_error(libc::EOPNOTSUPP)));
+    }
     let set = |key: &std::ffi::CStr, value: Option<&Path>| -> io::Result<()> {
         let v = value.map(|p| cstr(p.as_os_str().as_bytes())).transpose()?;
         let (cmd, vp) = match &v {
@@ -186,6 +189,36 @@ pub fn mount_overlay(
         return Err(Failed(io::Error::last_os_error()));
     }
     Ok(())
+}
+
+/// Whether this kernel's overlayfs parses fsconfig parameters one by one (Linux 6.5+). Before,
+/// the new mount API hands overlayfs a legacy context that takes any key and refuses the whole
+/// option string only at `FSCONFIG_CMD_CREATE`, so `lowerdir+` would not fail where it can be
+/// told from a real error. Probed once per process, on the caller's fresh context: a key no
+/// kernel knows is accepted only by the legacy path (and a refused key leaves a parsing
+/// context as it was).
+fn parses_overlay_params(fs: &OwnedFd) -> bool {
+    use std::os::fd::AsRawFd;
+    use std::sync::atomic::{AtomicU8, Ordering};
+    static PARSES: AtomicU8 = AtomicU8::new(0); // 0 unknown, 1 yes, 2 no
+    match PARSES.load(Ordering::Relaxed) {
+        1 => return true,
+        2 => return false,
+        _ => {}
+    }
+    // SAFETY: fsconfig on our fs context with valid C strings.
+    let legacy = unsafe {
+        libc::syscall(
+            libc::SYS_fsconfig,
+            fs.as_raw_fd(),
+            FSCONFIG_SET_STRING,
+            c"x-husk-probe".as_ptr(),
+            c"1".as_ptr(),
+            0,
+        )
+    } == 0;
+    PARSES.store(if legacy { 2 } else { 1 }, Ordering::Relaxed);
+    !legacy
 }
 
 /// Open (creating it) the lock file at `path`, readable and writable, and flock it: exclusive,

@@ -359,6 +359,22 @@ pub(crate) fn set(dir: &Path, file: &str, value: impl std::fmt::Display) -> Resu
     crate::util::write_file(&dir.join(file), &value.to_string())
 }
 
+/// `set` for a file that only newer kernels have: where it is missing, the limit is refused
+/// with the version it needs (a write would fail with a bare EACCES on cgroupfs).
+pub(crate) fn set_since(
+    dir: &Path,
+    file: &str,
+    value: impl std::fmt::Display,
+    (what, linux): (&str, &str),
+) -> Result<()> {
+    if !dir.join(file).exists() {
+        return Err(Error::Unsupported(format!(
+            "{what} needs {file}, Linux {linux} or later"
+        )));
+    }
+    set(dir, file, value)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use oci_spec::runtime::LinuxResources;
 
-use super::{set, CGROUP_ROOT};
+use super::{set, set_since, CGROUP_ROOT};
 use crate::error::{Error, Result};
 
 /// Mounted v1 hierarchies: controllers ("cpu,cpuacct", "name=systemd") → mount point.
@@ -205,10 +205,12 @@ pub fn apply(paths: &BTreeMap<String, PathBuf>, r: &LinuxResources) -> Result<()
             )?;
         }
         if let Some(v) = c.idle() {
-            set(need(paths, "cpu", "cpu.idle")?, "cpu.idle", v)?;
+            let dir = need(paths, "cpu", "cpu.idle")?;
+            set_since(dir, "cpu.idle", v, ("cpu.idle", "5.15"))?;
         }
         if let Some(v) = c.burst() {
-            set(need(paths, "cpu", "cpu.burst")?, "cpu.cfs_burst_us", v)?;
+            let dir = need(paths, "cpu", "cpu.burst")?;
+            set_since(dir, "cpu.cfs_burst_us", v, ("cpu.burst", "5.14"))?;
         }
         if let Some(v) = c.cpus().as_deref().filter(|s| !s.is_empty()) {
             set(need(paths, "cpuset", "cpu.cpus")?, "cpuset.cpus", v)?;

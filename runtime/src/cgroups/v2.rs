@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use oci_spec::runtime::LinuxResources;
 
-use super::{set, CGROUP_ROOT};
+use super::{set, set_since, CGROUP_ROOT};
 use crate::error::{Error, Result};
 
 const WANTED: [&str; 8] = [
@@ -17,20 +17,14 @@ pub fn create(path: &Path) -> Result<PathBuf> {
 }
 
 /// `create` under another cgroup2 mount (tests use the unified hierarchy of hybrid hosts).
+/// Each ancestor gets the controllers it offers enabled for its children, writing only those
+/// not enabled yet: under systemd (`/system.slice/...`) they usually are, and a write to
+/// `cgroup.subtree_control` takes the kernel's cgroup lock.
 pub fn create_in(root: &Path, path: &Path) -> Result<PathBuf> {
     let rel = path.strip_prefix("/").unwrap_or(path);
-    let available = fs::read_to_string(root.join("cgroup.controllers")).unwrap_or_default();
-    let enable: Vec<String> = available
-        .split_whitespace()
-        .filter(|c| WANTED.contains(c))
-        .map(|c| format!("+{c}"))
-        .collect();
     let mut dir = root.to_path_buf();
     for comp in rel.components() {
-        // Controllers must be enabled in every ancestor for the leaf to have them.
-        for ctl in &enable {
-            let _ = fs::write(dir.join("cgroup.subtree_control"), ctl);
-        }
+        enable_controllers(&dir);
         dir.push(comp);
         match fs::create_dir(&dir) {
             Ok(()) => {}
@@ -44,6 +38,21 @@ pub fn create_in(root: &Path, path: &Path) -> Result<PathBuf> {
         }
     }
     Ok(dir)
+}
+
+/// Enable for `dir`'s children the wanted controllers it has and has not enabled yet. A
+/// failure is left for `need` to report when a limit asks for that controller (a cgroup with
+/// processes of its own cannot enable any: the kernel's no-internal-processes rule).
+fn enable_controllers(dir: &Path) {
+    let read = |f: &str| fs::read_to_string(dir.join(f)).unwrap_or_default();
+    let (available, enabled) = (read("cgroup.controllers"), read("cgroup.subtree_control"));
+    let enabled: Vec<&str> = enabled.split_whitespace().collect();
+    for ctl in available
+        .split_whitespace()
+        .filter(|c| WANTED.contains(c) && !enabled.contains(c))
+    {
+        let _ = fs::write(dir.join("cgroup.subtree_control"), format!("+{ctl}"));
+    }
 }
 
 fn need(dir: &Path, controller: &str, what: &str) -> Result<()> {
@@ -70,6 +79,29 @@ pub fn shares_to_weight(shares: u64) -> u64 {
 /// blkio.weight [10, 1000] onto io.weight [1, 10000].
 pub fn blkio_to_io_weight(w: u16) -> u64 {
     1 + (u64::from(w).saturating_sub(10) * 9999) / 990
+}
+
+/// One device's io weight: through BFQ where it is loaded (its weights are blkio's own
+/// 1..1000), else through the io cost controller, which takes a device's weight only once it
+/// is on for that device (io.cost.qos; no kernel up to 6.12 turns it on by itself).
+fn weight_device(dir: &Path, major: i64, minor: i64, w: u16) -> Result<()> {
+    let (file, line) = if dir.join("io.bfq.weight").exists() {
+        ("io.bfq.weight", format!("{major}:{minor} {w}"))
+    } else {
+        (
+            "io.weight",
+            format!("{major}:{minor} {}", blkio_to_io_weight(w)),
+        )
+    };
+    fs::write(dir.join(file), &line).map_err(|e| {
+        if e.raw_os_error() == Some(libc::EOPNOTSUPP) {
+            Error::Unsupported(format!(
+                "cannot apply blockIO.weightDevice {major}:{minor}: the io cost controller is not on for that device (enable it in io.cost.qos) and BFQ is not loaded"
+            ))
+        } else {
+            Error::io(format!("cannot write {line:?} to {}/{file}", dir.display()), e)
+        }
+    })
 }
 
 pub fn apply(dir: &Path, r: &LinuxResources) -> Result<()> {
@@ -133,11 +165,11 @@ pub fn apply(dir: &Path, r: &LinuxResources) -> Result<()> {
         }
         if let Some(v) = c.idle() {
             need(dir, "cpu", "cpu.idle")?;
-            set(dir, "cpu.idle", v)?;
+            set_since(dir, "cpu.idle", v, ("cpu.idle", "5.15"))?;
         }
         if let Some(v) = c.burst() {
             need(dir, "cpu", "cpu.burst")?;
-            set(dir, "cpu.max.burst", v)?;
+            set_since(dir, "cpu.max.burst", v, ("cpu.burst", "5.14"))?;
         }
         if c.realtime_period().is_some() || c.realtime_runtime().is_some() {
             return Err(Error::Unsupported(
@@ -178,11 +210,7 @@ pub fn apply(dir: &Path, r: &LinuxResources) -> Result<()> {
         }
         for d in b.weight_device().iter().flatten() {
             if let Some(w) = d.weight() {
-                set(
-                    dir,
-                    "io.weight",
-                    format!("{}:{} {}", d.major(), d.minor(), blkio_to_io_weight(w)),
-                )?;
+                weight_device(dir, d.major(), d.minor(), w)?;
             }
         }
         for (list, key) in [

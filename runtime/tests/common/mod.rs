@@ -335,3 +335,28 @@ pub fn cgroup_dir(controller: &str, id: &str) -> PathBuf {
 pub fn is_cgroup_v2() -> bool {
     Path::new("/sys/fs/cgroup/cgroup.controllers").exists()
 }
+
+/// Whether the running kernel is at least `major.minor` (features the matrix's older kernels
+/// lack are refused there with the version they need).
+pub fn kernel_at_least(major: u32, minor: u32) -> bool {
+    let release = fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    let mut nums = release
+        .split(|c: char| !c.is_ascii_digit())
+        .filter_map(|n| n.parse::<u32>().ok());
+    (nums.next().unwrap_or(0), nums.next().unwrap_or(0)) >= (major, minor)
+}
+
+/// A real block device of this machine as (major, minor): the first disk in /sys/block
+/// (this VM's vda is 254:0; the VM matrix's guests number theirs at boot).
+pub fn block_device() -> Option<(u32, u32)> {
+    let mut disks: Vec<_> = fs::read_dir("/sys/block")
+        .ok()?
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| !n.starts_with("loop") && !n.starts_with("ram") && !n.starts_with("zram"))
+        .collect();
+    disks.sort();
+    let dev = fs::read_to_string(format!("/sys/block/{}/dev", disks.first()?)).ok()?;
+    let (major, minor) = dev.trim().split_once(':')?;
+    Some((major.parse().ok()?, minor.parse().ok()?))
+}

@@ -1,0 +1,103 @@
+#!/usr/bin/env python3
+"""The kernel matrix: husk's kernel-facing tests inside a VM per Debian kernel (pure cgroup v2).
+
+    tests/vm/matrix.py [--kernels 5.10,6.1,6.12] [--only SUITE[,SUITE]]
+
+Builds the test executables here (`cargo test --no-run`), boots each kernel with tests/vm/vm.py
+and runs the suites below in it, then prints one `KERNEL: N passed, N failed` line per kernel
+and exits non-zero if any test failed or any VM did not finish. The same executables run on
+this host's own kernel (hybrid cgroup v1) in the ordinary `cargo test`.
+"""
+
+import argparse
+import json
+import os
+import re
+import subprocess
+import sys
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+TOP = os.path.dirname(os.path.dirname(HERE))
+
+# Test executable (cargo's target name) -> the tests to run in the VM (None: all of them).
+# What touches the kernel: namespaces, mounts and rootfs, cgroups, seccomp, the snapshotters,
+# and the engine's run/exec/stop/stats/OOM paths. Parsers and pure logic stay on the host.
+SUITES = {
+    "cgroups": None,
+    "lifecycle": None,
+    "isolation": None,
+    "seccomp": None,
+    "erofs": None,
+    "unpack": None,
+    "images": None,
+    "engine": None,
+    "run": None,
+    "security": None,
+}
+
+
+def executables(only):
+    out = subprocess.run(
+        ["cargo", "test", "--workspace", "--no-run", "--message-format=json"],
+        cwd=TOP, check=True, capture_output=True, text=True,
+    ).stdout
+    found = []
+    for line in out.splitlines():
+        msg = json.loads(line)
+        if msg.get("reason") != "compiler-artifact" or not msg.get("executable"):
+            continue
+        target = msg["target"]
+        if "test" not in target["kind"] or target["name"] not in SUITES:
+            continue
+        if only and target["name"] not in only:
+            continue
+        cwd = os.path.dirname(msg["manifest_path"])
+        found.append({"name": target["name"], "exe": msg["executable"], "cwd": cwd,
+                      "filters": SUITES[target["name"]]})
+    return found
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--kernels", default="5.10,6.1,6.12")
+    p.add_argument("--only", default="", help="comma-separated suite names")
+    p.add_argument("--timeout", type=int, default=1200, help="seconds per kernel")
+    a = p.parse_args()
+    only = {s for s in a.only.split(",") if s}
+    suites = executables(only)
+    if not suites:
+        print("matrix: no test executables found", file=sys.stderr)
+        return 1
+    plan = json.dumps(suites)
+    totals = {}
+    failed_vm = []
+    for k in a.kernels.split(","):
+        print(f"=== Linux {k}, pure cgroup v2 ===", flush=True)
+        proc = subprocess.Popen(
+            [sys.executable, os.path.join(HERE, "vm.py"), "--kernel", k,
+             "--timeout", str(a.timeout), "--cwd", TOP, "--",
+             "/usr/bin/python3", os.path.join(HERE, "guest.py"), plan],
+            stdout=subprocess.PIPE, text=True, errors="replace",
+        )
+        passed = failed = 0
+        seen = False
+        for line in proc.stdout:
+            sys.stdout.write(line)
+            m = re.match(r"^guest: (\d+) passed, (\d+) failed", line)
+            if m:
+                passed, failed, seen = int(m.group(1)), int(m.group(2)), True
+        rc = proc.wait()
+        if rc != 0 and not seen:
+            failed_vm.append(k)
+        totals[k] = (passed, failed)
+    print()
+    for k, (passed, failed) in totals.items():
+        print(f"linux-{k}: {passed} passed, {failed} failed")
+    for k in failed_vm:
+        print(f"matrix: Linux {k} did not finish its tests")
+    bad = failed_vm or any(f for _, f in totals.values())
+    return 1 if bad else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
