@@ -35,14 +35,17 @@ fn fsck(path: &Path) -> Option<String> {
     Some(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
+/// Mount straight from the file (Linux 6.12+), else through a loop device as husk does.
 fn mount_erofs(image: &Path, at: &Path) -> bool {
     std::fs::create_dir_all(at).unwrap();
     Command::new("mount")
         .args(["-t", "erofs", "-o", "ro"])
         .arg(image)
         .arg(at)
+        .stderr(std::process::Stdio::null())
         .status()
         .is_ok_and(|s| s.success())
+        || husk_image::snapshot::mount_erofs_via_loop(image, at).is_ok()
 }
 
 fn umount(at: &Path) {

@@ -371,6 +371,40 @@ fn update_reads_resources_from_stdin() {
             .trim(),
         "50"
     );
+    // runc's flags: a cpu quota, and the swap alone (memory+swap, as v1 counts it: on v2 the
+    // swap is what is above the limit the cgroup already has).
+    root.ok(&[
+        "update",
+        "--cpu-quota",
+        "30000",
+        "--cpu-period",
+        "100000",
+        &id,
+    ]);
+    if is_cgroup_v2() {
+        let d = cgroup_dir("", &id);
+        assert_eq!(
+            fs::read_to_string(d.join("cpu.max")).unwrap().trim(),
+            "30000 100000"
+        );
+        if d.join("memory.swap.max").exists() {
+            root.ok(&["update", "--memory-swap", "100663296", &id]);
+            assert_eq!(
+                fs::read_to_string(d.join("memory.swap.max"))
+                    .unwrap()
+                    .trim(),
+                "33554432"
+            );
+        }
+    } else {
+        let d = cgroup_dir("cpu", &id);
+        assert_eq!(
+            fs::read_to_string(d.join("cpu.cfs_quota_us"))
+                .unwrap()
+                .trim(),
+            "30000"
+        );
+    }
     root.ok(&["delete", "-f", &id]);
 }
 

@@ -277,8 +277,10 @@ def boot(series, command, mem, cpus, timeout, cwd, env, scratch_gib=16):
             "qemu-system-x86_64", "-accel", "tcg,thread=multi", "-cpu", "max",
             "-smp", str(cpus), "-m", str(mem), "-nographic", "-no-reboot", "-nic", "none",
             "-kernel", vmlinuz, "-initrd", initrd,
-            "-append", "console=ttyS0 quiet loglevel=3 panic=-1 cgroup_no_v1=all "
-            "systemd.unified_cgroup_hierarchy=1",
+            # softlockup_panic: a guest kernel that livelocks stops at once, its stack on the
+            # console, instead of holding the run until the timeout.
+            "-append", "console=ttyS0 quiet panic=-1 softlockup_panic=1 cgroup_no_v1=all "
+            f"systemd.unified_cgroup_hierarchy=1 loglevel={os.environ.get('HUSK_VM_LOGLEVEL', '3')}",
             "-virtfs", "local,path=/,mount_tag=hostroot,security_model=passthrough,"
             "readonly=on,multidevs=remap",
             "-virtfs", f"local,path={io},mount_tag=io,security_model=passthrough",

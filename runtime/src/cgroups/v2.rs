@@ -119,8 +119,14 @@ pub fn apply(dir: &Path, r: &LinuxResources) -> Result<()> {
             )?;
         }
         if let Some(s) = m.swap() {
-            // v1's swap is memory+swap; v2's swap.max is swap alone.
-            let v = match (s, m.limit()) {
+            // v1's swap is memory+swap; v2's swap.max is swap alone. An update that gives only
+            // the swap takes the limit the cgroup has.
+            let limit = m.limit().or_else(|| {
+                fs::read_to_string(dir.join("memory.max"))
+                    .ok()
+                    .and_then(|v| v.trim().parse().ok())
+            });
+            let v = match (s, limit) {
                 (s, _) if s < 0 => "max".to_string(),
                 (s, Some(l)) if l >= 0 => (s - l).max(0).to_string(),
                 (s, _) => s.to_string(),
