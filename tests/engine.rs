@@ -782,7 +782,7 @@ fn signals_restart_start_attach_and_follow() {
     assert!(!root_mount("loop").contains("volatile"));
     assert_eq!(husk(r, &["rm", "-f", "loop", &id]).0, 0);
     // A --rm container survives a restart, and goes when it stops.
-    let rm_id = husk(
+    let (code, rm_id, err) = husk(
         r,
         &[
             "run",
@@ -793,10 +793,9 @@ fn signals_restart_start_attach_and_follow() {
             "-c",
             "while :; do sleep 0.1; done",
         ],
-    )
-    .1
-    .trim()
-    .to_string();
+    );
+    assert_eq!(code, 0, "{err}");
+    let rm_id = rm_id.trim().to_string();
     // `volatile`, or `fsync=volatile` on Linux 6.6+.
     let m = root_mount(&rm_id);
     assert!(m.contains("volatile"), "{m}");

@@ -717,24 +717,31 @@ fn short_links(layers_dir: &Path, diff_ids: &[Digest], lower: &[String]) -> Resu
         } else {
             Path::new("..").join(target)
         };
-        let mut chosen = None;
-        for name in [&d.hex()[..12], d.hex()] {
-            let link = dir.join(name);
-            match std::os::unix::fs::symlink(&target, &link) {
-                Ok(()) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
-                Err(e) => return Err(Error::io(format!("cannot link {}", link.display()), e)),
+        let short = &d.hex()[..12];
+        let link = |name: &str| -> Result<bool> {
+            let at = dir.join(name);
+            match std::os::unix::fs::symlink(&target, &at) {
+                Ok(()) => Ok(true),
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                    Ok(std::fs::read_link(&at).is_ok_and(|t| t == target))
+                }
+                Err(e) => Err(Error::io(format!("cannot link {}", at.display()), e)),
             }
-            if std::fs::read_link(&link).is_ok_and(|t| t == target) {
-                chosen = Some(format!(".l/{name}"));
-                break;
-            }
+        };
+        if link(short)? {
+            names.push(format!(".l/{short}"));
+            continue;
         }
-        names.push(
-            chosen.ok_or_else(|| {
-                Error::Manifest(format!("layers/.l/{} points elsewhere", d.hex()))
-            })?,
-        );
+        // The whole digest names only this layer: a link there that points elsewhere is a
+        // stale one of ours (the store moved), replaced atomically.
+        if !link(d.hex())? {
+            let tmp = dir.join(format!("{}.{}", d.hex(), std::process::id()));
+            let _ = std::fs::remove_file(&tmp);
+            std::os::unix::fs::symlink(&target, &tmp)
+                .and_then(|()| std::fs::rename(&tmp, dir.join(d.hex())))
+                .map_err(|e| Error::io(format!("cannot link layers/.l/{}", d.hex()), e))?;
+        }
+        names.push(format!(".l/{}", d.hex()));
     }
     Ok(names)
 }
@@ -828,6 +835,33 @@ mod tests {
             volatile: true,
         })
         .unwrap();
+    }
+
+    #[test]
+    fn short_links_name_each_layer_once_and_never_a_layer_for_another() {
+        let layers = tempfile::tempdir().unwrap();
+        let d = |hex: &str| Digest::parse(&format!("sha256:{hex}")).unwrap();
+        let a = d(&format!("{}{}", "a".repeat(12), "1".repeat(52)));
+        // The same 12-digit prefix as `a`, another layer.
+        let b = d(&format!("{}{}", "a".repeat(12), "2".repeat(52)));
+        let lower = |ds: &[&Digest]| -> Vec<String> {
+            ds.iter().rev().map(|d| d.hex().to_string()).collect()
+        };
+        let names = short_links(layers.path(), std::slice::from_ref(&a), &lower(&[&a])).unwrap();
+        assert_eq!(names, [format!(".l/{}", "a".repeat(12))]);
+        // Lowest first in, topmost first out; `b` cannot take `a`'s short name.
+        let names = short_links(layers.path(), &[a.clone(), b.clone()], &lower(&[&a, &b])).unwrap();
+        assert_eq!(
+            names,
+            [format!(".l/{}", b.hex()), format!(".l/{}", "a".repeat(12))]
+        );
+        let target = |n: &str| std::fs::read_link(layers.path().join(n)).unwrap();
+        assert_eq!(target(&names[0]), Path::new("..").join(b.hex()));
+        assert_eq!(target(&names[1]), Path::new("..").join(a.hex()));
+        // A stale whole-digest link (the layer now lives elsewhere) is replaced.
+        let moved = vec!["/elsewhere/b".to_string()];
+        let names = short_links(layers.path(), std::slice::from_ref(&b), &moved).unwrap();
+        assert_eq!(target(&names[0]), Path::new("/elsewhere/b"));
     }
 
     #[test]

@@ -75,8 +75,9 @@ fn every_resource_is_written_where_the_kernel_reads_it() {
                 r["cpu"]["idle"] = 0.into();
             }
         } else {
+            // 0, not 1: an idle group reads its cpu.weight as 0 (6.1), hiding the shares.
             if idle {
-                r["cpu"]["idle"] = 1.into();
+                r["cpu"]["idle"] = 0.into();
             }
             r["hugepageLimits"] = json!([{"pageSize": "2MB", "limit": 4194304}]);
             r["unified"] = json!({"memory.high": "100663296"});
@@ -101,7 +102,7 @@ fn every_resource_is_written_where_the_kernel_reads_it() {
             assert_eq!(read(&d.join("cpu.max.burst")), "1000");
         }
         if idle {
-            assert_eq!(read(&d.join("cpu.idle")), "1");
+            assert_eq!(read(&d.join("cpu.idle")), "0");
         }
         assert_eq!(read(&d.join("cpuset.cpus")), "0");
         assert_eq!(read(&d.join("cpuset.mems")), "0");

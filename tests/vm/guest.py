@@ -11,9 +11,10 @@ import sys
 
 def main():
     plan = json.loads(sys.argv[1])
-    passed = failed = 0
+    passed = failed = skips = 0
     for suite in plan:
-        args = [suite["exe"], "--test-threads=2"]
+        # --nocapture: what a test says it skipped, and why, shows in the log.
+        args = [suite["exe"], "--test-threads=2", "--nocapture"]
         if suite["filters"]:
             args += suite["filters"]
         print(f"guest: {suite['name']}", flush=True)
@@ -23,6 +24,7 @@ def main():
         for line in proc.stdout:
             sys.stdout.write(line)
             sys.stdout.flush()
+            skips += line.startswith("SKIP")
             m = re.match(r"^test result: \w+\. (\d+) passed; (\d+) failed", line)
             if m:
                 passed += int(m.group(1))
@@ -32,6 +34,7 @@ def main():
             # It died before its summary (a crash, a signal): count it as one failure.
             print(f"guest: {suite['name']} exited with {proc.returncode} before its summary")
             failed += 1
+    print(f"guest: {skips} SKIP lines above (a test, or a part of one, this kernel could not run)")
     print(f"guest: {passed} passed, {failed} failed", flush=True)
     return 1 if failed else 0
 
