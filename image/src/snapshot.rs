@@ -626,13 +626,20 @@ fn stack(
     let upper_opts = upper.map_or(String::new(), |u| {
         format!(",upperdir={},workdir={}", u.dir.display(), u.work.display())
     });
+    // With room for the `,volatile` added below.
+    let room = OPTIONS_MAX
+        - if upper.is_some_and(|u| u.volatile) {
+            9
+        } else {
+            0
+        };
     let mut opts = format!("lowerdir={}{upper_opts}", lower.join(":"));
-    if opts.len() >= OPTIONS_MAX {
+    if opts.len() >= room {
         // As docker's overlay2 does: short links to the layers, so more of them fit.
         let short = short_links(layers_dir, diff_ids, &lower)?;
         opts = format!("lowerdir={}{upper_opts}", short.join(":"));
     }
-    if opts.len() >= OPTIONS_MAX {
+    if opts.len() >= room {
         return Err(Error::Manifest(format!(
             "{} layers do not fit in one overlayfs mount before Linux 6.8 (its lowerdir+ takes any number)",
             diff_ids.len()
@@ -735,7 +742,10 @@ fn short_links(layers_dir: &Path, diff_ids: &[Digest], lower: &[String]) -> Resu
         // The whole digest names only this layer: a link there that points elsewhere is a
         // stale one of ours (the store moved), replaced atomically.
         if !link(d.hex())? {
-            let tmp = dir.join(format!("{}.{}", d.hex(), std::process::id()));
+            let nanos = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |t| t.subsec_nanos());
+            let tmp = dir.join(format!("{}.{}.{nanos}", d.hex(), std::process::id()));
             let _ = std::fs::remove_file(&tmp);
             std::os::unix::fs::symlink(&target, &tmp)
                 .and_then(|()| std::fs::rename(&tmp, dir.join(d.hex())))

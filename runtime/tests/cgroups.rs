@@ -40,9 +40,11 @@ fn every_resource_is_written_where_the_kernel_reads_it() {
     // (io.cost.qos); elsewhere it is refused (checked below).
     let iocost = fs::read_to_string("/sys/fs/cgroup/io.cost.qos")
         .is_ok_and(|q| q.lines().any(|l| l.starts_with(&format!("{dev} enable=1"))));
-    // BFQ registered (its cgroup files with it): every disk then lists it as a scheduler.
+    // The disk itself uses BFQ.
     let bfq_loaded = fs::read_dir("/sys/block").unwrap().flatten().any(|e| {
-        fs::read_to_string(e.path().join("queue/scheduler")).is_ok_and(|s| s.contains("bfq"))
+        fs::read_to_string(e.path().join("dev")).is_ok_and(|d| d.trim() == dev)
+            && fs::read_to_string(e.path().join("queue/scheduler"))
+                .is_ok_and(|s| s.contains("[bfq]"))
     });
     let weight_device = if v2 { iocost || bfq_loaded } else { bfq };
     if !weight_device {
@@ -185,7 +187,7 @@ fn every_resource_is_written_where_the_kernel_reads_it() {
             root.ok(&["delete", "-f", &wd]);
         } else {
             assert!(
-                error_line(&out).contains("io cost controller is not on for that device"),
+                error_line(&out).contains("uses neither BFQ nor the io cost controller"),
                 "{}",
                 error_line(&out)
             );
@@ -215,6 +217,8 @@ fn a_cgroups_path_nested_under_a_slice_gets_its_controllers_from_each_parent() {
         }
     }
     let _cleanup = Rmdir(slice.clone());
+    // systemd enables the controllers at the root for its slices.
+    fs::write("/sys/fs/cgroup/cgroup.subtree_control", "+memory").unwrap();
     fs::write(slice.join("cgroup.subtree_control"), "+memory").unwrap();
     let id = unique_id("nested");
     let mut b = Bundle::new(&["sleep", "1000"]);

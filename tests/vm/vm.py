@@ -21,6 +21,7 @@ import os
 import re
 import shlex
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -73,7 +74,8 @@ def newest_package(series, opts):
         ["apt-cache", *opts, "search", "--names-only", f"^linux-image-{re.escape(series)}\\."],
         check=True, capture_output=True, text=True,
     ).stdout
-    pat = re.compile(rf"^(linux-image-{re.escape(series)}\.[0-9]+[-+][0-9a-z.+-]*?-amd64) ")
+    # 5.10.0-32-amd64, 6.1.0-50-amd64, 6.12.117+deb13-amd64: not -cloud-, -rt- or -unsigned.
+    pat = re.compile(rf"^(linux-image-{re.escape(series)}\.[0-9]+(?:-[0-9]+|\+deb[0-9]+)-amd64) ")
     names = [m.group(1) for line in out.splitlines() if (m := pat.match(line))]
     if not names:
         raise VmError(f"no linux-image-{series}.*-amd64 in Debian {SERIES[series]}'s archive")
@@ -199,11 +201,15 @@ done
 # A scratch ext4 disk, as a host's /var/lib and /tmp would be (an overlayfs upper directory
 # cannot live on the root overlay, and tmpfs before 6.6 keeps no user.* xattrs).
 modprobe virtio_blk
-mkdir -p /scratch && mount -t ext4 /dev/vda /scratch
+mkdir -p /scratch && mount -t ext4 /dev/vda /scratch || {
+  echo "vm: cannot mount the scratch disk"; echo o > /proc/sysrq-trigger; }
 mount -t tmpfs -o mode=755 tmpfs /run
+# The command's directory (a checkout may live under /tmp) stays the host's.
+mkdir -p /run/vm-cwd && mount --bind {cwd} /run/vm-cwd
 for d in /tmp /var/tmp /var/lib/husk; do
   mkdir -p $d /scratch$d; chmod 1777 /scratch$d; mount --bind /scratch$d $d
 done
+mkdir -p {cwd} && mount --bind /run/vm-cwd {cwd}
 hostname husk-vm
 ip link set lo up 2>/dev/null || busybox ip link set lo up
 export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin HOME=/root
@@ -214,7 +220,7 @@ echo "vm: Linux $(uname -r), $(nproc) CPUs, cgroup $(stat -fc %T /sys/fs/cgroup)
 echo $? > /vm-io/rc
 sync
 echo o > /proc/sysrq-trigger
-while :; do sleep 1; done
+while :; do sleep 1; done 2>/dev/null
 """
 
 
@@ -222,8 +228,12 @@ def initramfs(series, mods):
     """An initramfs with busybox and the modules to mount the host's root, built once."""
     path = os.path.join(CACHE, f"linux-{series}", "initrd.cpio.gz")
     stamp = f"{INIT}{BOOT_MODULES}"
-    if os.path.exists(path) and open(path + ".stamp").read() == stamp:
-        return path
+    try:
+        with open(path + ".stamp") as f:
+            if os.path.exists(path) and f.read() == stamp:
+                return path
+    except FileNotFoundError:
+        pass
     with tempfile.TemporaryDirectory() as d:
         for sub in ("bin", "proc", "sys", "dev", "modules"):
             os.makedirs(os.path.join(d, sub))
@@ -258,7 +268,8 @@ def initramfs(series, mods):
 def boot(series, command, mem, cpus, timeout, cwd, env, scratch_gib=16):
     vmlinuz, mods, release = kernel(series)
     initrd = initramfs(series, mods)
-    with tempfile.TemporaryDirectory(prefix="husk-vm-") as io:
+    # Not under /tmp: where that is a tmpfs, the disk's written blocks would take memory.
+    with tempfile.TemporaryDirectory(prefix="run-", dir=CACHE) as io:
         disk = os.path.join(io, "scratch.ext4")
         with open(disk, "wb") as f:
             f.truncate(scratch_gib << 30)
@@ -287,10 +298,19 @@ def boot(series, command, mem, cpus, timeout, cwd, env, scratch_gib=16):
             "-drive", f"file={disk},if=virtio,format=raw,cache=unsafe",
         ]
         started = time.monotonic()
+        # Its own session, killed on every way out of here (a timeout, SIGTERM from a
+        # cancelled CI job, ^C), so no guest outlives the run.
+        proc = subprocess.Popen(qemu, stdin=subprocess.DEVNULL, start_new_session=True)
+        previous = signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
         try:
-            subprocess.run(qemu, stdin=subprocess.DEVNULL, timeout=timeout, check=False)
+            proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
             raise VmError(f"Linux {series}: no result within {timeout} s")
+        finally:
+            signal.signal(signal.SIGTERM, previous)
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
         rc_file = os.path.join(io, "rc")
         if not os.path.exists(rc_file):
             raise VmError(f"Linux {series}: the VM stopped without running the command")
@@ -311,6 +331,10 @@ def main():
     p.add_argument("--fetch-only", action="store_true")
     p.add_argument("command", nargs="*")
     a = p.parse_args()
+    if os.geteuid() != 0:
+        print("vm: needs root (9p passthrough of /, the kernel cache)", file=sys.stderr)
+        return 125
+    os.makedirs(CACHE, exist_ok=True)
     try:
         if a.fetch_only:
             print(kernel(a.kernel)[2])
@@ -319,7 +343,7 @@ def main():
             p.error("no command")
         env = dict(e.split("=", 1) for e in a.env)
         return boot(a.kernel, a.command, a.mem, a.cpus, a.timeout, a.cwd, env)
-    except (VmError, subprocess.CalledProcessError) as e:
+    except (VmError, subprocess.CalledProcessError, OSError) as e:
         print(f"vm: {e}", file=sys.stderr)
         return 125
 

@@ -81,27 +81,33 @@ pub fn blkio_to_io_weight(w: u16) -> u64 {
     1 + (u64::from(w).saturating_sub(10) * 9999) / 990
 }
 
-/// One device's io weight: through BFQ where it is loaded (its weights are blkio's own
+/// One device's io weight: through BFQ where the device uses it (its weights are blkio's own
 /// 1..1000), else through the io cost controller, which takes a device's weight only once it
 /// is on for that device (io.cost.qos; no kernel up to 6.12 turns it on by itself).
 fn weight_device(dir: &Path, major: i64, minor: i64, w: u16) -> Result<()> {
-    let (file, line) = if dir.join("io.bfq.weight").exists() {
-        ("io.bfq.weight", format!("{major}:{minor} {w}"))
-    } else {
-        (
-            "io.weight",
-            format!("{major}:{minor} {}", blkio_to_io_weight(w)),
-        )
+    let write = |file: &str, line: String| match fs::write(dir.join(file), &line) {
+        Ok(()) => Ok(true),
+        // The device does not use this policy.
+        Err(e) if e.raw_os_error() == Some(libc::EOPNOTSUPP) => Ok(false),
+        Err(e) => Err(Error::io(
+            format!("cannot write {line:?} to {}/{file}", dir.display()),
+            e,
+        )),
     };
-    fs::write(dir.join(file), &line).map_err(|e| {
-        if e.raw_os_error() == Some(libc::EOPNOTSUPP) {
-            Error::Unsupported(format!(
-                "cannot apply blockIO.weightDevice {major}:{minor}: the io cost controller is not on for that device (enable it in io.cost.qos) and BFQ is not loaded"
-            ))
-        } else {
-            Error::io(format!("cannot write {line:?} to {}/{file}", dir.display()), e)
-        }
-    })
+    // io.bfq.weight exists once BFQ is loaded, whichever scheduler this device uses.
+    if dir.join("io.bfq.weight").exists() && write("io.bfq.weight", format!("{major}:{minor} {w}"))?
+    {
+        return Ok(());
+    }
+    if write(
+        "io.weight",
+        format!("{major}:{minor} {}", blkio_to_io_weight(w)),
+    )? {
+        return Ok(());
+    }
+    Err(Error::Unsupported(format!(
+        "cannot apply blockIO.weightDevice {major}:{minor}: the device uses neither BFQ nor the io cost controller (enable it in io.cost.qos)"
+    )))
 }
 
 pub fn apply(dir: &Path, r: &LinuxResources) -> Result<()> {
