@@ -314,11 +314,9 @@ fn a_process_past_its_memory_limit_is_oom_killed_and_reported() {
     // dd is killed; the shell goes on sleeping. Wait for the "oom" event.
     let deadline = Instant::now() + Duration::from_secs(20);
     let seen = loop {
-        let mut f = events.1.try_clone().unwrap();
-        let mut s = String::new();
-        use std::io::{Read, Seek};
-        f.rewind().unwrap();
-        f.read_to_string(&mut s).unwrap();
+        // pread: the file's offset is shared with the events process, which writes at it
+        // (a rewind here made it overwrite its own first line).
+        let s = read_whole(&events.1);
         if s.lines().any(|l| {
             serde_json::from_str::<serde_json::Value>(l)
                 .map(|v| v["type"] == "oom")
@@ -722,4 +720,13 @@ fn processes_that_outlive_the_init_are_killed_on_delete() {
         "the orphan survived delete: {stat}"
     );
     assert_no_cgroup(&id);
+}
+
+/// A file's whole content, read without moving its (shared) offset.
+fn read_whole(f: &fs::File) -> String {
+    use std::os::unix::fs::FileExt;
+    let mut buf = vec![0; f.metadata().unwrap().len() as usize];
+    let n = f.read_at(&mut buf, 0).unwrap();
+    buf.truncate(n);
+    String::from_utf8_lossy(&buf).into_owned()
 }
