@@ -263,5 +263,33 @@ fn gc_locked(root: &Path, keep: &[ImageRecord]) -> Result<Reclaimed> {
             }
         }
     }
+    // Short links (see snapshot's mount(2) fallback) whose layer went: a mount being set up
+    // holds its layers in use, so none of those is dangling here.
+    if let Ok(rd) = fs::read_dir(root.join("layers/.l")) {
+        for e in rd.flatten() {
+            if !e.path().exists() {
+                let _ = fs::remove_file(e.path());
+            }
+        }
+    }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prune_drops_short_links_whose_layer_is_gone() {
+        let root = tempfile::tempdir().unwrap();
+        let links = root.path().join("layers/.l");
+        fs::create_dir_all(&links).unwrap();
+        let kept = root.path().join("layer-mounts/kept");
+        fs::create_dir_all(&kept).unwrap();
+        std::os::unix::fs::symlink(&kept, links.join("aaaaaaaaaaaa")).unwrap();
+        std::os::unix::fs::symlink("../gone", links.join("bbbbbbbbbbbb")).unwrap();
+        gc(root.path()).unwrap();
+        assert!(fs::symlink_metadata(links.join("aaaaaaaaaaaa")).is_ok());
+        assert!(fs::symlink_metadata(links.join("bbbbbbbbbbbb")).is_err());
+    }
 }

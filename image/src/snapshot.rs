@@ -128,6 +128,9 @@ fn probe(root: &Path) -> std::result::Result<ErofsMount, String> {
         let _ = std::fs::remove_file(&image);
         r.map_err(|e| match e.raw_os_error() {
             Some(libc::ENODEV) => "the kernel has no erofs filesystem (CONFIG_EROFS_FS)".into(),
+            Some(libc::ENOENT) if !Path::new("/dev/loop-control").exists() => {
+                "this kernel mounts EROFS files only through loop devices (directly from Linux 6.12), and /dev/loop-control is missing".into()
+            }
             _ => format!("an EROFS image does not mount here ({e})"),
         })
     })();

@@ -122,6 +122,19 @@ pub fn check_lsm(p: &oci_spec::runtime::Process) -> Result<()> {
 }
 
 impl Runtime {
+    /// Say which ambient capabilities the process will not get (see `CapSets::raisable_ambient`).
+    pub(crate) fn warn_unraisable_ambient(&self, p: &oci_spec::runtime::Process) -> Result<()> {
+        let skipped =
+            crate::process::CapSets::from_spec(p.capabilities().as_ref())?.unraisable_ambient();
+        if !skipped.is_empty() {
+            self.log.warn(&format!(
+                "ambient capabilities {} are not raised: they are not also inheritable and permitted",
+                skipped.join(", ")
+            ));
+        }
+        Ok(())
+    }
+
     pub fn new(root: impl Into<PathBuf>, log: Logger) -> Self {
         Runtime {
             root: root.into(),
@@ -158,14 +171,7 @@ impl Runtime {
         self.log.debug("create: config loaded");
         refuse_unsupported(&spec)?;
         if let Some(p) = spec.process() {
-            let skipped =
-                crate::process::CapSets::from_spec(p.capabilities().as_ref())?.unraisable_ambient();
-            if !skipped.is_empty() {
-                self.log.warn(&format!(
-                    "ambient capabilities {} are not raised: they are not also inheritable and permitted",
-                    skipped.join(", ")
-                ));
-            }
+            self.warn_unraisable_ambient(p)?;
         }
         let rootfs = spec::rootfs_path(&spec, &bundle)?;
         let linux = spec.linux().clone().unwrap_or_default();

@@ -55,6 +55,7 @@ impl Runtime {
         }
         crate::spec::validate_process(&opts.process)?;
         check_lsm(&opts.process)?;
+        self.warn_unraisable_ambient(&opts.process)?;
         let pid = record.pid;
         let mut join: Vec<(LinuxNamespaceType, OwnedFd)> = Vec::new();
         for t in ORDER {
