@@ -30,6 +30,8 @@ import time
 # The kernel series of the matrix: the Debian release whose archive has each one.
 SERIES = {"5.10": "bullseye", "6.1": "bookworm", "6.12": "trixie"}
 CACHE = os.environ.get("HUSK_VM_CACHE", "/var/cache/husk-vm")
+# depmod and mkfs.ext4 live in sbin, which a non-login environment may leave out.
+os.environ["PATH"] = os.environ.get("PATH", "/usr/bin:/bin") + ":/usr/sbin:/sbin"
 # What the initramfs loads to reach the host's file system over virtio-9p and stack the
 # overlay root; everything else is loaded on demand from the guest's /lib/modules.
 BOOT_MODULES = ["virtio_pci", "9p", "9pnet_virtio", "overlay"]
