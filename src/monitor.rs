@@ -227,6 +227,12 @@ fn launch(
     };
     let (monitor_pid, monitor_start) = (std::process::id() as i32, own_start());
     let init_start = husk_runtime::util::process_start_time(pid).unwrap_or(0);
+    // The log exists before the caller hears that the container started, so a `logs -f`
+    // right after `run -d` finds it.
+    let log = match stdio {
+        Stdio::Direct => None,
+        _ => Some(logs::Writer::open(&containers::log_path(root, &c.id))?),
+    };
     rt.start(&c.id).map_err(|e| anyhow!(e))?;
     Container::update(root, &c.id, |c| {
         c.state.status = Status::Running;
@@ -245,11 +251,10 @@ fn launch(
         Some(secs) => Some(arm_timeout(pid, secs, timed_out.clone())?),
         None => None,
     };
-    let result = if stdio == Stdio::Direct {
-        husk_runtime::supervise::wait_foreground(Pid::from_raw(pid), pty).map_err(|e| anyhow!(e))
-    } else {
-        (|| {
-            let log = logs::Writer::open(&containers::log_path(root, &c.id))?;
+    let result = match log {
+        None => husk_runtime::supervise::wait_foreground(Pid::from_raw(pid), pty)
+            .map_err(|e| anyhow!(e)),
+        Some(log) => {
             let streams: Vec<(OwnedFd, usize)> = match (pipes, pty) {
                 (Some((o, e)), _) => vec![(o, 0), (e, 1)],
                 (None, Some(p)) => vec![(p, 0)],
@@ -263,7 +268,7 @@ fn launch(
                 attach && c.tty && c.interactive,
                 attach,
             )
-        })()
+        }
     };
     // The init is gone (or the wait failed: then it is killed now), so the watchdog ends at
     // once; joined, the monitor is single-threaded again before a restart forks.

@@ -731,15 +731,14 @@ fn signals_restart_start_attach_and_follow() {
         );
     }
     // logs -f follows until the container stops; --since drops what came before.
-    let id = husk(
+    let (code, id, err) = husk(
         r,
         &["run", "-d", &img, "sh", "-c", "echo one; sleep 1; echo two"],
-    )
-    .1
-    .trim()
-    .to_string();
-    let (code, out, _) = husk(r, &["logs", "-f", &id]);
-    assert_eq!((code, out.as_str()), (0, "one\ntwo\n"));
+    );
+    assert_eq!(code, 0, "{err}");
+    let id = id.trim().to_string();
+    let (code, out, err) = husk(r, &["logs", "-f", &id]);
+    assert_eq!((code, out.as_str()), (0, "one\ntwo\n"), "{err}");
     assert_eq!(
         husk(r, &["logs", "--since", "2099-01-01T00:00:00Z", &id]).1,
         ""
