@@ -474,11 +474,7 @@ fn info_says_which_snapshotter_and_rmi_drops_layer_mounts() {
         return;
     }
     // Which way this kernel mounts the layers: from the file itself from Linux 6.12 on.
-    let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap();
-    let mut v = release
-        .split(|c: char| !c.is_ascii_digit())
-        .map(|n| n.parse::<u32>().unwrap_or(0));
-    let how = if (v.next().unwrap(), v.next().unwrap()) >= (6, 12) {
+    let how = if kernel_at_least(6, 12) {
         "this kernel mounts EROFS image files directly"
     } else {
         "this kernel mounts EROFS image files through loop devices (directly from Linux 6.12)"

@@ -102,8 +102,11 @@ fn probe(root: &Path) -> std::result::Result<ErofsMount, String> {
         .map_err(|e| e.to_string())?;
     if let Ok(c) = std::fs::read_to_string(&cache) {
         match c.split_once('\n') {
-            Some((rel, "ok file")) if rel == release => return Ok(ErofsMount::File),
-            Some((rel, "ok loop")) if rel == release => return Ok(ErofsMount::Loop),
+            Some((rel, verdict)) if rel == release => {
+                if let Some(how) = ErofsMount::ALL.into_iter().find(|h| verdict == h.cached()) {
+                    return Ok(how);
+                }
+            }
             _ => {}
         }
     }
@@ -136,11 +139,7 @@ fn probe(root: &Path) -> std::result::Result<ErofsMount, String> {
     })();
     // Only a success is remembered: a failure may be passing (no root this time).
     if let Ok(how) = verdict {
-        let word = match how {
-            ErofsMount::File => "file",
-            ErofsMount::Loop => "loop",
-        };
-        let _ = std::fs::write(&cache, format!("{release}\nok {word}"));
+        let _ = std::fs::write(&cache, format!("{release}\n{}", how.cached()));
     }
     verdict
 }
@@ -155,6 +154,16 @@ enum ErofsMount {
 }
 
 impl ErofsMount {
+    const ALL: [ErofsMount; 2] = [ErofsMount::File, ErofsMount::Loop];
+
+    /// The verdict as the probe's cache file keeps it.
+    fn cached(self) -> &'static str {
+        match self {
+            ErofsMount::File => "ok file",
+            ErofsMount::Loop => "ok loop",
+        }
+    }
+
     fn describe(self) -> &'static str {
         match self {
             ErofsMount::File => "mounts EROFS image files directly",

@@ -317,21 +317,19 @@ impl CapSets {
         })
     }
 
-    /// The ambient capabilities the kernel lets a process raise: those also permitted and
+    /// Whether the kernel lets a process raise ambient `c`: only if it is also permitted and
     /// inheritable. The spec says a runtime should not fail for capabilities it cannot grant,
     /// and `runc spec` lists ambient ones without inheritable ones: the rest are skipped.
-    fn raisable_ambient(&self) -> impl Iterator<Item = &caps::Capability> {
-        self.ambient
-            .iter()
-            .filter(|c| self.permitted.contains(c) && self.inheritable.contains(c))
+    fn raisable(&self, c: &caps::Capability) -> bool {
+        self.permitted.contains(c) && self.inheritable.contains(c)
     }
 
-    /// The ambient capabilities asked for that `raisable_ambient` leaves out, by name.
+    /// The ambient capabilities asked for that cannot be raised, by name.
     pub fn unraisable_ambient(&self) -> Vec<String> {
         let mut v: Vec<String> = self
             .ambient
             .iter()
-            .filter(|c| !(self.permitted.contains(c) && self.inheritable.contains(c)))
+            .filter(|c| !self.raisable(c))
             .map(|c| c.to_string())
             .collect();
         v.sort();
@@ -412,7 +410,7 @@ pub fn set_identity_and_caps(
     caps::set(None, caps::CapSet::Permitted, &caps_sets.permitted)
         .map_err(caps_err("permitted"))?;
     caps::clear(None, caps::CapSet::Ambient).map_err(caps_err("ambient"))?;
-    for cap in caps_sets.raisable_ambient() {
+    for cap in caps_sets.ambient.iter().filter(|c| caps_sets.raisable(c)) {
         caps::raise(None, caps::CapSet::Ambient, *cap).map_err(caps_err("ambient"))?;
     }
     Ok(())
