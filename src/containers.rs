@@ -1,403 +1,539 @@
-//! Container records. One directory per container, `<root>/containers/<id>/`, holding
-//! `container.json` (this record), `config.json` (the OCI spec), `upper/`, `work/`, `rootfs/`
-//! (the overlay mount point) and `<id>-json.log`.
-//!
-//! Why files and not SQLite: every write here is one small record replaced with
-//! write-to-temp + rename, so a `kill -9` at any point leaves the old or the new record, and a
-//! per-container flock orders the writers (the monitor, `stop`, `rm`). Names are claimed with
-//! `symlink(id, <root>/names/<name>)`, which the kernel makes atomically: of two
-//! `run --name x` at once exactly one wins. `husk run` pays no database open and no journal
-//! fsync on its hot path, and there is no schema to migrate.
+//! The container and volume commands: flags → engine options, reports → docker's tables and
+//! JSON, and docker's exit codes.
 
-use std::collections::BTreeMap;
-use std::fs;
-use std::path::{Path, PathBuf};
+use std::io::Write;
+use std::os::fd::AsRawFd;
+use std::time::Duration;
 
-use anyhow::{anyhow, bail, Context, Result};
-use serde::{Deserialize, Serialize};
+use anyhow::{bail, Result};
+use husk_cli::husk::{
+    ExecArgs, Format, KillArgs, LogsArgs, NetworkMode, PsArgs, PullPolicy, RmArgs, RunArgs,
+    StartArgs, StatsArgs, StopArgs, VolumeCommand,
+};
+use husk_engine::options::{self, Filter, Mount, Network, Seccomp, SecurityOpt};
+use husk_engine::{
+    Attach, Container, Engine, ExecOptions, ListOptions, LogOptions, PullEvent, RunOptions, Status,
+    Stream,
+};
+use serde_json::json;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
-#[serde(rename_all = "lowercase")]
-pub enum Status {
-    #[default]
-    Created,
-    Running,
-    Exited,
-}
+use crate::progress::PullDisplay;
+use crate::table::{human_bytes, table, table_of};
+use crate::timefmt;
 
-impl Status {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Status::Created => "created",
-            Status::Running => "running",
-            Status::Exited => "exited",
+/// `run`'s flags as engine options.
+fn run_options(a: &RunArgs) -> husk_engine::Result<RunOptions> {
+    let mut o = RunOptions {
+        image: a.image.clone(),
+        pull: match a.pull {
+            PullPolicy::Always => options::PullPolicy::Always,
+            PullPolicy::Missing => options::PullPolicy::Missing,
+            PullPolicy::Never => options::PullPolicy::Never,
+        },
+        platform: a.platform.clone(),
+        command: a.command.clone(),
+        entrypoint: a.entrypoint.clone(),
+        name: a.name.clone(),
+        auto_remove: a.rm,
+        env: a.env.clone(),
+        env_files: a.env_file.clone(),
+        labels: options::parse_labels(&a.label),
+        workdir: a.workdir.clone(),
+        user: a.user.clone(),
+        hostname: a.hostname.clone(),
+        network: match a.network {
+            NetworkMode::None => Network::None,
+            NetworkMode::Host => Network::Host,
+        },
+        read_only: a.read_only,
+        memory: a.memory.as_deref().map(options::parse_bytes).transpose()?,
+        memory_swap: match a.memory_swap.as_deref() {
+            Some("-1") => Some(-1),
+            Some(s) => Some(options::parse_bytes(s)?),
+            None => None,
+        },
+        cpu_shares: a.cpu_shares,
+        cpus: a.cpus,
+        pids_limit: a.pids_limit,
+        ulimits: a
+            .ulimit
+            .iter()
+            .map(|u| options::parse_ulimit(u))
+            .collect::<husk_engine::Result<_>>()?,
+        cap_add: a.cap_add.clone(),
+        cap_drop: a.cap_drop.clone(),
+        privileged: a.privileged,
+        no_new_privileges: false,
+        seccomp: Seccomp::Default,
+        init: a.init,
+        stop_signal: a.stop_signal.clone(),
+        stop_timeout: a.stop_timeout,
+        timeout: a.timeout,
+        mounts: Vec::new(),
+        tty: a.tty,
+        interactive: a.interactive,
+    };
+    for s in &a.security_opt {
+        match options::parse_security_opt(s)? {
+            SecurityOpt::NoNewPrivileges(on) => o.no_new_privileges = on,
+            SecurityOpt::Seccomp(s) => o.seccomp = s,
+            SecurityOpt::Ignored => {}
         }
     }
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize, Default)]
-pub struct State {
-    pub status: Status,
-    /// Host pid of the container's init while it runs, and its start time.
-    pub pid: i32,
-    #[serde(default)]
-    pub init_start: u64,
-    /// The process that holds the container's stdio and will record its exit (the attached
-    /// `husk run` itself, or the detached monitor), and its start time, to tell it from a
-    /// recycled pid.
-    pub monitor_pid: i32,
-    pub monitor_start: u64,
-    pub started_at: Option<String>,
-    pub finished_at: Option<String>,
-    pub exit_code: i32,
-    pub oom_killed: bool,
-    #[serde(default)]
-    pub error: String,
-    /// `restart` is stopping it to start it again: a `--rm` container stays.
-    #[serde(default)]
-    pub restarting: bool,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct MountRecord {
-    #[serde(rename = "Type")]
-    pub kind: String,
-    #[serde(rename = "Name", default, skip_serializing_if = "String::is_empty")]
-    pub name: String,
-    #[serde(rename = "Source")]
-    pub source: String,
-    #[serde(rename = "Destination")]
-    pub destination: String,
-    #[serde(rename = "RW")]
-    pub rw: bool,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Container {
-    pub id: String,
-    pub name: String,
-    /// The image as named on the command line, normalised.
-    pub image: String,
-    /// The image's config digest (docker's image ID).
-    pub image_id: String,
-    pub created: String,
-    /// The container process: args, env, cwd, user, as the spec has them.
-    pub path: String,
-    pub args: Vec<String>,
-    pub env: Vec<String>,
-    pub working_dir: String,
-    pub user: String,
-    pub hostname: String,
-    pub labels: BTreeMap<String, String>,
-    pub auto_remove: bool,
-    pub tty: bool,
-    pub interactive: bool,
-    pub stop_signal: String,
-    pub stop_timeout: i64,
-    /// `--timeout`: seconds a start may run before the container is killed.
-    #[serde(default)]
-    pub timeout: Option<u64>,
-    pub network: String,
-    pub mounts: Vec<MountRecord>,
-    /// Anonymous volumes made for this container (`rm -v` removes them).
-    pub anonymous_volumes: Vec<String>,
-    pub diff_ids: Vec<String>,
-    pub state: State,
-}
-
-pub fn containers_dir(root: &Path) -> PathBuf {
-    root.join("containers")
-}
-
-pub fn dir(root: &Path, id: &str) -> PathBuf {
-    containers_dir(root).join(id)
-}
-
-fn names_dir(root: &Path) -> PathBuf {
-    root.join("names")
-}
-
-pub fn log_path(root: &Path, id: &str) -> PathBuf {
-    dir(root, id).join(format!("{id}-json.log"))
-}
-
-/// Is `pid` still the process that started at `start` (clock ticks since boot)?
-pub fn alive(pid: i32, start: u64) -> bool {
-    pid > 0
-        && husk_runtime::util::process_start_time(pid) == Some(start)
-        && husk_runtime::util::process_state(pid) != Some('Z')
-}
-
-/// An exclusive lock on one container's record, held until dropped.
-pub struct Lock(#[allow(dead_code)] fs::File);
-
-pub fn lock(root: &Path, id: &str) -> Result<Lock> {
-    husk_sys::lock_file(&dir(root, id).join("lock"), true)
-        .map(Lock)
-        .map_err(|e| anyhow!("cannot lock container {id}: {e}"))
-}
-
-impl Container {
-    pub fn load(root: &Path, id: &str) -> Result<Container> {
-        let path = dir(root, id).join("container.json");
-        let data = fs::read(&path).with_context(|| format!("no such container: {id}"))?;
-        serde_json::from_slice(&data)
-            .with_context(|| format!("the record {} is corrupt", path.display()))
+    // docker's order: -v, then --mount, then --tmpfs.
+    for v in &a.volume {
+        o.mounts.push(Mount::parse_volume(v)?);
     }
-
-    /// Replace the record on disk (temp file + rename: readers see the old or the new one).
-    pub fn save(&self, root: &Path) -> Result<()> {
-        let data = serde_json::to_vec_pretty(self)?;
-        husk_runtime::util::write_atomic(&dir(root, &self.id).join("container.json"), &data, 0o600)
-            .map_err(|e| anyhow!("cannot save container {}: {e}", self.name))
+    for m in &a.mount {
+        o.mounts.push(Mount::parse_mount(m)?);
     }
+    o.mounts
+        .extend(a.tmpfs.iter().map(|t| Mount::parse_tmpfs(t)));
+    Ok(o)
+}
 
-    /// Change the record under the container's lock, from what is on disk now.
-    pub fn update(root: &Path, id: &str, f: impl FnOnce(&mut Container)) -> Result<Container> {
-        let _l = lock(root, id)?;
-        let mut c = Container::load(root, id)?;
-        f(&mut c);
-        c.save(root)?;
-        Ok(c)
-    }
-
-    /// The state as it really is: a record that says running while its monitor is gone was
-    /// orphaned by a killed monitor. The container may still run (its init is alive); if not,
-    /// its exit status is lost, reported as 255 with the reason, as containerd does.
-    pub fn observed(&self) -> State {
-        let mut s = self.state.clone();
-        if s.status == Status::Running
-            && !alive(s.monitor_pid, s.monitor_start)
-            && !alive(s.pid, s.init_start)
-        {
-            s.status = Status::Exited;
-            s.exit_code = 255;
-            s.error = "the container's monitor was killed; its exit status is unknown".into();
-            s.pid = 0;
-        }
-        s
-    }
-
-    /// A husk process is starting, running or stopping this container right now.
-    pub fn busy(&self) -> bool {
-        alive(self.state.monitor_pid, self.state.monitor_start)
-    }
-
-    pub fn short_id(&self) -> &str {
-        &self.id[..12]
+/// Pull progress on stderr (stdout is the container's), and docker's "Unable to find" line.
+pub fn show_pull(display: &PullDisplay, e: PullEvent) {
+    match e {
+        PullEvent::NotFound(r) => eprintln!("Unable to find image '{r}' locally"),
+        PullEvent::Progress(p) => display.event(p),
     }
 }
 
-/// Claim `name` for `id`; fails if another container has it.
-pub fn claim_name(root: &Path, name: &str, id: &str) -> Result<()> {
-    let d = names_dir(root);
-    fs::create_dir_all(&d).with_context(|| format!("cannot create {}", d.display()))?;
-    let link = d.join(name);
-    let mut result = std::os::unix::fs::symlink(id, &link);
-    if result
-        .as_ref()
-        .is_err_and(|e| e.kind() == std::io::ErrorKind::AlreadyExists)
-    {
-        // A claim whose container never got a directory (a husk killed between the claim
-        // and the record) is stale: take it over.
-        if let Ok(owner) = fs::read_link(&link) {
-            let owner_dir = dir(root, &owner.to_string_lossy());
-            if !owner_dir.exists() && fs::remove_file(&link).is_ok() {
-                result = std::os::unix::fs::symlink(id, &link);
-            }
-        }
-    }
+/// `run`: exits with the container's code, or docker's 125/126/127 when it could not run.
+pub fn run(engine: &Engine, a: &RunArgs) -> ! {
+    let result = run_options(a).and_then(|opts| {
+        let attach = if a.detach {
+            Attach::Detached
+        } else if a.rm {
+            // An attached `run --rm` hands the container our stdio: nothing to log, it goes.
+            Attach::Direct
+        } else {
+            Attach::Logged
+        };
+        let display = PullDisplay::new(false, true);
+        engine.run(&opts, attach, &|e| show_pull(&display, e))
+    });
     match result {
-        Ok(()) => Ok(()),
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-            let owner = fs::read_link(d.join(name))
-                .map(|p| p.to_string_lossy().into_owned())
-                .unwrap_or_default();
-            bail!(
-                "the container name \"/{name}\" is already in use by container \"{owner}\"; remove or rename that container to reuse the name"
-            )
+        Ok(r) => match r.exit {
+            None => {
+                println!("{}", r.id);
+                std::process::exit(0)
+            }
+            Some(exit) => {
+                if let Some(why) = exit.killed {
+                    eprintln!("husk: {why}");
+                }
+                std::process::exit(exit.code)
+            }
+        },
+        Err(e) => {
+            eprintln!("husk: {e}");
+            std::process::exit(e.exit_code())
         }
-        Err(e) => Err(e).with_context(|| format!("cannot claim the name {name}")),
     }
 }
 
-fn exits_dir(root: &Path) -> PathBuf {
-    root.join("exits")
-}
-
-/// Keep a removed container's exit code (for `wait` on a `--rm` container): one line
-/// `<id> <code>` appended to the current minute's file, `exits/<unix minute>`. No file per
-/// container, and the files of minutes older than two go when a new minute's file starts, so
-/// a loop of `run --rm` keeps a bounded number of codes without anyone pruning.
-pub fn save_exit(root: &Path, id: &str, code: i32) -> Result<()> {
-    use std::io::Write;
-    let dir = exits_dir(root);
-    fs::create_dir_all(&dir)?;
-    let minute = (crate::timefmt::now_secs() / 60.0) as u64;
-    let mut f = fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(dir.join(minute.to_string()))?;
-    let new_minute = f.metadata().is_ok_and(|m| m.len() == 0);
-    // One write of a short line: appends from several husks do not interleave. A short write
-    // (a full disk) is not continued by a second append, which another husk's line could
-    // split: the torn line has no newline and readers skip it.
-    let line = format!("{id} {code}\n");
-    if f.write(line.as_bytes())? != line.len() {
-        bail!("cannot keep the exit code of {id}: short write");
+/// Run `f` for each name; report each failure, fail at the end if any did (docker's way).
+pub fn each(names: &[String], mut f: impl FnMut(&str) -> Result<()>) -> Result<()> {
+    let mut failed = 0;
+    for n in names {
+        if let Err(e) = f(n) {
+            eprintln!("husk: {e:#}");
+            failed += 1;
+        }
     }
-    if new_minute {
-        forget_exits_before(root, minute.saturating_sub(2));
+    if failed > 0 {
+        bail!("{failed} of {} failed", names.len());
     }
     Ok(())
 }
 
-pub fn load_exit(root: &Path, id: &str) -> Option<i32> {
-    let mut minutes: Vec<(u64, PathBuf)> = fs::read_dir(exits_dir(root))
-        .ok()?
-        .flatten()
-        .filter_map(|e| Some((e.file_name().to_str()?.parse().ok()?, e.path())))
-        .collect();
-    minutes.sort_by_key(|m| std::cmp::Reverse(m.0));
-    minutes.iter().find_map(|(_, path)| {
-        let text = fs::read_to_string(path).ok()?;
-        text.split_inclusive('\n').rev().find_map(|l| {
-            let (i, code) = l.strip_suffix('\n')?.split_once(' ')?;
-            (i == id).then(|| code.parse().ok())?
-        })
+pub fn stop(engine: &Engine, a: &StopArgs) -> Result<()> {
+    each(&a.containers, |q| {
+        engine.stop(q, a.signal.as_deref(), a.time)?;
+        println!("{q}");
+        Ok(())
     })
 }
 
-/// Forget kept exit codes older than a minute (`container prune`).
-pub fn prune_exits(root: &Path) {
-    forget_exits_before(
-        root,
-        ((crate::timefmt::now_secs() / 60.0) as u64).saturating_sub(1),
-    );
+pub fn restart(engine: &Engine, a: &StopArgs) -> Result<()> {
+    each(&a.containers, |q| {
+        engine.restart(q, a.signal.as_deref(), a.time)?;
+        println!("{q}");
+        Ok(())
+    })
 }
 
-/// Remove the minute files before `minute`, and anything else in `exits/` (a file per
-/// container, as husk kept them before) older than a minute.
-fn forget_exits_before(root: &Path, minute: u64) {
-    let Ok(rd) = fs::read_dir(exits_dir(root)) else {
-        return;
+pub fn kill(engine: &Engine, a: &KillArgs) -> Result<()> {
+    each(&a.containers, |q| {
+        engine.kill(q, &a.signal)?;
+        println!("{q}");
+        Ok(())
+    })
+}
+
+pub fn rm(engine: &Engine, a: &RmArgs) -> Result<()> {
+    each(&a.containers, |q| {
+        engine.remove(q, a.force, a.volumes)?;
+        println!("{q}");
+        Ok(())
+    })
+}
+
+pub fn wait(engine: &Engine, names: &[String]) -> Result<()> {
+    each(names, |q| {
+        println!("{}", engine.wait(q)?);
+        Ok(())
+    })
+}
+
+/// `start`; with `-a` it exits with the container's code.
+pub fn start(engine: &Engine, a: &StartArgs) -> Result<()> {
+    if a.attach && a.containers.len() > 1 {
+        bail!("you cannot start and attach multiple containers at once");
+    }
+    let mut code = 0;
+    each(&a.containers, |q| {
+        if let Some(exit) = engine.start(q, a.attach)? {
+            if let Some(why) = exit.killed {
+                eprintln!("husk: {why}");
+            }
+            code = exit.code;
+        }
+        if !a.attach {
+            println!("{q}");
+        }
+        Ok(())
+    })?;
+    std::process::exit(code)
+}
+
+fn status_text(c: &Container) -> String {
+    let st = c.observed();
+    match st.status {
+        Status::Created => "Created".into(),
+        Status::Running => format!(
+            "Up {}",
+            timefmt::human_duration(
+                husk_engine::time::now_secs()
+                    - st.started_at
+                        .as_deref()
+                        .and_then(husk_engine::time::parse)
+                        .unwrap_or(0.0)
+            )
+        ),
+        Status::Exited => format!(
+            "Exited ({}) {}",
+            st.exit_code,
+            st.finished_at
+                .as_deref()
+                .map(timefmt::ago)
+                .unwrap_or_default()
+        ),
+    }
+}
+
+fn command_text(c: &Container) -> String {
+    let mut parts = vec![c.path.clone()];
+    parts.extend(c.args.iter().cloned());
+    format!("\"{}\"", parts.join(" "))
+}
+
+pub fn ps(engine: &Engine, a: &PsArgs) -> Result<()> {
+    let opts = ListOptions {
+        all: a.all,
+        filters: a
+            .filter
+            .iter()
+            .map(|f| Filter::parse(f))
+            .collect::<husk_engine::Result<_>>()?,
+        latest: a.latest,
     };
-    for e in rd.flatten() {
-        let old = match e.file_name().to_str().and_then(|n| n.parse::<u64>().ok()) {
-            Some(m) => m < minute,
-            None => e
-                .metadata()
-                .and_then(|m| m.modified())
-                .ok()
-                .and_then(|t| t.elapsed().ok())
-                .is_some_and(|age| age.as_secs() > 60),
-        };
-        if old {
-            let _ = fs::remove_file(e.path());
+    let list = engine.list(&opts)?;
+    let id = |c: &Container| {
+        if a.no_trunc {
+            c.id.clone()
+        } else {
+            c.short_id().to_string()
         }
-    }
-}
-
-pub fn release_name(root: &Path, name: &str, id: &str) {
-    let link = names_dir(root).join(name);
-    if fs::read_link(&link).is_ok_and(|t| t.as_os_str() == id) {
-        let _ = fs::remove_file(link);
-    }
-}
-
-/// Every container record, newest first.
-pub fn list(root: &Path) -> Result<Vec<Container>> {
-    let d = containers_dir(root);
-    let rd = match fs::read_dir(&d) {
-        Ok(rd) => rd,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(e).with_context(|| format!("cannot read {}", d.display())),
     };
-    let mut out = Vec::new();
-    for e in rd.flatten() {
-        let id = e.file_name().to_string_lossy().into_owned();
-        // A directory without a record is a container being made or removed.
-        if let Ok(c) = Container::load(root, &id) {
-            out.push(c);
+    let mut out = std::io::stdout().lock();
+    if a.quiet {
+        for c in &list {
+            writeln!(out, "{}", id(c))?;
         }
+        return Ok(());
     }
-    out.sort_by(|a, b| b.created.cmp(&a.created));
-    Ok(out)
-}
-
-/// A container by name, full id or unique id prefix, as docker accepts them.
-pub fn find(root: &Path, query: &str) -> Result<Container> {
-    let q = query.trim_start_matches('/');
-    if let Ok(id) = fs::read_link(names_dir(root).join(q)) {
-        if let Ok(c) = Container::load(root, &id.to_string_lossy()) {
-            return Ok(c);
+    if a.format == Format::Json {
+        for c in &list {
+            let st = c.observed();
+            writeln!(
+                out,
+                "{}",
+                json!({
+                    "ID": id(c), "Image": c.image, "Command": command_text(c), "CreatedAt": c.created,
+                    "RunningFor": timefmt::ago(&c.created), "State": st.status.as_str(),
+                    "Status": status_text(c), "Names": c.name, "Labels": c.labels,
+                    "Mounts": c.mounts.iter().map(|m| if m.name.is_empty() { m.source.clone() } else { m.name.clone() }).collect::<Vec<_>>(),
+                })
+            )?;
         }
+        return Ok(());
     }
-    if q.is_empty() || !q.bytes().all(|b| b.is_ascii_hexdigit()) {
-        bail!("no such container: {query}");
-    }
-    let matches: Vec<Container> = list(root)?
-        .into_iter()
-        .filter(|c| c.id.starts_with(q))
+    let rows: Vec<[String; 6]> = list
+        .iter()
+        .map(|c| {
+            let mut cmd = command_text(c);
+            if !a.no_trunc && cmd.chars().count() > 22 {
+                cmd = format!("{}…\"", cmd.chars().take(20).collect::<String>());
+            }
+            [
+                id(c),
+                c.image.clone(),
+                cmd,
+                timefmt::ago(&c.created),
+                status_text(c),
+                c.name.clone(),
+            ]
+        })
         .collect();
-    let mut matches = matches.into_iter();
-    match (matches.next(), matches.next()) {
-        (None, _) => bail!("no such container: {query}"),
-        (Some(c), None) => Ok(c),
-        _ => bail!("multiple containers match the ID prefix {query}; give more of it"),
-    }
+    let header = [
+        "CONTAINER ID",
+        "IMAGE",
+        "COMMAND",
+        "CREATED",
+        "STATUS",
+        "NAMES",
+    ];
+    table(&mut out, header, &rows)
 }
 
-/// `container inspect`.
-pub fn inspect(root: &Path, names: &[String]) -> Result<()> {
+pub fn logs(engine: &Engine, a: &LogsArgs) -> Result<()> {
+    let since = match &a.since {
+        Some(s) => Some(husk_engine::time::since(s).ok_or_else(|| {
+            anyhow::anyhow!(
+                "invalid --since {s:?}: use RFC 3339, Unix seconds or a duration like 10m"
+            )
+        })?),
+        None => None,
+    };
+    let tail = match a.tail.as_str() {
+        "all" | "-1" => None,
+        n => Some(
+            n.parse::<usize>()
+                .map_err(|_| anyhow::anyhow!("invalid --tail {n:?}: a number or \"all\""))?,
+        ),
+    };
+    let opts = LogOptions {
+        since,
+        tail,
+        follow: a.follow,
+    };
+    engine.logs(&a.container, &opts, &mut |l| {
+        let text = if a.timestamps {
+            format!("{} {}", l.time, l.text)
+        } else {
+            l.text
+        };
+        if l.stream == Stream::Stderr {
+            std::io::stderr().write_all(text.as_bytes())?;
+        } else {
+            let mut out = std::io::stdout().lock();
+            out.write_all(text.as_bytes())?;
+            out.flush()?;
+        }
+        Ok(())
+    })?;
+    Ok(())
+}
+
+pub fn inspect(engine: &Engine, names: &[String]) -> Result<()> {
     let list = names
         .iter()
-        .map(|n| find(root, n).map(|c| crate::commands::inspect_value(root, &c)))
-        .collect::<Result<Vec<_>>>()?;
+        .map(|n| engine.inspect(n))
+        .collect::<husk_engine::Result<Vec<_>>>()?;
     println!("{}", serde_json::to_string_pretty(&list)?);
     Ok(())
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
+pub fn top(engine: &Engine, q: &str) -> Result<()> {
+    let t = engine.top(q)?;
+    let titles: Vec<&str> = t.titles.iter().map(String::as_str).collect();
+    let rows: Vec<&[String]> = t.processes.iter().map(Vec::as_slice).collect();
+    table_of(&mut std::io::stdout().lock(), &titles, &rows)
+}
 
-    #[test]
-    fn exit_codes_are_kept_a_few_minutes_in_one_file_a_minute() {
-        let root = tempfile::tempdir().unwrap();
-        let r = root.path();
-        assert_eq!(load_exit(r, "a"), None);
-        save_exit(r, "a", 3).unwrap();
-        save_exit(r, "b", 137).unwrap();
-        assert_eq!((load_exit(r, "a"), load_exit(r, "b")), (Some(3), Some(137)));
-        assert_eq!(load_exit(r, "c"), None);
-        // An older minute's file, and a file per container as older husks kept them.
-        let minute = (crate::timefmt::now_secs() / 60.0) as u64;
-        fs::write(exits_dir(r).join((minute - 5).to_string()), "old 1\n").unwrap();
-        let legacy = exits_dir(r).join("legacy");
-        fs::write(&legacy, "2").unwrap();
-        let f = fs::File::options().write(true).open(&legacy).unwrap();
-        f.set_modified(std::time::SystemTime::now() - std::time::Duration::from_secs(120))
-            .unwrap();
-        assert_eq!(load_exit(r, "old"), Some(1));
-        prune_exits(r);
-        assert_eq!(load_exit(r, "old"), None, "older than a minute");
-        assert!(!legacy.exists());
-        assert_eq!(load_exit(r, "a"), Some(3), "this minute's stay");
-        // A torn line (no newline) is not read as a code.
-        let minute_file = exits_dir(r).join(minute.to_string());
-        let mut f = fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&minute_file)
-            .unwrap();
-        std::io::Write::write_all(&mut f, b"torn 13").unwrap();
-        assert_eq!(load_exit(r, "torn"), None);
-        // One line each, not one file each (two files if a minute turned meanwhile).
-        for i in 0..20 {
-            save_exit(r, &format!("id{i}"), i).unwrap();
+/// `stats`: one table with `--no-stream`, else a new one every second until interrupted (the
+/// screen cleared between them on a terminal).
+pub fn stats(engine: &Engine, a: &StatsArgs) -> Result<()> {
+    let terminal = std::io::IsTerminal::is_terminal(&std::io::stdout());
+    loop {
+        if !a.no_stream && terminal {
+            print!("\x1b[2J\x1b[H");
         }
-        assert_eq!(load_exit(r, "id7"), Some(7));
-        assert!(fs::read_dir(exits_dir(r)).unwrap().count() <= 2);
+        // CPU % is the usage over a short window, as docker's first sample.
+        let window = Duration::from_millis(if a.no_stream { 500 } else { 1000 });
+        let list = engine.stats(&a.containers, a.all, window)?;
+        let human = |b| human_bytes(b, true);
+        let mut out = std::io::stdout().lock();
+        if a.format == Format::Json {
+            for s in &list {
+                let v = json!({
+                    "ID": &s.id[..12], "Name": s.name, "CPUPerc": format!("{:.2}%", s.cpu_percent),
+                    "MemUsage": format!("{} / {}", human(s.memory_usage), human(s.memory_limit)),
+                    "MemPerc": format!("{:.2}%", mem_percent(s)),
+                    "BlockIO": format!("{} / {}", human(s.block_read), human(s.block_written)),
+                    "PIDs": s.pids.to_string(), "NetIO": "0B / 0B",
+                });
+                writeln!(out, "{v}")?;
+            }
+        } else {
+            let rows: Vec<[String; 8]> = list
+                .iter()
+                .map(|s| {
+                    [
+                        s.id[..12].to_string(),
+                        s.name.clone(),
+                        format!("{:.2}%", s.cpu_percent),
+                        format!("{} / {}", human(s.memory_usage), human(s.memory_limit)),
+                        format!("{:.2}%", mem_percent(s)),
+                        "0B / 0B".to_string(),
+                        format!("{} / {}", human(s.block_read), human(s.block_written)),
+                        s.pids.to_string(),
+                    ]
+                })
+                .collect();
+            table(
+                &mut out,
+                [
+                    "CONTAINER ID",
+                    "NAME",
+                    "CPU %",
+                    "MEM USAGE / LIMIT",
+                    "MEM %",
+                    "NET I/O",
+                    "BLOCK I/O",
+                    "PIDS",
+                ],
+                &rows,
+            )?;
+        }
+        if a.no_stream {
+            return Ok(());
+        }
     }
+}
+
+fn mem_percent(s: &husk_engine::Stats) -> f64 {
+    if s.memory_limit > 0 {
+        100.0 * s.memory_usage as f64 / s.memory_limit as f64
+    } else {
+        0.0
+    }
+}
+
+pub fn container_prune(engine: &Engine) -> Result<()> {
+    let removed = engine.prune_containers()?;
+    let mut out = std::io::stdout().lock();
+    if !removed.is_empty() {
+        writeln!(out, "Deleted Containers:")?;
+    }
+    for id in removed {
+        writeln!(out, "{id}")?;
+    }
+    Ok(())
+}
+
+/// `exec`: exits with the process's code, or docker's 125/126/127.
+pub fn exec(engine: &Engine, a: &ExecArgs) -> ! {
+    // What the process gets of our stdio: stdin only with -i, nothing detached.
+    let null = |write: bool| {
+        std::fs::OpenOptions::new()
+            .read(!write)
+            .write(write)
+            .open("/dev/null")
+    };
+    if a.detach || !a.interactive {
+        if let Ok(n) = null(false) {
+            // SAFETY: dup2 onto our own stdin.
+            unsafe { libc::dup2(n.as_raw_fd(), 0) };
+        }
+    }
+    if a.detach {
+        if let Ok(n) = null(true) {
+            // SAFETY: dup2 onto our own stdout and stderr.
+            unsafe {
+                libc::dup2(n.as_raw_fd(), 1);
+                libc::dup2(n.as_raw_fd(), 2);
+            }
+        }
+    }
+    let opts = ExecOptions {
+        command: a.command.clone(),
+        env: a.env.clone(),
+        tty: a.tty,
+        workdir: a.workdir.clone(),
+        user: a.user.clone(),
+        privileged: a.privileged,
+        detach: a.detach,
+    };
+    match engine.exec(&a.container, &opts) {
+        Ok(code) => std::process::exit(code),
+        Err(e) => {
+            eprintln!("husk: {e}");
+            std::process::exit(e.exit_code())
+        }
+    }
+}
+
+pub fn volume(engine: &Engine, cmd: &VolumeCommand) -> Result<()> {
+    let mut out = std::io::stdout().lock();
+    match cmd {
+        VolumeCommand::Create(a) => {
+            let name = engine.create_volume(a.name.as_deref(), options::parse_labels(&a.label))?;
+            writeln!(out, "{name}")?;
+        }
+        VolumeCommand::Ls(a) => {
+            let list = engine.volumes()?;
+            if a.quiet {
+                for v in &list {
+                    writeln!(out, "{}", v.name)?;
+                }
+            } else if a.format == Format::Json {
+                for v in &list {
+                    writeln!(out, "{}", serde_json::to_string(v)?)?;
+                }
+            } else {
+                let rows: Vec<[String; 2]> = list
+                    .iter()
+                    .map(|v| ["local".to_string(), v.name.clone()])
+                    .collect();
+                table(&mut out, ["DRIVER", "VOLUME NAME"], &rows)?;
+            }
+        }
+        VolumeCommand::Rm(a) => {
+            drop(out);
+            each(&a.volumes, |v| {
+                engine.remove_volume(v, a.force)?;
+                println!("{v}");
+                Ok(())
+            })?;
+        }
+        VolumeCommand::Inspect(a) => {
+            let list = a
+                .volumes
+                .iter()
+                .map(|v| engine.volume(v))
+                .collect::<husk_engine::Result<Vec<_>>>()?;
+            writeln!(out, "{}", serde_json::to_string_pretty(&list)?)?;
+        }
+        VolumeCommand::Prune(a) => {
+            writeln!(out, "Deleted Volumes:")?;
+            for name in engine.prune_volumes(a.all)? {
+                writeln!(out, "{name}")?;
+            }
+        }
+    }
+    Ok(())
 }

@@ -3,6 +3,11 @@
 //! store (`digest`, `store`), pulling (`pull`), image names (`images`), layer unpacking that
 //! refuses hostile entries (`unpack`), overlay snapshots (`snapshot`), and image archives
 //! (`archive`: docker-archive and OCI layout, for save and load).
+//!
+//! What it must not know: processes, containers and their records. It gives a root filesystem
+//! (a mounted snapshot) to whoever asks and counts the users of shared layer mounts; who runs
+//! what in it is the engine's business. Inside, `pull` calls down into `snapshot` (layer paths,
+//! the driver choice), never the other way.
 
 pub mod archive;
 pub mod auth;

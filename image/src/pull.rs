@@ -75,11 +75,6 @@ impl<R: Read> Read for Counting<'_, R> {
 /// also go while they arrive).
 pub(crate) type Obtain<'a> = dyn Fn(&Digest, u64, usize, Option<&Tee>) -> Result<()> + Sync + 'a;
 
-/// Where the unpacked layer with this diff_id lives.
-pub fn layer_dir(root: &Path, diff_id: &Digest) -> PathBuf {
-    root.join("layers").join(diff_id.hex())
-}
-
 pub fn pull(
     root: &Path,
     reference: &Reference,
@@ -189,8 +184,12 @@ pub(crate) fn complete(
         let image = crate::snapshot::erofs_path(root, &diff_id);
         let dir = match driver {
             _ if image.is_file() => image,
-            crate::snapshot::Driver::Erofs if !layer_dir(root, &diff_id).is_dir() => image,
-            _ => layer_dir(root, &diff_id),
+            crate::snapshot::Driver::Erofs
+                if !crate::snapshot::layer_dir(root, &diff_id).is_dir() =>
+            {
+                image
+            }
+            _ => crate::snapshot::layer_dir(root, &diff_id),
         };
         let present = dir.exists();
         if !present

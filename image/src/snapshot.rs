@@ -16,7 +16,6 @@ use std::time::{Duration, SystemTime};
 
 use crate::digest::Digest;
 use crate::error::{Error, Result};
-use crate::pull::layer_dir;
 pub use husk_sys::Upper;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -43,6 +42,12 @@ pub fn request(driver: &str) {
     let _ = REQUESTED.set(driver.to_string());
 }
 
+/// Where the unpacked layer with this diff_id lives (the `overlay` driver's form).
+pub fn layer_dir(root: &Path, diff_id: &Digest) -> PathBuf {
+    root.join("layers").join(diff_id.hex())
+}
+
+/// Where the layer's EROFS image lives (the `erofs` driver's form).
 pub fn erofs_path(root: &Path, diff_id: &Digest) -> PathBuf {
     root.join("layers").join(format!("{}.erofs", diff_id.hex()))
 }

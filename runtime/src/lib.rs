@@ -3,6 +3,9 @@
 //! `Runtime` is the library face (`husk` calls it in-process); the `husk-runtime` binary is a
 //! runc-compatible command line over it. One module per kernel concern; `container` drives the
 //! lifecycle from the runtime's side and `init` is the container's side of it.
+//!
+//! What it must not know: images, registries, container names, logs or volumes. It is handed a
+//! bundle (a config.json and a root filesystem already in place) and an id, as runc is.
 
 pub mod cgroups;
 pub mod channel;

@@ -77,6 +77,16 @@ pub fn exit_code(status: WaitStatus) -> Option<i32> {
     }
 }
 
+/// A pidfd of `pid`: readable once it exits. The wait loops poll it beside the signalfd, since
+/// SIGCHLD reaches the signalfd only when no other thread of the process takes it first (a
+/// program that embeds the runtime or the engine may have threads that do not block it).
+pub fn pidfd(pid: Pid) -> Option<OwnedFd> {
+    // SAFETY: pidfd_open of our child; the fd is ours.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid.as_raw(), 0) };
+    // SAFETY: just opened.
+    (fd >= 0).then(|| unsafe { std::os::fd::FromRawFd::from_raw_fd(fd as i32) })
+}
+
 /// Wait for `pid`, forwarding signals and, with `pty`, copying stdin to it and it to stdout.
 pub fn wait_foreground(pid: Pid, pty: Option<OwnedFd>) -> Result<i32> {
     let sfd = SignalFd::with_flags(
@@ -91,6 +101,7 @@ pub fn wait_foreground(pid: Pid, pty: Option<OwnedFd>) -> Result<i32> {
     let mut stdin_open = pty.is_some();
     let mut pty_open = pty.is_some();
     let mut result = None;
+    let exited = pidfd(pid);
     // The container may have exited before we got here: check once before sleeping.
     if let Some(code) = reap(pid)? {
         result = Some(code);
@@ -106,6 +117,13 @@ pub fn wait_foreground(pid: Pid, pty: Option<OwnedFd>) -> Result<i32> {
                 fds.push(PollFd::new(stdin, PollFlags::POLLIN));
             }
         }
+        let exited_at = match &exited {
+            Some(fd) if result.is_none() => {
+                fds.push(PollFd::new(fd.as_fd(), PollFlags::POLLIN));
+                Some(fds.len() - 1)
+            }
+            _ => None,
+        };
         // After the process exited, drain the pty without blocking forever.
         let timeout = if result.is_some() {
             PollTimeout::from(100u16)
@@ -131,6 +149,9 @@ pub fn wait_foreground(pid: Pid, pty: Option<OwnedFd>) -> Result<i32> {
                 // Without a pty the window size is nobody's business.
                 |sig| sig != libc::SIGWINCH,
             )?;
+        }
+        if exited_at.is_some_and(|i| ready[i]) && result.is_none() {
+            result = reap(pid)?;
         }
         if let Some(p) = &pty {
             let mut i = 1;

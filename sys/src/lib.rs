@@ -1,5 +1,8 @@
 //! Syscall helpers both the runtime and the image store need, kept below them so neither
 //! depends on the other: path resolution that cannot leave a root directory.
+//!
+//! What it must not know: anything of containers or images; each helper is one syscall
+//! sequence with its fallbacks.
 
 use std::ffi::CString;
 use std::io;

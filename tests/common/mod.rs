@@ -6,6 +6,8 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 use std::process::{Command, Output};
 
+pub use crate::support::is_root;
+
 /// Run `husk --root ROOT ARGS…`, with `DOCKER_CONFIG` set when given. Layer mounts go as soon
 /// as their last user does (a zero grace), so tests can check that; the grace period has its
 /// own test. A grace set in the environment wins.
@@ -37,17 +39,6 @@ pub fn husk(root: &Path, args: &[&str]) -> (i32, String, String) {
 
 pub fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
-}
-
-pub fn is_root() -> bool {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("Uid:"))
-                .map(|l| l.split_whitespace().nth(2) == Some("0"))
-        })
-        .unwrap_or(false)
 }
 
 /// A file of an image, read through `husk image mount` (whatever the storage driver).

@@ -31,6 +31,7 @@ SUITES = {
     "unpack": None,
     "images": None,
     "engine": None,
+    "library": None,
     "run": None,
     "security": None,
 }

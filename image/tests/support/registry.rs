@@ -13,6 +13,18 @@ use std::time::{Duration, Instant};
 use husk_image::{Digest, Reference};
 use serde_json::json;
 
+/// Whether the tests run as root (containers, mounts and a registry on a port need it).
+pub fn is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("Uid:"))
+                .map(|l| l.split_whitespace().nth(2) == Some("0"))
+        })
+        .unwrap_or(false)
+}
+
 pub struct TestRegistry {
     /// An Authorization header for pushes, when the registry wants credentials.
     pub basic: Option<String>,

@@ -1,18 +1,17 @@
 //! Volumes: named ones under `<root>/volumes/<name>/_data`, anonymous ones made for an image's
 //! `Volumes` (or a bare `-v /path`), filled on first use with what the image has at the
-//! mount point, as docker does. Also the parsing of `-v`, `--mount` and `--tmpfs`.
+//! mount point, as docker does; and the container's mounts resolved from `options::Mount`s.
 
 use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use anyhow::{anyhow, bail, Context, Result};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-use husk_cli::husk::RunArgs;
-
-use crate::containers::{self, MountRecord};
+use crate::error::{bail, failed, invalid, Context, Error, Result};
+use crate::options::{valid_volume_name as valid_name, Mount};
+use crate::store::{self, MountRecord};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Volume {
@@ -36,20 +35,12 @@ fn volumes_dir(root: &Path) -> PathBuf {
     root.join("volumes")
 }
 
-pub fn valid_name(name: &str) -> bool {
-    name.len() >= 2
-        && name.as_bytes()[0].is_ascii_alphanumeric()
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b))
-}
-
 pub fn load(root: &Path, name: &str) -> Result<Volume> {
     if !valid_name(name) {
-        bail!("no such volume: {name}");
+        return Err(Error::NoSuchVolume(name.into()));
     }
     let p = volumes_dir(root).join(name).join("volume.json");
-    let data = fs::read(&p).map_err(|_| anyhow!("no such volume: {name}"))?;
+    let data = fs::read(&p).map_err(|_| Error::NoSuchVolume(name.into()))?;
     serde_json::from_slice(&data).with_context(|| format!("{} is corrupt", p.display()))
 }
 
@@ -61,7 +52,7 @@ pub fn create(
     anonymous: bool,
 ) -> Result<bool> {
     if !valid_name(name) {
-        bail!("invalid volume name {name:?}: use [a-zA-Z0-9][a-zA-Z0-9_.-]+");
+        invalid!("invalid volume name {name:?}: use [a-zA-Z0-9][a-zA-Z0-9_.-]+");
     }
     let dir = volumes_dir(root).join(name);
     fs::create_dir_all(volumes_dir(root))?;
@@ -76,7 +67,7 @@ pub fn create(
         name: name.into(),
         driver: "local".into(),
         mountpoint: data,
-        created_at: crate::timefmt::now(),
+        created_at: crate::time::now(),
         labels,
         scope: "local".into(),
         anonymous,
@@ -86,7 +77,7 @@ pub fn create(
         &serde_json::to_vec_pretty(&v)?,
         0o644,
     )
-    .map_err(|e| anyhow!("cannot write volume {name}: {e}"))?;
+    .map_err(|e| failed!("cannot write volume {name}: {e}"))?;
     Ok(true)
 }
 
@@ -105,7 +96,7 @@ pub fn list(root: &Path) -> Result<Vec<Volume>> {
 
 /// Containers whose mounts use volume `name`.
 pub fn users(root: &Path, name: &str) -> Result<Vec<String>> {
-    Ok(containers::list(root)?
+    Ok(store::list(root)?
         .into_iter()
         .filter(|c| {
             c.mounts
@@ -124,7 +115,10 @@ pub fn remove(root: &Path, name: &str, force: bool) -> Result<()> {
     }
     let used = users(root, name)?;
     if !used.is_empty() {
-        bail!("volume {name} is in use by container {}", used.join(", "));
+        return Err(Error::Conflict(format!(
+            "volume {name} is in use by container {}",
+            used.join(", ")
+        )));
     }
     let dir = volumes_dir(root).join(name);
     fs::remove_dir_all(&dir).with_context(|| format!("cannot remove {}", dir.display()))
@@ -188,10 +182,10 @@ impl Resolved {
         ro: bool,
     ) -> Result<()> {
         if !target.starts_with('/') {
-            bail!("invalid mount target {target:?}: must be an absolute path");
+            invalid!("invalid mount target {target:?}: must be an absolute path");
         }
         if self.records.iter().any(|r| r.destination == target) {
-            bail!("duplicate mount point: {target}");
+            invalid!("duplicate mount point: {target}");
         }
         let mut opts = vec!["rbind", "rprivate"];
         if ro {
@@ -226,9 +220,9 @@ impl Resolved {
 
     fn anonymous(&mut self, root: &Path, rootfs: &Path, target: &str) -> Result<()> {
         if !target.starts_with('/') {
-            bail!("invalid volume target {target:?}: must be an absolute path");
+            invalid!("invalid volume target {target:?}: must be an absolute path");
         }
-        let name = crate::run::random_id()?;
+        let name = store::random_id()?;
         create(root, &name, BTreeMap::new(), true)?;
         self.anonymous.push(name.clone());
         let v = load(root, &name)?;
@@ -238,7 +232,7 @@ impl Resolved {
 
     fn tmpfs(&mut self, target: &str, options: &[String]) -> Result<()> {
         if !target.starts_with('/') {
-            bail!("invalid tmpfs target {target:?}: must be an absolute path");
+            invalid!("invalid tmpfs target {target:?}: must be an absolute path");
         }
         let mut opts: Vec<String> = vec!["nosuid".into(), "nodev".into(), "noexec".into()];
         opts.extend(options.iter().cloned());
@@ -257,15 +251,16 @@ impl Resolved {
 }
 
 /// `-v`, `--mount`, `--tmpfs` and the image's `Volumes`, against the container's mounted root.
+/// The container's mounts: `mounts` in order, then an anonymous volume for each of the image's
+/// `Volumes` nothing else covers. On failure the anonymous volumes made so far go.
 pub fn resolve(
     root: &Path,
-    a: &RunArgs,
+    mounts: &[Mount],
     image_volumes: &[String],
     rootfs: &Path,
 ) -> Result<Resolved> {
     let mut r = Resolved::default();
-    if let Err(e) = r.add_all(root, a, image_volumes, rootfs) {
-        // Anonymous volumes made before the failure belong to no container: remove them.
+    if let Err(e) = r.add_all(root, mounts, image_volumes, rootfs) {
         for v in &r.anonymous {
             let _ = remove(root, v, true);
         }
@@ -278,100 +273,44 @@ impl Resolved {
     fn add_all(
         &mut self,
         root: &Path,
-        a: &RunArgs,
+        mounts: &[Mount],
         image_volumes: &[String],
         rootfs: &Path,
     ) -> Result<()> {
-        let (volume, mount, tmpfs) = (&a.volume, &a.mount, &a.tmpfs);
-        let r = self;
-        for v in volume {
-            let parts: Vec<&str> = v.split(':').collect();
-            let (src, dst, mode) = match parts.as_slice() {
-                [d] => (None, *d, ""),
-                [s, d] => (Some(*s), *d, ""),
-                [s, d, m] => (Some(*s), *d, *m),
-                _ => bail!(
-                "invalid volume {v:?}: use SOURCE:TARGET[:ro], or TARGET for an anonymous volume"
-            ),
-            };
-            let ro = match mode {
-                "" | "rw" => false,
-                "ro" => true,
-                m => bail!("invalid volume {v:?}: unknown mode {m:?} (ro or rw)"),
-            };
-            match src {
-                None => r.anonymous(root, rootfs, dst)?,
-                Some(s) if s.starts_with('/') => {
-                    // docker -v makes a missing host directory; --mount does not.
-                    if !Path::new(s).exists() {
-                        fs::create_dir_all(s).with_context(|| format!("cannot create {s}"))?;
-                    }
-                    r.bind("bind", "", Path::new(s), dst, ro)?
-                }
-                Some(s) => {
-                    if !valid_name(s) {
-                        bail!(
-                        "invalid volume {v:?}: {s:?} is neither an absolute path nor a volume name"
-                    );
-                    }
-                    r.volume(root, rootfs, s, dst, ro)?
-                }
-            }
-        }
-        for m in mount {
-            let mut kind = "volume";
-            let (mut src, mut dst, mut ro) = (None, None, false);
-            let mut tmpfs_opts = Vec::new();
-            for kv in m.split(',') {
-                let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
-                match k {
-                    "type" => {
-                        kind = match v {
-                            "bind" => "bind",
-                            "volume" => "volume",
-                            "tmpfs" => "tmpfs",
-                            _ => bail!("invalid --mount {m:?}: type must be bind, volume or tmpfs"),
+        for m in mounts {
+            match m {
+                Mount::Bind {
+                    source,
+                    target,
+                    readonly,
+                    create,
+                } => {
+                    if !source.exists() {
+                        if !create {
+                            invalid!(
+                                "invalid mount {target:?}: bind source path does not exist: {}",
+                                source.display()
+                            );
                         }
+                        fs::create_dir_all(source)
+                            .with_context(|| format!("cannot create {}", source.display()))?;
                     }
-                    "source" | "src" => src = Some(v.to_string()),
-                    "target" | "destination" | "dst" => dst = Some(v.to_string()),
-                    "readonly" | "ro" => ro = v.is_empty() || v == "true" || v == "1",
-                    "tmpfs-size" => tmpfs_opts.push(format!("size={v}")),
-                    "tmpfs-mode" => tmpfs_opts.push(format!("mode={v}")),
-                    _ => bail!("invalid --mount {m:?}: unknown option {k:?}"),
+                    self.bind("bind", "", source, target, *readonly)?
                 }
+                Mount::Volume {
+                    name: Some(name),
+                    target,
+                    readonly,
+                } => self.volume(root, rootfs, name, target, *readonly)?,
+                Mount::Volume {
+                    name: None, target, ..
+                } => self.anonymous(root, rootfs, target)?,
+                Mount::Tmpfs { target, options } => self.tmpfs(target, options)?,
             }
-            let dst = dst.ok_or_else(|| anyhow!("invalid --mount {m:?}: target is required"))?;
-            match (kind, src) {
-                ("bind", Some(s)) => {
-                    if !Path::new(&s).exists() {
-                        bail!("invalid --mount {m:?}: bind source path does not exist: {s}");
-                    }
-                    r.bind("bind", "", Path::new(&s), &dst, ro)?
-                }
-                ("bind", None) => bail!("invalid --mount {m:?}: a bind mount needs a source"),
-                ("volume", Some(s)) => r.volume(root, rootfs, &s, &dst, ro)?,
-                ("volume", None) => r.anonymous(root, rootfs, &dst)?,
-                (_, _) => {
-                    if ro {
-                        tmpfs_opts.push("ro".into());
-                    }
-                    r.tmpfs(&dst, &tmpfs_opts)?
-                }
-            }
-        }
-        for t in tmpfs {
-            let (dst, opts) = t.split_once(':').unwrap_or((t, ""));
-            let opts: Vec<String> = opts
-                .split(',')
-                .filter(|o| !o.is_empty())
-                .map(str::to_string)
-                .collect();
-            r.tmpfs(dst, &opts)?;
         }
         for v in image_volumes {
-            if !r.records.iter().any(|m| m.destination == *v) {
-                r.anonymous(root, rootfs, v)?;
+            if !self.records.iter().any(|m| m.destination == *v) {
+                self.anonymous(root, rootfs, v)?;
             }
         }
         Ok(())

@@ -1,17 +1,34 @@
 //! Container logs in docker's json-file format: one JSON object a line,
 //! `{"log":"text\n","stream":"stdout","time":"RFC3339Nano"}`, so log shippers that read
-//! docker's files read ours. `husk logs` reads them back.
+//! docker's files read ours; `read` gives them back, line by line, following if asked.
 
 use std::fs::File;
 use std::io::{BufRead, BufReader, Seek, SeekFrom, Write};
 use std::path::Path;
 
-use anyhow::{Context, Result};
-use husk_cli::husk::LogsArgs;
 use serde::{Deserialize, Serialize};
 
-use crate::containers::{self, Status};
-use crate::timefmt;
+use crate::error::{Context, Result};
+use crate::options::LogOptions;
+use crate::store::{self, Status};
+use crate::time;
+
+/// Which of the container's output streams a line came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stream {
+    Stdout,
+    Stderr,
+}
+
+/// One line of a container's log, as it wrote it (with its newline, unless the line was cut
+/// at 16 KiB or the container ended without one).
+#[derive(Debug, Clone)]
+pub struct LogLine {
+    pub stream: Stream,
+    /// When it was written, RFC 3339 with nanoseconds.
+    pub time: String,
+    pub text: String,
+}
 
 #[derive(Serialize, Deserialize)]
 struct Line<'a> {
@@ -46,7 +63,7 @@ impl Writer {
         let line = Line {
             log: String::from_utf8_lossy(bytes),
             stream: if stream == 0 { "stdout" } else { "stderr" },
-            time: timefmt::now(),
+            time: time::now(),
         };
         if let Ok(mut s) = serde_json::to_vec(&line) {
             s.push(b'\n');
@@ -84,52 +101,44 @@ impl Writer {
     }
 }
 
-fn print(line: &str, a: &LogsArgs, since: Option<f64>) -> Result<()> {
+/// Hand `line` to `each` unless it is cut off (a crash mid-write) or older than `since`.
+fn emit_line(
+    line: &str,
+    since: Option<f64>,
+    each: &mut dyn FnMut(LogLine) -> Result<()>,
+) -> Result<()> {
     let Ok(l) = serde_json::from_str::<Line>(line) else {
         return Ok(()); // a line cut off by a crash
     };
     if let Some(s) = since {
-        if timefmt::parse(&l.time).is_some_and(|t| t < s) {
+        if time::parse(&l.time).is_some_and(|t| t < s) {
             return Ok(());
         }
     }
-    let text = if a.timestamps {
-        format!("{} {}", l.time, l.log)
-    } else {
-        l.log.into_owned()
-    };
-    if l.stream == "stderr" {
-        std::io::stderr().write_all(text.as_bytes())?;
-    } else {
-        let mut out = std::io::stdout().lock();
-        out.write_all(text.as_bytes())?;
-        out.flush()?;
-    }
-    Ok(())
+    each(LogLine {
+        stream: if l.stream == "stderr" {
+            Stream::Stderr
+        } else {
+            Stream::Stdout
+        },
+        time: l.time,
+        text: l.log.into_owned(),
+    })
 }
 
-/// `husk logs`.
-pub fn logs(root: &Path, a: &LogsArgs) -> Result<()> {
-    let c = containers::find(root, &a.container)?;
-    let path = containers::log_path(root, &c.id);
-    let since = match &a.since {
-        Some(s) => Some(timefmt::since(s).ok_or_else(|| {
-            anyhow::anyhow!(
-                "invalid --since {s:?}: use RFC 3339, Unix seconds or a duration like 10m"
-            )
-        })?),
-        None => None,
-    };
-    let tail = match a.tail.as_str() {
-        "all" | "-1" => None,
-        n => Some(
-            n.parse::<usize>()
-                .map_err(|_| anyhow::anyhow!("invalid --tail {n:?}: a number or \"all\""))?,
-        ),
-    };
+/// The log of container `id`, a line at a time to `each`; with `follow`, until the container
+/// stops and its last lines are read. An error from `each` ends the reading with that error.
+pub fn read(
+    root: &Path,
+    id: &str,
+    opts: &LogOptions,
+    each: &mut dyn FnMut(LogLine) -> Result<()>,
+) -> Result<()> {
+    let path = store::log_path(root, id);
+    let since = opts.since;
     let mut file = match File::open(&path) {
         Ok(f) => f,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound && !a.follow => return Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && !opts.follow => return Ok(()),
         Err(e) => return Err(e).with_context(|| format!("cannot open {}", path.display())),
     };
     let mut reader = BufReader::new(&mut file);
@@ -143,11 +152,11 @@ pub fn logs(root: &Path, a: &LogsArgs) -> Result<()> {
         }
     }
     let pos = reader.stream_position()? - buf.len() as u64;
-    let skip = tail.map_or(0, |n| lines.len().saturating_sub(n));
+    let skip = opts.tail.map_or(0, |n| lines.len().saturating_sub(n));
     for l in &lines[skip..] {
-        print(l, a, since)?;
+        emit_line(l, since, each)?;
     }
-    if !a.follow {
+    if !opts.follow {
         return Ok(());
     }
     file.seek(SeekFrom::Start(pos))?;
@@ -159,19 +168,17 @@ pub fn logs(root: &Path, a: &LogsArgs) -> Result<()> {
         if n > 0 {
             partial.push_str(&chunk);
             if partial.ends_with('\n') {
-                print(&std::mem::take(&mut partial), a, since)?;
+                emit_line(&std::mem::take(&mut partial), since, each)?;
             }
             continue;
         }
-        // Nothing new: stop once the container has stopped (and its last lines are read).
-        let running = containers::Container::load(root, &c.id)
+        let running = store::Container::load(root, id)
             .map(|c| c.observed().status == Status::Running)
             .unwrap_or(false);
         if !running {
-            // The last lines, including one half-read when the container stopped.
             while reader.read_line(&mut partial)? > 0 {
                 if partial.ends_with('\n') {
-                    print(&std::mem::take(&mut partial), a, since)?;
+                    emit_line(&std::mem::take(&mut partial), since, each)?;
                 }
             }
             return Ok(());

@@ -12,14 +12,24 @@ use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use anyhow::{anyhow, Context, Result};
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
 use nix::unistd::Pid;
 
-use crate::containers::{self, Container, Status};
+use crate::error::{failed, Context, Error, Result};
+use crate::layers::{mount_rootfs, unmount_rootfs};
 use crate::logs;
-use crate::timefmt;
+use crate::store::{self, Container, Status};
+use crate::time;
+
+/// How a supervised container ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Exit {
+    /// Its exit code, 128+N for signal N.
+    pub code: i32,
+    /// When the engine ended it (its `timeout` ran out): why, in one line naming it.
+    pub killed: Option<String>,
+}
 
 /// How the container's stdio is held.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -36,11 +46,6 @@ impl Stdio {
     fn attached(self) -> bool {
         matches!(self, Stdio::Direct | Stdio::Logged { attach: true })
     }
-}
-
-pub fn runtime(root: &Path) -> husk_runtime::Runtime {
-    let log = husk_runtime::logging::Logger::new(None, husk_runtime::logging::Format::Text, false);
-    husk_runtime::Runtime::new(crate::run::runtime_root(root), log)
 }
 
 fn dup(fd: RawFd) -> Result<OwnedFd> {
@@ -62,62 +67,17 @@ fn pipe() -> Result<(OwnedFd, OwnedFd)> {
     nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).context("cannot create a pipe")
 }
 
-/// Mount the container's root (its image's layers plus its upper directory) unless mounted.
-pub fn mount_rootfs(root: &Path, c: &Container) -> Result<()> {
-    let dir = containers::dir(root, &c.id);
-    let rootfs = dir.join("rootfs");
-    if crate::is_mounted(&rootfs) {
-        return Ok(());
-    }
-    let diff_ids: Vec<husk_image::Digest> = c
-        .diff_ids
-        .iter()
-        .map(|d| husk_image::Digest::parse(d))
-        .collect::<husk_image::Result<_>>()?;
-    let (upper, work) = (dir.join("upper"), dir.join("work"));
-    husk_image::snapshot::mount(
-        root,
-        &diff_ids,
-        Some(husk_image::snapshot::Upper {
-            dir: &upper,
-            work: &work,
-            volatile: c.auto_remove,
-        }),
-        &rootfs,
-    )?;
-    Ok(())
-}
-
-pub fn unmount_rootfs(root: &Path, id: &str) {
-    let rootfs = containers::dir(root, id).join("rootfs");
-    if !crate::is_mounted(&rootfs) {
-        return;
-    }
-    let _ = husk_image::snapshot::unmount(&rootfs);
-    // This container no longer uses its layers' shared EROFS mounts; the last user unmounts.
-    if let Ok(c) = Container::load(root, id) {
-        let diff_ids: Vec<husk_image::Digest> = c
-            .diff_ids
-            .iter()
-            .filter_map(|d| husk_image::Digest::parse(d).ok())
-            .collect();
-        crate::reaper::release_layers(root, &diff_ids);
-    }
-}
-
-/// Create and start container `id`, then hold it until it exits; returns its exit code.
+/// Create and start container `id`, then hold it until it exits; returns how it ended.
 /// `started` hears once whether the start worked (a detached `run` waits for that).
 pub fn supervise(
     root: &Path,
     id: &str,
     stdio: Stdio,
-    started: &mut dyn FnMut(std::result::Result<(), String>),
-) -> Result<i32> {
+    started: &mut dyn FnMut(std::result::Result<(), &Error>),
+) -> Result<Exit> {
     let c = Container::load(root, id)?;
-    let dir = containers::dir(root, id);
-    let rt = runtime(root);
+    let rt = store::runtime(root);
     let timed_out = Arc::new(AtomicBool::new(false));
-    let attached = stdio.attached();
     let result = (|| {
         mount_rootfs(root, &c)?;
         launch(root, &c, &rt, stdio, started, &timed_out)
@@ -131,38 +91,42 @@ pub fn supervise(
         .is_some_and(|cg| husk_runtime::cgroups::stats::oom_kills(&cg) > 0);
     let _ = rt.delete(id, true);
     unmount_rootfs(root, id);
-    let _ = dir;
     let (code, mut error) = match &result {
         Ok(code) => (*code, String::new()),
-        Err(e) => (crate::run::exit_code_of(e), format!("{e:#}")),
+        Err(e) => (e.exit_code(), e.to_string()),
     };
+    let mut killed = None;
     if timed_out.load(Ordering::SeqCst) {
         error = format!(
             "killed after its --timeout of {} s",
             c.timeout.unwrap_or_default()
         );
-        if attached {
-            eprintln!("husk: container {} {error}", c.name);
-        }
+        killed = Some(format!("container {} {error}", c.name));
     }
     if let Err(e) = &result {
-        started(Err(format!("{e:#}")));
+        started(Err(e));
     }
     let updated = Container::update(root, id, |c| {
         c.state.status = Status::Exited;
         c.state.exit_code = code;
         c.state.oom_killed = oom;
-        c.state.finished_at = Some(timefmt::now());
+        c.state.finished_at = Some(time::now());
         c.state.pid = 0;
         c.state.error = error.clone();
+        // Done with it, unless it is ours to remove next: the process that held it may live
+        // on (an attached run in a program that embeds the engine), and must not look busy.
+        if !c.auto_remove || c.state.restarting {
+            c.state.monitor_pid = 0;
+            c.state.monitor_start = 0;
+        }
     });
     let restarting = updated.as_ref().is_ok_and(|c| c.state.restarting);
     if c.auto_remove && !restarting {
-        let _ = crate::commands::remove(root, &c, true);
+        let _ = crate::remove::remove(root, &c, true);
     } else {
         updated?;
     }
-    result
+    result.map(|code| Exit { code, killed })
 }
 
 fn launch(
@@ -170,10 +134,10 @@ fn launch(
     c: &Container,
     rt: &husk_runtime::Runtime,
     stdio: Stdio,
-    started: &mut dyn FnMut(std::result::Result<(), String>),
+    started: &mut dyn FnMut(std::result::Result<(), &Error>),
     timed_out: &Arc<AtomicBool>,
 ) -> Result<i32> {
-    let dir = containers::dir(root, &c.id);
+    let dir = store::dir(root, &c.id);
     let proxy = if c.tty {
         let (a, b) = UnixStream::pair().context("cannot create a console socket pair")?;
         Some((a, b))
@@ -220,7 +184,7 @@ fn launch(
         ..Default::default()
     });
     drop(saved);
-    let pid = created.map_err(|e| anyhow!(e))?;
+    let pid = created?;
     let pty = match console_ours.take() {
         Some(sock) => Some(husk_runtime::channel::recv_fd(sock.as_raw_fd())?),
         None => None,
@@ -231,16 +195,16 @@ fn launch(
     // right after `run -d` finds it.
     let log = match stdio {
         Stdio::Direct => None,
-        _ => Some(logs::Writer::open(&containers::log_path(root, &c.id))?),
+        _ => Some(logs::Writer::open(&store::log_path(root, &c.id))?),
     };
-    rt.start(&c.id).map_err(|e| anyhow!(e))?;
+    rt.start(&c.id)?;
     Container::update(root, &c.id, |c| {
         c.state.status = Status::Running;
         c.state.pid = pid;
         c.state.init_start = init_start;
         c.state.monitor_pid = monitor_pid;
         c.state.monitor_start = monitor_start;
-        c.state.started_at = Some(timefmt::now());
+        c.state.started_at = Some(time::now());
         c.state.finished_at = None;
         c.state.exit_code = 0;
         c.state.oom_killed = false;
@@ -252,8 +216,9 @@ fn launch(
         None => None,
     };
     let result = match log {
-        None => husk_runtime::supervise::wait_foreground(Pid::from_raw(pid), pty)
-            .map_err(|e| anyhow!(e)),
+        None => {
+            husk_runtime::supervise::wait_foreground(Pid::from_raw(pid), pty).map_err(Error::from)
+        }
         Some(log) => {
             let streams: Vec<(OwnedFd, usize)> = match (pipes, pty) {
                 (Some((o, e)), _) => vec![(o, 0), (e, 1)],
@@ -382,9 +347,10 @@ fn pump(
     } else {
         None
     };
+    let exited = husk_runtime::supervise::pidfd(pid);
     let mut open: Vec<bool> = vec![true; streams.len()];
     let mut stdin_open = tty_attached;
-    let mut code = husk_runtime::supervise::reap(pid).map_err(|e| anyhow!(e))?;
+    let mut code = husk_runtime::supervise::reap(pid)?;
     let mut buf = vec![0u8; 64 * 1024];
     loop {
         if code.is_some() && !open.iter().any(|o| *o) {
@@ -404,6 +370,14 @@ fn pump(
             fds.push(PollFd::new(stdin, PollFlags::POLLIN));
             which.push(None);
         }
+        // The init's exit, however SIGCHLD fares (see `supervise::pidfd`).
+        let exited_at = match &exited {
+            Some(fd) if code.is_none() => {
+                fds.push(PollFd::new(fd.as_fd(), PollFlags::POLLIN));
+                Some(fds.len() - 1)
+            }
+            _ => None,
+        };
         // Once the init is gone, what is still buffered is drained, but nothing waits for
         // processes that escaped with a copy of the pipe.
         let timeout = if code.is_some() {
@@ -415,7 +389,7 @@ fn pump(
             Ok(0) => break,
             Ok(_) => {}
             Err(nix::errno::Errno::EINTR) => continue,
-            Err(e) => return Err(anyhow!("poll failed: {e}")),
+            Err(e) => return Err(failed!("poll failed: {e}")),
         }
         let ready: Vec<bool> = fds
             .iter()
@@ -429,8 +403,10 @@ fn pump(
                 .map(|(p, _)| p.as_raw_fd());
             husk_runtime::supervise::take_signals(&sfd, pid, &mut code, winsize_to, |sig| {
                 attach && sig != libc::SIGPIPE
-            })
-            .map_err(|e| anyhow!(e))?;
+            })?;
+        }
+        if exited_at.is_some_and(|i| ready[i]) && code.is_none() {
+            code = husk_runtime::supervise::reap(pid)?;
         }
         for (k, w) in which.iter().enumerate() {
             if !ready[k + 1] {
@@ -498,11 +474,11 @@ pub fn spawn_detached(root: &Path, id: &str) -> Result<()> {
                 }
             }
             let mut w = Some(fs::File::from(w));
-            let mut report = |r: std::result::Result<(), String>| {
+            let mut report = |r: std::result::Result<(), &Error>| {
                 if let Some(mut f) = w.take() {
                     let msg = match r {
                         Ok(()) => "ok".to_string(),
-                        Err(e) => format!("error {e}"),
+                        Err(e) => format!("error {} {e}", e.exit_code()),
                     };
                     let _ = f.write_all(msg.as_bytes());
                 }
@@ -524,8 +500,16 @@ pub fn spawn_detached(root: &Path, id: &str) -> Result<()> {
             // The monitor failed before the container started; it has exited or will now.
             let _ = nix::sys::wait::waitpid(child, None);
             match msg.strip_prefix("error ") {
-                Some(e) => Err(anyhow!("{e}")),
-                None => Err(anyhow!(
+                Some(e) => {
+                    // "error CODE MESSAGE": the code keeps docker's 126 and 127 apart.
+                    let (code, text) = e.split_once(' ').unwrap_or(("125", e));
+                    Err(match code {
+                        "127" => Error::CommandNotFound(text.into()),
+                        "126" => Error::CommandNotExecutable(text.into()),
+                        _ => Error::Failed(text.into()),
+                    })
+                }
+                None => Err(failed!(
                     "the monitor of container {id} died before the container started"
                 )),
             }

@@ -1,3 +1,6 @@
+//! A container's root filesystem: its image's layers plus its upper directory, mounted and
+//! unmounted; and the release of the layers' shared mounts.
+//!
 //! Releasing layer mounts. A layer's shared EROFS mount outlives its last user by a grace
 //! period (`snapshot::mount_grace`), so that back-to-back containers find the layer mounted
 //! with its page cache warm. The mount still goes without a daemon: the last user starts a
@@ -5,10 +8,65 @@
 //! what is still idle. One reaper watches a layer at a time (it holds an flock), so a loop of
 //! `run --rm` starts one reaper per grace period, not one per container.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::sync::OnceLock;
 
 use husk_image::Digest;
+
+use crate::error::Result;
+use crate::store::{self, Container};
+
+static REAPER: OnceLock<PathBuf> = OnceLock::new();
+
+/// The program that is `husk reap-layer-mounts` (the husk binary). Without one, a layer's
+/// mount goes as soon as its last user leaves, with no grace period.
+pub fn set_reaper(program: PathBuf) {
+    let _ = REAPER.set(program);
+}
+
+/// Mount the container's root (its image's layers plus its upper directory) unless mounted.
+pub fn mount_rootfs(root: &Path, c: &Container) -> Result<()> {
+    let dir = store::dir(root, &c.id);
+    let rootfs = dir.join("rootfs");
+    if husk_sys::is_mount_point(&rootfs) {
+        return Ok(());
+    }
+    let diff_ids: Vec<husk_image::Digest> = c
+        .diff_ids
+        .iter()
+        .map(|d| husk_image::Digest::parse(d))
+        .collect::<husk_image::Result<_>>()?;
+    let (upper, work) = (dir.join("upper"), dir.join("work"));
+    husk_image::snapshot::mount(
+        root,
+        &diff_ids,
+        Some(husk_image::snapshot::Upper {
+            dir: &upper,
+            work: &work,
+            volatile: c.auto_remove,
+        }),
+        &rootfs,
+    )?;
+    Ok(())
+}
+
+pub fn unmount_rootfs(root: &Path, id: &str) {
+    let rootfs = store::dir(root, id).join("rootfs");
+    if !husk_sys::is_mount_point(&rootfs) {
+        return;
+    }
+    let _ = husk_image::snapshot::unmount(&rootfs);
+    // This container no longer uses its layers' shared EROFS mounts; the last user unmounts.
+    if let Ok(c) = Container::load(root, id) {
+        let diff_ids: Vec<husk_image::Digest> = c
+            .diff_ids
+            .iter()
+            .filter_map(|d| husk_image::Digest::parse(d).ok())
+            .collect();
+        release_layers(root, &diff_ids);
+    }
+}
 
 /// This user of `diff_ids` is done: hand the layers it leaves idle to a reaper.
 pub fn release_layers(root: &Path, diff_ids: &[Digest]) {
@@ -16,17 +74,18 @@ pub fn release_layers(root: &Path, diff_ids: &[Digest]) {
     if idle.is_empty() {
         return;
     }
-    if spawn(root, &idle).is_err() {
+    let reaped = REAPER.get().is_some_and(|p| spawn(p, root, &idle).is_ok());
+    if !reaped {
         // No reaper: unmount them now rather than leave them up.
         husk_image::snapshot::reap_idle_mounts(root, &idle, &mut |_| false);
     }
 }
 
-fn spawn(root: &Path, layers: &[Digest]) -> std::io::Result<()> {
+fn spawn(program: &Path, root: &Path, layers: &[Digest]) -> std::io::Result<()> {
     use std::os::unix::process::CommandExt;
     // Its own process group: a ^C at the terminal is for the container, not for the reaper.
     // No stdio: a caller reading husk's output must see EOF when husk exits.
-    Command::new("/proc/self/exe")
+    Command::new(program)
         .arg0("husk")
         .arg("--root")
         .arg(root)
@@ -43,7 +102,7 @@ fn spawn(root: &Path, layers: &[Digest]) -> std::io::Result<()> {
 
 /// The reaper's own body (`husk reap-layer-mounts DIGEST...`). SIGTERM, SIGINT or SIGHUP (a
 /// service or CI job being stopped) end the wait: the idle mounts go at once.
-pub fn reap(root: &Path, layers: &[String]) -> anyhow::Result<()> {
+pub fn reap(root: &Path, layers: &[String]) -> Result<()> {
     let layers: Vec<Digest> = layers
         .iter()
         .map(|d| Digest::parse(d))

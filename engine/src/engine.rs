@@ -1,0 +1,930 @@
+//! The verbs: what a user can do with containers, volumes and images, as one `Engine` opened
+//! on a store root. Each verb takes typed options and returns a typed report; the command line
+//! above turns them into tables, JSON and exit codes.
+
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use husk_image::images::{ImageRecord, Reclaimed};
+use husk_image::manifest::Platform;
+use husk_image::registry::Options as RegistryOptions;
+use husk_image::{Digest, Reference};
+use serde_json::{json, Value};
+
+use crate::create::{self, PullProgress};
+use crate::error::{failed, Context, Error, Result};
+use crate::layers;
+use crate::logs::{self, LogLine};
+use crate::monitor::{self, Exit, Stdio};
+use crate::options::{ExecOptions, Filter, ListOptions, LogOptions, RunOptions};
+use crate::remove::remove;
+use crate::store::{self, Container, Status};
+use crate::volumes::{self, Volume};
+
+/// How the engine is opened.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The store: images, layers, containers, volumes.
+    pub root: PathBuf,
+    /// `auto`, `overlay` or `erofs`; the store's own choice when unset.
+    pub storage_driver: Option<String>,
+    /// The husk binary, run as `husk reap-layer-mounts` to unmount idle layers after a grace
+    /// period. Without it a layer's shared mount goes as soon as its last user leaves.
+    pub layer_reaper: Option<PathBuf>,
+}
+
+impl Default for Config {
+    fn default() -> Config {
+        Config {
+            root: PathBuf::from(store::DEFAULT_ROOT),
+            storage_driver: None,
+            layer_reaper: None,
+        }
+    }
+}
+
+/// Where the container's stdio goes while `run` or `start` holds it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Attach {
+    /// A monitor process of its own holds the container and writes its log; the call returns
+    /// once the container started.
+    Detached,
+    /// This process is the monitor: the container's output goes to the log and to this
+    /// process's stdout and stderr, its stdin is forwarded (with `interactive`), and the call
+    /// returns when it exits.
+    Logged,
+    /// As `Logged`, but the container gets this process's stdio itself and nothing is logged
+    /// (the fastest start; for containers removed when they exit).
+    Direct,
+}
+
+/// What `run` did.
+#[derive(Debug, Clone)]
+pub struct RunReport {
+    pub id: String,
+    pub name: String,
+    /// How it ended, when the call held it to the end (not `Attach::Detached`).
+    pub exit: Option<Exit>,
+}
+
+/// What `pull` did.
+#[derive(Debug, Clone)]
+pub struct PullReport {
+    /// The image's manifest digest.
+    pub manifest: String,
+    /// The image's config digest (docker's image ID).
+    pub config: String,
+    /// The store had no image of this name, or another one.
+    pub new: bool,
+}
+
+/// One sample of a container's resource use.
+#[derive(Debug, Clone)]
+pub struct Stats {
+    pub id: String,
+    pub name: String,
+    /// Share of one CPU over the sample window, in percent.
+    pub cpu_percent: f64,
+    pub memory_usage: u64,
+    /// The container's memory limit, or the host's memory when it has none.
+    pub memory_limit: u64,
+    pub pids: u64,
+    pub block_read: u64,
+    pub block_written: u64,
+}
+
+/// `top`: ps's columns and a row per process of the container.
+#[derive(Debug, Clone)]
+pub struct Top {
+    pub titles: Vec<String>,
+    pub processes: Vec<Vec<String>>,
+}
+
+/// What `info` tells of the store and the host.
+#[derive(Debug, Clone)]
+pub struct Info {
+    pub containers: usize,
+    pub running: usize,
+    pub images: usize,
+    pub storage_driver: String,
+    /// Why that driver.
+    pub storage_driver_why: String,
+    pub erofs_layers: usize,
+    pub directory_layers: usize,
+    pub layer_mount_grace: Duration,
+    /// 1 or 2.
+    pub cgroup_version: u8,
+    pub kernel: String,
+    pub root: PathBuf,
+}
+
+/// What `remove_image` did.
+#[derive(Debug)]
+pub struct ImageRemoval {
+    pub untagged: Vec<ImageRecord>,
+    pub reclaimed: Reclaimed,
+}
+
+/// The engine on one store.
+pub struct Engine {
+    root: PathBuf,
+}
+
+impl Engine {
+    /// Open the store at `config.root`, making it if need be. Reads husk's config file now (a
+    /// detached monitor later leaves the caller's directory, and a relative $HUSK_CONFIG means
+    /// that one).
+    pub fn open(config: Config) -> Result<Engine> {
+        husk_image::config::preload();
+        let mut root = config.root;
+        // One spelling of the root everywhere, so mount points compare equal to /proc's.
+        std::fs::create_dir_all(&root)
+            .with_context(|| format!("cannot create the store {}", root.display()))?;
+        if let Ok(c) = std::fs::canonicalize(&root) {
+            root = c;
+        }
+        if let Some(d) = &config.storage_driver {
+            husk_image::snapshot::request(d);
+        }
+        if let Some(r) = config.layer_reaper {
+            layers::set_reaper(r);
+        }
+        Ok(Engine { root })
+    }
+
+    /// The engine on the store at `root`, with the defaults otherwise.
+    pub fn at(root: impl Into<PathBuf>) -> Result<Engine> {
+        Engine::open(Config {
+            root: root.into(),
+            ..Config::default()
+        })
+    }
+
+    /// The store's root, canonical.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    // ---- images -------------------------------------------------------------------------
+
+    /// Pull an image into the store and record its name.
+    pub fn pull(
+        &self,
+        reference: &Reference,
+        platform: &Platform,
+        opts: &RegistryOptions,
+        progress: PullProgress,
+    ) -> Result<PullReport> {
+        let (pulled, new) = create::pull(&self.root, reference, platform, opts, progress)?;
+        Ok(PullReport {
+            manifest: pulled.manifest.to_string(),
+            config: pulled.config.to_string(),
+            new,
+        })
+    }
+
+    /// The stored image `query` names (name, name:tag, id or id prefix).
+    pub fn image(&self, query: &str) -> Result<ImageRecord> {
+        husk_image::images::find(&self.root, query)?
+            .into_iter()
+            .next()
+            .ok_or_else(|| Error::NoSuchImage(query.to_string()))
+    }
+
+    /// docker-shaped `image inspect` of one image.
+    pub fn inspect_image(&self, query: &str) -> Result<Value> {
+        let r = self.image(query)?;
+        let store = husk_image::store::Store::open(&self.root)?;
+        let config: Value = serde_json::from_reader(store.open_blob(&Digest::parse(&r.config)?)?)?;
+        Ok(json!({
+            "Id": r.config, "RepoTags": [format!("{}:{}", r.name, r.tag.clone().unwrap_or_else(|| "<none>".into()))],
+            "RepoDigests": [format!("{}@{}", r.name, r.manifest)], "Created": r.created, "Size": r.size,
+            "Architecture": config["architecture"], "Os": config["os"], "Config": config["config"],
+            "RootFS": {"Type": "layers", "Layers": r.diff_ids}
+        }))
+    }
+
+    /// Untag what `query` names and free what no image uses any more; refused while a
+    /// container or an image mount uses it.
+    pub fn remove_image(&self, query: &str) -> Result<ImageRemoval> {
+        let root = self.root.clone();
+        let (untagged, reclaimed) =
+            husk_image::images::remove(&self.root, query, &|r| image_user(&root, r))?;
+        Ok(ImageRemoval {
+            untagged,
+            reclaimed,
+        })
+    }
+
+    /// Mount an image's layers read-only (`image mount`); returns the mount point.
+    pub fn mount_image(&self, query: &str) -> Result<PathBuf> {
+        let r = self.image(query)?;
+        let mp = husk_image::snapshot::image_mount_point(&self.root, &r.config);
+        if !husk_sys::is_mount_point(&mp) {
+            std::fs::create_dir_all(&mp)
+                .with_context(|| format!("cannot create {}", mp.display()))?;
+            husk_image::snapshot::mount(&self.root, &diff_ids(&r.diff_ids)?, None, &mp)?;
+        }
+        Ok(mp)
+    }
+
+    /// Undo `mount_image`; returns the image's id.
+    pub fn unmount_image(&self, query: &str) -> Result<String> {
+        let r = self.image(query)?;
+        let mp = husk_image::snapshot::image_mount_point(&self.root, &r.config);
+        if !husk_sys::is_mount_point(&mp) {
+            return Err(Error::Conflict(format!("image {query} is not mounted")));
+        }
+        husk_image::snapshot::unmount(&mp)?;
+        let _ = std::fs::remove_dir(&mp);
+        let ids: Vec<Digest> = r
+            .diff_ids
+            .iter()
+            .filter_map(|d| Digest::parse(d).ok())
+            .collect();
+        layers::release_layers(&self.root, &ids);
+        Ok(r.config.trim_start_matches("sha256:").to_string())
+    }
+
+    /// Every named image in the store.
+    pub fn images(&self) -> Result<Vec<ImageRecord>> {
+        Ok(husk_image::images::list(&self.root)?)
+    }
+
+    /// Give the image `source` names a further name.
+    pub fn tag(&self, source: &str, target: &Reference) -> Result<()> {
+        Ok(husk_image::images::tag(&self.root, source, target)?)
+    }
+
+    /// Free the blobs and layers no image uses.
+    pub fn prune_images(&self) -> Result<Reclaimed> {
+        Ok(husk_image::images::gc(&self.root)?)
+    }
+
+    /// Write `images` as one archive to `out`.
+    pub fn save(
+        &self,
+        images: &[ImageRecord],
+        format: husk_image::archive::Format,
+        out: impl std::io::Write,
+    ) -> Result<()> {
+        Ok(husk_image::archive::save(&self.root, images, format, out)?)
+    }
+
+    /// Read an archive (docker-archive or OCI layout) into the store and record the names it
+    /// gives its images.
+    pub fn load(
+        &self,
+        input: impl std::io::Read,
+        progress: &(dyn Fn(husk_image::pull::Progress) + Sync),
+    ) -> Result<Vec<husk_image::archive::Loaded>> {
+        let _adding = husk_image::store::Store::open(&self.root)?.adding()?;
+        let loaded = husk_image::archive::load(&self.root, input, progress)?;
+        for l in &loaded {
+            for name in &l.names {
+                husk_image::images::record(&self.root, name, &l.pulled)?;
+            }
+        }
+        Ok(loaded)
+    }
+
+    /// Check the credentials against `server` and keep them for later pulls.
+    pub fn login(&self, server: &str, user: &str, password: &str, insecure: bool) -> Result<()> {
+        let opts = RegistryOptions {
+            insecure,
+            credentials: Some((user.to_string(), password.to_string())),
+        };
+        husk_image::registry::Registry::check_login(server, &opts)?;
+        Ok(husk_image::auth::store(server, user, password)?)
+    }
+
+    /// Forget the credentials kept for `server`; false when there were none.
+    pub fn logout(&self, server: &str) -> Result<bool> {
+        Ok(husk_image::auth::remove(server)?)
+    }
+
+    /// The body of `husk reap-layer-mounts`: wait out the grace, unmount what stayed idle.
+    pub fn reap_layer_mounts(&self, layers: &[String]) -> Result<()> {
+        layers::reap(&self.root, layers)
+    }
+
+    /// The store and the host, as `info` shows them.
+    pub fn info(&self) -> Result<Info> {
+        let (driver, why) = husk_image::snapshot::choose(&self.root)?;
+        let images = husk_image::images::list(&self.root)?.len();
+        let all = store::list(&self.root)?;
+        let running = all
+            .iter()
+            .filter(|c| c.observed().status == Status::Running)
+            .count();
+        let (mut dirs, mut erofs) = (0, 0);
+        if let Ok(rd) = std::fs::read_dir(self.root.join("layers")) {
+            for e in rd.flatten() {
+                let n = e.file_name().to_string_lossy().into_owned();
+                if n.starts_with('.') {
+                    continue;
+                }
+                if n.ends_with(".erofs") {
+                    erofs += 1;
+                } else {
+                    dirs += 1;
+                }
+            }
+        }
+        Ok(Info {
+            containers: all.len(),
+            running,
+            images,
+            storage_driver: driver.name().to_string(),
+            storage_driver_why: why,
+            erofs_layers: erofs,
+            directory_layers: dirs,
+            layer_mount_grace: husk_image::snapshot::mount_grace()?,
+            cgroup_version: match husk_runtime::cgroups::detect() {
+                husk_runtime::cgroups::Version::V1 => 1,
+                husk_runtime::cgroups::Version::V2 => 2,
+            },
+            kernel: std::fs::read_to_string("/proc/sys/kernel/osrelease")
+                .unwrap_or_default()
+                .trim()
+                .to_string(),
+            root: self.root.clone(),
+        })
+    }
+
+    // ---- containers ---------------------------------------------------------------------
+
+    /// Make a container without starting it; returns its id.
+    pub fn create(&self, opts: &RunOptions, progress: PullProgress) -> Result<String> {
+        let id = create::create(&self.root, opts, progress)?;
+        // Nobody holds it now: `start` may.
+        Container::update(&self.root, &id, |c| {
+            c.state.monitor_pid = 0;
+            c.state.monitor_start = 0;
+        })?;
+        Ok(id)
+    }
+
+    /// Make a container and start it, held as `attach` says. With `Attach::Detached` the
+    /// caller must be single-threaded: the monitor is forked.
+    pub fn run(
+        &self,
+        opts: &RunOptions,
+        attach: Attach,
+        progress: PullProgress,
+    ) -> Result<RunReport> {
+        let id = create::create(&self.root, opts, progress)?;
+        let name = Container::load(&self.root, &id)?.name;
+        let exit = match attach {
+            Attach::Detached => {
+                monitor::spawn_detached(&self.root, &id)?;
+                None
+            }
+            Attach::Logged => Some(monitor::supervise(
+                &self.root,
+                &id,
+                Stdio::Logged { attach: true },
+                &mut |_| {},
+            )?),
+            Attach::Direct => Some(monitor::supervise(
+                &self.root,
+                &id,
+                Stdio::Direct,
+                &mut |_| {},
+            )?),
+        };
+        Ok(RunReport { id, name, exit })
+    }
+
+    /// A container by name, full id or unique id prefix.
+    pub fn container(&self, query: &str) -> Result<Container> {
+        store::find(&self.root, query)
+    }
+
+    /// Start a created or stopped container: detached (returns None once it started) or
+    /// attached through this process's stdio (returns how it ended). A running one is left be.
+    pub fn start(&self, query: &str, attach: bool) -> Result<Option<Exit>> {
+        let c = store::find(&self.root, query)?;
+        start_one(&self.root, &c.id, attach)
+    }
+
+    /// Stop a container: `signal` (its stop signal when None), then SIGKILL to every process
+    /// after `timeout` seconds (its stop timeout when None; negative waits for ever).
+    pub fn stop(&self, query: &str, signal: Option<&str>, timeout: Option<i64>) -> Result<()> {
+        let c = store::find(&self.root, query)?;
+        stop_one(&self.root, &c, signal, timeout)
+    }
+
+    /// Stop and start again; a container removed on exit stays.
+    pub fn restart(&self, query: &str, signal: Option<&str>, timeout: Option<i64>) -> Result<()> {
+        let c = store::find(&self.root, query)?;
+        // Marked first, so a --rm container's monitor does not remove it on the way.
+        Container::update(&self.root, &c.id, |c| c.state.restarting = true)?;
+        stop_one(&self.root, &c, signal, timeout)?;
+        start_one(&self.root, &c.id, false)?;
+        Ok(())
+    }
+
+    /// Send `signal` to a running container's init.
+    pub fn kill(&self, query: &str, signal: &str) -> Result<()> {
+        let sig = parse_signal(signal)?;
+        let c = store::find(&self.root, query)?;
+        if c.observed().status != Status::Running {
+            return Err(Error::Conflict(format!(
+                "cannot kill container {query}: container {} is not running",
+                c.id
+            )));
+        }
+        store::runtime(&self.root)
+            .kill(&c.id, sig, false)
+            .map_err(|e| failed!("cannot kill container {query}: {e}"))
+    }
+
+    /// Remove a container; a running one only with `force` (killed first). With `volumes`,
+    /// its anonymous volumes go too.
+    pub fn remove(&self, query: &str, force: bool, volumes: bool) -> Result<()> {
+        let c = store::find(&self.root, query)?;
+        if c.observed().status == Status::Running {
+            if !force {
+                return Err(Error::Conflict(format!("cannot remove container {query}: container is running: stop the container before removing or force remove")));
+            }
+            let _ = store::runtime(&self.root).kill(&c.id, nix::sys::signal::Signal::SIGKILL, true);
+            if let Some(c) = wait_stopped(&self.root, &c.id, Some(Duration::from_secs(10)))? {
+                if c.observed().status == Status::Running {
+                    return Err(failed!(
+                        "cannot remove container {query}: it did not stop after SIGKILL"
+                    ));
+                }
+            }
+        }
+        // A --rm container removes itself when it stops.
+        if let Ok(c) = Container::load(&self.root, &c.id) {
+            remove(&self.root, &c, volumes)?;
+        }
+        Ok(())
+    }
+
+    /// Wait until the container stops; its exit code (kept a while after a `--rm` one went).
+    pub fn wait(&self, query: &str) -> Result<i32> {
+        let c = store::find(&self.root, query)?;
+        Ok(match wait_stopped(&self.root, &c.id, None)? {
+            Some(c) => c.observed().exit_code,
+            // Removed after it stopped (--rm): its code was kept for us.
+            None => store::load_exit(&self.root, &c.id).unwrap_or(c.state.exit_code),
+        })
+    }
+
+    /// The containers `opts` asks for, newest first.
+    pub fn list(&self, opts: &ListOptions) -> Result<Vec<Container>> {
+        let mut list = Vec::new();
+        for c in store::list(&self.root)? {
+            let all = opts.all || !opts.filters.is_empty() || opts.latest;
+            if !all && c.observed().status != Status::Running {
+                continue;
+            }
+            if opts.filters.iter().all(|f| matches(&c, f)) {
+                list.push(c);
+            }
+        }
+        if opts.latest {
+            list.truncate(1);
+        }
+        Ok(list)
+    }
+
+    /// docker-shaped `inspect` of a container.
+    pub fn inspect(&self, query: &str) -> Result<Value> {
+        let c = store::find(&self.root, query)?;
+        Ok(inspect_value(&self.root, &c))
+    }
+
+    /// A container's log lines, to `each`; see `LogOptions`.
+    pub fn logs(
+        &self,
+        query: &str,
+        opts: &LogOptions,
+        each: &mut dyn FnMut(LogLine) -> Result<()>,
+    ) -> Result<()> {
+        let c = store::find(&self.root, query)?;
+        logs::read(&self.root, &c.id, opts, each)
+    }
+
+    /// The processes of a running container, as `ps -o uid,pid,ppid,c,stime,tty,time,cmd`.
+    pub fn top(&self, query: &str) -> Result<Top> {
+        let c = store::find(&self.root, query)?;
+        if c.observed().status != Status::Running {
+            return Err(Error::Conflict(format!("container {query} is not running")));
+        }
+        let pids = store::runtime(&self.root)
+            .ps(&c.id)
+            .map_err(|e| failed!("cannot list the processes of {query}: {e}"))?;
+        let list: Vec<String> = pids.iter().map(|p| p.to_string()).collect();
+        let out = std::process::Command::new("ps")
+            .args([
+                "-o",
+                "uid,pid,ppid,c,stime,tty,time,cmd",
+                "-p",
+                &list.join(","),
+            ])
+            .output()
+            .context("cannot run ps (procps)")?;
+        let text = String::from_utf8_lossy(&out.stdout);
+        let mut lines = text.lines();
+        let titles: Vec<String> = lines
+            .next()
+            .unwrap_or_default()
+            .split_whitespace()
+            .map(str::to_string)
+            .collect();
+        // The last column (the command line) keeps its spaces.
+        let n = titles.len().max(1);
+        let processes = lines
+            .map(|l| {
+                let mut cols = Vec::with_capacity(n);
+                let mut rest = l.trim_start();
+                while cols.len() + 1 < n {
+                    let end = rest.find(char::is_whitespace).unwrap_or(rest.len());
+                    cols.push(rest[..end].to_string());
+                    rest = rest[end..].trim_start();
+                }
+                cols.push(rest.to_string());
+                cols
+            })
+            .collect();
+        Ok(Top { titles, processes })
+    }
+
+    /// One sample of each container's resource use over `window` (CPU use needs two
+    /// readings): the named ones, or every running one (every one with `all`).
+    pub fn stats(&self, queries: &[String], all: bool, window: Duration) -> Result<Vec<Stats>> {
+        let list: Vec<Container> = if queries.is_empty() {
+            store::list(&self.root)?
+                .into_iter()
+                .filter(|c| all || c.observed().status == Status::Running)
+                .collect()
+        } else {
+            queries
+                .iter()
+                .map(|q| store::find(&self.root, q))
+                .collect::<Result<_>>()?
+        };
+        let rt = store::runtime(&self.root);
+        let sample = |c: &Container| {
+            rt.record(&c.id)
+                .ok()
+                .and_then(|r| r.cgroup)
+                .map(|cg| husk_runtime::cgroups::stats::read_stats(&cg))
+        };
+        let first: Vec<_> = list.iter().map(sample).collect();
+        let t0 = Instant::now();
+        std::thread::sleep(window);
+        let dt = t0.elapsed().as_nanos() as f64;
+        let host_mem = host_memory();
+        let mut out = Vec::new();
+        for (c, before) in list.iter().zip(first) {
+            let after = sample(c);
+            let mut s = Stats {
+                id: c.id.clone(),
+                name: c.name.clone(),
+                cpu_percent: 0.0,
+                memory_usage: 0,
+                memory_limit: 0,
+                pids: 0,
+                block_read: 0,
+                block_written: 0,
+            };
+            if let (Some(b), Some(a)) = (&before, &after) {
+                let used = a.cpu.usage.total.saturating_sub(b.cpu.usage.total) as f64;
+                s.cpu_percent = 100.0 * used / dt;
+                s.memory_usage = a.memory.usage.usage;
+                s.memory_limit = a.memory.usage.limit;
+                s.pids = a.pids.current;
+                for e in &a.blkio.io_service_bytes_recursive {
+                    match e.op.as_str() {
+                        "Read" | "read" => s.block_read += e.value,
+                        "Write" | "write" => s.block_written += e.value,
+                        _ => {}
+                    }
+                }
+            }
+            if s.memory_limit == 0 || s.memory_limit > host_mem {
+                s.memory_limit = host_mem;
+            }
+            out.push(s);
+        }
+        Ok(out)
+    }
+
+    /// Remove every stopped container nobody holds; returns their ids.
+    pub fn prune_containers(&self) -> Result<Vec<String>> {
+        store::prune_exits(&self.root);
+        let mut removed = Vec::new();
+        for c in store::list(&self.root)? {
+            if c.observed().status == Status::Running || c.busy() {
+                continue;
+            }
+            remove(&self.root, &c, false)?;
+            removed.push(c.id);
+        }
+        Ok(removed)
+    }
+
+    /// Run a process in a running container, with this process's stdio; its exit code (0
+    /// at once with `detach`).
+    pub fn exec(&self, query: &str, opts: &ExecOptions) -> Result<i32> {
+        let c = store::find(&self.root, query)?;
+        if c.observed().status != Status::Running {
+            return Err(Error::Conflict(format!("container {query} is not running")));
+        }
+        let rt = store::runtime(&self.root);
+        let record = rt
+            .record(&c.id)
+            .map_err(|e| failed!("container {query}: {e}"))?;
+        let mut process = record
+            .config
+            .process()
+            .clone()
+            .ok_or_else(|| failed!("container {query} has no process"))?;
+        let mut env = c.env.clone();
+        crate::spec::merge_env(&mut env, &opts.env);
+        process.set_args(Some(opts.command.clone()));
+        process.set_env(Some(env));
+        process.set_terminal(Some(opts.tty));
+        if let Some(w) = &opts.workdir {
+            process.set_cwd(w.into());
+        }
+        if let Some(u) = &opts.user {
+            let rootfs = store::dir(&self.root, &c.id).join("rootfs");
+            let (uid, gid) = crate::user::resolve(&rootfs, u)?;
+            let mut user = process.user().clone();
+            user.set_uid(uid);
+            user.set_gid(gid);
+            user.set_additional_gids(None);
+            process.set_user(user);
+        }
+        if opts.privileged {
+            let all: Vec<String> = caps::read(None, caps::CapSet::Bounding)
+                .map_err(|e| failed!("cannot read the capability bounding set: {e}"))?
+                .iter()
+                .map(|c| c.to_string())
+                .collect();
+            let caps: oci_spec::runtime::LinuxCapabilities = serde_json::from_value(
+                json!({"bounding": all, "effective": all, "permitted": all}),
+            )
+            .context("capabilities")?;
+            process.set_capabilities(Some(caps));
+        }
+        rt.exec(husk_runtime::ExecOpts {
+            id: c.id.clone(),
+            process,
+            detach: opts.detach,
+            pid_file: None,
+            console_socket: None,
+            preserve_fds: 0,
+        })
+        .map(|code| if opts.detach { 0 } else { code })
+        .context("exec")
+    }
+
+    // ---- volumes ------------------------------------------------------------------------
+
+    /// Make a named volume (a random name when None); returns its name. An existing one is
+    /// left as it is.
+    pub fn create_volume(
+        &self,
+        name: Option<&str>,
+        labels: std::collections::BTreeMap<String, String>,
+    ) -> Result<String> {
+        let name = match name {
+            Some(n) => n.to_string(),
+            None => store::random_id()?,
+        };
+        volumes::create(&self.root, &name, labels, false)?;
+        Ok(name)
+    }
+
+    pub fn volumes(&self) -> Result<Vec<Volume>> {
+        volumes::list(&self.root)
+    }
+
+    pub fn volume(&self, name: &str) -> Result<Volume> {
+        volumes::load(&self.root, name)
+    }
+
+    /// Remove a volume no container uses; with `force`, a missing one is no error.
+    pub fn remove_volume(&self, name: &str, force: bool) -> Result<()> {
+        volumes::remove(&self.root, name, force)
+    }
+
+    /// Remove the anonymous volumes no container uses (every unused one with `all`).
+    pub fn prune_volumes(&self, all: bool) -> Result<Vec<String>> {
+        let mut removed = Vec::new();
+        for v in volumes::list(&self.root)? {
+            if (v.anonymous || all) && volumes::users(&self.root, &v.name)?.is_empty() {
+                volumes::remove(&self.root, &v.name, false)?;
+                removed.push(v.name);
+            }
+        }
+        Ok(removed)
+    }
+}
+
+fn diff_ids(ids: &[String]) -> Result<Vec<Digest>> {
+    Ok(ids
+        .iter()
+        .map(|d| Digest::parse(d))
+        .collect::<husk_image::Result<_>>()?)
+}
+
+/// What uses an image: a container or an `image mount`.
+fn image_user(root: &Path, r: &ImageRecord) -> Option<String> {
+    if let Ok(list) = store::list(root) {
+        if let Some(c) = list.iter().find(|c| c.image_id == r.config) {
+            return Some(format!("container {}", c.name));
+        }
+    }
+    let mp = husk_image::snapshot::image_mount_point(root, &r.config);
+    husk_sys::is_mount_point(&mp).then(|| format!("image mount {}", mp.display()))
+}
+
+fn parse_signal(name: &str) -> Result<nix::sys::signal::Signal> {
+    husk_runtime::util::parse_signal(name)
+        .ok_or_else(|| Error::Invalid(format!("invalid signal {name:?}")))
+}
+
+/// Wait until the container is no longer running (its monitor recorded the exit), at most
+/// `limit`. Watches the monitor with a pidfd, so no polling loop spins.
+fn wait_stopped(root: &Path, id: &str, limit: Option<Duration>) -> Result<Option<Container>> {
+    let deadline = limit.map(|l| Instant::now() + l);
+    loop {
+        let c = match Container::load(root, id) {
+            Ok(c) => c,
+            Err(_) => return Ok(None), // removed (--rm)
+        };
+        let st = c.observed();
+        if st.status != Status::Running {
+            return Ok(Some(c));
+        }
+        let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+        if left == Some(Duration::ZERO) {
+            return Ok(Some(c));
+        }
+        let step = left
+            .unwrap_or(Duration::from_secs(1))
+            .min(Duration::from_millis(200));
+        // SAFETY: pidfd_open of a pid; the fd is ours.
+        let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, st.monitor_pid, 0) };
+        if fd >= 0 {
+            // SAFETY: just opened.
+            let fd = unsafe { OwnedFd::from_raw_fd(fd as i32) };
+            let mut p = [libc::pollfd {
+                fd: fd.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            }];
+            // SAFETY: poll on one pollfd we own.
+            unsafe { libc::poll(p.as_mut_ptr(), 1, step.as_millis() as i32) };
+            // The monitor may have exited before saving: give the record a moment.
+            if p[0].revents != 0 {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        } else {
+            std::thread::sleep(step);
+        }
+    }
+}
+
+/// Stop one container: its stop signal, then SIGKILL to every process after `timeout`.
+fn stop_one(root: &Path, c: &Container, sig: Option<&str>, timeout: Option<i64>) -> Result<()> {
+    if c.observed().status != Status::Running {
+        return Ok(());
+    }
+    let rt = store::runtime(root);
+    let sig = parse_signal(sig.unwrap_or(&c.stop_signal))?;
+    let timeout = timeout.unwrap_or(c.stop_timeout);
+    let _ = rt.kill(&c.id, sig, false);
+    let limit = (timeout >= 0).then(|| Duration::from_secs(timeout as u64));
+    if let Some(c) = wait_stopped(root, &c.id, limit)? {
+        if c.observed().status == Status::Running {
+            let _ = rt.kill(&c.id, nix::sys::signal::Signal::SIGKILL, true);
+            wait_stopped(root, &c.id, Some(Duration::from_secs(10)))?;
+        }
+    }
+    Ok(())
+}
+
+fn start_one(root: &Path, id: &str, attach: bool) -> Result<Option<Exit>> {
+    {
+        // Claim the start under the lock: a second `start` at once sees a live monitor.
+        let _l = store::lock(root, id)?;
+        let mut c = Container::load(root, id)?;
+        if c.observed().status == Status::Running || c.busy() {
+            return Ok(None);
+        }
+        c.state.restarting = false;
+        c.state.monitor_pid = std::process::id() as i32;
+        c.state.monitor_start =
+            husk_runtime::util::process_start_time(c.state.monitor_pid).unwrap_or(0);
+        c.save(root)?;
+        // The runtime's leftovers from a killed monitor would block a new create.
+        let _ = store::runtime(root).delete(id, true);
+    }
+    if attach {
+        monitor::supervise(root, id, Stdio::Logged { attach: true }, &mut |_| {}).map(Some)
+    } else {
+        monitor::spawn_detached(root, id).map(|()| None)
+    }
+}
+
+fn matches(c: &Container, filter: &Filter) -> bool {
+    let st = c.observed();
+    match filter {
+        Filter::Status(v) => st.status.as_str() == v,
+        Filter::Name(v) => c.name.contains(v.as_str()),
+        Filter::IdPrefix(v) => c.id.starts_with(v.as_str()),
+        Filter::Label(k, Some(v)) => c.labels.get(k).is_some_and(|x| x == v),
+        Filter::Label(k, None) => c.labels.contains_key(k),
+        Filter::Ancestor(v) => {
+            c.image == *v
+                || c.image_id
+                    .trim_start_matches("sha256:")
+                    .starts_with(v.as_str())
+        }
+        Filter::Exited(v) => st.status == Status::Exited && st.exit_code.to_string() == *v,
+    }
+}
+
+/// docker-shaped `inspect` of a container.
+fn inspect_value(root: &Path, c: &Container) -> Value {
+    let st = c.observed();
+    let spec: Value = std::fs::read(store::dir(root, &c.id).join("config.json"))
+        .ok()
+        .and_then(|d| serde_json::from_slice(&d).ok())
+        .unwrap_or(Value::Null);
+    let res = &spec["linux"]["resources"];
+    json!({
+        "Id": c.id,
+        "Created": c.created,
+        "Path": c.path,
+        "Args": c.args,
+        "State": {
+            "Status": st.status.as_str(),
+            "Running": st.status == Status::Running,
+            "Paused": false, "Restarting": false,
+            "OOMKilled": st.oom_killed,
+            "Dead": false,
+            "Pid": st.pid,
+            "ExitCode": st.exit_code,
+            "Error": st.error,
+            "StartedAt": st.started_at.clone().unwrap_or_else(|| "0001-01-01T00:00:00Z".into()),
+            "FinishedAt": st.finished_at.clone().unwrap_or_else(|| "0001-01-01T00:00:00Z".into()),
+        },
+        "Image": c.image_id,
+        "ResolvConfPath": "", "HostnamePath": "", "HostsPath": "",
+        "LogPath": store::log_path(root, &c.id),
+        "Name": format!("/{}", c.name),
+        "RestartCount": 0,
+        "Driver": "overlay",
+        "Platform": "linux",
+        "HostConfig": {
+            "AutoRemove": c.auto_remove,
+            "NetworkMode": c.network,
+            "Memory": res["memory"]["limit"].as_i64().unwrap_or(0),
+            "MemorySwap": res["memory"]["swap"].as_i64().unwrap_or(0),
+            "CpuShares": res["cpu"]["shares"].as_u64().unwrap_or(0),
+            "CpuQuota": res["cpu"]["quota"].as_i64().unwrap_or(0),
+            "CpuPeriod": res["cpu"]["period"].as_u64().unwrap_or(0),
+            "PidsLimit": res["pids"]["limit"].as_i64(),
+            "ReadonlyRootfs": spec["root"]["readonly"].as_bool().unwrap_or(false),
+            "CapAdd": null, "CapDrop": null,
+            "Privileged": res["devices"][0]["allow"].as_bool().unwrap_or(false),
+            "Ulimits": spec["process"]["rlimits"],
+        },
+        "Mounts": c.mounts,
+        "Config": {
+            "Hostname": c.hostname,
+            "User": c.user,
+            "Tty": c.tty,
+            "OpenStdin": c.interactive,
+            "Env": c.env,
+            "Cmd": std::iter::once(c.path.clone()).chain(c.args.iter().cloned()).collect::<Vec<_>>(),
+            "Image": c.image,
+            "WorkingDir": c.working_dir,
+            "Labels": c.labels,
+            "StopSignal": c.stop_signal,
+            "StopTimeout": c.stop_timeout,
+        },
+    })
+}
+
+fn host_memory() -> u64 {
+    std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| {
+            m.lines()
+                .find_map(|l| l.strip_prefix("MemTotal:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        })
+        .map_or(0, |kb| kb * 1024)
+}

@@ -1,0 +1,46 @@
+//! husk-engine: the docker-like engine as a library. An [`Engine`] opened on a store root makes
+//! containers from images (pulled into the store by husk-image), runs them through husk-runtime
+//! with a monitor that keeps their logs and exit codes, and keeps their records, names and
+//! volumes. Typed options in ([`options`]), typed reports out, one error type ([`Error`]) that
+//! says which of docker's exit codes it means.
+//!
+//! What it must not know: flags, output formats and exit codes (the `husk` binary turns
+//! options into calls and reports into tables). The only terminal it touches is the calling
+//! process's own stdio, when asked to attach a container to it. It forks (the detached
+//! monitor) and so must be called from a single-threaded process for `Attach::Detached`.
+//!
+//! The modules only point down:
+//! - `engine` (the verbs) on top;
+//! - `create` (image + options → a container) and `monitor` (runs and holds one) below it;
+//! - `remove`, `spec` (image config + options → OCI spec), `volumes`, `logs`, `layers` (the
+//!   container's root mount and the layers' shared mounts) below those;
+//! - `store` (records, names, locks, kept exit codes, paths), `user`, `security`, `options`,
+//!   `time` and `error` at the bottom.
+
+mod create;
+mod engine;
+pub mod error;
+mod layers;
+mod logs;
+mod monitor;
+pub mod options;
+mod remove;
+mod security;
+mod spec;
+mod store;
+pub mod time;
+mod user;
+mod volumes;
+
+/// The image store the engine works on: its types (references, platforms, image records,
+/// progress) are part of the engine's API.
+pub use husk_image as image;
+
+pub use create::{PullEvent, PullProgress};
+pub use engine::{Attach, Config, Engine, ImageRemoval, Info, PullReport, RunReport, Stats, Top};
+pub use error::{Error, Result};
+pub use logs::{LogLine, Stream};
+pub use monitor::Exit;
+pub use options::{ExecOptions, ListOptions, LogOptions, Mount, RunOptions};
+pub use store::{Container, MountRecord, State, Status, DEFAULT_ROOT};
+pub use volumes::Volume;

@@ -1,0 +1,486 @@
+//! What a caller asks of the engine, as types, and the parsers for docker's spellings of them
+//! (`-v SRC:DST:ro`, `--ulimit nofile=1024:2048`, `64m`, `--filter status=exited`). A command
+//! line parses its flags with these; an embedding program may build the types directly.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use crate::error::{invalid, Result};
+
+/// When `run` pulls its image.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum PullPolicy {
+    Always,
+    #[default]
+    Missing,
+    Never,
+}
+
+/// The container's network.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Network {
+    /// Its own network namespace with only `lo`.
+    #[default]
+    None,
+    /// The host's network namespace.
+    Host,
+}
+
+impl Network {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Network::None => "none",
+            Network::Host => "host",
+        }
+    }
+}
+
+/// The container's seccomp filter.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum Seccomp {
+    /// docker's default profile (none with `privileged`).
+    #[default]
+    Default,
+    Unconfined,
+    /// A docker-format profile read from this file.
+    Profile(PathBuf),
+}
+
+/// One of docker's `--security-opt` settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SecurityOpt {
+    NoNewPrivileges(bool),
+    Seccomp(Seccomp),
+    /// Accepted for docker's sake and meaningless here (AppArmor, SELinux labels).
+    Ignored,
+}
+
+/// A process resource limit, OCI's `RLIMIT_*` type with its soft and hard values.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rlimit {
+    pub kind: String,
+    pub soft: u64,
+    pub hard: u64,
+}
+
+/// A mount into the container, from `-v`, `--mount` or `--tmpfs`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Mount {
+    /// A host path. `create` makes a missing source directory (as `-v` does; `--mount`
+    /// refuses a missing one).
+    Bind {
+        source: PathBuf,
+        target: String,
+        readonly: bool,
+        create: bool,
+    },
+    /// A named volume, made on first use; `name: None` is an anonymous volume, made for this
+    /// container and removed with it by `rm -v`.
+    Volume {
+        name: Option<String>,
+        target: String,
+        readonly: bool,
+    },
+    Tmpfs {
+        target: String,
+        options: Vec<String>,
+    },
+}
+
+/// Everything `create` and `run` take besides the image.
+#[derive(Debug, Clone, Default)]
+pub struct RunOptions {
+    /// The image reference as the user wrote it (pulled when missing, by `pull`).
+    pub image: String,
+    pub pull: PullPolicy,
+    /// `os/arch[/variant]` to pull; the host's when unset.
+    pub platform: Option<String>,
+    /// Replaces the image's CMD; with `entrypoint`, its arguments.
+    pub command: Vec<String>,
+    /// Replaces the image's ENTRYPOINT; `Some("")` clears it.
+    pub entrypoint: Option<String>,
+    pub name: Option<String>,
+    /// Remove the container (and its anonymous volumes) when it exits.
+    pub auto_remove: bool,
+    /// NAME=VALUE; a bare NAME takes the calling process's value, as docker's client does.
+    pub env: Vec<String>,
+    /// Files of NAME=VALUE lines, applied before `env`.
+    pub env_files: Vec<PathBuf>,
+    pub labels: BTreeMap<String, String>,
+    pub workdir: Option<String>,
+    /// `user[:group]`, by number or by the image's /etc/passwd and /etc/group names.
+    pub user: Option<String>,
+    pub hostname: Option<String>,
+    pub network: Network,
+    pub read_only: bool,
+    /// Memory limit in bytes.
+    pub memory: Option<i64>,
+    /// Memory plus swap in bytes; -1 for unlimited swap.
+    pub memory_swap: Option<i64>,
+    pub cpu_shares: Option<u64>,
+    pub cpus: Option<f64>,
+    pub pids_limit: Option<i64>,
+    pub ulimits: Vec<Rlimit>,
+    /// Capability names, with or without `CAP_`; `ALL` for the host's bounding set.
+    pub cap_add: Vec<String>,
+    pub cap_drop: Vec<String>,
+    pub privileged: bool,
+    pub no_new_privileges: bool,
+    pub seccomp: Seccomp,
+    /// Run a static tini as PID 1.
+    pub init: bool,
+    pub stop_signal: Option<String>,
+    /// Seconds between the stop signal and SIGKILL; 10 when unset.
+    pub stop_timeout: Option<i64>,
+    /// Seconds a start may run before the container is killed.
+    pub timeout: Option<u64>,
+    pub mounts: Vec<Mount>,
+    pub tty: bool,
+    /// Keep stdin open.
+    pub interactive: bool,
+}
+
+/// What `exec` runs in a running container.
+#[derive(Debug, Clone, Default)]
+pub struct ExecOptions {
+    pub command: Vec<String>,
+    /// Added to the container's environment (NAME=VALUE, or a bare NAME as in `RunOptions`).
+    pub env: Vec<String>,
+    pub tty: bool,
+    pub workdir: Option<String>,
+    pub user: Option<String>,
+    pub privileged: bool,
+    /// Return once the process started, without waiting for it.
+    pub detach: bool,
+}
+
+/// `ps`'s choice of containers.
+#[derive(Debug, Clone, Default)]
+pub struct ListOptions {
+    /// Stopped containers too (implied by a filter or `latest`).
+    pub all: bool,
+    /// All must match.
+    pub filters: Vec<Filter>,
+    /// Only the newest.
+    pub latest: bool,
+}
+
+/// One `--filter KEY=VALUE` of `ps`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Filter {
+    Status(String),
+    Name(String),
+    IdPrefix(String),
+    Label(String, Option<String>),
+    Ancestor(String),
+    Exited(String),
+}
+
+impl Filter {
+    pub fn parse(filter: &str) -> Result<Filter> {
+        let Some((k, v)) = filter.split_once('=') else {
+            invalid!("invalid filter {filter:?}: use KEY=VALUE");
+        };
+        let v = v.to_string();
+        Ok(match k {
+            "status" => Filter::Status(v),
+            "name" => Filter::Name(v),
+            "id" => Filter::IdPrefix(v),
+            "label" => match v.split_once('=') {
+                Some((lk, lv)) => Filter::Label(lk.into(), Some(lv.into())),
+                None => Filter::Label(v, None),
+            },
+            "ancestor" => Filter::Ancestor(v),
+            "exited" => Filter::Exited(v),
+            _ => invalid!(
+                "invalid filter {k:?}: husk knows status, name, id, label, ancestor, exited"
+            ),
+        })
+    }
+}
+
+/// Which lines `logs` gives.
+#[derive(Debug, Clone, Default)]
+pub struct LogOptions {
+    /// Only lines written at or after this time (seconds since the epoch).
+    pub since: Option<f64>,
+    /// Only the last N lines already written.
+    pub tail: Option<usize>,
+    /// Keep giving lines as they are written, until the container stops.
+    pub follow: bool,
+}
+
+/// `-l/--label KEY=VALUE` (a bare KEY is an empty value), as `run` and `volume create` take them.
+pub fn parse_labels(labels: &[String]) -> BTreeMap<String, String> {
+    labels
+        .iter()
+        .map(|l| {
+            let (k, v) = l.split_once('=').unwrap_or((l, ""));
+            (k.to_string(), v.to_string())
+        })
+        .collect()
+}
+
+/// "64m" → bytes.
+pub fn parse_bytes(s: &str) -> Result<i64> {
+    let s = s.trim().to_ascii_lowercase();
+    let (num, mult) = match s.chars().last() {
+        Some('k') => (&s[..s.len() - 1], 1i64 << 10),
+        Some('m') => (&s[..s.len() - 1], 1 << 20),
+        Some('g') => (&s[..s.len() - 1], 1 << 30),
+        Some('b') => (&s[..s.len() - 1], 1),
+        _ => (&s[..], 1),
+    };
+    let Ok(n) = num.parse::<f64>() else {
+        invalid!("invalid size {s:?}: use bytes or a k, m or g suffix");
+    };
+    if n <= 0.0 {
+        invalid!("invalid size {s:?}: must be positive");
+    }
+    Ok((n * mult as f64) as i64)
+}
+
+/// `--ulimit nofile=1024:2048`.
+pub fn parse_ulimit(u: &str) -> Result<Rlimit> {
+    let Some((name, vals)) = u.split_once('=') else {
+        invalid!("invalid --ulimit {u:?}: use NAME=SOFT[:HARD]");
+    };
+    let known = [
+        "as",
+        "core",
+        "cpu",
+        "data",
+        "fsize",
+        "locks",
+        "memlock",
+        "msgqueue",
+        "nice",
+        "nofile",
+        "nproc",
+        "rss",
+        "rtprio",
+        "rttime",
+        "sigpending",
+        "stack",
+    ];
+    if !known.contains(&name) {
+        invalid!("invalid --ulimit {u:?}: unknown limit {name:?}");
+    }
+    let num = |s: &str| -> Result<u64> {
+        if s == "-1" || s == "unlimited" {
+            return Ok(u64::MAX);
+        }
+        match s.parse() {
+            Ok(n) => Ok(n),
+            Err(_) => invalid!("invalid --ulimit {u:?}: {s:?} is not a number"),
+        }
+    };
+    let (soft, hard) = match vals.split_once(':') {
+        Some((s, h)) => (num(s)?, num(h)?),
+        None => (num(vals)?, num(vals)?),
+    };
+    if soft > hard {
+        invalid!("invalid --ulimit {u:?}: the soft limit is above the hard limit");
+    }
+    Ok(Rlimit {
+        kind: format!("RLIMIT_{}", name.to_ascii_uppercase()),
+        soft,
+        hard,
+    })
+}
+
+/// `--security-opt`.
+pub fn parse_security_opt(o: &str) -> Result<SecurityOpt> {
+    let (k, v) = o.split_once(['=', ':']).unwrap_or((o, ""));
+    Ok(match (k, v) {
+        ("no-new-privileges", "" | "true") => SecurityOpt::NoNewPrivileges(true),
+        ("no-new-privileges", "false") => SecurityOpt::NoNewPrivileges(false),
+        ("seccomp", "unconfined") => SecurityOpt::Seccomp(Seccomp::Unconfined),
+        ("seccomp", path) if !path.is_empty() => SecurityOpt::Seccomp(Seccomp::Profile(path.into())),
+        ("apparmor", "unconfined") | ("label", "disable") => SecurityOpt::Ignored,
+        _ => invalid!("unsupported --security-opt {o:?}: husk knows no-new-privileges, seccomp=unconfined|PROFILE.json, apparmor=unconfined, label=disable"),
+    })
+}
+
+/// Is `name` a volume name (and not a path)?
+pub fn valid_volume_name(name: &str) -> bool {
+    name.len() >= 2
+        && name.as_bytes()[0].is_ascii_alphanumeric()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b))
+}
+
+impl Mount {
+    /// `-v SOURCE:TARGET[:ro|rw]`, or `-v TARGET` for an anonymous volume. A SOURCE that is an
+    /// absolute path is a bind mount, any other a volume name.
+    pub fn parse_volume(v: &str) -> Result<Mount> {
+        let parts: Vec<&str> = v.split(':').collect();
+        let (src, dst, mode) = match parts.as_slice() {
+            [d] => (None, *d, ""),
+            [s, d] => (Some(*s), *d, ""),
+            [s, d, m] => (Some(*s), *d, *m),
+            _ => invalid!(
+                "invalid volume {v:?}: use SOURCE:TARGET[:ro], or TARGET for an anonymous volume"
+            ),
+        };
+        let readonly = match mode {
+            "" | "rw" => false,
+            "ro" => true,
+            m => invalid!("invalid volume {v:?}: unknown mode {m:?} (ro or rw)"),
+        };
+        let target = dst.to_string();
+        Ok(match src {
+            None => Mount::Volume {
+                name: None,
+                target,
+                readonly: false,
+            },
+            Some(s) if s.starts_with('/') => Mount::Bind {
+                source: s.into(),
+                target,
+                readonly,
+                create: true,
+            },
+            Some(s) => {
+                if !valid_volume_name(s) {
+                    invalid!(
+                        "invalid volume {v:?}: {s:?} is neither an absolute path nor a volume name"
+                    );
+                }
+                Mount::Volume {
+                    name: Some(s.into()),
+                    target,
+                    readonly,
+                }
+            }
+        })
+    }
+
+    /// `--mount type=bind|volume|tmpfs,source=…,target=…[,readonly][,tmpfs-size=…][,tmpfs-mode=…]`.
+    pub fn parse_mount(m: &str) -> Result<Mount> {
+        let mut kind = "volume";
+        let (mut src, mut dst, mut ro) = (None, None, false);
+        let mut tmpfs_opts = Vec::new();
+        for kv in m.split(',') {
+            let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
+            match k {
+                "type" => {
+                    kind = match v {
+                        "bind" => "bind",
+                        "volume" => "volume",
+                        "tmpfs" => "tmpfs",
+                        _ => invalid!("invalid --mount {m:?}: type must be bind, volume or tmpfs"),
+                    }
+                }
+                "source" | "src" => src = Some(v.to_string()),
+                "target" | "destination" | "dst" => dst = Some(v.to_string()),
+                "readonly" | "ro" => ro = v.is_empty() || v == "true" || v == "1",
+                "tmpfs-size" => tmpfs_opts.push(format!("size={v}")),
+                "tmpfs-mode" => tmpfs_opts.push(format!("mode={v}")),
+                _ => invalid!("invalid --mount {m:?}: unknown option {k:?}"),
+            }
+        }
+        let Some(target) = dst else {
+            invalid!("invalid --mount {m:?}: target is required");
+        };
+        Ok(match (kind, src) {
+            ("bind", Some(s)) => Mount::Bind {
+                source: s.into(),
+                target,
+                readonly: ro,
+                create: false,
+            },
+            ("bind", None) => invalid!("invalid --mount {m:?}: a bind mount needs a source"),
+            ("volume", name) => Mount::Volume {
+                name,
+                target,
+                readonly: ro,
+            },
+            (_, _) => {
+                if ro {
+                    tmpfs_opts.push("ro".into());
+                }
+                Mount::Tmpfs {
+                    target,
+                    options: tmpfs_opts,
+                }
+            }
+        })
+    }
+
+    /// `--tmpfs TARGET[:OPTIONS]`.
+    pub fn parse_tmpfs(t: &str) -> Mount {
+        let (dst, opts) = t.split_once(':').unwrap_or((t, ""));
+        Mount::Tmpfs {
+            target: dst.into(),
+            options: opts
+                .split(',')
+                .filter(|o| !o.is_empty())
+                .map(str::to_string)
+                .collect(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_parse_like_docker() {
+        assert_eq!(parse_bytes("64m").unwrap(), 64 << 20);
+        assert_eq!(parse_bytes("1g").unwrap(), 1 << 30);
+        assert_eq!(parse_bytes("512").unwrap(), 512);
+        assert!(parse_bytes("lots").is_err());
+        assert!(parse_bytes("-1m").is_err());
+    }
+
+    #[test]
+    fn mounts_parse_like_docker() {
+        assert_eq!(
+            Mount::parse_volume("/src:/dst:ro").unwrap(),
+            Mount::Bind {
+                source: "/src".into(),
+                target: "/dst".into(),
+                readonly: true,
+                create: true
+            }
+        );
+        assert_eq!(
+            Mount::parse_volume("/data").unwrap(),
+            Mount::Volume {
+                name: None,
+                target: "/data".into(),
+                readonly: false
+            }
+        );
+        assert!(
+            Mount::parse_volume("x:/d").is_err(),
+            "one letter is no name"
+        );
+        assert!(Mount::parse_volume("/a:/b:rx").is_err());
+        assert_eq!(
+            Mount::parse_mount("type=tmpfs,dst=/t,tmpfs-size=1m,ro").unwrap(),
+            Mount::Tmpfs {
+                target: "/t".into(),
+                options: vec!["size=1m".into(), "ro".into()]
+            }
+        );
+        assert!(Mount::parse_mount("type=bind,target=/x").is_err());
+        assert_eq!(
+            Mount::parse_tmpfs("/run:size=1m,mode=700"),
+            Mount::Tmpfs {
+                target: "/run".into(),
+                options: vec!["size=1m".into(), "mode=700".into()]
+            }
+        );
+        assert_eq!(
+            Filter::parse("label=a=b").unwrap(),
+            Filter::Label("a".into(), Some("b".into()))
+        );
+        assert!(Filter::parse("colour=red").is_err());
+        assert_eq!(parse_ulimit("nofile=1:2").unwrap().kind, "RLIMIT_NOFILE");
+        assert!(parse_ulimit("nofile=2:1").is_err());
+    }
+}

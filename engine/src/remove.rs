@@ -1,0 +1,74 @@
+//! Removing a stopped container: its runtime state, root mount, record, name and directory,
+//! in an order a crash at any point leaves readable (the record goes before the directory).
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use crate::error::{Context, Error, Result};
+use crate::layers;
+use crate::store::{self, Container, Status};
+use crate::volumes;
+
+/// Remove a stopped container: its runtime state, mount, directory and name, and with
+/// `anonymous_volumes` the anonymous volumes made for it.
+pub fn remove(root: &Path, c: &Container, anonymous_volumes: bool) -> Result<()> {
+    let dir = store::dir(root, &c.id);
+    // A monitor that just recorded the exit is finishing up (unmounting, or removing a --rm
+    // container itself): give it a moment, without holding the lock it may need.
+    if let Ok(cur) = Container::load(root, &c.id) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while cur.busy()
+            && cur.state.monitor_pid != std::process::id() as i32
+            && cur.observed().status != Status::Running
+            && Instant::now() < deadline
+        {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+    {
+        let _l = match store::lock(root, &c.id) {
+            Ok(l) => l,
+            // Gone meanwhile: its monitor removed it (`--rm`), which is what was asked.
+            Err(_) if !dir.exists() => return Ok(()),
+            Err(e) => return Err(e),
+        };
+        // Decide on what is on disk now, not on what the caller read earlier.
+        let current = match Container::load(root, &c.id) {
+            Ok(cur) => Some(cur),
+            Err(_) if !dir.join("container.json").exists() => None,
+            Err(e) => return Err(e),
+        };
+        if let Some(cur) = &current {
+            if cur.observed().status == Status::Running {
+                return Err(Error::Conflict(format!("container {} is running", c.name)));
+            }
+            if cur.busy() && cur.state.monitor_pid != std::process::id() as i32 {
+                return Err(Error::Conflict(format!(
+                    "container {} is being started or stopped by another husk",
+                    c.name
+                )));
+            }
+            // The exit code outlives the record, for `wait` on a --rm container.
+            let _ = store::save_exit(root, &c.id, cur.state.exit_code);
+        }
+        let _ = store::runtime(root).delete(&c.id, true);
+        layers::unmount_rootfs(root, &c.id);
+        match std::fs::remove_file(dir.join("container.json")) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e).with_context(|| format!("cannot remove container {}", c.name)),
+        }
+    }
+    // The name goes with the record, whatever happens to the directory.
+    store::release_name(root, &c.name, &c.id);
+    if anonymous_volumes {
+        for v in &c.anonymous_volumes {
+            let _ = volumes::remove(root, v, false);
+        }
+    }
+    match std::fs::remove_dir_all(&dir) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(e).with_context(|| format!("cannot remove {}", dir.display())),
+    }
+}

@@ -1,0 +1,255 @@
+//! The image commands and `info`: flags → engine or image-store calls, reports → docker's
+//! output.
+
+use std::io::Write;
+
+use anyhow::{Context, Result};
+use husk_cli::husk::{
+    ArchiveFormat, Format, ImagesArgs, InspectArgs, LoadArgs, LoginArgs, PullArgs, SaveArgs,
+};
+use husk_engine::image::manifest::Platform;
+use husk_engine::image::registry::Options;
+use husk_engine::image::{archive, Reference};
+use husk_engine::{Engine, PullEvent};
+use serde_json::json;
+
+use crate::progress::PullDisplay;
+use crate::table::{human_size, table};
+use crate::timefmt;
+
+pub fn pull(engine: &Engine, a: &PullArgs) -> Result<()> {
+    let reference = Reference::parse(&a.image)?;
+    let platform = match &a.platform {
+        Some(p) => Platform::parse(p)?,
+        None => Platform::host(),
+    };
+    let opts = Options {
+        insecure: a.insecure,
+        credentials: None,
+    };
+    if !a.quiet {
+        println!(
+            "{}: Pulling from {}",
+            reference.tag.as_deref().unwrap_or("latest"),
+            reference.repository
+        );
+    }
+    let display = PullDisplay::new(a.quiet, false);
+    let pulled = engine.pull(&reference, &platform, &opts, &|e| {
+        if let PullEvent::Progress(p) = e {
+            display.event(p)
+        }
+    })?;
+    let mut out = std::io::stdout().lock();
+    if !a.quiet {
+        writeln!(out, "Digest: {}", pulled.manifest)?;
+        if pulled.new {
+            writeln!(out, "Status: Downloaded newer image for {reference}")?;
+        } else {
+            writeln!(out, "Status: Image is up to date for {reference}")?;
+        }
+    }
+    writeln!(out, "{reference}")?;
+    Ok(())
+}
+
+pub fn rmi(engine: &Engine, images: &[String]) -> Result<()> {
+    for q in images {
+        let r = engine.remove_image(q)?;
+        for i in r.untagged {
+            println!(
+                "Untagged: {}:{}",
+                i.name,
+                i.tag.as_deref().unwrap_or("<none>")
+            );
+        }
+        let freed = r.reclaimed;
+        if freed.layers + freed.blobs > 0 {
+            println!(
+                "Deleted: {} layers, {} blobs ({})",
+                freed.layers,
+                freed.blobs,
+                human_size(freed.bytes)
+            );
+        }
+    }
+    Ok(())
+}
+
+/// `inspect`: containers first, then images, as docker resolves names.
+pub fn inspect_any(engine: &Engine, a: &InspectArgs) -> Result<()> {
+    let mut out = Vec::new();
+    for n in &a.names {
+        let kind = a.kind.as_deref();
+        if kind != Some("image") {
+            if let Ok(v) = engine.inspect(n) {
+                out.push(v);
+                continue;
+            }
+        }
+        if kind != Some("container") {
+            if let Ok(v) = engine.inspect_image(n) {
+                out.push(v);
+                continue;
+            }
+        }
+        anyhow::bail!("no such object: {n}");
+    }
+    println!("{}", serde_json::to_string_pretty(&out)?);
+    Ok(())
+}
+
+pub fn inspect(engine: &Engine, query: &str) -> Result<()> {
+    let v = engine.inspect_image(query)?;
+    println!("{}", serde_json::to_string_pretty(&json!([v]))?);
+    Ok(())
+}
+
+pub fn info(engine: &Engine) -> Result<()> {
+    let i = engine.info()?;
+    println!("Containers: {}", i.containers);
+    println!(" Running: {}", i.running);
+    println!(" Stopped: {}", i.containers - i.running);
+    println!("Images: {}", i.images);
+    println!("Storage Driver: {}", i.storage_driver);
+    println!(" Why: {}", i.storage_driver_why);
+    println!(
+        " Layers: {} EROFS images, {} directories",
+        i.erofs_layers, i.directory_layers
+    );
+    println!(" Layer Mount Grace: {}s", i.layer_mount_grace.as_secs_f64());
+    println!("Cgroup Version: {}", i.cgroup_version);
+    println!("Kernel Version: {}", i.kernel);
+    println!("Husk Root Dir: {}", i.root.display());
+    Ok(())
+}
+
+pub fn save(engine: &Engine, a: &SaveArgs) -> Result<()> {
+    let images = a
+        .images
+        .iter()
+        .map(|q| engine.image(q))
+        .collect::<husk_engine::Result<Vec<_>>>()?;
+    let format = match a.format {
+        ArchiveFormat::DockerArchive => archive::Format::DockerArchive,
+        ArchiveFormat::OciArchive => archive::Format::OciArchive,
+    };
+    match &a.output {
+        Some(path) => {
+            // Written beside the target and renamed: a failed save leaves no half archive.
+            let dir = path.parent().filter(|p| !p.as_os_str().is_empty());
+            let tmp = tempfile::NamedTempFile::new_in(dir.unwrap_or(std::path::Path::new(".")))
+                .with_context(|| format!("cannot create a file beside {}", path.display()))?;
+            engine.save(&images, format, std::io::BufWriter::new(tmp.as_file()))?;
+            tmp.persist(path)
+                .with_context(|| format!("cannot write {}", path.display()))?;
+        }
+        None => {
+            if std::io::IsTerminal::is_terminal(&std::io::stdout()) {
+                anyhow::bail!(
+                    "refusing to write an archive to a terminal; use -o FILE or redirect stdout"
+                );
+            }
+            engine.save(&images, format, std::io::stdout().lock())?;
+        }
+    }
+    Ok(())
+}
+
+pub fn load(engine: &Engine, a: &LoadArgs) -> Result<()> {
+    // As docker load: bars on a terminal, only the "Loaded image" lines otherwise.
+    let quiet = a.quiet || !std::io::IsTerminal::is_terminal(&std::io::stdout());
+    let display = PullDisplay::new(quiet, false);
+    let progress = |p: husk_engine::image::pull::Progress| display.event(p);
+    let loaded = match &a.input {
+        Some(path) => {
+            let f = std::fs::File::open(path)
+                .with_context(|| format!("cannot open {}", path.display()))?;
+            engine.load(std::io::BufReader::new(f), &progress)
+        }
+        None => engine.load(std::io::stdin().lock(), &progress),
+    }
+    .with_context(|| match &a.input {
+        Some(p) => format!("load {}", p.display()),
+        None => "load from stdin".into(),
+    })?;
+    for l in loaded {
+        for name in &l.names {
+            println!("Loaded image: {name}");
+        }
+        if l.names.is_empty() {
+            println!("Loaded image ID: {}", l.pulled.config);
+        }
+    }
+    Ok(())
+}
+
+pub fn login(engine: &Engine, a: &LoginArgs) -> Result<()> {
+    let server = a.server.clone().unwrap_or_else(|| "docker.io".into());
+    let user = a
+        .username
+        .clone()
+        .ok_or_else(|| anyhow::anyhow!("login needs --username"))?;
+    let password = match (&a.password, a.password_stdin) {
+        (Some(p), false) => p.clone(),
+        (None, true) => {
+            let mut s = String::new();
+            std::io::Read::read_to_string(&mut std::io::stdin(), &mut s)?;
+            s.trim_end_matches(['\n', '\r']).to_string()
+        }
+        (Some(_), true) => anyhow::bail!("--password and --password-stdin are mutually exclusive"),
+        (None, false) => anyhow::bail!("login needs --password or --password-stdin"),
+    };
+    engine.login(&server, &user, &password, a.insecure)?;
+    println!("Login Succeeded");
+    Ok(())
+}
+
+pub fn images(engine: &Engine, a: &ImagesArgs) -> Result<()> {
+    let list = engine.images()?;
+    let mut out = std::io::stdout().lock();
+    let id = |config: &str| {
+        let hex = config.trim_start_matches("sha256:");
+        if a.no_trunc {
+            config.to_string()
+        } else {
+            hex.chars().take(12).collect()
+        }
+    };
+    if a.format == Format::Json {
+        for r in &list {
+            let v = json!({
+                "Repository": r.name, "Tag": r.tag.clone().unwrap_or_else(|| "<none>".into()),
+                "ID": id(&r.config), "Digest": r.manifest, "CreatedAt": r.created, "Size": human_size(r.size)
+            });
+            writeln!(out, "{v}")?;
+        }
+        return Ok(());
+    }
+    if a.quiet {
+        for r in &list {
+            writeln!(out, "{}", id(&r.config))?;
+        }
+        return Ok(());
+    }
+    let rows: Vec<[String; 5]> = list
+        .iter()
+        .map(|r| {
+            [
+                r.name.clone(),
+                r.tag.clone().unwrap_or_else(|| "<none>".into()),
+                id(&r.config),
+                r.created
+                    .as_deref()
+                    .map(timefmt::ago)
+                    .unwrap_or_else(|| "N/A".into()),
+                human_size(r.size),
+            ]
+        })
+        .collect();
+    table(
+        &mut out,
+        ["REPOSITORY", "TAG", "IMAGE ID", "CREATED", "SIZE"],
+        &rows,
+    )
+}
