@@ -124,6 +124,29 @@ pub fn info(engine: &Engine) -> Result<()> {
     Ok(())
 }
 
+/// `system check`: one line per problem; fails while any is left unrepaired.
+pub fn check(engine: &Engine, repair: bool) -> Result<()> {
+    let r = engine.check_store(repair)?;
+    println!(
+        "Checked {} images, {} blobs, {} layers",
+        r.images, r.blobs, r.layers
+    );
+    for p in &r.problems {
+        let done = if p.repaired { " (repaired)" } else { "" };
+        println!("{}: {}{done}", p.what, p.why);
+    }
+    let left = r.problems.iter().filter(|p| !p.repaired).count();
+    if left > 0 {
+        let hint = if repair {
+            ""
+        } else {
+            "; --repair deals with what it can"
+        };
+        anyhow::bail!("the store has {left} problems{hint}");
+    }
+    Ok(())
+}
+
 pub fn save(engine: &Engine, a: &SaveArgs) -> Result<()> {
     let images = a
         .images

@@ -114,6 +114,7 @@ fn main() {
         HuskCommand::Container(ContainerCommand::Prune(_)) => containers::container_prune(e),
         HuskCommand::Volume(v) => containers::volume(e, v),
         HuskCommand::Info | HuskCommand::System(SystemCommand::Info) => images::info(e),
+        HuskCommand::System(SystemCommand::Check(a)) => images::check(e, a.repair),
         HuskCommand::ReapLayerMounts { .. } => Ok(()),
     };
     if let Err(e) = result {

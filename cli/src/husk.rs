@@ -121,6 +121,16 @@ pub enum ContainerCommand {
 pub enum SystemCommand {
     /// How this store works: root, storage driver and why, counts
     Info,
+    /// Re-verify every blob and layer of the store against its digest, and list leftovers
+    Check(CheckArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// Remove what cannot be trusted (the next pull fetches it again), rebuild corrupt layers
+    /// from their blobs, and remove leftovers
+    #[arg(long)]
+    pub repair: bool,
 }
 
 #[derive(Debug, Subcommand)]

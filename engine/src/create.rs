@@ -90,6 +90,9 @@ pub fn create(root: &Path, a: &RunOptions, progress: PullProgress) -> Result<Str
             ))
         })?;
     }
+    // Held until the record names the image: a prune or rmi meanwhile waits for it, then
+    // sees the container and leaves the image's blobs and layers be.
+    let _adding = husk_image::store::Store::open(root)?.adding()?;
     let image = image(root, a, progress)?;
     let store = husk_image::store::Store::open(root)?;
     let config_digest = Digest::parse(&image.config)?;
@@ -102,7 +105,7 @@ pub fn create(root: &Path, a: &RunOptions, progress: PullProgress) -> Result<Str
         .collect::<husk_image::Result<_>>()?;
 
     let id = store::random_id()?;
-    let name = match &a.name {
+    let mut name = match &a.name {
         Some(n) => n.clone(),
         None => store::generated_name(root, &id),
     };
@@ -122,7 +125,16 @@ pub fn create(root: &Path, a: &RunOptions, progress: PullProgress) -> Result<Str
     // The directory first: a name whose container has no directory counts as stale.
     let dir = store::dir(root, &id);
     fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    if let Err(e) = store::claim_name(root, &name, &id) {
+    let mut claimed = store::claim_name(root, &name, &id);
+    // A generated name another husk took meanwhile: the next free one.
+    for _ in 0..16 {
+        if a.name.is_some() || !matches!(claimed, Err(Error::Conflict(_))) {
+            break;
+        }
+        name = store::generated_name(root, &id);
+        claimed = store::claim_name(root, &name, &id);
+    }
+    if let Err(e) = claimed {
         let _ = fs::remove_dir(&dir);
         return Err(e);
     }

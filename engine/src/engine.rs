@@ -304,6 +304,12 @@ impl Engine {
         Ok(husk_image::auth::remove(server)?)
     }
 
+    /// Re-verify the image store against its digests; with `repair`, drop or rebuild what is
+    /// wrong. Waits for running pulls, and holds off new ones while it runs.
+    pub fn check_store(&self, repair: bool) -> Result<husk_image::check::Report> {
+        Ok(husk_image::check::check(&self.root, repair)?)
+    }
+
     /// The body of `husk reap-layer-mounts`: wait out the grace, unmount what stayed idle.
     pub fn reap_layer_mounts(&self, layers: &[String]) -> Result<()> {
         layers::reap(&self.root, layers)

@@ -67,8 +67,14 @@ impl Writer {
         };
         if let Ok(mut s) = serde_json::to_vec(&line) {
             s.push(b'\n');
-            // A full disk loses log lines, never the container.
-            let _ = self.file.write_all(&s);
+            // A full disk loses log lines, never the container; and a line written in part
+            // is cut back off, or the next one would be glued to it and lost too.
+            let end = self.file.metadata().map(|m| m.len());
+            if self.file.write_all(&s).is_err() {
+                if let Ok(end) = end {
+                    let _ = self.file.set_len(end);
+                }
+            }
         }
     }
 

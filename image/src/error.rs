@@ -18,6 +18,9 @@ pub enum Error {
     Manifest(String),
     #[error("registry {registry}: {why}")]
     Registry { registry: String, why: String },
+    /// The registry refused to resume a download (HTTP 416): the kept part is no good to it.
+    #[error("registry {registry}: blob {blob}: HTTP 416, the range to resume from was refused")]
+    RangeRefused { registry: String, blob: String },
     #[error("image archive: {0}")]
     Archive(String),
     /// husk's configuration (file, environment, flags): the message names the setting.

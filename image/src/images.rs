@@ -3,7 +3,7 @@
 
 use std::fs::{self, File};
 use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
@@ -24,7 +24,7 @@ pub struct ImageRecord {
     pub created: Option<String>,
 }
 
-fn lock(root: &Path) -> Result<File> {
+pub(crate) fn lock(root: &Path) -> Result<File> {
     fs::create_dir_all(root)
         .map_err(|e| Error::io(format!("cannot create {}", root.display()), e))?;
     husk_sys::lock_file(&root.join("images.lock"), true)
@@ -111,9 +111,21 @@ fn save(root: &Path, all: &[ImageRecord]) -> Result<()> {
     let data = serde_json::to_vec_pretty(all)
         .map_err(|e| Error::io("cannot encode the image index", std::io::Error::other(e)))?;
     let tmp = root.join(format!(".images.json.{}", std::process::id()));
+    // The index lock is held: any other temp index is a killed writer's.
+    if let Ok(rd) = fs::read_dir(root) {
+        for e in rd.flatten() {
+            if e.file_name().to_string_lossy().starts_with(".images.json.") {
+                let _ = fs::remove_file(e.path());
+            }
+        }
+    }
     let written = File::create(&tmp)
         .and_then(|mut f| f.write_all(&data).and_then(|()| f.sync_all()))
-        .and_then(|()| fs::rename(&tmp, root.join("images.json")));
+        .and_then(|()| {
+            crate::failpoint::hit("record.written");
+            fs::rename(&tmp, root.join("images.json"))
+        })
+        .map(|()| crate::failpoint::hit("record.committed"));
     if let Err(e) = written {
         let _ = fs::remove_file(&tmp);
         return Err(Error::io("cannot write the image index", e));
@@ -192,7 +204,15 @@ fn dir_size(p: &Path) -> u64 {
         .unwrap_or(0)
 }
 
-fn gc_locked(root: &Path, keep: &[ImageRecord]) -> Result<Reclaimed> {
+/// What the images `keep` use: blob hexes (manifests, configs, layer blobs) and layer hexes
+/// (diff_ids).
+pub(crate) fn referenced(
+    root: &Path,
+    keep: &[ImageRecord],
+) -> Result<(
+    std::collections::HashSet<String>,
+    std::collections::HashSet<String>,
+)> {
     use std::collections::HashSet;
     let store = crate::store::Store::open(root)?;
     let mut blobs: HashSet<String> = HashSet::new();
@@ -205,15 +225,17 @@ fn gc_locked(root: &Path, keep: &[ImageRecord]) -> Result<Reclaimed> {
                 .iter()
                 .map(|d| d.trim_start_matches("sha256:").to_string()),
         );
-        // The layer blobs are listed in the manifest.
+        // The layer blobs are listed in the manifest (gone if the store lost it: then there
+        // is nothing more to keep for this image).
         let d = crate::Digest::parse(&r.manifest)?;
+        let Ok(mut f) = store.open_blob(&d) else {
+            continue;
+        };
         let mut bytes = Vec::new();
         use std::io::Read;
-        store
-            .open_blob(&d)?
-            .read_to_end(&mut bytes)
+        f.read_to_end(&mut bytes)
             .map_err(|e| Error::io(format!("cannot read manifest {d}"), e))?;
-        if let crate::manifest::Parsed::Manifest(m) = crate::manifest::parse(&bytes, "")? {
+        if let Ok(crate::manifest::Parsed::Manifest(m)) = crate::manifest::parse(&bytes, "") {
             blobs.extend(
                 m.layers
                     .iter()
@@ -221,7 +243,49 @@ fn gc_locked(root: &Path, keep: &[ImageRecord]) -> Result<Reclaimed> {
             );
         }
     }
+    Ok((blobs, layers))
+}
+
+/// What a killed pull, load or index write leaves behind: partial downloads, temp blobs, load
+/// scratch directories, half-written layers, index temp files. Only while no pull, load or
+/// index write can run (the gc lock and the index lock held) is all of it safe to remove.
+pub(crate) fn leftovers(root: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut add = |dir: PathBuf, pick: &dyn Fn(&str) -> bool| {
+        if let Ok(rd) = fs::read_dir(dir) {
+            for e in rd.flatten() {
+                if pick(&e.file_name().to_string_lossy()) {
+                    out.push(e.path());
+                }
+            }
+        }
+    };
+    // Lock files are not leftovers (locks are taken on them), nor the EROFS probe's files (it
+    // runs under a lock of its own, outside the gc lock).
+    add(root.join("tmp"), &|n| {
+        !n.ends_with(".lock") && !n.starts_with("erofs-probe") && !n.starts_with("probe")
+    });
+    add(root.join("layers"), &|n| n.starts_with(".tmp-"));
+    add(root.to_path_buf(), &|n| n.starts_with(".images.json."));
+    out
+}
+
+/// Remove a file or a directory tree; whether it went.
+pub(crate) fn remove_path(p: &Path) -> bool {
+    match fs::symlink_metadata(p) {
+        Ok(m) if m.is_dir() => fs::remove_dir_all(p).is_ok(),
+        Ok(_) => fs::remove_file(p).is_ok(),
+        Err(_) => false,
+    }
+}
+
+fn gc_locked(root: &Path, keep: &[ImageRecord]) -> Result<Reclaimed> {
+    let (blobs, layers) = referenced(root, keep)?;
     let mut out = Reclaimed::default();
+    for p in leftovers(root) {
+        out.bytes += dir_size(&p);
+        remove_path(&p);
+    }
     // No pull or load runs while we hold the gc lock: their per-layer locks can go.
     if let Ok(rd) = fs::read_dir(root.join("tmp")) {
         for e in rd.flatten() {

@@ -11,10 +11,12 @@
 
 pub mod archive;
 pub mod auth;
+pub mod check;
 pub mod config;
 pub mod digest;
 pub mod erofs;
 pub mod error;
+pub mod failpoint;
 pub mod images;
 pub mod manifest;
 pub mod pull;

@@ -127,6 +127,7 @@ pub fn pull_with_progress(
     let Parsed::Manifest(m) = parsed else {
         return Err(Error::Manifest("an index points at another index".into()));
     };
+    crate::failpoint::hit("pull.manifest");
     store.put(&digest, Some(bytes.len() as u64), &mut &bytes[..])?;
 
     let config_digest = Digest::parse(&m.config.digest)?;
@@ -139,6 +140,7 @@ pub fn pull_with_progress(
         &|_| {},
         None,
     )?;
+    crate::failpoint::hit("pull.config");
     let obtain = |blob: &Digest, size: u64, index: usize, tee: Option<&Tee>| {
         fetch(&store, &mut reg.clone(), blob, size, index, progress, tee)
     };
@@ -488,6 +490,7 @@ fn store_layer(raw: &mut dyn Read, diff_id: &Digest, dest: &Path) -> Result<()> 
         fs::create_dir_all(dest.parent().unwrap_or(Path::new(".")))
             .map_err(|e| Error::io("cannot create the layers directory", e))?;
         let mut tar = HashingReader::new(crate::unpack::decompress(raw)?);
+        crate::failpoint::hit("layer.writing");
         if erofs {
             let out = fs::File::create(&tmp)
                 .map_err(|e| Error::io(format!("cannot create {}", tmp.display()), e))?;
@@ -505,7 +508,11 @@ fn store_layer(raw: &mut dyn Read, diff_id: &Digest, dest: &Path) -> Result<()> 
                 actual: actual.to_string(),
             });
         }
-        fs::rename(&tmp, dest).map_err(|e| Error::io(format!("cannot commit layer {diff_id}"), e))
+        crate::failpoint::hit("layer.written");
+        fs::rename(&tmp, dest)
+            .map_err(|e| Error::io(format!("cannot commit layer {diff_id}"), e))?;
+        crate::failpoint::hit("layer.committed");
+        Ok(())
     })();
     if result.is_err() {
         clear(&tmp);

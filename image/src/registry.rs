@@ -89,6 +89,29 @@ pub fn basic_auth(user: &str, pass: &str) -> String {
 }
 
 /// The registries husk's config file marks insecure (plain HTTP).
+/// How long a registry may take to answer a request: `$HUSK_REGISTRY_TIMEOUT` or the config's
+/// `registry-timeout` (seconds), else 60 s. A registry that accepts the connection and never
+/// answers fails after it, naming the request.
+pub fn timeout() -> Result<Duration> {
+    let bad = |v: &str| {
+        Error::Config(format!(
+            "registry timeout {v:?}: give whole seconds, above 0"
+        ))
+    };
+    if let Ok(v) = std::env::var("HUSK_REGISTRY_TIMEOUT") {
+        return match v.trim().parse::<u64>() {
+            Ok(s) if s > 0 => Ok(Duration::from_secs(s)),
+            _ => Err(bad(&v)),
+        };
+    }
+    let v = crate::config::get("registry-timeout")?;
+    match v.as_u64() {
+        Some(s) if s > 0 => Ok(Duration::from_secs(s)),
+        None if v.is_null() => Ok(Duration::from_secs(60)),
+        _ => Err(bad(&v.to_string())),
+    }
+}
+
 pub fn insecure_registries() -> Result<Vec<String>> {
     let v = crate::config::get("insecure-registries")?;
     if v.is_null() {
@@ -142,8 +165,8 @@ impl Registry {
             // Credentials follow a redirect only to the same host (a registry moving a path),
             // never to a blob store or CDN elsewhere.
             .redirect_auth_headers(ureq::config::RedirectAuthHeaders::SameHost)
-            .timeout_connect(Some(Duration::from_secs(15)))
-            .timeout_recv_response(Some(Duration::from_secs(60)));
+            .timeout_connect(Some(timeout()?.min(Duration::from_secs(15))))
+            .timeout_recv_response(Some(timeout()?));
         let scheme = if insecure {
             "http"
         } else {
@@ -202,6 +225,13 @@ impl Registry {
             }
             let resp = match req.call() {
                 Ok(r) => r,
+                // A silent registry is not retried: that would triple the wait.
+                Err(ureq::Error::Timeout(what)) => {
+                    return Err(self.fail(format!(
+                        "no answer to GET {url} within {} s ({what}; $HUSK_REGISTRY_TIMEOUT sets the limit)",
+                        timeout()?.as_secs()
+                    )))
+                }
                 Err(e) if attempt < 2 => {
                     attempt += 1;
                     std::thread::sleep(Duration::from_millis(200 * 4u64.pow(attempt - 1)));
@@ -340,6 +370,12 @@ impl Registry {
         let resp = self.get(&url, None, from)?;
         let status = resp.status().as_u16();
         let ok = status == 200 || (from > 0 && status == 206);
+        if from > 0 && status == 416 {
+            return Err(Error::RangeRefused {
+                registry: self.registry.clone(),
+                blob: digest.to_string(),
+            });
+        }
         if !ok {
             return Err(self.fail(format!("blob {digest}: HTTP {status}")));
         }

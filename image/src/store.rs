@@ -150,7 +150,12 @@ impl Store {
             let _ = fs::remove_file(&partial);
             return Ok(dest);
         }
-        let io_err = |e: io::Error| Error::io(format!("cannot write blob {expected}"), e);
+        let io_err = |e: io::Error| {
+            Error::io(
+                format!("cannot write blob {expected} to {}", partial.display()),
+                e,
+            )
+        };
         let mut last = None;
         for _attempt in 0..4 {
             let mut have = file.metadata().map_err(io_err)?.len();
@@ -164,30 +169,43 @@ impl Store {
             io::copy(&mut (&mut file).take(have), &mut w).map_err(io_err)?;
             let mut hasher_state = w;
             file.seek(SeekFrom::End(0)).map_err(io_err)?;
-            let mut reader = match fetch(have) {
-                Ok(r) => r,
-                Err(e) => {
-                    last = Some(e);
+            // All of it arrived before a crash: verify it as it is. Asking for the rest would
+            // be a Range past the end, which registries answer with 416.
+            let whole = have > 0 && size == Some(have);
+            if !whole {
+                let mut reader = match fetch(have) {
+                    Ok(r) => r,
+                    Err(e @ Error::RangeRefused { .. }) => {
+                        // The registry will not resume from here: start over.
+                        file.set_len(0).map_err(io_err)?;
+                        last = Some(e);
+                        continue;
+                    }
+                    Err(e) => {
+                        last = Some(e);
+                        continue;
+                    }
+                };
+                let mut buf = vec![0u8; 256 * 1024];
+                let broke = loop {
+                    match reader.read(&mut buf) {
+                        Ok(0) => break None,
+                        Ok(n) => {
+                            file.write_all(&buf[..n]).map_err(io_err)?;
+                            hasher_state.write_all(&buf[..n]).map_err(io_err)?;
+                            crate::failpoint::hit("blob.downloading");
+                        }
+                        Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                        Err(e) => break Some(e),
+                    }
+                };
+                if let Some(e) = broke {
+                    // Keep what arrived; the next attempt asks only for the rest.
+                    last = Some(Error::io(format!("download of {expected} broke off"), e));
                     continue;
                 }
-            };
-            let mut buf = vec![0u8; 256 * 1024];
-            let broke = loop {
-                match reader.read(&mut buf) {
-                    Ok(0) => break None,
-                    Ok(n) => {
-                        file.write_all(&buf[..n]).map_err(io_err)?;
-                        hasher_state.write_all(&buf[..n]).map_err(io_err)?;
-                    }
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                    Err(e) => break Some(e),
-                }
-            };
-            if let Some(e) = broke {
-                // Keep what arrived; the next attempt asks only for the rest.
-                last = Some(Error::io(format!("download of {expected} broke off"), e));
-                continue;
             }
+            crate::failpoint::hit("blob.downloaded");
             let (_, actual, total) = hasher_state.finish();
             if let Some(want) = size {
                 if want != total {
@@ -214,10 +232,12 @@ impl Store {
                     actual: actual.to_string(),
                 });
             }
+            crate::failpoint::hit("blob.verified");
             file.sync_all().map_err(io_err)?;
             fs::rename(&partial, &dest)
                 .map_err(|e| Error::io(format!("cannot commit blob {expected}"), e))?;
             sync_dir(dest.parent().unwrap_or(&self.root))?;
+            crate::failpoint::hit("blob.committed");
             return Ok(dest);
         }
         Err(last.unwrap_or_else(|| {
@@ -247,6 +267,25 @@ impl Store {
 fn tempfile_in(dir: &Path, hint: &str) -> Result<PathBuf> {
     use std::sync::atomic::{AtomicU64, Ordering};
     static N: AtomicU64 = AtomicU64::new(0);
+    // Temp files of this blob that a killed husk left (`<hint>.<pid>.<n>`, that pid gone) go
+    // now: nothing else would ever finish or remove them.
+    if let Ok(rd) = fs::read_dir(dir) {
+        for e in rd.flatten() {
+            let name = e.file_name();
+            let Some(rest) = name.to_str().and_then(|n| n.strip_prefix(hint)) else {
+                continue;
+            };
+            let pid = rest.strip_prefix('.').and_then(|r| r.split('.').next());
+            if let Some(pid) = pid.and_then(|p| p.parse::<i32>().ok()) {
+                // SAFETY: kill with signal 0 only asks whether the pid exists.
+                let gone = unsafe { libc::kill(pid, 0) } != 0
+                    && io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH);
+                if gone {
+                    let _ = fs::remove_file(e.path());
+                }
+            }
+        }
+    }
     let name = format!(
         "{hint}.{}.{}",
         std::process::id(),

@@ -296,7 +296,7 @@ pub struct FlakyProxy {
 }
 
 pub fn flaky_proxy(upstream: u16, cuts: usize, after: usize, stall: bool) -> FlakyProxy {
-    use std::io::{BufRead, BufReader, Read};
+    use std::io::{BufReader, Read};
     use std::sync::atomic::{AtomicUsize, Ordering};
     use std::sync::{Arc, Mutex};
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -310,43 +310,19 @@ pub fn flaky_proxy(upstream: u16, cuts: usize, after: usize, stall: bool) -> Fla
             let (remaining, ranges, cut) = (remaining.clone(), r2.clone(), c2.clone());
             std::thread::spawn(move || {
                 let mut client_r = BufReader::new(client.try_clone().unwrap());
-                let mut head = Vec::new();
-                loop {
-                    let mut line = String::new();
-                    if client_r.read_line(&mut line).unwrap_or(0) == 0 {
-                        return;
-                    }
-                    if line == "\r\n" {
-                        break;
-                    }
-                    let lower = line.to_ascii_lowercase();
-                    if lower.starts_with("connection:") {
-                        continue;
-                    }
-                    if lower.starts_with("range:") {
+                let Some(head) = read_head(&mut client_r) else {
+                    return;
+                };
+                for line in &head {
+                    if line.to_ascii_lowercase().starts_with("range:") {
                         ranges.lock().unwrap().push(line.trim().to_string());
                     }
-                    head.push(line);
                 }
                 let is_blob = head.first().is_some_and(|l| l.contains("/blobs/sha256:"));
-                let mut up = std::net::TcpStream::connect(("127.0.0.1", upstream)).unwrap();
-                let mut req = head.concat();
-                req.push_str("Connection: close\r\n\r\n");
-                up.write_all(req.as_bytes()).unwrap();
-                let mut up_r = BufReader::new(up);
-                let mut resp_head = String::new();
-                loop {
-                    let mut line = String::new();
-                    if up_r.read_line(&mut line).unwrap_or(0) == 0 {
-                        return;
-                    }
-                    if line == "\r\n" {
-                        break;
-                    }
-                    if !line.to_ascii_lowercase().starts_with("connection:") {
-                        resp_head.push_str(&line);
-                    }
-                }
+                let Some((resp_head, mut up_r)) = forward(upstream, &head) else {
+                    return;
+                };
+                let mut resp_head = resp_head.concat();
                 resp_head.push_str("Connection: close\r\n\r\n");
                 // Only bodies longer than `after` are worth cutting.
                 let length: usize = resp_head
@@ -908,4 +884,152 @@ pub fn tree(root: &Path) -> Vec<String> {
     walk(root, root, &mut out);
     out.sort();
     out
+}
+
+/// The header lines of an HTTP message up to the blank line, without `Connection:` (the
+/// proxies close each connection after one exchange); None when the peer closed first.
+fn read_head(r: &mut impl std::io::BufRead) -> Option<Vec<String>> {
+    let mut head = Vec::new();
+    loop {
+        let mut line = String::new();
+        if r.read_line(&mut line).unwrap_or(0) == 0 {
+            return None;
+        }
+        if line == "\r\n" {
+            return Some(head);
+        }
+        if !line.to_ascii_lowercase().starts_with("connection:") {
+            head.push(line);
+        }
+    }
+}
+
+/// Send a request's head to the registry on `upstream`; its answer's head and the rest.
+fn forward(
+    upstream: u16,
+    head: &[String],
+) -> Option<(Vec<String>, std::io::BufReader<std::net::TcpStream>)> {
+    let mut up = std::net::TcpStream::connect(("127.0.0.1", upstream)).ok()?;
+    let mut req = head.concat();
+    req.push_str("Connection: close\r\n\r\n");
+    up.write_all(req.as_bytes()).ok()?;
+    let mut up_r = std::io::BufReader::new(up);
+    let resp_head = read_head(&mut up_r)?;
+    Some((resp_head, up_r))
+}
+
+/// How `fault_proxy` misbehaves, for requests whose first line contains `on`.
+#[derive(Clone, Copy)]
+pub enum Fault {
+    /// Answer this status, with an empty body, to the first `times` of them.
+    Status {
+        on: &'static str,
+        status: u16,
+        times: usize,
+    },
+    /// Redirect them to themselves, for ever.
+    RedirectLoop { on: &'static str },
+    /// Give their responses this Content-Type.
+    ContentType {
+        on: &'static str,
+        value: &'static str,
+    },
+    /// Add a byte to their response bodies (content that no longer matches its digest).
+    Tamper { on: &'static str },
+    /// Answer 416 to every request with a Range header.
+    RefuseRanges,
+    /// Read every request and never answer.
+    Silent,
+}
+
+pub struct FaultProxy {
+    pub port: u16,
+    /// Requests the fault was applied to.
+    pub hits: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+/// A proxy in front of the test registry that misbehaves as `fault` says, and forwards
+/// everything else.
+pub fn fault_proxy(upstream: u16, fault: Fault) -> FaultProxy {
+    use std::io::{BufReader, Read};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let hits = Arc::new(AtomicUsize::new(0));
+    let h2 = hits.clone();
+    std::thread::spawn(move || {
+        for client in listener.incoming().flatten() {
+            let hits = h2.clone();
+            std::thread::spawn(move || {
+                let mut client_r = BufReader::new(client.try_clone().unwrap());
+                let Some(head) = read_head(&mut client_r) else {
+                    return;
+                };
+                let ranged = head
+                    .iter()
+                    .any(|l| l.to_ascii_lowercase().starts_with("range:"));
+                let first = head.first().cloned().unwrap_or_default();
+                let path = first.split(' ').nth(1).unwrap_or("/").to_string();
+                let mut client_w = client;
+                let answer = |w: &mut std::net::TcpStream, status: u16, extra: &str| {
+                    let _ = write!(
+                        w,
+                        "HTTP/1.1 {status} Fault\r\n{extra}Content-Length: 0\r\nConnection: close\r\n\r\n"
+                    );
+                };
+                match fault {
+                    Fault::Silent => {
+                        hits.fetch_add(1, Ordering::SeqCst);
+                        std::thread::sleep(Duration::from_secs(120));
+                        return;
+                    }
+                    Fault::RefuseRanges if ranged => {
+                        hits.fetch_add(1, Ordering::SeqCst);
+                        return answer(&mut client_w, 416, "");
+                    }
+                    Fault::RedirectLoop { on } if first.contains(on) => {
+                        hits.fetch_add(1, Ordering::SeqCst);
+                        return answer(&mut client_w, 307, &format!("Location: {path}\r\n"));
+                    }
+                    Fault::Status { on, status, times }
+                        if first.contains(on)
+                            && hits
+                                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| {
+                                    (n < times).then_some(n + 1)
+                                })
+                                .is_ok() =>
+                    {
+                        return answer(&mut client_w, status, "");
+                    }
+                    _ => {}
+                }
+                let Some((mut resp_head, mut up_r)) = forward(upstream, &head) else {
+                    return;
+                };
+                let mut body = Vec::new();
+                let _ = up_r.read_to_end(&mut body);
+                match fault {
+                    Fault::ContentType { on, value } if first.contains(on) => {
+                        hits.fetch_add(1, Ordering::SeqCst);
+                        resp_head.retain(|l| !l.to_ascii_lowercase().starts_with("content-type:"));
+                        resp_head.push(format!("Content-Type: {value}\r\n"));
+                    }
+                    Fault::Tamper { on } if first.contains(on) && !body.is_empty() => {
+                        hits.fetch_add(1, Ordering::SeqCst);
+                        body.push(b' ');
+                        resp_head
+                            .retain(|l| !l.to_ascii_lowercase().starts_with("content-length:"));
+                        resp_head.push(format!("Content-Length: {}\r\n", body.len()));
+                    }
+                    _ => {}
+                }
+                let mut out = resp_head.concat();
+                out.push_str("Connection: close\r\n\r\n");
+                let _ = client_w.write_all(out.as_bytes());
+                let _ = client_w.write_all(&body);
+            });
+        }
+    });
+    FaultProxy { port, hits }
 }
