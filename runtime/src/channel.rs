@@ -54,15 +54,46 @@ impl Channel {
     pub fn send(&self, msg: &Msg) -> Result<()> {
         let data = serde_json::to_vec(msg)
             .map_err(|e| Error::io("cannot encode sync message", std::io::Error::other(e)))?;
-        sendmsg::<()>(
+        match sendmsg::<()>(
             self.fd.as_raw_fd(),
             &[IoSlice::new(&data)],
             &[],
             MsgFlags::MSG_NOSIGNAL,
             None,
-        )
-        .ctx("cannot send on sync socket")?;
-        Ok(())
+        ) {
+            Ok(_) => Ok(()),
+            // The peer is gone; if it said why before it went, that is the error to report,
+            // not the broken pipe.
+            Err(nix::errno::Errno::EPIPE) => match self.pending_error() {
+                Some(e) => Err(Error::Child(e)),
+                None => Err(Error::sys(
+                    "cannot send on sync socket",
+                    nix::errno::Errno::EPIPE,
+                )),
+            },
+            Err(e) => Err(Error::sys("cannot send on sync socket", e)),
+        }
+    }
+
+    /// An `Error` message already waiting from the peer (read without blocking).
+    fn pending_error(&self) -> Option<String> {
+        let mut buf = vec![0u8; MAX_MSG];
+        loop {
+            let mut iov = [IoSliceMut::new(&mut buf)];
+            let n = match recvmsg::<()>(
+                self.fd.as_raw_fd(),
+                &mut iov,
+                None,
+                MsgFlags::MSG_DONTWAIT | MsgFlags::MSG_CMSG_CLOEXEC,
+            ) {
+                Ok(m) if m.bytes > 0 => m.bytes,
+                Err(nix::errno::Errno::EINTR) => continue,
+                _ => return None,
+            };
+            if let Ok(Msg::Error(e)) = serde_json::from_slice::<Msg>(&buf[..n]) {
+                return Some(e);
+            }
+        }
     }
 
     /// Receive one message; `None` when the peer closed its end (exited).

@@ -173,6 +173,16 @@ impl Runtime {
         if let Some(p) = spec.process() {
             self.warn_unraisable_ambient(p)?;
         }
+        let kernel_memory = spec
+            .linux()
+            .as_ref()
+            .and_then(|l| l.resources().as_ref())
+            .and_then(|r| r.memory().as_ref())
+            .is_some_and(|m| m.kernel().is_some() || m.kernel_tcp().is_some());
+        if kernel_memory {
+            // Deprecated in Linux 5.4 and gone from cgroup v2; runc ignores them the same way.
+            self.log.warn("memory.kernel and memory.kernelTCP are ignored: kernel memory limits are deprecated");
+        }
         let rootfs = spec::rootfs_path(&spec, &bundle)?;
         let linux = spec.linux().clone().unwrap_or_default();
         let process = spec.process().clone().unwrap_or_default();
@@ -341,6 +351,8 @@ impl Runtime {
         ours.send(&Msg::HookState(
             String::from_utf8_lossy(&state).into_owned(),
         ))?;
+        // The init's last steps before the barrier (the seccomp filter, its agent's listener).
+        ours.expect(Msg::Ready, "installing the seccomp filter")?;
         cleanup.disarm();
         Ok(pid)
     }
@@ -389,13 +401,15 @@ impl Runtime {
         let record = dir.load()?;
         let status = dir.status(&record);
         // A stopped init can leave processes behind (no pid namespace of its own): --all
-        // still reaches them.
+        // still reaches them, and with none left it is done, as runc's is (containerd's shim
+        // sends it after every stop and logs an error for a failure).
         if all && status == Status::Stopped {
             if let Some(cg) = &record.cgroup {
                 if !cgroups::pids(cg)?.is_empty() {
                     return cgroups::signal_all(cg, sig);
                 }
             }
+            return Ok(());
         }
         if status == Status::Stopped || status == Status::Creating {
             return Err(Error::WrongState {

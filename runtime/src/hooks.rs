@@ -19,6 +19,23 @@ pub fn run_all(hooks: Option<&Vec<Hook>>, state_json: &[u8]) -> Result<()> {
     Ok(())
 }
 
+/// `run_all` for startContainer hooks: one without `env` gets the container process's
+/// environment, as runc's do (its init has that environment when it runs them).
+pub fn run_all_with_env(
+    hooks: Option<&Vec<Hook>>,
+    state_json: &[u8],
+    process_env: &[String],
+) -> Result<()> {
+    for hook in hooks.into_iter().flatten() {
+        let mut hook = hook.clone();
+        if hook.env().is_none() {
+            hook.set_env(Some(process_env.to_vec()));
+        }
+        run(&hook, state_json)?;
+    }
+    Ok(())
+}
+
 fn memfd() -> Option<File> {
     // SAFETY: memfd_create with a static name.
     let fd = unsafe { libc::memfd_create(c"husk-hook-output".as_ptr(), libc::MFD_CLOEXEC) };
@@ -38,10 +55,14 @@ pub fn run(hook: &Hook, state_json: &[u8]) -> Result<()> {
             cmd.arg0(argv0).args(rest);
         }
     }
-    cmd.env_clear();
-    for kv in hook.env().iter().flatten() {
-        if let Some((k, v)) = kv.split_once('=') {
-            cmd.env(k, v);
+    // A hook without `env` inherits the runtime's environment (as Go's exec does for runc);
+    // one with `env` gets exactly that.
+    if let Some(env) = hook.env() {
+        cmd.env_clear();
+        for kv in env {
+            if let Some((k, v)) = kv.split_once('=') {
+                cmd.env(k, v);
+            }
         }
     }
     let output = memfd();

@@ -128,6 +128,28 @@ fn init(chan: Channel, args: InitArgs, in_user_ns: bool) -> ! {
         Ok(Some(Msg::HookState(s))) => s,
         _ => exit(1),
     };
+    let process = match args.spec.process() {
+        Some(p) => p,
+        None => exit(1),
+    };
+    let agent = agent.map(|socket| Agent {
+        socket,
+        pid: serde_json::from_str::<serde_json::Value>(&hook_state)
+            .ok()
+            .and_then(|v| v["pid"].as_i64())
+            .unwrap_or(0) as i32,
+        state: hook_state.clone(),
+    });
+    // What runc does before `create` returns: a seccomp agent gets its listener now, and a
+    // limit or filter the kernel refuses fails `create`, not `start`.
+    let before = before_barrier(process, args.spec, seccomp.as_ref(), agent.as_ref());
+    let told = match &before {
+        Ok(()) => chan.send(&Msg::Ready),
+        Err(e) => chan.send(&Msg::Error(e.to_string())),
+    };
+    if before.is_err() || told.is_err() {
+        exit(1);
+    }
     drop(chan);
 
     // The exec barrier: opening the fifo for writing blocks until `start` opens it to read.
@@ -146,33 +168,16 @@ fn init(chan: Channel, args: InitArgs, in_user_ns: bool) -> ! {
     // SAFETY: a new fd from the kernel.
     let fifo = std::fs::File::from(unsafe { OwnedFd::from_raw_fd(fifo) });
     drop(args.state_dir);
-    let process = match args.spec.process() {
-        Some(p) => p,
-        None => exit(1),
-    };
     let finished = (|| -> Result<()> {
-        hooks::run_all(
+        hooks::run_all_with_env(
             args.spec
                 .hooks()
                 .as_ref()
                 .and_then(|h| h.start_container().as_ref()),
             hook_state.as_bytes(),
+            process.env().as_deref().unwrap_or_default(),
         )?;
-        let agent = agent.map(|socket| Agent {
-            socket,
-            pid: serde_json::from_str::<serde_json::Value>(&hook_state)
-                .ok()
-                .and_then(|v| v["pid"].as_i64())
-                .unwrap_or(0) as i32,
-            state: hook_state.clone(),
-        });
-        finish_process(
-            process,
-            args.spec,
-            args.preserve_fds,
-            seccomp.as_ref(),
-            agent.as_ref(),
-        )
+        after_barrier(process, args.preserve_fds, seccomp.as_ref(), agent.as_ref())
     })();
     use std::io::Write;
     let mut fifo = fifo;
@@ -304,6 +309,9 @@ fn prepare(chan: &Channel, args: &InitArgs, in_user_ns: bool) -> Result<Program>
     }
     let prog = process::resolve_program(process)?;
     let (argv, envp) = process::argv_envp(process)?;
+    // Limits the kernel refuses, and capability names it does not know, fail `create`.
+    process::set_rlimits(process)?;
+    process::CapSets::from_spec(process.capabilities().as_ref())?;
     Ok((prog, argv, envp, seccomp, agent))
 }
 
@@ -316,11 +324,9 @@ pub fn seccomp_filter(spec: &Spec) -> Result<Option<crate::seccomp::Filter>> {
         .transpose()
 }
 
-/// Everything between the exec barrier and execve, in the order the kernel needs: limits and
+/// Everything after `create`'s checks up to execve (what `exec` does in one go): limits and
 /// scheduling while still privileged, then identity and capabilities, then no_new_privs and
-/// the seccomp filter. Without no_new_privs, installing a filter needs CAP_SYS_ADMIN, so it
-/// goes in before the capabilities are dropped (runc does the same); with it, as late as
-/// possible, so the filter constrains the user program and not the runtime's last steps.
+/// the seccomp filter.
 pub fn finish_process(
     process: &oci_spec::runtime::Process,
     spec: &Spec,
@@ -328,36 +334,62 @@ pub fn finish_process(
     seccomp: Option<&crate::seccomp::Filter>,
     agent: Option<&Agent>,
 ) -> Result<()> {
-    // With SCMP_ACT_NOTIFY the listener goes to the agent at once: the filter is in force
-    // from here on, and only the agent can answer what it notifies.
-    let install = |f: &crate::seccomp::Filter| -> Result<()> {
-        let listener = crate::seccomp::install(f)?;
-        if let (Some(l), Some(a)) = (listener, agent) {
-            crate::seccomp::send_listener(&a.socket, l, f, a.pid, &a.state)?;
-        }
-        Ok(())
-    };
-    let nnp = process.no_new_privileges() == Some(true);
-    let caps = process::CapSets::from_spec(process.capabilities().as_ref())?;
     process::set_rlimits(process)?;
+    before_barrier(process, spec, seccomp, agent)?;
+    after_barrier(process, preserve_fds, seccomp, agent)
+}
+
+/// Install `f`; with SCMP_ACT_NOTIFY the listener goes to the agent at once: the filter is in
+/// force from here on, and only the agent can answer what it notifies.
+fn install_filter(f: &crate::seccomp::Filter, agent: Option<&Agent>) -> Result<()> {
+    let listener = crate::seccomp::install(f)?;
+    if let (Some(l), Some(a)) = (listener, agent) {
+        crate::seccomp::send_listener(&a.socket, l, f, a.pid, &a.state)?;
+    }
+    Ok(())
+}
+
+/// The steps before the exec barrier, while still privileged: I/O priority, scheduling,
+/// personality, default signal dispositions, and, without no_new_privs, the seccomp filter
+/// (installing one then needs CAP_SYS_ADMIN, so it goes in before the capabilities are
+/// dropped, as runc does; its agent then hears of it during `create`).
+pub fn before_barrier(
+    process: &oci_spec::runtime::Process,
+    spec: &Spec,
+    seccomp: Option<&crate::seccomp::Filter>,
+    agent: Option<&Agent>,
+) -> Result<()> {
     process::set_io_priority(process)?;
     process::set_scheduler(process)?;
     process::set_personality(spec.linux().as_ref())?;
+    process::reset_signals();
+    if let (Some(f), false) = (seccomp, process.no_new_privileges() == Some(true)) {
+        install_filter(f, agent)?;
+    }
+    Ok(())
+}
+
+/// The steps after the exec barrier: identity and capabilities, cwd, umask, LSM labels,
+/// no_new_privs, fds, and with no_new_privs the seccomp filter as late as possible, so that it
+/// constrains the user program and not the runtime's last steps.
+pub fn after_barrier(
+    process: &oci_spec::runtime::Process,
+    preserve_fds: u32,
+    seccomp: Option<&crate::seccomp::Filter>,
+    agent: Option<&Agent>,
+) -> Result<()> {
+    let caps = process::CapSets::from_spec(process.capabilities().as_ref())?;
     let allow_setgroups = std::fs::read_to_string("/proc/self/setgroups")
         .map(|s| s.trim() != "deny")
         .unwrap_or(true);
-    process::reset_signals();
-    if let (Some(f), false) = (seccomp, nnp) {
-        install(f)?;
-    }
     process::set_identity_and_caps(process, &caps, allow_setgroups)?;
     process::enter_cwd(process)?;
     process::set_umask(process);
     process::set_lsm_labels(process)?;
     process::set_no_new_privs(process)?;
     process::close_fds_on_exec(preserve_fds)?;
-    if let (Some(f), true) = (seccomp, nnp) {
-        install(f)?;
+    if let (Some(f), true) = (seccomp, process.no_new_privileges() == Some(true)) {
+        install_filter(f, agent)?;
     }
     Ok(())
 }

@@ -181,8 +181,13 @@ fn exec_process(
     if let Some(cwd) = &a.cwd {
         p.set_cwd(cwd.into());
     }
+    // `--env NAME=VALUE` replaces the config's NAME, as runc's does.
     let mut env = p.env().clone().unwrap_or_default();
-    env.extend(a.env.iter().cloned());
+    for kv in &a.env {
+        let name = kv.split('=').next().unwrap_or(kv);
+        env.retain(|e| e.split('=').next() != Some(name));
+        env.push(kv.clone());
+    }
     p.set_env(Some(env));
     if let Some(u) = &a.user {
         let (uid, gid) = match u.split_once(':') {

@@ -232,6 +232,9 @@ impl Rootfs<'_> {
             }
             self.finish(root, dest, &opts)
         } else {
+            if typ == "proc" || typ == "sysfs" {
+                refuse_symlink_target(root, dest, typ)?;
+            }
             let target = ensure_in_root(root, dest, true)?;
             let data = opts.data.join(",");
             let data = (!data.is_empty()).then_some(data);
@@ -405,6 +408,23 @@ impl Rootfs<'_> {
         }
         Ok(())
     }
+}
+
+/// proc and sysfs go on an ordinary directory, never through a symlink the image put there
+/// (even one that stays inside the root): runc refuses the same, and a container whose /proc
+/// is elsewhere is not what its config describes.
+fn refuse_symlink_target(root: i32, dest: &Path, typ: &str) -> Result<()> {
+    let Ok(fd) = open_in_root(root, dest, libc::O_PATH | libc::O_NOFOLLOW, 0) else {
+        return Ok(()); // missing: made as a directory
+    };
+    let st = nix::sys::stat::fstat(&fd).ctx(format_args!("cannot stat {}", dest.display()))?;
+    if st.st_mode & libc::S_IFMT != libc::S_IFDIR {
+        return Err(Error::InvalidConfig(format!(
+            "{typ} cannot be mounted on {}: it must be mounted on an ordinary directory, and the rootfs has something else there",
+            dest.display()
+        )));
+    }
+    Ok(())
 }
 
 fn typ_or_bind(typ: &str, opts: &MountOptions) -> String {

@@ -4,6 +4,7 @@
 use std::collections::HashSet;
 use std::ffi::CString;
 use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
@@ -31,7 +32,13 @@ pub fn resolve_program(process: &Process) -> Result<CString> {
         } else {
             process.cwd().join(prog)
         };
+        // As runc's lookup: a directory or a file without an execute bit is refused here, at
+        // create, rather than by execve after start.
         return match std::fs::metadata(&p) {
+            Ok(m) if m.is_dir() || m.permissions().mode() & 0o111 == 0 => Err(Error::io(
+                format!("exec: {prog:?}"),
+                std::io::Error::from_raw_os_error(libc::EACCES),
+            )),
             Ok(_) => cstr(&p),
             Err(e) => Err(Error::io(format!("exec: {prog:?}"), e)),
         };
@@ -41,7 +48,6 @@ pub fn resolve_program(process: &Process) -> Result<CString> {
         let dir = if dir.is_empty() { "." } else { dir };
         let cand = Path::new(dir).join(prog);
         if let Ok(m) = std::fs::metadata(&cand) {
-            use std::os::unix::fs::PermissionsExt;
             if m.is_file() && m.permissions().mode() & 0o111 != 0 {
                 return cstr(&cand);
             }

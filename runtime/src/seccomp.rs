@@ -245,11 +245,8 @@ fn rules(s: &LinuxSeccomp) -> Result<Vec<Rule<'_>>> {
                     a.index()
                 )));
             }
-            if a.op() == LinuxSeccompOperator::ScmpCmpMaskedEq && a.value_two().is_none() {
-                return Err(Error::InvalidConfig(
-                    "seccomp SCMP_CMP_MASKED_EQ needs valueTwo".into(),
-                ));
-            }
+            // An absent valueTwo is 0: Go clients drop zero values (`omitempty`), and
+            // containerd's default profile masks clone flags this way.
             by_index.push((a.index(), a.op(), a.value(), a.value_two().unwrap_or(0)));
         }
         // Conditions on different arguments must all hold; several conditions on the same

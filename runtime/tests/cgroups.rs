@@ -446,11 +446,6 @@ fn limits_that_cannot_be_applied_are_errors() {
     }
     let root = Root::new();
     let mut cases = vec![
-        (
-            "kernel",
-            json!({"memory": {"kernel": 1048576}}),
-            "memory.kernel",
-        ),
         ("badcpus", json!({"cpu": {"cpus": "4096"}}), "cpuset.cpus"),
         ("badweight", json!({"blockIO": {"weight": 5000}}), "weight"),
     ];

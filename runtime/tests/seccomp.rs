@@ -102,6 +102,29 @@ fn exec_processes_get_the_filter_too() {
 }
 
 #[test]
+fn a_masked_eq_rule_without_value_two_compares_with_zero() {
+    if !require_root("a_masked_eq_rule_without_value_two_compares_with_zero") {
+        return;
+    }
+    // As Go clients write them (`omitempty` drops a valueTwo of 0): chmod's mode with its
+    // sticky, setgid and setuid bits masked, compared with 0. A plain mode is refused, one with
+    // the sticky bit passes.
+    let root = Root::new();
+    let mask = 0o7000;
+    let b = with_profile(
+        "touch /tmp/f; chmod 644 /tmp/f 2>&1; chmod 1644 /tmp/f && echo sticky made",
+        true,
+        json!({"defaultAction": "SCMP_ACT_ALLOW",
+               "syscalls": [
+                   {"names": ["chmod"], "action": "SCMP_ACT_ERRNO", "args": [{"index": 1, "value": mask, "op": "SCMP_CMP_MASKED_EQ"}]},
+                   {"names": ["fchmodat", "fchmodat2"], "action": "SCMP_ACT_ERRNO", "args": [{"index": 2, "value": mask, "op": "SCMP_CMP_MASKED_EQ"}]}]}),
+    );
+    let out = root.run_ok(&b);
+    assert!(out.contains("Operation not permitted"), "{out}");
+    assert!(out.contains("sticky made"), "{out}");
+}
+
+#[test]
 fn a_bad_profile_fails_create_cleanly() {
     if !require_root("a_bad_profile_fails_create_cleanly") {
         return;
@@ -111,12 +134,12 @@ fn a_bad_profile_fails_create_cleanly() {
         "true",
         true,
         json!({"defaultAction": "SCMP_ACT_ALLOW",
-               "syscalls": [{"names": ["clone"], "action": "SCMP_ACT_ERRNO", "args": [{"index": 0, "value": 1, "op": "SCMP_CMP_MASKED_EQ"}]}]}),
+               "syscalls": [{"names": ["clone"], "action": "SCMP_ACT_ERRNO", "args": [{"index": 6, "value": 1, "op": "SCMP_CMP_EQ"}]}]}),
     );
     let id = unique_id("badsec");
     let out = root.hr(&["create", "--bundle", b.path().to_str().unwrap(), &id]);
     assert!(
-        error_line(&out).contains("valueTwo"),
+        error_line(&out).contains("index 6 is above 5"),
         "{}",
         error_line(&out)
     );
@@ -265,4 +288,34 @@ fn notify_hands_the_listener_to_the_agent_for_init_and_exec() {
     );
     assert_eq!(seen, [libc::SYS_mkdir as i32]);
     let _ = root.hr(&["kill", &id, "KILL"]);
+}
+
+#[test]
+fn without_no_new_privs_the_agent_gets_the_listener_during_create() {
+    if !require_root("without_no_new_privs_the_agent_gets_the_listener_during_create") {
+        return;
+    }
+    // Agents (and runc's callers) wait for the listener during `create`, as runc sends it.
+    let root = Root::new();
+    let dir = tempfile::tempdir().unwrap();
+    let sock = dir.path().join("agent.sock");
+    let listener = std::os::unix::net::UnixListener::bind(&sock).unwrap();
+    let handle = agent(listener, 0);
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(handle.join().unwrap());
+    });
+    let profile = json!({"defaultAction": "SCMP_ACT_ALLOW", "listenerPath": sock,
+        "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_NOTIFY"}]});
+    let b = with_profile("echo started", false, profile);
+    let id = unique_id("notify-create");
+    root.ok(&["create", "--bundle", b.path().to_str().unwrap(), &id]);
+    let (msg, _) = rx
+        .recv_timeout(std::time::Duration::from_secs(10))
+        .expect("the agent got no listener before start");
+    assert_eq!(msg["state"]["id"], id.as_str());
+    assert_eq!(msg["state"]["status"], "created");
+    root.ok(&["start", &id]);
+    root.wait_status(&id, "stopped");
+    root.ok(&["delete", &id]);
 }

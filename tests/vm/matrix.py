@@ -32,6 +32,7 @@ SUITES = {
     "images": None,
     "engine": None,
     "library": None,
+    "parity": None,
     "run": None,
     "security": None,
 }

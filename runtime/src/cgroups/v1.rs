@@ -174,11 +174,6 @@ pub fn apply(paths: &BTreeMap<String, PathBuf>, r: &LinuxResources) -> Result<()
         if m.disable_oom_killer() == Some(true) {
             set(dir, "memory.oom_control", 1)?;
         }
-        if m.kernel().is_some() || m.kernel_tcp().is_some() {
-            return Err(Error::Unsupported(
-                "memory.kernel and memory.kernelTCP are deprecated and not supported".into(),
-            ));
-        }
     }
     if let Some(c) = r.cpu() {
         if let Some(v) = c.shares() {

@@ -142,11 +142,6 @@ pub fn apply(dir: &Path, r: &LinuxResources) -> Result<()> {
         if let Some(v) = m.reservation() {
             set(dir, "memory.low", v)?;
         }
-        if m.kernel().is_some() || m.kernel_tcp().is_some() {
-            return Err(Error::Unsupported(
-                "memory.kernel and memory.kernelTCP do not exist on cgroup v2".into(),
-            ));
-        }
         if m.swappiness().is_some() {
             return Err(Error::Unsupported(
                 "memory.swappiness does not exist on cgroup v2".into(),
