@@ -59,9 +59,7 @@ fn image(root: &Path, a: &RunOptions, progress: PullProgress) -> Result<ImageRec
     let need_pull = match (a.pull, &have) {
         (PullPolicy::Always, _) | (PullPolicy::Missing, None) => true,
         (PullPolicy::Never, None) => {
-            return Err(Error::NoSuchImage(format!(
-                "{r} is not in the store and --pull=never"
-            )))
+            return Err(Error::NoSuchImage(format!("{r} (and --pull=never)")))
         }
         _ => false,
     };

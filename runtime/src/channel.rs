@@ -78,6 +78,7 @@ impl Channel {
     /// An `Error` message already waiting from the peer (read without blocking).
     fn pending_error(&self) -> Option<String> {
         let mut buf = vec![0u8; MAX_MSG];
+        let mut reset = false;
         loop {
             let mut iov = [IoSliceMut::new(&mut buf)];
             let n = match recvmsg::<()>(
@@ -88,6 +89,11 @@ impl Channel {
             ) {
                 Ok(m) if m.bytes > 0 => m.bytes,
                 Err(nix::errno::Errno::EINTR) => continue,
+                // Reported once, ahead of the queued messages (see `recv`).
+                Err(nix::errno::Errno::ECONNRESET) if !reset => {
+                    reset = true;
+                    continue;
+                }
                 _ => return None,
             };
             if let Ok(Msg::Error(e)) = serde_json::from_slice::<Msg>(&buf[..n]) {
@@ -99,6 +105,7 @@ impl Channel {
     /// Receive one message; `None` when the peer closed its end (exited).
     pub fn recv(&self) -> Result<Option<Msg>> {
         let mut buf = vec![0u8; MAX_MSG];
+        let mut reset = false;
         let n = loop {
             let mut iov = [IoSliceMut::new(&mut buf)];
             match recvmsg::<()>(
@@ -109,6 +116,12 @@ impl Channel {
             ) {
                 Ok(m) => break m.bytes,
                 Err(nix::errno::Errno::EINTR) => continue,
+                // The peer exited leaving a message of ours unread: the kernel says so once,
+                // ahead of what the peer sent before it went (its error). Read that next.
+                Err(nix::errno::Errno::ECONNRESET) if !reset => {
+                    reset = true;
+                    continue;
+                }
                 Err(e) => return Err(Error::sys("cannot read sync socket", e)),
             }
         };

@@ -85,10 +85,8 @@ fn refuse_unsupported(spec: &Spec) -> Result<()> {
     if linux.is_some_and(|l| l.intel_rdt().is_some()) {
         return Err(Error::Unsupported("linux.intelRdt is not supported".into()));
     }
-    if linux.is_some_and(|l| l.memory_policy().is_some()) {
-        return Err(Error::Unsupported(
-            "linux.memoryPolicy is not supported".into(),
-        ));
+    if let Some(p) = linux.and_then(|l| l.memory_policy().as_ref()) {
+        crate::mempolicy::parse(p)?;
     }
     if linux.is_some_and(|l| l.net_devices().as_ref().is_some_and(|d| !d.is_empty())) {
         return Err(Error::Unsupported(

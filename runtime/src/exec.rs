@@ -179,6 +179,10 @@ fn exec_intermediate(
     let mut agent = None;
     let result = (|| -> Result<()> {
         nix::sys::prctl::set_dumpable(false).ctx("cannot clear dumpable")?;
+        // execCPUAffinity.initial: where the runtime's side runs until it is in the cgroup.
+        if let Some(cpus) = affinity(&opts.process, false) {
+            process::set_cpu_affinity(&cpus, "initial")?;
+        }
         // A SCMP_ACT_NOTIFY profile's agent listens on a host path: connect before joining.
         if let Some(f) = init::seccomp_filter(config)? {
             agent = crate::seccomp::connect_agent(&f)?;
@@ -210,6 +214,17 @@ fn exec_intermediate(
     })
 }
 
+/// `process.execCPUAffinity`'s initial (or final) CPU list, when set and not empty.
+fn affinity(p: &oci_spec::runtime::Process, last: bool) -> Option<String> {
+    let a = p.exec_cpu_affinity().as_ref()?;
+    let list = if last {
+        a.cpu_affinity_final()
+    } else {
+        a.initial()
+    };
+    list.clone().filter(|s| !s.trim().is_empty())
+}
+
 fn exec_process(
     chan: Channel,
     console: Option<OwnedFd>,
@@ -230,6 +245,10 @@ fn exec_process(
                 ))
             }
         };
+        // In the cgroup now: execCPUAffinity.final, or what the kernel gave.
+        if let Some(cpus) = affinity(&opts.process, true) {
+            process::set_cpu_affinity(&cpus, "final")?;
+        }
         nix::unistd::setsid().ctx("setsid failed")?;
         if let Some(c) = &console {
             let size = opts.process.console_size().map(|b| (b.height(), b.width()));

@@ -75,7 +75,14 @@ pub fn intermediate(chan: Channel, args: InitArgs) -> ! {
             .contains(crate::namespaces::clone_flag(LinuxNamespaceType::Time))
         {
             if let Some(linux) = args.spec.linux() {
-                crate::namespaces::write_time_offsets(linux)?;
+                // In a user namespace /proc/self of a non-dumpable process belongs to the
+                // host's root, whom the namespace's root is not: EACCES. Dumpable for the write.
+                if in_user_ns {
+                    nix::sys::prctl::set_dumpable(true).ctx("cannot set dumpable")?;
+                }
+                let written = crate::namespaces::write_time_offsets(linux);
+                nix::sys::prctl::set_dumpable(false).ctx("cannot clear dumpable")?;
+                written?;
             }
         }
         Ok(())
@@ -362,6 +369,13 @@ pub fn before_barrier(
     process::set_io_priority(process)?;
     process::set_scheduler(process)?;
     process::set_personality(spec.linux().as_ref())?;
+    if let Some(p) = spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.memory_policy().as_ref())
+    {
+        crate::mempolicy::apply(&crate::mempolicy::parse(p)?)?;
+    }
     process::reset_signals();
     if let (Some(f), false) = (seccomp, process.no_new_privileges() == Some(true)) {
         install_filter(f, agent)?;

@@ -19,6 +19,7 @@ pub mod fsutil;
 pub mod hooks;
 pub mod init;
 pub mod logging;
+pub mod mempolicy;
 pub mod mounts;
 pub mod namespaces;
 pub mod process;

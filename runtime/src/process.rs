@@ -69,6 +69,24 @@ fn env_value(process: &Process, key: &str) -> Option<String> {
         .next_back()
 }
 
+/// Run on the CPUs of `list` ("0-3,7"): `process.execCPUAffinity`'s initial and final sets.
+pub fn set_cpu_affinity(list: &str, which: &str) -> Result<()> {
+    let cpus = crate::util::parse_list(list, nix::sched::CpuSet::count())
+        .filter(|c| !c.is_empty())
+        .ok_or_else(|| {
+            Error::InvalidConfig(format!(
+                "process.execCPUAffinity.{which} {list:?}: use CPU ranges like 0-3,7"
+            ))
+        })?;
+    let mut set = nix::sched::CpuSet::new();
+    for c in cpus {
+        set.set(c)
+            .map_err(|e| Error::sys(format!("execCPUAffinity.{which} CPU {c}"), e))?;
+    }
+    nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), &set)
+        .ctx(format_args!("cannot set execCPUAffinity.{which} {list:?}"))
+}
+
 /// argv and envp as execve wants them.
 pub fn argv_envp(process: &Process) -> Result<(Vec<CString>, Vec<CString>)> {
     let to_c = |s: &String| {

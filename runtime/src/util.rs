@@ -43,6 +43,21 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
 }
 
 /// Container ids become directory names under --root: keep them to runc's character set.
+/// A Linux list of numbers ("0-3,7", as cpusets and NUMA node lists are written), each below
+/// `limit`; None when it does not parse.
+pub fn parse_list(s: &str, limit: usize) -> Option<Vec<usize>> {
+    let mut out = Vec::new();
+    for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let (lo, hi) = part.split_once('-').unwrap_or((part, part));
+        let (lo, hi): (usize, usize) = (lo.trim().parse().ok()?, hi.trim().parse().ok()?);
+        if lo > hi || hi >= limit {
+            return None;
+        }
+        out.extend(lo..=hi);
+    }
+    Some(out)
+}
+
 pub fn validate_id(id: &str) -> Result<()> {
     let ok = !id.is_empty()
         && id.len() <= 1024

@@ -134,3 +134,114 @@ fn a_command_that_cannot_be_executed_fails_create_not_start() {
         assert!(!root.container_dir(&id).exists(), "{prog}: {id} was left");
     }
 }
+
+#[test]
+fn a_memory_policy_is_set_with_set_mempolicy() {
+    if !require_root("a_memory_policy_is_set_with_set_mempolicy") {
+        return;
+    }
+    if !std::path::Path::new("/proc/self/numa_maps").exists() {
+        eprintln!("SKIP a_memory_policy_is_set_with_set_mempolicy: this kernel has no NUMA (no /proc/self/numa_maps)");
+        return;
+    }
+    let root = Root::new();
+    // numa_maps names each mapping's policy: the process's own unless a mapping has one.
+    for (policy, shows) in [
+        (json!({"mode": "MPOL_BIND", "nodes": "0"}), "bind:0"),
+        (
+            json!({"mode": "MPOL_INTERLEAVE", "nodes": "0"}),
+            "interleave:0",
+        ),
+        (json!({"mode": "MPOL_DEFAULT"}), "default"),
+    ] {
+        let mut b = Bundle::new(&["sh", "-c", "head -n 3 /proc/self/numa_maps"]);
+        b.edit(|c| c["linux"]["memoryPolicy"] = policy.clone());
+        let out = root.run_ok(&b);
+        assert!(out.contains(shows), "{policy}: {out}");
+    }
+    // Bad nodes fail create, naming the setting; a node the machine lacks, the kernel's EINVAL.
+    for (policy, says) in [
+        (
+            json!({"mode": "MPOL_BIND", "nodes": "x"}),
+            "use ranges like",
+        ),
+        (json!({"mode": "MPOL_BIND"}), "needs nodes"),
+        (
+            json!({"mode": "MPOL_BIND", "nodes": "4000"}),
+            "a node that does not exist",
+        ),
+    ] {
+        let mut b = Bundle::new(&["true"]);
+        b.edit(|c| c["linux"]["memoryPolicy"] = policy.clone());
+        let id = unique_id("mempol");
+        let out = root.hr(&["create", "--bundle", b.path().to_str().unwrap(), &id]);
+        assert!(!out.status.success(), "{policy}");
+        let line = error_line(&out);
+        assert!(
+            line.contains("memoryPolicy") && line.contains(says),
+            "{policy}: {line}"
+        );
+        assert!(!root.container_dir(&id).exists());
+    }
+}
+
+#[test]
+fn a_time_namespace_works_inside_a_user_namespace() {
+    if !require_root("a_time_namespace_works_inside_a_user_namespace") {
+        return;
+    }
+    let root = Root::new();
+    let mut b = Bundle::new(&["cat", "/proc/self/timens_offsets"]);
+    b.edit(|c| {
+        let ns = c["linux"]["namespaces"].as_array_mut().unwrap();
+        ns.push(json!({"type": "user"}));
+        ns.push(json!({"type": "time"}));
+        c["linux"]["uidMappings"] = json!([{"containerID": 0, "hostID": 100000, "size": 65536}]);
+        c["linux"]["gidMappings"] = json!([{"containerID": 0, "hostID": 100000, "size": 65536}]);
+        c["linux"]["timeOffsets"] = json!({"monotonic": {"secs": 3600}});
+    });
+    let out = root.run_ok(&b);
+    assert!(
+        out.lines()
+            .any(|l| l.split_whitespace().collect::<Vec<_>>() == ["monotonic", "3600", "0"]),
+        "{out}"
+    );
+}
+
+#[test]
+fn exec_cpu_affinity_puts_the_process_on_its_final_cpus() {
+    if !require_root("exec_cpu_affinity_puts_the_process_on_its_final_cpus") {
+        return;
+    }
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    if cpus < 2 {
+        eprintln!("SKIP exec_cpu_affinity_puts_the_process_on_its_final_cpus: needs 2 CPUs");
+        return;
+    }
+    let root = Root::new();
+    let b = Bundle::new(&["sleep", "1000"]);
+    let id = unique_id("affinity");
+    root.ok(&["run", "-d", "--bundle", b.path().to_str().unwrap(), &id]);
+    let process = b.path().join("process.json");
+    let write = |affinity: serde_json::Value| {
+        std::fs::write(
+            &process,
+            json!({"args": ["sh", "-c", "grep Cpus_allowed_list /proc/self/status"], "cwd": "/",
+                   "env": ["PATH=/bin"], "user": {"uid": 0, "gid": 0}, "execCPUAffinity": affinity})
+            .to_string(),
+        )
+        .unwrap();
+    };
+    write(json!({"initial": "0", "final": "1"}));
+    let out = root.ok(&["exec", "-p", process.to_str().unwrap(), &id]);
+    assert_eq!(out.split_whitespace().last(), Some("1"), "{out}");
+    write(json!({"final": "0-1,5000"}));
+    let bad = root.hr(&["exec", "-p", process.to_str().unwrap(), &id]);
+    assert!(!bad.status.success());
+    assert!(
+        error_line(&bad).contains("execCPUAffinity.final"),
+        "{}",
+        error_line(&bad)
+    );
+    root.ok(&["delete", "-f", &id]);
+}
