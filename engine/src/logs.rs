@@ -41,6 +41,8 @@ struct Line<'a> {
 /// docker does, and what is left at the end is written without a newline.
 pub struct Writer {
     file: File,
+    /// Where the last whole line ends (the monitor is the log's one writer).
+    end: u64,
     pending: [Vec<u8>; 2],
 }
 
@@ -53,8 +55,13 @@ impl Writer {
             .append(true)
             .open(path)
             .with_context(|| format!("cannot open the log {}", path.display()))?;
+        let end = file
+            .metadata()
+            .with_context(|| format!("cannot read the log {}", path.display()))?
+            .len();
         Ok(Writer {
             file,
+            end,
             pending: [Vec::new(), Vec::new()],
         })
     }
@@ -69,10 +76,10 @@ impl Writer {
             s.push(b'\n');
             // A full disk loses log lines, never the container; and a line written in part
             // is cut back off, or the next one would be glued to it and lost too.
-            let end = self.file.metadata().map(|m| m.len());
-            if self.file.write_all(&s).is_err() {
-                if let Ok(end) = end {
-                    let _ = self.file.set_len(end);
+            match self.file.write_all(&s) {
+                Ok(()) => self.end += s.len() as u64,
+                Err(_) => {
+                    let _ = self.file.set_len(self.end);
                 }
             }
         }
