@@ -39,7 +39,7 @@ pub struct GlobalOpts {
     /// Log debug information
     #[arg(long, global = true)]
     pub debug: bool,
-    /// Manage cgroups through systemd (not supported yet: refused with an error)
+    /// Manage cgroups through systemd: cgroupsPath is slice:prefix:name, the cgroup a transient scope
     #[arg(long, global = true)]
     pub systemd_cgroup: bool,
     /// Accepted for runc compatibility: husk-runtime never uses CRIU

@@ -27,6 +27,8 @@ use crate::{hooks, spec};
 pub struct Runtime {
     pub root: PathBuf,
     pub log: Logger,
+    /// Cgroups as systemd scopes (`--systemd-cgroup`) instead of directories we make.
+    pub systemd_cgroup: bool,
 }
 
 #[derive(Debug, Default)]
@@ -47,6 +49,7 @@ pub struct CreateOpts {
 struct Cleanup {
     dir: Option<ContainerDir>,
     cgroup: Option<CgroupPaths>,
+    systemd_unit: Option<String>,
     children: Vec<Pid>,
 }
 
@@ -54,6 +57,7 @@ impl Cleanup {
     fn disarm(&mut self) {
         self.dir = None;
         self.cgroup = None;
+        self.systemd_unit = None;
         self.children.clear();
     }
 }
@@ -70,6 +74,9 @@ impl Drop for Cleanup {
         if let Some(cg) = &self.cgroup {
             let _ = cgroups::signal_all(cg, Signal::SIGKILL);
             let _ = cgroups::remove(cg);
+        }
+        if let Some(unit) = &self.systemd_unit {
+            let _ = cgroups::systemd::stop(unit);
         }
         if let Some(dir) = &self.dir {
             let _ = dir.remove();
@@ -137,7 +144,14 @@ impl Runtime {
         Runtime {
             root: root.into(),
             log,
+            systemd_cgroup: false,
         }
+    }
+
+    /// Use the systemd cgroup driver (runc's `--systemd-cgroup`).
+    pub fn with_systemd_cgroup(mut self, on: bool) -> Self {
+        self.systemd_cgroup = on;
+        self
     }
 
     fn dir(&self, id: &str) -> Result<ContainerDir> {
@@ -204,11 +218,23 @@ impl Runtime {
             None
         };
         let plan = Plan::from_spec(&linux)?;
+        let scope = if self.systemd_cgroup {
+            let scope = cgroups::systemd::scope_for(linux.cgroups_path().as_deref(), &opts.id)?;
+            if !cgroups::systemd::booted() {
+                return Err(Error::Unsupported(
+                    "--systemd-cgroup needs systemd as the init of this machine (/run/systemd/system is missing)".into(),
+                ));
+            }
+            Some(scope)
+        } else {
+            None
+        };
 
         let dir = ContainerDir::create(&self.root, &opts.id)?;
         let mut cleanup = Cleanup {
             dir: Some(dir.clone()),
             cgroup: None,
+            systemd_unit: None,
             children: Vec::new(),
         };
         let lock = dir.lock()?;
@@ -234,6 +260,7 @@ impl Runtime {
             created: rfc3339_now(),
             owner: nix::unistd::geteuid().to_string(),
             cgroup: None,
+            systemd_unit: None,
             config: spec.clone(),
             exit_status: None,
             creating: true,
@@ -281,10 +308,11 @@ impl Runtime {
             crate::namespaces::write_id_maps(intermediate.as_raw(), &linux)?;
             ours.send(&Msg::Continue)?;
         }
-        // The cgroup is made while the children set up namespaces and mounts.
-        if nix::unistd::geteuid().is_root() || linux.cgroups_path().is_some() {
+        // The cgroup is made while the children set up namespaces and mounts. systemd makes a
+        // scope only with a process in it: the init, once it exists.
+        if scope.is_none() && (nix::unistd::geteuid().is_root() || linux.cgroups_path().is_some()) {
             let path = cgroups::container_path(linux.cgroups_path().as_deref(), &opts.id)?;
-            let paths = cgroups::create(&path, linux.resources().as_ref())?;
+            let paths = cgroups::create(&path, linux.resources().as_ref(), None)?;
             cleanup.cgroup = Some(paths.clone());
             record.cgroup = Some(paths);
         }
@@ -303,6 +331,17 @@ impl Runtime {
         cleanup.children.retain(|p| *p != intermediate);
         record.pid = pid;
         record.init_start_time = process_start_time(pid).unwrap_or(0);
+        if let Some(scope) = &scope {
+            let resources = linux.resources().as_ref();
+            cgroups::systemd::start(scope, pid, resources, cgroups::detect(), &opts.id)?;
+            // Only now ours to stop: a refused start may be for a unit someone else runs.
+            cleanup.systemd_unit = Some(scope.unit.clone());
+            cgroups::systemd::wait_started(pid, &scope.unit)?;
+            let paths = cgroups::create(&scope.path, resources, Some(pid))?;
+            cleanup.cgroup = Some(paths.clone());
+            record.cgroup = Some(paths);
+            record.systemd_unit = Some(scope.unit.clone());
+        }
         dir.save(&record)?;
         // On v1 a host-root init joins its cgroup itself, the fast way (see v1::join_self); in a
         // user namespace it may not write the host's cgroupfs, so we move it.
@@ -516,6 +555,13 @@ impl Runtime {
             }
             cgroups::remove(cg)?;
         }
+        if let Some(unit) = &record.systemd_unit {
+            // The cgroup is gone already; a unit systemd cannot stop must not keep the
+            // container's record alive.
+            if let Err(e) = cgroups::systemd::stop(unit) {
+                self.log.warn(&e.to_string());
+            }
+        }
         let state = self.hook_state(record, Status::Stopped);
         if let Some(h) = record.config.hooks() {
             for hook in h.poststop().iter().flatten() {
@@ -601,6 +647,9 @@ impl Runtime {
             "resources of a stopped container cannot change",
         )?;
         let _lock = dir.lock()?;
+        if let Some(unit) = &record.systemd_unit {
+            cgroups::systemd::set_properties(unit, resources, cgroups::detect())?;
+        }
         cgroups::apply(&cg, resources)?;
         if let Some(linux) = record.config.linux_mut() {
             linux.set_resources(Some(resources.clone()));

@@ -32,6 +32,9 @@ pub enum Error {
     },
     #[error("{0}")]
     Unsupported(String),
+    /// systemd refused or could not be reached (the systemd cgroup driver).
+    #[error("systemd: {0}")]
+    Systemd(String),
     #[error("hook {path} failed: {why}")]
     Hook { path: String, why: String },
     /// An error that happened inside the container's process and was reported back over the

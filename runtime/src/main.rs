@@ -61,10 +61,8 @@ fn parse_signal(s: &str) -> Result<Signal> {
 }
 
 fn dispatch(cli: &RuntimeCli, log: &Logger) -> Result<i32> {
-    if cli.global.systemd_cgroup {
-        bail!("--systemd-cgroup is not supported yet: husk-runtime manages cgroupfs directly");
-    }
-    let rt = Runtime::new(&cli.global.root, log.clone());
+    let rt =
+        Runtime::new(&cli.global.root, log.clone()).with_systemd_cgroup(cli.global.systemd_cgroup);
     match &cli.command {
         Command::Create(a) => {
             rt.create(create_opts(a))?;

@@ -59,6 +59,9 @@ pub struct Record {
     pub owner: String,
     /// Where the container's cgroup lives (one path per v1 hierarchy, or the v2 path).
     pub cgroup: Option<crate::cgroups::CgroupPaths>,
+    /// The scope unit that holds the cgroup, when systemd made it (`--systemd-cgroup`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub systemd_unit: Option<String>,
     /// The config the container was created with: poststop hooks and `exec` need it after the
     /// bundle may have changed or gone.
     pub config: Spec,

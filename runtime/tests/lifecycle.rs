@@ -579,15 +579,15 @@ fn errors_go_to_the_log_file_as_json_lines() {
 }
 
 #[test]
-fn systemd_cgroup_is_refused_clearly() {
+fn systemd_cgroup_is_accepted_on_every_command() {
+    // containerd passes the flag to every call when SystemdCgroup is on (runtime/tests/systemd.rs
+    // tests the driver itself).
     let root = Root::new();
     let out = root.hr(&["--systemd-cgroup", "list"]);
-    assert!(!out.status.success());
-    assert!(
-        error_line(&out).contains("--systemd-cgroup is not supported"),
-        "{}",
-        error_line(&out)
-    );
+    assert!(out.status.success(), "{}", error_line(&out));
+    let features: serde_json::Value =
+        serde_json::from_str(&root.ok(&["features"])).expect("features JSON");
+    assert_eq!(features["linux"]["cgroup"]["systemd"], true);
 }
 
 #[test]

@@ -5,7 +5,8 @@
 
 Builds the test executables here (`cargo test --no-run`), boots each kernel with tests/vm/vm.py
 and runs the suites below in it, then prints one `KERNEL: N passed, N failed` line per kernel
-and exits non-zero if any test failed or any VM did not finish. The same executables run on
+and exits non-zero if any test failed or any VM did not finish. SYSTEMD_SUITES run in a second
+boot of each kernel with systemd as PID 1. The same executables run on
 this host's own kernel (hybrid cgroup v1) in the ordinary `cargo test`.
 """
 
@@ -37,8 +38,14 @@ SUITES = {
     "security": None,
 }
 
+# Suites that need systemd as PID 1 (the systemd cgroup driver): a second boot of each kernel
+# with systemd as the guest's init.
+SYSTEMD_SUITES = {
+    "systemd": None,
+}
 
-def executables(only):
+
+def executables(only, wanted):
     out = subprocess.run(
         ["cargo", "test", "--workspace", "--no-run", "--message-format=json"],
         cwd=TOP, check=True, capture_output=True, text=True,
@@ -49,20 +56,20 @@ def executables(only):
         if msg.get("reason") != "compiler-artifact" or not msg.get("executable"):
             continue
         target = msg["target"]
-        if "test" not in target["kind"] or target["name"] not in SUITES:
+        if "test" not in target["kind"] or target["name"] not in wanted:
             continue
         if only and target["name"] not in only:
             continue
         cwd = os.path.dirname(msg["manifest_path"])
         found.append({"name": target["name"], "exe": msg["executable"], "cwd": cwd,
-                      "filters": SUITES[target["name"]]})
+                      "filters": wanted[target["name"]]})
     return found
 
 
-def boot_and_test(kernel, plan, timeout):
+def boot_and_test(kernel, plan, timeout, init):
     """(passed, failed) of the guest's run, or None if the VM stopped before its summary."""
     proc = subprocess.Popen(
-        [sys.executable, os.path.join(HERE, "vm.py"), "--kernel", kernel,
+        [sys.executable, os.path.join(HERE, "vm.py"), "--kernel", kernel, "--init", init,
          "--timeout", str(timeout), "--cwd", TOP, "--",
          "/usr/bin/python3", os.path.join(HERE, "guest.py"), plan],
         stdout=subprocess.PIPE, text=True, errors="replace",
@@ -88,27 +95,30 @@ def main():
         print("SKIP the kernel matrix: it needs root (the guests see / over 9p passthrough)")
         return 0
     only = {s for s in a.only.split(",") if s}
-    suites = executables(only)
-    if not suites:
+    plans = [(init, executables(only, wanted))
+             for init, wanted in (("tini", SUITES), ("systemd", SYSTEMD_SUITES))]
+    plans = [(init, json.dumps(suites)) for init, suites in plans if suites]
+    if not plans:
         print("matrix: no test executables found", file=sys.stderr)
         return 1
-    plan = json.dumps(suites)
     totals = {}
     failed_vm = []
     for k in a.kernels.split(","):
-        print(f"=== Linux {k}, pure cgroup v2 ===", flush=True)
-        # A VM that stops before the tests' summary (a guest kernel panic or lockup under
-        # QEMU's emulation, a timeout) is booted once more; test failures are not retried.
-        for attempt in (1, 2):
-            result = boot_and_test(k, plan, a.timeout)
-            if result is not None or attempt == 2:
-                break
-            print(f"matrix: Linux {k} stopped before its tests' summary; booting it once more",
-                  flush=True)
-        if result is None:
-            failed_vm.append(k)
-            result = (0, 0)
-        totals[k] = result
+        totals[k] = (0, 0)
+        for init, plan in plans:
+            print(f"=== Linux {k}, pure cgroup v2, {init} as PID 1 ===", flush=True)
+            # A VM that stops before the tests' summary (a guest kernel panic or lockup under
+            # QEMU's emulation, a timeout) is booted once more; test failures are not retried.
+            for attempt in (1, 2):
+                result = boot_and_test(k, plan, a.timeout, init)
+                if result is not None or attempt == 2:
+                    break
+                print(f"matrix: Linux {k} stopped before its tests' summary; booting it once "
+                      "more", flush=True)
+            if result is None:
+                failed_vm.append(f"{k} ({init})")
+                result = (0, 0)
+            totals[k] = (totals[k][0] + result[0], totals[k][1] + result[1])
     print()
     for k, (passed, failed) in totals.items():
         print(f"linux-{k}: {passed} passed, {failed} failed")

@@ -7,7 +7,8 @@ unchanged. /tmp, /run, /var/tmp and /var/lib/husk are tmpfs of their own, becaus
 upper directory (a container's) cannot live on overlayfs. The kernel's modules are reachable at
 /lib/modules/<release> inside the guest, so modprobe and the kernel's own module loading work.
 
-    tests/vm/vm.py [--kernel 5.10|6.1|6.12] [--mem MiB] [--cpus N] [--timeout S] [--cwd DIR] -- CMD...
+    tests/vm/vm.py [--kernel 5.10|6.1|6.12] [--mem MiB] [--cpus N] [--timeout S] [--cwd DIR]
+                   [--init tini|systemd] -- CMD...
     tests/vm/vm.py --fetch-only --kernel 6.1
 
 Prints the command's output as it runs and exits with the command's exit code (125 when the
@@ -218,11 +219,37 @@ export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin HOME=/r
 {env}
 cd {cwd}
 echo "vm: Linux $(uname -r), $(nproc) CPUs, cgroup $(stat -fc %T /sys/fs/cgroup)"
-/usr/bin/tini -s -- /bin/sh /vm-io/cmd < /dev/null
+{run}
+"""
+
+# The command under tini as PID 1 (the default).
+RUN_TINI = r"""/usr/bin/tini -s -- /bin/sh /vm-io/cmd < /dev/null
 echo $? > /vm-io/rc
 sync
 echo o > /proc/sysrq-trigger
-while :; do sleep 1; done 2>/dev/null
+while :; do sleep 1; done 2>/dev/null"""
+
+# The command as a service of systemd booted as PID 1 (the host's systemd, this root's units):
+# a target of its own pulls only that service, so none of the host's units start; D-Bus is
+# started without its dependencies, for what talks to systemd over the bus.
+RUN_SYSTEMD = r"""mkdir -p /run/systemd/system
+printf '%s\n' '[Unit]' 'Description=husk VM' 'DefaultDependencies=no' \
+  'Wants=husk-vm.service' > /run/systemd/system/husk-vm.target
+printf '%s\n' '[Unit]' 'DefaultDependencies=no' '[Service]' 'Type=oneshot' \
+  'StandardInput=null' 'StandardOutput=null' 'StandardError=null' \
+  'ExecStart=/bin/sh /vm-io/stage3' > /run/systemd/system/husk-vm.service
+exec /lib/systemd/systemd --unit=husk-vm.target --log-level=warning --show-status=false"""
+
+STAGE3 = r"""exec > /dev/console 2>&1
+systemctl start --job-mode=ignore-requirements dbus.socket dbus.service || echo "vm: D-Bus did not start"
+export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin HOME=/root
+{env}
+cd {cwd}
+echo "vm: systemd $(systemctl --version | head -1 | cut -d' ' -f2) is PID 1"
+/bin/sh /vm-io/cmd < /dev/null
+echo $? > /vm-io/rc
+sync
+echo o > /proc/sysrq-trigger
 """
 
 
@@ -267,7 +294,7 @@ def initramfs(series, mods):
     return path
 
 
-def boot(series, command, mem, cpus, timeout, cwd, env, scratch_gib=16):
+def boot(series, command, mem, cpus, timeout, cwd, env, init="tini", scratch_gib=16):
     vmlinuz, mods, release = kernel(series)
     initrd = initramfs(series, mods)
     # Not under /tmp: where that is a tmpfs, the disk's written blocks would take memory.
@@ -281,11 +308,14 @@ def boot(series, command, mem, cpus, timeout, cwd, env, scratch_gib=16):
         exports = "\n".join(f"export {k}={shlex.quote(v)}" for k, v in env.items())
         with open(os.path.join(io, "stage2"), "w") as f:
             f.write(
-                STAGE2.replace("{mods}", shlex.quote(mods))
+                STAGE2.replace("{run}", RUN_SYSTEMD if init == "systemd" else RUN_TINI)
+                .replace("{mods}", shlex.quote(mods))
                 .replace("{release}", release)
                 .replace("{cwd}", shlex.quote(cwd))
                 .replace("{env}", exports)
             )
+        with open(os.path.join(io, "stage3"), "w") as f:
+            f.write(STAGE3.replace("{cwd}", shlex.quote(cwd)).replace("{env}", exports))
         qemu = [
             "qemu-system-x86_64", "-accel", "tcg,thread=multi", "-cpu", "max",
             "-smp", str(cpus), "-m", str(mem), "-nographic", "-no-reboot", "-nic", "none",
@@ -330,6 +360,8 @@ def main():
     p.add_argument("--timeout", type=int, default=1800, help="seconds for boot and command")
     p.add_argument("--cwd", default=os.getcwd())
     p.add_argument("--env", action="append", default=[], help="NAME=VALUE for the command")
+    p.add_argument("--init", default="tini", choices=["tini", "systemd"],
+                   help="PID 1 of the guest: tini, or systemd with the command as its service")
     p.add_argument("--fetch-only", action="store_true")
     p.add_argument("command", nargs="*")
     a = p.parse_args()
@@ -344,7 +376,7 @@ def main():
         if not a.command:
             p.error("no command")
         env = dict(e.split("=", 1) for e in a.env)
-        return boot(a.kernel, a.command, a.mem, a.cpus, a.timeout, a.cwd, env)
+        return boot(a.kernel, a.command, a.mem, a.cpus, a.timeout, a.cwd, env, a.init)
     except (VmError, subprocess.CalledProcessError, OSError) as e:
         print(f"vm: {e}", file=sys.stderr)
         return 125

@@ -5,6 +5,7 @@
 
 pub mod ebpf;
 pub mod stats;
+pub mod systemd;
 pub mod v1;
 pub mod v2;
 
@@ -47,8 +48,8 @@ pub fn container_path(cgroups_path: Option<&Path>, id: &str) -> Result<PathBuf> 
     let p = match cgroups_path {
         Some(p) if !p.as_os_str().is_empty() => {
             if p.to_string_lossy().contains(':') && !p.is_absolute() {
-                return Err(Error::Unsupported(format!(
-                    "cgroupsPath {} is in systemd's slice:prefix:name form; --systemd-cgroup is not supported yet",
+                return Err(Error::InvalidConfig(format!(
+                    "cgroupsPath {} is in systemd's slice:prefix:name form: run with --systemd-cgroup",
                     p.display()
                 )));
             }
@@ -69,7 +70,13 @@ pub fn container_path(cgroups_path: Option<&Path>, id: &str) -> Result<PathBuf> 
 }
 
 /// Create the cgroup and apply the resources. On error nothing created is left behind.
-pub fn create(path: &Path, resources: Option<&LinuxResources>) -> Result<CgroupPaths> {
+/// `owner` is a process already in it that belongs there (the init, which systemd placed in
+/// its scope); any other process means the cgroup is someone else's.
+pub fn create(
+    path: &Path,
+    resources: Option<&LinuxResources>,
+    owner: Option<i32>,
+) -> Result<CgroupPaths> {
     let paths = match detect() {
         Version::V1 => CgroupPaths::V1(v1::create(path)?),
         Version::V2 => CgroupPaths::V2(v2::create(path)?),
@@ -77,7 +84,7 @@ pub fn create(path: &Path, resources: Option<&LinuxResources>) -> Result<CgroupP
     // An existing cgroup with processes belongs to someone else: adopting it would later kill
     // and remove what is not ours.
     match pids(&paths) {
-        Ok(p) if !p.is_empty() => {
+        Ok(p) if p.iter().any(|p| Some(*p) != owner) => {
             return Err(Error::InvalidConfig(format!(
                 "cgroup {} is already in use by {} process(es)",
                 path.display(),
