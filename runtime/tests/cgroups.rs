@@ -289,7 +289,7 @@ fn cgroups_path_absolute_and_relative() {
             "{name}: cgroup {} left behind",
             dir.display()
         );
-        let _ = fs::remove_dir(dir.parent().unwrap());
+        remove_empty_cgroup(path);
     }
 }
 

@@ -36,12 +36,14 @@ SUITES = {
     "parity": None,
     "run": None,
     "security": None,
+    "containerd": None,
 }
 
 # Suites that need systemd as PID 1 (the systemd cgroup driver): a second boot of each kernel
 # with systemd as the guest's init.
 SYSTEMD_SUITES = {
     "systemd": None,
+    "containerd": ["cri_with_systemd_cgroup"],
 }
 
 

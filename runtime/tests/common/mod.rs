@@ -285,6 +285,20 @@ impl Drop for Root {
     }
 }
 
+/// Remove the cgroup `rel` (relative to a hierarchy's root) from every hierarchy where it is
+/// empty: the parents a test's cgroupsPath made, which runtimes leave for later containers.
+pub fn remove_empty_cgroup(rel: &str) {
+    let rel = rel.trim_start_matches('/');
+    let _ = fs::remove_dir(Path::new("/sys/fs/cgroup").join(rel));
+    for hierarchy in fs::read_dir("/sys/fs/cgroup")
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        let _ = fs::remove_dir(hierarchy.path().join(rel));
+    }
+}
+
 pub fn assert_no_cgroup(id: &str) {
     for hierarchy in fs::read_dir("/sys/fs/cgroup").expect("cgroupfs").flatten() {
         let p = hierarchy.path().join("husk").join(id);
