@@ -50,6 +50,7 @@ struct Cleanup {
     dir: Option<ContainerDir>,
     cgroup: Option<CgroupPaths>,
     systemd_unit: Option<String>,
+    shared_rootfs: Option<(PathBuf, u64)>,
     children: Vec<Pid>,
 }
 
@@ -58,6 +59,7 @@ impl Cleanup {
         self.dir = None;
         self.cgroup = None;
         self.systemd_unit = None;
+        self.shared_rootfs = None;
         self.children.clear();
     }
 }
@@ -77,6 +79,9 @@ impl Drop for Cleanup {
         }
         if let Some(unit) = &self.systemd_unit {
             let _ = cgroups::systemd::stop(unit);
+        }
+        if let Some((rootfs, original)) = &self.shared_rootfs {
+            let _ = crate::mounts::unmount_shared_rootfs(rootfs, *original);
         }
         if let Some(dir) = &self.dir {
             let _ = dir.remove();
@@ -230,13 +235,28 @@ impl Runtime {
             None
         };
 
+        // Without a mount namespace the container's mounts are made in ours, on a bind of the
+        // rootfs: remember what was there so delete takes off exactly what the container added.
+        let shares_mount_ns = !linux
+            .namespaces()
+            .iter()
+            .flatten()
+            .any(|n| n.typ() == oci_spec::runtime::LinuxNamespaceType::Mount);
+        let shared_rootfs_mount = if shares_mount_ns {
+            Some(crate::mounts::mount_id(&rootfs)?)
+        } else {
+            None
+        };
+
         let dir = ContainerDir::create(&self.root, &opts.id)?;
         let mut cleanup = Cleanup {
             dir: Some(dir.clone()),
             cgroup: None,
             systemd_unit: None,
+            shared_rootfs: None,
             children: Vec::new(),
         };
+        cleanup.shared_rootfs = shared_rootfs_mount.map(|m| (rootfs.clone(), m));
         let lock = dir.lock()?;
         nix::unistd::mkfifo(
             &dir.fifo_path(),
@@ -261,6 +281,7 @@ impl Runtime {
             owner: nix::unistd::geteuid().to_string(),
             cgroup: None,
             systemd_unit: None,
+            shared_rootfs_mount,
             config: spec.clone(),
             exit_status: None,
             creating: true,
@@ -554,6 +575,9 @@ impl Runtime {
                 self.kill_and_wait(record)?;
             }
             cgroups::remove(cg)?;
+        }
+        if let Some(original) = record.shared_rootfs_mount {
+            crate::mounts::unmount_shared_rootfs(&record.rootfs, original)?;
         }
         if let Some(unit) = &record.systemd_unit {
             // The cgroup is gone already; a unit systemd cannot stop must not keep the

@@ -242,6 +242,7 @@ fn prepare(chan: &Channel, args: &InitArgs, in_user_ns: bool) -> Result<Program>
         bundle: args.bundle,
         in_user_ns,
         new_cgroup_ns: args.plan.new_cgroup,
+        shares_mount_ns: !has_ns(LinuxNamespaceType::Mount),
         before_cgroup_mount: &join_cgroup,
     }
     .prepare()?;
@@ -271,7 +272,11 @@ fn prepare(chan: &Channel, args: &InitArgs, in_user_ns: bool) -> Result<Program>
         Some(f) => crate::seccomp::connect_agent(f)?,
         None => None,
     };
-    mounts::switch_root(args.rootfs, args.no_pivot)?;
+    mounts::switch_root(
+        args.rootfs,
+        args.no_pivot,
+        !has_ns(LinuxNamespaceType::Mount),
+    )?;
     if let Some(h) = spec.hostname().as_deref().filter(|h| !h.is_empty()) {
         nix::unistd::sethostname(h).ctx(format_args!("cannot set hostname {h:?}"))?;
     }

@@ -156,6 +156,9 @@ pub struct Rootfs<'a> {
     pub in_user_ns: bool,
     /// The container's cgroup namespace is a new one (mount cgroupfs instead of binding).
     pub new_cgroup_ns: bool,
+    /// No mount namespace of its own: the config's mounts are made in the caller's, where
+    /// nothing outside the rootfs may change (see `prepare`).
+    pub shares_mount_ns: bool,
     /// Called before the cgroup filesystem is mounted: the init must be in its cgroup (and its
     /// cgroup namespace) by then.
     pub before_cgroup_mount: &'a dyn Fn() -> Result<()>,
@@ -170,8 +173,13 @@ impl Rootfs<'_> {
                 Error::InvalidConfig(format!("rootfsPropagation {p:?} is not a propagation mode"))
             })?,
         };
-        mount(NONE, "/", NONE, prop, NONE).ctx("cannot set propagation of /")?;
-        make_parent_mount_private(self.rootfs)?;
+        // Without a mount namespace of its own the host's propagation stays as it is (runc
+        // makes the host's whole tree slave here); the container's mounts go on a private bind
+        // of the rootfs, which `unmount_shared_rootfs` detaches at delete.
+        if !self.shares_mount_ns {
+            mount(NONE, "/", NONE, prop, NONE).ctx("cannot set propagation of /")?;
+            make_parent_mount_private(self.rootfs)?;
+        }
         mount(
             Some(self.rootfs),
             self.rootfs,
@@ -180,6 +188,10 @@ impl Rootfs<'_> {
             NONE,
         )
         .ctx_path("cannot bind the rootfs", self.rootfs)?;
+        if self.shares_mount_ns {
+            mount(NONE, self.rootfs, NONE, MsFlags::MS_PRIVATE, NONE)
+                .ctx_path("cannot make the rootfs bind private:", self.rootfs)?;
+        }
 
         let root = fs::File::open(self.rootfs).ctx_path("cannot open rootfs", self.rootfs)?;
         for m in self.spec.mounts().iter().flatten() {
@@ -551,9 +563,14 @@ fn own_cgroup_v2() -> Result<PathBuf> {
     Ok(Path::new(crate::cgroups::CGROUP_ROOT).join(rel.trim_start_matches('/')))
 }
 
-/// Make `rootfs` the root: pivot_root, the old root detached; or chroot when `no_pivot`.
-pub fn switch_root(rootfs: &Path, no_pivot: bool) -> Result<()> {
-    if no_pivot {
+/// Make `rootfs` the root: pivot_root, the old root detached; or chroot when `no_pivot`, or
+/// in the caller's mount namespace (`shares_mount_ns`), where pivot_root or a move onto / would
+/// change the host's root.
+pub fn switch_root(rootfs: &Path, no_pivot: bool, shares_mount_ns: bool) -> Result<()> {
+    if shares_mount_ns {
+        chdir(rootfs).ctx_path("cannot chdir to", rootfs)?;
+        chroot(".").ctx("cannot chroot into the rootfs")?;
+    } else if no_pivot {
         chdir(rootfs).ctx_path("cannot chdir to", rootfs)?;
         mount(Some(rootfs), "/", NONE, MsFlags::MS_MOVE, NONE)
             .ctx("cannot move the rootfs onto /")?;
@@ -572,6 +589,38 @@ pub fn switch_root(rootfs: &Path, no_pivot: bool) -> Result<()> {
     }
     chdir("/").ctx("cannot chdir to /")?;
     Ok(())
+}
+
+/// The id of the mount `path` is on (statx's STATX_MNT_ID, Linux 5.8).
+pub fn mount_id(path: &Path) -> Result<u64> {
+    let c = std::ffi::CString::new(path.as_os_str().as_encoded_bytes())
+        .map_err(|_| Error::InvalidConfig(format!("{} contains a NUL byte", path.display())))?;
+    // SAFETY: statx fills the zeroed struct it is given; the path is NUL-terminated.
+    let mut stx: libc::statx = unsafe { std::mem::zeroed() };
+    let rc = unsafe { libc::statx(libc::AT_FDCWD, c.as_ptr(), 0, libc::STATX_MNT_ID, &mut stx) };
+    if rc != 0 {
+        return Err(Error::io(
+            format!("cannot statx {}", path.display()),
+            std::io::Error::last_os_error(),
+        ));
+    }
+    Ok(stx.stx_mnt_id)
+}
+
+/// Detach what a container without a mount namespace mounted: every mount stacked on `rootfs`
+/// since it was on mount `original` (the private bind and, with it, every mount under it).
+pub fn unmount_shared_rootfs(rootfs: &Path, original: u64) -> Result<()> {
+    for _ in 0..16 {
+        match mount_id(rootfs) {
+            Ok(id) if id != original => umount2(rootfs, MntFlags::MNT_DETACH)
+                .ctx_path("cannot unmount the container's rootfs bind", rootfs)?,
+            _ => return Ok(()),
+        }
+    }
+    Err(Error::Unsupported(format!(
+        "{} still has mounts stacked on it after 16 unmounts",
+        rootfs.display()
+    )))
 }
 
 /// After the root switch: masked paths, read-only paths, a read-only root, final propagation.

@@ -74,16 +74,6 @@ pub fn validate(spec: &Spec) -> Result<()> {
         ));
     };
     let mut seen = HashSet::new();
-    if !linux
-        .namespaces()
-        .iter()
-        .flatten()
-        .any(|n| n.typ() == LinuxNamespaceType::Mount)
-    {
-        return Err(invalid(
-            "linux.namespaces has no mount namespace: husk-runtime never mounts on the host",
-        ));
-    }
     for ns in linux.namespaces().iter().flatten() {
         if !seen.insert(ns.typ()) {
             return Err(invalid(format!("namespace {} is listed twice", ns.typ())));
@@ -300,10 +290,6 @@ mod tests {
                 Box::new(|v| {
                     v["linux"]["sysctl"] = serde_json::json!({"net.ipv4.ip_forward": "1"})
                 }),
-            ),
-            (
-                "mount namespace",
-                Box::new(|v| v["linux"]["namespaces"] = serde_json::json!([{"type":"pid"}])),
             ),
         ];
         for (needle, mutate) in cases {

@@ -59,6 +59,10 @@ pub struct Record {
     pub owner: String,
     /// Where the container's cgroup lives (one path per v1 hierarchy, or the v2 path).
     pub cgroup: Option<crate::cgroups::CgroupPaths>,
+    /// For a container without a mount namespace of its own: the mount its rootfs was on before
+    /// the container stacked its own there (`delete` detaches down to it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shared_rootfs_mount: Option<u64>,
     /// The scope unit that holds the cgroup, when systemd made it (`--systemd-cgroup`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub systemd_unit: Option<String>,

@@ -245,3 +245,96 @@ fn exec_cpu_affinity_puts_the_process_on_its_final_cpus() {
     );
     root.ok(&["delete", "-f", &id]);
 }
+
+/// Mount points at or under `dir` in this (the host's) mount namespace.
+fn mounts_under(dir: &std::path::Path) -> Vec<String> {
+    std::fs::read_to_string("/proc/self/mountinfo")
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .filter(|m| std::path::Path::new(m).starts_with(dir))
+        .map(str::to_string)
+        .collect()
+}
+
+/// The optional fields (propagation) of the host's root mount.
+fn root_propagation() -> String {
+    std::fs::read_to_string("/proc/self/mountinfo")
+        .unwrap_or_default()
+        .lines()
+        .find(|l| l.split(' ').nth(4) == Some("/"))
+        .map(|l| {
+            l.split(" - ")
+                .next()
+                .unwrap_or("")
+                .split(' ')
+                .skip(6)
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
+        .unwrap_or_default()
+}
+
+#[test]
+fn a_config_without_a_mount_namespace_runs_in_the_hosts_and_leaves_it_as_it_was() {
+    if !require_root("a_config_without_a_mount_namespace_runs_in_the_hosts_and_leaves_it_as_it_was")
+    {
+        return;
+    }
+    // The spec: a namespace not listed is inherited. runc runs such a config; it also makes the
+    // host's whole mount tree slave, which husk-runtime does not.
+    let root = Root::new();
+    let mut b = Bundle::new(&["sleep", "1000"]);
+    b.edit(|c| {
+        let ns: Vec<serde_json::Value> = c["linux"]["namespaces"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|n| n["type"] != "mount")
+            .cloned()
+            .collect();
+        c["linux"]["namespaces"] = ns.into();
+        c["root"]["readonly"] = true.into();
+    });
+    let rootfs = b.rootfs();
+    let before = root_propagation();
+    let id = unique_id("nomntns");
+    root.ok(&["run", "-d", "--bundle", b.path().to_str().unwrap(), &id]);
+    let pid = root.state(&id)["pid"].as_i64().unwrap();
+    // Same mount namespace as ours; the container's root is its rootfs, with /proc mounted.
+    assert_eq!(
+        std::fs::read_link(format!("/proc/{pid}/ns/mnt")).unwrap(),
+        std::fs::read_link("/proc/self/ns/mnt").unwrap()
+    );
+    let out = root.ok(&["exec", &id, "sh", "-c", "cat /etc/passwd; ls /proc/self/status; touch /x 2>&1 || echo read-only; wc -c < /proc/timer_list"]);
+    assert!(out.contains("user:x:1000:1000"), "{out}");
+    assert!(out.contains("/proc/self/status"), "{out}");
+    assert!(out.contains("read-only"), "{out}");
+    assert!(out.trim_end().ends_with('0'), "masked /proc/timer_list: {out}");
+    // The mounts are the host's to see while it runs, and only under the rootfs.
+    assert!(!mounts_under(&rootfs).is_empty());
+    // The file system under the bundle stays writable: read-only is the container's bind only.
+    std::fs::write(b.path().join("from-host"), "x").expect("the host's mount is still writable");
+    root.ok(&["delete", "-f", &id]);
+    assert_eq!(
+        mounts_under(&rootfs),
+        Vec::<String>::new(),
+        "mounts left behind"
+    );
+    assert_eq!(
+        root_propagation(),
+        before,
+        "the host's root propagation changed"
+    );
+
+    // A create that fails after the mounts were made leaves none either.
+    b.edit(|c| c["process"]["args"] = serde_json::json!(["/no/such/command"]));
+    let id = unique_id("nomntnsfail");
+    let out = root.hr(&["create", "--bundle", b.path().to_str().unwrap(), &id]);
+    assert!(!out.status.success());
+    assert_eq!(
+        mounts_under(&rootfs),
+        Vec::<String>::new(),
+        "mounts left behind"
+    );
+}
