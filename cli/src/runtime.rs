@@ -199,6 +199,14 @@ pub struct ExecArgs {
     /// Set no_new_privs for the process
     #[arg(long)]
     pub no_new_privs: bool,
+    /// Exec in a paused container too: the process is frozen with it, and exec returns once
+    /// the container is resumed
+    #[arg(long)]
+    pub ignore_paused: bool,
+    /// Run the process in an existing sub-cgroup of the container: PATH, or
+    /// CONTROLLER[,CONTROLLER]:PATH on cgroup v1 (repeatable)
+    #[arg(long = "cgroup", value_name = "[CONTROLLERS:]PATH")]
+    pub sub_cgroups: Vec<String>,
     /// Accepted for runc compatibility (AppArmor profile)
     #[arg(short, long)]
     pub apparmor: Option<String>,

@@ -688,6 +688,7 @@ impl Engine {
             pid_file: None,
             console_socket: None,
             preserve_fds: 0,
+            ..Default::default()
         })
         .map(|code| if opts.detach { 0 } else { code })
         .context("exec")

@@ -24,6 +24,12 @@ pub struct ExecOpts {
     pub pid_file: Option<PathBuf>,
     pub console_socket: Option<PathBuf>,
     pub preserve_fds: u32,
+    /// Exec into a paused container too (runc's `--ignore-paused`): the process is frozen with
+    /// it from the moment it joins the cgroup, so `exec` returns only after a resume.
+    pub ignore_paused: bool,
+    /// Existing sub-cgroups of the container to run the process in (runc's `--cgroup`):
+    /// `PATH`, or `CONTROLLER[,CONTROLLER]:PATH` for some v1 hierarchies only.
+    pub sub_cgroups: Vec<String>,
 }
 
 /// Namespaces in the order they are joined: user first, mount last.
@@ -46,12 +52,27 @@ impl Runtime {
     pub fn exec(&self, opts: ExecOpts) -> Result<i32> {
         let record = self.record(&opts.id)?;
         let status = self.state(&opts.id)?.status;
-        if !matches!(status, Status::Running | Status::Created) {
+        let allowed = matches!(status, Status::Running | Status::Created)
+            || (status == Status::Paused && opts.ignore_paused);
+        if !allowed {
             return Err(Error::WrongState {
                 id: opts.id.clone(),
                 status: status.to_string(),
-                why: "exec needs a running container".into(),
+                why: if status == Status::Paused {
+                    "exec into a paused container needs --ignore-paused".into()
+                } else {
+                    "exec needs a running container".into()
+                },
             });
+        }
+        let mut record = record;
+        if let Some(cg) = &record.cgroup {
+            record.cgroup = Some(sub_cgroup(cg, &opts.sub_cgroups)?);
+        } else if !opts.sub_cgroups.is_empty() {
+            return Err(Error::Unsupported(format!(
+                "container {} has no cgroup for --cgroup to be under",
+                opts.id
+            )));
         }
         crate::spec::validate_process(&opts.process)?;
         check_lsm(&opts.process)?;
@@ -163,6 +184,74 @@ impl Runtime {
             return Ok(child.as_raw());
         }
         supervise::wait_foreground(child, pty)
+    }
+}
+
+/// The cgroup an `exec --cgroup` process joins: the container's, with each hierarchy the
+/// options name moved down to the sub-cgroup, which must exist and stay inside.
+fn sub_cgroup(cg: &cgroups::CgroupPaths, options: &[String]) -> Result<cgroups::CgroupPaths> {
+    let mut parsed = Vec::new();
+    for opt in options {
+        let (controllers, rel) = match opt.split_once(':') {
+            Some((c, p)) => (Some(c.split(',').collect::<Vec<_>>()), p),
+            None => (None, opt.as_str()),
+        };
+        let rel = std::path::Path::new(rel.trim_start_matches('/'));
+        if rel.as_os_str().is_empty()
+            || rel
+                .components()
+                .any(|c| !matches!(c, std::path::Component::Normal(_)))
+        {
+            return Err(Error::InvalidConfig(format!(
+                "--cgroup {opt}: the path must be a sub-cgroup of the container's, without . or .."
+            )));
+        }
+        parsed.push((opt, controllers, rel));
+    }
+    let existing = |opt: &str, dir: PathBuf| -> Result<PathBuf> {
+        if dir.is_dir() {
+            Ok(dir)
+        } else {
+            Err(Error::InvalidConfig(format!(
+                "--cgroup {opt}: {} does not exist (exec joins sub-cgroups, it does not make them)",
+                dir.display()
+            )))
+        }
+    };
+    match cg {
+        cgroups::CgroupPaths::V2(base) => {
+            let mut path = base.clone();
+            for (opt, controllers, rel) in parsed {
+                if controllers.is_some() {
+                    return Err(Error::InvalidConfig(format!(
+                        "--cgroup {opt}: cgroup v2 has one hierarchy, give the path without controllers"
+                    )));
+                }
+                path = existing(opt, base.join(rel))?;
+            }
+            Ok(cgroups::CgroupPaths::V2(path))
+        }
+        cgroups::CgroupPaths::V1(bases) => {
+            let mut dirs = bases.clone();
+            for (opt, controllers, rel) in parsed {
+                let mut matched = false;
+                for (key, base) in bases {
+                    let hit = controllers
+                        .as_ref()
+                        .is_none_or(|w| key.split(',').any(|k| w.contains(&k)));
+                    if hit {
+                        dirs.insert(key.clone(), existing(opt, base.join(rel))?);
+                        matched = true;
+                    }
+                }
+                if !matched {
+                    return Err(Error::InvalidConfig(format!(
+                        "--cgroup {opt}: no mounted cgroup v1 hierarchy has those controllers"
+                    )));
+                }
+            }
+            Ok(cgroups::CgroupPaths::V1(dirs))
+        }
     }
 }
 

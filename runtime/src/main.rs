@@ -84,6 +84,8 @@ fn dispatch(cli: &RuntimeCli, log: &Logger) -> Result<i32> {
                 pid_file: a.pid_file.clone(),
                 console_socket: a.console_socket.clone(),
                 preserve_fds: a.preserve_fds,
+                ignore_paused: a.ignore_paused,
+                sub_cgroups: a.sub_cgroups.clone(),
             })?;
             return Ok(if a.detach { 0 } else { code });
         }

@@ -310,7 +310,10 @@ fn a_config_without_a_mount_namespace_runs_in_the_hosts_and_leaves_it_as_it_was(
     assert!(out.contains("user:x:1000:1000"), "{out}");
     assert!(out.contains("/proc/self/status"), "{out}");
     assert!(out.contains("read-only"), "{out}");
-    assert!(out.trim_end().ends_with('0'), "masked /proc/timer_list: {out}");
+    assert!(
+        out.trim_end().ends_with('0'),
+        "masked /proc/timer_list: {out}"
+    );
     // The mounts are the host's to see while it runs, and only under the rootfs.
     assert!(!mounts_under(&rootfs).is_empty());
     // The file system under the bundle stays writable: read-only is the container's bind only.
@@ -337,4 +340,121 @@ fn a_config_without_a_mount_namespace_runs_in_the_hosts_and_leaves_it_as_it_was(
         Vec::<String>::new(),
         "mounts left behind"
     );
+}
+
+/// The host directory of `pid`'s cgroup: v2's, or v1's `controller` hierarchy's.
+fn cgroup_dir_of(pid: i64, controller: &str) -> std::path::PathBuf {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).expect("its cgroup");
+    let base = std::path::Path::new("/sys/fs/cgroup");
+    if is_cgroup_v2() {
+        let rel = text
+            .lines()
+            .find_map(|l| l.strip_prefix("0::"))
+            .expect("v2 line");
+        base.join(rel.trim_start_matches('/'))
+    } else {
+        let rel = text
+            .lines()
+            .find_map(|l| {
+                let mut f = l.splitn(3, ':');
+                let _ = f.next();
+                let ctl = f.next()?;
+                ctl.split(',').any(|c| c == controller).then(|| f.next())?
+            })
+            .expect("the controller's line");
+        base.join(controller).join(rel.trim_start_matches('/'))
+    }
+}
+
+#[test]
+fn exec_ignore_paused_runs_once_the_container_is_resumed() {
+    if !require_root("exec_ignore_paused_runs_once_the_container_is_resumed") {
+        return;
+    }
+    let root = Root::new();
+    let mut b = Bundle::new(&["sleep", "1000"]);
+    b.with_out_mount();
+    let id = unique_id("ignpaused");
+    root.ok(&["run", "-d", "--bundle", b.path().to_str().unwrap(), &id]);
+    root.ok(&["pause", &id]);
+    let out = root.hr(&["exec", &id, "true"]);
+    assert!(!out.status.success());
+    assert!(
+        error_line(&out).contains("--ignore-paused"),
+        "{}",
+        error_line(&out)
+    );
+    let spawned = root.spawn(&[
+        "exec",
+        "--ignore-paused",
+        &id,
+        "sh",
+        "-c",
+        "echo ran > /out/ran",
+    ]);
+    // Frozen with the container: nothing can have run yet.
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    assert!(
+        !b.out().join("ran").exists(),
+        "the exec ran in a paused container"
+    );
+    assert_eq!(root.status(&id), "paused");
+    root.ok(&["resume", &id]);
+    let out = Root::finish(spawned);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(
+        std::fs::read_to_string(b.out().join("ran")).unwrap(),
+        "ran\n"
+    );
+    root.ok(&["delete", "-f", &id]);
+}
+
+#[test]
+fn exec_cgroup_runs_the_process_in_a_sub_cgroup() {
+    if !require_root("exec_cgroup_runs_the_process_in_a_sub_cgroup") {
+        return;
+    }
+    let root = Root::new();
+    let b = Bundle::new(&["sleep", "1000"]);
+    let id = unique_id("execcg");
+    root.ok(&["run", "-d", "--bundle", b.path().to_str().unwrap(), &id]);
+    let init = root.state(&id)["pid"].as_i64().unwrap();
+    let container = cgroup_dir_of(init, "pids");
+    std::fs::create_dir(container.join("sub")).expect("a sub-cgroup");
+    let opt = if is_cgroup_v2() { "sub" } else { "pids:sub" };
+    let pid_file = b.path().join("exec.pid");
+    root.ok(&[
+        "exec",
+        "-d",
+        "--cgroup",
+        opt,
+        "--pid-file",
+        pid_file.to_str().unwrap(),
+        &id,
+        "sleep",
+        "100",
+    ]);
+    let pid: i64 = std::fs::read_to_string(&pid_file)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    assert_eq!(cgroup_dir_of(pid, "pids"), container.join("sub"));
+    if !is_cgroup_v2() {
+        // The other hierarchies keep the container's own cgroup.
+        assert_eq!(cgroup_dir_of(pid, "memory"), cgroup_dir_of(init, "memory"));
+    }
+    for (bad, why) in [
+        ("nosuch", "does not exist"),
+        ("../escape", "without . or .."),
+    ] {
+        let out = root.hr(&["exec", "--cgroup", bad, &id, "true"]);
+        assert!(!out.status.success(), "{bad}");
+        assert!(
+            error_line(&out).contains(why),
+            "{bad}: {}",
+            error_line(&out)
+        );
+    }
+    root.ok(&["delete", "-f", &id]);
 }
