@@ -37,6 +37,7 @@ SUITES = {
     "run": None,
     "security": None,
     "containerd": None,
+    "leaks": None,
 }
 
 # Suites that need systemd as PID 1 (the systemd cgroup driver): a second boot of each kernel
