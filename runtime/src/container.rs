@@ -51,6 +51,9 @@ struct Cleanup {
     cgroup: Option<CgroupPaths>,
     systemd_unit: Option<String>,
     shared_rootfs: Option<(PathBuf, u64)>,
+    /// The config's poststop hooks and the state they get: the spec runs them after a failed
+    /// create too (a failing hook "continues the lifecycle" at destroy).
+    poststop: Option<(Vec<oci_spec::runtime::Hook>, Vec<u8>)>,
     children: Vec<Pid>,
 }
 
@@ -60,6 +63,7 @@ impl Cleanup {
         self.cgroup = None;
         self.systemd_unit = None;
         self.shared_rootfs = None;
+        self.poststop = None;
         self.children.clear();
     }
 }
@@ -85,6 +89,12 @@ impl Drop for Cleanup {
         }
         if let Some(dir) = &self.dir {
             let _ = dir.remove();
+        }
+        // Failures here are only warnings in the spec; there is nowhere left to report them.
+        if let Some((poststop, state)) = &self.poststop {
+            for hook in poststop {
+                let _ = hooks::run(hook, state);
+            }
         }
     }
 }
@@ -184,7 +194,10 @@ impl Runtime {
         validate_id(&opts.id)?;
         let bundle =
             fs::canonicalize(&opts.bundle).ctx_path("bundle is not usable:", &opts.bundle)?;
-        let spec = spec::load(&bundle)?;
+        let (spec, warnings) = spec::load(&bundle)?;
+        for w in &warnings {
+            self.log.warn(w);
+        }
         self.log.debug("create: config loaded");
         refuse_unsupported(&spec)?;
         if let Some(p) = spec.process() {
@@ -254,6 +267,7 @@ impl Runtime {
             cgroup: None,
             systemd_unit: None,
             shared_rootfs: None,
+            poststop: None,
             children: Vec::new(),
         };
         cleanup.shared_rootfs = shared_rootfs_mount.map(|m| (rootfs.clone(), m));
@@ -287,6 +301,9 @@ impl Runtime {
             creating: true,
         };
         dir.save(&record)?;
+        if let Some(hooks) = spec.hooks().as_ref().and_then(|h| h.poststop().clone()) {
+            cleanup.poststop = Some((hooks, self.hook_state(&record, Status::Stopped)));
+        }
 
         let state_dir: OwnedFd = fs::File::open(&dir.path)
             .ctx_path("cannot open", &dir.path)?
@@ -397,6 +414,13 @@ impl Runtime {
 
         record.creating = false;
         dir.save(&record)?;
+        let state = self.hook_state(&record, Status::Created);
+        ours.send(&Msg::HookState(
+            String::from_utf8_lossy(&state).into_owned(),
+        ))?;
+        // The init's last steps before the barrier (the seccomp filter, its agent's listener).
+        ours.expect(Msg::Ready, "installing the seccomp filter")?;
+        // Only a create that succeeds leaves a pid file.
         if let Some(pf) = &opts.pid_file {
             let pf = if pf.is_absolute() {
                 pf.clone()
@@ -405,12 +429,6 @@ impl Runtime {
             };
             write_atomic(&pf, pid.to_string().as_bytes(), 0o644)?;
         }
-        let state = self.hook_state(&record, Status::Created);
-        ours.send(&Msg::HookState(
-            String::from_utf8_lossy(&state).into_owned(),
-        ))?;
-        // The init's last steps before the barrier (the seccomp filter, its agent's listener).
-        ours.expect(Msg::Ready, "installing the seccomp filter")?;
         cleanup.disarm();
         Ok(pid)
     }
@@ -725,13 +743,12 @@ fn read_exec_fifo(dir: &ContainerDir, record: &Record) -> Result<()> {
         let n = unsafe { libc::read(fifo.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
         if n > 0 {
             got.extend_from_slice(&buf[..n as usize]);
-            if got == b"0" {
-                return Ok(());
-            }
             continue;
         }
         if n == 0 {
-            // Writer closed: success was "0", anything else is the init's error line.
+            // Writer closed: at the init's execve (the fd is close-on-exec), so poststart hooks
+            // run after the user's program is executed, as the spec orders. Success was "0",
+            // anything else is the init's error line.
             return match got.as_slice() {
                 b"0" => Ok(()),
                 [] => Err(Error::Child(format!(

@@ -341,7 +341,7 @@ fn exec_process(
         nix::unistd::setsid().ctx("setsid failed")?;
         if let Some(c) = &console {
             let size = opts.process.console_size().map(|b| (b.height(), b.width()));
-            tty::setup(c.as_raw_fd(), size)?;
+            tty::setup(c.as_raw_fd(), size, false)?;
         }
         drop(console);
         let prog = process::resolve_program(&opts.process)?;

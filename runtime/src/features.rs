@@ -21,9 +21,11 @@ pub fn features() -> Value {
             "loud", "mand", "noatime", "nodev", "nodiratime", "noexec", "nolazytime", "nomand",
             "norelatime", "nostrictatime", "nosuid", "private", "rbind", "relatime", "remount",
             "ro", "rprivate", "rshared", "rslave", "runbindable", "rw", "shared", "silent",
-            "slave", "strictatime", "suid", "sync", "unbindable",
+            "slave", "strictatime", "suid", "sync", "unbindable", "iversion", "noiversion",
+            "nosymfollow", "symfollow",
             "rro", "rrw", "rnosuid", "rsuid", "rnodev", "rdev", "rnoexec", "rexec", "rnoatime",
-            "ratime", "rnodiratime", "rdiratime", "rstrictatime", "rnosymfollow", "rsymfollow"
+            "ratime", "rnodiratime", "rdiratime", "rstrictatime", "rnostrictatime", "rrelatime",
+            "rnorelatime", "rnosymfollow", "rsymfollow"
         ],
         "linux": {
             "namespaces": ["cgroup", "ipc", "mount", "network", "pid", "time", "user", "uts"],

@@ -181,7 +181,7 @@ fn init(chan: Channel, args: InitArgs, in_user_ns: bool) -> ! {
                 .hooks()
                 .as_ref()
                 .and_then(|h| h.start_container().as_ref()),
-            hook_state.as_bytes(),
+            state_with_own_pid(&hook_state).as_bytes(),
             process.env().as_deref().unwrap_or_default(),
         )?;
         after_barrier(process, args.preserve_fds, seccomp.as_ref(), agent.as_ref())
@@ -199,8 +199,21 @@ fn init(chan: Channel, args: InitArgs, in_user_ns: bool) -> ! {
             exit(1);
         }
     }
-    drop(fifo);
+    // The fifo stays open through execve (close-on-exec): its end-of-file tells `start` the
+    // program is executed.
     process::exec(&prog, &argv, &envp)
+}
+
+/// The state a hook run in the container gets: `pid` as the container sees it (the spec: "for
+/// hooks executed in the container namespace, it is the pid as seen by the container").
+fn state_with_own_pid(state: &str) -> String {
+    match serde_json::from_str::<serde_json::Value>(state) {
+        Ok(mut v) => {
+            v["pid"] = std::process::id().into();
+            v.to_string()
+        }
+        Err(_) => state.to_string(),
+    }
 }
 
 type Program = (
@@ -263,7 +276,7 @@ fn prepare(chan: &Channel, args: &InitArgs, in_user_ns: bool) -> Result<Program>
         spec.hooks()
             .as_ref()
             .and_then(|h| h.create_container().as_ref()),
-        state.as_bytes(),
+        state_with_own_pid(&state).as_bytes(),
     )?;
 
     // The agent's socket is a host path: connect while the host's root is still ours.
@@ -299,25 +312,26 @@ fn prepare(chan: &Channel, args: &InitArgs, in_user_ns: bool) -> Result<Program>
         .into_iter()
         .flatten()
     {
-        let path = Path::new("/proc/sys").join(key.replace('.', "/"));
+        let path = crate::spec::sysctl_file(key);
         crate::util::write_file(&path, value)?;
     }
-    mounts::finalize(spec)?;
-
     let process = spec
         .process()
         .as_ref()
         .ok_or_else(|| Error::InvalidConfig("process is missing".into()))?;
-    process::set_oom_score_adj(process.oom_score_adj())?;
-    if !args.no_new_keyring {
-        process::new_session_keyring(args.id)?;
-    }
+    // Before the root may turn read-only: the pty's slave is bound onto /dev/console.
     if process.terminal() == Some(true) {
         let console = args.console.as_ref().ok_or_else(|| {
             Error::InvalidConfig("process.terminal needs a console socket".into())
         })?;
         let size = process.console_size().map(|b| (b.height(), b.width()));
-        tty::setup(console.as_raw_fd(), size)?;
+        tty::setup(console.as_raw_fd(), size, true)?;
+    }
+    mounts::finalize(spec)?;
+
+    process::set_oom_score_adj(process.oom_score_adj())?;
+    if !args.no_new_keyring {
+        process::new_session_keyring(args.id)?;
     }
     let prog = process::resolve_program(process)?;
     let (argv, envp) = process::argv_envp(process)?;

@@ -71,6 +71,16 @@ pub fn parse_options(opts: &[String]) -> MountOptions {
                 MsFlags::empty(),
                 MsFlags::from_bits_retain(libc::MS_LAZYTIME),
             ),
+            "iversion" => (MsFlags::MS_I_VERSION, MsFlags::empty()),
+            "noiversion" => (MsFlags::empty(), MsFlags::MS_I_VERSION),
+            "nosymfollow" => (
+                MsFlags::from_bits_retain(libc::MS_NOSYMFOLLOW),
+                MsFlags::empty(),
+            ),
+            "symfollow" => (
+                MsFlags::empty(),
+                MsFlags::from_bits_retain(libc::MS_NOSYMFOLLOW),
+            ),
             "silent" => (MsFlags::MS_SILENT, MsFlags::empty()),
             "loud" => (MsFlags::empty(), MsFlags::MS_SILENT),
             "bind" => {
@@ -103,11 +113,48 @@ pub fn parse_options(opts: &[String]) -> MountOptions {
                 continue;
             }
         };
-        o.flags |= set;
-        o.flags &= !clr;
+        // On the raw bits: bitflags' `!` keeps only the flags nix names, and would drop
+        // MS_NOSYMFOLLOW and MS_LAZYTIME.
+        o.flags = MsFlags::from_bits_retain((o.flags.bits() | set.bits()) & !clr.bits());
         o.clear |= clr;
     }
     o
+}
+
+/// Options a bind mount may carry that are other tools' business, not the kernel's: SELinux
+/// relabel hints and crun's copy-up options. Anything else a bind cannot take is an error, so a
+/// typo such as `nosiud` never silently drops a protection.
+const BIND_OPTIONS_FOR_OTHERS: &[&str] = &["z", "Z", "tmpcopyup", "notmpcopyup", "copy-symlink"];
+
+/// The options of mount `m` this runtime cannot honour, as an error naming them.
+pub fn check_supported(m: &Mount) -> Result<()> {
+    let dest = m.destination().display();
+    if m.uid_mappings().as_ref().is_some_and(|v| !v.is_empty())
+        || m.gid_mappings().as_ref().is_some_and(|v| !v.is_empty())
+    {
+        return Err(Error::Unsupported(format!(
+            "mount {dest}: uidMappings/gidMappings (idmapped mounts) are not supported yet"
+        )));
+    }
+    let opts = parse_options(m.options().as_deref().unwrap_or_default());
+    if let Some(o) = opts.data.iter().find(|o| *o == "idmap" || *o == "ridmap") {
+        return Err(Error::Unsupported(format!(
+            "mount {dest}: option {o} (idmapped mounts) is not supported yet"
+        )));
+    }
+    let bind = opts.bind || m.typ().as_deref() == Some("bind");
+    if bind {
+        if let Some(o) = opts
+            .data
+            .iter()
+            .find(|o| !BIND_OPTIONS_FOR_OTHERS.contains(&o.as_str()))
+        {
+            return Err(Error::InvalidConfig(format!(
+                "mount {dest}: option {o:?} is not a mount option a bind mount takes"
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// The mount_setattr attribute behind `rro`, `rnosuid`, ...: (attr, set?).
@@ -126,6 +173,9 @@ fn recursive_attr(name: &str) -> Option<(u64, bool)> {
         "nodiratime" => (fsutil::MOUNT_ATTR_NODIRATIME, true),
         "diratime" => (fsutil::MOUNT_ATTR_NODIRATIME, false),
         "strictatime" => (fsutil::MOUNT_ATTR_STRICTATIME, true),
+        // relatime is the atime field's zero: clearing the field sets it.
+        "relatime" | "nostrictatime" => (fsutil::MOUNT_ATTR__ATIME, false),
+        "norelatime" => (fsutil::MOUNT_ATTR_STRICTATIME, true),
         "nosymfollow" => (fsutil::MOUNT_ATTR_NOSYMFOLLOW, true),
         "symfollow" => (fsutil::MOUNT_ATTR_NOSYMFOLLOW, false),
         _ => return None,
@@ -237,7 +287,10 @@ impl Rootfs<'_> {
                 NONE,
             )
             .ctx(what())?;
-            let extra = opts.flags & !(MsFlags::MS_BIND | MsFlags::MS_REC | MsFlags::MS_REMOUNT);
+            let extra = MsFlags::from_bits_retain(
+                opts.flags.bits()
+                    & !(MsFlags::MS_BIND | MsFlags::MS_REC | MsFlags::MS_REMOUNT).bits(),
+            );
             if !extra.is_empty() {
                 let target = open_in_root(root, dest, libc::O_PATH, 0).ctx(what())?;
                 remount_bind(&fd_path(&target), extra, Some(&source))?;
@@ -318,7 +371,9 @@ impl Rootfs<'_> {
     /// The cgroup filesystem as the container should see it: its own cgroup as the root.
     fn mount_cgroup(&self, root: i32, dest: &Path, opts: &MountOptions) -> Result<()> {
         let target = ensure_in_root(root, dest, true)?;
-        let flags = opts.flags & !(MsFlags::MS_BIND | MsFlags::MS_REC);
+        let flags = MsFlags::from_bits_retain(
+            opts.flags.bits() & !(MsFlags::MS_BIND | MsFlags::MS_REC).bits(),
+        );
         if crate::cgroups::detect() == crate::cgroups::Version::V2 {
             if self.new_cgroup_ns {
                 mount(

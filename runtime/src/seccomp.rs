@@ -85,6 +85,12 @@ fn jump(code: u16, k: u32, jt: u8, jf: u8) -> SockFilter {
 
 fn ret_value(action: LinuxSeccompAction, errno: Option<u32>) -> Result<u32> {
     use LinuxSeccompAction::*;
+    // The spec: errnoRet with any other action is an error, not a value to drop.
+    if errno.is_some() && !matches!(action, ScmpActErrno | ScmpActTrace) {
+        return Err(Error::InvalidConfig(format!(
+            "seccomp errnoRet is set for {action:?}: only SCMP_ACT_ERRNO and SCMP_ACT_TRACE take one"
+        )));
+    }
     Ok(match action {
         ScmpActKill | ScmpActKillThread => RET_KILL_THREAD,
         ScmpActKillProcess => RET_KILL_PROCESS,
@@ -710,6 +716,17 @@ pub fn send_listener(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn errno_ret_on_an_action_without_one_is_an_error() {
+        let profile: oci_spec::runtime::LinuxSeccomp = serde_json::from_value(serde_json::json!({
+            "defaultAction": "SCMP_ACT_ALLOW",
+            "syscalls": [{"names": ["getpid"], "action": "SCMP_ACT_KILL", "errnoRet": 1}]
+        }))
+        .unwrap();
+        let err = compile(&profile).unwrap_err().to_string();
+        assert!(err.contains("errnoRet"), "{err}");
+    }
 
     /// Run a compiled program over one seccomp_data in a tiny interpreter.
     fn eval(p: &[SockFilter], arch: u32, nr: u32, args: [u64; 6]) -> u32 {

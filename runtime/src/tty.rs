@@ -13,8 +13,9 @@ use crate::error::{Context, Error, Result};
 nix::ioctl_write_ptr_bad!(set_winsize, libc::TIOCSWINSZ, Winsize);
 nix::ioctl_read_bad!(get_winsize, libc::TIOCGWINSZ, Winsize);
 
-/// Make a pty, send its master over `console`, and make its slave our stdio and ctty.
-pub fn setup(console: RawFd, size: Option<(u64, u64)>) -> Result<()> {
+/// Make a pty, send its master over `console`, and make its slave our stdio and ctty; for the
+/// init (`bind_console`), also the container's /dev/console, as the spec asks.
+pub fn setup(console: RawFd, size: Option<(u64, u64)>, bind_console: bool) -> Result<()> {
     let master = posix_openpt(OFlag::O_RDWR | OFlag::O_NOCTTY | OFlag::O_CLOEXEC)
         .ctx("cannot open /dev/ptmx")?;
     grantpt(&master).ctx("grantpt failed")?;
@@ -36,6 +37,9 @@ pub fn setup(console: RawFd, size: Option<(u64, u64)>) -> Result<()> {
         };
         // SAFETY: TIOCSWINSZ with a valid Winsize on a pty fd.
         unsafe { set_winsize(slave.as_raw_fd(), &ws) }.ctx("cannot set console size")?;
+    }
+    if bind_console {
+        bind_dev_console(&name)?;
     }
     send_fd(console, &name, master.as_raw_fd())?;
     drop(master);
@@ -60,6 +64,34 @@ pub fn setup(console: RawFd, size: Option<(u64, u64)>) -> Result<()> {
 }
 
 use std::os::unix::fs::OpenOptionsExt;
+
+/// Bind the pty slave `name` onto /dev/console (made as an empty 0666 file to mount on, as runc
+/// does; a symlink there is replaced, so the bind cannot be redirected elsewhere).
+fn bind_dev_console(name: &str) -> Result<()> {
+    let console = std::path::Path::new("/dev/console");
+    match std::fs::symlink_metadata(console) {
+        Ok(m) if m.file_type().is_symlink() => {
+            std::fs::remove_file(console).ctx("cannot remove the /dev/console symlink")?
+        }
+        _ => {}
+    }
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .mode(0o666)
+        .open(console)
+        .ctx("cannot create /dev/console")?;
+    nix::mount::mount(
+        Some(name),
+        console,
+        None::<&str>,
+        nix::mount::MsFlags::MS_BIND,
+        None::<&str>,
+    )
+    .ctx(format_args!("cannot bind {name} onto /dev/console"))
+}
 
 /// Copy the size of terminal `from` onto pty `to`.
 pub fn copy_winsize(from: RawFd, to: RawFd) {

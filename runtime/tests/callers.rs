@@ -54,10 +54,13 @@ fn hooks_run_in_order_with_the_state_on_stdin() {
     assert_eq!(names, ["prestart", "createRuntime", "createContainer"]);
     let pid = root.state(&id)["pid"].as_i64().unwrap();
     for line in after_create.lines() {
-        let state: Value =
-            serde_json::from_str(line.split_once(' ').unwrap().1).expect("state JSON on stdin");
+        let (name, json) = line.split_once(' ').unwrap();
+        let state: Value = serde_json::from_str(json).expect("state JSON on stdin");
         assert_eq!(state["id"], id.as_str());
-        assert_eq!(state["pid"].as_i64(), Some(pid), "hooks see the host pid");
+        // Hooks in the runtime's namespace see the host pid; createContainer runs in the
+        // container's, where the init is pid 1.
+        let want = if name == "createContainer" { 1 } else { pid };
+        assert_eq!(state["pid"].as_i64(), Some(want), "{name}");
         assert_eq!(state["status"], "creating");
         assert_eq!(
             Path::new(state["bundle"].as_str().unwrap()),
@@ -82,6 +85,20 @@ fn hooks_run_in_order_with_the_state_on_stdin() {
     )
     .unwrap();
     assert_eq!(poststart["status"], "running");
+    let start_container: Value = serde_json::from_str(
+        after_start
+            .lines()
+            .nth(3)
+            .unwrap()
+            .split_once(' ')
+            .unwrap()
+            .1,
+    )
+    .unwrap();
+    assert_eq!(
+        start_container["pid"], 1,
+        "startContainer runs in the container"
+    );
     root.ok(&["delete", "--force", &id]);
     let after_delete = fs::read_to_string(&log).unwrap();
     let last = after_delete.lines().last().unwrap();
@@ -110,6 +127,60 @@ fn a_failing_create_hook_fails_create_and_leaves_nothing() {
         assert!(!root.container_dir(&id).exists(), "{kind}: state left");
         assert_no_cgroup(&id);
     }
+}
+
+#[test]
+fn poststop_hooks_run_after_a_failed_create_too() {
+    if !require_root("poststop_hooks_run_after_a_failed_create_too") {
+        return;
+    }
+    // The spec's lifecycle: a failing create hook stops the container and goes on to destroy,
+    // whose poststop hooks MUST run.
+    let root = Root::new();
+    let log_dir = tempfile::tempdir().unwrap();
+    let log = log_dir.path().join("hooks.log");
+    let mut b = Bundle::new(&["true"]);
+    b.edit(|c| {
+        c["hooks"] = json!({
+            "createRuntime": [{"path": BUSYBOX, "args": ["sh", "-c", "exit 3"]}],
+            "poststop": [recording_hook("poststop", &log)]
+        })
+    });
+    let id = unique_id("poststopfail");
+    let out = root.hr(&["create", "--bundle", b.path().to_str().unwrap(), &id]);
+    assert!(!out.status.success());
+    let logged = fs::read_to_string(&log).unwrap_or_default();
+    let (name, state) = logged.trim().split_once(' ').expect("poststop ran");
+    assert_eq!(name, "poststop");
+    let state: Value = serde_json::from_str(state).unwrap();
+    assert_eq!(
+        (state["id"].as_str(), state["status"].as_str()),
+        (Some(id.as_str()), Some("stopped"))
+    );
+}
+
+#[test]
+fn poststart_hooks_run_after_the_program_is_executed() {
+    if !require_root("poststart_hooks_run_after_the_program_is_executed") {
+        return;
+    }
+    // The hook reads the container process's command line through the host pid in its state:
+    // by then it is the user's program, not the runtime's init.
+    let root = Root::new();
+    let log_dir = tempfile::tempdir().unwrap();
+    let log = log_dir.path().join("cmdline");
+    let mut b = Bundle::new(&["sleep", "1000"]);
+    let script = format!(
+        "pid=$(sed 's/.*\"pid\":\\([0-9]*\\).*/\\1/'); tr '\\0' ' ' < /proc/$pid/cmdline > {}",
+        log.display()
+    );
+    b.edit(|c| {
+        c["hooks"] = json!({"poststart": [{"path": BUSYBOX, "args": ["sh", "-c", script]}]})
+    });
+    let id = unique_id("poststart");
+    root.ok(&["run", "-d", "--bundle", b.path().to_str().unwrap(), &id]);
+    assert_eq!(fs::read_to_string(&log).unwrap().trim(), "sleep 1000");
+    root.ok(&["delete", "-f", &id]);
 }
 
 #[test]
@@ -212,10 +283,17 @@ fn terminal_goes_over_the_console_socket() {
         return;
     }
     let root = Root::new();
-    let mut b = Bundle::new(&["sh", "-c", "tty; stty size; [ -t 0 ] && echo stdin-is-tty"]);
+    // /dev/console is the pty too (the spec: the runtime binds it there), with a read-only
+    // root as well.
+    let mut b = Bundle::new(&[
+        "sh",
+        "-c",
+        "tty; stty size; [ -t 0 ] && echo stdin-is-tty; [ \"$(stat -c %t:%T /dev/console)\" = \"$(stat -c %t:%T $(tty))\" ] && echo console-is-the-pty",
+    ]);
     b.edit(|c| {
         c["process"]["terminal"] = true.into();
         c["process"]["consoleSize"] = json!({"height": 40, "width": 100});
+        c["root"]["readonly"] = true.into();
     });
     let sock = b.path().join("console.sock");
     let got = receive_pty(UnixListener::bind(&sock).unwrap());
@@ -233,7 +311,7 @@ fn terminal_goes_over_the_console_socket() {
     let out = read_until_eof(master);
     assert_eq!(
         out.lines().collect::<Vec<_>>(),
-        ["/dev/pts/0", "40 100", "stdin-is-tty"],
+        ["/dev/pts/0", "40 100", "stdin-is-tty", "console-is-the-pty"],
         "{out:?}"
     );
     root.wait_status(&id, "stopped");

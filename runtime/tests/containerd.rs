@@ -736,7 +736,12 @@ fn cri_with_systemd_cgroup_puts_containers_in_scopes_of_the_pod_slice() {
     assert_eq!(show("ActiveState"), "active");
     assert_eq!(show("Slice"), slice);
     assert_eq!(show("ControlGroup"), format!("/husk.slice/{slice}/{unit}"));
-    assert_eq!(show("MemoryMax"), "67108864");
+    let memory = if is_cgroup_v2() {
+        "MemoryMax"
+    } else {
+        "MemoryLimit"
+    };
+    assert_eq!(show(memory), "67108864");
     cri_ok(
         &c,
         "StopContainer",

@@ -74,10 +74,10 @@ fn a_create_that_fails_at_any_step_leaves_nothing() {
     let cases: Vec<(&str, &str, Mutation)> = vec![
         // Before anything exists.
         (
-            "an unknown capability",
-            "CAP_NOPE",
+            "an rlimit listed twice",
+            "listed twice",
             Box::new(|c, _| {
-                c["process"]["capabilities"]["bounding"] = json!(["CAP_NOPE"]);
+                c["process"]["rlimits"] = json!([{"type": "RLIMIT_NOFILE", "soft": 10, "hard": 10}, {"type": "RLIMIT_NOFILE", "soft": 20, "hard": 20}]);
             }),
         ),
         (
@@ -186,7 +186,14 @@ fn a_create_that_fails_at_any_step_leaves_nothing() {
         let dir = b.path().to_path_buf();
         b.edit(|c| mutate(c, &dir));
         let id = unique_id("leak");
-        let mut args = vec!["create", "--bundle", dir.to_str().unwrap()];
+        let pid_file = dir.join("pid");
+        let mut args = vec![
+            "create",
+            "--pid-file",
+            pid_file.to_str().unwrap(),
+            "--bundle",
+            dir.to_str().unwrap(),
+        ];
         let sock = dir.join("console.sock");
         if b.config["process"]["terminal"] == true {
             args.extend(["--console-socket", sock.to_str().unwrap()]);
@@ -197,6 +204,7 @@ fn a_create_that_fails_at_any_step_leaves_nothing() {
         let err = error_line(&out);
         assert!(err.contains(says), "{case}: {err}");
         assert_nothing_left(&root, &b, &id, case);
+        assert!(!pid_file.exists(), "{case}: pid file left");
     }
 }
 

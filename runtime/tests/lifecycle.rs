@@ -459,10 +459,10 @@ fn bad_input_is_one_clear_line_and_leaves_nothing() {
             "/definitely/not/here",
         ),
         (
-            "bad-cap",
+            "bad-cap-list",
             Box::new(|b: &mut Bundle| {
                 b.edit(|c| {
-                    c["process"]["capabilities"]["bounding"] = serde_json::json!(["CAP_NOT_REAL"])
+                    c["process"]["capabilities"]["bounding"] = serde_json::json!("CAP_CHOWN")
                 });
             }),
             "config.json",

@@ -458,3 +458,106 @@ fn exec_cgroup_runs_the_process_in_a_sub_cgroup() {
     }
     root.ok(&["delete", "-f", &id]);
 }
+
+#[test]
+fn what_the_spec_accepts_runs() {
+    if !require_root("what_the_spec_accepts_runs") {
+        return;
+    }
+    let root = Root::new();
+    // A capability name this runtime does not know: a warning, not a failure.
+    let mut b = Bundle::new(&["echo", "ran"]);
+    b.edit(|c| {
+        c["process"]["capabilities"]["bounding"]
+            .as_array_mut()
+            .unwrap()
+            .push("CAP_FROM_THE_FUTURE".into())
+    });
+    let (code, out, err) = root.run(&b);
+    assert_eq!((code, out.as_str()), (0, "ran\n"), "{err}");
+    assert!(err.contains("CAP_FROM_THE_FUTURE"), "{err}");
+
+    // sysctl(8)'s slash form, a device outside /dev, a relative mount destination.
+    let mut b = Bundle::new(&[
+        "sh",
+        "-c",
+        "cat /proc/sys/net/ipv4/ip_forward; [ -c /mydev/null ] && echo dev; grep -q ' /scratch tmpfs' /proc/mounts && echo mounted",
+    ]);
+    b.edit(|c| {
+        c["linux"]["sysctl"] = json!({"net/ipv4/ip_forward": "1"});
+        c["linux"]["devices"] =
+            json!([{"path": "/mydev/null", "type": "c", "major": 1, "minor": 3, "fileMode": 438}]);
+        c["mounts"]
+            .as_array_mut()
+            .unwrap()
+            .push(json!({"destination": "scratch", "type": "tmpfs", "source": "tmpfs"}));
+    });
+    let (code, out, err) = root.run(&b);
+    assert_eq!((code, out.as_str()), (0, "1\ndev\nmounted\n"), "{err}");
+    assert!(err.contains("relative"), "{err}");
+
+    // No `linux` object at all: every namespace is the caller's.
+    let mut b = Bundle::new(&["sh", "-c", "readlink /proc/self/ns/pid"]);
+    b.edit(|c| {
+        // hostname needs a uts namespace of its own.
+        c.as_object_mut().unwrap().remove("linux");
+        c.as_object_mut().unwrap().remove("hostname");
+    });
+    let (code, out, err) = root.run(&b);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(
+        out.trim(),
+        std::fs::read_link("/proc/self/ns/pid")
+            .unwrap()
+            .to_str()
+            .unwrap()
+    );
+}
+
+#[test]
+fn mount_options_are_honoured_or_refused_never_dropped() {
+    if !require_root("mount_options_are_honoured_or_refused_never_dropped") {
+        return;
+    }
+    let root = Root::new();
+    let src = tempfile::tempdir().unwrap();
+    let mut b = Bundle::new(&["sh", "-c", "grep -E ' /(b|t|r) ' /proc/self/mountinfo"]);
+    b.edit(|c| {
+        let m = c["mounts"].as_array_mut().unwrap();
+        m.push(json!({"destination": "/b", "type": "bind", "source": src.path(), "options": ["rbind", "nosymfollow"]}));
+        m.push(json!({"destination": "/t", "type": "tmpfs", "source": "tmpfs", "options": ["nosymfollow", "iversion"]}));
+        m.push(json!({"destination": "/r", "type": "bind", "source": src.path(), "options": ["rbind", "rnorelatime"]}));
+    });
+    let (code, out, err) = root.run(&b);
+    assert_eq!(code, 0, "{err}");
+    let line = |mp: &str| {
+        out.lines()
+            .find(|l| l.split(' ').nth(4) == Some(mp))
+            .unwrap_or_else(|| panic!("{mp} not mounted: {out}"))
+            .to_string()
+    };
+    assert!(line("/b").contains("nosymfollow"), "{out}");
+    assert!(line("/t").contains("nosymfollow"), "{out}");
+    assert!(!line("/r").contains("relatime"), "rnorelatime: {out}");
+
+    // A typo on a bind mount, and idmapped mounts, are errors, not silently dropped options.
+    for (opts, maps, says) in [
+        (json!(["rbind", "nosiud"]), false, "nosiud"),
+        (json!(["rbind", "idmap"]), false, "idmap"),
+        (json!(["rbind"]), true, "uidMappings"),
+    ] {
+        let mut b = Bundle::new(&["true"]);
+        b.edit(|c| {
+            let mut m =
+                json!({"destination": "/b", "type": "bind", "source": src.path(), "options": opts});
+            if maps {
+                m["uidMappings"] = json!([{"containerID": 0, "hostID": 1000, "size": 1}]);
+                m["gidMappings"] = json!([{"containerID": 0, "hostID": 1000, "size": 1}]);
+            }
+            c["mounts"].as_array_mut().unwrap().push(m);
+        });
+        let (code, _, err) = root.run(&b);
+        assert_ne!(code, 0, "{says}");
+        assert!(err.contains(says), "{says}: {err}");
+    }
+}

@@ -6,7 +6,8 @@
 Builds the test executables here (`cargo test --no-run`), boots each kernel with tests/vm/vm.py
 and runs the suites below in it, then prints one `KERNEL: N passed, N failed` line per kernel
 and exits non-zero if any test failed or any VM did not finish. SYSTEMD_SUITES run in a second
-boot of each kernel with systemd as PID 1. The same executables run on
+boot of each kernel with systemd as PID 1, and once more on the first kernel with systemd's
+hybrid cgroup v1 layout. The same executables run on
 this host's own kernel (hybrid cgroup v1) in the ordinary `cargo test`.
 """
 
@@ -69,10 +70,11 @@ def executables(only, wanted):
     return found
 
 
-def boot_and_test(kernel, plan, timeout, init):
+def boot_and_test(kernel, plan, timeout, init, cgroup):
     """(passed, failed) of the guest's run, or None if the VM stopped before its summary."""
     proc = subprocess.Popen(
         [sys.executable, os.path.join(HERE, "vm.py"), "--kernel", kernel, "--init", init,
+         "--cgroup", cgroup,
          "--timeout", str(timeout), "--cwd", TOP, "--",
          "/usr/bin/python3", os.path.join(HERE, "guest.py"), plan],
         stdout=subprocess.PIPE, text=True, errors="replace",
@@ -98,28 +100,39 @@ def main():
         print("SKIP the kernel matrix: it needs root (the guests see / over 9p passthrough)")
         return 0
     only = {s for s in a.only.split(",") if s}
-    plans = [(init, executables(only, wanted))
-             for init, wanted in (("tini", SUITES), ("systemd", SYSTEMD_SUITES))]
-    plans = [(init, json.dumps(suites)) for init, suites in plans if suites]
+    kernels = a.kernels.split(",")
+    # (init, cgroup layout, suites, kernels): the systemd cgroup driver also on systemd's
+    # hybrid v1 layout, once, on the oldest kernel (hybrid hosts run older kernels).
+    boots = [("tini", "v2", SUITES, kernels),
+             ("systemd", "v2", SYSTEMD_SUITES, kernels),
+             ("systemd", "v1", SYSTEMD_SUITES, kernels[:1])]
+    plans = []
+    for init, cgroup, wanted, on in boots:
+        suites = executables(only, wanted)
+        if suites:
+            plans.append((init, cgroup, json.dumps(suites), on))
     if not plans:
         print("matrix: no test executables found", file=sys.stderr)
         return 1
     totals = {}
     failed_vm = []
-    for k in a.kernels.split(","):
+    for k in kernels:
         totals[k] = (0, 0)
-        for init, plan in plans:
-            print(f"=== Linux {k}, pure cgroup v2, {init} as PID 1 ===", flush=True)
+        for init, cgroup, plan, on in plans:
+            if k not in on:
+                continue
+            layout = "pure cgroup v2" if cgroup == "v2" else "hybrid cgroup v1"
+            print(f"=== Linux {k}, {layout}, {init} as PID 1 ===", flush=True)
             # A VM that stops before the tests' summary (a guest kernel panic or lockup under
             # QEMU's emulation, a timeout) is booted once more; test failures are not retried.
             for attempt in (1, 2):
-                result = boot_and_test(k, plan, a.timeout, init)
+                result = boot_and_test(k, plan, a.timeout, init, cgroup)
                 if result is not None or attempt == 2:
                     break
                 print(f"matrix: Linux {k} stopped before its tests' summary; booting it once "
                       "more", flush=True)
             if result is None:
-                failed_vm.append(f"{k} ({init})")
+                failed_vm.append(f"{k} ({init}, {cgroup})")
                 result = (0, 0)
             totals[k] = (totals[k][0] + result[0], totals[k][1] + result[1])
     print()

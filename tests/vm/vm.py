@@ -8,7 +8,7 @@ upper directory (a container's) cannot live on overlayfs. The kernel's modules a
 /lib/modules/<release> inside the guest, so modprobe and the kernel's own module loading work.
 
     tests/vm/vm.py [--kernel 5.10|6.1|6.12] [--mem MiB] [--cpus N] [--timeout S] [--cwd DIR]
-                   [--init tini|systemd] -- CMD...
+                   [--init tini|systemd] [--cgroup v2|v1] -- CMD...
     tests/vm/vm.py --fetch-only --kernel 6.1
 
 Prints the command's output as it runs and exits with the command's exit code (125 when the
@@ -187,7 +187,7 @@ exec switch_root /newroot /bin/sh /vm-io/stage2
 STAGE2 = r"""
 mount -t proc proc /proc
 mount -t sysfs sysfs /sys
-mount -t cgroup2 cgroup2 /sys/fs/cgroup
+{cgroupfs}
 mkdir -p /dev/pts /dev/shm /dev/mqueue
 mount -t devpts -o newinstance,ptmxmode=0666 devpts /dev/pts
 mount -t tmpfs tmpfs /dev/shm
@@ -221,6 +221,19 @@ cd {cwd}
 echo "vm: Linux $(uname -r), $(nproc) CPUs, cgroup $(stat -fc %T /sys/fs/cgroup)"
 {run}
 """
+
+CGROUP_V2 = "mount -t cgroup2 cgroup2 /sys/fs/cgroup"
+
+# systemd's hybrid layout, as this project's development machines have it: a v1 hierarchy per
+# controller, systemd's named one, and an empty cgroup2 at unified. Mounted before systemd
+# starts, because systemd as PID 1 follows the layout it finds.
+CGROUP_HYBRID = r"""mount -t tmpfs -o mode=755 cgroup /sys/fs/cgroup
+for c in $(awk '!/^#/ && $4 == 1 { print $1 }' /proc/cgroups); do
+  mkdir -p /sys/fs/cgroup/$c && mount -t cgroup -o $c cgroup /sys/fs/cgroup/$c
+done
+mkdir -p /sys/fs/cgroup/systemd /sys/fs/cgroup/unified
+mount -t cgroup -o none,name=systemd cgroup /sys/fs/cgroup/systemd
+mount -t cgroup2 cgroup2 /sys/fs/cgroup/unified"""
 
 # The command under tini as PID 1 (the default).
 RUN_TINI = r"""/usr/bin/tini -s -- /bin/sh /vm-io/cmd < /dev/null
@@ -294,7 +307,8 @@ def initramfs(series, mods):
     return path
 
 
-def boot(series, command, mem, cpus, timeout, cwd, env, init="tini", scratch_gib=16):
+def boot(series, command, mem, cpus, timeout, cwd, env, init="tini", cgroup="v2",
+         scratch_gib=16):
     vmlinuz, mods, release = kernel(series)
     initrd = initramfs(series, mods)
     # Not under /tmp: where that is a tmpfs, the disk's written blocks would take memory.
@@ -309,6 +323,7 @@ def boot(series, command, mem, cpus, timeout, cwd, env, init="tini", scratch_gib
         with open(os.path.join(io, "stage2"), "w") as f:
             f.write(
                 STAGE2.replace("{run}", RUN_SYSTEMD if init == "systemd" else RUN_TINI)
+                .replace("{cgroupfs}", CGROUP_V2 if cgroup == "v2" else CGROUP_HYBRID)
                 .replace("{mods}", shlex.quote(mods))
                 .replace("{release}", release)
                 .replace("{cwd}", shlex.quote(cwd))
@@ -322,8 +337,10 @@ def boot(series, command, mem, cpus, timeout, cwd, env, init="tini", scratch_gib
             "-kernel", vmlinuz, "-initrd", initrd,
             # softlockup_panic: a guest kernel that livelocks stops at once, its stack on the
             # console, instead of holding the run until the timeout.
-            "-append", "console=ttyS0 quiet panic=-1 softlockup_panic=1 cgroup_no_v1=all "
-            f"systemd.unified_cgroup_hierarchy=1 loglevel={os.environ.get('HUSK_VM_LOGLEVEL', '3')}",
+            "-append", "console=ttyS0 quiet panic=-1 softlockup_panic=1 "
+            + ("cgroup_no_v1=all systemd.unified_cgroup_hierarchy=1 " if cgroup == "v2" else
+               "systemd.unified_cgroup_hierarchy=0 ")
+            + f"loglevel={os.environ.get('HUSK_VM_LOGLEVEL', '3')}",
             "-virtfs", "local,path=/,mount_tag=hostroot,security_model=passthrough,"
             "readonly=on,multidevs=remap",
             "-virtfs", f"local,path={io},mount_tag=io,security_model=passthrough",
@@ -362,6 +379,8 @@ def main():
     p.add_argument("--env", action="append", default=[], help="NAME=VALUE for the command")
     p.add_argument("--init", default="tini", choices=["tini", "systemd"],
                    help="PID 1 of the guest: tini, or systemd with the command as its service")
+    p.add_argument("--cgroup", default="v2", choices=["v2", "v1"],
+                   help="v2 (pure), or v1: systemd's hybrid layout")
     p.add_argument("--fetch-only", action="store_true")
     p.add_argument("command", nargs="*")
     a = p.parse_args()
@@ -376,7 +395,7 @@ def main():
         if not a.command:
             p.error("no command")
         env = dict(e.split("=", 1) for e in a.env)
-        return boot(a.kernel, a.command, a.mem, a.cpus, a.timeout, a.cwd, env, a.init)
+        return boot(a.kernel, a.command, a.mem, a.cpus, a.timeout, a.cwd, env, a.init, a.cgroup)
     except (VmError, subprocess.CalledProcessError, OSError) as e:
         print(f"vm: {e}", file=sys.stderr)
         return 125
