@@ -80,6 +80,7 @@ pub fn create(spec: &Spec, rootfs: &Path, in_user_ns: bool) -> Result<()> {
                     )))
                 }
             };
+            check_existing(root, d.path(), kind, d.major() as u64, d.minor() as u64)?;
             make_node(
                 root,
                 d.path(),
@@ -96,6 +97,25 @@ pub fn create(spec: &Spec, rootfs: &Path, in_user_ns: bool) -> Result<()> {
     })();
     nix::sys::stat::umask(old_umask);
     result
+}
+
+/// The spec: a file already at a configured device's path that is not that device is an
+/// error (the image's own node of the same device is replaced, with the config's mode).
+fn check_existing(root: i32, path: &Path, kind: SFlag, major: u64, minor: u64) -> Result<()> {
+    let Ok(fd) = open_in_root(root, path, libc::O_PATH | libc::O_NOFOLLOW, 0) else {
+        return Ok(());
+    };
+    let st = nix::sys::stat::fstat(&fd).ctx_path("cannot stat", path)?;
+    let same_kind = st.st_mode & libc::S_IFMT == kind.bits();
+    let same_device =
+        kind == SFlag::S_IFIFO || st.st_rdev == libc::makedev(major as u32, minor as u32);
+    if same_kind && same_device {
+        return Ok(());
+    }
+    Err(Error::InvalidConfig(format!(
+        "device {}: a file that is not that device is already there",
+        path.display()
+    )))
 }
 
 #[allow(clippy::too_many_arguments)]

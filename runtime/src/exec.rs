@@ -49,8 +49,17 @@ use crate::init::exit;
 impl Runtime {
     /// Run a process in the container. Detached: returns its host pid. Attached: waits and
     /// returns its exit code.
-    pub fn exec(&self, opts: ExecOpts) -> Result<i32> {
+    pub fn exec(&self, mut opts: ExecOpts) -> Result<i32> {
         let record = self.record(&opts.id)?;
+        // Without a umask of its own, an exec'd process keeps its caller's (the spec; runc's
+        // exec does the same, while a container's init gets 0022).
+        if opts.process.user().umask().is_none() {
+            let current = nix::sys::stat::umask(nix::sys::stat::Mode::empty());
+            nix::sys::stat::umask(current);
+            let mut user = opts.process.user().clone();
+            user.set_umask(Some(current.bits()));
+            opts.process.set_user(user);
+        }
         let status = self.state(&opts.id)?.status;
         let allowed = matches!(status, Status::Running | Status::Created)
             || (status == Status::Paused && opts.ignore_paused);

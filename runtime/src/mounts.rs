@@ -121,6 +121,21 @@ pub fn parse_options(opts: &[String]) -> MountOptions {
     o
 }
 
+/// The data string of a new mount: its options, and on an SELinux host the config's
+/// `linux.mountLabel` as the context of the file systems the container gets fresh (runc labels
+/// the same ones; without SELinux, as runc, the label has nothing to apply to).
+fn mount_data(options: &[String], typ: &str, mount_label: Option<&str>) -> String {
+    let mut data = options.to_vec();
+    if let Some(label) = mount_label.filter(|l| !l.is_empty()) {
+        if matches!(typ, "tmpfs" | "devpts" | "mqueue")
+            && !data.iter().any(|o| o.starts_with("context="))
+        {
+            data.push(format!("context=\"{label}\""));
+        }
+    }
+    data.join(",")
+}
+
 /// Options a bind mount may carry that are other tools' business, not the kernel's: SELinux
 /// relabel hints and crun's copy-up options. Anything else a bind cannot take is an error, so a
 /// typo such as `nosiud` never silently drops a protection.
@@ -301,7 +316,13 @@ impl Rootfs<'_> {
                 refuse_symlink_target(root, dest, typ)?;
             }
             let target = ensure_in_root(root, dest, true)?;
-            let data = opts.data.join(",");
+            let mount_label = self
+                .spec
+                .linux()
+                .as_ref()
+                .and_then(|l| l.mount_label().as_deref())
+                .filter(|_| Path::new("/sys/fs/selinux/enforce").exists());
+            let data = mount_data(&opts.data, typ, mount_label);
             let data = (!data.is_empty()).then_some(data);
             let source = m.source().clone().unwrap_or_else(|| PathBuf::from(typ));
             match mount(
@@ -747,6 +768,21 @@ mod tests {
 
     fn s(v: &[&str]) -> Vec<String> {
         v.iter().map(|x| x.to_string()).collect()
+    }
+
+    #[test]
+    fn a_mount_label_is_the_context_of_fresh_file_systems() {
+        let opts = s(&["mode=755"]);
+        assert_eq!(
+            mount_data(
+                &opts,
+                "tmpfs",
+                Some("system_u:object_r:container_file_t:s0")
+            ),
+            "mode=755,context=\"system_u:object_r:container_file_t:s0\""
+        );
+        assert_eq!(mount_data(&opts, "proc", Some("x")), "mode=755");
+        assert_eq!(mount_data(&opts, "tmpfs", None), "mode=755");
     }
 
     #[test]

@@ -185,9 +185,22 @@ pub fn validate(spec: &Spec) -> Result<()> {
         && (linux.uid_mappings().as_ref().is_some_and(|m| !m.is_empty())
             || linux.gid_mappings().as_ref().is_some_and(|m| !m.is_empty()))
     {
-        return Err(invalid(
-            "uidMappings/gidMappings are given but no new user namespace is",
-        ));
+        // containerd and CRI-O send a joined user namespace's mappings along: fine when they
+        // are that namespace's (runc accepts the same), an error when they differ.
+        let joined = linux
+            .namespaces()
+            .iter()
+            .flatten()
+            .find(|n| n.typ() == LinuxNamespaceType::User)
+            .and_then(|n| n.path().clone());
+        match joined {
+            Some(path) => check_joined_maps(&path, linux)?,
+            None => {
+                return Err(invalid(
+                    "uidMappings/gidMappings are given but no user namespace is",
+                ))
+            }
+        }
     }
     if spec.hostname().as_ref().is_some_and(|h| !h.is_empty())
         && !seen.contains(&LinuxNamespaceType::Uts)
@@ -253,6 +266,61 @@ fn validate_hooks(spec: &Spec) -> Result<()> {
                     hook.path().display()
                 )));
             }
+        }
+    }
+    Ok(())
+}
+
+/// The mappings given with a joined user namespace must be the ones it has. Readable where the
+/// path is a process's (`/proc/PID/ns/user`); any other path cannot be checked without joining.
+fn check_joined_maps(path: &Path, linux: &oci_spec::runtime::Linux) -> Result<()> {
+    let pid_dir = path
+        .to_str()
+        .and_then(|p| p.strip_prefix("/proc/"))
+        .and_then(|rest| rest.strip_suffix("/ns/user"))
+        .filter(|pid| pid.parse::<u32>().is_ok())
+        .ok_or_else(|| {
+            invalid(format!(
+                "uidMappings/gidMappings are given with the user namespace at {}: they can only be checked against /proc/PID/ns/user",
+                path.display()
+            ))
+        })?;
+    let read = |file: &str| -> Result<Vec<(u32, u32, u32)>> {
+        let p = Path::new("/proc").join(pid_dir).join(file);
+        let text = fs::read_to_string(&p)
+            .map_err(|e| Error::io(format!("cannot read {}", p.display()), e))?;
+        let mut maps: Vec<(u32, u32, u32)> = text
+            .lines()
+            .filter_map(|l| {
+                let n: Vec<u32> = l
+                    .split_whitespace()
+                    .filter_map(|f| f.parse().ok())
+                    .collect();
+                (n.len() == 3).then(|| (n[0], n[1], n[2]))
+            })
+            .collect();
+        maps.sort_unstable();
+        Ok(maps)
+    };
+    let given = |maps: &Option<Vec<oci_spec::runtime::LinuxIdMapping>>| {
+        let mut v: Vec<(u32, u32, u32)> = maps
+            .iter()
+            .flatten()
+            .map(|m| (m.container_id(), m.host_id(), m.size()))
+            .collect();
+        v.sort_unstable();
+        v
+    };
+    for (what, file, maps) in [
+        ("uidMappings", "uid_map", linux.uid_mappings()),
+        ("gidMappings", "gid_map", linux.gid_mappings()),
+    ] {
+        let want = given(maps);
+        if !want.is_empty() && want != read(file)? {
+            return Err(invalid(format!(
+                "linux.{what} differ from those of the user namespace at {} being joined",
+                path.display()
+            )));
         }
     }
     Ok(())

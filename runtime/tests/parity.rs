@@ -561,3 +561,109 @@ fn mount_options_are_honoured_or_refused_never_dropped() {
         assert!(err.contains(says), "{says}: {err}");
     }
 }
+
+#[test]
+fn a_joined_user_namespace_may_come_with_its_own_mappings() {
+    if !require_root("a_joined_user_namespace_may_come_with_its_own_mappings") {
+        return;
+    }
+    // containerd and CRI-O send the mappings of a user namespace they ask to join.
+    let root = Root::new();
+    let maps = json!([{"containerID": 0, "hostID": 200000, "size": 65536}]);
+    let mut a = Bundle::new(&["sleep", "1000"]);
+    a.edit(|c| {
+        c["linux"]["namespaces"]
+            .as_array_mut()
+            .unwrap()
+            .push(json!({"type": "user"}));
+        c["linux"]["uidMappings"] = maps.clone();
+        c["linux"]["gidMappings"] = maps.clone();
+    });
+    let first = unique_id("userns-owner");
+    root.ok(&["run", "-d", "--bundle", a.path().to_str().unwrap(), &first]);
+    let pid = root.state(&first)["pid"].as_i64().unwrap();
+    let userns = format!("/proc/{pid}/ns/user");
+    for (given, ok) in [
+        (maps.clone(), true),
+        (
+            json!([{"containerID": 0, "hostID": 300000, "size": 65536}]),
+            false,
+        ),
+    ] {
+        let mut b = Bundle::new(&["cat", "/proc/self/uid_map"]);
+        b.edit(|c| {
+            c["linux"]["namespaces"]
+                .as_array_mut()
+                .unwrap()
+                .push(json!({"type": "user", "path": userns}));
+            c["linux"]["uidMappings"] = given.clone();
+            c["linux"]["gidMappings"] = given.clone();
+        });
+        let (code, out, err) = root.run(&b);
+        if ok {
+            assert_eq!(code, 0, "{err}");
+            assert!(out.contains("200000"), "{out}");
+        } else {
+            assert_ne!(code, 0);
+            assert!(err.contains("differ"), "{err}");
+        }
+    }
+    root.ok(&["delete", "-f", &first]);
+}
+
+#[test]
+fn a_file_at_a_device_path_that_is_not_that_device_is_an_error() {
+    if !require_root("a_file_at_a_device_path_that_is_not_that_device_is_an_error") {
+        return;
+    }
+    let root = Root::new();
+    let mut b = Bundle::new(&["true"]);
+    std::fs::create_dir_all(b.rootfs().join("mydev")).unwrap();
+    std::fs::write(b.rootfs().join("mydev/null"), "not a device").unwrap();
+    b.edit(|c| {
+        c["linux"]["devices"] =
+            json!([{"path": "/mydev/null", "type": "c", "major": 1, "minor": 3}]);
+    });
+    let (code, _, err) = root.run(&b);
+    assert_ne!(code, 0);
+    assert!(err.contains("not that device"), "{err}");
+    // The image's own node of that very device is fine.
+    std::fs::remove_file(b.rootfs().join("mydev/null")).unwrap();
+    nix::sys::stat::mknod(
+        &b.rootfs().join("mydev/null"),
+        nix::sys::stat::SFlag::S_IFCHR,
+        nix::sys::stat::Mode::from_bits_truncate(0o600),
+        nix::sys::stat::makedev(1, 3),
+    )
+    .unwrap();
+    let (code, _, err) = root.run(&b);
+    assert_eq!(code, 0, "{err}");
+}
+
+#[test]
+fn exec_keeps_the_callers_umask_when_the_process_has_none() {
+    if !require_root("exec_keeps_the_callers_umask_when_the_process_has_none") {
+        return;
+    }
+    let root = Root::new();
+    let mut b = Bundle::new(&["sh", "-c", "umask; sleep 1000"]);
+    b.edit(|c| {
+        c["process"]["user"]
+            .as_object_mut()
+            .unwrap()
+            .remove("umask");
+    });
+    let id = unique_id("umask");
+    root.ok(&["run", "-d", "--bundle", b.path().to_str().unwrap(), &id]);
+    let out = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "umask 077; exec {} --root {} exec {id} sh -c umask",
+            bin(),
+            root.dir.path().display()
+        ))
+        .output()
+        .unwrap();
+    assert_eq!(text(&out.stdout).trim(), "0077", "{}", text(&out.stderr));
+    root.ok(&["delete", "-f", &id]);
+}
