@@ -27,6 +27,22 @@ fn require_systemd(test: &str) -> bool {
     true
 }
 
+/// `husk-runtime --systemd-cgroup VERB --bundle B ID`.
+fn sd(root: &Root, verb: &str, b: &Bundle, id: &str) -> std::process::Output {
+    root.hr(&[
+        "--systemd-cgroup",
+        verb,
+        "--bundle",
+        b.path().to_str().unwrap(),
+        id,
+    ])
+}
+
+fn sd_ok(root: &Root, verb: &str, b: &Bundle, id: &str) {
+    let out = sd(root, verb, b, id);
+    assert!(out.status.success(), "{verb} {id}: {}", text(&out.stderr));
+}
+
 /// One property of a unit as `systemctl show` prints it.
 fn unit_property(unit: &str, property: &str) -> String {
     let out = Command::new("systemctl")
@@ -79,13 +95,7 @@ fn a_container_lives_in_a_transient_scope_of_its_slice() {
     });
     let unit = format!("husk-{id}.scope");
     let cg_path = format!("/husk.slice/husk-test.slice/{unit}");
-    root.ok(&[
-        "--systemd-cgroup",
-        "create",
-        "--bundle",
-        b.path().to_str().unwrap(),
-        &id,
-    ]);
+    sd_ok(&root, "create", &b, &id);
     assert_eq!(unit_property(&unit, "ActiveState"), "active");
     assert_eq!(unit_property(&unit, "Delegate"), "yes");
     assert_eq!(unit_property(&unit, "Slice"), "husk-test.slice");
@@ -126,13 +136,7 @@ fn without_cgroups_path_the_scope_is_husk_id_in_system_slice() {
     let root = Root::new();
     let id = unique_id("sddefault");
     let b = Bundle::new(&["sh", "-c", "cat /proc/self/cgroup"]);
-    let out = root.hr(&[
-        "--systemd-cgroup",
-        "run",
-        "--bundle",
-        b.path().to_str().unwrap(),
-        &id,
-    ]);
+    let out = sd(&root, "run", &b, &id);
     assert!(out.status.success(), "{}", text(&out.stderr));
     // The container has its own cgroup namespace: it sees its cgroup as the root, so the host
     // path is checked through systemd instead, while the record still exists.
@@ -154,13 +158,7 @@ fn a_create_that_fails_after_the_scope_started_leaves_no_unit() {
     // The command is checked in the init, after it joined the scope.
     let mut b = Bundle::new(&["/no/such/command"]);
     b.edit(|c| c["linux"]["cgroupsPath"] = json!(format!("husk-test.slice:husk:{id}")));
-    let out = root.hr(&[
-        "--systemd-cgroup",
-        "create",
-        "--bundle",
-        b.path().to_str().unwrap(),
-        &id,
-    ]);
+    let out = sd(&root, "create", &b, &id);
     assert!(!out.status.success());
     assert!(
         error_line(&out).contains("/no/such/command"),
@@ -214,9 +212,8 @@ fn a_scope_that_is_taken_is_an_error_that_touches_nothing() {
     let path = format!("husk-test.slice:husk:{first}");
     let mut b = Bundle::new(&["sleep", "1000"]);
     b.edit(|c| c["linux"]["cgroupsPath"] = json!(path));
-    let bundle = b.path().to_str().unwrap().to_string();
-    root.ok(&["--systemd-cgroup", "create", "--bundle", &bundle, &first]);
-    let out = root.hr(&["--systemd-cgroup", "create", "--bundle", &bundle, &second]);
+    sd_ok(&root, "create", &b, &first);
+    let out = sd(&root, "create", &b, &second);
     assert!(!out.status.success());
     let err = error_line(&out);
     assert!(err.contains(&format!("husk-{first}.scope")), "{err}");
@@ -242,13 +239,7 @@ fn without_systemd_the_driver_is_refused_in_one_line() {
     let root = Root::new();
     let id = unique_id("sdnone");
     let b = Bundle::new(&["true"]);
-    let out = root.hr(&[
-        "--systemd-cgroup",
-        "create",
-        "--bundle",
-        b.path().to_str().unwrap(),
-        &id,
-    ]);
+    let out = sd(&root, "create", &b, &id);
     assert!(!out.status.success());
     let err = text(&out.stderr);
     assert_eq!(err.trim().lines().count(), 1, "{err}");
@@ -270,13 +261,7 @@ fn a_cgroups_path_not_in_systemds_form_is_refused() {
         let id = unique_id("sdbad");
         let mut b = Bundle::new(&["true"]);
         b.edit(|c| c["linux"]["cgroupsPath"] = json!(path));
-        let out = root.hr(&[
-            "--systemd-cgroup",
-            "create",
-            "--bundle",
-            b.path().to_str().unwrap(),
-            &id,
-        ]);
+        let out = sd(&root, "create", &b, &id);
         assert!(!out.status.success(), "{path}");
         let err = error_line(&out);
         assert!(err.contains(want), "{path}: {err}");
