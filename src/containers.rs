@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use anyhow::{bail, Result};
 use husk_cli::husk::{
-    ExecArgs, Format, KillArgs, LogsArgs, NetworkMode, PsArgs, PullPolicy, RmArgs, RunArgs,
-    StartArgs, StatsArgs, StopArgs, VolumeCommand,
+    ExecArgs, Format, KillArgs, LogsArgs, PsArgs, PullPolicy, RmArgs, RunArgs, StartArgs,
+    StatsArgs, StopArgs, VolumeCommand,
 };
 use husk_engine::options::{self, Filter, Mount, Network, Seccomp, SecurityOpt};
 use husk_engine::{
@@ -41,10 +41,26 @@ fn run_options(a: &RunArgs) -> husk_engine::Result<RunOptions> {
         workdir: a.workdir.clone(),
         user: a.user.clone(),
         hostname: a.hostname.clone(),
-        network: match a.network {
-            NetworkMode::None => Network::None,
-            NetworkMode::Host => Network::Host,
+        network: match &a.network {
+            Some(n) => Network::parse(n)?,
+            None => Network::Default,
         },
+        publish: a
+            .publish
+            .iter()
+            .map(|p| options::parse_publish(p))
+            .collect::<husk_engine::Result<Vec<_>>>()?
+            .concat(),
+        publish_all: a.publish_all,
+        network_aliases: a.network_alias.clone(),
+        add_hosts: a
+            .add_host
+            .iter()
+            .map(|h| options::parse_add_host(h))
+            .collect::<husk_engine::Result<_>>()?,
+        dns: a.dns.clone(),
+        dns_search: a.dns_search.clone(),
+        dns_options: a.dns_option.clone(),
         read_only: a.read_only,
         memory: a.memory.as_deref().map(options::parse_bytes).transpose()?,
         memory_swap: match a.memory_swap.as_deref() {
@@ -276,12 +292,13 @@ pub fn ps(engine: &Engine, a: &PsArgs) -> Result<()> {
                     "RunningFor": timefmt::ago(&c.created), "State": st.status.as_str(),
                     "Status": status_text(c), "Names": c.name, "Labels": c.labels,
                     "Mounts": c.mounts.iter().map(|m| if m.name.is_empty() { m.source.clone() } else { m.name.clone() }).collect::<Vec<_>>(),
+                    "Ports": engine.ports_column(c), "Networks": c.network,
                 })
             )?;
         }
         return Ok(());
     }
-    let rows: Vec<[String; 6]> = list
+    let rows: Vec<[String; 7]> = list
         .iter()
         .map(|c| {
             let mut cmd = command_text(c);
@@ -294,6 +311,7 @@ pub fn ps(engine: &Engine, a: &PsArgs) -> Result<()> {
                 cmd,
                 timefmt::ago(&c.created),
                 status_text(c),
+                engine.ports_column(c),
                 c.name.clone(),
             ]
         })
@@ -304,6 +322,7 @@ pub fn ps(engine: &Engine, a: &PsArgs) -> Result<()> {
         "COMMAND",
         "CREATED",
         "STATUS",
+        "PORTS",
         "NAMES",
     ];
     table(&mut out, header, &rows)
@@ -384,7 +403,8 @@ pub fn stats(engine: &Engine, a: &StatsArgs) -> Result<()> {
                     "MemUsage": format!("{} / {}", human(s.memory_usage), human(s.memory_limit)),
                     "MemPerc": format!("{:.2}%", mem_percent(s)),
                     "BlockIO": format!("{} / {}", human(s.block_read), human(s.block_written)),
-                    "PIDs": s.pids.to_string(), "NetIO": "0B / 0B",
+                    "PIDs": s.pids.to_string(),
+                    "NetIO": format!("{} / {}", human_bytes(s.net_received, false), human_bytes(s.net_sent, false)),
                 });
                 writeln!(out, "{v}")?;
             }
@@ -398,7 +418,11 @@ pub fn stats(engine: &Engine, a: &StatsArgs) -> Result<()> {
                         format!("{:.2}%", s.cpu_percent),
                         format!("{} / {}", human(s.memory_usage), human(s.memory_limit)),
                         format!("{:.2}%", mem_percent(s)),
-                        "0B / 0B".to_string(),
+                        format!(
+                            "{} / {}",
+                            human_bytes(s.net_received, false),
+                            human_bytes(s.net_sent, false)
+                        ),
                         format!("{} / {}", human(s.block_read), human(s.block_written)),
                         s.pids.to_string(),
                     ]

@@ -5,6 +5,7 @@
 
 mod containers;
 mod images;
+mod networks;
 mod progress;
 mod table;
 mod timefmt;
@@ -113,6 +114,8 @@ fn main() {
         HuskCommand::Stats(a) => containers::stats(e, a),
         HuskCommand::Container(ContainerCommand::Prune(_)) => containers::container_prune(e),
         HuskCommand::Volume(v) => containers::volume(e, v),
+        HuskCommand::Network(n) => networks::network(e, n),
+        HuskCommand::Port(a) => networks::port(e, a),
         HuskCommand::Info | HuskCommand::System(SystemCommand::Info) => images::info(e),
         HuskCommand::System(SystemCommand::Check(a)) => images::check(e, a.repair),
         HuskCommand::ReapLayerMounts { .. } => Ok(()),

@@ -279,6 +279,7 @@ fn two_runs_with_one_name_at_once_exactly_one_wins() {
     let r = root.path();
     let spawn = || {
         std::process::Command::new(env!("CARGO_BIN_EXE_husk"))
+            .env("HUSK_CONFIG", no_bridge_config())
             .arg("--root")
             .arg(r)
             .args(["run", "-d", "--name", "only", &img, "sleep", "30"])
@@ -349,6 +350,7 @@ fn a_killed_monitor_or_husk_loses_nothing_silently() {
 
     // An attached husk killed mid-run: the container goes on, rm -f cleans up.
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_husk"))
+        .env("HUSK_CONFIG", no_bridge_config())
         .arg("--root")
         .arg(r)
         .args(["run", "--name", "att", &img, "sleep", "300"])
@@ -660,6 +662,7 @@ fn a_tty_through_a_pty() {
             r.display()
         );
         let Ok(out) = std::process::Command::new("script")
+            .env("HUSK_CONFIG", no_bridge_config())
             .args(["-qec", &cmd, "/dev/null"])
             .output()
         else {
@@ -711,6 +714,7 @@ fn signals_restart_start_attach_and_follow() {
             "trap 'echo got; exit 7' INT; echo ready; while :; do sleep 0.1; done",
         ]);
         let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_husk"))
+            .env("HUSK_CONFIG", no_bridge_config())
             .args(&args)
             .stdout(std::process::Stdio::piped())
             .spawn()

@@ -111,7 +111,10 @@ fn recovers(root: &Path, img: &str, want: &BTreeMap<String, String>, what: &str)
 
 fn husk_cmd(root: &Path) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_husk"));
-    c.arg("--root").arg(root).env("HUSK_LAYER_MOUNT_GRACE", "0");
+    c.arg("--root")
+        .arg(root)
+        .env("HUSK_LAYER_MOUNT_GRACE", "0")
+        .env("HUSK_CONFIG", no_bridge_config());
     c
 }
 

@@ -63,6 +63,11 @@ pub enum HuskCommand {
     /// Manage volumes
     #[command(subcommand)]
     Volume(VolumeCommand),
+    /// Manage networks
+    #[command(subcommand)]
+    Network(NetworkCommand),
+    /// List a container's published ports, or the host address of one
+    Port(PortArgs),
     /// Give an image another name
     Tag(TagArgs),
     /// Remove images (and the layers no other image uses)
@@ -146,6 +151,80 @@ pub enum VolumeCommand {
     Inspect(VolumesArgs),
     /// Remove volumes no container uses
     Prune(PruneArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum NetworkCommand {
+    /// Create a bridge network whose containers find each other by name
+    Create(NetworkCreateArgs),
+    /// List networks
+    #[command(alias = "list")]
+    Ls(NetworkLsArgs),
+    /// Remove networks
+    #[command(alias = "remove")]
+    Rm(NetworksArgs),
+    /// Print networks as JSON
+    Inspect(NetworksArgs),
+    /// Connect a container to a network
+    Connect(NetworkConnectArgs),
+    /// Disconnect a container from a network
+    Disconnect(NetworkConnectArgs),
+    /// Remove every network no container uses
+    Prune(PruneArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct NetworkCreateArgs {
+    pub name: String,
+    /// Subnet in CIDR form (default: a free /24 in 10.78.0.0/16)
+    #[arg(long)]
+    pub subnet: Option<String>,
+    /// The subnet's gateway (default: its first address)
+    #[arg(long)]
+    pub gateway: Option<String>,
+    /// No way out: no default route, no NAT
+    #[arg(long)]
+    pub internal: bool,
+    /// Driver (only bridge)
+    #[arg(short, long, default_value = "bridge")]
+    pub driver: String,
+    /// Set metadata on the network
+    #[arg(long)]
+    pub label: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct NetworkLsArgs {
+    /// Only network IDs
+    #[arg(short, long)]
+    pub quiet: bool,
+    /// Do not truncate IDs
+    #[arg(long)]
+    pub no_trunc: bool,
+    #[arg(long, value_enum, default_value_t = Format::Table)]
+    pub format: Format,
+}
+
+#[derive(Debug, Args)]
+pub struct NetworksArgs {
+    #[arg(required = true)]
+    pub networks: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct NetworkConnectArgs {
+    pub network: String,
+    pub container: String,
+    /// Disconnect: accepted for docker's scripts
+    #[arg(short, long)]
+    pub force: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct PortArgs {
+    pub container: String,
+    /// PORT[/PROTOCOL]: only this one's host address
+    pub port: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -429,12 +508,6 @@ pub enum PullPolicy {
     Never,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum NetworkMode {
-    None,
-    Host,
-}
-
 #[derive(Debug, Args)]
 pub struct RunArgs {
     /// Run in the background and print the container ID
@@ -467,9 +540,31 @@ pub struct RunArgs {
     /// Container host name
     #[arg(long)]
     pub hostname: Option<String>,
-    /// Network mode
-    #[arg(long, value_enum, default_value_t = NetworkMode::None)]
-    pub network: NetworkMode,
+    /// Connect to a network: bridge (the default), none, host, a network's name, or
+    /// container:NAME
+    #[arg(long, alias = "net")]
+    pub network: Option<String>,
+    /// Publish a container's port on the host: [[IP:]HOST_PORT:]CONTAINER_PORT[/tcp|/udp]
+    #[arg(short, long)]
+    pub publish: Vec<String>,
+    /// Publish every port the image exposes on a free host port
+    #[arg(short = 'P', long)]
+    pub publish_all: bool,
+    /// Another name for the container on a user network
+    #[arg(long, alias = "net-alias")]
+    pub network_alias: Vec<String>,
+    /// Add a line to /etc/hosts: NAME:IP (IP may be host-gateway)
+    #[arg(long)]
+    pub add_host: Vec<String>,
+    /// DNS servers for /etc/resolv.conf
+    #[arg(long)]
+    pub dns: Vec<String>,
+    /// DNS search domains
+    #[arg(long)]
+    pub dns_search: Vec<String>,
+    /// DNS resolver options
+    #[arg(long, alias = "dns-opt")]
+    pub dns_option: Vec<String>,
     /// Mount the container's root filesystem read-only
     #[arg(long)]
     pub read_only: bool,

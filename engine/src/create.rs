@@ -12,8 +12,10 @@ use husk_image::{Digest, Reference};
 
 use crate::error::{Context, Error, Result};
 use crate::layers;
-use crate::options::{PullPolicy, RunOptions};
-use crate::spec;
+use crate::networking;
+use crate::networks;
+use crate::options::{Network, PortMapping, Protocol, PullPolicy, RunOptions};
+use crate::spec::{self, NetNs};
 use crate::store::{self, Container};
 use crate::volumes;
 
@@ -78,6 +80,77 @@ fn image(root: &Path, a: &RunOptions, progress: PullProgress) -> Result<ImageRec
     find_image(root, &r)?.ok_or_else(|| Error::NoSuchImage(r.to_string()))
 }
 
+/// The container's network as its record keeps it: `none`, `host`, `container:ID` or a
+/// network's name; the default is `bridge` unless husk's config says `"bridge": "none"`.
+fn resolve_network(root: &Path, a: &RunOptions) -> Result<String> {
+    let mode = match &a.network {
+        Network::Default => match husk_image::config::get("bridge")?.as_str() {
+            Some("none") => "none".to_string(),
+            _ => networks::DEFAULT.to_string(),
+        },
+        Network::None => "none".into(),
+        Network::Host => "host".into(),
+        Network::Named(n) => networks::find(root, n)?.name,
+        Network::Container(c) => format!("container:{}", store::find(root, c)?.id),
+    };
+    let own_network = !matches!(mode.as_str(), "none" | "host") && !mode.starts_with("container:");
+    let kind = if mode.starts_with("container:") {
+        "another container's network"
+    } else {
+        mode.as_str()
+    };
+    if !own_network && (!a.publish.is_empty() || a.publish_all) {
+        return Err(Error::Invalid(format!(
+            "cannot publish ports on {kind}: use a bridge or user network"
+        )));
+    }
+    if !a.network_aliases.is_empty() && (!own_network || mode == networks::DEFAULT) {
+        return Err(Error::Invalid(
+            "--network-alias works only on user networks (network create)".into(),
+        ));
+    }
+    if mode.starts_with("container:")
+        && (!a.add_hosts.is_empty() || !a.dns.is_empty() || !a.dns_search.is_empty())
+    {
+        return Err(Error::Invalid(
+            "--add-host and --dns cannot be used with --network container: (its files are the other container's)".into(),
+        ));
+    }
+    Ok(mode)
+}
+
+/// `-p` and, with `-P`, every port the image EXPOSEs (`80/tcp`) that `-p` does not name.
+fn published(a: &RunOptions, config: &ImageConfig) -> Result<Vec<PortMapping>> {
+    let mut ports = a.publish.clone();
+    if a.publish_all {
+        if let Some(exposed) = config.config["ExposedPorts"].as_object() {
+            for key in exposed.keys() {
+                let (port, proto) = key.split_once('/').unwrap_or((key, "tcp"));
+                let protocol = match proto {
+                    "udp" => Protocol::Udp,
+                    "tcp" => Protocol::Tcp,
+                    _ => continue,
+                };
+                let Ok(port) = port.parse::<u16>() else {
+                    continue;
+                };
+                if !ports
+                    .iter()
+                    .any(|p| p.container_port == port && p.protocol == protocol)
+                {
+                    ports.push(PortMapping {
+                        host_ip: None,
+                        host_port: None,
+                        container_port: port,
+                        protocol,
+                    });
+                }
+            }
+        }
+    }
+    Ok(ports)
+}
+
 /// Make container from `a`: returns its id. The record names this process as the one holding
 /// the container, until a monitor takes over or `release` is called.
 pub fn create(root: &Path, a: &RunOptions, progress: PullProgress) -> Result<String> {
@@ -90,6 +163,7 @@ pub fn create(root: &Path, a: &RunOptions, progress: PullProgress) -> Result<Str
     }
     // Held until the record names the image: a prune or rmi meanwhile waits for it, then
     // sees the container and leaves the image's blobs and layers be.
+    let network = resolve_network(root, a)?;
     let _adding = husk_image::store::Store::open(root)?.adding()?;
     let image = image(root, a, progress)?;
     let store = husk_image::store::Store::open(root)?;
@@ -167,6 +241,7 @@ pub fn create(root: &Path, a: &RunOptions, progress: PullProgress) -> Result<Str
             labels,
             stop_signal,
             volumes,
+            network,
         );
         if rest.is_err() {
             for v in &anonymous {
@@ -207,9 +282,22 @@ fn record_container(
     labels: std::collections::BTreeMap<String, String>,
     stop_signal: String,
     volumes: volumes::Resolved,
+    network: String,
 ) -> Result<()> {
     let dir = store::dir(root, id);
-    let spec = spec::spec(a, config, rootfs, id, &volumes.spec)?;
+    let net = match network.as_str() {
+        "none" => NetNs::Own,
+        "host" => NetNs::Host,
+        _ => NetNs::Path(store::netns_path(root, id)),
+    };
+    let taken: Vec<String> = volumes
+        .spec
+        .iter()
+        .filter_map(|m| m["destination"].as_str().map(str::to_string))
+        .collect();
+    let mut mounts = volumes.spec.clone();
+    mounts.extend(crate::etc_files::mounts(&dir, &taken));
+    let spec = spec::spec(a, config, rootfs, id, &mounts, &net)?;
     fs::write(dir.join("config.json"), serde_json::to_vec_pretty(&spec)?)
         .context("cannot write the container's config")?;
     let process = &spec["process"];
@@ -233,7 +321,14 @@ fn record_container(
         stop_signal,
         stop_timeout: a.stop_timeout.unwrap_or(10),
         timeout: a.timeout,
-        network: a.network.as_str().into(),
+        network,
+        extra_networks: Vec::new(),
+        ports: published(a, config)?,
+        network_aliases: a.network_aliases.clone(),
+        add_hosts: a.add_hosts.clone(),
+        dns: a.dns.clone(),
+        dns_search: a.dns_search.clone(),
+        dns_options: a.dns_options.clone(),
         mounts: volumes.records,
         anonymous_volumes: volumes.anonymous,
         diff_ids: image.diff_ids.clone(),
@@ -245,5 +340,37 @@ fn record_container(
             ..Default::default()
         },
     };
+    networking::write_etc_files(root, &c)?;
     c.save(root)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn publish_all_adds_what_the_image_exposes_and_p_does_not_name() {
+        let config: ImageConfig = serde_json::from_value(serde_json::json!({
+            "rootfs": {"type": "layers", "diff_ids": []},
+            "config": {"ExposedPorts": {"80/tcp": {}, "53/udp": {}, "x/tcp": {}}},
+        }))
+        .unwrap();
+        let mut a = RunOptions {
+            publish: crate::options::parse_publish("8080:80").unwrap(),
+            ..Default::default()
+        };
+        assert_eq!(published(&a, &config).unwrap().len(), 1);
+        a.publish_all = true;
+        let ports = published(&a, &config).unwrap();
+        assert_eq!(ports.len(), 2, "{ports:?}");
+        assert_eq!(ports[0].host_port, Some(8080), "-p wins for 80/tcp");
+        assert_eq!(
+            (
+                ports[1].container_port,
+                ports[1].protocol,
+                ports[1].host_port
+            ),
+            (53, Protocol::Udp, None)
+        );
+    }
 }

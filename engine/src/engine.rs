@@ -92,6 +92,9 @@ pub struct Stats {
     pub pids: u64,
     pub block_read: u64,
     pub block_written: u64,
+    /// Bytes through the container's own interfaces (none on the host's network).
+    pub net_received: u64,
+    pub net_sent: u64,
 }
 
 /// `top`: ps's columns and a row per process of the container.
@@ -128,7 +131,7 @@ pub struct ImageRemoval {
 
 /// The engine on one store.
 pub struct Engine {
-    root: PathBuf,
+    pub(crate) root: PathBuf,
 }
 
 impl Engine {
@@ -599,7 +602,13 @@ impl Engine {
                 pids: 0,
                 block_read: 0,
                 block_written: 0,
+                net_received: 0,
+                net_sent: 0,
             };
+            let pid = c.observed().pid;
+            if pid > 0 && c.network != "host" {
+                (s.net_received, s.net_sent) = crate::networking::net_io(pid);
+            }
             if let (Some(b), Some(a)) = (&before, &after) {
                 let used = a.cpu.usage.total.saturating_sub(b.cpu.usage.total) as f64;
                 s.cpu_percent = 100.0 * used / dt;
@@ -888,7 +897,10 @@ fn inspect_value(root: &Path, c: &Container) -> Value {
             "FinishedAt": st.finished_at.clone().unwrap_or_else(|| "0001-01-01T00:00:00Z".into()),
         },
         "Image": c.image_id,
-        "ResolvConfPath": "", "HostnamePath": "", "HostsPath": "",
+        "ResolvConfPath": store::dir(root, &c.id).join("resolv.conf"),
+        "HostnamePath": store::dir(root, &c.id).join("hostname"),
+        "HostsPath": store::dir(root, &c.id).join("hosts"),
+        "NetworkSettings": crate::networking::settings(root, c),
         "LogPath": store::log_path(root, &c.id),
         "Name": format!("/{}", c.name),
         "RestartCount": 0,
@@ -897,6 +909,10 @@ fn inspect_value(root: &Path, c: &Container) -> Value {
         "HostConfig": {
             "AutoRemove": c.auto_remove,
             "NetworkMode": c.network,
+            "PortBindings": port_bindings(c),
+            "PublishAllPorts": false,
+            "ExtraHosts": c.add_hosts.iter().map(|(n, ip)| format!("{n}:{ip}")).collect::<Vec<_>>(),
+            "Dns": c.dns, "DnsSearch": c.dns_search, "DnsOptions": c.dns_options,
             "Memory": res["memory"]["limit"].as_i64().unwrap_or(0),
             "MemorySwap": res["memory"]["swap"].as_i64().unwrap_or(0),
             "CpuShares": res["cpu"]["shares"].as_u64().unwrap_or(0),
@@ -923,6 +939,22 @@ fn inspect_value(root: &Path, c: &Container) -> Value {
             "StopTimeout": c.stop_timeout,
         },
     })
+}
+
+/// docker's `HostConfig.PortBindings`: what `-p` asked, an empty host port for "any".
+fn port_bindings(c: &Container) -> Value {
+    let mut m = serde_json::Map::new();
+    for p in &c.ports {
+        let key = format!("{}/{}", p.container_port, p.protocol.as_str());
+        let e = m.entry(key).or_insert_with(|| json!([]));
+        if let Some(v) = e.as_array_mut() {
+            v.push(json!({
+                "HostIp": p.host_ip.map(|i| i.to_string()).unwrap_or_default(),
+                "HostPort": p.host_port.map(|h| h.to_string()).unwrap_or_default(),
+            }));
+        }
+    }
+    Value::Object(m)
 }
 
 fn host_memory() -> u64 {

@@ -12,6 +12,8 @@ pub enum Error {
     NoSuchVolume(String),
     #[error("no such image: {0}")]
     NoSuchImage(String),
+    #[error("network {0} not found")]
+    NoSuchNetwork(String),
     /// The thing exists but is in the wrong state or in use: a running container, a taken
     /// name, a volume a container uses.
     #[error("{0}")]

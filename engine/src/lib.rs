@@ -13,17 +13,29 @@
 //! - `engine` (the verbs) on top;
 //! - `create` (image + options → a container) and `monitor` (runs and holds one) below it;
 //! - `remove`, `spec` (image config + options → OCI spec), `volumes`, `logs`, `layers` (the
-//!   container's root mount and the layers' shared mounts) below those;
+//!   container's root mount and the layers' shared mounts) and `networking` (a container's
+//!   namespace, interfaces, ports, names and /etc files while it runs) below those;
+//! - `networks` (network records and the CNI plugin list each is), `cni` (the plugin
+//!   protocol), `netns`, `ports` (host port claims), `dns` (aardvark-dns) and `etc_files`
+//!   below `networking`;
 //! - `store` (records, names, locks, kept exit codes, paths), `user`, `security`, `options`,
 //!   `time` and `error` at the bottom.
 
+mod cni;
 mod create;
+mod dns;
 mod engine;
+mod engine_network;
 pub mod error;
+mod etc_files;
 mod layers;
 mod logs;
 mod monitor;
+mod netns;
+mod networking;
+pub mod networks;
 pub mod options;
+mod ports;
 mod remove;
 mod security;
 mod spec;
@@ -41,6 +53,10 @@ pub use engine::{Attach, Config, Engine, ImageRemoval, Info, PullReport, RunRepo
 pub use error::{Error, Result};
 pub use logs::{LogLine, Stream};
 pub use monitor::Exit;
-pub use options::{ExecOptions, ListOptions, LogOptions, Mount, RunOptions};
+pub use networks::{CreateOptions as NetworkCreateOptions, Network};
+pub use options::{
+    ExecOptions, ListOptions, LogOptions, Mount, Network as NetworkMode, PortMapping, Protocol,
+    RunOptions,
+};
 pub use store::{Container, MountRecord, State, Status, DEFAULT_ROOT};
 pub use volumes::Volume;

@@ -80,6 +80,8 @@ pub fn supervise(
     let timed_out = Arc::new(AtomicBool::new(false));
     let result = (|| {
         mount_rootfs(root, &c)?;
+        // The host ports stay held (bound) while the container runs.
+        let _ports = crate::networking::attach(root, &c)?;
         launch(root, &c, &rt, stdio, started, &timed_out)
     })();
     // Whatever happened: the runtime's state, the cgroup and the mount go; the record says
@@ -90,6 +92,7 @@ pub fn supervise(
         .and_then(|r| r.cgroup)
         .is_some_and(|cg| husk_runtime::cgroups::stats::oom_kills(&cg) > 0);
     let _ = rt.delete(id, true);
+    crate::networking::detach(root, id);
     unmount_rootfs(root, id);
     let (code, mut error) = match &result {
         Ok(code) => (*code, String::new()),

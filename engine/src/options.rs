@@ -17,22 +17,151 @@ pub enum PullPolicy {
 }
 
 /// The container's network.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub enum Network {
-    /// Its own network namespace with only `lo`.
+    /// The default: the `bridge` network, unless husk's config file says `"bridge": "none"`
+    /// (docker's daemon.json key that turns the default bridge off).
     #[default]
+    Default,
+    /// Its own network namespace with only `lo`, up.
     None,
     /// The host's network namespace.
     Host,
+    /// A network by name: `bridge` (the default bridge, `husk0`) or one made by
+    /// `network create`.
+    Named(String),
+    /// Another container's network namespace (`container:NAME`).
+    Container(String),
 }
 
 impl Network {
-    pub fn as_str(self) -> &'static str {
+    /// docker's spelling: `none`, `host`, `bridge`, a network's name, `container:NAME`.
+    pub fn parse(s: &str) -> Result<Network> {
+        Ok(match s {
+            "" | "default" => Network::Default,
+            "none" => Network::None,
+            "host" => Network::Host,
+            _ => match s.strip_prefix("container:") {
+                Some("") => {
+                    invalid!("invalid --network {s:?}: container: needs a container's name or id")
+                }
+                Some(c) => Network::Container(c.to_string()),
+                None => Network::Named(s.to_string()),
+            },
+        })
+    }
+
+    pub fn as_string(&self) -> String {
         match self {
-            Network::None => "none",
-            Network::Host => "host",
+            Network::Default => "default".into(),
+            Network::None => "none".into(),
+            Network::Host => "host".into(),
+            Network::Named(n) => n.clone(),
+            Network::Container(c) => format!("container:{c}"),
         }
     }
+}
+
+/// A transport protocol of a published port.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum Protocol {
+    Tcp,
+    Udp,
+}
+
+impl Protocol {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Protocol::Tcp => "tcp",
+            Protocol::Udp => "udp",
+        }
+    }
+}
+
+/// One `-p`: a container port published on the host.
+#[derive(
+    Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
+pub struct PortMapping {
+    /// The host address it listens on; all of them when unset.
+    pub host_ip: Option<std::net::Ipv4Addr>,
+    /// A free port the engine picks when unset (`-p CTR`, `-P`).
+    pub host_port: Option<u16>,
+    pub container_port: u16,
+    pub protocol: Protocol,
+}
+
+/// `-p [[IP:]HOST:]CTR[/tcp|/udp]`, ranges (`8000-8001:80-81`) included.
+pub fn parse_publish(p: &str) -> Result<Vec<PortMapping>> {
+    let (spec, protocol) = match p.rsplit_once('/') {
+        Some((s, "tcp")) => (s, Protocol::Tcp),
+        Some((s, "udp")) => (s, Protocol::Udp),
+        Some((_, other)) => invalid!("invalid port {p:?}: unknown protocol {other:?} (tcp or udp)"),
+        None => (p, Protocol::Tcp),
+    };
+    let parts: Vec<&str> = spec.split(':').collect();
+    let (ip, host, ctr) = match parts.as_slice() {
+        [c] => (None, None, *c),
+        [h, c] => (None, Some(*h), *c),
+        [ip, h, c] => (Some(*ip), Some(*h).filter(|h| !h.is_empty()), *c),
+        _ => invalid!("invalid port {p:?}: use [[IP:]HOST_PORT:]CONTAINER_PORT[/PROTOCOL]"),
+    };
+    let host_ip = match ip.filter(|i| !i.is_empty()) {
+        None => None,
+        Some(i) => match i.parse::<std::net::Ipv4Addr>() {
+            Ok(a) if a.is_unspecified() => None,
+            Ok(a) => Some(a),
+            Err(_) => invalid!("invalid port {p:?}: {i:?} is not an IPv4 address"),
+        },
+    };
+    let range = |r: &str| -> Result<(u16, u16)> {
+        let (a, b) = r.split_once('-').unwrap_or((r, r));
+        let num = |n: &str| -> Result<u16> {
+            match n.parse::<u32>() {
+                Ok(v) if (1..=65535).contains(&v) => Ok(v as u16),
+                Ok(_) => invalid!("invalid port {p:?}: {n} is out of range (1-65535)"),
+                Err(_) => invalid!("invalid port {p:?}: {n:?} is not a port number"),
+            }
+        };
+        let (a, b) = (num(a)?, num(b)?);
+        if a > b {
+            invalid!("invalid port {p:?}: the range {r} runs backwards");
+        }
+        Ok((a, b))
+    };
+    let (c0, c1) = range(ctr)?;
+    let host = host.map(range).transpose()?;
+    if let Some((h0, h1)) = host {
+        if h1 - h0 != c1 - c0 {
+            invalid!("invalid port {p:?}: the host and container ranges differ in length");
+        }
+    }
+    Ok((c0..=c1)
+        .enumerate()
+        .map(|(i, c)| PortMapping {
+            host_ip,
+            host_port: host.map(|(h0, _)| h0 + i as u16),
+            container_port: c,
+            protocol,
+        })
+        .collect())
+}
+
+/// `--add-host NAME:IP` (`host-gateway` for the network's gateway).
+pub fn parse_add_host(h: &str) -> Result<(String, String)> {
+    let Some((name, ip)) = h.split_once(':').or_else(|| h.split_once('=')) else {
+        invalid!("invalid --add-host {h:?}: use NAME:IP");
+    };
+    if name.is_empty() || name.contains(char::is_whitespace) {
+        invalid!("invalid --add-host {h:?}: {name:?} is not a host name");
+    }
+    if ip != "host-gateway" && ip.parse::<std::net::IpAddr>().is_err() {
+        invalid!("invalid --add-host {h:?}: {ip:?} is not an IP address");
+    }
+    Ok((name.to_string(), ip.to_string()))
 }
 
 /// The container's seccomp filter.
@@ -112,6 +241,18 @@ pub struct RunOptions {
     pub user: Option<String>,
     pub hostname: Option<String>,
     pub network: Network,
+    /// `-p`: ports published on the host (bridge and user networks).
+    pub publish: Vec<PortMapping>,
+    /// `-P`: every port the image EXPOSEs, on a free host port.
+    pub publish_all: bool,
+    /// `--network-alias`: more names for it on a user network.
+    pub network_aliases: Vec<String>,
+    /// `--add-host`: (name, IP or `host-gateway`) lines for /etc/hosts.
+    pub add_hosts: Vec<(String, String)>,
+    /// `--dns`, `--dns-search`, `--dns-option`: /etc/resolv.conf instead of the host's.
+    pub dns: Vec<String>,
+    pub dns_search: Vec<String>,
+    pub dns_options: Vec<String>,
     pub read_only: bool,
     /// Memory limit in bytes.
     pub memory: Option<i64>,
@@ -481,6 +622,44 @@ mod tests {
         );
         assert!(Filter::parse("colour=red").is_err());
         assert_eq!(parse_ulimit("nofile=1:2").unwrap().kind, "RLIMIT_NOFILE");
+        let tcp = |h: Option<u16>, c| PortMapping {
+            host_ip: None,
+            host_port: h,
+            container_port: c,
+            protocol: Protocol::Tcp,
+        };
+        assert_eq!(parse_publish("8080:80").unwrap(), vec![tcp(Some(8080), 80)]);
+        assert_eq!(parse_publish("80").unwrap(), vec![tcp(None, 80)]);
+        assert_eq!(
+            parse_publish("8000-8001:80-81").unwrap(),
+            vec![tcp(Some(8000), 80), tcp(Some(8001), 81)]
+        );
+        let udp = parse_publish("127.0.0.1:53:53/udp").unwrap();
+        assert_eq!(udp[0].protocol, Protocol::Udp);
+        assert_eq!(udp[0].host_ip, Some(std::net::Ipv4Addr::LOCALHOST));
+        assert_eq!(parse_publish("127.0.0.1::80").unwrap()[0].host_port, None);
+        for bad in [
+            "70000:80",
+            "x:80",
+            "80/sctp",
+            "1:2:3:4",
+            "0:80",
+            "8000-8002:80-81",
+            "300.1.1.1:1:1",
+        ] {
+            assert!(parse_publish(bad).is_err(), "{bad}");
+        }
+        assert_eq!(
+            Network::parse("container:web").unwrap(),
+            Network::Container("web".into())
+        );
+        assert_eq!(
+            Network::parse("mynet").unwrap(),
+            Network::Named("mynet".into())
+        );
+        assert!(parse_add_host("db:10.0.0.1").is_ok());
+        assert!(parse_add_host("gw:host-gateway").is_ok());
+        assert!(parse_add_host("db:nowhere").is_err());
         assert!(parse_ulimit("nofile=2:1").is_err());
     }
 }

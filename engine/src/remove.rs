@@ -52,6 +52,8 @@ pub fn remove(root: &Path, c: &Container, anonymous_volumes: bool) -> Result<()>
             let _ = store::save_exit(root, &c.id, cur.state.exit_code);
         }
         let _ = store::runtime(root).delete(&c.id, true);
+        // A monitor that was SIGKILLed left its network behind: addresses, ports, rules.
+        crate::networking::detach(root, &c.id);
         layers::unmount_rootfs(root, &c.id);
         match std::fs::remove_file(dir.join("container.json")) {
             Ok(()) => {}

@@ -8,7 +8,7 @@ use husk_image::manifest::ImageConfig;
 use serde_json::{json, Value};
 
 use crate::error::{failed, invalid, Context, Result};
-use crate::options::{Network, RunOptions, Seccomp};
+use crate::options::{RunOptions, Seccomp};
 
 /// docker's default capability set.
 const DEFAULT_CAPS: [&str; 14] = [
@@ -44,6 +44,17 @@ pub fn merge_env(env: &mut Vec<String>, extra: &[String]) {
     }
 }
 
+/// The container's network namespace, as the spec names it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NetNs {
+    /// A new one the runtime makes (`lo` only).
+    Own,
+    /// The host's.
+    Host,
+    /// One made (or shared) before the container, kept at this path.
+    Path(std::path::PathBuf),
+}
+
 pub fn strings(v: &Value) -> Vec<String> {
     v.as_array()
         .map(|a| {
@@ -60,6 +71,7 @@ pub fn spec(
     rootfs: &Path,
     id: &str,
     mounts: &[Value],
+    net: &NetNs,
 ) -> Result<Value> {
     let c = &config.config;
     let mut args = match &a.entrypoint {
@@ -95,7 +107,14 @@ pub fn spec(
     if a.tty && !env.iter().any(|e| e.starts_with("TERM=")) {
         env.push("TERM=xterm".into());
     }
-    let hostname = a.hostname.clone().unwrap_or_else(|| id[..12].to_string());
+    // docker names a container on the host's network after the host.
+    let hostname = a.hostname.clone().unwrap_or_else(|| match net {
+        NetNs::Host => nix::unistd::gethostname()
+            .ok()
+            .and_then(|h| h.into_string().ok())
+            .unwrap_or_else(|| id[..12].to_string()),
+        _ => id[..12].to_string(),
+    });
     if !env.iter().any(|e| e.starts_with("HOSTNAME=")) {
         env.insert(0, format!("HOSTNAME={hostname}"));
     }
@@ -179,9 +198,15 @@ pub fn spec(
         m.push(json!("/sys/devices/virtual/powercap"));
     }
     s["hostname"] = hostname.into();
-    if a.network == Network::Host {
-        if let Some(ns) = s["linux"]["namespaces"].as_array_mut() {
-            ns.retain(|n| n["type"] != "network");
+    if let Some(ns) = s["linux"]["namespaces"].as_array_mut() {
+        match net {
+            NetNs::Own => {}
+            NetNs::Host => ns.retain(|n| n["type"] != "network"),
+            NetNs::Path(p) => {
+                for n in ns.iter_mut().filter(|n| n["type"] == "network") {
+                    n["path"] = json!(p);
+                }
+            }
         }
     }
     s["mounts"]

@@ -98,7 +98,24 @@ pub struct Container {
     /// `--timeout`: seconds a start may run before the container is killed.
     #[serde(default)]
     pub timeout: Option<u64>,
+    /// `none`, `host`, `container:ID`, or the network's name (`bridge` by default).
     pub network: String,
+    /// Networks `network connect` added, beyond `network`.
+    #[serde(default)]
+    pub extra_networks: Vec<String>,
+    /// `-p` and `-P` as asked (host ports picked at start where none was given).
+    #[serde(default)]
+    pub ports: Vec<crate::options::PortMapping>,
+    #[serde(default)]
+    pub network_aliases: Vec<String>,
+    #[serde(default)]
+    pub add_hosts: Vec<(String, String)>,
+    #[serde(default)]
+    pub dns: Vec<String>,
+    #[serde(default)]
+    pub dns_search: Vec<String>,
+    #[serde(default)]
+    pub dns_options: Vec<String>,
     pub mounts: Vec<MountRecord>,
     /// Anonymous volumes made for this container (`rm -v` removes them).
     pub anonymous_volumes: Vec<String>,
@@ -395,6 +412,21 @@ pub fn runtime_root(root: &Path) -> PathBuf {
     } else {
         root.join("run")
     }
+}
+
+/// The live state of this store's networks (network namespaces, IPAM, port claims, the DNS
+/// server's files): gone at boot with the containers that used them, as runtime state is.
+pub fn net_dir(root: &Path) -> PathBuf {
+    if root == Path::new(DEFAULT_ROOT) {
+        PathBuf::from("/run/husk/net")
+    } else {
+        root.join("net")
+    }
+}
+
+/// The file container `id`'s network namespace is bound to while it runs (its `SandboxKey`).
+pub fn netns_path(root: &Path, id: &str) -> PathBuf {
+    net_dir(root).join("netns").join(id)
 }
 
 /// husk-runtime, as a library, on this store's runtime state.

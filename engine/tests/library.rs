@@ -58,6 +58,9 @@ fn opts(image: &str, command: &[&str]) -> RunOptions {
     RunOptions {
         image: image.into(),
         command: command.iter().map(|s| s.to_string()).collect(),
+        // The default bridge would change the host's network; the network tests are the
+        // `husk` binary's, in a network namespace of their own.
+        network: husk_engine::options::Network::None,
         ..RunOptions::default()
     }
 }

@@ -72,6 +72,14 @@ pub fn intermediate(chan: Channel, args: InitArgs) -> ! {
         if args
             .plan
             .new
+            .contains(crate::namespaces::clone_flag(LinuxNamespaceType::Network))
+        {
+            // runc brings a new network namespace's loopback up; callers count on it.
+            husk_sys::loopback_up().ctx("cannot bring up lo in the new network namespace")?;
+        }
+        if args
+            .plan
+            .new
             .contains(crate::namespaces::clone_flag(LinuxNamespaceType::Time))
         {
             if let Some(linux) = args.spec.linux() {

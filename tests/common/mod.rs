@@ -20,7 +20,24 @@ pub fn husk_output(root: &Path, args: &[&str], docker_config: Option<&Path>) -> 
     if std::env::var_os("HUSK_LAYER_MOUNT_GRACE").is_none() {
         c.env("HUSK_LAYER_MOUNT_GRACE", "0");
     }
+    // Containers default to no network here (docker's `"bridge": "none"`): the default
+    // bridge would change the host's own network. The network tests run husk in a network
+    // namespace of their own, with the default left as it is (tests/network.rs).
+    if std::env::var_os("HUSK_CONFIG").is_none() {
+        c.env("HUSK_CONFIG", no_bridge_config());
+    }
     c.output().expect("husk runs")
+}
+
+/// A husk config file that turns the default bridge off.
+pub fn no_bridge_config() -> std::path::PathBuf {
+    let path = std::env::temp_dir().join("husk-test-config-no-bridge.json");
+    if !path.exists() {
+        let tmp = path.with_extension(format!("{}.tmp", std::process::id()));
+        std::fs::write(&tmp, br#"{"bridge": "none"}"#).expect("write a test config");
+        std::fs::rename(&tmp, &path).expect("write a test config");
+    }
+    path
 }
 
 /// (exit code, stdout, stderr) of `husk --root ROOT ARGS…`.
