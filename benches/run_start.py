@@ -2,7 +2,10 @@
 """`husk run --rm IMAGE true` against `podman run --rm` of the same busybox image.
 
 husk runs with docker's default seccomp profile (as docker and podman do) and once more with
-`--security-opt seccomp=unconfined`, to show what the filter costs.
+`--security-opt seccomp=unconfined`, to show what the filter costs. The network rows compare
+husk's default bridge with `--network none`, and podman's default network (netavark's bridge)
+with its `--network=none`; every run happens in a network namespace the bench makes, so the
+bridges and their NAT rules never touch the host's own network.
 
 Starts Debian's docker-registry on 127.0.0.1, pushes a busybox image built here, pulls it with
 husk, imports the same rootfs into a throwaway podman store, then times both, one run after the
@@ -89,20 +92,27 @@ def main():
         sroot = os.path.join(work, "husk-no-grace")
         subprocess.run([husk, "--root", sroot, "--storage-driver", "erofs", "pull", "-q", image], check=True,
                        stdout=subprocess.DEVNULL)
+        # From here on everything runs inside the bench's own network namespace.
+        netns = f"husk-bench-{os.getpid()}"
+        subprocess.run(["ip", "netns", "add", netns], check=True)
+        subprocess.run(["ip", "-n", netns, "link", "set", "lo", "up"], check=True)
+        inside = ["nsenter", f"--net=/run/netns/{netns}"]
         results = {}
         print(f"run --rm <busybox> true, {RUNS} runs each (median / p90, wall ms)")
         # husk's defaults (EROFS layers kept mounted for the grace, docker's seccomp profile),
         # without the profile, with the image as directories, and with EROFS mounts released
         # at once: interleaved run by run, so the machine's drift hits all alike.
+        none = ["--network", "none"]
         variants = [
-            ("husk", [husk, "--root", hroot, "run", "--rm", "--pull", "never", image, "true"]),
-            ("husk unconfined", [husk, "--root", hroot, "run", "--rm", "--pull", "never",
-                                 "--security-opt", "seccomp=unconfined", image, "true"]),
-            ("husk dirs", [husk, "--root", droot, "run", "--rm", "--pull", "never", image, "true"]),
+            ("husk", inside + [husk, "--root", hroot, "run", "--rm", "--pull", "never"] + none + [image, "true"]),
+            ("husk bridge", inside + [husk, "--root", hroot, "run", "--rm", "--pull", "never", image, "true"]),
+            ("husk unconfined", inside + [husk, "--root", hroot, "run", "--rm", "--pull", "never",
+                                          "--security-opt", "seccomp=unconfined"] + none + [image, "true"]),
+            ("husk dirs", inside + [husk, "--root", droot, "run", "--rm", "--pull", "never"] + none + [image, "true"]),
             # EROFS with each layer unmounted as its last user goes (no grace): every run
             # mounts afresh and starts with a cold page cache.
-            ("husk no grace", ([husk, "--root", sroot, "run", "--rm", "--pull", "never", image, "true"],
-                               {"HUSK_LAYER_MOUNT_GRACE": "0"})),
+            ("husk no grace", (inside + [husk, "--root", sroot, "run", "--rm", "--pull", "never"] + none
+                               + [image, "true"], {"HUSK_LAYER_MOUNT_GRACE": "0"})),
         ]
         peers = [(name, t, err) for name, (t, err) in zip([v[0] for v in variants],
                                                              timed_interleaved([v[1] for v in variants]))]
@@ -114,9 +124,13 @@ def main():
             open(tarpath, "wb").write(layer)
             subprocess.run(pr + ["import", tarpath, "localhost/bench-busybox"], check=True,
                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            t2, err2 = timed(pr + ["run", "--rm", "--network=none", "--ulimit", "nofile=1024:1024",
-                                   "--ulimit", "nproc=1024:1024", "localhost/bench-busybox", "true"])
-            peers.append(("podman+runc", t2, err2))
+            ulimits = ["--ulimit", "nofile=1024:1024", "--ulimit", "nproc=1024:1024"]
+            both = timed_interleaved([
+                inside + pr + ["run", "--rm", "--network=none"] + ulimits + ["localhost/bench-busybox", "true"],
+                inside + pr + ["run", "--rm"] + ulimits + ["localhost/bench-busybox", "true"],
+            ])
+            peers.append(("podman+runc", *both[0]))
+            peers.append(("podman bridge", *both[1]))
             subprocess.run(pr + ["system", "reset", "--force"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         else:
             print("  podman        not installed: skipped")
@@ -129,6 +143,11 @@ def main():
             print(f"  {name:16} median {results[name]:7.2f} ms   p90 {times[int(len(times) * 0.9) - 1]:7.2f} ms")
         if "husk" in results and "podman+runc" in results:
             print(f"  ratio podman/husk: {results['podman+runc'] / results['husk']:.1f}x")
+        if "husk" in results and "husk bridge" in results:
+            print(f"  the default bridge costs husk: {results['husk bridge'] - results['husk']:+.2f} ms")
+        if "husk bridge" in results and "podman bridge" in results:
+            print(f"  ratio podman/husk on their default networks: "
+                  f"{results['podman bridge'] / results['husk bridge']:.1f}x")
         if "husk" in results and "husk dirs" in results:
             print(f"  EROFS layers vs directories: {results['husk'] - results['husk dirs']:+.2f} ms")
         if "husk no grace" in results and "husk dirs" in results:
@@ -137,6 +156,8 @@ def main():
         if "husk" in results and "husk unconfined" in results:
             print(f"  seccomp costs husk: {results['husk'] - results['husk unconfined']:+.2f} ms")
     finally:
+        if "netns" in locals():
+            subprocess.run(["ip", "netns", "del", netns], stderr=subprocess.DEVNULL)
         reg.stop()
         unmount_under(work)
         shutil.rmtree(work, ignore_errors=True)

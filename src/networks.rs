@@ -27,10 +27,11 @@ fn network_inner(engine: &Engine, cmd: &NetworkCommand) -> Result<()> {
     match cmd {
         NetworkCommand::Create(a) => {
             if a.driver != "bridge" {
-                bail!(
+                return Err(husk_engine::Error::Invalid(format!(
                     "network driver {:?} is not supported: husk has bridge",
                     a.driver
-                );
+                ))
+                .into());
             }
             let n = engine.create_network(&NetworkCreateOptions {
                 name: a.name.clone(),

@@ -393,6 +393,55 @@ fn outbound_nat_reaches_a_server_outside_and_internal_networks_do_not() {
         "the server saw the host's address: masqueraded"
     );
 
+    // A published port reached from outside, on the host's own address.
+    web_server(&n, &["--name", "pub", "-p", "8088:80"], "from-outside");
+    let got = in_netns(&ns_path(&outside), || {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let r = TcpStream::connect_timeout(
+                &"192.0.2.1:8088".parse().unwrap(),
+                Duration::from_secs(2),
+            )
+            .and_then(|mut s| {
+                s.set_read_timeout(Some(Duration::from_secs(5)))?;
+                s.write_all(b"GET / HTTP/1.0\r\n\r\n")?;
+                let mut body = String::new();
+                s.read_to_string(&mut body)?;
+                Ok(body)
+            });
+            match r {
+                Ok(b) if !b.is_empty() => return b,
+                _ if Instant::now() > deadline => return format!("{r:?}"),
+                _ => std::thread::sleep(Duration::from_millis(50)),
+            }
+        }
+    });
+    assert!(got.contains("from-outside"), "{got}");
+    // And from the host itself, on that address.
+    assert!(http_get(&n, "192.0.2.1:8088".into()).contains("from-outside"));
+    n.ok(&["rm", "-f", "pub"]);
+
+    // A host whose FORWARD chain drops (as docker leaves it): the firewall plugin's rules
+    // let the container out, and go with it. (Its rules accept only replies towards the
+    // container, so a published port is then reachable from the host itself but not from
+    // other machines: the plugin's limit, in the README.)
+    n.inside(|| {
+        Command::new("iptables")
+            .args(["-P", "FORWARD", "DROP"])
+            .status()
+            .unwrap();
+    });
+    let server = in_netns(&ns_path(&outside), || {
+        TcpListener::bind("192.0.2.2:7001").unwrap()
+    });
+    let accepted = std::thread::spawn(move || {
+        let (mut s, _) = server.accept().unwrap();
+        s.write_all(b"through a dropping FORWARD\n").unwrap();
+    });
+    let out = n.ok(&["run", "--rm", &n.img, "nc", "192.0.2.2", "7001"]);
+    assert_eq!(out, "through a dropping FORWARD\n");
+    accepted.join().unwrap();
+
     n.ok(&["network", "create", "--internal", "sealed"]);
     let (code, _, err) = n.husk(&[
         "run",
@@ -695,5 +744,57 @@ fn two_hundred_containers_leave_nothing_behind() {
         }
     }
     assert_eq!(n.ok(&["ps", "-aq"]), "");
+    assert_nothing_left(&n);
+}
+
+/// A docker-archive of the busybox layer whose config EXPOSEs `exposed`, for `husk load`.
+fn exposing_archive(exposed: &[&str]) -> Vec<u8> {
+    let layer = support::busybox_layer();
+    let diff_id = format!("sha256:{}", husk_image::Digest::of(&layer).hex());
+    let ports: serde_json::Map<String, serde_json::Value> = exposed
+        .iter()
+        .map(|p| (p.to_string(), serde_json::json!({})))
+        .collect();
+    let arch = husk_image::manifest::Platform::host().architecture;
+    let config = serde_json::json!({
+        "architecture": arch, "os": "linux",
+        "config": {"Env": ["PATH=/bin"], "ExposedPorts": ports, "Cmd": ["sh"]},
+        "rootfs": {"type": "layers", "diff_ids": [diff_id]},
+    });
+    let manifest = serde_json::json!([{"Config": "config.json", "RepoTags": ["exposer:1"], "Layers": ["layer.tar"]}]);
+    let mut b = tar::Builder::new(Vec::new());
+    for (name, data) in [
+        ("manifest.json", serde_json::to_vec(&manifest).unwrap()),
+        ("config.json", serde_json::to_vec(&config).unwrap()),
+        ("layer.tar", layer),
+    ] {
+        let mut h = tar::Header::new_gnu();
+        h.set_path(name).unwrap();
+        h.set_mode(0o644);
+        h.set_size(data.len() as u64);
+        h.set_cksum();
+        b.append(&h, &data[..]).unwrap();
+    }
+    b.into_inner().unwrap()
+}
+
+#[test]
+fn publish_all_publishes_what_the_image_exposes() {
+    let Some(n) = net("publish_all_publishes_what_the_image_exposes") else {
+        return;
+    };
+    let archive = n.root().join("exposer.tar");
+    std::fs::write(&archive, exposing_archive(&["80/tcp", "9000/tcp"])).unwrap();
+    n.ok(&["load", "-q", "-i", archive.to_str().unwrap()]);
+    n.ok(&["run", "-d", "--name", "ex", "-P", "-p", "127.0.0.1::9000", "exposer:1", "sh", "-c",
+           "mkdir /www && echo exposed > /www/index.html && exec httpd -f -p 80 -h /www"]);
+    let v = inspect(&n, "ex");
+    let ports = &v["NetworkSettings"]["Ports"];
+    // -p names 9000 itself (on 127.0.0.1); -P adds 80 on every address.
+    assert_eq!(ports["9000/tcp"][0]["HostIp"], "127.0.0.1", "{ports}");
+    assert_eq!(ports["80/tcp"][0]["HostIp"], "0.0.0.0", "{ports}");
+    let p80 = ports["80/tcp"][0]["HostPort"].as_str().unwrap().to_string();
+    assert!(http_get(&n, format!("127.0.0.1:{p80}")).contains("exposed"));
+    n.ok(&["rm", "-f", "ex"]);
     assert_nothing_left(&n);
 }

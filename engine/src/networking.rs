@@ -51,6 +51,14 @@ pub struct Live {
     pub ports: Vec<PortMapping>,
 }
 
+/// CNI calls one at a time per store: the plugins check for and then make chains they share
+/// (portmap's CNI-HOSTPORT-*), and two at once fail with "File exists" (seen on Linux 5.10).
+fn cni_lock(root: &Path) -> Result<fs::File> {
+    let d = store::net_dir(root);
+    fs::create_dir_all(&d).with_context(|| format!("cannot create {}", d.display()))?;
+    husk_sys::lock_file(&d.join("cni.lock"), true).context("cannot lock the CNI plugins")
+}
+
 fn live_path(root: &Path, id: &str) -> PathBuf {
     store::dir(root, id).join("network.json")
 }
@@ -186,8 +194,9 @@ fn attach_inner(root: &Path, c: &Container) -> Result<ports::Held> {
             let (ports, held) = ports::claim(root, &c.id, &c.ports)?;
             l.ports = ports;
             save(root, &c.id, &l)?;
+            let firewall = defs.iter().any(|d| !d.internal) && networks::forward_filtered();
             for (i, def) in defs.iter().enumerate() {
-                let a = add_to(root, c, &mut l, def, &format!("eth{i}"), i == 0)?;
+                let a = add_to(root, c, &mut l, def, &format!("eth{i}"), i == 0, firewall)?;
                 l.attachments.push(a);
                 save(root, &c.id, &l)?;
             }
@@ -230,6 +239,7 @@ fn add_to(
     def: &Network,
     ifname: &str,
     first: bool,
+    firewall: bool,
 ) -> Result<Attachment> {
     let with_ports = first && !l.ports.is_empty();
     let mut a = Attachment {
@@ -242,7 +252,7 @@ fn add_to(
         mac: String::new(),
         aliases: c.network_aliases.clone(),
         dns: false,
-        conflist: networks::conflist(root, def, with_ports),
+        conflist: networks::conflist(root, def, with_ports, firewall),
         runtime_config: json!({"portMappings": if with_ports { port_mappings(&l.ports) } else { json!([]) }}),
         result: Value::Null,
     };
@@ -260,7 +270,11 @@ fn add_to(
         ifname,
         runtime_config: &a.runtime_config,
     };
-    let result = cni::add(&a.conflist, &target).with_context(|| {
+    let added = {
+        let _serial = cni_lock(root)?;
+        cni::add(&a.conflist, &target)
+    };
+    let result = added.with_context(|| {
         format!(
             "cannot connect container {} to network {}",
             c.name, def.name
@@ -305,6 +319,7 @@ fn remove_from(root: &Path, id: &str, netns: &Path, a: &Attachment) -> Result<()
         runtime_config: &a.runtime_config,
     };
     let prev = (!a.result.is_null()).then_some(&a.result);
+    let _serial = cni_lock(root)?;
     cni::del(&a.conflist, &target, prev)
 }
 
@@ -333,7 +348,8 @@ pub fn connect(root: &Path, c: &Container, def: &Network) -> Result<()> {
         .map(|i| format!("eth{i}"))
         .find(|n| !used.contains(&n.as_str()))
         .expect("an unbounded range");
-    let a = add_to(root, c, &mut l, def, &ifname, false)?;
+    let firewall = !def.internal && networks::forward_filtered();
+    let a = add_to(root, c, &mut l, def, &ifname, false, firewall)?;
     l.attachments.push(a);
     save(root, &c.id, &l)
 }
