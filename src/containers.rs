@@ -118,6 +118,11 @@ pub fn show_pull(display: &PullDisplay, e: PullEvent) {
 
 /// `run`: exits with the container's code, or docker's 125/126/127 when it could not run.
 pub fn run(engine: &Engine, a: &RunArgs) -> ! {
+    if a.tty && a.interactive && !a.detach && !std::io::IsTerminal::is_terminal(&std::io::stdin()) {
+        // docker's check: a terminal for the container needs one at this end.
+        eprintln!("husk: the input device is not a TTY");
+        std::process::exit(1);
+    }
     let result = run_options(a).and_then(|opts| {
         let attach = if a.detach {
             Attach::Detached
@@ -150,7 +155,23 @@ pub fn run(engine: &Engine, a: &RunArgs) -> ! {
     }
 }
 
-/// Run `f` for each name; report each failure, fail at the end if any did (docker's way).
+/// `create`: the new container's id, or docker's 125 and one line.
+pub fn create(engine: &Engine, a: &RunArgs) -> ! {
+    let display = PullDisplay::new(false, true);
+    match run_options(a).and_then(|opts| engine.create(&opts, &|e| show_pull(&display, e))) {
+        Ok(id) => {
+            println!("{id}");
+            std::process::exit(0)
+        }
+        Err(e) => {
+            eprintln!("husk: {e}");
+            std::process::exit(e.exit_code())
+        }
+    }
+}
+
+/// Run `f` for each name; report each failure in its line, exit 1 at the end if any failed
+/// (docker's way).
 pub fn each(names: &[String], mut f: impl FnMut(&str) -> Result<()>) -> Result<()> {
     let mut failed = 0;
     for n in names {
@@ -159,8 +180,9 @@ pub fn each(names: &[String], mut f: impl FnMut(&str) -> Result<()>) -> Result<(
             failed += 1;
         }
     }
+    // docker prints each failure and exits 1, with no summary line.
     if failed > 0 {
-        bail!("{failed} of {} failed", names.len());
+        std::process::exit(1);
     }
     Ok(())
 }
@@ -471,6 +493,10 @@ pub fn container_prune(engine: &Engine) -> Result<()> {
 
 /// `exec`: exits with the process's code, or docker's 125/126/127.
 pub fn exec(engine: &Engine, a: &ExecArgs) -> ! {
+    if a.tty && a.interactive && !a.detach && !std::io::IsTerminal::is_terminal(&std::io::stdin()) {
+        eprintln!("husk: the input device is not a TTY");
+        std::process::exit(1);
+    }
     // What the process gets of our stdio: stdin only with -i, nothing detached.
     let null = |write: bool| {
         std::fs::OpenOptions::new()
@@ -506,7 +532,13 @@ pub fn exec(engine: &Engine, a: &ExecArgs) -> ! {
         Ok(code) => std::process::exit(code),
         Err(e) => {
             eprintln!("husk: {e}");
-            std::process::exit(e.exit_code())
+            // docker: 126/127 for the command, 1 for a container that is not there or not
+            // running (as rm, stop and logs), 125 for husk's own failures.
+            let code = match e.root() {
+                husk_engine::Error::NoSuchContainer(_) | husk_engine::Error::Conflict(_) => 1,
+                _ => e.exit_code(),
+            };
+            std::process::exit(code)
         }
     }
 }

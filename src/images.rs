@@ -53,9 +53,9 @@ pub fn pull(engine: &Engine, a: &PullArgs) -> Result<()> {
     Ok(())
 }
 
-pub fn rmi(engine: &Engine, images: &[String]) -> Result<()> {
+pub fn rmi(engine: &Engine, images: &[String], force: bool) -> Result<()> {
     for q in images {
-        let r = engine.remove_image(q)?;
+        let r = engine.remove_image(q, force)?;
         for i in r.untagged {
             println!(
                 "Untagged: {}:{}",
@@ -242,7 +242,7 @@ pub fn images(engine: &Engine, a: &ImagesArgs) -> Result<()> {
     if a.format == Format::Json {
         for r in &list {
             let v = json!({
-                "Repository": r.name, "Tag": r.tag.clone().unwrap_or_else(|| "<none>".into()),
+                "Repository": familiar(&r.name), "Tag": r.tag.clone().unwrap_or_else(|| "<none>".into()),
                 "ID": id(&r.config), "Digest": r.manifest, "CreatedAt": r.created, "Size": human_size(r.size)
             });
             writeln!(out, "{v}")?;
@@ -259,7 +259,7 @@ pub fn images(engine: &Engine, a: &ImagesArgs) -> Result<()> {
         .iter()
         .map(|r| {
             [
-                r.name.clone(),
+                familiar(&r.name).to_string(),
                 r.tag.clone().unwrap_or_else(|| "<none>".into()),
                 id(&r.config),
                 r.created
@@ -275,4 +275,22 @@ pub fn images(engine: &Engine, a: &ImagesArgs) -> Result<()> {
         ["REPOSITORY", "TAG", "IMAGE ID", "CREATED", "SIZE"],
         &rows,
     )
+}
+
+/// docker's short form of a Docker Hub name: `busybox` for docker.io/library/busybox,
+/// `user/app` for docker.io/user/app; other registries' names as they are.
+fn familiar(name: &str) -> &str {
+    name.strip_prefix("docker.io/library/")
+        .or_else(|| name.strip_prefix("docker.io/"))
+        .unwrap_or(name)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn hub_names_are_shown_short() {
+        assert_eq!(super::familiar("docker.io/library/busybox"), "busybox");
+        assert_eq!(super::familiar("docker.io/me/app"), "me/app");
+        assert_eq!(super::familiar("ghcr.io/me/app"), "ghcr.io/me/app");
+    }
 }

@@ -23,7 +23,7 @@ fn main() {
     // not as a cwd through /proc/self/fd/N (CVE-2024-21626). husk opens its own fds later.
     // SAFETY: close_range on fds this process does not use.
     unsafe { libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, 0u32) };
-    let cli = HuskCli::parse();
+    let cli = parse_cli();
     let config = Config {
         root: cli.root.clone(),
         storage_driver: cli.storage_driver.clone(),
@@ -52,7 +52,9 @@ fn main() {
         HuskCommand::Tag(a) => Reference::parse(&a.target)
             .map_err(Into::into)
             .and_then(|t| e.tag(&a.source, &t).map_err(Into::into)),
-        HuskCommand::Rmi(a) | HuskCommand::Image(ImageCommand::Rm(a)) => images::rmi(e, &a.images),
+        HuskCommand::Rmi(a) | HuskCommand::Image(ImageCommand::Rm(a)) => {
+            images::rmi(e, &a.images, a.force)
+        }
         HuskCommand::Image(ImageCommand::Prune) => e.prune_images().map_err(Into::into).map(|r| {
             println!("Deleted {} blobs and {} layers", r.blobs, r.layers);
             println!("Total reclaimed space: {}", human_size(r.bytes));
@@ -82,6 +84,9 @@ fn main() {
         }
         HuskCommand::Run(a) | HuskCommand::Container(ContainerCommand::Run(a)) => {
             containers::run(e, a)
+        }
+        HuskCommand::Create(a) | HuskCommand::Container(ContainerCommand::Create(a)) => {
+            containers::create(e, a)
         }
         HuskCommand::Ps(a) | HuskCommand::Container(ContainerCommand::Ls(a)) => {
             containers::ps(e, a)
@@ -126,8 +131,98 @@ fn main() {
     }
 }
 
+/// The command line, or docker's answer to a bad one: the problem in one line, where to read
+/// more, exit 125 (clap's own would be several lines, a tip, exit 2).
+fn parse_cli() -> HuskCli {
+    let e = match HuskCli::try_parse() {
+        Ok(cli) => return cli,
+        Err(e) => e,
+    };
+    use clap::error::{ContextKind, ContextValue, ErrorKind};
+    if matches!(
+        e.kind(),
+        ErrorKind::DisplayHelp
+            | ErrorKind::DisplayVersion
+            | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+    ) {
+        e.exit();
+    }
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let path = command_path(&args);
+    let line = match (e.kind(), e.get(ContextKind::InvalidArg)) {
+        (ErrorKind::UnknownArgument, Some(ContextValue::String(a))) if a.starts_with('-') => {
+            format!("unknown flag: {}", a.split('=').next().unwrap_or(a))
+        }
+        // clap's text without its usage, tip and help lines, on one line.
+        _ => e
+            .render()
+            .to_string()
+            .lines()
+            .map(|l| l.trim().trim_start_matches("error: "))
+            .filter(|l| {
+                !l.is_empty()
+                    && !l.starts_with("Usage:")
+                    && !l.starts_with("tip:")
+                    && !l.starts_with("For more information")
+            })
+            .collect::<Vec<_>>()
+            .join(" "),
+    };
+    eprintln!("husk: {line}");
+    let path = if path.is_empty() {
+        String::new()
+    } else {
+        format!("{path} ")
+    };
+    eprintln!("See 'husk {path}--help'.");
+    std::process::exit(125)
+}
+
+/// The subcommands `args` name (`run`, `network create`), past the global flags.
+fn command_path(args: &[String]) -> String {
+    use clap::CommandFactory;
+    let mut cmd = HuskCli::command();
+    let mut path = Vec::new();
+    let mut words = args.iter();
+    while let Some(w) = words.next() {
+        if w == "--root" || w == "--storage-driver" {
+            words.next();
+            continue;
+        }
+        if w.starts_with('-') {
+            continue;
+        }
+        let Some(sub) = cmd
+            .get_subcommands()
+            .find(|s| s.get_name() == w || s.get_all_aliases().any(|a| a == w))
+            .cloned()
+        else {
+            break;
+        };
+        path.push(sub.get_name().to_string());
+        cmd = sub;
+    }
+    path.join(" ")
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_bad_command_line_names_the_command_to_read_about() {
+        let args = |a: &[&str]| a.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(super::command_path(&args(&["run", "--x", "img"])), "run");
+        assert_eq!(
+            super::command_path(&args(&[
+                "--root", "network", "network", "create", "--bogus"
+            ])),
+            "network create"
+        );
+        assert_eq!(
+            super::command_path(&args(&["container", "ls", "-z"])),
+            "container ls"
+        );
+    }
+
     #[test]
     fn the_command_line_and_the_engine_agree_on_the_default_root() {
         assert_eq!(husk_cli::husk::DEFAULT_ROOT, husk_engine::DEFAULT_ROOT);

@@ -894,3 +894,64 @@ fn a_timeout_kills_the_container_with_137() {
     assert_eq!(husk(r, &["rm", "-f", id]).0, 0);
     no_mounts(r);
 }
+
+/// What a docker user types wrong, or expects docker's answer to: one line (two for a flag,
+/// with where to read more), docker's exit codes, and `-w` of a directory the image lacks.
+#[test]
+fn bad_input_gets_dockers_answers() {
+    let Some((_reg, root, img)) = busybox_store("bad_input_gets_dockers_answers", &[]) else {
+        return;
+    };
+    let r = root.path();
+    let (code, _, err) = husk(r, &["run", "--x", &img]);
+    assert_eq!(code, 125, "{err}");
+    assert_eq!(err, "husk: unknown flag: --x\nSee 'husk run --help'.\n");
+    let (code, _, err) = husk(r, &["network", "create", "--nope"]);
+    assert_eq!(code, 125, "{err}");
+    assert!(
+        err.ends_with("See 'husk network create --help'.\n"),
+        "{err}"
+    );
+
+    for (args, code_wanted, says) in [
+        (vec!["rm", "nope"], 1, "no such container: nope"),
+        (vec!["stop", "nope"], 1, "no such container: nope"),
+        (vec!["exec", "nope", "ls"], 1, "no such container: nope"),
+        (
+            vec!["run", "--rm", "--cpus", "999", &img, "true"],
+            125,
+            "range of CPUs is from 0.01 to",
+        ),
+        (
+            vec!["run", "--rm", "-m", "1k", &img, "true"],
+            125,
+            "minimum memory limit allowed is 6MB",
+        ),
+        (
+            vec!["run", "--rm", "-e", "=x", &img, "true"],
+            125,
+            "invalid environment variable: =x",
+        ),
+        (
+            vec!["run", "--rm", "-it", &img, "true"],
+            1,
+            "the input device is not a TTY",
+        ),
+    ] {
+        let (code, _, err) = husk(r, &args);
+        assert_eq!(code, code_wanted, "{args:?}: {err}");
+        assert_eq!(err.lines().count(), 1, "{args:?}: {err}");
+        assert!(err.contains(says), "{args:?}: {err}");
+    }
+    assert_eq!(husk(r, &["ps", "-aq"]).1, "", "nothing was made");
+
+    let (code, out, err) = husk(r, &["run", "--rm", "-w", "/new/dir", &img, "pwd"]);
+    assert_eq!((code, out.as_str()), (0, "/new/dir\n"), "{err}");
+    let (code, _, err) = husk(r, &["run", "-d", "--name", "box", &img, "sleep", "60"]);
+    assert_eq!(code, 0, "{err}");
+    let (code, _, err) = husk(r, &["exec", "box", "nosuch"]);
+    assert_eq!(code, 127, "{err}");
+    assert!(!err.contains("exec: exec:"), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert_eq!(husk(r, &["rm", "-f", "box"]).0, 0);
+}

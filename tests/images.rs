@@ -84,6 +84,43 @@ fn tag_rmi_mount_and_prune() {
 }
 
 #[test]
+fn rmi_refuses_an_image_a_container_uses_and_an_id_of_several_names() {
+    let Some((_reg, root, img)) = busybox_store(
+        "rmi_refuses_an_image_a_container_uses_and_an_id_of_several_names",
+        &[],
+    ) else {
+        return;
+    };
+    let r = root.path();
+    let (code, id, err) = husk(r, &["create", "--name", "user", &img, "true"]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(id.trim().len(), 64, "create prints the id: {id}");
+    let (_, ps, _) = husk(r, &["ps", "-a"]);
+    assert!(ps.contains("Created") && ps.contains("user"), "{ps}");
+    // A container that never ran still needs its image: refused, one line, nothing lost.
+    let (code, _, err) = husk(r, &["rmi", &img]);
+    assert_eq!(code, 1, "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("in use by container user"), "{err}");
+    let (code, _, err) = husk(r, &["start", "-a", "user"]);
+    assert_eq!(code, 0, "the container still starts: {err}");
+    assert_eq!(husk(r, &["rm", "user"]).0, 0);
+
+    // One image, two names: the id alone removes both only with -f; a name removes one.
+    assert_eq!(husk(r, &["tag", &img, "localhost/other:v1"]).0, 0);
+    let (_, id, _) = husk(r, &["images", "-q"]);
+    let id = id.lines().next().unwrap().to_string();
+    let (code, _, err) = husk(r, &["rmi", &id]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("must be forced"), "{err}");
+    assert_eq!(husk(r, &["images", "-q"]).1.lines().count(), 2);
+    let (code, out, err) = husk(r, &["rmi", "-f", &id]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out.matches("Untagged").count(), 2, "{out}");
+    assert_eq!(husk(r, &["images", "-q"]).1, "");
+}
+
+#[test]
 fn login_then_pull_from_a_registry_that_wants_credentials() {
     if !is_root() {
         eprintln!(

@@ -786,8 +786,19 @@ fn publish_all_publishes_what_the_image_exposes() {
     let archive = n.root().join("exposer.tar");
     std::fs::write(&archive, exposing_archive(&["80/tcp", "9000/tcp"])).unwrap();
     n.ok(&["load", "-q", "-i", archive.to_str().unwrap()]);
-    n.ok(&["run", "-d", "--name", "ex", "-P", "-p", "127.0.0.1::9000", "exposer:1", "sh", "-c",
-           "mkdir /www && echo exposed > /www/index.html && exec httpd -f -p 80 -h /www"]);
+    n.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "ex",
+        "-P",
+        "-p",
+        "127.0.0.1::9000",
+        "exposer:1",
+        "sh",
+        "-c",
+        "mkdir /www && echo exposed > /www/index.html && exec httpd -f -p 80 -h /www",
+    ]);
     let v = inspect(&n, "ex");
     let ports = &v["NetworkSettings"]["Ports"];
     // -p names 9000 itself (on 127.0.0.1); -P adds 80 on every address.

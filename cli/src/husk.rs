@@ -32,6 +32,8 @@ pub enum HuskCommand {
     Images(ImagesArgs),
     /// Run a command in a new container
     Run(Box<RunArgs>),
+    /// Create a new container without starting it (run's flags; -d is meaningless here)
+    Create(Box<RunArgs>),
     /// List containers
     #[command(alias = "ls")]
     Ps(PsArgs),
@@ -110,6 +112,8 @@ pub enum ContainerCommand {
     Inspect(ContainersArgs),
     /// Run a command in a new container
     Run(Box<RunArgs>),
+    /// Create a new container without starting it
+    Create(Box<RunArgs>),
     /// Start stopped containers
     Start(StartArgs),
     /// Stop running containers
@@ -421,6 +425,12 @@ pub struct TagArgs {
 
 #[derive(Debug, Args)]
 pub struct RmiArgs {
+    /// Remove every tag of an image named by id
+    #[arg(short, long)]
+    pub force: bool,
+    /// Accepted for docker's scripts (husk keeps no parent images)
+    #[arg(long)]
+    pub no_prune: bool,
     /// Images (references or ID prefixes)
     #[arg(required = true)]
     pub images: Vec<String>,

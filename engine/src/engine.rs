@@ -209,11 +209,12 @@ impl Engine {
     }
 
     /// Untag what `query` names and free what no image uses any more; refused while a
-    /// container or an image mount uses it.
-    pub fn remove_image(&self, query: &str) -> Result<ImageRemoval> {
+    /// container or an image mount uses it, and for an id that tags several names unless
+    /// `force`.
+    pub fn remove_image(&self, query: &str, force: bool) -> Result<ImageRemoval> {
         let root = self.root.clone();
         let (untagged, reclaimed) =
-            husk_image::images::remove(&self.root, query, &|r| image_user(&root, r))?;
+            husk_image::images::remove(&self.root, query, force, &|r| image_user(&root, r))?;
         Ok(ImageRemoval {
             untagged,
             reclaimed,
@@ -700,7 +701,8 @@ impl Engine {
             ..Default::default()
         })
         .map(|code| if opts.detach { 0 } else { code })
-        .context("exec")
+        // The runtime's error already says "exec: …".
+        .map_err(Error::from)
     }
 
     // ---- volumes ------------------------------------------------------------------------

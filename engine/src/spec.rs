@@ -100,6 +100,12 @@ pub fn spec(
         );
     }
     from_files.extend(a.env.iter().cloned());
+    if let Some(bad) = from_files
+        .iter()
+        .find(|e| e.is_empty() || e.starts_with('='))
+    {
+        invalid!("invalid environment variable: {bad}");
+    }
     merge_env(&mut env, &from_files);
     if !env.iter().any(|e| e.starts_with("PATH=")) {
         env.push("PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into());
@@ -215,6 +221,10 @@ pub fn spec(
         .extend(mounts.iter().cloned());
     let mut resources = json!({"devices": [{"allow": false, "access": "rwm"}]});
     if let Some(m) = a.memory {
+        // docker's floor: below it the runtime's own setup does not fit.
+        if m < 6 << 20 {
+            invalid!("minimum memory limit allowed is 6MB");
+        }
         resources["memory"] = json!({ "limit": m });
     }
     if let Some(swap) = a.memory_swap {
@@ -233,8 +243,11 @@ pub fn spec(
         resources["pids"] = json!({"limit": p});
     }
     if let Some(c) = a.cpus {
-        if c <= 0.0 {
-            invalid!("--cpus must be positive");
+        let online = online_cpus();
+        if !(0.01..=online as f64).contains(&c) {
+            invalid!(
+                "range of CPUs is from 0.01 to {online}.00, as there are only {online} CPUs available"
+            );
         }
         resources["cpu"]["quota"] = json!((c * 100_000.0) as i64);
         resources["cpu"]["period"] = json!(100_000);
@@ -259,6 +272,18 @@ pub fn spec(
     }
     s["linux"]["resources"] = resources;
     Ok(s)
+}
+
+/// The CPUs this process may run on (docker's NumCPU).
+fn online_cpus() -> usize {
+    // SAFETY: sched_getaffinity into a zeroed cpu_set_t we own.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        if libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) == 0 {
+            return (libc::CPU_COUNT(&set) as usize).max(1);
+        }
+    }
+    std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
 /// docker's default capabilities, with --cap-add/--cap-drop (ALL allowed) and --privileged.

@@ -16,6 +16,11 @@ pub enum Error {
     },
     #[error("manifest: {0}")]
     Manifest(String),
+    #[error("no such image: {0}")]
+    NoSuchImage(String),
+    /// A removal refused: the image is in use, or a bare id names several tags.
+    #[error("conflict: {0}")]
+    Conflict(String),
     #[error("registry {registry}: {why}")]
     Registry { registry: String, why: String },
     /// The registry refused to resume a download (HTTP 416): the kept part is no good to it.

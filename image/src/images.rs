@@ -139,7 +139,7 @@ pub fn tag(root: &Path, source: &str, target: &Reference) -> Result<()> {
     let src = find(root, source)?
         .into_iter()
         .next()
-        .ok_or_else(|| Error::Manifest(format!("no such image: {source}")))?;
+        .ok_or_else(|| Error::NoSuchImage(source.to_string()))?;
     let mut all = list(root)?;
     all.retain(|r| !(r.name == target.name() && r.tag == target.tag));
     all.push(ImageRecord {
@@ -163,6 +163,7 @@ pub struct Reclaimed {
 pub fn remove(
     root: &Path,
     query: &str,
+    force: bool,
     in_use: &dyn Fn(&ImageRecord) -> Option<String>,
 ) -> Result<(Vec<ImageRecord>, Reclaimed)> {
     // Lock order, everywhere: the store's gc lock, then the index.
@@ -170,11 +171,24 @@ pub fn remove(
     let _lock = lock(root)?;
     let hits = find(root, query)?;
     if hits.is_empty() {
-        return Err(Error::Manifest(format!("no such image: {query}")));
+        return Err(Error::NoSuchImage(query.to_string()));
+    }
+    // docker's rule: an id that several names tag goes only with -f (a name removes one tag).
+    let by_name = hits
+        .iter()
+        .any(|h| Reference::parse(query).is_ok_and(|r| r.name() == h.name));
+    if hits.len() > 1 && !by_name && !force {
+        let id = hits[0].config.trim_start_matches("sha256:");
+        return Err(Error::Conflict(format!(
+            "unable to delete {} (must be forced) - image is referenced in multiple repositories",
+            &id[..12.min(id.len())]
+        )));
     }
     for h in &hits {
         if let Some(who) = in_use(h) {
-            return Err(Error::Manifest(format!("image {query} is in use by {who}")));
+            return Err(Error::Conflict(format!(
+                "unable to remove image {query}: it is in use by {who}"
+            )));
         }
     }
     let mut all = list(root)?;

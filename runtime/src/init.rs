@@ -335,6 +335,14 @@ fn prepare(chan: &Channel, args: &InitArgs, in_user_ns: bool) -> Result<Program>
         let size = process.console_size().map(|b| (b.height(), b.width()));
         tty::setup(console.as_raw_fd(), size, true)?;
     }
+    // As runc: a missing cwd is made (docker's `-w /new/dir`), inside the new root and before
+    // it may turn read-only, while the init is still root.
+    if !process.cwd().exists() {
+        std::fs::create_dir_all(process.cwd()).ctx(format_args!(
+            "cannot create process.cwd {}",
+            process.cwd().display()
+        ))?;
+    }
     mounts::finalize(spec)?;
 
     process::set_oom_score_adj(process.oom_score_adj())?;

@@ -680,3 +680,20 @@ fn exec_keeps_the_callers_umask_when_the_process_has_none() {
     assert_eq!(text(&out.stdout).trim(), "0077", "{}", text(&out.stderr));
     root.ok(&["delete", "-f", &id]);
 }
+
+#[test]
+fn a_missing_cwd_is_made_as_runc_makes_it() {
+    if !require_root("a_missing_cwd_is_made_as_runc_makes_it") {
+        return;
+    }
+    // runc makes process.cwd when the root lacks it (docker's `-w /new/dir` relies on it),
+    // also under a read-only root.
+    let root = Root::new();
+    let mut b = Bundle::new(&["pwd"]);
+    b.edit(|c| {
+        c["process"]["cwd"] = json!("/made/by/the/runtime");
+        c["root"]["readonly"] = json!(true);
+    });
+    let (code, out, err) = root.run(&b);
+    assert_eq!((code, out.as_str()), (0, "/made/by/the/runtime\n"), "{err}");
+}
