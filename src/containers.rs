@@ -8,7 +8,7 @@ use std::time::Duration;
 use anyhow::{bail, Result};
 use husk_cli::husk::{
     ExecArgs, Format, KillArgs, LogsArgs, PsArgs, PullPolicy, RmArgs, RunArgs, StartArgs,
-    StatsArgs, StopArgs, VolumeCommand,
+    StatsArgs, StopArgs, UpdateArgs, VolumeCommand,
 };
 use husk_engine::options::{self, Filter, Mount, Network, Seccomp, SecurityOpt};
 use husk_engine::{
@@ -88,6 +88,14 @@ fn run_options(a: &RunArgs) -> husk_engine::Result<RunOptions> {
         mounts: Vec::new(),
         tty: a.tty,
         interactive: a.interactive,
+        log: if a.log_driver.is_some() || !a.log_opt.is_empty() {
+            Some(options::LogConfig::parse(
+                a.log_driver.as_deref(),
+                &a.log_opt,
+            )?)
+        } else {
+            None
+        },
     };
     for s in &a.security_opt {
         match options::parse_security_opt(s)? {
@@ -153,6 +161,26 @@ pub fn run(engine: &Engine, a: &RunArgs) -> ! {
             std::process::exit(e.exit_code())
         }
     }
+}
+
+/// `update`: new limits for each container; docker prints each name.
+pub fn update(engine: &Engine, a: &UpdateArgs) -> Result<()> {
+    let opts = husk_engine::UpdateOptions {
+        memory: a.memory.as_deref().map(options::parse_bytes).transpose()?,
+        memory_swap: match a.memory_swap.as_deref() {
+            Some("-1") => Some(-1),
+            Some(s) => Some(options::parse_bytes(s)?),
+            None => None,
+        },
+        cpus: a.cpus,
+        cpu_shares: a.cpu_shares,
+        pids_limit: a.pids_limit,
+    };
+    each(&a.containers, |q| {
+        engine.update(q, &opts)?;
+        println!("{q}");
+        Ok(())
+    })
 }
 
 /// `create`: the new container's id, or docker's 125 and one line.
@@ -247,19 +275,20 @@ pub fn start(engine: &Engine, a: &StartArgs) -> Result<()> {
     std::process::exit(code)
 }
 
-fn status_text(c: &Container) -> String {
+fn status_text(engine: &Engine, c: &Container) -> String {
     let st = c.observed();
     match st.status {
         Status::Created => "Created".into(),
         Status::Running => format!(
-            "Up {}",
+            "Up {}{}",
             timefmt::human_duration(
                 husk_engine::time::now_secs()
                     - st.started_at
                         .as_deref()
                         .and_then(husk_engine::time::parse)
                         .unwrap_or(0.0)
-            )
+            ),
+            if engine.paused(c) { " (Paused)" } else { "" }
         ),
         Status::Exited => format!(
             "Exited ({}) {}",
@@ -312,7 +341,7 @@ pub fn ps(engine: &Engine, a: &PsArgs) -> Result<()> {
                 json!({
                     "ID": id(c), "Image": c.image, "Command": command_text(c), "CreatedAt": c.created,
                     "RunningFor": timefmt::ago(&c.created), "State": st.status.as_str(),
-                    "Status": status_text(c), "Names": c.name, "Labels": c.labels,
+                    "Status": status_text(engine, c), "Names": c.name, "Labels": c.labels,
                     "Mounts": c.mounts.iter().map(|m| if m.name.is_empty() { m.source.clone() } else { m.name.clone() }).collect::<Vec<_>>(),
                     "Ports": engine.ports_column(c), "Networks": c.network,
                 })
@@ -332,7 +361,7 @@ pub fn ps(engine: &Engine, a: &PsArgs) -> Result<()> {
                 c.image.clone(),
                 cmd,
                 timefmt::ago(&c.created),
-                status_text(c),
+                status_text(engine, c),
                 engine.ports_column(c),
                 c.name.clone(),
             ]

@@ -102,6 +102,18 @@ fn main() {
             containers::stop(e, a)
         }
         HuskCommand::Restart(a) => containers::restart(e, a),
+        HuskCommand::Rename(a) => e.rename(&a.container, &a.new_name).map_err(Into::into),
+        HuskCommand::Update(a) => containers::update(e, a),
+        HuskCommand::Pause(a) => containers::each(&a.containers, |q| {
+            e.pause(q)?;
+            println!("{q}");
+            Ok(())
+        }),
+        HuskCommand::Unpause(a) => containers::each(&a.containers, |q| {
+            e.unpause(q)?;
+            println!("{q}");
+            Ok(())
+        }),
         HuskCommand::Kill(a) | HuskCommand::Container(ContainerCommand::Kill(a)) => {
             containers::kill(e, a)
         }

@@ -955,3 +955,255 @@ fn bad_input_gets_dockers_answers() {
     assert_eq!(err.lines().count(), 1, "{err}");
     assert_eq!(husk(r, &["rm", "-f", "box"]).0, 0);
 }
+
+/// docker's json-file rotation (`--log-opt max-size`, `max-file`) and the `none` driver.
+#[test]
+fn logs_rotate_at_max_size_and_the_none_driver_keeps_nothing() {
+    let Some((_reg, root, img)) = busybox_store(
+        "logs_rotate_at_max_size_and_the_none_driver_keeps_nothing",
+        &[],
+    ) else {
+        return;
+    };
+    let r = root.path();
+    let (code, id, err) = husk(
+        r,
+        &[
+            "run",
+            "-d",
+            "--name",
+            "chatty",
+            "--log-opt",
+            "max-size=2k",
+            "--log-opt",
+            "max-file=2",
+            &img,
+            "sh",
+            "-c",
+            "i=0; while [ $i -lt 300 ]; do echo line $i; i=$((i+1)); done",
+        ],
+    );
+    assert_eq!(code, 0, "{err}");
+    let id = id.trim().to_string();
+    assert_eq!(husk(r, &["wait", "chatty"]).1.trim(), "0");
+    let dir = r.join("containers").join(&id);
+    let mut logs: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.contains("-json.log"))
+        .collect();
+    logs.sort();
+    assert_eq!(logs, [format!("{id}-json.log"), format!("{id}-json.log.1")]);
+    for l in &logs {
+        assert!(std::fs::metadata(dir.join(l)).unwrap().len() < 2300, "{l}");
+    }
+    // What is kept, oldest first and without a gap, ends with the last line.
+    let (code, out, err) = husk(r, &["logs", "chatty"]);
+    assert_eq!(code, 0, "{err}");
+    let nums: Vec<u32> = out
+        .lines()
+        .map(|l| l.trim_start_matches("line ").parse().unwrap())
+        .collect();
+    assert_eq!(*nums.last().unwrap(), 299);
+    assert!(nums[0] > 0, "the oldest lines were dropped");
+    assert!(nums.windows(2).all(|w| w[1] == w[0] + 1), "{nums:?}");
+    assert_eq!(
+        husk(r, &["logs", "--tail", "2", "chatty"]).1,
+        "line 298\nline 299\n"
+    );
+    let (_, v, _) = husk(r, &["inspect", "chatty"]);
+    let v: serde_json::Value = serde_json::from_str(&v).unwrap();
+    assert_eq!(v[0]["HostConfig"]["LogConfig"]["Type"], "json-file");
+    assert_eq!(v[0]["HostConfig"]["LogConfig"]["Config"]["max-file"], "2");
+
+    let (code, _, err) = husk(
+        r,
+        &[
+            "run",
+            "--name",
+            "quiet",
+            "--log-driver",
+            "none",
+            &img,
+            "echo",
+            "gone",
+        ],
+    );
+    assert_eq!(code, 0, "{err}");
+    let (code, _, err) = husk(r, &["logs", "quiet"]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("does not support reading"), "{err}");
+    for bad in [
+        vec!["--log-opt", "max-file=2"],
+        vec!["--log-driver", "syslog"],
+        vec!["--log-opt", "max-size=lots"],
+    ] {
+        let mut args = vec!["run", "--rm"];
+        args.extend(bad.iter().copied());
+        args.extend([img.as_str(), "true"]);
+        let (code, _, err) = husk(r, &args);
+        assert_eq!(code, 125, "{bad:?}: {err}");
+        assert_eq!(err.lines().count(), 1, "{bad:?}: {err}");
+    }
+}
+
+#[test]
+fn pause_freezes_and_unpause_thaws_and_a_paused_container_still_stops() {
+    let Some((_reg, root, img)) = busybox_store(
+        "pause_freezes_and_unpause_thaws_and_a_paused_container_still_stops",
+        &[],
+    ) else {
+        return;
+    };
+    let r = root.path();
+    let (code, _, err) = husk(
+        r,
+        &[
+            "run",
+            "-d",
+            "--name",
+            "ticker",
+            &img,
+            "sh",
+            "-c",
+            "while true; do date +%s%N > /tmp/t; sleep 0.05; done",
+        ],
+    );
+    assert_eq!(code, 0, "{err}");
+    let (code, out, err) = husk(r, &["pause", "ticker"]);
+    assert_eq!((code, out.as_str()), (0, "ticker\n"), "{err}");
+    let (_, ps, _) = husk(r, &["ps"]);
+    assert!(ps.contains("(Paused)"), "{ps}");
+    let (_, v, _) = husk(r, &["inspect", "ticker"]);
+    let v: serde_json::Value = serde_json::from_str(&v).unwrap();
+    assert_eq!(
+        (
+            v[0]["State"]["Paused"].as_bool(),
+            v[0]["State"]["Status"].as_str()
+        ),
+        (Some(true), Some("paused"))
+    );
+    // Frozen: the file stops changing.
+    let dir = r
+        .join("containers")
+        .join(v[0]["Id"].as_str().unwrap())
+        .join("rootfs/tmp/t");
+    let before = std::fs::read(&dir).ok();
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(std::fs::read(&dir).ok(), before, "a paused container ran");
+    let (code, _, err) = husk(r, &["pause", "ticker"]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("already paused"), "{err}");
+    assert_eq!(husk(r, &["unpause", "ticker"]).0, 0);
+    until("the container to tick again", || {
+        std::fs::read(&dir).ok() != before
+    });
+    let (code, _, err) = husk(r, &["unpause", "ticker"]);
+    assert_eq!(code, 1, "{err}");
+    // A paused container stops (docker thaws it for the signal).
+    assert_eq!(husk(r, &["pause", "ticker"]).0, 0);
+    let (code, _, err) = husk(r, &["stop", "-t", "1", "ticker"]);
+    assert_eq!(code, 0, "{err}");
+    let (_, ps, _) = husk(r, &["ps", "-a"]);
+    assert!(ps.contains("Exited"), "{ps}");
+    assert_eq!(husk(r, &["rm", "ticker"]).0, 0);
+}
+
+#[test]
+fn rename_moves_the_name_and_frees_the_old_one() {
+    let Some((_reg, root, img)) = busybox_store("rename_moves_the_name_and_frees_the_old_one", &[])
+    else {
+        return;
+    };
+    let r = root.path();
+    assert_eq!(
+        husk(r, &["run", "-d", "--name", "first", &img, "sleep", "60"]).0,
+        0
+    );
+    assert_eq!(
+        husk(r, &["run", "-d", "--name", "other", &img, "sleep", "60"]).0,
+        0
+    );
+    let (code, _, err) = husk(r, &["rename", "first", "second"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(husk(r, &["ps", "--format", "json"])
+        .1
+        .contains("\"Names\":\"second\""));
+    assert_eq!(husk(r, &["inspect", "first"]).0, 1, "the old name is gone");
+    for (new, says) in [
+        ("other", "already in use"),
+        ("second", "same name"),
+        ("bad name", "invalid container name"),
+    ] {
+        let (code, _, err) = husk(r, &["rename", "second", new]);
+        assert_ne!(code, 0, "{new}");
+        assert!(err.contains(says), "{new}: {err}");
+        assert_eq!(err.lines().count(), 1, "{err}");
+    }
+    // The old name is free for a new container.
+    assert_eq!(
+        husk(r, &["run", "-d", "--name", "first", &img, "sleep", "60"]).0,
+        0
+    );
+    // A --rm container renamed while it runs lets go of its new name when it goes.
+    assert_eq!(
+        husk(
+            r,
+            &["run", "-d", "--rm", "--name", "short", &img, "sleep", "1"]
+        )
+        .0,
+        0
+    );
+    assert_eq!(husk(r, &["rename", "short", "shorter"]).0, 0);
+    husk(r, &["wait", "shorter"]);
+    until("the --rm container to go", || {
+        husk(r, &["inspect", "shorter"]).0 != 0
+    });
+    let (code, _, err) = husk(r, &["run", "--rm", "--name", "shorter", &img, "true"]);
+    assert_eq!(code, 0, "the name was released: {err}");
+    assert_eq!(husk(r, &["rm", "-f", "first", "second", "other"]).0, 0);
+}
+
+#[test]
+fn update_changes_the_limits_of_a_running_container_and_they_stay() {
+    let Some((_reg, root, img)) = busybox_store(
+        "update_changes_the_limits_of_a_running_container_and_they_stay",
+        &[],
+    ) else {
+        return;
+    };
+    let r = root.path();
+    let read = "cat /sys/fs/cgroup/memory/memory.limit_in_bytes 2>/dev/null || cat /sys/fs/cgroup/memory.max; \
+                cat /sys/fs/cgroup/pids/pids.max 2>/dev/null || cat /sys/fs/cgroup/pids.max";
+    assert_eq!(
+        husk(
+            r,
+            &["run", "-d", "--name", "box", "-m", "64m", &img, "sleep", "600"]
+        )
+        .0,
+        0
+    );
+    let (code, out, err) = husk(r, &["update", "-m", "128m", "--pids-limit", "50", "box"]);
+    assert_eq!((code, out.as_str()), (0, "box\n"), "{err}");
+    let (_, out, _) = husk(r, &["exec", "box", "sh", "-c", read]);
+    assert_eq!(out.lines().collect::<Vec<_>>(), ["134217728", "50"]);
+    let (_, v, _) = husk(r, &["inspect", "box"]);
+    let v: serde_json::Value = serde_json::from_str(&v).unwrap();
+    assert_eq!(v[0]["HostConfig"]["Memory"], 134217728);
+    // Kept for the next start.
+    assert_eq!(husk(r, &["stop", "-t", "0", "box"]).0, 0);
+    assert_eq!(husk(r, &["start", "box"]).0, 0);
+    let (_, out, _) = husk(r, &["exec", "box", "sh", "-c", read]);
+    assert_eq!(out.lines().collect::<Vec<_>>(), ["134217728", "50"]);
+    for (args, says) in [
+        (vec!["update", "-m", "1k", "box"], "minimum memory"),
+        (vec!["update", "--cpus", "999", "box"], "range of CPUs"),
+        (vec!["update", "-m", "64m", "nope"], "no such container"),
+    ] {
+        let (code, _, err) = husk(r, &args);
+        assert_eq!(code, 1, "{args:?}: {err}");
+        assert!(err.contains(says), "{args:?}: {err}");
+    }
+    assert_eq!(husk(r, &["rm", "-f", "box"]).0, 0);
+}

@@ -49,6 +49,14 @@ pub enum HuskCommand {
     Restart(StopArgs),
     /// Send a signal to running containers
     Kill(KillArgs),
+    /// Give a container a new name
+    Rename(RenameArgs),
+    /// Change the limits of containers (at once when they run)
+    Update(UpdateArgs),
+    /// Freeze every process of containers
+    Pause(ContainersArgs),
+    /// Thaw paused containers
+    Unpause(ContainersArgs),
     /// Remove containers
     Rm(RmArgs),
     /// Block until containers stop, then print their exit codes
@@ -155,6 +163,33 @@ pub enum VolumeCommand {
     Inspect(VolumesArgs),
     /// Remove volumes no container uses
     Prune(PruneArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct UpdateArgs {
+    /// Memory limit (bytes, or with a k, m or g suffix)
+    #[arg(short, long)]
+    pub memory: Option<String>,
+    /// Memory plus swap limit (-1 for unlimited swap)
+    #[arg(long)]
+    pub memory_swap: Option<String>,
+    /// Number of CPUs (fractions allowed)
+    #[arg(long)]
+    pub cpus: Option<f64>,
+    /// CPU shares (relative weight)
+    #[arg(short = 'c', long)]
+    pub cpu_shares: Option<u64>,
+    /// Maximum number of processes (-1 for unlimited)
+    #[arg(long)]
+    pub pids_limit: Option<i64>,
+    #[arg(required = true)]
+    pub containers: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct RenameArgs {
+    pub container: String,
+    pub new_name: String,
 }
 
 #[derive(Debug, Subcommand)]
@@ -636,6 +671,12 @@ pub struct RunArgs {
     /// Bind mount a host path or a named volume (SOURCE:CONTAINER[:ro]), or an anonymous volume (CONTAINER)
     #[arg(short, long)]
     pub volume: Vec<String>,
+    /// Where the output is kept: json-file (default) or none
+    #[arg(long)]
+    pub log_driver: Option<String>,
+    /// Log driver options: max-size=SIZE (rotate at), max-file=N (files kept)
+    #[arg(long)]
+    pub log_opt: Vec<String>,
     /// When to pull the image
     #[arg(long, value_enum, default_value_t = PullPolicy::Missing)]
     pub pull: PullPolicy,

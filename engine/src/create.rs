@@ -14,7 +14,7 @@ use crate::error::{Context, Error, Result};
 use crate::layers;
 use crate::networking;
 use crate::networks;
-use crate::options::{Network, PortMapping, Protocol, PullPolicy, RunOptions};
+use crate::options::{LogConfig, Network, PortMapping, Protocol, PullPolicy, RunOptions};
 use crate::spec::{self, NetNs};
 use crate::store::{self, Container};
 use crate::volumes;
@@ -119,6 +119,30 @@ fn resolve_network(root: &Path, a: &RunOptions) -> Result<String> {
     Ok(mode)
 }
 
+/// The container's log driver and options: the flags, else husk's config file's `log-driver`
+/// and `log-opts` (docker's daemon.json keys), else json-file without a limit.
+fn log_config(a: &RunOptions) -> Result<LogConfig> {
+    if let Some(l) = &a.log {
+        return Ok(l.clone());
+    }
+    let driver = husk_image::config::get("log-driver")?;
+    let opts: Vec<String> = husk_image::config::get("log-opts")?
+        .as_object()
+        .map(|o| {
+            o.iter()
+                .map(|(k, v)| {
+                    format!(
+                        "{k}={}",
+                        v.as_str().map_or_else(|| v.to_string(), str::to_string)
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    LogConfig::parse(driver.as_str(), &opts)
+        .map_err(|e| Error::Invalid(format!("husk's config file, log-driver/log-opts: {e}")))
+}
+
 /// `-p` and, with `-P`, every port the image EXPOSEs (`80/tcp`) that `-p` does not name.
 fn published(a: &RunOptions, config: &ImageConfig) -> Result<Vec<PortMapping>> {
     let mut ports = a.publish.clone();
@@ -164,6 +188,7 @@ pub fn create(root: &Path, a: &RunOptions, progress: PullProgress) -> Result<Str
     // Held until the record names the image: a prune or rmi meanwhile waits for it, then
     // sees the container and leaves the image's blobs and layers be.
     let network = resolve_network(root, a)?;
+    let log = log_config(a)?;
     let _adding = husk_image::store::Store::open(root)?.adding()?;
     let image = image(root, a, progress)?;
     let store = husk_image::store::Store::open(root)?;
@@ -242,6 +267,7 @@ pub fn create(root: &Path, a: &RunOptions, progress: PullProgress) -> Result<Str
             stop_signal,
             volumes,
             network,
+            log,
         );
         if rest.is_err() {
             for v in &anonymous {
@@ -283,6 +309,7 @@ fn record_container(
     stop_signal: String,
     volumes: volumes::Resolved,
     network: String,
+    log_config: LogConfig,
 ) -> Result<()> {
     let dir = store::dir(root, id);
     let net = match network.as_str() {
@@ -330,6 +357,7 @@ fn record_container(
         dns_search: a.dns_search.clone(),
         dns_options: a.dns_options.clone(),
         mounts: volumes.records,
+        log_config,
         anonymous_volumes: volumes.anonymous,
         diff_ids: image.diff_ids.clone(),
         // Until a monitor takes over, this husk holds the container (prune leaves it be).

@@ -17,7 +17,7 @@ use crate::error::{failed, Context, Error, Result};
 use crate::layers;
 use crate::logs::{self, LogLine};
 use crate::monitor::{self, Exit, Stdio};
-use crate::options::{ExecOptions, Filter, ListOptions, LogOptions, RunOptions};
+use crate::options::{ExecOptions, Filter, ListOptions, LogOptions, RunOptions, UpdateOptions};
 use crate::remove::remove;
 use crate::store::{self, Container, Status};
 use crate::volumes::{self, Volume};
@@ -436,6 +436,127 @@ impl Engine {
         Ok(())
     }
 
+    /// Give a container another name (running or not). The new name is claimed before the
+    /// record changes and the old one let go after, so a crash between leaves the container
+    /// findable by one of them. On a user network the DNS server learns the new name.
+    pub fn rename(&self, query: &str, new_name: &str) -> Result<()> {
+        let c = store::find(&self.root, query)?;
+        husk_runtime::util::validate_id(new_name).map_err(|_| {
+            Error::Invalid(format!(
+                "invalid container name {new_name:?}: use [a-zA-Z0-9][a-zA-Z0-9_.-]*"
+            ))
+        })?;
+        if new_name == c.name {
+            return Err(Error::Conflict(format!(
+                "renaming a container with the same name as its current name: {new_name}"
+            )));
+        }
+        store::claim_name(&self.root, new_name, &c.id)?;
+        if let Err(e) = Container::update(&self.root, &c.id, |r| r.name = new_name.to_string()) {
+            store::release_name(&self.root, new_name, &c.id);
+            return Err(e);
+        }
+        store::release_name(&self.root, &c.name, &c.id);
+        if c.observed().status == Status::Running {
+            if let Ok(renamed) = Container::load(&self.root, &c.id) {
+                crate::networking::renamed(&self.root, &renamed);
+            }
+        }
+        Ok(())
+    }
+
+    /// `update`: new limits, applied to a running container's cgroup at once and kept in
+    /// its config for every later start.
+    pub fn update(&self, query: &str, o: &UpdateOptions) -> Result<()> {
+        let c = store::find(&self.root, query)?;
+        let path = store::dir(&self.root, &c.id).join("config.json");
+        let mut spec: Value = serde_json::from_slice(
+            &std::fs::read(&path).with_context(|| format!("cannot read {}", path.display()))?,
+        )
+        .with_context(|| format!("{} is corrupt", path.display()))?;
+        let res = &mut spec["linux"]["resources"];
+        if let Some(m) = o.memory {
+            crate::spec::check_memory(m)?;
+            res["memory"]["limit"] = json!(m);
+        }
+        if let Some(swap) = o.memory_swap {
+            let Some(limit) = res["memory"]["limit"].as_i64() else {
+                return Err(Error::Invalid("--memory-swap needs a memory limit".into()));
+            };
+            if swap != -1 && swap < limit {
+                return Err(Error::Invalid(
+                    "--memory-swap must be at least the memory limit".into(),
+                ));
+            }
+            res["memory"]["swap"] = json!(swap);
+        } else if let (Some(m), Some(swap)) = (o.memory, res["memory"]["swap"].as_i64()) {
+            if swap != -1 && swap < m {
+                return Err(Error::Invalid(format!(
+                    "memory limit should be smaller than the memory+swap limit ({swap} bytes): update --memory-swap too"
+                )));
+            }
+        }
+        if let Some(cpus) = o.cpus {
+            crate::spec::check_cpus(cpus)?;
+            res["cpu"]["quota"] = json!((cpus * 100_000.0) as i64);
+            res["cpu"]["period"] = json!(100_000);
+        }
+        if let Some(sh) = o.cpu_shares {
+            res["cpu"]["shares"] = json!(sh);
+        }
+        if let Some(p) = o.pids_limit {
+            res["pids"]["limit"] = json!(p);
+        }
+        let resources: oci_spec::runtime::LinuxResources = serde_json::from_value(res.clone())
+            .map_err(|e| failed!("the new limits do not make a valid spec: {e}"))?;
+        if c.observed().status == Status::Running {
+            store::runtime(&self.root)
+                .update(&c.id, &resources)
+                .map_err(|e| failed!("cannot update container {}: {e}", c.name))?;
+        }
+        husk_runtime::util::write_atomic(&path, &serde_json::to_vec_pretty(&spec)?, 0o644)
+            .map_err(|e| failed!("cannot save container {}'s config: {e}", c.name))
+    }
+
+    /// Freeze every process of a running container (its cgroup's freezer).
+    pub fn pause(&self, query: &str) -> Result<()> {
+        let c = store::find(&self.root, query)?;
+        if c.observed().status != Status::Running {
+            return Err(Error::Conflict(format!(
+                "container {} is not running",
+                c.name
+            )));
+        }
+        if self.paused(&c) {
+            return Err(Error::Conflict(format!(
+                "container {} is already paused",
+                c.name
+            )));
+        }
+        store::runtime(&self.root)
+            .pause(&c.id)
+            .map_err(|e| failed!("cannot pause container {}: {e}", c.name))
+    }
+
+    /// Thaw a paused container.
+    pub fn unpause(&self, query: &str) -> Result<()> {
+        let c = store::find(&self.root, query)?;
+        if !self.paused(&c) {
+            return Err(Error::Conflict(format!(
+                "container {} is not paused",
+                c.name
+            )));
+        }
+        store::runtime(&self.root)
+            .resume(&c.id)
+            .map_err(|e| failed!("cannot unpause container {}: {e}", c.name))
+    }
+
+    /// Is the container running and frozen (`pause`)?
+    pub fn paused(&self, c: &Container) -> bool {
+        is_paused(&self.root, c)
+    }
+
     /// Send `signal` to a running container's init.
     pub fn kill(&self, query: &str, signal: &str) -> Result<()> {
         let sig = parse_signal(signal)?;
@@ -459,7 +580,10 @@ impl Engine {
             if !force {
                 return Err(Error::Conflict(format!("cannot remove container {query}: container is running: stop the container before removing or force remove")));
             }
-            let _ = store::runtime(&self.root).kill(&c.id, nix::sys::signal::Signal::SIGKILL, true);
+            let rt = store::runtime(&self.root);
+            let _ = rt.kill(&c.id, nix::sys::signal::Signal::SIGKILL, true);
+            // Frozen processes die once thawed (the v1 freezer holds even SIGKILL).
+            let _ = rt.resume(&c.id);
             if let Some(c) = wait_stopped(&self.root, &c.id, Some(Duration::from_secs(10)))? {
                 if c.observed().status == Status::Running {
                     return Err(failed!(
@@ -517,6 +641,12 @@ impl Engine {
         each: &mut dyn FnMut(LogLine) -> Result<()>,
     ) -> Result<()> {
         let c = store::find(&self.root, query)?;
+        if c.log_config.driver == "none" {
+            return Err(Error::Invalid(format!(
+                "configured logging driver does not support reading: container {} logs to none",
+                c.name
+            )));
+        }
         logs::read(&self.root, &c.id, opts, each)
     }
 
@@ -814,6 +944,13 @@ fn wait_stopped(root: &Path, id: &str, limit: Option<Duration>) -> Result<Option
 }
 
 /// Stop one container: its stop signal, then SIGKILL to every process after `timeout`.
+fn is_paused(root: &Path, c: &Container) -> bool {
+    c.observed().status == Status::Running
+        && store::runtime(root)
+            .state(&c.id)
+            .is_ok_and(|s| s.status == husk_runtime::state::Status::Paused)
+}
+
 fn stop_one(root: &Path, c: &Container, sig: Option<&str>, timeout: Option<i64>) -> Result<()> {
     if c.observed().status != Status::Running {
         return Ok(());
@@ -822,6 +959,10 @@ fn stop_one(root: &Path, c: &Container, sig: Option<&str>, timeout: Option<i64>)
     let sig = parse_signal(sig.unwrap_or(&c.stop_signal))?;
     let timeout = timeout.unwrap_or(c.stop_timeout);
     let _ = rt.kill(&c.id, sig, false);
+    // A paused container gets the signal thawed, as docker's stop does.
+    if is_paused(root, c) {
+        let _ = rt.resume(&c.id);
+    }
     let limit = (timeout >= 0).then(|| Duration::from_secs(timeout as u64));
     if let Some(c) = wait_stopped(root, &c.id, limit)? {
         if c.observed().status == Status::Running {
@@ -881,15 +1022,16 @@ fn inspect_value(root: &Path, c: &Container) -> Value {
         .and_then(|d| serde_json::from_slice(&d).ok())
         .unwrap_or(Value::Null);
     let res = &spec["linux"]["resources"];
+    let paused = is_paused(root, c);
     json!({
         "Id": c.id,
         "Created": c.created,
         "Path": c.path,
         "Args": c.args,
         "State": {
-            "Status": st.status.as_str(),
+            "Status": if paused { "paused" } else { st.status.as_str() },
             "Running": st.status == Status::Running,
-            "Paused": false, "Restarting": false,
+            "Paused": paused, "Restarting": false,
             "OOMKilled": st.oom_killed,
             "Dead": false,
             "Pid": st.pid,
@@ -912,6 +1054,7 @@ fn inspect_value(root: &Path, c: &Container) -> Value {
             "AutoRemove": c.auto_remove,
             "NetworkMode": c.network,
             "PortBindings": port_bindings(c),
+            "LogConfig": {"Type": c.log_config.driver, "Config": log_opts(c)},
             "PublishAllPorts": false,
             "ExtraHosts": c.add_hosts.iter().map(|(n, ip)| format!("{n}:{ip}")).collect::<Vec<_>>(),
             "Dns": c.dns, "DnsSearch": c.dns_search, "DnsOptions": c.dns_options,
@@ -941,6 +1084,16 @@ fn inspect_value(root: &Path, c: &Container) -> Value {
             "StopTimeout": c.stop_timeout,
         },
     })
+}
+
+/// docker's `HostConfig.LogConfig.Config`: the options as strings.
+fn log_opts(c: &Container) -> Value {
+    let mut m = serde_json::Map::new();
+    if let Some(size) = c.log_config.max_size {
+        m.insert("max-size".into(), json!(size.to_string()));
+        m.insert("max-file".into(), json!(c.log_config.max_file.to_string()));
+    }
+    Value::Object(m)
 }
 
 /// docker's `HostConfig.PortBindings`: what `-p` asked, an empty host port for "any".

@@ -4,12 +4,13 @@
 
 use std::fs::File;
 use std::io::{BufRead, BufReader, Seek, SeekFrom, Write};
-use std::path::Path;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Context, Result};
-use crate::options::LogOptions;
+use crate::options::{LogConfig, LogOptions};
 use crate::store::{self, Status};
 use crate::time;
 
@@ -38,35 +39,75 @@ struct Line<'a> {
 }
 
 /// Splits a stream into lines for the log; a line longer than 16 KiB is written in parts, as
-/// docker does, and what is left at the end is written without a newline.
+/// docker does, and what is left at the end is written without a newline. With a size limit
+/// the file is rotated as docker's json-file rotates it: `LOG` → `LOG.1` → `LOG.2` …, the
+/// oldest dropped, `max_file` files in all.
 pub struct Writer {
-    file: File,
+    /// None for the `none` driver: lines are split and dropped.
+    file: Option<File>,
+    path: PathBuf,
     /// Where the last whole line ends (the monitor is the log's one writer).
     end: u64,
     pending: [Vec<u8>; 2],
+    max_size: Option<u64>,
+    max_file: u32,
 }
 
 const MAX_LINE: usize = 16 * 1024;
 
+fn open_append(path: &Path) -> Result<(File, u64)> {
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .with_context(|| format!("cannot open the log {}", path.display()))?;
+    let end = file
+        .metadata()
+        .with_context(|| format!("cannot read the log {}", path.display()))?
+        .len();
+    Ok((file, end))
+}
+
+/// `LOG.n`, a rotated file of the log at `path`.
+fn rotated(path: &Path, n: u32) -> PathBuf {
+    let mut p = path.as_os_str().to_owned();
+    p.push(format!(".{n}"));
+    PathBuf::from(p)
+}
+
+/// The log's files, oldest first: the rotated ones, then the one being written.
+fn files(path: &Path) -> Vec<PathBuf> {
+    let mut out: Vec<PathBuf> = (1..)
+        .map(|n| rotated(path, n))
+        .take_while(|p| p.exists())
+        .collect();
+    out.reverse();
+    out.push(path.to_path_buf());
+    out
+}
+
 impl Writer {
-    pub fn open(path: &Path) -> Result<Writer> {
-        let file = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(path)
-            .with_context(|| format!("cannot open the log {}", path.display()))?;
-        let end = file
-            .metadata()
-            .with_context(|| format!("cannot read the log {}", path.display()))?
-            .len();
+    pub fn open(path: &Path, config: &LogConfig) -> Result<Writer> {
+        let (file, end) = if config.driver == "none" {
+            (None, 0)
+        } else {
+            let (f, end) = open_append(path)?;
+            (Some(f), end)
+        };
         Ok(Writer {
             file,
+            path: path.to_path_buf(),
             end,
             pending: [Vec::new(), Vec::new()],
+            max_size: config.max_size,
+            max_file: config.max_file.max(1),
         })
     }
 
     fn emit(&mut self, stream: usize, bytes: &[u8]) {
+        let Some(file) = self.file.as_mut() else {
+            return;
+        };
         let line = Line {
             log: String::from_utf8_lossy(bytes),
             stream: if stream == 0 { "stdout" } else { "stderr" },
@@ -76,11 +117,36 @@ impl Writer {
             s.push(b'\n');
             // A full disk loses log lines, never the container; and a line written in part
             // is cut back off, or the next one would be glued to it and lost too.
-            match self.file.write_all(&s) {
+            match file.write_all(&s) {
                 Ok(()) => self.end += s.len() as u64,
                 Err(_) => {
-                    let _ = self.file.set_len(self.end);
+                    let _ = file.set_len(self.end);
                 }
+            }
+        }
+        if self.max_size.is_some_and(|m| self.end >= m) {
+            self.rotate();
+        }
+    }
+
+    /// The file is full: shift the rotated ones up (the oldest falls off) and start a new
+    /// one; with `max_file` 1, cut the one file back to empty, as docker does.
+    fn rotate(&mut self) {
+        if self.max_file <= 1 {
+            if let Some(f) = &self.file {
+                if f.set_len(0).is_ok() {
+                    self.end = 0;
+                }
+            }
+            return;
+        }
+        for n in (1..self.max_file - 1).rev() {
+            let _ = std::fs::rename(rotated(&self.path, n), rotated(&self.path, n + 1));
+        }
+        if std::fs::rename(&self.path, rotated(&self.path, 1)).is_ok() {
+            if let Ok((f, end)) = open_append(&self.path) {
+                self.file = Some(f);
+                self.end = end;
             }
         }
     }
@@ -149,13 +215,27 @@ pub fn read(
 ) -> Result<()> {
     let path = store::log_path(root, id);
     let since = opts.since;
+    // The rotated files whole, then the one being written up to its last whole line.
+    let mut lines: Vec<String> = Vec::new();
+    for old in files(&path).iter().filter(|p| **p != path) {
+        if let Ok(f) = File::open(old) {
+            for l in BufReader::new(f).lines() {
+                lines.push(format!("{}\n", l?));
+            }
+        }
+    }
     let mut file = match File::open(&path) {
         Ok(f) => f,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound && !opts.follow => return Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && !opts.follow => {
+            let skip = opts.tail.map_or(0, |n| lines.len().saturating_sub(n));
+            for l in &lines[skip..] {
+                emit_line(l, since, each)?;
+            }
+            return Ok(());
+        }
         Err(e) => return Err(e).with_context(|| format!("cannot open {}", path.display())),
     };
     let mut reader = BufReader::new(&mut file);
-    let mut lines: Vec<String> = Vec::new();
     let mut buf = String::new();
     while reader.read_line(&mut buf)? > 0 {
         if buf.ends_with('\n') {
@@ -173,6 +253,7 @@ pub fn read(
         return Ok(());
     }
     file.seek(SeekFrom::Start(pos))?;
+    let mut ino = file.metadata().map(|m| m.ino()).unwrap_or(0);
     let mut reader = BufReader::new(file);
     let mut partial = String::new();
     loop {
@@ -184,6 +265,24 @@ pub fn read(
                 emit_line(&std::mem::take(&mut partial), since, each)?;
             }
             continue;
+        }
+        // Rotated under us: what was left in the old file is read (above, to its end), the
+        // new one from its start. Cut back to empty (max-file 1): from the start again.
+        match std::fs::metadata(&path) {
+            Ok(m) if m.ino() != ino => {
+                if let Ok(f) = File::open(&path) {
+                    ino = m.ino();
+                    partial.clear();
+                    reader = BufReader::new(f);
+                    continue;
+                }
+            }
+            Ok(m) if m.len() < reader.stream_position()? => {
+                partial.clear();
+                reader.seek(SeekFrom::Start(0))?;
+                continue;
+            }
+            _ => {}
         }
         let running = store::Container::load(root, id)
             .map(|c| c.observed().status == Status::Running)
@@ -207,7 +306,7 @@ mod tests {
     fn entries(chunks: &[&[u8]]) -> Vec<String> {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("log");
-        let mut w = Writer::open(&path).unwrap();
+        let mut w = Writer::open(&path, &LogConfig::default()).unwrap();
         for c in chunks {
             w.write(0, c);
         }
@@ -236,5 +335,65 @@ mod tests {
             entries(&[b"one\ntw", b"o\nthree"]),
             ["one\n", "two\n", "three"]
         );
+    }
+
+    #[test]
+    fn a_full_log_rotates_and_keeps_max_file_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c-json.log");
+        let config = LogConfig {
+            driver: "json-file".into(),
+            max_size: Some(1000),
+            max_file: 3,
+        };
+        let mut w = Writer::open(&path, &config).unwrap();
+        for i in 0..200 {
+            w.write(0, format!("line {i}\n").as_bytes());
+        }
+        w.finish();
+        let kept = files(&path);
+        assert_eq!(kept.len(), 3, "{kept:?}");
+        assert!(!rotated(&path, 3).exists());
+        for f in &kept {
+            assert!(std::fs::metadata(f).unwrap().len() < 1100, "{f:?}");
+        }
+        // Oldest first, no gap, ending with the last line.
+        let mut all = Vec::new();
+        for f in &kept {
+            for l in std::fs::read_to_string(f).unwrap().lines() {
+                let v: serde_json::Value = serde_json::from_str(l).unwrap();
+                all.push(v["log"].as_str().unwrap().trim().to_string());
+            }
+        }
+        assert_eq!(all.last().unwrap(), "line 199");
+        let first: usize = all[0].trim_start_matches("line ").parse().unwrap();
+        let want: Vec<String> = (first..200).map(|i| format!("line {i}")).collect();
+        assert_eq!(all, want);
+    }
+
+    #[test]
+    fn max_file_one_cuts_the_file_back_and_none_writes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("log");
+        let one = LogConfig {
+            driver: "json-file".into(),
+            max_size: Some(500),
+            max_file: 1,
+        };
+        let mut w = Writer::open(&path, &one).unwrap();
+        for i in 0..100 {
+            w.write(1, format!("e{i}\n").as_bytes());
+        }
+        assert!(std::fs::metadata(&path).unwrap().len() < 600);
+        assert!(!rotated(&path, 1).exists());
+        let none_path = dir.path().join("none");
+        let none = LogConfig {
+            driver: "none".into(),
+            ..LogConfig::default()
+        };
+        let mut w = Writer::open(&none_path, &none).unwrap();
+        w.write(0, b"dropped\n");
+        w.finish();
+        assert!(!none_path.exists());
     }
 }

@@ -198,7 +198,10 @@ fn launch(
     // right after `run -d` finds it.
     let log = match stdio {
         Stdio::Direct => None,
-        _ => Some(logs::Writer::open(&store::log_path(root, &c.id))?),
+        _ => Some(logs::Writer::open(
+            &store::log_path(root, &c.id),
+            &c.log_config,
+        )?),
     };
     rt.start(&c.id)?;
     Container::update(root, &c.id, |c| {

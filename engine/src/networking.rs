@@ -338,6 +338,20 @@ pub fn detach(root: &Path, id: &str) {
     let _ = fs::remove_file(live_path(root, id));
 }
 
+/// A running container got a new name: its DNS names on user networks follow.
+pub fn renamed(root: &Path, c: &Container) {
+    let Some(l) = live(root, &c.id) else {
+        return;
+    };
+    for a in l.attachments.iter().filter(|a| a.dns) {
+        if let (Some(ip), Some(gw)) = (a.ip, a.gateway) {
+            let mut names = vec![c.name.clone(), c.short_id().to_string()];
+            names.extend(c.network_aliases.iter().cloned());
+            let _ = dns::add(root, &a.network, gw, &c.id, ip, &names);
+        }
+    }
+}
+
 /// `network connect` of a running container: a new interface now (and on every start).
 pub fn connect(root: &Path, c: &Container, def: &Network) -> Result<()> {
     let Some(mut l) = live(root, &c.id).filter(|l| !l.attachments.is_empty()) else {

@@ -62,6 +62,71 @@ impl Network {
     }
 }
 
+/// Where a container's output is kept (docker's `--log-driver` and `--log-opt`).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct LogConfig {
+    /// `json-file` (docker's format, the default) or `none` (nothing kept; `logs` refuses).
+    pub driver: String,
+    /// json-file: rotate once the file reaches this many bytes (never when unset).
+    #[serde(default)]
+    pub max_size: Option<u64>,
+    /// json-file: how many files to keep, the one being written included (1: the file is
+    /// cut back to empty instead of rotated).
+    #[serde(default = "one")]
+    pub max_file: u32,
+}
+
+fn one() -> u32 {
+    1
+}
+
+impl Default for LogConfig {
+    fn default() -> LogConfig {
+        LogConfig {
+            driver: "json-file".into(),
+            max_size: None,
+            max_file: 1,
+        }
+    }
+}
+
+impl LogConfig {
+    /// `--log-driver` and the `--log-opt KEY=VALUE`s, as docker spells them.
+    pub fn parse(driver: Option<&str>, opts: &[String]) -> Result<LogConfig> {
+        let mut c = LogConfig::default();
+        match driver {
+            None | Some("json-file") => {}
+            Some("none") => c.driver = "none".into(),
+            Some(d) => invalid!(
+                "log driver {d:?} is not supported: husk has json-file (with --log-opt max-size and max-file) and none"
+            ),
+        }
+        for o in opts {
+            let Some((k, v)) = o.split_once('=') else {
+                invalid!("invalid --log-opt {o:?}: use KEY=VALUE");
+            };
+            if c.driver == "none" {
+                invalid!("the none log driver takes no --log-opt ({k})");
+            }
+            match k {
+                "max-size" if v == "-1" => c.max_size = None,
+                "max-size" => c.max_size = Some(parse_bytes(v)? as u64),
+                "max-file" => match v.parse::<u32>() {
+                    Ok(n) if n >= 1 => c.max_file = n,
+                    _ => invalid!("invalid --log-opt max-file={v}: a whole number, at least 1"),
+                },
+                // docker's json-file options that change nothing here.
+                "compress" | "labels" | "env" | "env-regex" | "tag" | "mode" => {}
+                _ => invalid!("unknown log opt {k:?} for the json-file log driver"),
+            }
+        }
+        if c.max_file > 1 && c.max_size.is_none() {
+            invalid!("--log-opt max-file needs max-size");
+        }
+        Ok(c)
+    }
+}
+
 /// A transport protocol of a published port.
 #[derive(
     Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
@@ -279,6 +344,20 @@ pub struct RunOptions {
     pub tty: bool,
     /// Keep stdin open.
     pub interactive: bool,
+    /// The log driver and its options; husk's config file's `log-driver` and `log-opts`
+    /// (docker's daemon.json keys) when unset.
+    pub log: Option<LogConfig>,
+}
+
+/// `update`: new limits for a container (running or not); unset ones stay.
+#[derive(Debug, Clone, Default)]
+pub struct UpdateOptions {
+    pub memory: Option<i64>,
+    /// -1 for unlimited swap.
+    pub memory_swap: Option<i64>,
+    pub cpus: Option<f64>,
+    pub cpu_shares: Option<u64>,
+    pub pids_limit: Option<i64>,
 }
 
 /// What `exec` runs in a running container.
@@ -660,6 +739,23 @@ mod tests {
         assert!(parse_add_host("db:10.0.0.1").is_ok());
         assert!(parse_add_host("gw:host-gateway").is_ok());
         assert!(parse_add_host("db:nowhere").is_err());
+        let l = LogConfig::parse(None, &["max-size=1k".into(), "max-file=3".into()]).unwrap();
+        assert_eq!((l.max_size, l.max_file), (Some(1024), 3));
+        assert_eq!(LogConfig::parse(Some("none"), &[]).unwrap().driver, "none");
+        for (d, o) in [
+            (Some("syslog"), ""),
+            (None, "max-file=0"),
+            (None, "max-file=2"),
+            (None, "colour=red"),
+            (Some("none"), "max-size=1k"),
+        ] {
+            let opts: Vec<String> = [o]
+                .iter()
+                .filter(|x| !x.is_empty())
+                .map(|x| x.to_string())
+                .collect();
+            assert!(LogConfig::parse(d, &opts).is_err(), "{d:?} {o}");
+        }
         assert!(parse_ulimit("nofile=2:1").is_err());
     }
 }

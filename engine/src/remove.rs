@@ -25,6 +25,8 @@ pub fn remove(root: &Path, c: &Container, anonymous_volumes: bool) -> Result<()>
             std::thread::sleep(Duration::from_millis(10));
         }
     }
+    // The name as the record has it now (a rename may have come after the caller read it).
+    let mut name = c.name.clone();
     {
         let _l = match store::lock(root, &c.id) {
             Ok(l) => l,
@@ -39,6 +41,7 @@ pub fn remove(root: &Path, c: &Container, anonymous_volumes: bool) -> Result<()>
             Err(e) => return Err(e),
         };
         if let Some(cur) = &current {
+            name = cur.name.clone();
             if cur.observed().status == Status::Running {
                 return Err(Error::Conflict(format!("container {} is running", c.name)));
             }
@@ -62,7 +65,7 @@ pub fn remove(root: &Path, c: &Container, anonymous_volumes: bool) -> Result<()>
         }
     }
     // The name goes with the record, whatever happens to the directory.
-    store::release_name(root, &c.name, &c.id);
+    store::release_name(root, &name, &c.id);
     if anonymous_volumes {
         for v in &c.anonymous_volumes {
             let _ = volumes::remove(root, v, false);

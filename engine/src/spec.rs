@@ -221,10 +221,7 @@ pub fn spec(
         .extend(mounts.iter().cloned());
     let mut resources = json!({"devices": [{"allow": false, "access": "rwm"}]});
     if let Some(m) = a.memory {
-        // docker's floor: below it the runtime's own setup does not fit.
-        if m < 6 << 20 {
-            invalid!("minimum memory limit allowed is 6MB");
-        }
+        check_memory(m)?;
         resources["memory"] = json!({ "limit": m });
     }
     if let Some(swap) = a.memory_swap {
@@ -243,12 +240,7 @@ pub fn spec(
         resources["pids"] = json!({"limit": p});
     }
     if let Some(c) = a.cpus {
-        let online = online_cpus();
-        if !(0.01..=online as f64).contains(&c) {
-            invalid!(
-                "range of CPUs is from 0.01 to {online}.00, as there are only {online} CPUs available"
-            );
-        }
+        check_cpus(c)?;
         resources["cpu"]["quota"] = json!((c * 100_000.0) as i64);
         resources["cpu"]["period"] = json!(100_000);
     }
@@ -272,6 +264,25 @@ pub fn spec(
     }
     s["linux"]["resources"] = resources;
     Ok(s)
+}
+
+/// docker's floor for `--memory`: below it the runtime's own setup does not fit.
+pub fn check_memory(m: i64) -> Result<()> {
+    if m < 6 << 20 {
+        invalid!("minimum memory limit allowed is 6MB");
+    }
+    Ok(())
+}
+
+/// docker's range for `--cpus`: a hundredth of a CPU up to the CPUs there are.
+pub fn check_cpus(c: f64) -> Result<()> {
+    let online = online_cpus();
+    if !(0.01..=online as f64).contains(&c) {
+        invalid!(
+            "range of CPUs is from 0.01 to {online}.00, as there are only {online} CPUs available"
+        );
+    }
+    Ok(())
 }
 
 /// The CPUs this process may run on (docker's NumCPU).

@@ -117,6 +117,9 @@ pub struct Container {
     #[serde(default)]
     pub dns_options: Vec<String>,
     pub mounts: Vec<MountRecord>,
+    /// `--log-driver` and `--log-opt`.
+    #[serde(default)]
+    pub log_config: crate::options::LogConfig,
     /// Anonymous volumes made for this container (`rm -v` removes them).
     pub anonymous_volumes: Vec<String>,
     pub diff_ids: Vec<String>,
