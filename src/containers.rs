@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use anyhow::{bail, Result};
 use husk_cli::husk::{
-    ExecArgs, Format, KillArgs, LogsArgs, PsArgs, PullPolicy, RmArgs, RunArgs, StartArgs,
-    StatsArgs, StopArgs, UpdateArgs, VolumeCommand,
+    ExecArgs, Format, KillArgs, LimitArgs, LogsArgs, PsArgs, PullPolicy, RmArgs, RunArgs,
+    StartArgs, StatsArgs, StopArgs, UpdateArgs, VolumeCommand,
 };
 use husk_engine::options::{self, Filter, Mount, Network, Seccomp, SecurityOpt};
 use husk_engine::{
@@ -62,15 +62,11 @@ fn run_options(a: &RunArgs) -> husk_engine::Result<RunOptions> {
         dns_search: a.dns_search.clone(),
         dns_options: a.dns_option.clone(),
         read_only: a.read_only,
-        memory: a.memory.as_deref().map(options::parse_bytes).transpose()?,
-        memory_swap: match a.memory_swap.as_deref() {
-            Some("-1") => Some(-1),
-            Some(s) => Some(options::parse_bytes(s)?),
-            None => None,
-        },
-        cpu_shares: a.cpu_shares,
-        cpus: a.cpus,
-        pids_limit: a.pids_limit,
+        memory: memory(&a.limits)?,
+        memory_swap: memory_swap(&a.limits)?,
+        cpu_shares: a.limits.cpu_shares,
+        cpus: a.limits.cpus,
+        pids_limit: a.limits.pids_limit,
         ulimits: a
             .ulimit
             .iter()
@@ -163,18 +159,28 @@ pub fn run(engine: &Engine, a: &RunArgs) -> ! {
     }
 }
 
+fn memory(l: &LimitArgs) -> husk_engine::Result<Option<i64>> {
+    l.memory.as_deref().map(options::parse_bytes).transpose()
+}
+
+/// `--memory-swap`: bytes, or -1 for no limit on swap.
+fn memory_swap(l: &LimitArgs) -> husk_engine::Result<Option<i64>> {
+    Ok(match l.memory_swap.as_deref() {
+        Some("-1") => Some(-1),
+        Some(s) => Some(options::parse_bytes(s)?),
+        None => None,
+    })
+}
+
 /// `update`: new limits for each container; docker prints each name.
 pub fn update(engine: &Engine, a: &UpdateArgs) -> Result<()> {
+    let l = &a.limits;
     let opts = husk_engine::UpdateOptions {
-        memory: a.memory.as_deref().map(options::parse_bytes).transpose()?,
-        memory_swap: match a.memory_swap.as_deref() {
-            Some("-1") => Some(-1),
-            Some(s) => Some(options::parse_bytes(s)?),
-            None => None,
-        },
-        cpus: a.cpus,
-        cpu_shares: a.cpu_shares,
-        pids_limit: a.pids_limit,
+        memory: memory(l)?,
+        memory_swap: memory_swap(l)?,
+        cpus: l.cpus,
+        cpu_shares: l.cpu_shares,
+        pids_limit: l.pids_limit,
     };
     each(&a.containers, |q| {
         engine.update(q, &opts)?;

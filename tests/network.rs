@@ -156,10 +156,15 @@ fn in_netns<T: Send + 'static>(path: &str, f: impl FnOnce() -> T + Send + 'stati
     .expect("the thread in the netns")
 }
 
-/// GET / from `addr` inside the namespace at `ns`, retried for a few seconds while the server
-/// starts.
+/// GET / from `addr` inside the namespace `n` made, retried for a few seconds while the
+/// server starts.
 fn http_get(n: &Net, addr: String) -> String {
-    n.inside(move || {
+    http_get_at(&ns_path(&n.ns), addr)
+}
+
+/// GET / from `addr` inside the network namespace at `path`.
+fn http_get_at(path: &str, addr: String) -> String {
+    in_netns(path, move || {
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
             let got = TcpStream::connect_timeout(&addr.parse().unwrap(), Duration::from_secs(2))
@@ -193,6 +198,32 @@ fn inspect(n: &Net, c: &str) -> serde_json::Value {
     let out = n.ok(&["inspect", c]);
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
     v[0].clone()
+}
+
+/// SIGKILL the monitor of container `c` (its init's parent); the init's pid.
+fn kill_monitor(n: &Net, c: &str) -> i32 {
+    let pid = inspect(n, c)["State"]["Pid"].as_i64().unwrap();
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let ppid: i32 = stat
+        .rsplit(')')
+        .next()
+        .unwrap()
+        .split_whitespace()
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap();
+    // SAFETY: SIGKILL to the monitor of a container this test started.
+    unsafe { libc::kill(ppid, libc::SIGKILL) };
+    pid as i32
+}
+
+fn until_true(mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !f() {
+        assert!(Instant::now() < deadline, "timed out");
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
 
 /// What a test's containers may leave in its namespace and store: nothing.
@@ -395,27 +426,7 @@ fn outbound_nat_reaches_a_server_outside_and_internal_networks_do_not() {
 
     // A published port reached from outside, on the host's own address.
     web_server(&n, &["--name", "pub", "-p", "8088:80"], "from-outside");
-    let got = in_netns(&ns_path(&outside), || {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            let r = TcpStream::connect_timeout(
-                &"192.0.2.1:8088".parse().unwrap(),
-                Duration::from_secs(2),
-            )
-            .and_then(|mut s| {
-                s.set_read_timeout(Some(Duration::from_secs(5)))?;
-                s.write_all(b"GET / HTTP/1.0\r\n\r\n")?;
-                let mut body = String::new();
-                s.read_to_string(&mut body)?;
-                Ok(body)
-            });
-            match r {
-                Ok(b) if !b.is_empty() => return b,
-                _ if Instant::now() > deadline => return format!("{r:?}"),
-                _ => std::thread::sleep(Duration::from_millis(50)),
-            }
-        }
-    });
+    let got = http_get_at(&ns_path(&outside), "192.0.2.1:8088".into());
     assert!(got.contains("from-outside"), "{got}");
     // And from the host itself, on that address.
     assert!(http_get(&n, "192.0.2.1:8088".into()).contains("from-outside"));
@@ -688,24 +699,21 @@ fn concurrent_starts_get_distinct_addresses_and_killed_monitors_are_cleaned() {
     ports.dedup();
     assert_eq!(ports.len(), 6, "{ports:?}");
 
-    // Monitors SIGKILLed: the next rm (or a prune) takes what they left.
+    // Monitors SIGKILLed: the next rm (or a prune) takes what they left. c0's container
+    // dies too: `network prune` undoes its network without a `rm`.
     for i in 0..3 {
-        let pid = inspect(&n, &format!("c{i}"))["State"]["Pid"]
-            .as_i64()
-            .unwrap();
-        let monitor = std::fs::read_to_string(format!("/proc/{pid}/stat"))
-            .unwrap()
-            .rsplit(')')
-            .next()
-            .unwrap()
-            .split_whitespace()
-            .nth(1)
-            .unwrap()
-            .parse::<i32>()
-            .unwrap();
-        // SAFETY: SIGKILL to the monitor this test's husk started (the init's parent).
-        unsafe { libc::kill(monitor, libc::SIGKILL) };
+        let init = kill_monitor(&n, &format!("c{i}"));
+        if i == 0 {
+            // SAFETY: SIGKILL to the init of a container this test started.
+            unsafe { libc::kill(init, libc::SIGKILL) };
+        }
     }
+    let c0 = inspect(&n, "c0")["Id"].as_str().unwrap().to_string();
+    let c0_netns = n.root().join("net/netns").join(&c0);
+    until_true(|| inspect(&n, "c0")["State"]["Running"] == false);
+    assert!(c0_netns.exists(), "the killed monitor left c0's namespace");
+    n.ok(&["network", "prune"]);
+    assert!(!c0_netns.exists(), "network prune took it");
     let ids: Vec<String> = (0..6).map(|i| format!("c{i}")).collect();
     let mut args = vec!["rm", "-f"];
     args.extend(ids.iter().map(String::as_str));
@@ -723,19 +731,7 @@ fn two_hundred_containers_leave_nothing_behind() {
     for i in 0..200 {
         if i % 20 == 0 {
             let id = n.ok(&["run", "-d", "-p", "80", &n.img, "sleep", "60"]);
-            let pid = inspect(&n, id.trim())["State"]["Pid"].as_i64().unwrap();
-            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
-            let ppid: i32 = stat
-                .rsplit(')')
-                .next()
-                .unwrap()
-                .split_whitespace()
-                .nth(1)
-                .unwrap()
-                .parse()
-                .unwrap();
-            // SAFETY: SIGKILL to the monitor of a container this test started.
-            unsafe { libc::kill(ppid, libc::SIGKILL) };
+            kill_monitor(&n, id.trim());
             n.ok(&["rm", "-f", id.trim()]);
         } else if i % 2 == 0 {
             n.ok(&["run", "--rm", "-p", "80", &n.img, "true"]);

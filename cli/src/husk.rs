@@ -165,23 +165,30 @@ pub enum VolumeCommand {
     Prune(PruneArgs),
 }
 
+/// The limits `run` sets and `update` changes.
 #[derive(Debug, Args)]
-pub struct UpdateArgs {
+pub struct LimitArgs {
     /// Memory limit (bytes, or with a k, m or g suffix)
     #[arg(short, long)]
     pub memory: Option<String>,
     /// Memory plus swap limit (-1 for unlimited swap)
     #[arg(long)]
     pub memory_swap: Option<String>,
-    /// Number of CPUs (fractions allowed)
-    #[arg(long)]
-    pub cpus: Option<f64>,
     /// CPU shares (relative weight)
     #[arg(short = 'c', long)]
     pub cpu_shares: Option<u64>,
+    /// Number of CPUs (fractions allowed)
+    #[arg(long)]
+    pub cpus: Option<f64>,
     /// Maximum number of processes (-1 for unlimited)
     #[arg(long)]
     pub pids_limit: Option<i64>,
+}
+
+#[derive(Debug, Args)]
+pub struct UpdateArgs {
+    #[command(flatten)]
+    pub limits: LimitArgs,
     #[arg(required = true)]
     pub containers: Vec<String>,
 }
@@ -613,15 +620,8 @@ pub struct RunArgs {
     /// Mount the container's root filesystem read-only
     #[arg(long)]
     pub read_only: bool,
-    /// Memory limit (bytes, or with a k, m or g suffix)
-    #[arg(short, long)]
-    pub memory: Option<String>,
-    /// Memory plus swap limit (-1 for unlimited swap)
-    #[arg(long)]
-    pub memory_swap: Option<String>,
-    /// CPU shares (relative weight)
-    #[arg(short = 'c', long)]
-    pub cpu_shares: Option<u64>,
+    #[command(flatten)]
+    pub limits: LimitArgs,
     /// Resource limits: NAME=SOFT[:HARD], as nofile=1024:2048
     #[arg(long)]
     pub ulimit: Vec<String>,
@@ -656,12 +656,6 @@ pub struct RunArgs {
     /// Mount a tmpfs: PATH[:OPTIONS]
     #[arg(long)]
     pub tmpfs: Vec<String>,
-    /// Number of CPUs (fractions allowed)
-    #[arg(long)]
-    pub cpus: Option<f64>,
-    /// Maximum number of processes (-1 for unlimited)
-    #[arg(long)]
-    pub pids_limit: Option<i64>,
     /// Allocate a pseudo-terminal
     #[arg(short, long)]
     pub tty: bool,
