@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use anyhow::{bail, Result};
 use husk_cli::husk::{
-    ExecArgs, Format, KillArgs, LimitArgs, LogsArgs, PsArgs, PullPolicy, RmArgs, RunArgs,
-    StartArgs, StatsArgs, StopArgs, UpdateArgs, VolumeCommand,
+    ExecArgs, KillArgs, LimitArgs, LogsArgs, PsArgs, PullPolicy, RmArgs, RunArgs, StartArgs,
+    StatsArgs, StopArgs, UpdateArgs, VolumeCommand,
 };
 use husk_engine::options::{self, Filter, Mount, Network, Seccomp, SecurityOpt};
 use husk_engine::{
@@ -19,6 +19,7 @@ use serde_json::json;
 
 use crate::progress::PullDisplay;
 use crate::table::{human_bytes, table, table_of};
+use crate::template::{write_items, Output};
 use crate::timefmt;
 
 /// `run`'s flags as engine options.
@@ -313,6 +314,22 @@ fn command_text(c: &Container) -> String {
     format!("\"{}\"", parts.join(" "))
 }
 
+/// docker's column titles of `ps`'s template fields.
+const PS_HEADERS: &[(&str, &str)] = &[
+    ("ID", "CONTAINER ID"),
+    ("Image", "IMAGE"),
+    ("Command", "COMMAND"),
+    ("CreatedAt", "CREATED AT"),
+    ("RunningFor", "CREATED"),
+    ("State", "STATE"),
+    ("Status", "STATUS"),
+    ("Ports", "PORTS"),
+    ("Names", "NAMES"),
+    ("Labels", "LABELS"),
+    ("Mounts", "MOUNTS"),
+    ("Networks", "NETWORKS"),
+];
+
 pub fn ps(engine: &Engine, a: &PsArgs) -> Result<()> {
     let opts = ListOptions {
         all: a.all,
@@ -338,22 +355,23 @@ pub fn ps(engine: &Engine, a: &PsArgs) -> Result<()> {
         }
         return Ok(());
     }
-    if a.format == Format::Json {
-        for c in &list {
-            let st = c.observed();
-            writeln!(
-                out,
-                "{}",
+    let output = Output::parse(&a.format)?;
+    if !matches!(output, Output::Table) {
+        let items: Vec<serde_json::Value> = list
+            .iter()
+            .map(|c| {
+                let st = c.observed();
+                let labels: Vec<String> = c.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
                 json!({
                     "ID": id(c), "Image": c.image, "Command": command_text(c), "CreatedAt": c.created,
                     "RunningFor": timefmt::ago(&c.created), "State": st.status.as_str(),
-                    "Status": status_text(engine, c), "Names": c.name, "Labels": c.labels,
+                    "Status": status_text(engine, c), "Names": c.name, "Labels": labels.join(","),
                     "Mounts": c.mounts.iter().map(|m| if m.name.is_empty() { m.source.clone() } else { m.name.clone() }).collect::<Vec<_>>(),
                     "Ports": engine.ports_column(c), "Networks": c.network,
                 })
-            )?;
-        }
-        return Ok(());
+            })
+            .collect();
+        return write_items(&mut out, &output, &items, PS_HEADERS);
     }
     let rows: Vec<[String; 7]> = list
         .iter()
@@ -440,6 +458,19 @@ pub fn top(engine: &Engine, q: &str) -> Result<()> {
     table_of(&mut std::io::stdout().lock(), &titles, &rows)
 }
 
+/// docker's column titles of `stats`'s template fields.
+const STATS_HEADERS: &[(&str, &str)] = &[
+    ("Container", "CONTAINER"),
+    ("ID", "CONTAINER ID"),
+    ("Name", "NAME"),
+    ("CPUPerc", "CPU %"),
+    ("MemUsage", "MEM USAGE / LIMIT"),
+    ("MemPerc", "MEM %"),
+    ("NetIO", "NET I/O"),
+    ("BlockIO", "BLOCK I/O"),
+    ("PIDs", "PIDS"),
+];
+
 /// `stats`: one table with `--no-stream`, else a new one every second until interrupted (the
 /// screen cleared between them on a terminal).
 pub fn stats(engine: &Engine, a: &StatsArgs) -> Result<()> {
@@ -453,18 +484,21 @@ pub fn stats(engine: &Engine, a: &StatsArgs) -> Result<()> {
         let list = engine.stats(&a.containers, a.all, window)?;
         let human = |b| human_bytes(b, true);
         let mut out = std::io::stdout().lock();
-        if a.format == Format::Json {
-            for s in &list {
-                let v = json!({
+        let output = Output::parse(&a.format)?;
+        if !matches!(output, Output::Table) {
+            let items: Vec<serde_json::Value> = list
+                .iter()
+                .map(|s| json!({
                     "ID": &s.id[..12], "Name": s.name, "CPUPerc": format!("{:.2}%", s.cpu_percent),
                     "MemUsage": format!("{} / {}", human(s.memory_usage), human(s.memory_limit)),
                     "MemPerc": format!("{:.2}%", mem_percent(s)),
                     "BlockIO": format!("{} / {}", human(s.block_read), human(s.block_written)),
                     "PIDs": s.pids.to_string(),
                     "NetIO": format!("{} / {}", human_bytes(s.net_received, false), human_bytes(s.net_sent, false)),
-                });
-                writeln!(out, "{v}")?;
-            }
+                    "Container": s.name,
+                }))
+                .collect();
+            write_items(&mut out, &output, &items, STATS_HEADERS)?;
         } else {
             let rows: Vec<[String; 8]> = list
                 .iter()
@@ -591,10 +625,29 @@ pub fn volume(engine: &Engine, cmd: &VolumeCommand) -> Result<()> {
                 for v in &list {
                     writeln!(out, "{}", v.name)?;
                 }
-            } else if a.format == Format::Json {
-                for v in &list {
-                    writeln!(out, "{}", serde_json::to_string(v)?)?;
-                }
+            } else if let output @ (Output::Json | Output::Template { .. }) =
+                Output::parse(&a.format)?
+            {
+                let items: Vec<serde_json::Value> = list
+                    .iter()
+                    .map(|v| {
+                        let mut j = serde_json::to_value(v).unwrap_or_default();
+                        j["Driver"] = json!("local");
+                        j["Scope"] = json!("local");
+                        j
+                    })
+                    .collect();
+                write_items(
+                    &mut out,
+                    &output,
+                    &items,
+                    &[
+                        ("Driver", "DRIVER"),
+                        ("Name", "VOLUME NAME"),
+                        ("Mountpoint", "MOUNTPOINT"),
+                        ("Scope", "SCOPE"),
+                    ],
+                )?;
             } else {
                 let rows: Vec<[String; 2]> = list
                     .iter()

@@ -5,7 +5,7 @@ use std::io::Write;
 
 use anyhow::{Context, Result};
 use husk_cli::husk::{
-    ArchiveFormat, Format, ImagesArgs, InspectArgs, LoadArgs, LoginArgs, PullArgs, SaveArgs,
+    ArchiveFormat, ImagesArgs, InspectArgs, LoadArgs, LoginArgs, PullArgs, SaveArgs,
 };
 use husk_engine::image::manifest::Platform;
 use husk_engine::image::registry::Options;
@@ -15,6 +15,7 @@ use serde_json::json;
 
 use crate::progress::PullDisplay;
 use crate::table::{human_size, table};
+use crate::template::{write_items, Output};
 use crate::timefmt;
 
 pub fn pull(engine: &Engine, a: &PullArgs) -> Result<()> {
@@ -95,7 +96,19 @@ pub fn inspect_any(engine: &Engine, a: &InspectArgs) -> Result<()> {
         }
         anyhow::bail!("no such object: {n}");
     }
-    println!("{}", serde_json::to_string_pretty(&out)?);
+    match &a.format {
+        // docker's -f: the template over each object, a line each.
+        Some(f) if f != "json" => {
+            let template = match Output::parse(f)? {
+                Output::Template { template, .. } => template,
+                _ => anyhow::bail!("invalid --format {f:?} for inspect: give a Go template"),
+            };
+            for v in &out {
+                println!("{}", crate::template::render(&template, v)?);
+            }
+        }
+        _ => println!("{}", serde_json::to_string_pretty(&out)?),
+    }
     Ok(())
 }
 
@@ -239,21 +252,35 @@ pub fn images(engine: &Engine, a: &ImagesArgs) -> Result<()> {
             hex.chars().take(12).collect()
         }
     };
-    if a.format == Format::Json {
-        for r in &list {
-            let v = json!({
-                "Repository": familiar(&r.name), "Tag": r.tag.clone().unwrap_or_else(|| "<none>".into()),
-                "ID": id(&r.config), "Digest": r.manifest, "CreatedAt": r.created, "Size": human_size(r.size)
-            });
-            writeln!(out, "{v}")?;
-        }
-        return Ok(());
-    }
     if a.quiet {
         for r in &list {
             writeln!(out, "{}", id(&r.config))?;
         }
         return Ok(());
+    }
+    let output = Output::parse(&a.format)?;
+    if !matches!(output, Output::Table) {
+        let items: Vec<serde_json::Value> = list
+            .iter()
+            .map(|r| {
+                json!({
+                    "Repository": familiar(&r.name), "Tag": r.tag.clone().unwrap_or_else(|| "<none>".into()),
+                    "ID": id(&r.config), "Digest": r.manifest, "CreatedAt": r.created,
+                    "CreatedSince": r.created.as_deref().map(timefmt::ago).unwrap_or_else(|| "N/A".into()),
+                    "Size": human_size(r.size),
+                })
+            })
+            .collect();
+        let headers = [
+            ("Repository", "REPOSITORY"),
+            ("Tag", "TAG"),
+            ("ID", "IMAGE ID"),
+            ("Digest", "DIGEST"),
+            ("CreatedAt", "CREATED AT"),
+            ("CreatedSince", "CREATED"),
+            ("Size", "SIZE"),
+        ];
+        return write_items(&mut out, &output, &items, &headers);
     }
     let rows: Vec<[String; 5]> = list
         .iter()

@@ -8,6 +8,7 @@ mod images;
 mod networks;
 mod progress;
 mod table;
+mod template;
 mod timefmt;
 
 use clap::Parser;

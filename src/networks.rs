@@ -3,11 +3,12 @@
 use std::io::Write;
 
 use anyhow::{bail, Result};
-use husk_cli::husk::{Format, NetworkCommand, PortArgs};
+use husk_cli::husk::{NetworkCommand, PortArgs};
 use husk_engine::{options, Engine, NetworkCreateOptions};
 use serde_json::json;
 
 use crate::table::table;
+use crate::template::{write_items, Output};
 
 /// The network commands: an engine error exits with docker's 125 (bad input, a network in
 /// use), in one line.
@@ -55,12 +56,25 @@ fn network_inner(engine: &Engine, cmd: &NetworkCommand) -> Result<()> {
                 for n in &list {
                     writeln!(out, "{}", id(n))?;
                 }
-            } else if a.format == Format::Json {
-                for n in &list {
-                    let v = json!({"ID": id(n), "Name": n.name, "Driver": n.driver, "Scope": "local",
-                                   "Internal": n.internal, "CreatedAt": n.created, "Labels": n.labels});
-                    writeln!(out, "{v}")?;
-                }
+            } else if let output @ (Output::Json | Output::Template { .. }) =
+                Output::parse(&a.format)?
+            {
+                let items: Vec<serde_json::Value> = list
+                    .iter()
+                    .map(|n| {
+                        json!({"ID": id(n), "Name": n.name, "Driver": n.driver, "Scope": "local",
+                               "Internal": n.internal, "CreatedAt": n.created, "Labels": n.labels})
+                    })
+                    .collect();
+                let headers = [
+                    ("ID", "NETWORK ID"),
+                    ("Name", "NAME"),
+                    ("Driver", "DRIVER"),
+                    ("Scope", "SCOPE"),
+                    ("Internal", "INTERNAL"),
+                    ("CreatedAt", "CREATED AT"),
+                ];
+                write_items(&mut out, &output, &items, &headers)?;
             } else {
                 let rows: Vec<[String; 4]> = list
                     .iter()

@@ -1207,3 +1207,38 @@ fn update_changes_the_limits_of_a_running_container_and_they_stay() {
     }
     assert_eq!(husk(r, &["rm", "-f", "box"]).0, 0);
 }
+
+/// docker's `--format`: Go templates with `table`, `json` and docker's functions, on ps,
+/// images, stats, network ls and inspect's `-f`.
+#[test]
+fn go_templates_format_the_listings_as_dockers_do() {
+    let Some((_reg, root, img)) = busybox_store("go_templates_format_the_listings_as_dockers_do", &[])
+    else {
+        return;
+    };
+    let r = root.path();
+    let (code, id, err) = husk(r, &["run", "-d", "--name", "tmpl", "-l", "tier=web", &img, "sleep", "60"]);
+    assert_eq!(code, 0, "{err}");
+    let id = id.trim();
+    let ok = |args: &[&str]| {
+        let (code, out, err) = husk(r, args);
+        assert_eq!(code, 0, "{args:?}: {err}");
+        out
+    };
+    assert_eq!(ok(&["ps", "--format", "{{.Names}} {{.Labels}}"]), "tmpl tier=web\n");
+    let table = ok(&["ps", "--format", "table {{.ID}}\\t{{upper .Names}}"]);
+    assert_eq!(table, format!("CONTAINER ID   NAMES\n{}   TMPL\n", &id[..12]));
+    let line: serde_json::Value = serde_json::from_str(ok(&["ps", "--format", "{{json .}}"]).trim()).unwrap();
+    assert_eq!(line["Names"], "tmpl");
+    assert_eq!(ok(&["inspect", "-f", "{{.State.Status}} {{.Config.Labels.tier}}", "tmpl"]), "running web\n");
+    assert_eq!(ok(&["inspect", "--format", "{{json .Config.Labels}}", "tmpl"]), "{\"tier\":\"web\"}\n");
+    let images = ok(&["images", "--format", "{{.Repository}}:{{.Tag}}"]);
+    assert!(images.trim().ends_with("/lib/busybox:latest"), "{images}");
+    let stats = ok(&["stats", "--no-stream", "--format", "table {{.Name}}\\t{{.PIDs}}"]);
+    assert_eq!(stats, "NAME      PIDS\ntmpl      1\n");
+    assert_eq!(ok(&["network", "ls", "--format", "{{.Name}}"]), "bridge\nhost\nnone\n");
+    let (code, _, err) = husk(r, &["ps", "--format", "{{.Names"]);
+    assert_ne!(code, 0);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert_eq!(husk(r, &["rm", "-f", "tmpl"]).0, 0);
+}

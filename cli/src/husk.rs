@@ -247,8 +247,9 @@ pub struct NetworkLsArgs {
     /// Do not truncate IDs
     #[arg(long)]
     pub no_trunc: bool,
-    #[arg(long, value_enum, default_value_t = Format::Table)]
-    pub format: Format,
+    /// table, json, or a Go template (`{{.Names}}`, `table {{.ID}}\t{{.Status}}`)
+    #[arg(long, default_value = "table")]
+    pub format: String,
 }
 
 #[derive(Debug, Args)]
@@ -286,8 +287,9 @@ pub struct VolumeCreateArgs {
 pub struct VolumeLsArgs {
     #[arg(short, long)]
     pub quiet: bool,
-    #[arg(long, value_enum, default_value_t = Format::Table)]
-    pub format: Format,
+    /// table, json, or a Go template (`{{.Names}}`, `table {{.ID}}\t{{.Status}}`)
+    #[arg(long, default_value = "table")]
+    pub format: String,
 }
 
 #[derive(Debug, Args)]
@@ -329,8 +331,9 @@ pub struct PsArgs {
     /// Filter: status=, name=, id=, label=KEY[=VALUE], ancestor=, exited=CODE
     #[arg(short, long)]
     pub filter: Vec<String>,
-    #[arg(long, value_enum, default_value_t = Format::Table)]
-    pub format: Format,
+    /// table, json, or a Go template (`{{.Names}}`, `table {{.ID}}\t{{.Status}}`)
+    #[arg(long, default_value = "table")]
+    pub format: String,
     /// Show only the latest container
     #[arg(short, long)]
     pub latest: bool,
@@ -437,6 +440,9 @@ pub struct InspectArgs {
     /// container or image
     #[arg(long = "type")]
     pub kind: Option<String>,
+    /// A Go template for each object (`{{.State.Status}}`, `{{json .Config}}`)
+    #[arg(short, long)]
+    pub format: Option<String>,
     #[arg(required = true)]
     pub names: Vec<String>,
 }
@@ -454,8 +460,9 @@ pub struct StatsArgs {
     /// All containers (default: running ones)
     #[arg(short, long)]
     pub all: bool,
-    #[arg(long, value_enum, default_value_t = Format::Table)]
-    pub format: Format,
+    /// table, json, or a Go template (`{{.Names}}`, `table {{.ID}}\t{{.Status}}`)
+    #[arg(long, default_value = "table")]
+    pub format: String,
     pub containers: Vec<String>,
 }
 
@@ -699,12 +706,6 @@ pub struct PullArgs {
     pub insecure: bool,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum Format {
-    Table,
-    Json,
-}
-
 #[derive(Debug, Args)]
 pub struct ImagesArgs {
     /// Only image IDs
@@ -713,6 +714,7 @@ pub struct ImagesArgs {
     /// Do not truncate IDs
     #[arg(long)]
     pub no_trunc: bool,
-    #[arg(long, value_enum, default_value_t = Format::Table)]
-    pub format: Format,
+    /// table, json, or a Go template (`{{.Names}}`, `table {{.ID}}\t{{.Status}}`)
+    #[arg(long, default_value = "table")]
+    pub format: String,
 }
