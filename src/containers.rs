@@ -85,6 +85,7 @@ fn run_options(a: &RunArgs) -> husk_engine::Result<RunOptions> {
         mounts: Vec::new(),
         tty: a.tty,
         interactive: a.interactive,
+        restart: options::RestartPolicy::parse(&a.restart)?,
         log: if a.log_driver.is_some() || !a.log_opt.is_empty() {
             Some(options::LogConfig::parse(
                 a.log_driver.as_deref(),
@@ -296,6 +297,14 @@ fn status_text(engine: &Engine, c: &Container) -> String {
                         .unwrap_or(0.0)
             ),
             if engine.paused(c) { " (Paused)" } else { "" }
+        ),
+        Status::Exited if c.state.restarting && c.busy() => format!(
+            "Restarting ({}) {}",
+            st.exit_code,
+            st.finished_at
+                .as_deref()
+                .map(timefmt::ago)
+                .unwrap_or_default()
         ),
         Status::Exited => format!(
             "Exited ({}) {}",

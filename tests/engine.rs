@@ -1212,12 +1212,18 @@ fn update_changes_the_limits_of_a_running_container_and_they_stay() {
 /// images, stats, network ls and inspect's `-f`.
 #[test]
 fn go_templates_format_the_listings_as_dockers_do() {
-    let Some((_reg, root, img)) = busybox_store("go_templates_format_the_listings_as_dockers_do", &[])
+    let Some((_reg, root, img)) =
+        busybox_store("go_templates_format_the_listings_as_dockers_do", &[])
     else {
         return;
     };
     let r = root.path();
-    let (code, id, err) = husk(r, &["run", "-d", "--name", "tmpl", "-l", "tier=web", &img, "sleep", "60"]);
+    let (code, id, err) = husk(
+        r,
+        &[
+            "run", "-d", "--name", "tmpl", "-l", "tier=web", &img, "sleep", "60",
+        ],
+    );
     assert_eq!(code, 0, "{err}");
     let id = id.trim();
     let ok = |args: &[&str]| {
@@ -1225,20 +1231,193 @@ fn go_templates_format_the_listings_as_dockers_do() {
         assert_eq!(code, 0, "{args:?}: {err}");
         out
     };
-    assert_eq!(ok(&["ps", "--format", "{{.Names}} {{.Labels}}"]), "tmpl tier=web\n");
+    assert_eq!(
+        ok(&["ps", "--format", "{{.Names}} {{.Labels}}"]),
+        "tmpl tier=web\n"
+    );
     let table = ok(&["ps", "--format", "table {{.ID}}\\t{{upper .Names}}"]);
-    assert_eq!(table, format!("CONTAINER ID   NAMES\n{}   TMPL\n", &id[..12]));
-    let line: serde_json::Value = serde_json::from_str(ok(&["ps", "--format", "{{json .}}"]).trim()).unwrap();
+    assert_eq!(
+        table,
+        format!("CONTAINER ID   NAMES\n{}   TMPL\n", &id[..12])
+    );
+    let line: serde_json::Value =
+        serde_json::from_str(ok(&["ps", "--format", "{{json .}}"]).trim()).unwrap();
     assert_eq!(line["Names"], "tmpl");
-    assert_eq!(ok(&["inspect", "-f", "{{.State.Status}} {{.Config.Labels.tier}}", "tmpl"]), "running web\n");
-    assert_eq!(ok(&["inspect", "--format", "{{json .Config.Labels}}", "tmpl"]), "{\"tier\":\"web\"}\n");
+    assert_eq!(
+        ok(&[
+            "inspect",
+            "-f",
+            "{{.State.Status}} {{.Config.Labels.tier}}",
+            "tmpl"
+        ]),
+        "running web\n"
+    );
+    assert_eq!(
+        ok(&["inspect", "--format", "{{json .Config.Labels}}", "tmpl"]),
+        "{\"tier\":\"web\"}\n"
+    );
     let images = ok(&["images", "--format", "{{.Repository}}:{{.Tag}}"]);
     assert!(images.trim().ends_with("/lib/busybox:latest"), "{images}");
-    let stats = ok(&["stats", "--no-stream", "--format", "table {{.Name}}\\t{{.PIDs}}"]);
+    let stats = ok(&[
+        "stats",
+        "--no-stream",
+        "--format",
+        "table {{.Name}}\\t{{.PIDs}}",
+    ]);
     assert_eq!(stats, "NAME      PIDS\ntmpl      1\n");
-    assert_eq!(ok(&["network", "ls", "--format", "{{.Name}}"]), "bridge\nhost\nnone\n");
+    assert_eq!(
+        ok(&["network", "ls", "--format", "{{.Name}}"]),
+        "bridge\nhost\nnone\n"
+    );
     let (code, _, err) = husk(r, &["ps", "--format", "{{.Names"]);
     assert_ne!(code, 0);
     assert_eq!(err.lines().count(), 1, "{err}");
     assert_eq!(husk(r, &["rm", "-f", "tmpl"]).0, 0);
+}
+
+fn inspect_state(r: &Path, c: &str) -> serde_json::Value {
+    let (_, v, _) = husk(r, &["inspect", c]);
+    let v: serde_json::Value = serde_json::from_str(&v).unwrap();
+    v[0].clone()
+}
+
+/// docker's `--restart`: on-failure with a count, always until a stop, unless-stopped after a
+/// kill, the hand-off of an attached run, and the conflicts.
+#[test]
+fn restart_policies_restart_as_dockers_do() {
+    let Some((_reg, root, img)) = busybox_store("restart_policies_restart_as_dockers_do", &[])
+    else {
+        return;
+    };
+    let r = root.path();
+    // on-failure:2: three runs in all, then it stays exited with its code.
+    let (code, _, err) = husk(
+        r,
+        &[
+            "run",
+            "-d",
+            "--name",
+            "flaky",
+            "--restart",
+            "on-failure:2",
+            &img,
+            "sh",
+            "-c",
+            "echo run; exit 3",
+        ],
+    );
+    assert_eq!(code, 0, "{err}");
+    until("on-failure to give up", || {
+        let v = inspect_state(r, "flaky");
+        v["RestartCount"] == 2
+            && v["State"]["Status"] == "exited"
+            && v["State"]["Restarting"] == false
+    });
+    assert_eq!(husk(r, &["logs", "flaky"]).1, "run\nrun\nrun\n");
+    let v = inspect_state(r, "flaky");
+    assert_eq!(v["State"]["ExitCode"], 3);
+    assert_eq!(v["HostConfig"]["RestartPolicy"]["Name"], "on-failure");
+    assert_eq!(v["HostConfig"]["RestartPolicy"]["MaximumRetryCount"], 2);
+
+    // always: a container that exits 0 comes back, until `stop`.
+    assert_eq!(
+        husk(
+            r,
+            &[
+                "run",
+                "-d",
+                "--name",
+                "loop",
+                "--restart",
+                "always",
+                &img,
+                "sh",
+                "-c",
+                "sleep 0.2"
+            ]
+        )
+        .0,
+        0
+    );
+    until("always to restart twice", || {
+        inspect_state(r, "loop")["RestartCount"].as_u64() >= Some(2)
+    });
+    let (code, _, err) = husk(r, &["stop", "-t", "1", "loop"]);
+    assert_eq!(code, 0, "{err}");
+    let count = inspect_state(r, "loop")["RestartCount"].clone();
+    std::thread::sleep(Duration::from_millis(800));
+    let v = inspect_state(r, "loop");
+    assert_eq!(
+        v["RestartCount"], count,
+        "a stopped container stays stopped"
+    );
+    assert_eq!(v["State"]["Status"], "exited");
+    let (_, ps, _) = husk(r, &["ps", "-a", "--filter", "name=loop"]);
+    assert!(ps.contains("Exited"), "{ps}");
+
+    // unless-stopped: a kill is the user's too.
+    assert_eq!(
+        husk(
+            r,
+            &[
+                "run",
+                "-d",
+                "--name",
+                "svc",
+                "--restart",
+                "unless-stopped",
+                &img,
+                "sleep",
+                "60"
+            ]
+        )
+        .0,
+        0
+    );
+    assert_eq!(husk(r, &["kill", "svc"]).0, 0);
+    until("the kill to be recorded", || {
+        inspect_state(r, "svc")["State"]["Status"] == "exited"
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(inspect_state(r, "svc")["RestartCount"], 0);
+
+    // Attached: the exit comes back at once, the restart happens behind it.
+    let (code, out, _) = husk(
+        r,
+        &[
+            "run",
+            "--name",
+            "att",
+            "--restart",
+            "on-failure:1",
+            &img,
+            "sh",
+            "-c",
+            "echo try; exit 4",
+        ],
+    );
+    assert_eq!((code, out.as_str()), (4, "try\n"));
+    until("the handed-off restart", || {
+        let v = inspect_state(r, "att");
+        v["RestartCount"] == 1
+            && v["State"]["Status"] == "exited"
+            && v["State"]["Restarting"] == false
+    });
+    assert_eq!(husk(r, &["logs", "att"]).1, "try\ntry\n");
+
+    for (args, says) in [
+        (
+            vec!["run", "--rm", "--restart", "always", &img, "true"],
+            "conflicting options",
+        ),
+        (
+            vec!["run", "-d", "--restart", "sometimes", &img, "true"],
+            "invalid restart policy",
+        ),
+    ] {
+        let (code, _, err) = husk(r, &args);
+        assert_eq!(code, 125, "{args:?}: {err}");
+        assert!(err.contains(says), "{err}");
+    }
+    assert_eq!(husk(r, &["rm", "-f", "flaky", "loop", "svc", "att"]).0, 0);
 }

@@ -672,6 +672,9 @@ pub struct RunArgs {
     /// Bind mount a host path or a named volume (SOURCE:CONTAINER[:ro]), or an anonymous volume (CONTAINER)
     #[arg(short, long)]
     pub volume: Vec<String>,
+    /// What to do when it exits: no, on-failure[:N], always, unless-stopped
+    #[arg(long, default_value = "no")]
+    pub restart: String,
     /// Where the output is kept: json-file (default) or none
     #[arg(long)]
     pub log_driver: Option<String>,

@@ -189,6 +189,11 @@ pub fn create(root: &Path, a: &RunOptions, progress: PullProgress) -> Result<Str
     // sees the container and leaves the image's blobs and layers be.
     let network = resolve_network(root, a)?;
     let log = log_config(a)?;
+    if a.auto_remove && a.restart.name != "no" {
+        return Err(Error::Invalid(
+            "conflicting options: --restart and --rm (a container removed when it exits cannot be restarted)".into(),
+        ));
+    }
     let _adding = husk_image::store::Store::open(root)?.adding()?;
     let image = image(root, a, progress)?;
     let store = husk_image::store::Store::open(root)?;
@@ -358,6 +363,7 @@ fn record_container(
         dns_options: a.dns_options.clone(),
         mounts: volumes.records,
         log_config,
+        restart_policy: a.restart.clone(),
         anonymous_volumes: volumes.anonymous,
         diff_ids: image.diff_ids.clone(),
         // Until a monitor takes over, this husk holds the container (prune leaves it be).

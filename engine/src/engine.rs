@@ -561,6 +561,7 @@ impl Engine {
     pub fn kill(&self, query: &str, signal: &str) -> Result<()> {
         let sig = parse_signal(signal)?;
         let c = store::find(&self.root, query)?;
+        mark_stopped_by_user(&self.root, &c.id);
         if c.observed().status != Status::Running {
             return Err(Error::Conflict(format!(
                 "cannot kill container {query}: container {} is not running",
@@ -576,6 +577,10 @@ impl Engine {
     /// its anonymous volumes go too.
     pub fn remove(&self, query: &str, force: bool, volumes: bool) -> Result<()> {
         let c = store::find(&self.root, query)?;
+        if force {
+            mark_stopped_by_user(&self.root, &c.id);
+            wait_released(&self.root, &c.id);
+        }
         if c.observed().status == Status::Running {
             if !force {
                 return Err(Error::Conflict(format!("cannot remove container {query}: container is running: stop the container before removing or force remove")));
@@ -951,8 +956,17 @@ fn is_paused(root: &Path, c: &Container) -> bool {
             .is_ok_and(|s| s.status == husk_runtime::state::Status::Paused)
 }
 
+/// The user ended it (`stop`, `kill`, `rm -f`): its restart policy leaves it stopped, and a
+/// monitor waiting out a restart's back-off gives up.
+fn mark_stopped_by_user(root: &Path, id: &str) {
+    let _ = Container::update(root, id, |c| c.state.manually_stopped = true);
+}
+
 fn stop_one(root: &Path, c: &Container, sig: Option<&str>, timeout: Option<i64>) -> Result<()> {
+    mark_stopped_by_user(root, &c.id);
     if c.observed().status != Status::Running {
+        // A policy restart's back-off ends with the mark; wait for its monitor to let go.
+        wait_released(root, &c.id);
         return Ok(());
     }
     let rt = store::runtime(root);
@@ -973,6 +987,19 @@ fn stop_one(root: &Path, c: &Container, sig: Option<&str>, timeout: Option<i64>)
     Ok(())
 }
 
+/// Wait (a few seconds at most) for a monitor in a restart's back-off to let go.
+fn wait_released(root: &Path, id: &str) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while Instant::now() < deadline {
+        match Container::load(root, id) {
+            Ok(c) if c.busy() && c.state.restarting => {
+                std::thread::sleep(Duration::from_millis(20))
+            }
+            _ => return,
+        }
+    }
+}
+
 fn start_one(root: &Path, id: &str, attach: bool) -> Result<Option<Exit>> {
     {
         // Claim the start under the lock: a second `start` at once sees a live monitor.
@@ -982,6 +1009,9 @@ fn start_one(root: &Path, id: &str, attach: bool) -> Result<Option<Exit>> {
             return Ok(None);
         }
         c.state.restarting = false;
+        // Started by the user: the policy applies again, counting from zero (docker's rule).
+        c.state.manually_stopped = false;
+        c.state.restart_count = 0;
         c.state.monitor_pid = std::process::id() as i32;
         c.state.monitor_start =
             husk_runtime::util::process_start_time(c.state.monitor_pid).unwrap_or(0);
@@ -1031,7 +1061,7 @@ fn inspect_value(root: &Path, c: &Container) -> Value {
         "State": {
             "Status": if paused { "paused" } else { st.status.as_str() },
             "Running": st.status == Status::Running,
-            "Paused": paused, "Restarting": false,
+            "Paused": paused, "Restarting": st.status != Status::Running && c.state.restarting && c.busy(),
             "OOMKilled": st.oom_killed,
             "Dead": false,
             "Pid": st.pid,
@@ -1047,7 +1077,7 @@ fn inspect_value(root: &Path, c: &Container) -> Value {
         "NetworkSettings": crate::networking::settings(root, c),
         "LogPath": store::log_path(root, &c.id),
         "Name": format!("/{}", c.name),
-        "RestartCount": 0,
+        "RestartCount": c.state.restart_count,
         "Driver": "overlay",
         "Platform": "linux",
         "HostConfig": {
@@ -1055,6 +1085,7 @@ fn inspect_value(root: &Path, c: &Container) -> Value {
             "NetworkMode": c.network,
             "PortBindings": port_bindings(c),
             "LogConfig": {"Type": c.log_config.driver, "Config": log_opts(c)},
+            "RestartPolicy": {"Name": c.restart_policy.name, "MaximumRetryCount": c.restart_policy.max_retries},
             "PublishAllPorts": false,
             "ExtraHosts": c.add_hosts.iter().map(|(n, ip)| format!("{n}:{ip}")).collect::<Vec<_>>(),
             "Dns": c.dns, "DnsSearch": c.dns_search, "DnsOptions": c.dns_options,

@@ -56,7 +56,7 @@ pub use monitor::Exit;
 pub use networks::{CreateOptions as NetworkCreateOptions, Network};
 pub use options::{
     ExecOptions, ListOptions, LogOptions, Mount, Network as NetworkMode, PortMapping, Protocol,
-    RunOptions, UpdateOptions,
+    RestartPolicy, RunOptions, UpdateOptions,
 };
 pub use store::{Container, MountRecord, State, Status, DEFAULT_ROOT};
 pub use volumes::Volume;

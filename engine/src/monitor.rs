@@ -68,13 +68,99 @@ fn pipe() -> Result<(OwnedFd, OwnedFd)> {
 }
 
 /// Create and start container `id`, then hold it until it exits; returns how it ended.
-/// `started` hears once whether the start worked (a detached `run` waits for that).
+/// `started` hears once whether the start worked (a detached `run` waits for that). With a
+/// restart policy that says so, a detached monitor starts it again after docker's back-off
+/// (100 ms, doubling, at most a minute, back to 100 ms after 10 s of running); an attached
+/// one hands the container to a detached monitor and returns the exit.
 pub fn supervise(
     root: &Path,
     id: &str,
     stdio: Stdio,
     started: &mut dyn FnMut(std::result::Result<(), &Error>),
 ) -> Result<Exit> {
+    let mut noop = |_: std::result::Result<(), &Error>| {};
+    let mut first = true;
+    let mut delay = BACKOFF_START;
+    loop {
+        let began = std::time::Instant::now();
+        let report: &mut dyn FnMut(std::result::Result<(), &Error>) =
+            if first { &mut *started } else { &mut noop };
+        first = false;
+        let (exit, again) = supervise_once(root, id, stdio, report)?;
+        if !again {
+            return exit;
+        }
+        delay = if began.elapsed() >= std::time::Duration::from_secs(10) {
+            BACKOFF_START
+        } else {
+            delay
+        };
+        if stdio.attached() {
+            // docker's attached run returns the exit; the restarts go on without it.
+            wait_backoff(root, id, delay);
+            let _ = Container::update(root, id, |c| {
+                c.state.monitor_pid = 0;
+                c.state.monitor_start = 0;
+            });
+            if !stopped_by_user(root, id) {
+                let _ = spawn_detached(root, id);
+            }
+            return exit;
+        }
+        if !wait_backoff(root, id, delay) {
+            let _ = Container::update(root, id, |c| {
+                c.state.restarting = false;
+                c.state.monitor_pid = 0;
+                c.state.monitor_start = 0;
+            });
+            return exit;
+        }
+        delay = (delay * 2).min(BACKOFF_MAX);
+    }
+}
+
+const BACKOFF_START: std::time::Duration = std::time::Duration::from_millis(100);
+const BACKOFF_MAX: std::time::Duration = std::time::Duration::from_secs(60);
+
+fn stopped_by_user(root: &Path, id: &str) -> bool {
+    Container::load(root, id).map_or(true, |c| c.state.manually_stopped)
+}
+
+/// Sleep out a restart's back-off; false when a `stop`, `kill` or `rm` came meanwhile.
+fn wait_backoff(root: &Path, id: &str, delay: std::time::Duration) -> bool {
+    let deadline = std::time::Instant::now() + delay;
+    loop {
+        if stopped_by_user(root, id) {
+            return false;
+        }
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        if left.is_zero() {
+            return true;
+        }
+        std::thread::sleep(left.min(std::time::Duration::from_millis(50)));
+    }
+}
+
+/// Does the container's restart policy want it started again after exiting with `code`?
+fn restart_wanted(c: &Container, code: i32) -> bool {
+    if c.state.manually_stopped {
+        return false;
+    }
+    let p = &c.restart_policy;
+    match p.name.as_str() {
+        "always" | "unless-stopped" => true,
+        "on-failure" => code != 0 && (p.max_retries == 0 || c.state.restart_count < p.max_retries),
+        _ => false,
+    }
+}
+
+/// One run of the container; how it ended, and whether its policy restarts it.
+fn supervise_once(
+    root: &Path,
+    id: &str,
+    stdio: Stdio,
+    started: &mut dyn FnMut(std::result::Result<(), &Error>),
+) -> Result<(Result<Exit>, bool)> {
     let c = Container::load(root, id)?;
     let rt = store::runtime(root);
     let timed_out = Arc::new(AtomicBool::new(false));
@@ -109,6 +195,7 @@ pub fn supervise(
     if let Err(e) = &result {
         started(Err(e));
     }
+    let mut again = false;
     let updated = Container::update(root, id, |c| {
         c.state.status = Status::Exited;
         c.state.exit_code = code;
@@ -116,6 +203,13 @@ pub fn supervise(
         c.state.finished_at = Some(time::now());
         c.state.pid = 0;
         c.state.error = error.clone();
+        again = restart_wanted(c, code);
+        if again {
+            // Still ours: `ps` says Restarting, and no `start` races the back-off.
+            c.state.restarting = true;
+            c.state.restart_count += 1;
+            return;
+        }
         // Done with it, unless it is ours to remove next: the process that held it may live
         // on (an attached run in a program that embeds the engine), and must not look busy.
         if !c.auto_remove || c.state.restarting {
@@ -129,7 +223,7 @@ pub fn supervise(
     } else {
         updated?;
     }
-    result.map(|code| Exit { code, killed })
+    Ok((result.map(|code| Exit { code, killed }), again))
 }
 
 fn launch(
@@ -215,6 +309,7 @@ fn launch(
         c.state.exit_code = 0;
         c.state.oom_killed = false;
         c.state.error.clear();
+        c.state.restarting = false;
     })?;
     started(Ok(()));
     let watchdog = match c.timeout {

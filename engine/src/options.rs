@@ -62,6 +62,51 @@ impl Network {
     }
 }
 
+/// docker's `--restart`: what the monitor does when the container exits.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct RestartPolicy {
+    /// `no`, `on-failure`, `always` or `unless-stopped`.
+    pub name: String,
+    /// `on-failure:N`: at most N restarts (0: no limit).
+    #[serde(default)]
+    pub max_retries: u32,
+}
+
+impl Default for RestartPolicy {
+    fn default() -> RestartPolicy {
+        RestartPolicy {
+            name: "no".into(),
+            max_retries: 0,
+        }
+    }
+}
+
+impl RestartPolicy {
+    /// `no`, `on-failure[:N]`, `always`, `unless-stopped`.
+    pub fn parse(s: &str) -> Result<RestartPolicy> {
+        let (name, max) = s.split_once(':').unwrap_or((s, ""));
+        let max_retries = match (name, max) {
+            (_, "") => 0,
+            ("on-failure", n) => match n.parse::<u32>() {
+                Ok(n) => n,
+                Err(_) => {
+                    invalid!("invalid restart policy {s:?}: the count must be a whole number")
+                }
+            },
+            _ => invalid!("invalid restart policy {s:?}: only on-failure takes a count"),
+        };
+        if !["no", "on-failure", "always", "unless-stopped"].contains(&name) {
+            invalid!(
+                "invalid restart policy {s:?}: use no, on-failure[:N], always or unless-stopped"
+            );
+        }
+        Ok(RestartPolicy {
+            name: name.into(),
+            max_retries,
+        })
+    }
+}
+
 /// Where a container's output is kept (docker's `--log-driver` and `--log-opt`).
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct LogConfig {
@@ -344,6 +389,8 @@ pub struct RunOptions {
     pub tty: bool,
     /// Keep stdin open.
     pub interactive: bool,
+    /// `--restart`.
+    pub restart: RestartPolicy,
     /// The log driver and its options; husk's config file's `log-driver` and `log-opts`
     /// (docker's daemon.json keys) when unset.
     pub log: Option<LogConfig>,
@@ -742,6 +789,14 @@ mod tests {
         let l = LogConfig::parse(None, &["max-size=1k".into(), "max-file=3".into()]).unwrap();
         assert_eq!((l.max_size, l.max_file), (Some(1024), 3));
         assert_eq!(LogConfig::parse(Some("none"), &[]).unwrap().driver, "none");
+        assert_eq!(RestartPolicy::parse("on-failure:3").unwrap().max_retries, 3);
+        assert_eq!(
+            RestartPolicy::parse("unless-stopped").unwrap().name,
+            "unless-stopped"
+        );
+        for bad in ["sometimes", "always:3", "on-failure:x"] {
+            assert!(RestartPolicy::parse(bad).is_err(), "{bad}");
+        }
         for (d, o) in [
             (Some("syslog"), ""),
             (None, "max-file=0"),

@@ -54,9 +54,16 @@ pub struct State {
     pub oom_killed: bool,
     #[serde(default)]
     pub error: String,
-    /// `restart` is stopping it to start it again: a `--rm` container stays.
+    /// `restart` is stopping it to start it again (a `--rm` container stays), or its restart
+    /// policy will start it again once its back-off is over.
     #[serde(default)]
     pub restarting: bool,
+    /// Starts its restart policy made since the user last started it.
+    #[serde(default)]
+    pub restart_count: u32,
+    /// `stop`, `kill` or `rm -f` ended it: no restart policy starts it again.
+    #[serde(default)]
+    pub manually_stopped: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -117,6 +124,9 @@ pub struct Container {
     #[serde(default)]
     pub dns_options: Vec<String>,
     pub mounts: Vec<MountRecord>,
+    /// `--restart`.
+    #[serde(default)]
+    pub restart_policy: crate::options::RestartPolicy,
     /// `--log-driver` and `--log-opt`.
     #[serde(default)]
     pub log_config: crate::options::LogConfig,
