@@ -304,6 +304,118 @@ pub fn images(engine: &Engine, a: &ImagesArgs) -> Result<()> {
     )
 }
 
+/// `image prune [-a]`: what no image references; with `-a` every image no container uses.
+pub fn image_prune(engine: &Engine, all: bool) -> Result<()> {
+    let (untagged, freed) = if all {
+        engine.prune_unused_images()?
+    } else {
+        (Vec::new(), engine.prune_images()?)
+    };
+    if !untagged.is_empty() {
+        println!("Deleted Images:");
+        for i in &untagged {
+            println!(
+                "untagged: {}:{}",
+                familiar(&i.name),
+                i.tag.as_deref().unwrap_or("<none>")
+            );
+        }
+    }
+    println!("Deleted {} blobs and {} layers", freed.blobs, freed.layers);
+    println!("Total reclaimed space: {}", human_size(freed.bytes));
+    Ok(())
+}
+
+/// `system df`: docker's table.
+pub fn system_df(engine: &Engine) -> Result<()> {
+    let du = engine.disk_usage()?;
+    let row = |kind: &str, u: &husk_engine::Usage, percent: bool| {
+        let pct = if percent && u.size > 0 {
+            format!(" ({}%)", u.reclaimable * 100 / u.size)
+        } else {
+            String::new()
+        };
+        [
+            kind.to_string(),
+            u.total.to_string(),
+            u.active.to_string(),
+            human_size(u.size),
+            format!("{}{pct}", human_size(u.reclaimable)),
+        ]
+    };
+    let rows = [
+        row("Images", &du.images, true),
+        row("Containers", &du.containers, true),
+        row("Local Volumes", &du.volumes, true),
+    ];
+    table(
+        &mut std::io::stdout().lock(),
+        ["TYPE", "TOTAL", "ACTIVE", "SIZE", "RECLAIMABLE"],
+        &rows,
+    )
+}
+
+/// `system prune`: stopped containers, unused networks, then (with `-a`) unused images and
+/// (with `--volumes`) unused anonymous volumes, and what no image references.
+pub fn system_prune(engine: &Engine, a: &husk_cli::husk::SystemPruneArgs) -> Result<()> {
+    let containers = engine.prune_containers()?;
+    if !containers.is_empty() {
+        println!("Deleted Containers:");
+        for c in &containers {
+            println!("{c}");
+        }
+    }
+    let networks = engine.prune_networks()?;
+    if !networks.is_empty() {
+        println!("Deleted Networks:");
+        for n in &networks {
+            println!("{n}");
+        }
+    }
+    if a.volumes {
+        let volumes = engine.prune_volumes(false)?;
+        if !volumes.is_empty() {
+            println!("Deleted Volumes:");
+            for v in &volumes {
+                println!("{v}");
+            }
+        }
+    }
+    image_prune(engine, a.all)
+}
+
+/// `version`: husk's, the kernel's and the cgroup layout; `--format` as docker's.
+pub fn version(engine: &Engine, a: &husk_cli::husk::VersionArgs) -> Result<()> {
+    let info = engine.info()?;
+    let arch = husk_engine::image::manifest::Platform::host().architecture;
+    let v = json!({
+        "Client": {"Version": env!("CARGO_PKG_VERSION"), "Os": "linux", "Arch": arch,
+                   "KernelVersion": info.kernel},
+        "Server": {"Version": env!("CARGO_PKG_VERSION"), "Os": "linux", "Arch": arch,
+                   "KernelVersion": info.kernel, "CgroupVersion": info.cgroup_version.to_string(),
+                   "Components": [{"Name": "husk-runtime", "Version": env!("CARGO_PKG_VERSION")}]},
+    });
+    match a.format.as_deref() {
+        Some("json") => println!("{v}"),
+        Some(f) => match Output::parse(f)? {
+            Output::Template { template, .. } => {
+                println!("{}", crate::template::render(&template, &v)?)
+            }
+            _ => println!("{v}"),
+        },
+        None => {
+            println!("Client:");
+            println!(" Version:        {}", env!("CARGO_PKG_VERSION"));
+            println!(" OS/Arch:        linux/{arch}");
+            println!("Engine (husk-engine and husk-runtime, no daemon):");
+            println!(" Version:        {}", env!("CARGO_PKG_VERSION"));
+            println!(" Kernel Version: {}", info.kernel);
+            println!(" Cgroup Version: {}", info.cgroup_version);
+        }
+    }
+    Ok(())
+}
+
 /// docker's short form of a Docker Hub name: `busybox` for docker.io/library/busybox,
 /// `user/app` for docker.io/user/app; other registries' names as they are.
 fn familiar(name: &str) -> &str {

@@ -17,8 +17,6 @@ use husk_cli::husk::{ContainerCommand, HuskCli, HuskCommand, ImageCommand, Syste
 use husk_engine::image::Reference;
 use husk_engine::{Config, Engine};
 
-use crate::table::human_size;
-
 fn main() {
     // Nothing husk's caller left open may reach a container or its monitor: not as an fd, and
     // not as a cwd through /proc/self/fd/N (CVE-2024-21626). husk opens its own fds later.
@@ -56,10 +54,7 @@ fn main() {
         HuskCommand::Rmi(a) | HuskCommand::Image(ImageCommand::Rm(a)) => {
             images::rmi(e, &a.images, a.force)
         }
-        HuskCommand::Image(ImageCommand::Prune) => e.prune_images().map_err(Into::into).map(|r| {
-            println!("Deleted {} blobs and {} layers", r.blobs, r.layers);
-            println!("Total reclaimed space: {}", human_size(r.bytes));
-        }),
+        HuskCommand::Image(ImageCommand::Prune(a)) => images::image_prune(e, a.all),
         HuskCommand::Image(ImageCommand::Inspect(a)) => images::inspect(e, &a.image),
         HuskCommand::Image(ImageCommand::Mount(a)) => e
             .mount_image(&a.image)
@@ -136,6 +131,9 @@ fn main() {
         HuskCommand::Port(a) => networks::port(e, a),
         HuskCommand::Info | HuskCommand::System(SystemCommand::Info) => images::info(e),
         HuskCommand::System(SystemCommand::Check(a)) => images::check(e, a.repair),
+        HuskCommand::System(SystemCommand::Df) => images::system_df(e),
+        HuskCommand::System(SystemCommand::Prune(a)) => images::system_prune(e, a),
+        HuskCommand::Version(a) => images::version(e, a),
         HuskCommand::ReapLayerMounts { .. } => Ok(()),
     };
     if let Err(e) = result {

@@ -1421,3 +1421,39 @@ fn restart_policies_restart_as_dockers_do() {
     }
     assert_eq!(husk(r, &["rm", "-f", "flaky", "loop", "svc", "att"]).0, 0);
 }
+
+#[test]
+fn system_df_prune_and_version() {
+    let Some((_reg, root, img)) = busybox_store("system_df_prune_and_version", &[]) else {
+        return;
+    };
+    let r = root.path();
+    assert_eq!(
+        husk(r, &["run", "-d", "--name", "user", &img, "sleep", "60"]).0,
+        0
+    );
+    assert_eq!(husk(r, &["run", "--name", "done", &img, "true"]).0, 0);
+    let (code, df, err) = husk(r, &["system", "df"]);
+    assert_eq!(code, 0, "{err}");
+    let rows: Vec<Vec<&str>> = df.lines().map(|l| l.split_whitespace().collect()).collect();
+    assert_eq!(rows[0], ["TYPE", "TOTAL", "ACTIVE", "SIZE", "RECLAIMABLE"]);
+    assert_eq!(&rows[1][..3], ["Images", "1", "1"], "{df}");
+    assert_eq!(&rows[2][..3], ["Containers", "2", "1"], "{df}");
+    // An image a container uses stays, even with -a.
+    let (code, out, err) = husk(r, &["image", "prune", "-a"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(!out.contains("untagged"), "{out}");
+    assert_eq!(husk(r, &["images", "-q"]).1.lines().count(), 1);
+    // system prune: the stopped container goes, the running one and its image stay.
+    let (code, out, err) = husk(r, &["system", "prune", "-a", "-f"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.starts_with("Deleted Containers:\n"), "{out}");
+    assert_eq!(husk(r, &["ps", "-aq"]).1.lines().count(), 1);
+    assert_eq!(husk(r, &["images", "-q"]).1.lines().count(), 1);
+    assert_eq!(husk(r, &["rm", "-f", "user"]).0, 0);
+    let (_, out, _) = husk(r, &["image", "prune", "-a"]);
+    assert!(out.contains("untagged:"), "{out}");
+    assert_eq!(husk(r, &["images", "-q"]).1, "");
+    let (code, v, _) = husk(r, &["version", "--format", "{{.Client.Version}}"]);
+    assert_eq!((code, v.trim()), (0, env!("CARGO_PKG_VERSION")));
+}

@@ -96,6 +96,8 @@ pub enum HuskCommand {
     /// System-wide information
     #[command(subcommand)]
     System(SystemCommand),
+    /// husk's version, the kernel's and the cgroup layout
+    Version(VersionArgs),
     /// Forget the credentials of a registry
     Logout(LogoutArgs),
     /// Internal: unmount these layers' EROFS mounts once they have been idle for the grace
@@ -140,6 +142,31 @@ pub enum SystemCommand {
     Info,
     /// Re-verify every blob and layer of the store against its digest, and list leftovers
     Check(CheckArgs),
+    /// Disk used by images, containers and volumes
+    Df,
+    /// Remove stopped containers, unused networks, and with -a unused images, with --volumes
+    /// unused anonymous volumes
+    Prune(SystemPruneArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct SystemPruneArgs {
+    /// Every image no container uses, not only what no image references
+    #[arg(short, long)]
+    pub all: bool,
+    /// Unused anonymous volumes too
+    #[arg(long)]
+    pub volumes: bool,
+    /// Do not ask for confirmation (husk never asks; accepted for docker's scripts)
+    #[arg(short, long)]
+    pub force: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct VersionArgs {
+    /// A Go template (`{{.Client.Version}}`) or json
+    #[arg(short, long)]
+    pub format: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -312,7 +339,8 @@ pub struct PruneArgs {
     /// Do not ask for confirmation (husk never asks; accepted for docker's scripts)
     #[arg(short, long)]
     pub force: bool,
-    /// volume prune: named volumes too, not only anonymous ones
+    /// volume prune: named volumes too, not only anonymous ones; image prune: every image no
+    /// container uses
     #[arg(short, long)]
     pub all: bool,
 }
@@ -491,8 +519,8 @@ pub enum ImageCommand {
     Ls(ImagesArgs),
     /// Remove images
     Rm(RmiArgs),
-    /// Remove blobs and layers no image uses
-    Prune,
+    /// Remove blobs and layers no image uses; with -a, every image no container uses
+    Prune(PruneArgs),
     /// Print an image's record and config as JSON
     Inspect(ImageRef),
     /// Mount an image read-only and print where

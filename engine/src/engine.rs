@@ -122,6 +122,49 @@ pub struct Info {
     pub root: PathBuf,
 }
 
+/// One row of `system df`.
+#[derive(Debug, Clone, Default)]
+pub struct Usage {
+    pub total: usize,
+    pub active: usize,
+    pub size: u64,
+    /// What removing the unused ones would free.
+    pub reclaimable: u64,
+}
+
+impl Usage {
+    fn add(&mut self, size: u64, active: bool) {
+        self.total += 1;
+        self.size += size;
+        if active {
+            self.active += 1;
+        } else {
+            self.reclaimable += size;
+        }
+    }
+}
+
+/// `system df`.
+#[derive(Debug, Clone, Default)]
+pub struct DiskUsage {
+    pub images: Usage,
+    pub containers: Usage,
+    pub volumes: Usage,
+}
+
+/// Bytes under `p` (files as their length; a mount point's contents are what they are).
+fn dir_size(p: &Path) -> u64 {
+    let Ok(m) = std::fs::symlink_metadata(p) else {
+        return 0;
+    };
+    if !m.is_dir() {
+        return m.len();
+    }
+    std::fs::read_dir(p)
+        .map(|rd| rd.flatten().map(|e| dir_size(&e.path())).sum())
+        .unwrap_or(0)
+}
+
 /// What `remove_image` did.
 #[derive(Debug)]
 pub struct ImageRemoval {
@@ -264,6 +307,59 @@ impl Engine {
     /// Free the blobs and layers no image uses.
     pub fn prune_images(&self) -> Result<Reclaimed> {
         Ok(husk_image::images::gc(&self.root)?)
+    }
+
+    /// `image prune -a`: every image no container (and no image mount) uses goes, then what
+    /// no image references. Returns the images untagged and what was freed.
+    pub fn prune_unused_images(&self) -> Result<(Vec<ImageRecord>, Reclaimed)> {
+        let mut untagged = Vec::new();
+        let mut freed = Reclaimed::default();
+        for r in husk_image::images::list(&self.root)? {
+            if image_user(&self.root, &r).is_some() {
+                continue;
+            }
+            let query = match &r.tag {
+                Some(t) => format!("{}:{t}", r.name),
+                None => format!("{}@{}", r.name, r.manifest),
+            };
+            let root = self.root.clone();
+            match husk_image::images::remove(&self.root, &query, true, &|r| image_user(&root, r)) {
+                Ok((gone, got)) => {
+                    untagged.extend(gone);
+                    freed.blobs += got.blobs;
+                    freed.layers += got.layers;
+                    freed.bytes += got.bytes;
+                }
+                // Taken by a container meanwhile, or gone: left as it is.
+                Err(_) => continue,
+            }
+        }
+        let rest = husk_image::images::gc(&self.root)?;
+        freed.blobs += rest.blobs;
+        freed.layers += rest.layers;
+        freed.bytes += rest.bytes;
+        Ok((untagged, freed))
+    }
+
+    /// `system df`: what images, containers and volumes hold on disk, and what is in use.
+    pub fn disk_usage(&self) -> Result<DiskUsage> {
+        let images = husk_image::images::list(&self.root)?;
+        let containers = store::list(&self.root)?;
+        let mut du = DiskUsage::default();
+        for r in &images {
+            let used = containers.iter().any(|c| c.image_id == r.config);
+            du.images.add(r.size, used);
+        }
+        for c in &containers {
+            let size = dir_size(&store::dir(&self.root, &c.id).join("upper"));
+            du.containers
+                .add(size, c.observed().status == Status::Running);
+        }
+        for v in volumes::list(&self.root)? {
+            let used = !volumes::users(&self.root, &v.name)?.is_empty();
+            du.volumes.add(dir_size(&v.mountpoint), used);
+        }
+        Ok(du)
     }
 
     /// Write `images` as one archive to `out`.

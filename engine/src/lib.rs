@@ -49,7 +49,9 @@ mod volumes;
 pub use husk_image as image;
 
 pub use create::{PullEvent, PullProgress};
-pub use engine::{Attach, Config, Engine, ImageRemoval, Info, PullReport, RunReport, Stats, Top};
+pub use engine::{
+    Attach, Config, DiskUsage, Engine, ImageRemoval, Info, PullReport, RunReport, Stats, Top, Usage,
+};
 pub use error::{Error, Result};
 pub use logs::{LogLine, Stream};
 pub use monitor::Exit;
