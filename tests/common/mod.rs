@@ -29,15 +29,19 @@ pub fn husk_output(root: &Path, args: &[&str], docker_config: Option<&Path>) -> 
     c.output().expect("husk runs")
 }
 
-/// A husk config file that turns the default bridge off.
+/// A husk config file that turns the default bridge off: written once per test process
+/// (its tests run on threads of their own, and must not race over the file).
 pub fn no_bridge_config() -> std::path::PathBuf {
-    let path = std::env::temp_dir().join("husk-test-config-no-bridge.json");
-    if !path.exists() {
-        let tmp = path.with_extension(format!("{}.tmp", std::process::id()));
-        std::fs::write(&tmp, br#"{"bridge": "none"}"#).expect("write a test config");
-        std::fs::rename(&tmp, &path).expect("write a test config");
-    }
-    path
+    static PATH: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
+    PATH.get_or_init(|| {
+        let path = std::env::temp_dir().join(format!(
+            "husk-test-config-no-bridge-{}.json",
+            std::process::id()
+        ));
+        std::fs::write(&path, br#"{"bridge": "none"}"#).expect("write a test config");
+        path
+    })
+    .clone()
 }
 
 /// (exit code, stdout, stderr) of `husk --root ROOT ARGS…`.

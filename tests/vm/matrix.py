@@ -46,19 +46,22 @@ SUITES = {
     "security": None,
     "containerd": None,
     "leaks": None,
-    # Bridges, veth pairs, NAT and port rules through the CNI plugins on the kernel's
-    # netfilter (a race in portmap's chains between concurrent starts showed up here first;
-    # the lock that fixed it is kernel-independent). The rest of tests/network.rs, and the
-    # 200-container leak test, stay on the host: CI's 30 minutes.
-    "network": ["the_default_bridge", "outbound_nat"],
+}
+
+# Not in CI's boots: tests/network.rs (bridges, NAT, published ports through the CNI plugins).
+# It passes on Linux 5.10 in a boot of its own (`--only network --kernels 5.10`: 4 of 4, and
+# it found portmap's chain race), but in CI's full boot the guest stalled in a later suite
+# after it, twice (no output for 900 s; the kernel's asynchronous network-namespace cleanup
+# under TCG is the likely cause), and a stall costs a second 15-minute boot.
+OPTIONAL_SUITES = {
+    "network": ["the_default_bridge", "outbound_nat", "user_networks", "concurrent_starts"],
 }
 
 # Suites of the tini boot that run on the first kernel only: containerd's and podman's side of
 # the runtime protocol does not change with the kernel, and what the kernel does under them
 # (cgroups, OOM, seccomp) the other suites test on every kernel. (The CRI with SystemdCgroup
-# still runs on every kernel, in the systemd boot.) The network suite runs on the oldest kernel
-# only: its netfilter is the furthest from the host's. Keeps CI under 30 minutes on 2 cores.
-FIRST_KERNEL_ONLY = {"containerd", "network"}
+# still runs on every kernel, in the systemd boot.) Keeps CI under 30 minutes on 2 cores.
+FIRST_KERNEL_ONLY = {"containerd"}
 
 # Suites that need systemd as PID 1 (the systemd cgroup driver): a second boot of each kernel
 # with systemd as the guest's init.
@@ -124,7 +127,9 @@ def main():
     # hybrid v1 layout, once, on the oldest kernel that has v1's memory controller (hybrid
     # hosts run older kernels; Debian's 6.12 is built without CONFIG_MEMCG_V1).
     with_memcg_v1 = [k for k in kernels if tuple(int(n) for n in k.split(".")) < (6, 11)]
-    boots = [("tini", "v2", SUITES, kernels),
+    # An optional suite runs only when --only names it.
+    tini_suites = dict(SUITES, **{k: v for k, v in OPTIONAL_SUITES.items() if k in only})
+    boots = [("tini", "v2", tini_suites, kernels),
              ("systemd", "v2", SYSTEMD_SUITES, kernels),
              ("systemd", "v1", SYSTEMD_SUITES, with_memcg_v1[:1])]
     plans = []
