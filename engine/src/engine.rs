@@ -152,19 +152,6 @@ pub struct DiskUsage {
     pub volumes: Usage,
 }
 
-/// Bytes under `p` (files as their length; a mount point's contents are what they are).
-fn dir_size(p: &Path) -> u64 {
-    let Ok(m) = std::fs::symlink_metadata(p) else {
-        return 0;
-    };
-    if !m.is_dir() {
-        return m.len();
-    }
-    std::fs::read_dir(p)
-        .map(|rd| rd.flatten().map(|e| dir_size(&e.path())).sum())
-        .unwrap_or(0)
-}
-
 /// What `remove_image` did.
 #[derive(Debug)]
 pub struct ImageRemoval {
@@ -351,13 +338,14 @@ impl Engine {
             du.images.add(r.size, used);
         }
         for c in &containers {
-            let size = dir_size(&store::dir(&self.root, &c.id).join("upper"));
+            let size = husk_image::images::dir_size(&store::dir(&self.root, &c.id).join("upper"));
             du.containers
                 .add(size, c.observed().status == Status::Running);
         }
         for v in volumes::list(&self.root)? {
             let used = !volumes::users(&self.root, &v.name)?.is_empty();
-            du.volumes.add(dir_size(&v.mountpoint), used);
+            du.volumes
+                .add(husk_image::images::dir_size(&v.mountpoint), used);
         }
         Ok(du)
     }

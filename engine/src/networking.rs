@@ -327,11 +327,14 @@ fn remove_from(root: &Path, id: &str, netns: &Path, a: &Attachment) -> Result<()
 /// container must stop, and what is already gone needs no undoing.
 pub fn detach(root: &Path, id: &str) {
     let path = store::netns_path(root, id);
-    if let Some(l) = live(root, id) {
-        let netns = l.netns.clone().unwrap_or_else(|| path.clone());
-        for a in l.attachments.iter().rev() {
-            let _ = remove_from(root, id, &netns, a);
-        }
+    let Some(l) = live(root, id) else {
+        // `attach` records the namespace before it claims a port or makes anything: with no
+        // record there is nothing to undo (the `none` and `host` containers' every exit).
+        return;
+    };
+    let netns = l.netns.clone().unwrap_or_else(|| path.clone());
+    for a in l.attachments.iter().rev() {
+        let _ = remove_from(root, id, &netns, a);
     }
     ports::release(root, id);
     netns::remove(&path);

@@ -206,7 +206,8 @@ pub fn gc(root: &Path) -> Result<Reclaimed> {
     gc_locked(root, &all)
 }
 
-fn dir_size(p: &Path) -> u64 {
+/// Bytes under `p`: files by their length, directories by what they hold.
+pub fn dir_size(p: &Path) -> u64 {
     let Ok(m) = fs::symlink_metadata(p) else {
         return 0;
     };
