@@ -86,6 +86,12 @@ fn run_options(a: &RunArgs) -> husk_engine::Result<RunOptions> {
         tty: a.tty,
         interactive: a.interactive,
         restart: options::RestartPolicy::parse(&a.restart)?,
+        die_with_parent: a.die_with_parent,
+        userns: options::Userns::parse(a.userns.as_deref().unwrap_or("host"))?,
+        rootfs: a.rootfs.then(|| {
+            std::fs::canonicalize(&a.image).unwrap_or_else(|_| std::path::PathBuf::from(&a.image))
+        }),
+        report: a.report.is_some() || a.report_file.is_some(),
         log: if a.log_driver.is_some() || !a.log_opt.is_empty() {
             Some(options::LogConfig::parse(
                 a.log_driver.as_deref(),
@@ -148,8 +154,13 @@ pub fn run(engine: &Engine, a: &RunArgs) -> ! {
                 std::process::exit(0)
             }
             Some(exit) => {
-                if let Some(why) = exit.killed {
+                if let Some(why) = &exit.killed {
                     eprintln!("husk: {why}");
+                }
+                if a.report.is_some() || a.report_file.is_some() {
+                    if let Err(e) = report(a, &r.name, &r.id, &exit) {
+                        eprintln!("husk: {e:#}");
+                    }
                 }
                 std::process::exit(exit.code)
             }
@@ -157,6 +168,56 @@ pub fn run(engine: &Engine, a: &RunArgs) -> ! {
         Err(e) => {
             eprintln!("husk: {e}");
             std::process::exit(e.exit_code())
+        }
+    }
+}
+
+/// `--report`: what the run used, as one short block of text or as JSON, on stderr or in
+/// `--report-file`.
+fn report(a: &RunArgs, name: &str, id: &str, exit: &husk_engine::Exit) -> Result<()> {
+    let json = match a.report.as_deref() {
+        Some(f) => f == "json",
+        None => true, // only --report-file: a file is for programs
+    };
+    let text = match &exit.usage {
+        None => {
+            if json {
+                serde_json::to_string(&json!({"container": name, "id": id,
+                    "exit_code": exit.code, "usage": null}))?
+            } else {
+                format!("husk: report: container {name} ended with code {}; it never ran, nothing was measured", exit.code)
+            }
+        }
+        Some(u) if json => {
+            let mut v = serde_json::to_value(u)?;
+            v["container"] = json!(name);
+            v["id"] = json!(id);
+            serde_json::to_string(&v)?
+        }
+        Some(u) => {
+            let peak = |v: Option<u64>, f: &dyn Fn(u64) -> String| {
+                v.map_or_else(|| "unknown".to_string(), f)
+            };
+            format!(
+                "husk: report: container {name} {} after {:.2} s\n  cpu {:.2} s user, {:.2} s system | memory peak {} | io {} read, {} written | pids peak {} | OOM kills {}",
+                u.exit_reason,
+                u.wall_seconds,
+                u.cpu_user_seconds,
+                u.cpu_system_seconds,
+                peak(u.memory_peak_bytes, &|b| human_bytes(b, true)),
+                human_bytes(u.io_read_bytes, true),
+                human_bytes(u.io_write_bytes, true),
+                peak(u.pids_peak, &|p| p.to_string()),
+                u.oom_kills,
+            )
+        }
+    };
+    match &a.report_file {
+        Some(f) => std::fs::write(f, format!("{text}\n"))
+            .map_err(|e| anyhow::anyhow!("cannot write the report to {}: {e}", f.display())),
+        None => {
+            eprintln!("{text}");
+            Ok(())
         }
     }
 }

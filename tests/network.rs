@@ -215,6 +215,9 @@ fn kill_monitor(n: &Net, c: &str) -> i32 {
         .unwrap();
     // SAFETY: SIGKILL to the monitor of a container this test started.
     unsafe { libc::kill(ppid, libc::SIGKILL) };
+    until_true(|| {
+        std::fs::read_to_string(format!("/proc/{ppid}/stat")).map_or(true, |s| s.contains(") Z "))
+    });
     pid as i32
 }
 
@@ -699,8 +702,9 @@ fn concurrent_starts_get_distinct_addresses_and_killed_monitors_are_cleaned() {
     ports.dedup();
     assert_eq!(ports.len(), 6, "{ports:?}");
 
-    // Monitors SIGKILLed: the next rm (or a prune) takes what they left. c0's container
-    // dies too: `network prune` undoes its network without a `rm`.
+    // Monitors SIGKILLed: the next husk command reaps what they left (the containers killed,
+    // their namespaces, addresses, rules and port claims released), c0's whose init died
+    // too as well.
     for i in 0..3 {
         let init = kill_monitor(&n, &format!("c{i}"));
         if i == 0 {
@@ -708,12 +712,16 @@ fn concurrent_starts_get_distinct_addresses_and_killed_monitors_are_cleaned() {
             unsafe { libc::kill(init, libc::SIGKILL) };
         }
     }
-    let c0 = inspect(&n, "c0")["Id"].as_str().unwrap().to_string();
-    let c0_netns = n.root().join("net/netns").join(&c0);
-    until_true(|| inspect(&n, "c0")["State"]["Running"] == false);
-    assert!(c0_netns.exists(), "the killed monitor left c0's namespace");
+    for i in 0..3 {
+        let v = inspect(&n, &format!("c{i}"));
+        assert_eq!(v["State"]["Running"], false, "{v}");
+        let id = v["Id"].as_str().unwrap();
+        assert!(
+            !n.root().join("net/netns").join(id).exists(),
+            "the next command reaped c{i}'s namespace"
+        );
+    }
     n.ok(&["network", "prune"]);
-    assert!(!c0_netns.exists(), "network prune took it");
     let ids: Vec<String> = (0..6).map(|i| format!("c{i}")).collect();
     let mut args = vec!["rm", "-f"];
     args.extend(ids.iter().map(String::as_str));

@@ -685,6 +685,19 @@ pub struct RunArgs {
     /// podman's --timeout; counted again from each start
     #[arg(long, value_name = "SECONDS", value_parser = clap::value_parser!(u64).range(1..))]
     pub timeout: Option<u64>,
+    /// When this husk dies, however it dies, kill and remove the container (bubblewrap's
+    /// flag; husk's config file's "die-with-parent" sets the default for attached runs)
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, require_equals = true,
+          default_missing_value = "true", value_parser = clap::value_parser!(bool))]
+    pub die_with_parent: Option<bool>,
+    /// When the container ends, print what it used (wall and CPU time, peak memory, I/O,
+    /// peak pids, OOM kills, why it ended) on stderr, as text or json
+    #[arg(long, value_name = "FORMAT", num_args = 0..=1, require_equals = true,
+          default_missing_value = "text", value_parser = ["text", "json"])]
+    pub report: Option<String>,
+    /// Write the report to FILE instead of stderr (json unless --report=text)
+    #[arg(long, value_name = "FILE")]
+    pub report_file: Option<PathBuf>,
     /// Mount a filesystem: type=bind|volume|tmpfs,source=…,target=…[,readonly][,tmpfs-size=…]
     #[arg(long)]
     pub mount: Vec<String>,
@@ -715,7 +728,15 @@ pub struct RunArgs {
     /// os/arch[/variant] of the image to pull
     #[arg(long)]
     pub platform: Option<String>,
-    /// Image to run
+    /// host, or keep-id: files the container's root writes to bind-mounted host directories
+    /// belong to the user who ran husk (the sudo caller), through idmapped mounts (Linux 5.12+)
+    #[arg(long, value_name = "MODE")]
+    pub userns: Option<String>,
+    /// The image is a directory to run as the container's root (podman's --rootfs); the
+    /// container writes to a layer of its own above it, never to the directory
+    #[arg(long)]
+    pub rootfs: bool,
+    /// Image to run (with --rootfs: the directory)
     pub image: String,
     /// Command and arguments (instead of the image's CMD)
     #[arg(trailing_var_arg = true, allow_hyphen_values = true)]

@@ -55,6 +55,97 @@ pub fn pull(
     Ok((pulled, new))
 }
 
+/// Who ran husk: the caller of `sudo` when husk runs as root through it, else the real ids.
+fn caller_ids() -> (u32, u32) {
+    let env = |k: &str| std::env::var(k).ok().and_then(|v| v.parse::<u32>().ok());
+    if nix::unistd::geteuid().is_root() {
+        if let (Some(u), Some(g)) = (env("SUDO_UID"), env("SUDO_GID")) {
+            return (u, g);
+        }
+    }
+    (
+        nix::unistd::getuid().as_raw(),
+        nix::unistd::getgid().as_raw(),
+    )
+}
+
+/// An id mapping (OCI mount `uidMappings`) that swaps `id` and 0 and leaves every other id
+/// as it is: what the container's root writes lands as `id` on disk, and `id`'s files are
+/// root's inside.
+fn swap_with_root(id: u32) -> serde_json::Value {
+    let mut maps = vec![
+        serde_json::json!({"containerID": id, "hostID": 0, "size": 1}),
+        serde_json::json!({"containerID": 0, "hostID": id, "size": 1}),
+    ];
+    if id > 1 {
+        maps.push(serde_json::json!({"containerID": 1, "hostID": 1, "size": id - 1}));
+    }
+    // Up to 2^32-2: (uid_t)-1 is no id.
+    maps.push(
+        serde_json::json!({"containerID": id + 1, "hostID": id + 1, "size": u32::MAX - 1 - id}),
+    );
+    serde_json::Value::Array(maps)
+}
+
+/// `--userns=keep-id`: the host directories bound in are idmapped to the caller.
+fn keep_id(mounts: &mut [serde_json::Value], records: &[crate::store::MountRecord]) {
+    let (uid, gid) = caller_ids();
+    if uid == 0 && gid == 0 {
+        // Root's own files: nothing to map.
+        return;
+    }
+    for (m, r) in mounts.iter_mut().zip(records) {
+        if r.kind == "bind" {
+            // An unmapped side stays the identity (the runtime's default).
+            if uid != 0 {
+                m["uidMappings"] = swap_with_root(uid);
+            }
+            if gid != 0 {
+                m["gidMappings"] = swap_with_root(gid);
+            }
+        }
+    }
+}
+
+/// `--rootfs DIR`: a directory in place of an image, with an empty image config (no CMD, no
+/// ENV but docker's PATH). The directory must be absolute once resolved, and is never written.
+fn rootfs_source(dir: &Path, a: &RunOptions) -> Result<(ImageRecord, ImageConfig)> {
+    if !dir.is_absolute() {
+        return Err(Error::Invalid(format!(
+            "--rootfs {}: the path must be absolute",
+            dir.display()
+        )));
+    }
+    let md = fs::metadata(dir)
+        .map_err(|e| Error::Invalid(format!("--rootfs {}: {e}", dir.display())))?;
+    if !md.is_dir() {
+        return Err(Error::Invalid(format!(
+            "--rootfs {}: not a directory",
+            dir.display()
+        )));
+    }
+    if a.command.is_empty() && a.entrypoint.as_deref().unwrap_or("").is_empty() {
+        return Err(Error::Invalid(format!(
+            "--rootfs {}: no command given (a directory has no image CMD)",
+            dir.display()
+        )));
+    }
+    let image = ImageRecord {
+        name: dir.display().to_string(),
+        tag: None,
+        manifest: String::new(),
+        config: String::new(),
+        diff_ids: Vec::new(),
+        size: 0,
+        created: None,
+    };
+    let config: ImageConfig = serde_json::from_value(serde_json::json!({
+        "rootfs": {"type": "layers", "diff_ids": []},
+        "config": {},
+    }))?;
+    Ok((image, config))
+}
+
 fn image(root: &Path, a: &RunOptions, progress: PullProgress) -> Result<ImageRecord> {
     let r = Reference::parse(&a.image)?;
     let have = find_image(root, &r)?;
@@ -178,6 +269,17 @@ fn published(a: &RunOptions, config: &ImageConfig) -> Result<Vec<PortMapping>> {
 /// Make container from `a`: returns its id. The record names this process as the one holding
 /// the container, until a monitor takes over or `release` is called.
 pub fn create(root: &Path, a: &RunOptions, progress: PullProgress) -> Result<String> {
+    create_with(root, a, progress, &mut |_| {})
+}
+
+/// `create`, telling `on_id` the container's id as soon as it has one, before anything of
+/// it exists (the `--die-with-parent` watcher cleans up after a husk killed from there on).
+pub fn create_with(
+    root: &Path,
+    a: &RunOptions,
+    progress: PullProgress,
+    on_id: &mut dyn FnMut(&str),
+) -> Result<String> {
     if let Some(n) = &a.name {
         husk_runtime::util::validate_id(n).map_err(|_| {
             Error::Invalid(format!(
@@ -194,12 +296,19 @@ pub fn create(root: &Path, a: &RunOptions, progress: PullProgress) -> Result<Str
             "conflicting options: --restart and --rm (a container removed when it exits cannot be restarted)".into(),
         ));
     }
-    let _adding = husk_image::store::Store::open(root)?.adding()?;
-    let image = image(root, a, progress)?;
-    let store = husk_image::store::Store::open(root)?;
-    let config_digest = Digest::parse(&image.config)?;
-    let config: ImageConfig = serde_json::from_reader(store.open_blob(&config_digest)?)
-        .context("the image config is corrupt")?;
+    let _adding;
+    let (image, config) = match &a.rootfs {
+        Some(dir) => rootfs_source(dir, a)?,
+        None => {
+            _adding = husk_image::store::Store::open(root)?.adding()?;
+            let image = image(root, a, progress)?;
+            let store = husk_image::store::Store::open(root)?;
+            let config_digest = Digest::parse(&image.config)?;
+            let config: ImageConfig = serde_json::from_reader(store.open_blob(&config_digest)?)
+                .context("the image config is corrupt")?;
+            (image, config)
+        }
+    };
     let diff_ids: Vec<Digest> = image
         .diff_ids
         .iter()
@@ -207,6 +316,7 @@ pub fn create(root: &Path, a: &RunOptions, progress: PullProgress) -> Result<Str
         .collect::<husk_image::Result<_>>()?;
 
     let id = store::random_id()?;
+    on_id(&id);
     let mut name = match &a.name {
         Some(n) => n.clone(),
         None => store::generated_name(root, &id),
@@ -253,7 +363,10 @@ pub fn create(root: &Path, a: &RunOptions, progress: PullProgress) -> Result<Str
             work: &work,
             volatile: a.auto_remove,
         };
-        husk_image::snapshot::mount(root, &diff_ids, Some(upper), &rootfs)?;
+        match &a.rootfs {
+            Some(dir) => husk_image::snapshot::mount_directory(dir, upper, &rootfs)?,
+            None => husk_image::snapshot::mount(root, &diff_ids, Some(upper), &rootfs)?,
+        }
         let image_volumes: Vec<String> = config.config["Volumes"]
             .as_object()
             .map(|o| o.keys().cloned().collect())
@@ -328,6 +441,9 @@ fn record_container(
         .filter_map(|m| m["destination"].as_str().map(str::to_string))
         .collect();
     let mut mounts = volumes.spec.clone();
+    if a.userns == crate::options::Userns::KeepId {
+        keep_id(&mut mounts, &volumes.records);
+    }
     mounts.extend(crate::etc_files::mounts(&dir, &taken));
     let spec = spec::spec(a, config, rootfs, id, &mounts, &net)?;
     fs::write(dir.join("config.json"), serde_json::to_vec_pretty(&spec)?)
@@ -337,8 +453,12 @@ fn record_container(
     let c = Container {
         id: id.to_string(),
         name: name.to_string(),
-        image: a.image.clone(),
+        image: match &a.rootfs {
+            Some(d) => d.display().to_string(),
+            None => a.image.clone(),
+        },
         image_id: image.config.clone(),
+        rootfs_dir: a.rootfs.clone(),
         created: crate::time::now(),
         path: args.first().cloned().unwrap_or_default(),
         args: args.iter().skip(1).cloned().collect(),
@@ -353,6 +473,8 @@ fn record_container(
         stop_signal,
         stop_timeout: a.stop_timeout.unwrap_or(10),
         timeout: a.timeout,
+        die_with_parent: a.die_with_parent.unwrap_or(false),
+        sample_usage: a.report,
         network,
         extra_networks: Vec::new(),
         ports: published(a, config)?,

@@ -18,6 +18,7 @@ use crate::layers;
 use crate::logs::{self, LogLine};
 use crate::monitor::{self, Exit, Stdio};
 use crate::options::{ExecOptions, Filter, ListOptions, LogOptions, RunOptions, UpdateOptions};
+use crate::orphans;
 use crate::remove::remove;
 use crate::store::{self, Container, Status};
 use crate::volumes::{self, Volume};
@@ -183,6 +184,8 @@ impl Engine {
         if let Some(r) = config.layer_reaper {
             layers::set_reaper(r);
         }
+        // What husks killed since the last command left (see orphans).
+        orphans::reap_all(&root);
         Ok(Engine { root })
     }
 
@@ -468,26 +471,82 @@ impl Engine {
         attach: Attach,
         progress: PullProgress,
     ) -> Result<RunReport> {
-        let id = create::create(&self.root, opts, progress)?;
-        let name = Container::load(&self.root, &id)?.name;
-        let exit = match attach {
-            Attach::Detached => {
-                monitor::spawn_detached(&self.root, &id)?;
-                None
+        let die = match opts.die_with_parent {
+            Some(d) => d,
+            // The config file's default is for attached runs: a detached container is meant
+            // to outlive the husk that started it.
+            None => {
+                attach != Attach::Detached
+                    && husk_image::config::get("die-with-parent")?.as_bool() == Some(true)
             }
-            Attach::Logged => Some(monitor::supervise(
-                &self.root,
-                &id,
-                Stdio::Logged { attach: true },
-                &mut |_| {},
-            )?),
-            Attach::Direct => Some(monitor::supervise(
-                &self.root,
-                &id,
-                Stdio::Direct,
-                &mut |_| {},
-            )?),
         };
+        if die && attach == Attach::Detached {
+            return Err(Error::Invalid(
+                "conflicting options: --die-with-parent and --detach (a detached container outlives the husk that starts it)".into(),
+            ));
+        }
+        if die && opts.restart.name != "no" {
+            return Err(Error::Invalid(
+                "conflicting options: --die-with-parent and --restart (a container removed when its husk dies cannot be restarted)".into(),
+            ));
+        }
+        if opts.report && attach == Attach::Detached {
+            return Err(Error::Invalid(
+                "--report needs an attached run; a detached container's usage is in `husk inspect` (State.Usage)".into(),
+            ));
+        }
+        // Forked first, so that a husk killed at any point from here on leaves nothing.
+        let mut watcher = if die {
+            Some(orphans::Watcher::spawn(&self.root)?)
+        } else {
+            None
+        };
+        let mut opts_here;
+        let opts = if die && opts.die_with_parent != Some(true) {
+            opts_here = opts.clone();
+            opts_here.die_with_parent = Some(true);
+            &opts_here
+        } else {
+            opts
+        };
+        let id = create::create_with(&self.root, opts, progress, &mut |id| {
+            if let Some(w) = &mut watcher {
+                w.container(id);
+            }
+        });
+        let id = match id {
+            Ok(id) => id,
+            Err(e) => {
+                if let Some(w) = watcher {
+                    w.done();
+                }
+                return Err(e);
+            }
+        };
+        let name = match Container::load(&self.root, &id) {
+            Ok(c) => c.name,
+            Err(e) => {
+                if let Some(w) = watcher {
+                    w.done();
+                }
+                return Err(e);
+            }
+        };
+        let exit = match attach {
+            Attach::Detached => monitor::spawn_detached(&self.root, &id).map(|()| None),
+            Attach::Logged => {
+                monitor::supervise(&self.root, &id, Stdio::Logged { attach: true }, &mut |_| {})
+                    .map(Some)
+            }
+            Attach::Direct => {
+                monitor::supervise(&self.root, &id, Stdio::Direct, &mut |_| {}).map(Some)
+            }
+        };
+        // Held to the end: the watcher leaves only once the monitor has recorded the exit.
+        if let Some(w) = watcher {
+            w.done();
+        }
+        let exit = exit?;
         Ok(RunReport { id, name, exit })
     }
 
@@ -1153,6 +1212,8 @@ fn inspect_value(root: &Path, c: &Container) -> Value {
             "Error": st.error,
             "StartedAt": st.started_at.clone().unwrap_or_else(|| "0001-01-01T00:00:00Z".into()),
             "FinishedAt": st.finished_at.clone().unwrap_or_else(|| "0001-01-01T00:00:00Z".into()),
+            // husk's own: what the last run used (run --report's figures), null before one ended.
+            "Usage": st.usage,
         },
         "Image": c.image_id,
         "ResolvConfPath": store::dir(root, &c.id).join("resolv.conf"),

@@ -38,16 +38,15 @@ pub fn mount_rootfs(root: &Path, c: &Container) -> Result<()> {
         .map(|d| husk_image::Digest::parse(d))
         .collect::<husk_image::Result<_>>()?;
     let (upper, work) = (dir.join("upper"), dir.join("work"));
-    husk_image::snapshot::mount(
-        root,
-        &diff_ids,
-        Some(husk_image::snapshot::Upper {
-            dir: &upper,
-            work: &work,
-            volatile: c.auto_remove,
-        }),
-        &rootfs,
-    )?;
+    let upper = husk_image::snapshot::Upper {
+        dir: &upper,
+        work: &work,
+        volatile: c.auto_remove,
+    };
+    match &c.rootfs_dir {
+        Some(d) => husk_image::snapshot::mount_directory(d, upper, &rootfs)?,
+        None => husk_image::snapshot::mount(root, &diff_ids, Some(upper), &rootfs)?,
+    }
     Ok(())
 }
 

@@ -11,15 +11,17 @@
 //!
 //! The modules only point down:
 //! - `engine` (the verbs) on top;
-//! - `create` (image + options → a container) and `monitor` (runs and holds one) below it;
+//! - `create` (image + options → a container), `monitor` (runs and holds one) and `orphans`
+//!   (reaps what a killed husk left; the `--die-with-parent` watcher) below it;
 //! - `remove`, `spec` (image config + options → OCI spec), `volumes`, `logs`, `layers` (the
 //!   container's root mount and the layers' shared mounts) and `networking` (a container's
 //!   namespace, interfaces, ports, names and /etc files while it runs) below those;
 //! - `networks` (network records and the CNI plugin list each is), `cni` (the plugin
 //!   protocol), `netns`, `ports` (host port claims), `dns` (aardvark-dns) and `etc_files`
 //!   below `networking`;
-//! - `store` (records, names, locks, kept exit codes, paths), `user`, `security`, `options`,
-//!   `time` and `error` at the bottom.
+//! - `store` (records, names, locks, kept exit codes, the monitored index, paths), `usage`
+//!   (what a run used, from its cgroup), `user`, `security`, `options`, `time` and `error`
+//!   at the bottom.
 
 mod cni;
 mod create;
@@ -35,12 +37,14 @@ mod netns;
 mod networking;
 pub mod networks;
 pub mod options;
+mod orphans;
 mod ports;
 mod remove;
 mod security;
 mod spec;
 mod store;
 pub mod time;
+mod usage;
 mod user;
 mod volumes;
 
@@ -61,4 +65,5 @@ pub use options::{
     RestartPolicy, RunOptions, UpdateOptions,
 };
 pub use store::{Container, MountRecord, State, Status, DEFAULT_ROOT};
+pub use usage::ResourceUsage;
 pub use volumes::Volume;

@@ -19,16 +19,19 @@ use nix::unistd::Pid;
 use crate::error::{failed, Context, Error, Result};
 use crate::layers::{mount_rootfs, unmount_rootfs};
 use crate::logs;
-use crate::store::{self, Container, Status};
+use crate::store::{self, Container, Holder, Status};
 use crate::time;
+use crate::usage::{self, ResourceUsage, Sampler};
 
 /// How a supervised container ended.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Exit {
     /// Its exit code, 128+N for signal N.
     pub code: i32,
     /// When the engine ended it (its `timeout` ran out): why, in one line naming it.
     pub killed: Option<String>,
+    /// What it used, from its cgroup; None where it never had one (it did not start).
+    pub usage: Option<ResourceUsage>,
 }
 
 /// How the container's stdio is held.
@@ -164,19 +167,45 @@ fn supervise_once(
     let c = Container::load(root, id)?;
     let rt = store::runtime(root);
     let timed_out = Arc::new(AtomicBool::new(false));
+    // In the index while held: if this process dies, the next husk command finds what it
+    // left (see orphans).
+    let holder = if stdio.attached() {
+        Holder::Attached
+    } else {
+        Holder::Detached
+    };
+    store::mark_monitored(root, id, holder)?;
+    let mut run = Running::default();
     let result = (|| {
         mount_rootfs(root, &c)?;
         // The host ports stay held (bound) while the container runs.
         let _ports = crate::networking::attach(root, &c)?;
-        launch(root, &c, &rt, stdio, started, &timed_out)
+        launch(root, &c, &rt, stdio, started, &timed_out, &mut run)
     })();
     // Whatever happened: the runtime's state, the cgroup and the mount go; the record says
-    // how it ended.
-    let oom = rt
-        .record(id)
-        .ok()
-        .and_then(|r| r.cgroup)
-        .is_some_and(|cg| husk_runtime::cgroups::stats::oom_kills(&cg) > 0);
+    // how it ended, and what it used, read before its cgroup goes.
+    let cgroup = rt.record(id).ok().and_then(|r| r.cgroup);
+    let oom = cgroup
+        .as_ref()
+        .is_some_and(|cg| husk_runtime::cgroups::stats::oom_kills(cg) > 0);
+    let code_so_far = match &result {
+        Ok(code) => *code,
+        Err(e) => e.exit_code(),
+    };
+    let fired = timed_out
+        .load(Ordering::SeqCst)
+        .then(|| c.timeout.unwrap_or_default());
+    let used = match (&cgroup, run.started) {
+        (Some(cg), Some(t)) => Some(usage::collect(
+            cg,
+            run.sampler.take(),
+            t.elapsed(),
+            code_so_far,
+            usage::exit_reason(code_so_far, oom, fired),
+        )),
+        _ => None,
+    };
+    drop(run);
     let _ = rt.delete(id, true);
     crate::networking::detach(root, id);
     unmount_rootfs(root, id);
@@ -203,6 +232,7 @@ fn supervise_once(
         c.state.finished_at = Some(time::now());
         c.state.pid = 0;
         c.state.error = error.clone();
+        c.state.usage = used.clone();
         again = restart_wanted(c, code);
         if again {
             // Still ours: `ps` says Restarting, and no `start` races the back-off.
@@ -218,12 +248,30 @@ fn supervise_once(
         }
     });
     let restarting = updated.as_ref().is_ok_and(|c| c.state.restarting);
-    if c.auto_remove && !restarting {
+    let removing = c.auto_remove && !restarting;
+    if removing {
         let _ = crate::remove::remove(root, &c, true);
-    } else {
+    }
+    store::unmark_monitored(root, id);
+    if !removing {
         updated?;
     }
-    Ok((result.map(|code| Exit { code, killed }), again))
+    Ok((
+        result.map(|code| Exit {
+            code,
+            killed,
+            usage: used,
+        }),
+        again,
+    ))
+}
+
+/// What `launch` leaves for the end of the run: when the container's process started, and
+/// the sampler of the peaks the kernel does not keep (with `--report`).
+#[derive(Default)]
+struct Running {
+    started: Option<std::time::Instant>,
+    sampler: Option<Sampler>,
 }
 
 fn launch(
@@ -233,6 +281,7 @@ fn launch(
     stdio: Stdio,
     started: &mut dyn FnMut(std::result::Result<(), &Error>),
     timed_out: &Arc<AtomicBool>,
+    run: &mut Running,
 ) -> Result<i32> {
     let dir = store::dir(root, &c.id);
     let proxy = if c.tty {
@@ -297,7 +346,15 @@ fn launch(
             &c.log_config,
         )?),
     };
+    if c.sample_usage {
+        run.sampler = rt
+            .record(&c.id)
+            .ok()
+            .and_then(|r| r.cgroup)
+            .and_then(|cg| Sampler::start(&cg));
+    }
     rt.start(&c.id)?;
+    run.started = Some(std::time::Instant::now());
     Container::update(root, &c.id, |c| {
         c.state.status = Status::Running;
         c.state.pid = pid;
@@ -574,6 +631,13 @@ pub fn spawn_detached(root: &Path, id: &str) -> Result<()> {
                     dup2(n.as_raw_fd(), fd);
                 }
             }
+            // The record names this monitor from now on, not the husk that forked it (which
+            // may die first, and must not make the container look orphaned).
+            let me = std::process::id() as i32;
+            let _ = Container::update(root, id, |c| {
+                c.state.monitor_pid = me;
+                c.state.monitor_start = own_start();
+            });
             let mut w = Some(fs::File::from(w));
             let mut report = |r: std::result::Result<(), &Error>| {
                 if let Some(mut f) = w.take() {

@@ -62,6 +62,30 @@ impl Network {
     }
 }
 
+/// `--userns`: whose files the container's writes to bind mounts make.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Userns {
+    /// The container's ids are the host's.
+    #[default]
+    Host,
+    /// podman's name: files the container's root writes to a bind-mounted host directory
+    /// (`-v $PWD:/w`) belong to the user who ran husk (the `sudo` caller's `SUDO_UID` and
+    /// `SUDO_GID` when husk runs as root through sudo), and that user's files are root's
+    /// inside. The binds are idmapped mounts (Linux 5.12+); the container's own ids stay the
+    /// host's.
+    KeepId,
+}
+
+impl Userns {
+    pub fn parse(s: &str) -> Result<Userns> {
+        match s {
+            "" | "host" => Ok(Userns::Host),
+            "keep-id" => Ok(Userns::KeepId),
+            _ => invalid!("invalid --userns {s:?}: use host or keep-id"),
+        }
+    }
+}
+
 /// docker's `--restart`: what the monitor does when the container exits.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct RestartPolicy {
@@ -394,6 +418,18 @@ pub struct RunOptions {
     /// The log driver and its options; husk's config file's `log-driver` and `log-opts`
     /// (docker's daemon.json keys) when unset.
     pub log: Option<LogConfig>,
+    /// `--die-with-parent` (bubblewrap's): when the husk that runs it attached dies, however
+    /// it dies, the container is killed and removed. Unset: husk's config file's
+    /// `die-with-parent`, for attached runs.
+    pub die_with_parent: Option<bool>,
+    /// `--userns`: `host` (the default) or `keep-id`.
+    pub userns: Userns,
+    /// `--rootfs` (podman's): this directory is the container's root, in place of an image;
+    /// the container writes to an upper directory of its own, never to it.
+    pub rootfs: Option<PathBuf>,
+    /// `--report`: the monitor samples the peaks the kernel keeps none of (memory before
+    /// Linux 5.19, pids), so that the run's usage has them.
+    pub report: bool,
 }
 
 /// `update`: new limits for a container (running or not); unset ones stay.

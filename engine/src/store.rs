@@ -64,6 +64,9 @@ pub struct State {
     /// `stop`, `kill` or `rm -f` ended it: no restart policy starts it again.
     #[serde(default)]
     pub manually_stopped: bool,
+    /// What its last run used, read from its cgroup as it ended.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub usage: Option<crate::usage::ResourceUsage>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -86,8 +89,11 @@ pub struct Container {
     pub name: String,
     /// The image as named on the command line, normalised.
     pub image: String,
-    /// The image's config digest (docker's image ID).
+    /// The image's config digest (docker's image ID); empty with `--rootfs`.
     pub image_id: String,
+    /// `--rootfs`: the directory that is its root, in place of an image's layers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rootfs_dir: Option<PathBuf>,
     pub created: String,
     /// The container process: args, env, cwd, user, as the spec has them.
     pub path: String,
@@ -105,6 +111,13 @@ pub struct Container {
     /// `--timeout`: seconds a start may run before the container is killed.
     #[serde(default)]
     pub timeout: Option<u64>,
+    /// `--die-with-parent`: when the husk that runs it dies, the container is killed and
+    /// removed.
+    #[serde(default)]
+    pub die_with_parent: bool,
+    /// `--report`: its monitor samples the peaks the kernel does not keep.
+    #[serde(default)]
+    pub sample_usage: bool,
     /// `none`, `host`, `container:ID`, or the network's name (`bridge` by default).
     pub network: String,
     /// Networks `network connect` added, beyond `network`.
@@ -327,6 +340,77 @@ fn forget_exits_before(root: &Path, minute: u64) {
             let _ = fs::remove_file(e.path());
         }
     }
+}
+
+/// The index of containers a monitor holds right now: `<root>/monitored/<id>`, made when a
+/// monitor takes a container and removed when it lets go. What a killed monitor leaves there
+/// is how the next husk command finds its orphan without reading every record.
+fn monitored_dir(root: &Path) -> PathBuf {
+    root.join("monitored")
+}
+
+/// Who holds a container, as its monitored index entry says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Holder {
+    /// A detached monitor (`run -d`, `start`, a restart policy's).
+    Detached,
+    /// The attached `husk run` or `start -a` itself.
+    Attached,
+}
+
+impl Holder {
+    fn tag(self) -> &'static [u8] {
+        match self {
+            Holder::Detached => b"detached",
+            Holder::Attached => b"attached",
+        }
+    }
+
+    pub fn from_tag(tag: &[u8]) -> Holder {
+        if tag == Holder::Detached.tag() {
+            Holder::Detached
+        } else {
+            Holder::Attached
+        }
+    }
+}
+
+/// Mark container `id` held by `holder`.
+pub fn mark_monitored(root: &Path, id: &str, holder: Holder) -> Result<()> {
+    let d = monitored_dir(root);
+    fs::create_dir_all(&d).with_context(|| format!("cannot create {}", d.display()))?;
+    fs::write(d.join(id), holder.tag())
+        .with_context(|| format!("cannot mark container {id} monitored"))
+}
+
+pub fn unmark_monitored(root: &Path, id: &str) {
+    let _ = fs::remove_file(monitored_dir(root).join(id));
+}
+
+/// The monitored index: each id with its holder's tag.
+pub fn monitored(root: &Path) -> Vec<(String, Vec<u8>)> {
+    fs::read_dir(monitored_dir(root))
+        .map(|rd| {
+            rd.flatten()
+                .map(|e| {
+                    let tag = fs::read(e.path()).unwrap_or_default();
+                    (e.file_name().to_string_lossy().into_owned(), tag)
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The names that point at container `id` (one, unless a crash left a second).
+pub fn names_of(root: &Path, id: &str) -> Vec<String> {
+    fs::read_dir(names_dir(root))
+        .map(|rd| {
+            rd.flatten()
+                .filter(|e| fs::read_link(e.path()).is_ok_and(|t| t.as_os_str() == id))
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 pub fn release_name(root: &Path, name: &str, id: &str) {

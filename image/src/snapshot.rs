@@ -566,6 +566,71 @@ pub fn mount(root: &Path, diff_ids: &[Digest], upper: Option<Upper>, target: &Pa
 /// unmount was clean, and the kernel's scratch directory goes (the kernel would clean it
 /// anyway); if it is older than this boot, the upper cannot be trusted and the container
 /// starts over from its image.
+/// Mount directory `lower` (a root filesystem the user keeps, `run --rootfs`) under the
+/// container's upper directory on `target`: the container writes to its upper directory, never
+/// to `lower`.
+pub fn mount_directory(lower: &Path, upper: Upper, target: &Path) -> Result<()> {
+    if upper.volatile {
+        prepare_volatile(upper)?;
+    }
+    match husk_sys::mount_overlay(&[lower], Some(upper), target) {
+        Ok(()) => return Ok(()),
+        Err(husk_sys::OverlayError::Failed(e)) => {
+            return Err(Error::io(
+                format!("cannot mount {} on {}", lower.display(), target.display()),
+                e,
+            ))
+        }
+        // A kernel before 6.8: one mount(2) option string, below.
+        Err(husk_sys::OverlayError::Unsupported(_)) => {}
+    }
+    let l = lower.to_string_lossy();
+    if l.contains([':', ',', '\\']) {
+        return Err(Error::Manifest(format!(
+            "{l}: a path with ':', ',' or '\\' cannot be an overlayfs lower directory before Linux 6.8"
+        )));
+    }
+    let opts = format!(
+        "lowerdir={l},upperdir={},workdir={}",
+        upper.dir.display(),
+        upper.work.display()
+    );
+    let c = |s: &str| {
+        CString::new(s).map_err(|_| Error::Manifest(format!("path {s:?} has a NUL byte")))
+    };
+    let target_c = c(&target.to_string_lossy())?;
+    let attempt = |o: &str| -> std::io::Result<()> {
+        let o = c(o).map_err(|e| std::io::Error::other(e.to_string()))?;
+        // SAFETY: mount(2) with NUL-terminated strings we own.
+        let r = unsafe {
+            libc::mount(
+                c"overlay".as_ptr(),
+                target_c.as_ptr(),
+                c"overlay".as_ptr(),
+                0,
+                o.as_ptr().cast(),
+            )
+        };
+        if r == 0 {
+            Ok(())
+        } else {
+            Err(std::io::Error::last_os_error())
+        }
+    };
+    // With `volatile` first; a kernel before 5.10 refuses the option (EINVAL): then without.
+    let result = if upper.volatile {
+        attempt(&format!("{opts},volatile")).or_else(|_| attempt(&opts))
+    } else {
+        attempt(&opts)
+    };
+    result.map_err(|e| {
+        Error::io(
+            format!("cannot mount {} on {}", lower.display(), target.display()),
+            e,
+        )
+    })
+}
+
 fn prepare_volatile(u: Upper) -> Result<()> {
     let scratch = u.work.join("work");
     if !scratch.exists() {

@@ -310,6 +310,7 @@ impl Runtime {
             .into();
         let (ours, theirs) = channel::pair()?;
         nix::sys::prctl::set_child_subreaper(true).ctx("cannot become a subreaper")?;
+        let idmapped = crate::mounts::prepare_idmapped(&spec, &bundle)?;
         let args = InitArgs {
             id: &opts.id,
             spec: &spec,
@@ -322,6 +323,7 @@ impl Runtime {
             lock_fd: lock.raw(),
             console,
             plan,
+            idmapped,
         };
         // SAFETY: the runtime is single-threaded here (no thread was ever started).
         let intermediate = match unsafe { fork() }.ctx("cannot fork")? {

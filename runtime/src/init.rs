@@ -31,6 +31,8 @@ pub struct InitArgs<'a> {
     /// Connected console socket, when process.terminal is set.
     pub console: Option<OwnedFd>,
     pub plan: Plan,
+    /// The idmapped binds, made before the init (see `mounts::prepare_idmapped`).
+    pub idmapped: Vec<Option<OwnedFd>>,
 }
 
 pub(crate) fn exit(code: i32) -> ! {
@@ -265,6 +267,7 @@ fn prepare(chan: &Channel, args: &InitArgs, in_user_ns: bool) -> Result<Program>
         new_cgroup_ns: args.plan.new_cgroup,
         shares_mount_ns: !has_ns(LinuxNamespaceType::Mount),
         before_cgroup_mount: &join_cgroup,
+        idmapped: &args.idmapped,
     }
     .prepare()?;
     join_cgroup()?;

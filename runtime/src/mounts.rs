@@ -141,29 +141,107 @@ fn mount_data(options: &[String], typ: &str, mount_label: Option<&str>) -> Strin
 /// typo such as `nosiud` never silently drops a protection.
 const BIND_OPTIONS_FOR_OTHERS: &[&str] = &["z", "Z", "tmpcopyup", "notmpcopyup", "copy-symlink"];
 
+/// An idmapped bind (OCI 1.1): `ridmap` maps the mounts below it too.
+const IDMAP_OPTIONS: &[&str] = &["idmap", "ridmap"];
+
+fn id_map_lines(maps: &[oci_spec::runtime::LinuxIdMapping]) -> String {
+    maps.iter()
+        .map(|m| format!("{} {} {}\n", m.container_id(), m.host_id(), m.size()))
+        .collect()
+}
+
+/// The idmapped binds of `spec`, made here, in the runtime's own mount namespace, before the
+/// init exists: one detached mount per `mounts` entry that has `uidMappings`/`gidMappings`
+/// (or `idmap`/`ridmap`, which take the container's own maps), None for the others. The
+/// init attaches them where they go. A mount whose file owners are mapped through
+/// `uidMappings` line `C H N` shows a file that is C on disk as owned by H, and writes by H
+/// land as C, as runc's.
+pub fn prepare_idmapped(spec: &Spec, bundle: &Path) -> Result<Vec<Option<OwnedFd>>> {
+    let linux = spec.linux().as_ref();
+    let mut out = Vec::new();
+    for m in spec.mounts().iter().flatten() {
+        let opts = parse_options(m.options().as_deref().unwrap_or_default());
+        let asked = opts
+            .data
+            .iter()
+            .any(|o| IDMAP_OPTIONS.contains(&o.as_str()));
+        let pick = |own: &Option<Vec<oci_spec::runtime::LinuxIdMapping>>,
+                    container: Option<&Vec<oci_spec::runtime::LinuxIdMapping>>| {
+            own.clone()
+                .filter(|v| !v.is_empty())
+                .or_else(|| container.filter(|_| asked).cloned())
+                .unwrap_or_default()
+        };
+        let uids = pick(
+            m.uid_mappings(),
+            linux.and_then(|l| l.uid_mappings().as_ref()),
+        );
+        let gids = pick(
+            m.gid_mappings(),
+            linux.and_then(|l| l.gid_mappings().as_ref()),
+        );
+        if uids.is_empty() && gids.is_empty() {
+            if asked {
+                return Err(Error::InvalidConfig(format!(
+                    "mount {}: idmap without uidMappings/gidMappings, on the mount or the container",
+                    m.destination().display()
+                )));
+            }
+            out.push(None);
+            continue;
+        }
+        let dest = m.destination().display();
+        let source = m
+            .source()
+            .as_ref()
+            .ok_or_else(|| Error::InvalidConfig(format!("bind mount on {dest} has no source")))?;
+        let source = if source.is_absolute() {
+            source.clone()
+        } else {
+            bundle.join(source)
+        };
+        // An unmapped side stays as it is: the identity.
+        let identity = "0 0 4294967295\n".to_string();
+        let (u, g) = (id_map_lines(&uids), id_map_lines(&gids));
+        let userns = fsutil::userns_with_maps(
+            if u.is_empty() { &identity } else { &u },
+            if g.is_empty() { &identity } else { &g },
+        )
+        .map_err(|e| Error::io(format!("mount {dest}: cannot make its id mapping"), e))?;
+        let recursive =
+            opts.flags.contains(MsFlags::MS_REC) || opts.data.iter().any(|o| o == "ridmap");
+        let tree = fsutil::idmapped_tree(&source, recursive, &userns).map_err(|e| match e {
+            Errno::ENOSYS => Error::Unsupported(format!(
+                "mount {dest}: idmapped mounts need Linux 5.12 or later"
+            )),
+            Errno::EINVAL => Error::Unsupported(format!(
+                "mount {dest}: the file system of {} cannot be idmapped on this kernel (ext4, xfs and btrfs can from Linux 5.12/5.15, tmpfs from 6.3)",
+                source.display()
+            )),
+            e => Error::sys(format!("mount {dest}: cannot idmap {}", source.display()), e),
+        })?;
+        out.push(Some(tree));
+    }
+    Ok(out)
+}
+
 /// The options of mount `m` this runtime cannot honour, as an error naming them.
 pub fn check_supported(m: &Mount) -> Result<()> {
     let dest = m.destination().display();
-    if m.uid_mappings().as_ref().is_some_and(|v| !v.is_empty())
-        || m.gid_mappings().as_ref().is_some_and(|v| !v.is_empty())
-    {
-        return Err(Error::Unsupported(format!(
-            "mount {dest}: uidMappings/gidMappings (idmapped mounts) are not supported yet"
-        )));
-    }
     let opts = parse_options(m.options().as_deref().unwrap_or_default());
-    if let Some(o) = opts.data.iter().find(|o| *o == "idmap" || *o == "ridmap") {
+    let mapped = m.uid_mappings().as_ref().is_some_and(|v| !v.is_empty())
+        || m.gid_mappings().as_ref().is_some_and(|v| !v.is_empty())
+        || opts.data.iter().any(|o| o == "idmap" || o == "ridmap");
+    if mapped && !(opts.bind || m.typ().as_deref() == Some("bind")) {
         return Err(Error::Unsupported(format!(
-            "mount {dest}: option {o} (idmapped mounts) is not supported yet"
+            "mount {dest}: idmapped mounts are supported for bind mounts only"
         )));
     }
     let bind = opts.bind || m.typ().as_deref() == Some("bind");
     if bind {
-        if let Some(o) = opts
-            .data
-            .iter()
-            .find(|o| !BIND_OPTIONS_FOR_OTHERS.contains(&o.as_str()))
-        {
+        if let Some(o) = opts.data.iter().find(|o| {
+            !BIND_OPTIONS_FOR_OTHERS.contains(&o.as_str()) && !IDMAP_OPTIONS.contains(&o.as_str())
+        }) {
             return Err(Error::InvalidConfig(format!(
                 "mount {dest}: option {o:?} is not a mount option a bind mount takes"
             )));
@@ -227,6 +305,8 @@ pub struct Rootfs<'a> {
     /// Called before the cgroup filesystem is mounted: the init must be in its cgroup (and its
     /// cgroup namespace) by then.
     pub before_cgroup_mount: &'a dyn Fn() -> Result<()>,
+    /// `prepare_idmapped`'s detached mounts, by the index of their `mounts` entry.
+    pub idmapped: &'a [Option<OwnedFd>],
 }
 
 impl Rootfs<'_> {
@@ -259,13 +339,14 @@ impl Rootfs<'_> {
         }
 
         let root = fs::File::open(self.rootfs).ctx_path("cannot open rootfs", self.rootfs)?;
-        for m in self.spec.mounts().iter().flatten() {
-            self.mount_one(root.as_raw_fd(), m)?;
+        for (i, m) in self.spec.mounts().iter().flatten().enumerate() {
+            let tree = self.idmapped.get(i).and_then(Option::as_ref);
+            self.mount_one(root.as_raw_fd(), m, tree)?;
         }
         Ok(())
     }
 
-    fn mount_one(&self, root: i32, m: &Mount) -> Result<()> {
+    fn mount_one(&self, root: i32, m: &Mount, idmapped: Option<&OwnedFd>) -> Result<()> {
         let dest = m.destination();
         let opts = parse_options(m.options().as_deref().unwrap_or_default());
         let typ = m.typ().as_deref().unwrap_or("");
@@ -294,14 +375,19 @@ impl Rootfs<'_> {
                 fs::metadata(&source).ctx_path("bind mount source is not usable:", &source)?;
             let target = ensure_in_root(root, dest, meta.is_dir())?;
             let rec = opts.flags & MsFlags::MS_REC;
-            mount(
-                Some(&source),
-                &fd_path(&target),
-                NONE,
-                MsFlags::MS_BIND | rec,
-                NONE,
-            )
-            .ctx(what())?;
+            match idmapped {
+                Some(tree) => {
+                    fsutil::attach_tree(tree, &target).map_err(|e| Error::sys(what(), e))?
+                }
+                None => mount(
+                    Some(&source),
+                    &fd_path(&target),
+                    NONE,
+                    MsFlags::MS_BIND | rec,
+                    NONE,
+                )
+                .ctx(what())?,
+            }
             let extra = MsFlags::from_bits_retain(
                 opts.flags.bits()
                     & !(MsFlags::MS_BIND | MsFlags::MS_REC | MsFlags::MS_REMOUNT).bits(),

@@ -553,26 +553,85 @@ fn mount_options_are_honoured_or_refused_never_dropped() {
         assert!(err.contains("Linux 5.12"), "{err}");
     }
 
-    // A typo on a bind mount, and idmapped mounts, are errors, not silently dropped options.
-    for (opts, maps, says) in [
-        (json!(["rbind", "nosiud"]), false, "nosiud"),
-        (json!(["rbind", "idmap"]), false, "idmap"),
-        (json!(["rbind"]), true, "uidMappings"),
+    // A typo on a bind mount is an error, not a silently dropped option; so is `idmap` with
+    // no mapping to apply.
+    for (opts, says) in [
+        (json!(["rbind", "nosiud"]), "nosiud"),
+        (json!(["rbind", "idmap"]), "idmap without uidMappings"),
     ] {
         let mut b = Bundle::new(&["true"]);
         b.edit(|c| {
-            let mut m =
+            let m =
                 json!({"destination": "/b", "type": "bind", "source": src.path(), "options": opts});
-            if maps {
-                m["uidMappings"] = json!([{"containerID": 0, "hostID": 1000, "size": 1}]);
-                m["gidMappings"] = json!([{"containerID": 0, "hostID": 1000, "size": 1}]);
-            }
             c["mounts"].as_array_mut().unwrap().push(m);
         });
         let (code, _, err) = root.run(&b);
         assert_ne!(code, 0, "{says}");
         assert!(err.contains(says), "{says}: {err}");
     }
+}
+
+#[test]
+fn an_idmapped_bind_maps_file_owners_both_ways() {
+    if !require_root("an_idmapped_bind_maps_file_owners_both_ways") {
+        return;
+    }
+    let root = Root::new();
+    // On a disk (ext4 here and in the VMs), not a tmpfs: tmpfs takes an idmap only from 6.3.
+    let src = tempfile::tempdir_in("/var/tmp").unwrap();
+    std::fs::write(src.path().join("mine"), b"x").unwrap();
+    // The directory too: the container's root has no CAP_DAC_OVERRIDE in this config.
+    for p in [src.path().to_path_buf(), src.path().join("mine")] {
+        std::os::unix::fs::chown(&p, Some(1000), Some(1000)).unwrap();
+    }
+    // On-disk 1000 is the container's root, and the container's root writes as 1000; on-disk
+    // 0 is the container's 1000; the rest as they are.
+    let maps = json!([
+        {"containerID": 1000, "hostID": 0, "size": 1},
+        {"containerID": 0, "hostID": 1000, "size": 1},
+        {"containerID": 1, "hostID": 1, "size": 999},
+        {"containerID": 1001, "hostID": 1001, "size": 64535},
+    ]);
+    let mut b = Bundle::new(&[
+        "sh",
+        "-c",
+        "stat -c %u /w/mine; touch /w/made; stat -c %u /w/made",
+    ]);
+    b.edit(|c| {
+        c["mounts"].as_array_mut().unwrap().push(json!({
+            "destination": "/w", "type": "bind", "source": src.path(), "options": ["rbind"],
+            "uidMappings": maps, "gidMappings": maps,
+        }));
+    });
+    let (code, out, err) = root.run(&b);
+    if !kernel_at_least(5, 12) {
+        assert_ne!(code, 0);
+        assert!(err.contains("Linux 5.12"), "{err}");
+        return;
+    }
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(
+        out, "0\n0\n",
+        "inside: the file owned by 1000 on disk, and the new one, are root's"
+    );
+    let made = std::fs::metadata(src.path().join("made")).unwrap();
+    use std::os::unix::fs::MetadataExt;
+    assert_eq!(
+        (made.uid(), made.gid()),
+        (1000, 1000),
+        "on disk: written as 1000"
+    );
+    // A mapping on a mount that is not a bind: refused in one line.
+    let mut t = Bundle::new(&["true"]);
+    t.edit(|c| {
+        c["mounts"].as_array_mut().unwrap().push(json!({
+            "destination": "/t", "type": "tmpfs", "source": "tmpfs",
+            "uidMappings": maps, "gidMappings": maps,
+        }));
+    });
+    let (code, _, err) = root.run(&t);
+    assert_ne!(code, 0);
+    assert!(err.contains("bind mounts only"), "{err}");
 }
 
 #[test]

@@ -29,16 +29,19 @@ pub fn husk_output(root: &Path, args: &[&str], docker_config: Option<&Path>) -> 
     c.output().expect("husk runs")
 }
 
-/// A husk config file that turns the default bridge off: written once per test process
-/// (its tests run on threads of their own, and must not race over the file).
+/// A husk config file that turns the default bridge off: one file for every test process,
+/// written whole under a temporary name and renamed into place (tests of several processes
+/// write it at once; a reader sees the old file or the new, never half of one).
 pub fn no_bridge_config() -> std::path::PathBuf {
     static PATH: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
     PATH.get_or_init(|| {
-        let path = std::env::temp_dir().join(format!(
-            "husk-test-config-no-bridge-{}.json",
-            std::process::id()
-        ));
-        std::fs::write(&path, br#"{"bridge": "none"}"#).expect("write a test config");
+        const CONFIG: &[u8] = br#"{"bridge": "none"}"#;
+        let path = std::env::temp_dir().join("husk-test-config-no-bridge.json");
+        if std::fs::read(&path).ok().as_deref() != Some(CONFIG) {
+            let tmp = path.with_extension(format!("{}.tmp", std::process::id()));
+            std::fs::write(&tmp, CONFIG).expect("write a test config");
+            std::fs::rename(&tmp, &path).expect("put the test config in place");
+        }
         path
     })
     .clone()

@@ -17,6 +17,8 @@ def main():
         args = [suite["exe"], "--test-threads=2", "--nocapture"]
         if suite["filters"]:
             args += suite["filters"]
+        for name in suite.get("skip", []):
+            args += ["--skip", name]
         print(f"guest: {suite['name']}", flush=True)
         proc = subprocess.Popen(args, cwd=suite["cwd"], stdout=subprocess.PIPE,
                                 stderr=subprocess.STDOUT, text=True, errors="replace")
