@@ -5,7 +5,8 @@ The job compiles and runs a C hello-world kept in a workspace directory, offline
 host's own /usr, so every sandbox gets the same toolchain without an image to build. Each
 sandbox gives it the same confinement: the host's root read-only (husk and podman through
 `--rootfs /` under a layer of their own; bwrap with `--ro-bind / /`), the workspace mounted
-read-write at /w, a tmpfs /tmp, no network, its own pid, ipc and uts namespaces. husk runs it
+read-write at /mnt (a directory the host's root has: bwrap cannot make one on a read-only
+root), a tmpfs /tmp, no network, its own pid, ipc and uts namespaces. husk runs it
 with `--rm --report` (the report written to a file), podman with `--rm` (runc, as this host
 needs), bwrap with `--die-with-parent --unshare-all`. Rounds are interleaved (host, husk,
 podman, bwrap, host, ...) so that the machine's noise falls on all alike; medians are
@@ -55,20 +56,21 @@ def main():
             "host": ["sh", "-c", JOB.replace("/tmp/", host_tmp + "/")],
             "husk": [husk, "--root", husk_root, "run", "--rm", "--report=json",
                      "--report-file", report, "--network", "none", "--read-only",
-                     "--tmpfs", "/tmp", "-v", f"{ws}:/w", "-w", "/w", "--rootfs", "/",
+                     "--tmpfs", "/tmp:exec", "-v", f"{ws}:/mnt", "-w", "/mnt", "--rootfs", "/",
                      "sh", "-c", JOB],
         }
         if shutil.which("podman"):
             cmds["podman"] = ["podman", "--root", podman_root, "--runroot",
                               os.path.join(tmp, "podman-run"), "--runtime", "runc",
-                              "run", "--rm", "--ulimit", "nofile=20000:20000",
-                              "--network", "none", "--read-only", "--tmpfs", "/tmp",
-                              "-v", f"{ws}:/w", "-w", "/w", "--rootfs", "/:O", "sh", "-c", JOB]
+                              "run", "--rm", "--ulimit", "nofile=1024:1024", "--ulimit", "nproc=1024:1024",
+                              "--network", "none", "--read-only", "--read-only-tmpfs=false",
+                              "--tmpfs", "/tmp:exec,notmpcopyup",
+                              "-v", f"{ws}:/mnt", "-w", "/mnt", "--rootfs", "/:O", "sh", "-c", JOB]
         else:
             print("bench: no podman; its row is left out")
         if shutil.which("bwrap"):
             cmds["bwrap"] = ["bwrap", "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc",
-                             "--tmpfs", "/tmp", "--bind", ws, "/w", "--chdir", "/w",
+                             "--tmpfs", "/tmp", "--bind", ws, "/mnt", "--chdir", "/mnt",
                              "--unshare-all", "--die-with-parent", "sh", "-c", JOB]
         else:
             print("bench: no bwrap (Debian's bubblewrap); its row is left out")

@@ -14,8 +14,12 @@ use std::time::{Duration, Instant};
 use common::*;
 
 fn spawn_husk(root: &Path, args: &[&str]) -> Child {
+    spawn_husk_with(root, &no_bridge_config(), args)
+}
+
+fn spawn_husk_with(root: &Path, config: &Path, args: &[&str]) -> Child {
     Command::new(env!("CARGO_BIN_EXE_husk"))
-        .env("HUSK_CONFIG", no_bridge_config())
+        .env("HUSK_CONFIG", config)
         .env("HUSK_LAYER_MOUNT_GRACE", "0")
         .arg("--root")
         .arg(root)
@@ -34,6 +38,21 @@ fn until(what: &str, limit: Duration, mut f: impl FnMut() -> bool) -> Duration {
         std::thread::sleep(Duration::from_millis(20));
     }
     start.elapsed()
+}
+
+fn husk_env_config(root: &Path, config: &Path, args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_husk"))
+        .env("HUSK_CONFIG", config)
+        .arg("--root")
+        .arg(root)
+        .args(args)
+        .output()
+        .expect("husk runs");
+    (
+        out.status.code().unwrap_or(-1),
+        text(&out.stdout),
+        text(&out.stderr),
+    )
 }
 
 /// Processes whose cgroup names this container.
@@ -188,6 +207,49 @@ fn die_with_parent_takes_the_container_with_a_killed_husk() {
         Duration::from_secs(15),
         || nothing_left(r, Some(&id)).is_ok(),
     );
+
+    // As the default in husk's config file, for attached runs; `=false` overrides it.
+    let config = r.join("die-config.json");
+    std::fs::write(&config, br#"{"bridge": "none", "die-with-parent": true}"#).unwrap();
+    let mut husk_run = spawn_husk_with(
+        r,
+        &config,
+        &["run", "--name", "job3", &img, "sleep", "1000"],
+    );
+    let id = running_id(r);
+    husk_run.kill().expect("SIGKILL husk");
+    husk_run.wait().expect("reap husk");
+    until(
+        "the config's default to take the container",
+        Duration::from_secs(15),
+        || nothing_left(r, Some(&id)).is_ok(),
+    );
+    let mut husk_run = spawn_husk_with(
+        r,
+        &config,
+        &[
+            "run",
+            "--die-with-parent=false",
+            "--name",
+            "job4",
+            &img,
+            "sleep",
+            "1000",
+        ],
+    );
+    let id = running_id(r);
+    husk_run.kill().expect("SIGKILL husk");
+    husk_run.wait().expect("reap husk");
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(
+        !processes_of(&id).is_empty(),
+        "without die-with-parent it goes on, as docker's"
+    );
+    assert_eq!(husk(r, &["rm", "-f", "job4"]).0, 0);
+    // A detached run ignores the config's default (it is meant to outlive its husk).
+    let (code, _, err) = husk_env_config(r, &config, &["run", "-d", "--name", "bg", &img, "true"]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(husk(r, &["rm", "-f", "bg"]).0, 0);
 
     // Conflicts are one line and exit 125.
     let (code, _, err) = husk(r, &["run", "-d", "--die-with-parent", &img, "true"]);

@@ -30,7 +30,8 @@ pub struct Exit {
     pub code: i32,
     /// When the engine ended it (its `timeout` ran out): why, in one line naming it.
     pub killed: Option<String>,
-    /// What it used, from its cgroup; None where it never had one (it did not start).
+    /// What it used, from its cgroup: with `RunOptions::report`, or when its record is kept
+    /// (no `--rm`); None otherwise, or where it never started.
     pub usage: Option<ResourceUsage>,
 }
 
@@ -195,8 +196,11 @@ fn supervise_once(
     let fired = timed_out
         .load(Ordering::SeqCst)
         .then(|| c.timeout.unwrap_or_default());
+    // Read only where someone will see it: `--report`, or a record kept for `inspect` (a
+    // plain `run --rm` skips the dozen reads).
+    let wanted = c.sample_usage || !c.auto_remove;
     let used = match (&cgroup, run.started) {
-        (Some(cg), Some(t)) => Some(usage::collect(
+        (Some(cg), Some(t)) if wanted => Some(usage::collect(
             cg,
             run.sampler.take(),
             t.elapsed(),
