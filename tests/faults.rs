@@ -59,15 +59,7 @@ fn crc(data: &[u8]) -> u64 {
 /// What a killed command could leave: temp and partial files, half-made layers, index temps.
 fn leftovers(root: &Path) -> Vec<String> {
     let mut out = Vec::new();
-    let list = |dir: &Path| -> Vec<String> {
-        std::fs::read_dir(dir)
-            .map(|rd| {
-                rd.flatten()
-                    .map(|e| e.file_name().to_string_lossy().into_owned())
-                    .collect()
-            })
-            .unwrap_or_default()
-    };
+    let list = dir_entries;
     for n in list(&root.join("tmp")) {
         if !n.ends_with(".lock") && !n.starts_with("erofs-probe") && !n.starts_with("probe") {
             out.push(format!("tmp/{n}"));

@@ -92,16 +92,6 @@ fn cgroups_of(id: &str) -> Vec<String> {
     found
 }
 
-fn dir_entries(dir: &Path) -> Vec<String> {
-    std::fs::read_dir(dir)
-        .map(|rd| {
-            rd.flatten()
-                .map(|e| e.file_name().to_string_lossy().into_owned())
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
 /// Nothing of any container is left in the store at `root`: records, names, the runtime's
 /// state, the monitored index, mounts; and nothing of container `id` on the host.
 fn nothing_left(root: &Path, id: Option<&str>) -> Result<(), String> {

@@ -355,18 +355,7 @@ pub fn create_with(
         for d in [&upper, &work, &rootfs] {
             fs::create_dir_all(d).with_context(|| format!("cannot create {}", d.display()))?;
         }
-        // A --rm container's upper directory goes when it exits: it skips overlayfs's syncs
-        // (podman does the same), so its end does not wait for a syncfs of the host's file
-        // system, dirty with whatever else the machine writes.
-        let upper = husk_image::snapshot::Upper {
-            dir: &upper,
-            work: &work,
-            volatile: a.auto_remove,
-        };
-        match &a.rootfs {
-            Some(dir) => husk_image::snapshot::mount_directory(dir, upper, &rootfs)?,
-            None => husk_image::snapshot::mount(root, &diff_ids, Some(upper), &rootfs)?,
-        }
+        layers::mount_root(root, &dir, &diff_ids, a.rootfs.as_deref(), a.auto_remove)?;
         let image_volumes: Vec<String> = config.config["Volumes"]
             .as_object()
             .map(|o| o.keys().cloned().collect())

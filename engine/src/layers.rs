@@ -37,15 +37,36 @@ pub fn mount_rootfs(root: &Path, c: &Container) -> Result<()> {
         .iter()
         .map(|d| husk_image::Digest::parse(d))
         .collect::<husk_image::Result<_>>()?;
-    let (upper, work) = (dir.join("upper"), dir.join("work"));
+    mount_root(
+        root,
+        &dir,
+        &diff_ids,
+        c.rootfs_dir.as_deref(),
+        c.auto_remove,
+    )
+}
+
+/// Mount container directory `dir`'s root on `dir/rootfs`: the layers `diff_ids` (or, with
+/// `--rootfs`, the directory `rootfs_dir`) under its upper directory. A --rm container's
+/// upper directory goes when it exits: it is `volatile`, skipping overlayfs's syncs (podman
+/// does the same), so its end does not wait for a syncfs of the host's file system, dirty
+/// with whatever else the machine writes.
+pub fn mount_root(
+    root: &Path,
+    dir: &Path,
+    diff_ids: &[husk_image::Digest],
+    rootfs_dir: Option<&Path>,
+    volatile: bool,
+) -> Result<()> {
+    let (upper, work, rootfs) = (dir.join("upper"), dir.join("work"), dir.join("rootfs"));
     let upper = husk_image::snapshot::Upper {
         dir: &upper,
         work: &work,
-        volatile: c.auto_remove,
+        volatile,
     };
-    match &c.rootfs_dir {
+    match rootfs_dir {
         Some(d) => husk_image::snapshot::mount_directory(d, upper, &rootfs)?,
-        None => husk_image::snapshot::mount(root, &diff_ids, Some(upper), &rootfs)?,
+        None => husk_image::snapshot::mount(root, diff_ids, Some(upper), &rootfs)?,
     }
     Ok(())
 }

@@ -47,6 +47,17 @@ pub fn no_bridge_config() -> std::path::PathBuf {
     .clone()
 }
 
+/// The names in `dir` (none when it cannot be read).
+pub fn dir_entries(dir: &Path) -> Vec<String> {
+    std::fs::read_dir(dir)
+        .map(|rd| {
+            rd.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 /// (exit code, stdout, stderr) of `husk --root ROOT ARGS…`.
 pub fn husk_env(root: &Path, args: &[&str], docker_config: Option<&Path>) -> (i32, String, String) {
     let out = husk_output(root, args, docker_config);
