@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use anyhow::{bail, Result};
 use husk_cli::husk::{
-    ExecArgs, KillArgs, LimitArgs, LogsArgs, PsArgs, PullPolicy, RmArgs, RunArgs, StartArgs,
-    StatsArgs, StopArgs, UpdateArgs, VolumeCommand,
+    CpArgs, ExecArgs, KillArgs, LimitArgs, LogsArgs, PsArgs, PullPolicy, RmArgs, RunArgs,
+    StartArgs, StatsArgs, StopArgs, UpdateArgs, VolumeCommand,
 };
 use husk_engine::options::{self, Filter, Mount, Network, Seccomp, SecurityOpt};
 use husk_engine::{
@@ -88,6 +88,37 @@ fn run_options(a: &RunArgs) -> husk_engine::Result<RunOptions> {
         restart: options::RestartPolicy::parse(&a.restart)?,
         die_with_parent: a.die_with_parent,
         userns: options::Userns::parse(a.userns.as_deref().unwrap_or("host"))?,
+        shm_size: flag_bytes("--shm-size", a.shm_size.as_deref())?,
+        sysctls: a
+            .sysctl
+            .iter()
+            .map(|kv| match kv.split_once('=') {
+                Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),
+                _ => Err(husk_engine::Error::Invalid(format!(
+                    "invalid --sysctl {kv:?}: use NAME=VALUE"
+                ))),
+            })
+            .collect::<husk_engine::Result<_>>()?,
+        devices: a
+            .device
+            .iter()
+            .map(|d| options::DeviceMapping::parse(d))
+            .collect::<husk_engine::Result<_>>()?,
+        cpuset_cpus: a.cpuset_cpus.clone(),
+        cpuset_mems: a.cpuset_mems.clone(),
+        group_add: a.group_add.clone(),
+        ipc: options::NamespaceMode::parse("ipc", a.ipc.as_deref().unwrap_or(""))?,
+        pid: options::NamespaceMode::parse("pid", a.pid.as_deref().unwrap_or(""))?,
+        uts: options::NamespaceMode::parse("uts", a.uts.as_deref().unwrap_or(""))?,
+        oom_kill_disable: a.oom_kill_disable,
+        memory_reservation: flag_bytes("--memory-reservation", a.memory_reservation.as_deref())?,
+        blkio_weight: a.blkio_weight,
+        device_read_bps: rates(&a.device_read_bps, true)?,
+        device_write_bps: rates(&a.device_write_bps, true)?,
+        device_read_iops: rates(&a.device_read_iops, false)?,
+        device_write_iops: rates(&a.device_write_iops, false)?,
+        volumes_from: a.volumes_from.clone(),
+        cidfile: a.cidfile.clone(),
         rootfs: a.rootfs.then(|| {
             std::fs::canonicalize(&a.image).unwrap_or_else(|_| std::path::PathBuf::from(&a.image))
         }),
@@ -101,6 +132,26 @@ fn run_options(a: &RunArgs) -> husk_engine::Result<RunOptions> {
             None
         },
     };
+    if a.gpus.is_some() {
+        return Err(husk_engine::Error::Invalid(
+            "--gpus is not built: husk does not read CDI device specs yet; --device gives a device node".into(),
+        ));
+    }
+    for f in &a.label_file {
+        let text = std::fs::read_to_string(f).map_err(|e| {
+            husk_engine::Error::Invalid(format!("cannot read the label file {}: {e}", f.display()))
+        })?;
+        let lines: Vec<String> = text
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty() && !l.starts_with('#'))
+            .map(str::to_string)
+            .collect();
+        for (k, v) in options::parse_labels(&lines) {
+            // Labels on the command line win over the file's.
+            o.labels.entry(k).or_insert(v);
+        }
+    }
     for s in &a.security_opt {
         match options::parse_security_opt(s)? {
             SecurityOpt::NoNewPrivileges(on) => o.no_new_privileges = on,
@@ -222,6 +273,21 @@ fn report(a: &RunArgs, name: &str, id: &str, exit: &husk_engine::Exit) -> Result
     }
 }
 
+/// A size flag's value, the flag named in the error.
+fn flag_bytes(flag: &str, v: Option<&str>) -> husk_engine::Result<Option<i64>> {
+    v.map(|v| {
+        options::parse_bytes(v).map_err(|e| husk_engine::Error::Invalid(format!("{flag} {v}: {e}")))
+    })
+    .transpose()
+}
+
+/// `--device-read-bps` and kin.
+fn rates(list: &[String], bytes: bool) -> husk_engine::Result<Vec<(std::path::PathBuf, u64)>> {
+    list.iter()
+        .map(|s| options::parse_device_rate(s, bytes))
+        .collect()
+}
+
 fn memory(l: &LimitArgs) -> husk_engine::Result<Option<i64>> {
     l.memory.as_deref().map(options::parse_bytes).transpose()
 }
@@ -233,6 +299,45 @@ fn memory_swap(l: &LimitArgs) -> husk_engine::Result<Option<i64>> {
         Some(s) => Some(options::parse_bytes(s)?),
         None => None,
     })
+}
+
+/// `CONTAINER:PATH` (a name before the colon, no slash in it) or a host path (`./a:b` is one).
+fn container_part(s: &str) -> Option<(&str, &str)> {
+    let (c, p) = s.split_once(':')?;
+    (!c.is_empty() && !c.contains('/')).then_some((c, p))
+}
+
+/// `cp`: one side a container, the other the host or `-`; docker's message on stderr.
+pub fn cp(engine: &Engine, a: &CpArgs) -> Result<()> {
+    use husk_engine::CopyOutside;
+    let copied = match (container_part(&a.src), container_part(&a.dest)) {
+        (Some(_), Some(_)) => bail!("copying between containers is not supported"),
+        (None, None) => bail!("must specify at least one container source"),
+        (Some((c, p)), None) => {
+            if a.dest == "-" {
+                let mut out = std::io::stdout().lock();
+                engine.copy_out(c, p, CopyOutside::TarOut(&mut out))?;
+                return Ok(());
+            }
+            engine.copy_out(c, p, CopyOutside::Host(a.dest.clone().into()))?
+        }
+        (None, Some((c, p))) => {
+            if a.src == "-" {
+                let mut input = std::io::stdin().lock();
+                engine.copy_in(c, CopyOutside::TarIn(&mut input), p)?;
+                return Ok(());
+            }
+            engine.copy_in(c, CopyOutside::Host(a.src.clone().into()), p)?
+        }
+    };
+    if !a.quiet {
+        eprintln!(
+            "Successfully copied {} to {}",
+            human_bytes(copied, false),
+            a.dest
+        );
+    }
+    Ok(())
 }
 
 /// `update`: new limits for each container; docker prints each name.

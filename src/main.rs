@@ -4,6 +4,7 @@
 //! here.
 
 mod containers;
+mod docs;
 mod images;
 mod networks;
 mod progress;
@@ -29,6 +30,12 @@ fn main() {
         // This binary is the reaper of idle layer mounts (`reap-layer-mounts`).
         layer_reaper: Some("/proc/self/exe".into()),
     };
+    // What needs no store: the completion scripts and the man pages.
+    match &cli.command {
+        HuskCommand::Completion { shell } => std::process::exit(docs::completion(*shell)),
+        HuskCommand::ManPages { dir } => std::process::exit(docs::man_pages(dir)),
+        _ => {}
+    }
     if let HuskCommand::ReapLayerMounts { layers } = &cli.command {
         // Started with the root already canonical; a store deleted meanwhile stays deleted.
         let code = match Engine::open(config).and_then(|e| e.reap_layer_mounts(layers)) {
@@ -129,12 +136,15 @@ fn main() {
         HuskCommand::Volume(v) => containers::volume(e, v),
         HuskCommand::Network(n) => networks::network(e, n),
         HuskCommand::Port(a) => networks::port(e, a),
+        HuskCommand::Cp(a) => containers::cp(e, a),
         HuskCommand::Info | HuskCommand::System(SystemCommand::Info) => images::info(e),
         HuskCommand::System(SystemCommand::Check(a)) => images::check(e, a.repair),
         HuskCommand::System(SystemCommand::Df) => images::system_df(e),
         HuskCommand::System(SystemCommand::Prune(a)) => images::system_prune(e, a),
         HuskCommand::Version(a) => images::version(e, a),
-        HuskCommand::ReapLayerMounts { .. } => Ok(()),
+        HuskCommand::ReapLayerMounts { .. }
+        | HuskCommand::Completion { .. }
+        | HuskCommand::ManPages { .. } => Ok(()),
     };
     if let Err(e) = result {
         eprintln!("husk: {e:#}");

@@ -1474,3 +1474,322 @@ fn system_df_prune_and_version() {
     let (code, v, _) = husk(r, &["version", "--format", "{{.Client.Version}}"]);
     assert_eq!((code, v.trim()), (0, env!("CARGO_PKG_VERSION")));
 }
+
+#[test]
+fn more_run_flags_reach_the_container() {
+    let Some((_reg, root, img)) = busybox_store("more_run_flags_reach_the_container", &[]) else {
+        return;
+    };
+    let r = root.path();
+    let host_ns = |kind: &str| std::fs::read_link(format!("/proc/self/ns/{kind}")).unwrap();
+    let labels = r.join("labels");
+    std::fs::write(&labels, "# a comment\ntier=back\nowner=ci\n").unwrap();
+    let cid = r.join("cid");
+    let (code, out, err) = husk(
+        r,
+        &[
+            "run", "--name", "flags", "--shm-size", "128m", "--sysctl", "net.ipv4.ip_forward=1",
+            "--device", "/dev/zero:/dev/myzero", "--device", "/dev/loop-control:/dev/lc:r",
+            "--cpuset-cpus", "0", "--group-add", "staff",
+            "--group-add", "1234", "--ipc", "host", "--uts", "host", "--cidfile",
+            cid.to_str().unwrap(), "--label-file", labels.to_str().unwrap(), "-l", "owner=me",
+            "--memory-reservation", "32mb", "--blkio-weight", "300", &img, "sh", "-c",
+            "grep /dev/shm /proc/mounts | grep -o 'size=[0-9]*k'; cat /proc/sys/net/ipv4/ip_forward; \
+             head -c 4 /dev/myzero | wc -c; (exec 3</dev/lc) && (exec 3>/dev/lc) 2>/dev/null || echo read-only; \
+             grep Cpus_allowed_list /proc/self/status; id -G; hostname; readlink /proc/self/ns/ipc",
+        ],
+    );
+    assert_eq!(code, 0, "{err}");
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines[0], "size=131072k", "{out}");
+    assert_eq!(lines[1], "1", "{out}");
+    assert_eq!(lines[2], "4", "{out}");
+    // The device cgroup lets it be opened for reading only (/dev/zero is allowed anyway, as
+    // docker's defaults allow it).
+    assert_eq!(lines[3], "read-only", "{out}");
+    assert_eq!(lines[4], "Cpus_allowed_list:\t0", "{out}");
+    assert_eq!(lines[5], "0 10 50 1234", "{out}");
+    let host_name = nix::unistd::gethostname().unwrap().into_string().unwrap();
+    assert_eq!(lines[6], host_name, "{out}");
+    assert_eq!(lines[7], host_ns("ipc").to_str().unwrap(), "{out}");
+    let id = std::fs::read_to_string(&cid).unwrap();
+    let v = inspect(r, "flags");
+    assert_eq!(v["Id"], id.as_str());
+    let h = &v["HostConfig"];
+    assert_eq!(h["ShmSize"], 128 << 20, "{h}");
+    assert_eq!(h["MemoryReservation"], 32 << 20, "{h}");
+    assert_eq!(h["BlkioWeight"], 300, "{h}");
+    assert_eq!(h["CpusetCpus"], "0", "{h}");
+    assert_eq!(h["IpcMode"], "host", "{h}");
+    assert_eq!(h["UTSMode"], "host", "{h}");
+    assert_eq!(h["Sysctls"]["net.ipv4.ip_forward"], "1", "{h}");
+    assert_eq!(v["Config"]["Labels"]["tier"], "back", "{v}");
+    assert_eq!(
+        v["Config"]["Labels"]["owner"], "me",
+        "the command line wins: {v}"
+    );
+    // The same cidfile again: refused before anything is made.
+    let (code, _, err) = husk(
+        r,
+        &["run", "--cidfile", cid.to_str().unwrap(), &img, "true"],
+    );
+    assert_eq!(code, 125, "{err}");
+    assert!(err.contains("container ID file found"), "{err}");
+    assert_eq!(husk(r, &["ps", "-aq"]).1.lines().count(), 1);
+
+    // Another container's pid and ipc namespaces, and its volumes.
+    let (code, _, err) = husk(
+        r,
+        &[
+            "run",
+            "-d",
+            "--name",
+            "holder",
+            "-v",
+            "shared:/data",
+            &img,
+            "sh",
+            "-c",
+            "echo kept > /data/f; exec sleep 1000",
+        ],
+    );
+    assert_eq!(code, 0, "{err}");
+    let (code, out, err) = husk(
+        r,
+        &[
+            "run",
+            "--rm",
+            "--pid",
+            "container:holder",
+            "--ipc",
+            "container:holder",
+            "--volumes-from",
+            "holder:ro",
+            &img,
+            "sh",
+            "-c",
+            "ps -o comm | grep -c sleep; cat /data/f; touch /data/g 2>/dev/null || echo read-only",
+        ],
+    );
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out, "1\nkept\nread-only\n");
+    // Blkio throttles need a block device: the one this store is on, when there is one.
+    if std::path::Path::new("/dev/vda").exists() {
+        let (code, _, err) = husk(
+            r,
+            &[
+                "run",
+                "--rm",
+                "--device-read-bps",
+                "/dev/vda:1mb",
+                "--device-write-iops",
+                "/dev/vda:100",
+                &img,
+                "true",
+            ],
+        );
+        assert_eq!(code, 0, "{err}");
+    } else {
+        eprintln!("SKIP the blkio throttle run: no /dev/vda here");
+    }
+    // Bad input: one line, exit 125, nothing made.
+    for (args, says) in [
+        (vec!["--device", "/etc/passwd"], "not a device"),
+        (vec!["--device", "relative"], "absolute"),
+        (vec!["--pid", "container:nosuch"], "nosuch"),
+        (vec!["--uts", "container:holder"], "--uts"),
+        (vec!["--blkio-weight", "5"], "10 to 1000"),
+        (
+            vec!["--device-read-bps", "/dev/null:1mb"],
+            "not a block device",
+        ),
+        (vec!["--gpus", "all"], "--gpus"),
+        (vec!["--shm-size", "0"], "shm-size"),
+        (vec!["--sysctl", "novalue"], "--sysctl"),
+    ] {
+        let mut full = vec!["run", "--rm"];
+        full.extend(args.iter().copied());
+        full.extend([img.as_str(), "true"]);
+        let (code, _, err) = husk(r, &full);
+        assert_eq!(code, 125, "{args:?}: {err}");
+        assert!(
+            err.contains(says) && err.trim().lines().count() == 1,
+            "{args:?}: {err}"
+        );
+    }
+    assert_eq!(husk(r, &["ps", "-aq"]).1.lines().count(), 2);
+    assert_eq!(husk(r, &["rm", "-f", "holder", "flags"]).0, 0);
+    no_mounts(r);
+}
+
+#[test]
+fn cp_both_ways_with_dockers_rules_and_no_way_out() {
+    let Some((_reg, root, img)) =
+        busybox_store("cp_both_ways_with_dockers_rules_and_no_way_out", &[])
+    else {
+        return;
+    };
+    let r = root.path();
+    let (code, _, err) = husk(
+        r,
+        &[
+            "run",
+            "-d",
+            "--name",
+            "box",
+            &img,
+            "sh",
+            "-c",
+            "mkdir -p /data/sub && echo a > /data/f && echo b > /data/sub/g && \
+           ln -s /etc/passwd /data/link && ln -s ../../../../../../.. /data/up && \
+           touch /data/ready && exec sleep 1000",
+        ],
+    );
+    assert_eq!(code, 0, "{err}");
+    until("the container's files", || {
+        husk(r, &["exec", "box", "test", "-e", "/data/ready"]).0 == 0
+    });
+    let host = tempfile::tempdir().unwrap();
+    let h = host.path();
+    // A directory into an existing directory: under its own name; symlinks stay symlinks.
+    let (code, _, err) = husk(r, &["cp", "box:/data", h.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("Successfully copied"), "{err}");
+    assert_eq!(
+        std::fs::read_to_string(h.join("data/sub/g")).unwrap(),
+        "b\n"
+    );
+    assert_eq!(
+        std::fs::read_link(h.join("data/link")).unwrap(),
+        Path::new("/etc/passwd")
+    );
+    // Its contents, to a new name; a file to a file.
+    let (code, _, err) = husk(r, &["cp", "box:/data/.", h.join("new").to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(std::fs::read_to_string(h.join("new/f")).unwrap(), "a\n");
+    let (code, _, err) = husk(r, &["cp", "box:/data/f", h.join("one").to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(std::fs::read_to_string(h.join("one")).unwrap(), "a\n");
+    // Into the container: a file and a directory.
+    std::fs::create_dir_all(h.join("tree/deep")).unwrap();
+    std::fs::write(h.join("tree/deep/x"), "x").unwrap();
+    let (code, _, err) = husk(
+        r,
+        &["cp", h.join("one").to_str().unwrap(), "box:/data/copied"],
+    );
+    assert_eq!(code, 0, "{err}");
+    let (code, _, err) = husk(r, &["cp", h.join("tree").to_str().unwrap(), "box:/data"]);
+    assert_eq!(code, 0, "{err}");
+    let (_, out, _) = husk(
+        r,
+        &["exec", "box", "cat", "/data/copied", "/data/tree/deep/x"],
+    );
+    assert_eq!(out, "a\nx");
+    // Through the container's symlink out of its root: it stays the container's root.
+    let marker = format!("husk-cp-escape-{}", std::process::id());
+    let (code, _, err) = husk(
+        r,
+        &[
+            "cp",
+            h.join("one").to_str().unwrap(),
+            &format!("box:/data/up/tmp/{marker}"),
+        ],
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        !Path::new("/tmp").join(&marker).exists(),
+        "cp followed a symlink onto the host"
+    );
+    assert_eq!(
+        husk(r, &["exec", "box", "test", "-f", &format!("/tmp/{marker}")]).0,
+        0
+    );
+    let (code, _, err) = husk(
+        r,
+        &[
+            "cp",
+            "box:/data/up/etc/hostname",
+            h.join("hn").to_str().unwrap(),
+        ],
+    );
+    assert_eq!(code, 0, "{err}");
+    let theirs = husk(r, &["exec", "box", "cat", "/etc/hostname"]).1;
+    assert_eq!(std::fs::read_to_string(h.join("hn")).unwrap(), theirs);
+    // Tar streams both ways; a stream that names a path out of the destination is refused.
+    let out = husk_output(r, &["cp", "box:/data/sub", "-"], None);
+    assert!(out.status.success());
+    let mut names: Vec<String> = tar::Archive::new(&out.stdout[..])
+        .entries()
+        .unwrap()
+        .map(|e| e.unwrap().path().unwrap().display().to_string())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["sub", "sub/g"]);
+    let mut evil = tar::Builder::new(Vec::new());
+    let mut hd = tar::Header::new_gnu();
+    hd.set_size(1);
+    hd.set_mode(0o644);
+    hd.set_entry_type(tar::EntryType::Regular);
+    evil.append_data(&mut hd, "ok", &b"1"[..]).unwrap();
+    let mut raw = evil.into_inner().unwrap();
+    // A second entry named ../escape, written by hand (the tar crate refuses to make one).
+    let mut h2 = tar::Header::new_old();
+    h2.as_old_mut().name[..9].copy_from_slice(b"../escape");
+    h2.set_size(1);
+    h2.set_mode(0o644);
+    h2.set_entry_type(tar::EntryType::Regular);
+    h2.set_cksum();
+    raw.truncate(raw.len() - 1024);
+    raw.extend_from_slice(h2.as_bytes());
+    raw.extend_from_slice(&[b'2'; 1]);
+    raw.resize(raw.len() + 511 + 1024, 0);
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_husk"))
+        .env("HUSK_CONFIG", no_bridge_config())
+        .arg("--root")
+        .arg(r)
+        .args(["cp", "-", "box:/data/sub"])
+        .stdin(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    child.stdin.take().unwrap().write_all(&raw).unwrap();
+    let done = child.wait_with_output().unwrap();
+    assert!(!done.status.success());
+    assert!(
+        text(&done.stderr).contains("out of the destination"),
+        "{}",
+        text(&done.stderr)
+    );
+    assert_ne!(husk(r, &["exec", "box", "test", "-e", "/data/escape"]).0, 0);
+    // A stopped container: its root is mounted for the copy, and unmounted after.
+    assert_eq!(husk(r, &["stop", "-t", "0", "box"]).0, 0);
+    let (code, _, err) = husk(
+        r,
+        &["cp", "box:/data/sub/g", h.join("late").to_str().unwrap()],
+    );
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(std::fs::read_to_string(h.join("late")).unwrap(), "b\n");
+    no_mounts(r);
+    // Bad input: one line.
+    for (args, says) in [
+        (
+            vec!["cp", "box:/nope", h.to_str().unwrap()],
+            "could not find",
+        ),
+        (vec!["cp", "a", "b"], "at least one container"),
+        (
+            vec!["cp", "box:/data", h.join("one").to_str().unwrap()],
+            "directory to a file",
+        ),
+    ] {
+        let (code, _, err) = husk(r, &args);
+        assert_ne!(code, 0, "{args:?}");
+        assert!(
+            err.contains(says) && err.trim().lines().count() == 1,
+            "{args:?}: {err}"
+        );
+    }
+    assert_eq!(husk(r, &["rm", "box"]).0, 0);
+    no_mounts(r);
+}

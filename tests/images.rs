@@ -746,3 +746,113 @@ fn an_image_with_a_repeated_layer_mounts_on_both_snapshotters() {
         assert_eq!(layer_mounts(root.path()), 0, "{driver}");
     }
 }
+
+/// One name, two platforms (an index of the busybox layer under a config for this host and one
+/// for another architecture), pushed to `repo:tag`: (host config digest, other config
+/// digest, the other platform).
+fn push_two_platforms(reg: &TestRegistry, repo: &str, tag: &str) -> (String, String, String) {
+    let layer = busybox_layer();
+    let blob = gzip(&layer);
+    let ld = reg.push_blob(repo, &blob);
+    let host = husk_image::manifest::Platform::host().architecture;
+    let other = if host == "arm64" { "amd64" } else { "arm64" };
+    let mt = "application/vnd.oci.image.manifest.v1+json";
+    let mut descs = Vec::new();
+    let mut configs = Vec::new();
+    for arch in [host.as_str(), other] {
+        let config = serde_json::to_vec(&serde_json::json!({
+            "architecture": arch, "os": "linux", "config": {"Env": ["PATH=/bin"]},
+            "rootfs": {"type": "layers", "diff_ids": [husk_image::Digest::of(&layer).to_string()]}
+        }))
+        .unwrap();
+        let cd = reg.push_blob(repo, &config);
+        let manifest = serde_json::to_vec(&serde_json::json!({
+            "schemaVersion": 2, "mediaType": mt,
+            "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": cd.to_string(), "size": config.len()},
+            "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "digest": ld.to_string(), "size": blob.len()}],
+        }))
+        .unwrap();
+        let md = reg.push_manifest(
+            repo,
+            &husk_image::Digest::of(&manifest).to_string(),
+            mt,
+            &manifest,
+        );
+        descs.push(
+            serde_json::json!({"mediaType": mt, "digest": md.to_string(), "size": manifest.len(),
+            "platform": {"os": "linux", "architecture": arch}}),
+        );
+        configs.push(cd.to_string());
+    }
+    let index = serde_json::to_vec(&serde_json::json!({
+        "schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json", "manifests": descs,
+    }))
+    .unwrap();
+    reg.push_manifest(repo, tag, "application/vnd.oci.image.index.v1+json", &index);
+    (
+        configs[0].clone(),
+        configs[1].clone(),
+        format!("linux/{other}"),
+    )
+}
+
+#[test]
+fn an_image_per_platform_under_one_name() {
+    if !is_root() {
+        eprintln!("SKIP an_image_per_platform_under_one_name: containers need root");
+        return;
+    }
+    let Some(reg) = start_registry() else { return };
+    let (host_id, other_id, other) = push_two_platforms(&reg, "lib/multi", "1");
+    let root = store();
+    let r = root.path();
+    let img = format!("127.0.0.1:{}/lib/multi:1", reg.port);
+    // The other platform first: it does not become what the plain name means.
+    let (code, _, err) = husk(r, &["pull", "-q", "--platform", &other, &img]);
+    assert_eq!(code, 0, "{err}");
+    // A plain run wants this host's platform: not in the store, so it is pulled beside.
+    let (code, _, err) = husk(r, &["run", "--name", "mine", &img, "true"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("Unable to find image"), "{err}");
+    let (_, out, _) = husk(r, &["inspect", "-f", "{{.Image}}", "mine"]);
+    assert_eq!(out.trim(), host_id);
+    // Both stay: --platform runs the other one without pulling again.
+    let (code, _, err) = husk(
+        r,
+        &[
+            "run",
+            "--name",
+            "theirs",
+            "--pull",
+            "never",
+            "--platform",
+            &other,
+            &img,
+            "true",
+        ],
+    );
+    assert_eq!(code, 0, "{err}");
+    let (_, out, _) = husk(r, &["inspect", "-f", "{{.Image}}", "theirs"]);
+    assert_eq!(out.trim(), other_id);
+    let (_, out, _) = husk(r, &["images", "-q", "--no-trunc"]);
+    assert_eq!(out.lines().count(), 2, "{out}");
+    // A pull of this host's platform again replaces only its own.
+    let (code, _, err) = husk(r, &["pull", "-q", &img]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(husk(r, &["images", "-q"]).1.lines().count(), 2);
+    // A platform the registry does not have: one line, nothing lost.
+    let (code, _, err) = husk(
+        r,
+        &["run", "--rm", "--platform", "linux/s390x", &img, "true"],
+    );
+    assert_eq!(code, 125, "{err}");
+    // docker's "Unable to find image" line, then one line of error.
+    let errors: Vec<&str> = err.lines().filter(|l| l.starts_with("husk:")).collect();
+    assert!(errors.len() == 1 && errors[0].contains("s390x"), "{err}");
+    assert_eq!(husk(r, &["images", "-q"]).1.lines().count(), 2);
+    assert_eq!(husk(r, &["rm", "mine", "theirs"]).0, 0);
+    // rmi of the name takes both platforms.
+    let (code, _, err) = husk(r, &["rmi", &img]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(husk(r, &["images", "-q"]).1, "");
+}

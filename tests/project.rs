@@ -180,3 +180,54 @@ fn no_two_modules_of_a_crate_import_each_other() {
         }
     }
 }
+
+fn husk_plain(args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_husk"))
+        .args(args)
+        .output()
+        .expect("husk runs")
+}
+
+#[test]
+fn completions_and_man_pages_come_from_the_flags() {
+    for (shell, marker) in [
+        ("bash", "_husk()"),
+        ("zsh", "#compdef husk"),
+        ("fish", "complete -c husk"),
+    ] {
+        let out = husk_plain(&["completion", shell]);
+        assert!(out.status.success(), "{shell}");
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(text.contains(marker), "{shell}: no {marker}");
+        assert!(
+            text.contains("die-with-parent"),
+            "{shell}: run's flags are in it"
+        );
+    }
+    let out = husk_plain(&["completion", "tcsh"]);
+    assert_eq!(out.status.code(), Some(125));
+    let dir = tempfile::tempdir().unwrap();
+    let out = husk_plain(&["man-pages", dir.path().to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let run = fs::read_to_string(dir.path().join("husk-run.1")).expect("husk-run.1");
+    assert!(
+        run.starts_with(".ie") || run.contains(".TH"),
+        "roff: {}",
+        &run[..80.min(run.len())]
+    );
+    assert!(
+        run.contains("die\\-with\\-parent"),
+        "run's page has its flags"
+    );
+    for page in ["husk.1", "husk-network-create.1", "husk-image-prune.1"] {
+        assert!(dir.path().join(page).exists(), "{page}");
+    }
+    assert!(
+        !dir.path().join("husk-reap-layer-mounts.1").exists(),
+        "internal commands have none"
+    );
+}

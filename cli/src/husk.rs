@@ -100,6 +100,19 @@ pub enum HuskCommand {
     Version(VersionArgs),
     /// Forget the credentials of a registry
     Logout(LogoutArgs),
+    /// Copy files between a container and the host: CONTAINER:SRC DEST or SRC CONTAINER:DEST
+    /// (`-` for a tar stream on stdin or stdout)
+    Cp(CpArgs),
+    /// Print a shell completion script: bash, zsh or fish
+    Completion {
+        #[arg(value_enum)]
+        shell: CompletionShell,
+    },
+    /// Write husk's man pages (husk.1, husk-run.1, …) into a directory
+    ManPages {
+        /// Where to write them (made if missing), e.g. /usr/local/share/man/man1
+        dir: PathBuf,
+    },
     /// Internal: unmount these layers' EROFS mounts once they have been idle for the grace
     /// period (started by the last user of a layer)
     #[command(hide = true)]
@@ -588,6 +601,24 @@ pub struct LogoutArgs {
     pub server: Option<String>,
 }
 
+#[derive(Debug, Args)]
+pub struct CpArgs {
+    /// CONTAINER:SRC_PATH, a host path, or - (a tar stream on stdin)
+    pub src: String,
+    /// CONTAINER:DEST_PATH, a host path, or - (a tar stream on stdout)
+    pub dest: String,
+    /// Print nothing but errors
+    #[arg(short, long)]
+    pub quiet: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum CompletionShell {
+    Bash,
+    Zsh,
+    Fish,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum PullPolicy {
     Always,
@@ -728,6 +759,66 @@ pub struct RunArgs {
     /// os/arch[/variant] of the image to pull
     #[arg(long)]
     pub platform: Option<String>,
+    /// Size of /dev/shm (default 64m)
+    #[arg(long, value_name = "SIZE")]
+    pub shm_size: Option<String>,
+    /// Kernel parameters of the container's namespaces: NAME=VALUE
+    #[arg(long)]
+    pub sysctl: Vec<String>,
+    /// A host device in the container: HOST[:CONTAINER][:PERMISSIONS]
+    #[arg(long)]
+    pub device: Vec<String>,
+    /// CPUs the container may run on (0-3, 0,1)
+    #[arg(long)]
+    pub cpuset_cpus: Option<String>,
+    /// Memory nodes the container may use (0-3, 0,1)
+    #[arg(long)]
+    pub cpuset_mems: Option<String>,
+    /// More groups for the container's process
+    #[arg(long)]
+    pub group_add: Vec<String>,
+    /// IPC namespace: private, shareable, host or container:NAME
+    #[arg(long)]
+    pub ipc: Option<String>,
+    /// PID namespace: host or container:NAME
+    #[arg(long)]
+    pub pid: Option<String>,
+    /// UTS namespace: host
+    #[arg(long)]
+    pub uts: Option<String>,
+    /// Write the container's ID to this file
+    #[arg(long)]
+    pub cidfile: Option<PathBuf>,
+    /// Read labels from a file of KEY=VALUE lines
+    #[arg(long)]
+    pub label_file: Vec<PathBuf>,
+    /// Do not let the OOM killer kill the container's processes (cgroup v1)
+    #[arg(long)]
+    pub oom_kill_disable: bool,
+    /// Memory soft limit
+    #[arg(long, value_name = "SIZE")]
+    pub memory_reservation: Option<String>,
+    /// Block I/O weight, 10 to 1000
+    #[arg(long)]
+    pub blkio_weight: Option<u16>,
+    /// Limit reads from a device: DEVICE:RATE (bytes a second, 1mb)
+    #[arg(long)]
+    pub device_read_bps: Vec<String>,
+    /// Limit writes to a device: DEVICE:RATE (bytes a second, 1mb)
+    #[arg(long)]
+    pub device_write_bps: Vec<String>,
+    /// Limit reads from a device: DEVICE:RATE (operations a second)
+    #[arg(long)]
+    pub device_read_iops: Vec<String>,
+    /// Limit writes to a device: DEVICE:RATE (operations a second)
+    #[arg(long)]
+    pub device_write_iops: Vec<String>,
+    /// Mount the volumes of another container: CONTAINER[:ro|rw]
+    #[arg(long)]
+    pub volumes_from: Vec<String>,
+    /// GPUs for the container (not built: refused with the reason)
+    #[arg(long)]
+    pub gpus: Option<String>,
     /// host, or keep-id: files the container's root writes to bind-mounted host directories
     /// belong to the user who ran husk (the sudo caller), through idmapped mounts (Linux 5.12+)
     #[arg(long, value_name = "MODE")]

@@ -29,12 +29,14 @@ pub enum PullEvent<'a> {
 /// The callback that hears of a pull's progress (from the download threads too).
 pub type PullProgress<'a> = &'a (dyn Fn(PullEvent) + Sync);
 
-/// The stored image a reference names (by digest, or by name and tag).
-pub fn find_image(root: &Path, r: &Reference) -> Result<Option<ImageRecord>> {
+/// The stored image a reference names (by digest, or by name and tag) for `platform`.
+pub fn find_image(root: &Path, r: &Reference, platform: &Platform) -> Result<Option<ImageRecord>> {
+    let platform = platform.to_string();
     Ok(husk_image::images::list(root)?.into_iter().find(|i| {
         i.name == r.name()
             && (r.digest.as_ref().map(|d| d.to_string()) == Some(i.manifest.clone())
                 || (r.digest.is_none() && i.tag == r.tag))
+            && i.platform() == platform
     }))
 }
 
@@ -138,6 +140,7 @@ fn rootfs_source(dir: &Path, a: &RunOptions) -> Result<(ImageRecord, ImageConfig
         diff_ids: Vec::new(),
         size: 0,
         created: None,
+        platform: None,
     };
     let config: ImageConfig = serde_json::from_value(serde_json::json!({
         "rootfs": {"type": "layers", "diff_ids": []},
@@ -148,27 +151,40 @@ fn rootfs_source(dir: &Path, a: &RunOptions) -> Result<(ImageRecord, ImageConfig
 
 fn image(root: &Path, a: &RunOptions, progress: PullProgress) -> Result<ImageRecord> {
     let r = Reference::parse(&a.image)?;
-    let have = find_image(root, &r)?;
+    let platform = a
+        .platform
+        .as_deref()
+        .map(Platform::parse)
+        .transpose()?
+        .unwrap_or_else(Platform::host);
+    let have = find_image(root, &r, &platform)?;
     let need_pull = match (a.pull, &have) {
         (PullPolicy::Always, _) | (PullPolicy::Missing, None) => true,
         (PullPolicy::Never, None) => {
-            return Err(Error::NoSuchImage(format!("{r} (and --pull=never)")))
+            return Err(Error::NoSuchImage(format!(
+                "{r} for {platform} (and --pull=never)"
+            )))
         }
         _ => false,
     };
     if need_pull {
-        let platform = a
-            .platform
-            .as_deref()
-            .map(Platform::parse)
-            .transpose()?
-            .unwrap_or_else(Platform::host);
         if have.is_none() {
             progress(PullEvent::NotFound(&r));
         }
         pull(root, &r, &platform, &Options::default(), progress)?;
     }
-    find_image(root, &r)?.ok_or_else(|| Error::NoSuchImage(r.to_string()))
+    if let Some(found) = find_image(root, &r, &platform)? {
+        return Ok(found);
+    }
+    // A registry that served another platform than asked for (an image without an index).
+    let other = husk_image::images::find(root, &a.image)?.into_iter().next();
+    Err(match other {
+        Some(o) => Error::Failed(format!(
+            "image {r} was found but does not match the platform asked for: wanted {platform}, actual {}",
+            o.platform()
+        )),
+        None => Error::NoSuchImage(format!("{r} for {platform}")),
+    })
 }
 
 /// The container's network as its record keeps it: `none`, `host`, `container:ID` or a
@@ -315,6 +331,12 @@ pub fn create_with(
         .map(|d| Digest::parse(d))
         .collect::<husk_image::Result<_>>()?;
 
+    if let Some(f) = a.cidfile.as_ref().filter(|f| f.exists()) {
+        return Err(Error::Invalid(format!(
+            "container ID file found, make sure the other container isn't running or delete {}",
+            f.display()
+        )));
+    }
     let id = store::random_id()?;
     on_id(&id);
     let mut name = match &a.name {
@@ -360,7 +382,8 @@ pub fn create_with(
             .as_object()
             .map(|o| o.keys().cloned().collect())
             .unwrap_or_default();
-        let volumes = volumes::resolve(root, &a.mounts, &image_volumes, &rootfs)?;
+        let mounts = with_volumes_from(root, a)?;
+        let volumes = volumes::resolve(root, &mounts, &image_volumes, &rootfs)?;
         let anonymous = volumes.anonymous.clone();
         let rest = record_container(
             root,
@@ -399,7 +422,90 @@ pub fn create_with(
         store::release_name(root, &name, &id);
         return Err(e);
     }
+    if let Some(f) = &a.cidfile {
+        fs::write(f, &id)
+            .with_context(|| format!("cannot write the container ID file {}", f.display()))?;
+    }
     Ok(id)
+}
+
+/// `--volumes-from`: the mounts of other containers, on the same paths, after the
+/// container's own (which win where both name a path).
+fn with_volumes_from(root: &Path, a: &RunOptions) -> Result<Vec<crate::options::Mount>> {
+    use crate::options::Mount;
+    let mut mounts = a.mounts.clone();
+    let target = |m: &Mount| match m {
+        Mount::Bind { target, .. } | Mount::Volume { target, .. } | Mount::Tmpfs { target, .. } => {
+            target.clone()
+        }
+    };
+    for spec in &a.volumes_from {
+        let (name, mode) = match spec.rsplit_once(':') {
+            Some((n, m @ ("ro" | "rw"))) => (n, Some(m)),
+            _ => (spec.as_str(), None),
+        };
+        let other = store::find(root, name)?;
+        for r in &other.mounts {
+            if mounts.iter().any(|m| target(m) == r.destination) {
+                continue;
+            }
+            let readonly = match mode {
+                Some(m) => m == "ro",
+                None => !r.rw,
+            };
+            mounts.push(if r.kind == "volume" {
+                Mount::Volume {
+                    name: Some(r.name.clone()),
+                    target: r.destination.clone(),
+                    readonly,
+                }
+            } else {
+                Mount::Bind {
+                    source: r.source.clone().into(),
+                    target: r.destination.clone(),
+                    readonly,
+                    create: false,
+                }
+            });
+        }
+    }
+    Ok(mounts)
+}
+
+/// `--ipc`, `--pid`, `--uts`: the host's namespace (left out of the spec) or a running
+/// container's (joined by path).
+fn share_namespaces(root: &Path, a: &RunOptions, spec: &mut serde_json::Value) -> Result<()> {
+    use crate::options::NamespaceMode;
+    for (kind, mode) in [("ipc", &a.ipc), ("pid", &a.pid), ("uts", &a.uts)] {
+        let Some(list) = spec["linux"]["namespaces"].as_array_mut() else {
+            continue;
+        };
+        match mode {
+            NamespaceMode::Private => {}
+            NamespaceMode::Host => {
+                list.retain(|n| n["type"] != kind);
+                if kind == "uts" {
+                    // The host's name stays the host's.
+                    if let Some(o) = spec.as_object_mut() {
+                        o.remove("hostname");
+                    }
+                }
+            }
+            NamespaceMode::Container(name) => {
+                let other = store::find(root, name)?;
+                let st = other.observed();
+                if st.status != crate::store::Status::Running || st.pid <= 0 {
+                    return Err(Error::Conflict(format!(
+                        "cannot join the {kind} namespace of container {name}: it is not running"
+                    )));
+                }
+                for n in list.iter_mut().filter(|n| n["type"] == kind) {
+                    n["path"] = serde_json::json!(format!("/proc/{}/ns/{kind}", st.pid));
+                }
+            }
+        }
+    }
+    Ok(())
 }
 
 /// The OCI spec and the record of a container whose root and volumes are ready.
@@ -434,7 +540,8 @@ fn record_container(
         keep_id(&mut mounts, &volumes.records);
     }
     mounts.extend(crate::etc_files::mounts(&dir, &taken));
-    let spec = spec::spec(a, config, rootfs, id, &mounts, &net)?;
+    let mut spec = spec::spec(a, config, rootfs, id, &mounts, &net)?;
+    share_namespaces(root, a, &mut spec)?;
     fs::write(dir.join("config.json"), serde_json::to_vec_pretty(&spec)?)
         .context("cannot write the container's config")?;
     let process = &spec["process"];

@@ -550,6 +550,19 @@ impl Engine {
         Ok(RunReport { id, name, exit })
     }
 
+    /// `cp CONTAINER:SRC DEST`: out of a container (running or not) to the host or a tar
+    /// stream; the bytes of file content copied.
+    pub fn copy_out(&self, query: &str, src: &str, to: crate::copy::Outside) -> Result<u64> {
+        let c = store::find(&self.root, query)?;
+        crate::copy::copy_out(&self.root, &c, src, to)
+    }
+
+    /// `cp SRC CONTAINER:DEST`: into a container from the host or a tar stream.
+    pub fn copy_in(&self, query: &str, from: crate::copy::Outside, dest: &str) -> Result<u64> {
+        let c = store::find(&self.root, query)?;
+        crate::copy::copy_in(&self.root, &c, from, dest)
+    }
+
     /// A container by name, full id or unique id prefix.
     pub fn container(&self, query: &str) -> Result<Container> {
         store::find(&self.root, query)
@@ -1244,6 +1257,22 @@ fn inspect_value(root: &Path, c: &Container) -> Value {
             "CapAdd": null, "CapDrop": null,
             "Privileged": res["devices"][0]["allow"].as_bool().unwrap_or(false),
             "Ulimits": spec["process"]["rlimits"],
+            "MemoryReservation": res["memory"]["reservation"].as_i64().unwrap_or(0),
+            "OomKillDisable": res["memory"]["disableOOMKiller"].as_bool().unwrap_or(false),
+            "CpusetCpus": res["cpu"]["cpus"].as_str().unwrap_or(""),
+            "CpusetMems": res["cpu"]["mems"].as_str().unwrap_or(""),
+            "BlkioWeight": res["blockIO"]["weight"].as_u64().unwrap_or(0),
+            "BlkioDeviceReadBps": throttles(&res["blockIO"]["throttleReadBpsDevice"]),
+            "BlkioDeviceWriteBps": throttles(&res["blockIO"]["throttleWriteBpsDevice"]),
+            "BlkioDeviceReadIOps": throttles(&res["blockIO"]["throttleReadIOPSDevice"]),
+            "BlkioDeviceWriteIOps": throttles(&res["blockIO"]["throttleWriteIOPSDevice"]),
+            "ShmSize": shm_size(&spec),
+            "Sysctls": spec["linux"]["sysctl"],
+            "Devices": spec["linux"]["devices"].as_array().map(|d| d.iter().map(|d| json!({"PathInContainer": d["path"], "Major": d["major"], "Minor": d["minor"]})).collect::<Vec<_>>()),
+            "GroupAdd": spec["process"]["user"]["additionalGids"],
+            "IpcMode": namespace_mode(&spec, "ipc"),
+            "PidMode": namespace_mode(&spec, "pid"),
+            "UTSMode": namespace_mode(&spec, "uts"),
         },
         "Mounts": c.mounts,
         "Config": {
@@ -1273,6 +1302,52 @@ fn log_opts(c: &Container) -> Value {
 }
 
 /// docker's `HostConfig.PortBindings`: what `-p` asked, an empty host port for "any".
+/// docker's `{"Path": "major:minor", "Rate": N}` list of a spec's throttle entries.
+fn throttles(v: &Value) -> Value {
+    json!(v
+        .as_array()
+        .map(|a| a
+            .iter()
+            .map(|e| json!({"Path": format!("{}:{}", e["major"], e["minor"]), "Rate": e["rate"]}))
+            .collect::<Vec<_>>())
+        .unwrap_or_default())
+}
+
+/// /dev/shm's size in bytes, from its mount's `size=` option.
+fn shm_size(spec: &Value) -> i64 {
+    spec["mounts"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|m| m["destination"] == "/dev/shm")
+        .flat_map(|m| strings_of(&m["options"]))
+        .find_map(|o| {
+            o.strip_prefix("size=")
+                .and_then(|v| crate::options::parse_bytes(v).ok())
+        })
+        .unwrap_or(0)
+}
+
+fn strings_of(v: &Value) -> Vec<String> {
+    crate::spec::strings(v)
+}
+
+/// docker's `IpcMode`/`PidMode`/`UTSMode`: "host" when the spec has no such namespace,
+/// "container:…" when it joins one by path, else "private" (ipc) or "".
+fn namespace_mode(spec: &Value, kind: &str) -> String {
+    let ns = spec["linux"]["namespaces"]
+        .as_array()
+        .and_then(|l| l.iter().find(|n| n["type"] == kind).cloned());
+    match ns {
+        None => "host".into(),
+        Some(n) if n["path"].is_string() => {
+            format!("container:{}", n["path"].as_str().unwrap_or(""))
+        }
+        Some(_) if kind == "ipc" => "private".into(),
+        Some(_) => String::new(),
+    }
+}
+
 fn port_bindings(c: &Container) -> Value {
     let mut m = serde_json::Map::new();
     for p in &c.ports {

@@ -11,8 +11,9 @@
 //!
 //! The modules only point down:
 //! - `engine` (the verbs) on top;
-//! - `create` (image + options → a container), `monitor` (runs and holds one) and `orphans`
-//!   (reaps what a killed husk left; the `--die-with-parent` watcher) below it;
+//! - `create` (image + options → a container), `monitor` (runs and holds one), `orphans`
+//!   (reaps what a killed husk left; the `--die-with-parent` watcher) and `copy` (`cp`) below
+//!   it;
 //! - `remove`, `spec` (image config + options → OCI spec), `volumes`, `logs`, `layers` (the
 //!   container's root mount and the layers' shared mounts) and `networking` (a container's
 //!   namespace, interfaces, ports, names and /etc files while it runs) below those;
@@ -23,7 +24,11 @@
 //!   (what a run used, from its cgroup), `user`, `security`, `options`, `time` and `error`
 //!   at the bottom.
 
+// inspect's docker-shaped JSON is one json! literal, deeper than the default limit.
+#![recursion_limit = "256"]
+
 mod cni;
+mod copy;
 mod create;
 mod dns;
 mod engine;
@@ -52,6 +57,7 @@ mod volumes;
 /// progress) are part of the engine's API.
 pub use husk_image as image;
 
+pub use copy::Outside as CopyOutside;
 pub use create::{PullEvent, PullProgress};
 pub use engine::{
     Attach, Config, DiskUsage, Engine, ImageRemoval, Info, PullReport, RunReport, Stats, Top, Usage,

@@ -62,6 +62,87 @@ impl Network {
     }
 }
 
+/// `--ipc`, `--pid`, `--uts`: the container's own namespace, the host's, or another
+/// container's.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum NamespaceMode {
+    #[default]
+    Private,
+    Host,
+    /// `container:NAME`: a running container's.
+    Container(String),
+}
+
+impl NamespaceMode {
+    /// `flag`'s value: `host`, `container:NAME`, or `private` (`shareable` too for `--ipc`).
+    pub fn parse(flag: &str, s: &str) -> Result<NamespaceMode> {
+        Ok(match s {
+            "" | "private" => NamespaceMode::Private,
+            "shareable" if flag == "ipc" => NamespaceMode::Private,
+            "host" => NamespaceMode::Host,
+            _ => match s.strip_prefix("container:") {
+                Some(c) if !c.is_empty() && flag != "uts" => NamespaceMode::Container(c.into()),
+                _ => invalid!(
+                    "invalid --{flag} {s:?}: use host{}",
+                    if flag == "uts" {
+                        ""
+                    } else {
+                        " or container:NAME"
+                    }
+                ),
+            },
+        })
+    }
+}
+
+/// `--device HOST[:CONTAINER][:PERMISSIONS]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeviceMapping {
+    pub host: PathBuf,
+    pub container: String,
+    /// Some of `rwm`.
+    pub permissions: String,
+}
+
+impl DeviceMapping {
+    pub fn parse(s: &str) -> Result<DeviceMapping> {
+        let parts: Vec<&str> = s.split(':').collect();
+        let perms = |p: &str| !p.is_empty() && p.chars().all(|c| "rwm".contains(c));
+        let (host, container, permissions) = match parts.as_slice() {
+            [h] => (*h, *h, "rwm"),
+            [h, p] if perms(p) => (*h, *h, *p),
+            [h, c] => (*h, *c, "rwm"),
+            [h, c, p] if perms(p) => (*h, *c, *p),
+            _ => invalid!("invalid --device {s:?}: use HOST[:CONTAINER][:PERMISSIONS] (PERMISSIONS: some of rwm)"),
+        };
+        if !host.starts_with('/') || !container.starts_with('/') {
+            invalid!("invalid --device {s:?}: the paths must be absolute");
+        }
+        Ok(DeviceMapping {
+            host: host.into(),
+            container: container.into(),
+            permissions: permissions.into(),
+        })
+    }
+}
+
+/// `--device-read-bps /dev/sda:1mb` and kin: (device, rate); `bytes` takes sizes (`1mb`),
+/// otherwise a count of operations.
+pub fn parse_device_rate(s: &str, bytes: bool) -> Result<(PathBuf, u64)> {
+    let Some((dev, rate)) = s.rsplit_once(':') else {
+        invalid!("invalid device rate {s:?}: use DEVICE:RATE");
+    };
+    let rate = if bytes {
+        parse_bytes(rate).ok().filter(|r| *r >= 0).map(|r| r as u64)
+    } else {
+        rate.parse::<u64>().ok()
+    };
+    match rate {
+        Some(r) if dev.starts_with('/') => Ok((dev.into(), r)),
+        _ => invalid!("invalid device rate {s:?}: use /dev/DEVICE:RATE"),
+    }
+}
+
 /// `--userns`: whose files the container's writes to bind mounts make.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Userns {
@@ -422,6 +503,37 @@ pub struct RunOptions {
     /// it dies, the container is killed and removed. Unset: husk's config file's
     /// `die-with-parent`, for attached runs.
     pub die_with_parent: Option<bool>,
+    /// `--shm-size`: bytes of /dev/shm (docker's 64 MiB when unset).
+    pub shm_size: Option<i64>,
+    /// `--sysctl`: kernel parameters of the container's own namespaces.
+    pub sysctls: BTreeMap<String, String>,
+    /// `--device`: host devices made in the container.
+    pub devices: Vec<DeviceMapping>,
+    /// `--cpuset-cpus`, `--cpuset-mems`: `0-3,5` lists.
+    pub cpuset_cpus: Option<String>,
+    pub cpuset_mems: Option<String>,
+    /// `--group-add`: more groups for the process (numbers, or names from the image).
+    pub group_add: Vec<String>,
+    /// `--ipc`, `--pid`, `--uts`.
+    pub ipc: NamespaceMode,
+    pub pid: NamespaceMode,
+    pub uts: NamespaceMode,
+    /// `--oom-kill-disable` (cgroup v1 only: v2 has no such switch).
+    pub oom_kill_disable: bool,
+    /// `--memory-reservation`: the soft limit, bytes.
+    pub memory_reservation: Option<i64>,
+    /// `--blkio-weight` (10-1000).
+    pub blkio_weight: Option<u16>,
+    /// `--device-read-bps` and kin: (block device path, bytes or operations a second).
+    pub device_read_bps: Vec<(PathBuf, u64)>,
+    pub device_write_bps: Vec<(PathBuf, u64)>,
+    pub device_read_iops: Vec<(PathBuf, u64)>,
+    pub device_write_iops: Vec<(PathBuf, u64)>,
+    /// `--volumes-from CONTAINER[:ro|rw]`: its mounts, on the same paths.
+    pub volumes_from: Vec<String>,
+    /// `--cidfile`: the container's id is written there once it exists (refused if the file
+    /// is already there, as docker's).
+    pub cidfile: Option<PathBuf>,
     /// `--userns`: `host` (the default) or `keep-id`.
     pub userns: Userns,
     /// `--rootfs` (podman's): this directory is the container's root, in place of an image;
@@ -527,6 +639,16 @@ pub fn parse_labels(labels: &[String]) -> BTreeMap<String, String> {
 /// "64m" → bytes.
 pub fn parse_bytes(s: &str) -> Result<i64> {
     let s = s.trim().to_ascii_lowercase();
+    // docker's units: 1k, 1kb, 1m, 1mb, 1g, 1gb, 10b.
+    let unit = s
+        .strip_suffix("kb")
+        .or_else(|| s.strip_suffix("mb"))
+        .or_else(|| s.strip_suffix("gb"))
+        .map(|n| (n, &s[n.len()..n.len() + 1]));
+    let s = match unit {
+        Some((n, u)) => format!("{n}{u}"),
+        None => s,
+    };
     let (num, mult) = match s.chars().last() {
         Some('k') => (&s[..s.len() - 1], 1i64 << 10),
         Some('m') => (&s[..s.len() - 1], 1 << 20),

@@ -148,7 +148,13 @@ pub fn spec(
         })
         .unwrap_or_else(|| "0".into());
     let (uid, gid) = crate::user::resolve(rootfs, &user)?;
-    let groups = crate::user::supplementary_groups(rootfs, uid, gid);
+    let mut groups = crate::user::supplementary_groups(rootfs, uid, gid);
+    for g in &a.group_add {
+        let g = crate::user::group_id(rootfs, g)?;
+        if !groups.contains(&g) {
+            groups.push(g);
+        }
+    }
 
     let mut s = husk_runtime::features::default_spec(false);
     let cap_list = capabilities(a)?;
@@ -219,7 +225,66 @@ pub fn spec(
         .as_array_mut()
         .ok_or_else(|| failed!("default spec has no mounts"))?
         .extend(mounts.iter().cloned());
+    if let Some(size) = a.shm_size {
+        if size <= 0 {
+            invalid!("invalid --shm-size: it must be more than 0");
+        }
+        for m in s["mounts"].as_array_mut().into_iter().flatten() {
+            if m["destination"] == "/dev/shm" {
+                if let Some(o) = m["options"].as_array_mut() {
+                    o.retain(|x| !x.as_str().is_some_and(|x| x.starts_with("size=")));
+                    o.push(json!(format!("size={}k", (size + 1023) / 1024)));
+                }
+            }
+        }
+    }
+    if !a.sysctls.is_empty() {
+        s["linux"]["sysctl"] = json!(a.sysctls);
+    }
     let mut resources = json!({"devices": [{"allow": false, "access": "rwm"}]});
+    for d in &a.devices {
+        let (node, rule) = device(d)?;
+        s["linux"]["devices"]
+            .as_array_mut()
+            .map(|v| v.push(node.clone()))
+            .unwrap_or_else(|| s["linux"]["devices"] = json!([node]));
+        if let Some(r) = resources["devices"].as_array_mut() {
+            r.push(rule);
+        }
+    }
+    if let Some(c) = &a.cpuset_cpus {
+        resources["cpu"]["cpus"] = json!(c);
+    }
+    if let Some(m) = &a.cpuset_mems {
+        resources["cpu"]["mems"] = json!(m);
+    }
+    if let Some(r) = a.memory_reservation {
+        resources["memory"]["reservation"] = json!(r);
+    }
+    if a.oom_kill_disable {
+        resources["memory"]["disableOOMKiller"] = json!(true);
+    }
+    if let Some(w) = a.blkio_weight {
+        if !(10..=1000).contains(&w) {
+            invalid!("invalid --blkio-weight {w}: the range is 10 to 1000");
+        }
+        resources["blockIO"]["weight"] = json!(w);
+    }
+    for (key, list) in [
+        ("throttleReadBpsDevice", &a.device_read_bps),
+        ("throttleWriteBpsDevice", &a.device_write_bps),
+        ("throttleReadIOPSDevice", &a.device_read_iops),
+        ("throttleWriteIOPSDevice", &a.device_write_iops),
+    ] {
+        for (dev, rate) in list {
+            let (major, minor) = block_device(dev)?;
+            let entry = json!({"major": major, "minor": minor, "rate": rate});
+            match resources["blockIO"][key].as_array_mut() {
+                Some(v) => v.push(entry),
+                None => resources["blockIO"][key] = json!([entry]),
+            }
+        }
+    }
     if let Some(m) = a.memory {
         check_memory(m)?;
         resources["memory"] = json!({ "limit": m });
@@ -264,6 +329,37 @@ pub fn spec(
     }
     s["linux"]["resources"] = resources;
     Ok(s)
+}
+
+/// `--device`: the node the container gets and the cgroup rule that lets it use it.
+fn device(d: &crate::options::DeviceMapping) -> Result<(Value, Value)> {
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    let md = fs::metadata(&d.host)
+        .map_err(|e| crate::error::Error::Invalid(format!("--device {}: {e}", d.host.display())))?;
+    let kind = if md.file_type().is_char_device() {
+        "c"
+    } else if md.file_type().is_block_device() {
+        "b"
+    } else {
+        invalid!("--device {}: not a device", d.host.display());
+    };
+    let (major, minor) = (libc::major(md.rdev()), libc::minor(md.rdev()));
+    Ok((
+        json!({"path": d.container, "type": kind, "major": major, "minor": minor,
+               "fileMode": md.mode() & 0o777, "uid": 0, "gid": 0}),
+        json!({"allow": true, "type": kind, "major": major, "minor": minor, "access": d.permissions}),
+    ))
+}
+
+/// The major and minor number of block device `dev` (`--device-read-bps` and kin).
+fn block_device(dev: &Path) -> Result<(u32, u32)> {
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    let md = fs::metadata(dev)
+        .map_err(|e| crate::error::Error::Invalid(format!("{}: {e}", dev.display())))?;
+    if !md.file_type().is_block_device() {
+        invalid!("{} is not a block device", dev.display());
+    }
+    Ok((libc::major(md.rdev()), libc::minor(md.rdev())))
 }
 
 /// docker's floor for `--memory`: below it the runtime's own setup does not fit.

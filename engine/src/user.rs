@@ -90,22 +90,25 @@ pub fn resolve(rootfs: &Path, spec: &str) -> Result<(u32, u32)> {
     };
     let gid = match group {
         None => default_gid,
-        Some(g) => match g.parse::<u32>() {
-            Ok(n) => n,
-            Err(_) => read_in_root(rootfs, "/etc/group")
-                .lines()
-                .find_map(|l| {
-                    let f: Vec<&str> = l.split(':').collect();
-                    (f.len() > 2 && f[0] == g)
-                        .then(|| f[2].parse().ok())
-                        .flatten()
-                })
-                .ok_or_else(|| {
-                    failed!(
-                        "unable to find group {g}: no matching entries in the image's /etc/group"
-                    )
-                })?,
-        },
+        Some(g) => group_id(rootfs, g)?,
     };
     Ok((uid, gid))
+}
+
+/// A group by number, or by name from the image's /etc/group (`--user u:g`, `--group-add`).
+pub fn group_id(rootfs: &Path, g: &str) -> Result<u32> {
+    if let Ok(n) = g.parse::<u32>() {
+        return Ok(n);
+    }
+    read_in_root(rootfs, "/etc/group")
+        .lines()
+        .find_map(|l| {
+            let f: Vec<&str> = l.split(':').collect();
+            (f.len() > 2 && f[0] == g)
+                .then(|| f[2].parse().ok())
+                .flatten()
+        })
+        .ok_or_else(|| {
+            failed!("unable to find group {g}: no matching entries in the image's /etc/group")
+        })
 }

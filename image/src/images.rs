@@ -22,6 +22,20 @@ pub struct ImageRecord {
     pub diff_ids: Vec<String>,
     pub size: u64,
     pub created: Option<String>,
+    /// "os/arch[/variant]": one name:tag may have an image per platform (`pull --platform`
+    /// adds one beside the host's, as docker's containerd store keeps them). Records from
+    /// before this field are the host's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub platform: Option<String>,
+}
+
+impl ImageRecord {
+    /// Its platform, "os/arch[/variant]".
+    pub fn platform(&self) -> String {
+        self.platform
+            .clone()
+            .unwrap_or_else(|| crate::manifest::Platform::host().to_string())
+    }
 }
 
 pub(crate) fn lock(root: &Path) -> Result<File> {
@@ -59,9 +73,14 @@ pub fn record(root: &Path, reference: &Reference, pulled: &Pulled) -> Result<boo
         diff_ids: pulled.diff_ids.iter().map(|d| d.to_string()).collect(),
         size: pulled.size,
         created: pulled.config_created.clone(),
+        platform: Some(pulled.platform.clone()),
     };
+    // The same name, tag and platform: what this pull replaces.
     let same_name = |r: &ImageRecord| {
-        r.name == rec.name && r.tag == rec.tag && (rec.tag.is_some() || r.manifest == rec.manifest)
+        r.name == rec.name
+            && r.tag == rec.tag
+            && (rec.tag.is_some() || r.manifest == rec.manifest)
+            && r.platform() == pulled.platform
     };
     if all
         .iter()
@@ -95,7 +114,7 @@ pub fn find(root: &Path, query: &str) -> Result<Vec<ImageRecord>> {
         }
     }
     let r = Reference::parse(query)?;
-    Ok(all
+    let mut hits: Vec<ImageRecord> = all
         .into_iter()
         .filter(|i| {
             i.name == r.name()
@@ -104,7 +123,11 @@ pub fn find(root: &Path, query: &str) -> Result<Vec<ImageRecord>> {
                     (None, t) => &i.tag == t,
                 }
         })
-        .collect())
+        .collect();
+    // The host's platform first: what a name means when no platform is asked for.
+    let host = crate::manifest::Platform::host().to_string();
+    hits.sort_by_key(|i| i.platform() != host);
+    Ok(hits)
 }
 
 fn save(root: &Path, all: &[ImageRecord]) -> Result<()> {
@@ -141,7 +164,9 @@ pub fn tag(root: &Path, source: &str, target: &Reference) -> Result<()> {
         .next()
         .ok_or_else(|| Error::NoSuchImage(source.to_string()))?;
     let mut all = list(root)?;
-    all.retain(|r| !(r.name == target.name() && r.tag == target.tag));
+    all.retain(|r| {
+        !(r.name == target.name() && r.tag == target.tag && r.platform() == src.platform())
+    });
     all.push(ImageRecord {
         name: target.name(),
         tag: target.tag.clone(),

@@ -30,6 +30,17 @@ pub struct Platform {
     pub variant: Option<String>,
 }
 
+impl std::fmt::Display for Platform {
+    /// "os/arch[/variant]", as --platform spells it.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.os, self.architecture)?;
+        if let Some(v) = &self.variant {
+            write!(f, "/{v}")?;
+        }
+        Ok(())
+    }
+}
+
 impl Platform {
     /// The host's platform in OCI terms.
     pub fn host() -> Platform {
@@ -91,6 +102,8 @@ pub struct ImageConfig {
     pub architecture: String,
     #[serde(default)]
     pub os: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub variant: Option<String>,
     pub rootfs: RootFs,
     /// The runtime settings (Entrypoint, Cmd, Env, ...), kept as they are for the engine.
     #[serde(default)]

@@ -23,6 +23,8 @@ pub struct Pulled {
     /// Compressed size of the layers, as the manifest gives it.
     pub size: u64,
     pub config_created: Option<String>,
+    /// "os/arch[/variant]" as the image's config says.
+    pub platform: String,
     /// Per layer: downloaded by this pull (true) or already in the store.
     pub fresh: Vec<bool>,
 }
@@ -294,6 +296,16 @@ pub(crate) fn complete(
         layers,
         size: m.layers.iter().map(|l| l.size).sum(),
         fresh,
+        platform: Platform {
+            os: if config.os.is_empty() {
+                "linux".into()
+            } else {
+                config.os
+            },
+            architecture: config.architecture,
+            variant: config.variant,
+        }
+        .to_string(),
         config_created: config.created,
     })
 }
