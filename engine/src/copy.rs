@@ -13,7 +13,7 @@ use std::ffi::{CString, OsStr, OsString};
 use std::fs;
 use std::io::{Read, Write};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
-use std::os::unix::ffi::OsStrExt;
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Component, Path, PathBuf};
 
@@ -134,8 +134,6 @@ fn readlink_at(dir: RawFd, name: &OsStr) -> std::io::Result<PathBuf> {
     buf.truncate(n as usize);
     Ok(PathBuf::from(OsString::from_vec(buf)))
 }
-
-use std::os::unix::ffi::OsStringExt;
 
 /// Names in directory `dir` (a descriptor), but `.` and `..`.
 fn names(dir: &OwnedFd) -> std::io::Result<Vec<OsString>> {

@@ -5,7 +5,7 @@
 //! the current values while the container runs; without one the figure is unknown (null),
 //! never a made-up 0.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -38,16 +38,6 @@ pub struct ResourceUsage {
     pub exit_reason: String,
 }
 
-fn dir_of(paths: &CgroupPaths, controller: &str) -> Option<PathBuf> {
-    match paths {
-        CgroupPaths::V1(p) => p
-            .iter()
-            .find(|(k, _)| k.split(',').any(|x| x == controller))
-            .map(|(_, d)| d.clone()),
-        CgroupPaths::V2(d) => Some(d.clone()),
-    }
-}
-
 fn number(dir: &Path, file: &str) -> Option<u64> {
     std::fs::read_to_string(dir.join(file))
         .ok()?
@@ -59,9 +49,9 @@ fn number(dir: &Path, file: &str) -> Option<u64> {
 /// The kernel's own peaks: (memory, pids), each None where the kernel keeps none.
 fn kernel_peaks(paths: &CgroupPaths) -> (Option<u64>, Option<u64>) {
     let memory = match paths {
-        CgroupPaths::V1(_) => {
-            dir_of(paths, "memory").and_then(|d| number(&d, "memory.max_usage_in_bytes"))
-        }
+        CgroupPaths::V1(_) => paths
+            .controller_dir("memory")
+            .and_then(|d| number(d, "memory.max_usage_in_bytes")),
         CgroupPaths::V2(d) => number(d, "memory.peak"),
     };
     let pids = match paths {
@@ -87,8 +77,8 @@ impl Sampler {
         if m.is_some() && p.is_some() {
             return None;
         }
-        let mem_dir = dir_of(paths, "memory")?;
-        let pids_dir = dir_of(paths, "pids")?;
+        let mem_dir = paths.controller_dir("memory")?.to_path_buf();
+        let pids_dir = paths.controller_dir("pids")?.to_path_buf();
         let mem_file = match paths {
             CgroupPaths::V1(_) => "memory.usage_in_bytes",
             CgroupPaths::V2(_) => "memory.current",

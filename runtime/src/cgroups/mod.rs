@@ -29,6 +29,24 @@ pub enum CgroupPaths {
     V2(PathBuf),
 }
 
+/// The directory of a v1 hierarchy that has `controller` ("cpu" is in "cpu,cpuacct").
+pub fn v1_dir<'a>(paths: &'a BTreeMap<String, PathBuf>, controller: &str) -> Option<&'a PathBuf> {
+    paths
+        .iter()
+        .find(|(k, _)| k.split(',').any(|c| c == controller))
+        .map(|(_, v)| v)
+}
+
+impl CgroupPaths {
+    /// Where `controller`'s files are: its v1 hierarchy's directory, or the v2 directory.
+    pub fn controller_dir(&self, controller: &str) -> Option<&Path> {
+        match self {
+            CgroupPaths::V1(p) => v1_dir(p, controller).map(PathBuf::as_path),
+            CgroupPaths::V2(d) => Some(d),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Version {
     V1,

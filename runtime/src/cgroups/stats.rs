@@ -104,11 +104,11 @@ fn flat_keyed(dir: &Path, file: &str) -> BTreeMap<String, u64> {
 
 pub fn read_stats(paths: &CgroupPaths) -> Stats {
     match paths {
-        CgroupPaths::V1(p) => {
+        CgroupPaths::V1(_) => {
             let dir = |c: &str| {
-                p.iter()
-                    .find(|(k, _)| k.split(',').any(|x| x == c))
-                    .map(|(_, v)| v.clone())
+                paths
+                    .controller_dir(c)
+                    .map(Path::to_path_buf)
                     .unwrap_or_default()
             };
             v1_stats(
@@ -238,10 +238,9 @@ fn v2_stats(d: &Path) -> Stats {
 /// How many processes of the container the kernel's OOM killer has killed so far.
 pub fn oom_kills(paths: &CgroupPaths) -> u64 {
     match paths {
-        CgroupPaths::V1(p) => p
-            .iter()
-            .find(|(k, _)| k.split(',').any(|x| x == "memory"))
-            .map(|(_, d)| {
+        CgroupPaths::V1(_) => paths
+            .controller_dir("memory")
+            .map(|d| {
                 flat_keyed(d, "memory.oom_control")
                     .get("oom_kill")
                     .copied()

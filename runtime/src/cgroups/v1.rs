@@ -114,10 +114,7 @@ fn create_cpuset(mount: &Path, rel: &Path) -> Result<()> {
 }
 
 fn dir_of<'a>(paths: &'a BTreeMap<String, PathBuf>, controller: &str) -> Option<&'a PathBuf> {
-    paths
-        .iter()
-        .find(|(k, _)| k.split(',').any(|c| c == controller))
-        .map(|(_, v)| v)
+    super::v1_dir(paths, controller)
 }
 
 fn need<'a>(
