@@ -121,6 +121,25 @@ fn nothing_left(root: &Path, id: Option<&str>) -> Result<(), String> {
     Ok(())
 }
 
+/// Wait until `f` is Ok; the wait, or a panic with what `f` said last.
+fn until_ok(what: &str, limit: Duration, mut f: impl FnMut() -> Result<(), String>) -> Duration {
+    let start = Instant::now();
+    loop {
+        match f() {
+            Ok(()) => return start.elapsed(),
+            Err(e) if start.elapsed() > limit => panic!("timed out waiting for {what}: {e}"),
+            Err(_) => std::thread::sleep(Duration::from_millis(20)),
+        }
+    }
+}
+
+/// Wait until nothing of container `id` is left.
+fn until_gone(root: &Path, id: &str, what: &str) -> Duration {
+    until_ok(&format!("{what} to go"), Duration::from_secs(15), || {
+        nothing_left(root, Some(id))
+    })
+}
+
 /// The id of the one container in the store, once there is one that runs.
 fn running_id(root: &Path) -> String {
     let mut id = String::new();
@@ -162,19 +181,8 @@ fn die_with_parent_takes_the_container_with_a_killed_husk() {
     });
     husk_run.kill().expect("SIGKILL husk");
     husk_run.wait().expect("reap husk");
-    let mut last = String::new();
-    let took = until(
-        "the container to go",
-        Duration::from_secs(15),
-        || match nothing_left(r, Some(&id)) {
-            Ok(()) => true,
-            Err(e) => {
-                last = e;
-                false
-            }
-        },
-    );
-    eprintln!("die-with-parent: everything gone {took:?} after SIGKILL (last seen: {last})");
+    let took = until_gone(r, &id, "the container");
+    eprintln!("die-with-parent: everything gone {took:?} after SIGKILL");
 
     // Without --rm the record goes too: the container dies with its husk.
     let mut husk_run = spawn_husk(
@@ -192,11 +200,7 @@ fn die_with_parent_takes_the_container_with_a_killed_husk() {
     let id = running_id(r);
     husk_run.kill().expect("SIGKILL husk");
     husk_run.wait().expect("reap husk");
-    until(
-        "the second container to go",
-        Duration::from_secs(15),
-        || nothing_left(r, Some(&id)).is_ok(),
-    );
+    until_gone(r, &id, "the second container");
 
     // As the default in husk's config file, for attached runs; `=false` overrides it.
     let config = r.join("die-config.json");
@@ -209,11 +213,7 @@ fn die_with_parent_takes_the_container_with_a_killed_husk() {
     let id = running_id(r);
     husk_run.kill().expect("SIGKILL husk");
     husk_run.wait().expect("reap husk");
-    until(
-        "the config's default to take the container",
-        Duration::from_secs(15),
-        || nothing_left(r, Some(&id)).is_ok(),
-    );
+    until_gone(r, &id, "the container the config's default took");
     let mut husk_run = spawn_husk_with(
         r,
         &config,
@@ -299,17 +299,10 @@ fn a_husk_killed_while_it_starts_a_container_leaves_nothing() {
         std::thread::sleep(Duration::from_millis(*delay));
         child.kill().expect("SIGKILL husk");
         child.wait().expect("reap husk");
-        let mut last = String::new();
-        until(
-            &format!("what a husk killed after {delay} ms left to go ({last})"),
+        until_ok(
+            &format!("what a husk killed after {delay} ms left to go"),
             Duration::from_secs(15),
-            || match nothing_left(r, None) {
-                Ok(()) => true,
-                Err(e) => {
-                    last = e;
-                    false
-                }
-            },
+            || nothing_left(r, None),
         );
     }
     let (_, out, _) = husk(r, &["ps", "-aq"]);

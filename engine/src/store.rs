@@ -167,9 +167,7 @@ pub fn log_path(root: &Path, id: &str) -> PathBuf {
 
 /// Is `pid` still the process that started at `start` (clock ticks since boot)?
 pub fn alive(pid: i32, start: u64) -> bool {
-    pid > 0
-        && husk_runtime::util::process_start_time(pid) == Some(start)
-        && husk_runtime::util::process_state(pid) != Some('Z')
+    husk_runtime::util::process_alive(pid, start)
 }
 
 /// An exclusive lock on one container's record, held until dropped.

@@ -15,7 +15,7 @@ use oci_spec::runtime::Spec;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Context, Error, Result};
-use crate::util::{process_start_time, process_state, write_atomic};
+use crate::util::{process_alive, write_atomic};
 
 pub const STATE_FILE: &str = "state.json";
 pub const EXEC_FIFO: &str = "exec.fifo";
@@ -257,9 +257,7 @@ impl ContainerDir {
 
 /// The init is alive when its pid exists, is not a zombie, and started when ours did.
 pub fn init_alive(record: &Record) -> bool {
-    record.pid > 0
-        && process_start_time(record.pid) == Some(record.init_start_time)
-        && process_state(record.pid) != Some('Z')
+    process_alive(record.pid, record.init_start_time)
 }
 
 /// Ids of every container under `root`, sorted.

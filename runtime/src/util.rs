@@ -120,6 +120,24 @@ pub fn process_state(pid: i32) -> Option<char> {
     rest.chars().next()
 }
 
+/// Process `pid` is the one that started at `start` (clock ticks since boot) and has not yet
+/// exited. State and start time come from one read of its stat file: read apart, a process
+/// reaped between the two reads would look alive (its start time matched, then no state).
+pub fn process_alive(pid: i32, start: u64) -> bool {
+    if pid <= 0 {
+        return false;
+    }
+    let Ok(stat) = fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return false;
+    };
+    let Some(rest) = stat.rfind(')').and_then(|i| stat.get(i + 2..)) else {
+        return false;
+    };
+    let state = rest.chars().next();
+    let started = rest.split(' ').nth(19).and_then(|s| s.parse::<u64>().ok());
+    started == Some(start) && !matches!(state, Some('Z' | 'X') | None)
+}
+
 /// A signal by number, or by name with or without "SIG" (`KILL`, `sigterm`, `9`).
 pub fn parse_signal(s: &str) -> Option<nix::sys::signal::Signal> {
     use std::str::FromStr;
@@ -161,5 +179,12 @@ mod tests {
         let pid = std::process::id() as i32;
         assert!(process_start_time(pid).is_some());
         assert!(matches!(process_state(pid), Some('R' | 'S')));
+        let start = process_start_time(pid).expect("own start time");
+        assert!(process_alive(pid, start));
+        assert!(
+            !process_alive(pid, start + 1),
+            "another start time is another process"
+        );
+        assert!(!process_alive(0, start));
     }
 }
