@@ -22,6 +22,14 @@ use crate::table::{human_bytes, table, table_of};
 use crate::template::{write_items, Output};
 use crate::timefmt;
 
+/// A Go duration flag (`--health-interval 1s`), the flag named in its error.
+fn duration(flag: &str, v: Option<&str>) -> husk_engine::Result<Option<std::time::Duration>> {
+    v.map(|s| {
+        options::parse_duration(s).map_err(|e| husk_engine::Error::Invalid(format!("{flag}: {e}")))
+    })
+    .transpose()
+}
+
 /// `run`'s flags as engine options.
 fn run_options(a: &RunArgs) -> husk_engine::Result<RunOptions> {
     let mut o = RunOptions {
@@ -123,6 +131,14 @@ fn run_options(a: &RunArgs) -> husk_engine::Result<RunOptions> {
             std::fs::canonicalize(&a.image).unwrap_or_else(|_| std::path::PathBuf::from(&a.image))
         }),
         report: a.report.is_some() || a.report_file.is_some(),
+        health: options::HealthOptions {
+            cmd: a.health_cmd.clone(),
+            interval: duration("--health-interval", a.health_interval.as_deref())?,
+            timeout: duration("--health-timeout", a.health_timeout.as_deref())?,
+            start_period: duration("--health-start-period", a.health_start_period.as_deref())?,
+            retries: a.health_retries,
+            disabled: a.no_healthcheck,
+        },
         log: if a.log_driver.is_some() || !a.log_opt.is_empty() {
             Some(options::LogConfig::parse(
                 a.log_driver.as_deref(),
@@ -462,7 +478,15 @@ fn status_text(engine: &Engine, c: &Container) -> String {
                         .and_then(husk_engine::time::parse)
                         .unwrap_or(0.0)
             ),
-            if engine.paused(c) { " (Paused)" } else { "" }
+            if engine.paused(c) {
+                " (Paused)".to_string()
+            } else {
+                match c.state.health.as_ref().map(|h| h.status.as_str()) {
+                    Some("starting") => " (health: starting)".to_string(),
+                    Some(status) => format!(" ({status})"),
+                    None => String::new(),
+                }
+            }
         ),
         Status::Exited if c.state.restarting && c.busy() => format!(
             "Restarting ({}) {}",

@@ -5,6 +5,7 @@
 
 mod containers;
 mod docs;
+mod events;
 mod images;
 mod networks;
 mod progress;
@@ -142,6 +143,9 @@ fn main() {
         HuskCommand::System(SystemCommand::Df) => images::system_df(e),
         HuskCommand::System(SystemCommand::Prune(a)) => images::system_prune(e, a),
         HuskCommand::Version(a) => images::version(e, a),
+        HuskCommand::Events(a) | HuskCommand::System(SystemCommand::Events(a)) => {
+            events::events(e, a)
+        }
         HuskCommand::ReapLayerMounts { .. }
         | HuskCommand::Completion { .. }
         | HuskCommand::ManPages { .. } => Ok(()),

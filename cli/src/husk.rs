@@ -98,6 +98,9 @@ pub enum HuskCommand {
     System(SystemCommand),
     /// husk's version, the kernel's and the cgroup layout
     Version(VersionArgs),
+    /// What containers, images, networks and volumes went through, from the store's journal
+    /// (new ones as they come, until --until)
+    Events(EventsArgs),
     /// Forget the credentials of a registry
     Logout(LogoutArgs),
     /// Copy files between a container and the host: CONTAINER:SRC DEST or SRC CONTAINER:DEST
@@ -157,6 +160,8 @@ pub enum SystemCommand {
     Check(CheckArgs),
     /// Disk used by images, containers and volumes
     Df,
+    /// What containers, images, networks and volumes went through (as `husk events`)
+    Events(EventsArgs),
     /// Remove stopped containers, unused networks, and with -a unused images, with --volumes
     /// unused anonymous volumes
     Prune(SystemPruneArgs),
@@ -395,6 +400,22 @@ pub struct LogsArgs {
     #[arg(long)]
     pub since: Option<String>,
     pub container: String,
+}
+
+#[derive(Debug, Args)]
+pub struct EventsArgs {
+    /// Events since this time (RFC 3339, Unix seconds, or a duration back, like 10m)
+    #[arg(long)]
+    pub since: Option<String>,
+    /// Stop at this time (as --since); without it, new events are shown as they come
+    #[arg(long)]
+    pub until: Option<String>,
+    /// KEY=VALUE: container, event, image, label, network, type, volume
+    #[arg(short, long)]
+    pub filter: Vec<String>,
+    /// A Go template ('{{.Action}}', '{{json .}}') or json
+    #[arg(long)]
+    pub format: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -747,6 +768,24 @@ pub struct RunArgs {
     /// What to do when it exits: no, on-failure[:N], always, unless-stopped
     #[arg(long, default_value = "no")]
     pub restart: String,
+    /// Command to run to check health (a shell command, run in the container)
+    #[arg(long, value_name = "COMMAND")]
+    pub health_cmd: Option<String>,
+    /// Time between checks (ms|s|m|h), 30s by default
+    #[arg(long, value_name = "DURATION")]
+    pub health_interval: Option<String>,
+    /// Longest a check may run (ms|s|m|h), 30s by default
+    #[arg(long, value_name = "DURATION")]
+    pub health_timeout: Option<String>,
+    /// Failures in a row that make it unhealthy, 3 by default
+    #[arg(long, value_name = "N")]
+    pub health_retries: Option<u32>,
+    /// Time after the start in which failures do not count (ms|s|m|h)
+    #[arg(long, value_name = "DURATION")]
+    pub health_start_period: Option<String>,
+    /// Disable any healthcheck the image has
+    #[arg(long)]
+    pub no_healthcheck: bool,
     /// Where the output is kept: json-file (default) or none
     #[arg(long)]
     pub log_driver: Option<String>,

@@ -325,6 +325,11 @@ pub fn create_with(
             (image, config)
         }
     };
+    let image_health = config
+        .config
+        .get("Healthcheck")
+        .and_then(|h| serde_json::from_value::<crate::options::Healthcheck>(h.clone()).ok());
+    let healthcheck = a.health.resolve(image_health)?;
     let diff_ids: Vec<Digest> = image
         .diff_ids
         .iter()
@@ -398,6 +403,7 @@ pub fn create_with(
             volumes,
             network,
             log,
+            healthcheck,
         );
         if rest.is_err() {
             for v in &anonymous {
@@ -523,6 +529,7 @@ fn record_container(
     volumes: volumes::Resolved,
     network: String,
     log_config: LogConfig,
+    healthcheck: Option<crate::options::Healthcheck>,
 ) -> Result<()> {
     let dir = store::dir(root, id);
     let net = match network.as_str() {
@@ -581,6 +588,7 @@ fn record_container(
         dns_options: a.dns_options.clone(),
         mounts: volumes.records,
         log_config,
+        healthcheck,
         restart_policy: a.restart.clone(),
         anonymous_volumes: volumes.anonymous,
         diff_ids: image.diff_ids.clone(),
@@ -593,7 +601,9 @@ fn record_container(
         },
     };
     networking::write_etc_files(root, &c)?;
-    c.save(root)
+    c.save(root)?;
+    crate::events::emit(root, "container", "create", id, &c.event_attributes());
+    Ok(())
 }
 
 #[cfg(test)]

@@ -213,6 +213,8 @@ impl Engine {
         progress: PullProgress,
     ) -> Result<PullReport> {
         let (pulled, new) = create::pull(&self.root, reference, platform, opts, progress)?;
+        let name = reference.to_string();
+        crate::events::emit(&self.root, "image", "pull", &name, &[("name", &name)]);
         Ok(PullReport {
             manifest: pulled.manifest.to_string(),
             config: pulled.config.to_string(),
@@ -248,6 +250,19 @@ impl Engine {
         let root = self.root.clone();
         let (untagged, reclaimed) =
             husk_image::images::remove(&self.root, query, force, &|r| image_user(&root, r))?;
+        for r in &untagged {
+            let name = format!("{}:{}", r.name, r.tag.as_deref().unwrap_or("<none>"));
+            crate::events::emit(&self.root, "image", "untag", &r.config, &[("name", &name)]);
+        }
+        if reclaimed.blobs > 0 {
+            for id in untagged
+                .iter()
+                .map(|r| &r.config)
+                .collect::<std::collections::BTreeSet<_>>()
+            {
+                crate::events::emit(&self.root, "image", "delete", id, &[]);
+            }
+        }
         Ok(ImageRemoval {
             untagged,
             reclaimed,
@@ -291,7 +306,10 @@ impl Engine {
 
     /// Give the image `source` names a further name.
     pub fn tag(&self, source: &str, target: &Reference) -> Result<()> {
-        Ok(husk_image::images::tag(&self.root, source, target)?)
+        husk_image::images::tag(&self.root, source, target)?;
+        let name = target.to_string();
+        crate::events::emit(&self.root, "image", "tag", &name, &[("name", &name)]);
+        Ok(())
     }
 
     /// Free the blobs and layers no image uses.
@@ -579,7 +597,15 @@ impl Engine {
     /// after `timeout` seconds (its stop timeout when None; negative waits for ever).
     pub fn stop(&self, query: &str, signal: Option<&str>, timeout: Option<i64>) -> Result<()> {
         let c = store::find(&self.root, query)?;
-        stop_one(&self.root, &c, signal, timeout)
+        stop_one(&self.root, &c, signal, timeout)?;
+        crate::events::emit(
+            &self.root,
+            "container",
+            "stop",
+            &c.id,
+            &c.event_attributes(),
+        );
+        Ok(())
     }
 
     /// Stop and start again; a container removed on exit stays.
@@ -589,6 +615,13 @@ impl Engine {
         Container::update(&self.root, &c.id, |c| c.state.restarting = true)?;
         stop_one(&self.root, &c, signal, timeout)?;
         start_one(&self.root, &c.id, false)?;
+        crate::events::emit(
+            &self.root,
+            "container",
+            "restart",
+            &c.id,
+            &c.event_attributes(),
+        );
         Ok(())
     }
 
@@ -613,6 +646,10 @@ impl Engine {
             return Err(e);
         }
         store::release_name(&self.root, &c.name, &c.id);
+        let mut attrs = c.event_attributes();
+        attrs[0].1 = new_name;
+        attrs.push(("oldName", &c.name));
+        crate::events::emit(&self.root, "container", "rename", &c.id, &attrs);
         if c.observed().status == Status::Running {
             if let Ok(renamed) = Container::load(&self.root, &c.id) {
                 crate::networking::renamed(&self.root, &renamed);
@@ -691,7 +728,15 @@ impl Engine {
         }
         store::runtime(&self.root)
             .pause(&c.id)
-            .map_err(|e| failed!("cannot pause container {}: {e}", c.name))
+            .map_err(|e| failed!("cannot pause container {}: {e}", c.name))?;
+        crate::events::emit(
+            &self.root,
+            "container",
+            "pause",
+            &c.id,
+            &c.event_attributes(),
+        );
+        Ok(())
     }
 
     /// Thaw a paused container.
@@ -705,7 +750,15 @@ impl Engine {
         }
         store::runtime(&self.root)
             .resume(&c.id)
-            .map_err(|e| failed!("cannot unpause container {}: {e}", c.name))
+            .map_err(|e| failed!("cannot unpause container {}: {e}", c.name))?;
+        crate::events::emit(
+            &self.root,
+            "container",
+            "unpause",
+            &c.id,
+            &c.event_attributes(),
+        );
+        Ok(())
     }
 
     /// Is the container running and frozen (`pause`)?
@@ -726,7 +779,9 @@ impl Engine {
         }
         store::runtime(&self.root)
             .kill(&c.id, sig, false)
-            .map_err(|e| failed!("cannot kill container {query}: {e}"))
+            .map_err(|e| failed!("cannot kill container {query}: {e}"))?;
+        killed_event(&self.root, &c, sig as i32);
+        Ok(())
     }
 
     /// Remove a container; a running one only with `force` (killed first). With `volumes`,
@@ -742,7 +797,12 @@ impl Engine {
                 return Err(Error::Conflict(format!("cannot remove container {query}: container is running: stop the container before removing or force remove")));
             }
             let rt = store::runtime(&self.root);
-            let _ = rt.kill(&c.id, nix::sys::signal::Signal::SIGKILL, true);
+            if rt
+                .kill(&c.id, nix::sys::signal::Signal::SIGKILL, true)
+                .is_ok()
+            {
+                killed_event(&self.root, &c, libc::SIGKILL);
+            }
             // Frozen processes die once thawed (the v1 freezer holds even SIGKILL).
             let _ = rt.resume(&c.id);
             if let Some(c) = wait_stopped(&self.root, &c.id, Some(Duration::from_secs(10)))? {
@@ -945,43 +1005,7 @@ impl Engine {
             return Err(Error::Conflict(format!("container {query} is not running")));
         }
         let rt = store::runtime(&self.root);
-        let record = rt
-            .record(&c.id)
-            .map_err(|e| failed!("container {query}: {e}"))?;
-        let mut process = record
-            .config
-            .process()
-            .clone()
-            .ok_or_else(|| failed!("container {query} has no process"))?;
-        let mut env = c.env.clone();
-        crate::spec::merge_env(&mut env, &opts.env);
-        process.set_args(Some(opts.command.clone()));
-        process.set_env(Some(env));
-        process.set_terminal(Some(opts.tty));
-        if let Some(w) = &opts.workdir {
-            process.set_cwd(w.into());
-        }
-        if let Some(u) = &opts.user {
-            let rootfs = store::dir(&self.root, &c.id).join("rootfs");
-            let (uid, gid) = crate::user::resolve(&rootfs, u)?;
-            let mut user = process.user().clone();
-            user.set_uid(uid);
-            user.set_gid(gid);
-            user.set_additional_gids(None);
-            process.set_user(user);
-        }
-        if opts.privileged {
-            let all: Vec<String> = caps::read(None, caps::CapSet::Bounding)
-                .map_err(|e| failed!("cannot read the capability bounding set: {e}"))?
-                .iter()
-                .map(|c| c.to_string())
-                .collect();
-            let caps: oci_spec::runtime::LinuxCapabilities = serde_json::from_value(
-                json!({"bounding": all, "effective": all, "permitted": all}),
-            )
-            .context("capabilities")?;
-            process.set_capabilities(Some(caps));
-        }
+        let process = crate::exec::process(&self.root, &c, opts)?;
         rt.exec(husk_runtime::ExecOpts {
             id: c.id.clone(),
             process,
@@ -994,6 +1018,53 @@ impl Engine {
         .map(|code| if opts.detach { 0 } else { code })
         // The runtime's error already says "exec: …".
         .map_err(Error::from)
+    }
+
+    // ---- events -------------------------------------------------------------------------
+
+    /// `events`: each event of the journal that `filter` takes, from `since` (seconds since
+    /// the epoch; from now when None, from the journal's start when only `until` is given)
+    /// until `until` (for ever when None), given to `on`, which ends it by returning false.
+    pub fn events(
+        &self,
+        since: Option<f64>,
+        until: Option<f64>,
+        filter: &crate::events::EventFilter,
+        on: &mut dyn FnMut(&crate::events::Event) -> bool,
+    ) -> Result<()> {
+        let nano = |secs: f64| (secs * 1e9) as i64;
+        let now = crate::time::now_secs();
+        let since = match (since, until) {
+            (Some(s), _) => nano(s),
+            (None, Some(_)) => 0,
+            (None, None) => nano(now),
+        };
+        let until = until.map(nano);
+        let (past, mut cursor) = crate::events::read(&self.root, since);
+        let mut give = |e: &crate::events::Event| -> bool {
+            if until.is_some_and(|u| e.time_nano > u) {
+                return false;
+            }
+            !filter.matches(e) || on(e)
+        };
+        for e in &past {
+            if !give(e) {
+                return Ok(());
+            }
+        }
+        loop {
+            let now = nano(crate::time::now_secs());
+            let wait = match until {
+                Some(u) if now > u => return Ok(()),
+                Some(u) => Duration::from_nanos((u - now) as u64).min(Duration::from_secs(1)),
+                None => Duration::from_secs(1),
+            };
+            for e in crate::events::follow(&self.root, &mut cursor, wait) {
+                if !give(&e) {
+                    return Ok(());
+                }
+            }
+        }
     }
 
     // ---- volumes ------------------------------------------------------------------------
@@ -1010,6 +1081,13 @@ impl Engine {
             None => store::random_id()?,
         };
         volumes::create(&self.root, &name, labels, false)?;
+        crate::events::emit(
+            &self.root,
+            "volume",
+            "create",
+            &name,
+            &[("driver", "local")],
+        );
         Ok(name)
     }
 
@@ -1023,7 +1101,15 @@ impl Engine {
 
     /// Remove a volume no container uses; with `force`, a missing one is no error.
     pub fn remove_volume(&self, name: &str, force: bool) -> Result<()> {
-        volumes::remove(&self.root, name, force)
+        volumes::remove(&self.root, name, force)?;
+        crate::events::emit(
+            &self.root,
+            "volume",
+            "destroy",
+            name,
+            &[("driver", "local")],
+        );
+        Ok(())
     }
 
     /// Remove the anonymous volumes no container uses (every unused one with `all`).
@@ -1114,6 +1200,14 @@ fn is_paused(root: &Path, c: &Container) -> bool {
 
 /// The user ended it (`stop`, `kill`, `rm -f`): its restart policy leaves it stopped, and a
 /// monitor waiting out a restart's back-off gives up.
+/// docker's `kill` event: the container was sent signal `sig`.
+fn killed_event(root: &Path, c: &Container, sig: i32) {
+    let number = sig.to_string();
+    let mut attrs = c.event_attributes();
+    attrs.push(("signal", &number));
+    crate::events::emit(root, "container", "kill", &c.id, &attrs);
+}
+
 fn mark_stopped_by_user(root: &Path, id: &str) {
     let _ = Container::update(root, id, |c| c.state.manually_stopped = true);
 }
@@ -1128,7 +1222,9 @@ fn stop_one(root: &Path, c: &Container, sig: Option<&str>, timeout: Option<i64>)
     let rt = store::runtime(root);
     let sig = parse_signal(sig.unwrap_or(&c.stop_signal))?;
     let timeout = timeout.unwrap_or(c.stop_timeout);
-    let _ = rt.kill(&c.id, sig, false);
+    if rt.kill(&c.id, sig, false).is_ok() {
+        killed_event(root, c, sig as i32);
+    }
     // A paused container gets the signal thawed, as docker's stop does.
     if is_paused(root, c) {
         let _ = rt.resume(&c.id);
@@ -1136,7 +1232,12 @@ fn stop_one(root: &Path, c: &Container, sig: Option<&str>, timeout: Option<i64>)
     let limit = (timeout >= 0).then(|| Duration::from_secs(timeout as u64));
     if let Some(c) = wait_stopped(root, &c.id, limit)? {
         if c.observed().status == Status::Running {
-            let _ = rt.kill(&c.id, nix::sys::signal::Signal::SIGKILL, true);
+            if rt
+                .kill(&c.id, nix::sys::signal::Signal::SIGKILL, true)
+                .is_ok()
+            {
+                killed_event(root, &c, libc::SIGKILL);
+            }
             wait_stopped(root, &c.id, Some(Duration::from_secs(10)))?;
         }
     }
@@ -1197,6 +1298,13 @@ fn matches(c: &Container, filter: &Filter) -> bool {
                     .starts_with(v.as_str())
         }
         Filter::Exited(v) => st.status == Status::Exited && st.exit_code.to_string() == *v,
+        Filter::Health(v) => {
+            let health = match (&c.state.health, st.status) {
+                (Some(h), Status::Running) => h.status.as_str(),
+                _ => "none",
+            };
+            health == v
+        }
     }
 }
 
@@ -1227,6 +1335,7 @@ fn inspect_value(root: &Path, c: &Container) -> Value {
             "FinishedAt": st.finished_at.clone().unwrap_or_else(|| "0001-01-01T00:00:00Z".into()),
             // husk's own: what the last run used (run --report's figures), null before one ended.
             "Usage": st.usage,
+            "Health": c.state.health,
         },
         "Image": c.image_id,
         "ResolvConfPath": store::dir(root, &c.id).join("resolv.conf"),
@@ -1287,6 +1396,7 @@ fn inspect_value(root: &Path, c: &Container) -> Value {
             "Labels": c.labels,
             "StopSignal": c.stop_signal,
             "StopTimeout": c.stop_timeout,
+            "Healthcheck": c.healthcheck,
         },
     })
 }

@@ -13,7 +13,15 @@ use crate::store::{self, Container, Status};
 impl Engine {
     /// `network create`.
     pub fn create_network(&self, opts: &CreateOptions) -> Result<Network> {
-        networks::create(&self.root, opts)
+        let n = networks::create(&self.root, opts)?;
+        crate::events::emit(
+            &self.root,
+            "network",
+            "create",
+            &n.id,
+            &[("name", &n.name), ("type", &n.driver)],
+        );
+        Ok(n)
     }
 
     /// Every network: the default bridge, `host`, `none` and the user networks.
@@ -93,6 +101,13 @@ impl Engine {
             )));
         }
         networks::remove(&self.root, &n)?;
+        crate::events::emit(
+            &self.root,
+            "network",
+            "destroy",
+            &n.id,
+            &[("name", &n.name), ("type", &n.driver)],
+        );
         Ok(n.name)
     }
 
@@ -149,6 +164,13 @@ impl Engine {
             networking::connect(&self.root, &c, &n)?;
         }
         Container::update(&self.root, &c.id, |c| c.extra_networks.push(n.name.clone()))?;
+        crate::events::emit(
+            &self.root,
+            "network",
+            "connect",
+            &n.id,
+            &[("name", &n.name), ("container", &c.id)],
+        );
         Ok(())
     }
 
@@ -175,6 +197,13 @@ impl Engine {
         Container::update(&self.root, &c.id, |c| {
             c.extra_networks.retain(|x| x != &n.name)
         })?;
+        crate::events::emit(
+            &self.root,
+            "network",
+            "disconnect",
+            &n.id,
+            &[("name", &n.name), ("container", &c.id)],
+        );
         Ok(())
     }
 

@@ -17,6 +17,8 @@ use nix::sys::signalfd::{SfdFlags, SignalFd};
 use nix::unistd::Pid;
 
 use crate::error::{failed, Context, Error, Result};
+use crate::events;
+use crate::health::Checker;
 use crate::layers::{mount_rootfs, unmount_rootfs};
 use crate::logs;
 use crate::store::{self, Container, Holder, Status};
@@ -209,6 +211,7 @@ fn supervise_once(
         )),
         _ => None,
     };
+    let ran = run.started.is_some();
     drop(run);
     let _ = rt.delete(id, true);
     crate::networking::detach(root, id);
@@ -251,6 +254,17 @@ fn supervise_once(
             c.state.monitor_start = 0;
         }
     });
+    if ran {
+        // The record as it is now: a `rename` meanwhile names it.
+        let now = updated.as_ref().unwrap_or(&c);
+        let mut attrs = now.event_attributes();
+        if oom {
+            events::emit(root, "container", "oom", id, &attrs);
+        }
+        let code_text = code.to_string();
+        attrs.push(("exitCode", &code_text));
+        events::emit(root, "container", "die", id, &attrs);
+    }
     let restarting = updated.as_ref().is_ok_and(|c| c.state.restarting);
     let removing = c.auto_remove && !restarting;
     if removing {
@@ -371,8 +385,27 @@ fn launch(
         c.state.oom_killed = false;
         c.state.error.clear();
         c.state.restarting = false;
+        c.state.health = c.healthcheck.as_ref().map(|_| store::Health::starting());
     })?;
     started(Ok(()));
+    events::emit(root, "container", "start", &c.id, &c.event_attributes());
+    let checker = match Checker::spawn(root, c, pid) {
+        Ok(checker) => checker,
+        Err(e) => {
+            // The container runs on; `inspect` says why nothing judges its health.
+            let _ = Container::update(root, &c.id, |c| {
+                if let Some(h) = &mut c.state.health {
+                    h.log.push(store::HealthResult {
+                        start: time::now(),
+                        end: time::now(),
+                        exit_code: -1,
+                        output: e.to_string(),
+                    });
+                }
+            });
+            None
+        }
+    };
     let watchdog = match c.timeout {
         Some(secs) => Some(arm_timeout(pid, secs, timed_out.clone())?),
         None => None,
@@ -397,6 +430,9 @@ fn launch(
             )
         }
     };
+    if let Some(checker) = checker {
+        checker.stop();
+    }
     // The init is gone (or the wait failed: then it is killed now), so the watchdog ends at
     // once; joined, the monitor is single-threaded again before a restart forks.
     if let Some(w) = watchdog {

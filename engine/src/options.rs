@@ -167,6 +167,180 @@ impl Userns {
     }
 }
 
+/// A container's healthcheck, in docker's image-config shape (`Healthcheck` of an image's
+/// config, `Config.Healthcheck` of `inspect`): durations in nanoseconds, 0 for the default.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct Healthcheck {
+    /// `["CMD", arg…]`, `["CMD-SHELL", "command"]` or `["NONE"]`.
+    #[serde(default)]
+    pub test: Vec<String>,
+    #[serde(default)]
+    pub interval: u64,
+    #[serde(default)]
+    pub timeout: u64,
+    #[serde(default)]
+    pub start_period: u64,
+    #[serde(default)]
+    pub retries: u32,
+}
+
+/// docker's defaults where a healthcheck leaves a field 0.
+const HEALTH_INTERVAL_NS: u64 = 30_000_000_000;
+const HEALTH_TIMEOUT_NS: u64 = 30_000_000_000;
+const HEALTH_RETRIES: u32 = 3;
+
+impl Healthcheck {
+    /// The command line a check runs: CMD's arguments, or CMD-SHELL's through `/bin/sh -c`.
+    pub fn command(&self) -> Option<Vec<String>> {
+        match self.test.split_first() {
+            Some((kind, rest)) if kind == "CMD" && !rest.is_empty() => Some(rest.to_vec()),
+            Some((kind, [cmd])) if kind == "CMD-SHELL" => {
+                Some(vec!["/bin/sh".into(), "-c".into(), cmd.clone()])
+            }
+            _ => None,
+        }
+    }
+
+    pub fn interval(&self) -> std::time::Duration {
+        std::time::Duration::from_nanos(or_default(self.interval, HEALTH_INTERVAL_NS))
+    }
+
+    pub fn timeout(&self) -> std::time::Duration {
+        std::time::Duration::from_nanos(or_default(self.timeout, HEALTH_TIMEOUT_NS))
+    }
+
+    pub fn start_period(&self) -> std::time::Duration {
+        std::time::Duration::from_nanos(self.start_period)
+    }
+
+    pub fn retries(&self) -> u32 {
+        if self.retries == 0 {
+            HEALTH_RETRIES
+        } else {
+            self.retries
+        }
+    }
+}
+
+fn or_default(v: u64, default: u64) -> u64 {
+    if v == 0 {
+        default
+    } else {
+        v
+    }
+}
+
+/// `run`'s healthcheck flags; unset ones keep the image's.
+#[derive(Debug, Clone, Default)]
+pub struct HealthOptions {
+    /// `--health-cmd`: a shell command (docker's CMD-SHELL).
+    pub cmd: Option<String>,
+    pub interval: Option<std::time::Duration>,
+    pub timeout: Option<std::time::Duration>,
+    pub start_period: Option<std::time::Duration>,
+    pub retries: Option<u32>,
+    /// `--no-healthcheck`: none, whatever the image says.
+    pub disabled: bool,
+}
+
+impl HealthOptions {
+    /// The healthcheck a container gets: the image's (`image`, its config's `Healthcheck`)
+    /// with these flags over it; None for none (`NONE`, or no test at all).
+    pub fn resolve(&self, image: Option<Healthcheck>) -> Result<Option<Healthcheck>> {
+        let set = self.cmd.is_some()
+            || self.interval.is_some()
+            || self.timeout.is_some()
+            || self.start_period.is_some()
+            || self.retries.is_some();
+        if self.disabled {
+            if set {
+                invalid!("--no-healthcheck conflicts with --health-* options");
+            }
+            return Ok(None);
+        }
+        let mut hc = image.unwrap_or_default();
+        if let Some(cmd) = &self.cmd {
+            hc.test = vec!["CMD-SHELL".into(), cmd.clone()];
+        }
+        let ns = |flag: &str, d: std::time::Duration| -> Result<u64> {
+            if d < std::time::Duration::from_millis(1) && !d.is_zero() {
+                invalid!("{flag} cannot be less than 1ms");
+            }
+            Ok(u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
+        };
+        if let Some(d) = self.interval {
+            hc.interval = ns("--health-interval", d)?;
+        }
+        if let Some(d) = self.timeout {
+            hc.timeout = ns("--health-timeout", d)?;
+        }
+        if let Some(d) = self.start_period {
+            hc.start_period = ns("--health-start-period", d)?;
+        }
+        if let Some(r) = self.retries {
+            hc.retries = r;
+        }
+        if hc.test.first().is_some_and(|t| t == "NONE") {
+            return Ok(None);
+        }
+        if hc.test.is_empty() {
+            if set {
+                invalid!(
+                    "--health-* options need a healthcheck: give --health-cmd (the image has none)"
+                );
+            }
+            return Ok(None);
+        }
+        if hc.command().is_none() {
+            invalid!(
+                "invalid healthcheck test {:?}: use [\"CMD\", args…], [\"CMD-SHELL\", command] or [\"NONE\"]",
+                hc.test
+            );
+        }
+        Ok(Some(hc))
+    }
+}
+
+/// A Go duration, as docker's flags take them: `300ms`, `1.5s`, `2m30s`, `1h`, or `0`.
+pub fn parse_duration(s: &str) -> Result<std::time::Duration> {
+    let bad = || -> Result<std::time::Duration> {
+        invalid!("invalid duration {s:?}: use a number and a unit (ns, us, ms, s, m, h), as 30s or 1m30s")
+    };
+    if s == "0" {
+        return Ok(std::time::Duration::ZERO);
+    }
+    let mut rest = s;
+    let mut total = 0f64;
+    if rest.is_empty() {
+        return bad();
+    }
+    while !rest.is_empty() {
+        let num_len = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(rest.len());
+        let Ok(n) = rest[..num_len].parse::<f64>() else {
+            return bad();
+        };
+        rest = &rest[num_len..];
+        let unit_len = rest
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(rest.len());
+        let scale = match &rest[..unit_len] {
+            "ns" => 1e-9,
+            "us" | "µs" => 1e-6,
+            "ms" => 1e-3,
+            "s" => 1.0,
+            "m" => 60.0,
+            "h" => 3600.0,
+            _ => return bad(),
+        };
+        rest = &rest[unit_len..];
+        total += n * scale;
+    }
+    std::time::Duration::try_from_secs_f64(total).or_else(|_| bad())
+}
+
 /// docker's `--restart`: what the monitor does when the container exits.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct RestartPolicy {
@@ -542,6 +716,8 @@ pub struct RunOptions {
     /// `--report`: the monitor samples the peaks the kernel keeps none of (memory before
     /// Linux 5.19, pids), so that the run's usage has them.
     pub report: bool,
+    /// `--health-cmd` and kin, `--no-healthcheck`.
+    pub health: HealthOptions,
 }
 
 /// `update`: new limits for a container (running or not); unset ones stay.
@@ -589,6 +765,8 @@ pub enum Filter {
     Label(String, Option<String>),
     Ancestor(String),
     Exited(String),
+    /// `starting`, `healthy`, `unhealthy`, or `none` (no healthcheck).
+    Health(String),
 }
 
 impl Filter {
@@ -607,8 +785,14 @@ impl Filter {
             },
             "ancestor" => Filter::Ancestor(v),
             "exited" => Filter::Exited(v),
+            "health" if ["starting", "healthy", "unhealthy", "none"].contains(&v.as_str()) => {
+                Filter::Health(v)
+            }
+            "health" => {
+                invalid!("invalid filter health={v:?}: use starting, healthy, unhealthy or none")
+            }
             _ => invalid!(
-                "invalid filter {k:?}: husk knows status, name, id, label, ancestor, exited"
+                "invalid filter {k:?}: husk knows status, name, id, label, ancestor, exited, health"
             ),
         })
     }
@@ -851,6 +1035,75 @@ impl Mount {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn go_durations_parse_as_docker_flags_take_them() {
+        use std::time::Duration;
+        assert_eq!(parse_duration("300ms").unwrap(), Duration::from_millis(300));
+        assert_eq!(parse_duration("1.5s").unwrap(), Duration::from_millis(1500));
+        assert_eq!(parse_duration("1m30s").unwrap(), Duration::from_secs(90));
+        assert_eq!(parse_duration("1h").unwrap(), Duration::from_secs(3600));
+        assert_eq!(parse_duration("0").unwrap(), Duration::ZERO);
+        for bad in ["", "5", "1x", "s", "-1s", "1.2.3s"] {
+            assert!(parse_duration(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn healthchecks_resolve_flags_over_the_image() {
+        use std::time::Duration;
+        let image = Healthcheck {
+            test: vec!["CMD".into(), "check".into()],
+            interval: 5_000_000_000,
+            retries: 2,
+            ..Default::default()
+        };
+        let none = HealthOptions::default();
+        assert_eq!(
+            none.resolve(Some(image.clone())).unwrap(),
+            Some(image.clone())
+        );
+        assert_eq!(none.resolve(None).unwrap(), None);
+        let cmd = HealthOptions {
+            cmd: Some("curl -f localhost".into()),
+            timeout: Some(Duration::from_secs(2)),
+            ..Default::default()
+        };
+        let hc = cmd.resolve(Some(image.clone())).unwrap().unwrap();
+        assert_eq!(hc.test, ["CMD-SHELL", "curl -f localhost"]);
+        assert_eq!(
+            (hc.interval, hc.timeout, hc.retries),
+            (5_000_000_000, 2_000_000_000, 2)
+        );
+        assert_eq!(
+            hc.command().unwrap(),
+            ["/bin/sh", "-c", "curl -f localhost"]
+        );
+        assert_eq!(hc.interval(), Duration::from_secs(5));
+        assert_eq!(hc.retries(), 2);
+        let off = HealthOptions {
+            disabled: true,
+            ..Default::default()
+        };
+        assert_eq!(off.resolve(Some(image.clone())).unwrap(), None);
+        let nothing = Healthcheck {
+            test: vec!["NONE".into()],
+            ..Default::default()
+        };
+        assert_eq!(none.resolve(Some(nothing)).unwrap(), None);
+        let odd = Healthcheck {
+            test: vec!["CMD-SHELL".into()],
+            ..Default::default()
+        };
+        assert!(none.resolve(Some(odd)).is_err());
+        let defaults = Healthcheck {
+            test: vec!["CMD".into(), "x".into()],
+            ..Default::default()
+        };
+        assert_eq!(defaults.interval(), Duration::from_secs(30));
+        assert_eq!(defaults.timeout(), Duration::from_secs(30));
+        assert_eq!(defaults.retries(), 3);
+    }
 
     #[test]
     fn sizes_parse_like_docker() {

@@ -63,6 +63,9 @@ pub fn remove(root: &Path, c: &Container, anonymous_volumes: bool) -> Result<()>
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(e) => return Err(e).with_context(|| format!("cannot remove container {}", c.name)),
         }
+        if let Some(cur) = &current {
+            crate::events::emit(root, "container", "destroy", &c.id, &cur.event_attributes());
+        }
     }
     // The name goes with the record, whatever happens to the directory.
     store::release_name(root, &name, &c.id);

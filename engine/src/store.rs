@@ -67,6 +67,41 @@ pub struct State {
     /// What its last run used, read from its cgroup as it ended.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub usage: Option<crate::usage::ResourceUsage>,
+    /// Its healthcheck's verdict, from its monitor's checks (reset to `starting` at each start).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health: Option<Health>,
+}
+
+/// docker's `State.Health`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "PascalCase")]
+pub struct Health {
+    /// `starting`, `healthy` or `unhealthy`.
+    pub status: String,
+    pub failing_streak: u32,
+    /// The last five checks, oldest first.
+    pub log: Vec<HealthResult>,
+}
+
+impl Health {
+    pub fn starting() -> Health {
+        Health {
+            status: "starting".into(),
+            failing_streak: 0,
+            log: Vec::new(),
+        }
+    }
+}
+
+/// One check: when it ran, its exit code (-1: it could not run or ran out of time) and
+/// the start of its output.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "PascalCase")]
+pub struct HealthResult {
+    pub start: String,
+    pub end: String,
+    pub exit_code: i32,
+    pub output: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -143,6 +178,9 @@ pub struct Container {
     /// `--log-driver` and `--log-opt`.
     #[serde(default)]
     pub log_config: crate::options::LogConfig,
+    /// `--health-*` over the image's HEALTHCHECK; None for none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub healthcheck: Option<crate::options::Healthcheck>,
     /// Anonymous volumes made for this container (`rm -v` removes them).
     pub anonymous_volumes: Vec<String>,
     pub diff_ids: Vec<String>,
@@ -223,6 +261,13 @@ impl Container {
     /// A husk process is starting, running or stopping this container right now.
     pub fn busy(&self) -> bool {
         alive(self.state.monitor_pid, self.state.monitor_start)
+    }
+
+    /// What its events say of it: its name, image and labels (docker's attributes).
+    pub fn event_attributes(&self) -> Vec<(&str, &str)> {
+        let mut a = vec![("name", self.name.as_str()), ("image", self.image.as_str())];
+        a.extend(self.labels.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+        a
     }
 
     pub fn short_id(&self) -> &str {

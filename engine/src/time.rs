@@ -6,6 +6,14 @@ pub fn now() -> String {
     husk_runtime::util::rfc3339_now()
 }
 
+/// RFC 3339 with nanoseconds of a time in nanoseconds since the epoch.
+pub fn rfc3339_nanos(nanos: i64) -> String {
+    husk_runtime::util::rfc3339(
+        nanos.div_euclid(1_000_000_000),
+        nanos.rem_euclid(1_000_000_000) as u32,
+    )
+}
+
 pub fn now_secs() -> f64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)

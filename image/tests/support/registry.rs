@@ -415,6 +415,16 @@ pub fn push_busybox_image_with(reg: &TestRegistry, repo: &str, tag: &str, more: 
     );
 }
 
+/// The busybox image with `config` as its config's `config` (a HEALTHCHECK, say).
+pub fn push_busybox_image_config(
+    reg: &TestRegistry,
+    repo: &str,
+    tag: &str,
+    config: serde_json::Value,
+) {
+    push_oci_image(reg, repo, tag, &[busybox_layer()], |_| false, Some(config));
+}
+
 /// An OCI image of `layers` (uncompressed tars, lowest first; gzip, or zstd where `zstd(i)`)
 /// for this machine's architecture, with `config` as its config's `config`, tagged `tag`.
 fn push_oci_image(
