@@ -446,6 +446,16 @@ pub fn wait(engine: &Engine, names: &[String]) -> Result<()> {
 
 /// `start`; with `-a` it exits with the container's code.
 pub fn start(engine: &Engine, a: &StartArgs) -> Result<()> {
+    if a.all {
+        let (started, failed) = engine.start_all()?;
+        for name in &started {
+            println!("{name}");
+        }
+        for (name, e) in &failed {
+            eprintln!("husk: cannot start {name}: {e}");
+        }
+        std::process::exit(i32::from(!failed.is_empty()));
+    }
     if a.attach && a.containers.len() > 1 {
         bail!("you cannot start and attach multiple containers at once");
     }

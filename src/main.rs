@@ -12,10 +12,13 @@ mod progress;
 mod table;
 mod template;
 mod timefmt;
+mod units;
 
 use clap::Parser;
 
-use husk_cli::husk::{ContainerCommand, HuskCli, HuskCommand, ImageCommand, SystemCommand};
+use husk_cli::husk::{
+    ContainerCommand, GenerateCommand, HuskCli, HuskCommand, ImageCommand, SystemCommand,
+};
 use husk_engine::image::Reference;
 use husk_engine::{Config, Engine};
 
@@ -143,6 +146,7 @@ fn main() {
         HuskCommand::System(SystemCommand::Df) => images::system_df(e),
         HuskCommand::System(SystemCommand::Prune(a)) => images::system_prune(e, a),
         HuskCommand::Version(a) => images::version(e, a),
+        HuskCommand::Generate(GenerateCommand::Systemd(a)) => units::systemd(e, a),
         HuskCommand::Events(a) | HuskCommand::System(SystemCommand::Events(a)) => {
             events::events(e, a)
         }

@@ -106,6 +106,10 @@ pub enum HuskCommand {
     /// Copy files between a container and the host: CONTAINER:SRC DEST or SRC CONTAINER:DEST
     /// (`-` for a tar stream on stdin or stdout)
     Cp(CpArgs),
+    /// Write systemd units: one that starts a container at boot, or (--boot) one that runs
+    /// `start --all`
+    #[command(subcommand)]
+    Generate(GenerateCommand),
     /// Print a shell completion script: bash, zsh or fish
     Completion {
         #[arg(value_enum)]
@@ -123,6 +127,27 @@ pub enum HuskCommand {
         /// Layer diff_ids
         layers: Vec<String>,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum GenerateCommand {
+    /// A systemd unit on stdout (or in --files' directory)
+    Systemd(GenerateSystemdArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct GenerateSystemdArgs {
+    /// A unit for the whole store: `husk start --all` at boot (every container its restart
+    /// policy runs)
+    #[arg(long, conflicts_with = "container")]
+    pub boot: bool,
+    /// Write the unit into this directory (container-NAME.service, or husk-restart.service
+    /// with --boot) instead of stdout, e.g. /etc/systemd/system
+    #[arg(long, value_name = "DIR")]
+    pub files: Option<PathBuf>,
+    /// The container the unit starts and stops
+    #[arg(required_unless_present = "boot")]
+    pub container: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -454,7 +479,12 @@ pub struct StartArgs {
     /// Attach stdin (accepted with -a; stdin is not attached yet)
     #[arg(short, long)]
     pub interactive: bool,
-    #[arg(required = true)]
+    /// Every stopped container its restart policy would run (always; unless-stopped and
+    /// on-failure ones the user did not stop): what to run at boot, as docker's daemon does
+    /// when it starts
+    #[arg(long, conflicts_with_all = ["attach", "containers"])]
+    pub all: bool,
+    #[arg(required_unless_present = "all")]
     pub containers: Vec<String>,
 }
 

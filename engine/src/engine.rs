@@ -593,6 +593,39 @@ impl Engine {
         start_one(&self.root, &c.id, attach)
     }
 
+    /// `start --all`: start, detached, every stopped container whose restart policy wants
+    /// it running: `always`; `unless-stopped` and `on-failure` unless the user stopped it
+    /// (`on-failure` after a failure, which a run cut short by a reboot is, while it has
+    /// retries left). What
+    /// docker's daemon does when it starts; husk has none, so a boot unit runs this. The
+    /// names started, and the failures (name, error), each start on its own.
+    pub fn start_all(&self) -> Result<(Vec<String>, Vec<(String, Error)>)> {
+        let (mut started, mut failed) = (Vec::new(), Vec::new());
+        let mut all = self.list(&ListOptions {
+            all: true,
+            ..Default::default()
+        })?;
+        // Oldest first, as they were made (a container another one joins comes up first).
+        all.reverse();
+        for c in all {
+            let st = c.observed();
+            if st.status == Status::Running || c.busy() {
+                continue;
+            }
+            // docker's `always` comes back at a daemon start even after a `stop`.
+            let wanted = c.restart_policy.name == "always"
+                || (st.status == Status::Exited && monitor::restart_wanted(&c, st.exit_code));
+            if !wanted {
+                continue;
+            }
+            match start_one(&self.root, &c.id, false) {
+                Ok(_) => started.push(c.name),
+                Err(e) => failed.push((c.name, e)),
+            }
+        }
+        Ok((started, failed))
+    }
+
     /// Stop a container: `signal` (its stop signal when None), then SIGKILL to every process
     /// after `timeout` seconds (its stop timeout when None; negative waits for ever).
     pub fn stop(&self, query: &str, signal: Option<&str>, timeout: Option<i64>) -> Result<()> {

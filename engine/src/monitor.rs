@@ -148,7 +148,7 @@ fn wait_backoff(root: &Path, id: &str, delay: std::time::Duration) -> bool {
 }
 
 /// Does the container's restart policy want it started again after exiting with `code`?
-fn restart_wanted(c: &Container, code: i32) -> bool {
+pub(crate) fn restart_wanted(c: &Container, code: i32) -> bool {
     if c.state.manually_stopped {
         return false;
     }
