@@ -447,14 +447,14 @@ pub fn wait(engine: &Engine, names: &[String]) -> Result<()> {
 /// `start`; with `-a` it exits with the container's code.
 pub fn start(engine: &Engine, a: &StartArgs) -> Result<()> {
     if a.all {
-        let (started, failed) = engine.start_all()?;
-        for name in &started {
+        let done = engine.start_all()?;
+        for name in &done.started {
             println!("{name}");
         }
-        for (name, e) in &failed {
+        for (name, e) in &done.failed {
             eprintln!("husk: cannot start {name}: {e}");
         }
-        std::process::exit(i32::from(!failed.is_empty()));
+        std::process::exit(i32::from(!done.failed.is_empty()));
     }
     if a.attach && a.containers.len() > 1 {
         bail!("you cannot start and attach multiple containers at once");

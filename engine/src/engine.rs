@@ -23,6 +23,13 @@ use crate::remove::remove;
 use crate::store::{self, Container, Status};
 use crate::volumes::{self, Volume};
 
+/// What `start --all` did: the names it started, and those it could not, with why.
+#[derive(Debug)]
+pub struct StartAll {
+    pub started: Vec<String>,
+    pub failed: Vec<(String, Error)>,
+}
+
 /// How the engine is opened.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -599,7 +606,7 @@ impl Engine {
     /// retries left). What
     /// docker's daemon does when it starts; husk has none, so a boot unit runs this. The
     /// names started, and the failures (name, error), each start on its own.
-    pub fn start_all(&self) -> Result<(Vec<String>, Vec<(String, Error)>)> {
+    pub fn start_all(&self) -> Result<StartAll> {
         let (mut started, mut failed) = (Vec::new(), Vec::new());
         let mut all = self.list(&ListOptions {
             all: true,
@@ -623,7 +630,7 @@ impl Engine {
                 Err(e) => failed.push((c.name, e)),
             }
         }
-        Ok((started, failed))
+        Ok(StartAll { started, failed })
     }
 
     /// Stop a container: `signal` (its stop signal when None), then SIGKILL to every process

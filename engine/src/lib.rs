@@ -63,7 +63,8 @@ pub use husk_image as image;
 pub use copy::Outside as CopyOutside;
 pub use create::{PullEvent, PullProgress};
 pub use engine::{
-    Attach, Config, DiskUsage, Engine, ImageRemoval, Info, PullReport, RunReport, Stats, Top, Usage,
+    Attach, Config, DiskUsage, Engine, ImageRemoval, Info, PullReport, RunReport, StartAll, Stats,
+    Top, Usage,
 };
 pub use error::{Error, Result};
 pub use logs::{LogLine, Stream};
