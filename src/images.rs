@@ -424,6 +424,76 @@ fn familiar(name: &str) -> &str {
         .unwrap_or(name)
 }
 
+/// `history IMAGE`: docker's table (IMAGE, CREATED, CREATED BY, SIZE, COMMENT), newest first.
+pub fn history(engine: &Engine, a: &husk_cli::husk::HistoryArgs) -> Result<()> {
+    let steps = engine.history(&a.image)?;
+    let mut out = std::io::stdout().lock();
+    let id = |s: &husk_engine::HistoryStep| match &s.id {
+        Some(config) if a.no_trunc => config.clone(),
+        Some(config) => config
+            .trim_start_matches("sha256:")
+            .chars()
+            .take(12)
+            .collect(),
+        None => "<missing>".into(),
+    };
+    if a.quiet {
+        for s in &steps {
+            writeln!(out, "{}", id(s))?;
+        }
+        return Ok(());
+    }
+    let created = |s: &husk_engine::HistoryStep| match (&s.created, a.human) {
+        (Some(t), true) => timefmt::ago(t),
+        (Some(t), false) => t.clone(),
+        (None, _) => "N/A".into(),
+    };
+    let size = |s: &husk_engine::HistoryStep| {
+        if a.human {
+            human_size(s.size)
+        } else {
+            s.size.to_string()
+        }
+    };
+    let created_by = |s: &husk_engine::HistoryStep| {
+        if a.no_trunc || s.created_by.chars().count() <= 45 {
+            s.created_by.clone()
+        } else {
+            format!("{}…", s.created_by.chars().take(44).collect::<String>())
+        }
+    };
+    let output = Output::parse(a.format.as_deref().unwrap_or(""))?;
+    if !matches!(output, Output::Table) {
+        let items: Vec<serde_json::Value> = steps
+            .iter()
+            .map(|s| {
+                json!({
+                    "ID": id(s), "CreatedSince": created(s), "CreatedAt": s.created,
+                    "CreatedBy": created_by(s), "Size": size(s), "Comment": s.comment,
+                })
+            })
+            .collect();
+        let headers = [
+            ("ID", "IMAGE"),
+            ("CreatedSince", "CREATED"),
+            ("CreatedAt", "CREATED AT"),
+            ("CreatedBy", "CREATED BY"),
+            ("Size", "SIZE"),
+            ("Comment", "COMMENT"),
+        ];
+        return write_items(&mut out, &output, &items, &headers);
+    }
+    let rows: Vec<[String; 5]> = steps
+        .iter()
+        .map(|s| [id(s), created(s), created_by(s), size(s), s.comment.clone()])
+        .collect();
+    table(
+        &mut out,
+        ["IMAGE", "CREATED", "CREATED BY", "SIZE", "COMMENT"],
+        &rows,
+    )
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

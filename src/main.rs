@@ -147,6 +147,11 @@ fn main() {
         HuskCommand::System(SystemCommand::Prune(a)) => images::system_prune(e, a),
         HuskCommand::Version(a) => images::version(e, a),
         HuskCommand::Generate(GenerateCommand::Systemd(a)) => units::systemd(e, a),
+        HuskCommand::History(a) | HuskCommand::Image(ImageCommand::History(a)) => {
+            images::history(e, a)
+        }
+        HuskCommand::Diff(a) => containers::diff(e, &a.container),
+        HuskCommand::Export(a) => containers::export(e, a),
         HuskCommand::Events(a) | HuskCommand::System(SystemCommand::Events(a)) => {
             events::events(e, a)
         }

@@ -98,6 +98,12 @@ pub enum HuskCommand {
     System(SystemCommand),
     /// husk's version, the kernel's and the cgroup layout
     Version(VersionArgs),
+    /// How an image was made, newest step first
+    History(HistoryArgs),
+    /// The files a container changed in its image: A added, C changed, D deleted
+    Diff(ContainerArg),
+    /// A container's file system (without its volumes) as a tar archive
+    Export(ExportArgs),
     /// What containers, images, networks and volumes went through, from the store's journal
     /// (new ones as they come, until --until)
     Events(EventsArgs),
@@ -528,6 +534,11 @@ pub struct ContainersArgs {
 }
 
 #[derive(Debug, Args)]
+pub struct ContainerArg {
+    pub container: String,
+}
+
+#[derive(Debug, Args)]
 pub struct InspectArgs {
     /// container or image
     #[arg(long = "type")]
@@ -595,6 +606,33 @@ pub enum ImageCommand {
     Save(SaveArgs),
     /// Read images from a tar archive
     Load(LoadArgs),
+    /// How an image was made, newest step first
+    History(HistoryArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct HistoryArgs {
+    /// Only the image's id (on its newest step; `<missing>` on the others)
+    #[arg(short, long)]
+    pub quiet: bool,
+    /// Do not cut long commands or ids
+    #[arg(long)]
+    pub no_trunc: bool,
+    /// Sizes and times in plain numbers, not human ones
+    #[arg(short = 'H', long, default_value = "true", action = clap::ArgAction::Set)]
+    pub human: bool,
+    /// A Go template ('{{.CreatedBy}}') or json
+    #[arg(long)]
+    pub format: Option<String>,
+    pub image: String,
+}
+
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    /// Write to this file instead of stdout
+    #[arg(short, long)]
+    pub output: Option<PathBuf>,
+    pub container: String,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

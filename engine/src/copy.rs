@@ -62,6 +62,12 @@ fn container_root(root: &Path, c: &Container) -> Result<RootFd> {
             .map_err(|e| os_err(format!("cannot reach the root of container {}", c.name), e))?;
         return Ok(RootFd { fd, unmount: None });
     }
+    root_mount(root, c)
+}
+
+/// The container's root mount on the host (made for the copy when it is not up): its
+/// image's layers and its own changes, without its volumes or the kernel's file systems.
+fn root_mount(root: &Path, c: &Container) -> Result<RootFd> {
     let rootfs = store::dir(root, &c.id).join("rootfs");
     let mounted_here = !husk_sys::is_mount_point(&rootfs);
     layers::mount_rootfs(root, c)?;
@@ -524,7 +530,16 @@ fn landing(
 
 /// `cp CONTAINER:SRC DEST`: out of container `c`. Returns the bytes of file content copied.
 pub fn copy_out(root: &Path, c: &Container, src: &str, to: Outside) -> Result<u64> {
-    let rootfd = container_root(root, c)?;
+    copy_out_of(&container_root(root, c)?, c, src, to)
+}
+
+/// `export`: container `c`'s file system (its root mount: no volumes, no /proc) as a tar
+/// stream, running or not. Returns the bytes of file content.
+pub fn export(root: &Path, c: &Container, to: &mut dyn Write) -> Result<u64> {
+    copy_out_of(&root_mount(root, c)?, c, "/.", Outside::TarOut(to))
+}
+
+fn copy_out_of(rootfd: &RootFd, c: &Container, src: &str, to: Outside) -> Result<u64> {
     let src_path = Path::new(src.trim_end_matches("/."));
     let src_fd = husk_sys::open_in_root(
         rootfd.fd.as_raw_fd(),

@@ -23,6 +23,18 @@ use crate::remove::remove;
 use crate::store::{self, Container, Status};
 use crate::volumes::{self, Volume};
 
+/// One step of an image's `history`, newest first.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HistoryStep {
+    /// The image's id, on the newest step only (docker's `<missing>` on the others).
+    pub id: Option<String>,
+    pub created: Option<String>,
+    pub created_by: String,
+    /// Bytes of the layer the step made, as stored (0 for a step that made none).
+    pub size: u64,
+    pub comment: String,
+}
+
 /// What `start --all` did: the names it started, and those it could not, with why.
 #[derive(Debug)]
 pub struct StartAll {
@@ -248,6 +260,54 @@ impl Engine {
             "Architecture": config["architecture"], "Os": config["os"], "Config": config["config"],
             "RootFS": {"Type": "layers", "Layers": r.diff_ids}
         }))
+    }
+
+    /// `history`: how the image was made, newest step first, from its config's `history`
+    /// (each step that made a layer with that layer's stored size).
+    pub fn history(&self, query: &str) -> Result<Vec<HistoryStep>> {
+        let r = self.image(query)?;
+        let store = husk_image::store::Store::open(&self.root)?;
+        let config: Value = serde_json::from_reader(store.open_blob(&Digest::parse(&r.config)?)?)
+            .context("the image config is corrupt")?;
+        let manifest: Value =
+            serde_json::from_reader(store.open_blob(&Digest::parse(&r.manifest)?)?)
+                .context("the image manifest is corrupt")?;
+        let sizes: Vec<u64> = manifest["layers"]
+            .as_array()
+            .map(|l| l.iter().map(|d| d["size"].as_u64().unwrap_or(0)).collect())
+            .unwrap_or_default();
+        let mut layers = sizes.into_iter();
+        let text = |v: &Value| v.as_str().unwrap_or("").to_string();
+        let mut steps: Vec<HistoryStep> = match config["history"].as_array() {
+            Some(h) if !h.is_empty() => h
+                .iter()
+                .map(|e| {
+                    let empty = e["empty_layer"].as_bool().unwrap_or(false);
+                    HistoryStep {
+                        id: None,
+                        created: e["created"].as_str().map(str::to_string),
+                        created_by: text(&e["created_by"]),
+                        size: if empty { 0 } else { layers.next().unwrap_or(0) },
+                        comment: text(&e["comment"]),
+                    }
+                })
+                .collect(),
+            // No history kept: one step per layer, and nothing to say of how.
+            _ => layers
+                .map(|size| HistoryStep {
+                    id: None,
+                    created: r.created.clone(),
+                    created_by: String::new(),
+                    size,
+                    comment: String::new(),
+                })
+                .collect(),
+        };
+        steps.reverse();
+        if let Some(top) = steps.first_mut() {
+            top.id = Some(r.config.clone());
+        }
+        Ok(steps)
     }
 
     /// Untag what `query` names and free what no image uses any more; refused while a
@@ -580,6 +640,19 @@ impl Engine {
     pub fn copy_out(&self, query: &str, src: &str, to: crate::copy::Outside) -> Result<u64> {
         let c = store::find(&self.root, query)?;
         crate::copy::copy_out(&self.root, &c, src, to)
+    }
+
+    /// `diff`: what the container changed in its image's file system, sorted by path.
+    pub fn diff(&self, query: &str) -> Result<Vec<crate::changes::Change>> {
+        let c = store::find(&self.root, query)?;
+        crate::changes::changes(&self.root, &c)
+    }
+
+    /// `export`: the container's file system (no volumes) as a tar stream; the bytes of
+    /// file content written.
+    pub fn export(&self, query: &str, to: &mut dyn std::io::Write) -> Result<u64> {
+        let c = store::find(&self.root, query)?;
+        crate::copy::export(&self.root, &c, to)
     }
 
     /// `cp SRC CONTAINER:DEST`: into a container from the host or a tar stream.

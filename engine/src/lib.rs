@@ -27,6 +27,7 @@
 // inspect's docker-shaped JSON is one json! literal, deeper than the default limit.
 #![recursion_limit = "256"]
 
+mod changes;
 mod cni;
 mod copy;
 mod create;
@@ -60,11 +61,12 @@ mod volumes;
 /// progress) are part of the engine's API.
 pub use husk_image as image;
 
+pub use changes::{Change, ChangeKind};
 pub use copy::Outside as CopyOutside;
 pub use create::{PullEvent, PullProgress};
 pub use engine::{
-    Attach, Config, DiskUsage, Engine, ImageRemoval, Info, PullReport, RunReport, StartAll, Stats,
-    Top, Usage,
+    Attach, Config, DiskUsage, Engine, HistoryStep, ImageRemoval, Info, PullReport, RunReport,
+    StartAll, Stats, Top, Usage,
 };
 pub use error::{Error, Result};
 pub use logs::{LogLine, Stream};

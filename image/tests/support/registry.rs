@@ -425,6 +425,19 @@ pub fn push_busybox_image_config(
     push_oci_image(reg, repo, tag, &[busybox_layer()], |_| false, Some(config));
 }
 
+/// The busybox image with `more` layers on top and `history` as its config's history.
+pub fn push_busybox_image_history(
+    reg: &TestRegistry,
+    repo: &str,
+    tag: &str,
+    more: &[Vec<u8>],
+    history: serde_json::Value,
+) {
+    let mut layers = vec![busybox_layer()];
+    layers.extend(more.iter().cloned());
+    push_oci_image_with(reg, repo, tag, &layers, |_| false, None, Some(history));
+}
+
 /// An OCI image of `layers` (uncompressed tars, lowest first; gzip, or zstd where `zstd(i)`)
 /// for this machine's architecture, with `config` as its config's `config`, tagged `tag`.
 fn push_oci_image(
@@ -434,6 +447,19 @@ fn push_oci_image(
     layers: &[Vec<u8>],
     zstd: impl Fn(usize) -> bool,
     config: Option<serde_json::Value>,
+) -> Digest {
+    push_oci_image_with(reg, repo, tag, layers, zstd, config, None)
+}
+
+/// `push_oci_image`, with `history` as the image config's history.
+fn push_oci_image_with(
+    reg: &TestRegistry,
+    repo: &str,
+    tag: &str,
+    layers: &[Vec<u8>],
+    zstd: impl Fn(usize) -> bool,
+    config: Option<serde_json::Value>,
+    history: Option<serde_json::Value>,
 ) -> Digest {
     let mut descs = Vec::new();
     for (i, l) in layers.iter().enumerate() {
@@ -454,6 +480,9 @@ fn push_oci_image(
         "rootfs": {"type": "layers", "diff_ids": diff_ids}});
     if let Some(c) = config {
         image["config"] = c;
+    }
+    if let Some(h) = history {
+        image["history"] = h;
     }
     let config = serde_json::to_vec(&image).unwrap();
     let cd = reg.push_blob(repo, &config);
