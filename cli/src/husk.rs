@@ -452,13 +452,13 @@ pub struct EventsArgs {
 #[derive(Debug, Args)]
 pub struct ExecArgs {
     /// Keep stdin open
-    #[arg(short, long)]
+    #[arg(short, long, value_name = "BOOL", num_args = 0..=1, require_equals = true, default_missing_value = "true", action = clap::ArgAction::Set, default_value = "false", value_parser = clap::builder::BoolishValueParser::new())]
     pub interactive: bool,
     /// Allocate a pseudo-terminal
-    #[arg(short, long)]
+    #[arg(short, long, value_name = "BOOL", num_args = 0..=1, require_equals = true, default_missing_value = "true", action = clap::ArgAction::Set, default_value = "false", value_parser = clap::builder::BoolishValueParser::new())]
     pub tty: bool,
     /// Run in the background
-    #[arg(short, long)]
+    #[arg(short, long, value_name = "BOOL", num_args = 0..=1, require_equals = true, default_missing_value = "true", action = clap::ArgAction::Set, default_value = "false", value_parser = clap::builder::BoolishValueParser::new())]
     pub detach: bool,
     /// Set environment variables
     #[arg(short, long)]
@@ -470,7 +470,7 @@ pub struct ExecArgs {
     #[arg(short, long)]
     pub user: Option<String>,
     /// Give extended privileges to the command
-    #[arg(long)]
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, require_equals = true, default_missing_value = "true", action = clap::ArgAction::Set, default_value = "false", value_parser = clap::builder::BoolishValueParser::new())]
     pub privileged: bool,
     pub container: String,
     #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
@@ -483,7 +483,7 @@ pub struct StartArgs {
     #[arg(short, long)]
     pub attach: bool,
     /// Attach stdin (accepted with -a; stdin is not attached yet)
-    #[arg(short, long)]
+    #[arg(short, long, value_name = "BOOL", num_args = 0..=1, require_equals = true, default_missing_value = "true", action = clap::ArgAction::Set, default_value = "false", value_parser = clap::builder::BoolishValueParser::new())]
     pub interactive: bool,
     /// Every stopped container its restart policy would run (always; unless-stopped and
     /// on-failure ones the user did not stop): what to run at boot, as docker's daemon does
@@ -718,10 +718,10 @@ pub enum PullPolicy {
 #[derive(Debug, Args)]
 pub struct RunArgs {
     /// Run in the background and print the container ID
-    #[arg(short, long)]
+    #[arg(short, long, value_name = "BOOL", num_args = 0..=1, require_equals = true, default_missing_value = "true", action = clap::ArgAction::Set, default_value = "false", value_parser = clap::builder::BoolishValueParser::new())]
     pub detach: bool,
     /// Remove the container when it exits
-    #[arg(long)]
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, require_equals = true, default_missing_value = "true", action = clap::ArgAction::Set, default_value = "false", value_parser = clap::builder::BoolishValueParser::new())]
     pub rm: bool,
     /// Assign a name to the container
     #[arg(long)]
@@ -755,7 +755,7 @@ pub struct RunArgs {
     #[arg(short, long)]
     pub publish: Vec<String>,
     /// Publish every port the image exposes on a free host port
-    #[arg(short = 'P', long)]
+    #[arg(short = 'P', long, value_name = "BOOL", num_args = 0..=1, require_equals = true, default_missing_value = "true", action = clap::ArgAction::Set, default_value = "false", value_parser = clap::builder::BoolishValueParser::new())]
     pub publish_all: bool,
     /// Another name for the container on a user network
     #[arg(long, alias = "net-alias")]
@@ -773,7 +773,7 @@ pub struct RunArgs {
     #[arg(long, alias = "dns-opt")]
     pub dns_option: Vec<String>,
     /// Mount the container's root filesystem read-only
-    #[arg(long)]
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, require_equals = true, default_missing_value = "true", action = clap::ArgAction::Set, default_value = "false", value_parser = clap::builder::BoolishValueParser::new())]
     pub read_only: bool,
     #[command(flatten)]
     pub limits: LimitArgs,
@@ -787,13 +787,13 @@ pub struct RunArgs {
     #[arg(long)]
     pub cap_drop: Vec<String>,
     /// Give every capability, every device, no seccomp, no masked paths
-    #[arg(long)]
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, require_equals = true, default_missing_value = "true", action = clap::ArgAction::Set, default_value = "false", value_parser = clap::builder::BoolishValueParser::new())]
     pub privileged: bool,
     /// Security options: no-new-privileges[:true|false], seccomp=unconfined|PROFILE.json
     #[arg(long)]
     pub security_opt: Vec<String>,
     /// Run a tiny init (PID 1) that forwards signals and reaps zombies
-    #[arg(long)]
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, require_equals = true, default_missing_value = "true", action = clap::ArgAction::Set, default_value = "false", value_parser = clap::builder::BoolishValueParser::new())]
     pub init: bool,
     /// Signal to stop the container (default: the image's STOPSIGNAL, else SIGTERM)
     #[arg(long)]
@@ -825,10 +825,10 @@ pub struct RunArgs {
     #[arg(long)]
     pub tmpfs: Vec<String>,
     /// Allocate a pseudo-terminal
-    #[arg(short, long)]
+    #[arg(short, long, value_name = "BOOL", num_args = 0..=1, require_equals = true, default_missing_value = "true", action = clap::ArgAction::Set, default_value = "false", value_parser = clap::builder::BoolishValueParser::new())]
     pub tty: bool,
     /// Keep stdin open
-    #[arg(short, long)]
+    #[arg(short, long, value_name = "BOOL", num_args = 0..=1, require_equals = true, default_missing_value = "true", action = clap::ArgAction::Set, default_value = "false", value_parser = clap::builder::BoolishValueParser::new())]
     pub interactive: bool,
     /// Bind mount a host path or a named volume (SOURCE:CONTAINER[:ro]), or an anonymous volume (CONTAINER)
     #[arg(short, long)]
@@ -852,7 +852,7 @@ pub struct RunArgs {
     #[arg(long, value_name = "DURATION")]
     pub health_start_period: Option<String>,
     /// Disable any healthcheck the image has
-    #[arg(long)]
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, require_equals = true, default_missing_value = "true", action = clap::ArgAction::Set, default_value = "false", value_parser = clap::builder::BoolishValueParser::new())]
     pub no_healthcheck: bool,
     /// Where the output is kept: json-file (default) or none
     #[arg(long)]
@@ -900,7 +900,7 @@ pub struct RunArgs {
     #[arg(long)]
     pub label_file: Vec<PathBuf>,
     /// Do not let the OOM killer kill the container's processes (cgroup v1)
-    #[arg(long)]
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, require_equals = true, default_missing_value = "true", action = clap::ArgAction::Set, default_value = "false", value_parser = clap::builder::BoolishValueParser::new())]
     pub oom_kill_disable: bool,
     /// Memory soft limit
     #[arg(long, value_name = "SIZE")]
@@ -967,4 +967,45 @@ pub struct ImagesArgs {
     /// table, json, or a Go template (`{{.Names}}`, `table {{.ID}}\t{{.Status}}`)
     #[arg(long, default_value = "table")]
     pub format: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    fn run(args: &[&str]) -> RunArgs {
+        let full: Vec<&str> = ["husk", "run"].iter().chain(args).copied().collect();
+        match HuskCli::try_parse_from(full).expect("parses").command {
+            HuskCommand::Run(a) => *a,
+            other => panic!("not run: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn boolean_flags_take_docker_forms() {
+        let a = run(&["-dit", "img"]);
+        assert!(a.detach && a.interactive && a.tty);
+        let a = run(&[
+            "--tty=false",
+            "-i=true",
+            "--rm=false",
+            "--privileged=1",
+            "img",
+        ]);
+        assert!(!a.tty && a.interactive && !a.rm && a.privileged);
+        let a = run(&["-t=false", "img", "sh"]);
+        assert!(!a.tty);
+        assert_eq!(
+            (a.image.as_str(), a.command.as_slice()),
+            ("img", &["sh".to_string()][..])
+        );
+        // Without `=` a word after the flag is the image, as with docker.
+        let a = run(&["-t", "false"]);
+        assert!(a.tty);
+        assert_eq!(a.image, "false");
+        let a = run(&["img"]);
+        assert!(!a.tty && !a.detach && !a.rm && !a.read_only && !a.init);
+        assert!(HuskCli::try_parse_from(["husk", "run", "--tty=maybe", "img"]).is_err());
+    }
 }
