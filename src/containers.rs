@@ -928,3 +928,12 @@ pub fn export(engine: &Engine, a: &husk_cli::husk::ExportArgs) -> Result<()> {
     }
     Ok(())
 }
+
+/// `attach CONTAINER`: exits with the container's code, or 0 when the detach keys leave it.
+pub fn attach(engine: &Engine, a: &husk_cli::husk::AttachArgs) -> Result<()> {
+    let keys = husk_engine::attach::parse_detach_keys(&a.detach_keys)?;
+    let code = engine
+        .attach(&a.container, !a.no_stdin, &keys, a.sig_proxy)?
+        .unwrap_or(0);
+    std::process::exit(code)
+}

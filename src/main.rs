@@ -151,6 +151,7 @@ fn main() {
             images::history(e, a)
         }
         HuskCommand::Diff(a) => containers::diff(e, &a.container),
+        HuskCommand::Attach(a) => containers::attach(e, a),
         HuskCommand::Export(a) => containers::export(e, a),
         HuskCommand::Events(a) | HuskCommand::System(SystemCommand::Events(a)) => {
             events::events(e, a)

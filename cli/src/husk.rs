@@ -100,6 +100,9 @@ pub enum HuskCommand {
     Version(VersionArgs),
     /// How an image was made, newest step first
     History(HistoryArgs),
+    /// Join this terminal to a running container's output (and stdin, with -i); ctrl-p
+    /// ctrl-q leaves it running
+    Attach(AttachArgs),
     /// The files a container changed in its image: A added, C changed, D deleted
     Diff(ContainerArg),
     /// A container's file system (without its volumes) as a tar archive
@@ -625,6 +628,23 @@ pub struct HistoryArgs {
     #[arg(long)]
     pub format: Option<String>,
     pub image: String,
+}
+
+#[derive(Debug, Args)]
+pub struct AttachArgs {
+    /// Do not forward this terminal's input
+    #[arg(long)]
+    pub no_stdin: bool,
+    /// The keys that leave the container running: ctrl-<a-z@[\\]^_> or single characters,
+    /// comma-separated ("" turns them off)
+    #[arg(long, default_value = "ctrl-p,ctrl-q")]
+    pub detach_keys: String,
+    /// Forward this process's signals to the container (without a terminal)
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, require_equals = true,
+          default_missing_value = "true", action = clap::ArgAction::Set, default_value = "true",
+          value_parser = clap::builder::BoolishValueParser::new())]
+    pub sig_proxy: bool,
+    pub container: String,
 }
 
 #[derive(Debug, Args)]

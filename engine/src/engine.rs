@@ -642,6 +642,31 @@ impl Engine {
         crate::copy::copy_out(&self.root, &c, src, to)
     }
 
+    /// `attach`: join this process's stdio to a running container through its monitor until
+    /// the container exits (its exit code) or `detach_keys` are typed (None: it goes on).
+    /// `stdin`: forward ours (when the container keeps stdin open, `-i`); `sig_proxy`: our
+    /// signals go to it (without a terminal).
+    pub fn attach(
+        &self,
+        query: &str,
+        stdin: bool,
+        detach_keys: &[u8],
+        sig_proxy: bool,
+    ) -> Result<Option<i32>> {
+        let c = store::find(&self.root, query)?;
+        if c.observed().status != Status::Running {
+            return Err(Error::Conflict(format!(
+                "you cannot attach to a stopped container, start it first: {}",
+                c.name
+            )));
+        }
+        let dir = store::dir(&self.root, &c.id);
+        match crate::attach::attach(&dir, stdin && c.interactive, c.tty, detach_keys, sig_proxy)? {
+            crate::attach::AttachEnd::Detached => Ok(None),
+            crate::attach::AttachEnd::Ended => self.wait(&c.id).map(Some),
+        }
+    }
+
     /// `diff`: what the container changed in its image's file system, sorted by path.
     pub fn diff(&self, query: &str) -> Result<Vec<crate::changes::Change>> {
         let c = store::find(&self.root, query)?;

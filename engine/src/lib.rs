@@ -27,6 +27,7 @@
 // inspect's docker-shaped JSON is one json! literal, deeper than the default limit.
 #![recursion_limit = "256"]
 
+pub mod attach;
 mod changes;
 mod cni;
 mod copy;

@@ -16,6 +16,7 @@ use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
 use nix::unistd::Pid;
 
+use crate::attach;
 use crate::error::{failed, Context, Error, Result};
 use crate::events;
 use crate::health::Checker;
@@ -364,6 +365,12 @@ fn launch(
             &c.log_config,
         )?),
     };
+    // Bound before the caller hears that it started: an `attach` right after `run -d` finds
+    // it. Without it the container runs all the same, unattachable.
+    let server = match stdio {
+        Stdio::Direct => None,
+        _ => attach::Server::bind(&dir).ok(),
+    };
     if c.sample_usage {
         run.sampler = rt
             .record(&c.id)
@@ -415,6 +422,13 @@ fn launch(
             husk_runtime::supervise::wait_foreground(Pid::from_raw(pid), pty).map_err(Error::from)
         }
         Some(log) => {
+            // What `attach` clients type goes to the container's stdin when it has one open
+            // (-i): its terminal, or the pipe kept for it.
+            let stdin_to = match (c.interactive, &pty, &_stdin_keep) {
+                (false, _, _) => None,
+                (true, Some(p), _) => Some(p.as_raw_fd()),
+                (true, None, w) => w.as_ref().map(|w| w.as_raw_fd()),
+            };
             let streams: Vec<(OwnedFd, usize)> = match (pipes, pty) {
                 (Some((o, e)), _) => vec![(o, 0), (e, 1)],
                 (None, Some(p)) => vec![(p, 0)],
@@ -427,6 +441,11 @@ fn launch(
                 log,
                 attach && c.tty && c.interactive,
                 attach,
+                Joined {
+                    server,
+                    stdin_to,
+                    tty: c.tty,
+                },
             )
         }
     };
@@ -523,14 +542,32 @@ fn own_start() -> u64 {
     husk_runtime::util::process_start_time(std::process::id() as i32).unwrap_or(0)
 }
 
-/// Copy the container's output to the log (and our stdout/stderr when attached), forward
-/// signals when attached, until the init exits and its output is drained.
+/// The `attach` clients of a run: their socket, where their input goes, and whether the
+/// container has a terminal (their size is its size).
+struct Joined {
+    server: Option<attach::Server>,
+    stdin_to: Option<RawFd>,
+    tty: bool,
+}
+
+/// Where a ready descriptor of `pump`'s poll came from.
+#[derive(Clone, Copy)]
+enum Source {
+    Stream(usize),
+    Stdin,
+    Attach(usize),
+}
+
+/// Copy the container's output to the log (and our stdout/stderr when attached, and to
+/// `attach` clients), forward signals when attached, until the init exits and its output
+/// is drained.
 fn pump(
     pid: Pid,
     streams: Vec<(OwnedFd, usize)>,
     mut log: logs::Writer,
     tty_attached: bool,
     attach: bool,
+    mut joined: Joined,
 ) -> Result<i32> {
     let sfd = SignalFd::with_flags(
         &husk_runtime::supervise::forwarded_signals(),
@@ -559,14 +596,22 @@ fn pump(
         for (i, (fd, _)) in streams.iter().enumerate() {
             if open[i] {
                 fds.push(PollFd::new(fd.as_fd(), PollFlags::POLLIN));
-                which.push(Some(i));
+                which.push(Source::Stream(i));
             }
         }
         // SAFETY: fd 0 stays open for the life of the process.
         let stdin = unsafe { std::os::fd::BorrowedFd::borrow_raw(0) };
         if stdin_open && code.is_none() {
             fds.push(PollFd::new(stdin, PollFlags::POLLIN));
-            which.push(None);
+            which.push(Source::Stdin);
+        }
+        let attach_fds: Vec<std::os::fd::BorrowedFd> = match (&joined.server, code) {
+            (Some(s), None) => s.fds(),
+            _ => Vec::new(),
+        };
+        for (i, fd) in attach_fds.iter().enumerate() {
+            fds.push(PollFd::new(*fd, PollFlags::POLLIN));
+            which.push(Source::Attach(i));
         }
         // The init's exit, however SIGCHLD fares (see `supervise::pidfd`).
         let exited_at = match &exited {
@@ -593,6 +638,10 @@ fn pump(
             .iter()
             .map(|f| f.revents().is_some_and(|r| !r.is_empty()))
             .collect();
+        let attach_count = attach_fds.len();
+        drop(fds);
+        drop(attach_fds);
+        let mut attach_ready = vec![false; attach_count];
         if ready[0] {
             // Signals go to the container only while someone is attached (SIGPIPE is ours).
             let winsize_to = streams
@@ -611,7 +660,8 @@ fn pump(
                 continue;
             }
             match w {
-                Some(i) => {
+                Source::Attach(i) => attach_ready[*i] = true,
+                Source::Stream(i) => {
                     let (fd, stream) = &streams[*i];
                     let mut f = std::mem::ManuallyDrop::new(
                         // SAFETY: a borrowed view of an fd we keep open; never closed here.
@@ -621,6 +671,14 @@ fn pump(
                         Ok(0) | Err(_) => open[*i] = false,
                         Ok(n) => {
                             log.write(*stream, &buf[..n]);
+                            if let Some(server) = &mut joined.server {
+                                let kind = if *stream == 0 {
+                                    attach::STDOUT
+                                } else {
+                                    attach::STDERR
+                                };
+                                server.broadcast(kind, &buf[..n]);
+                            }
                             if attach {
                                 let _ = if *stream == 0 {
                                     std::io::stdout().write_all(&buf[..n])
@@ -632,13 +690,34 @@ fn pump(
                         }
                     }
                 }
-                None => {
+                Source::Stdin => {
                     let n = std::io::stdin().read(&mut buf).unwrap_or(0);
                     if n == 0 {
                         stdin_open = false;
                     } else if let Some((p, _)) = streams.first() {
                         // SAFETY: write to the pty master we hold.
                         unsafe { libc::write(p.as_raw_fd(), buf.as_ptr().cast(), n) };
+                    }
+                }
+            }
+        }
+        if let Some(server) = &mut joined.server {
+            for request in server.serve(&attach_ready) {
+                match request {
+                    attach::Request::Stdin(data) => {
+                        if let Some(fd) = joined.stdin_to {
+                            attach::write_stdin(fd, &data);
+                        }
+                    }
+                    attach::Request::Resize { rows, cols } => {
+                        if let (true, Some((p, _))) = (joined.tty, streams.first()) {
+                            husk_runtime::tty::set_size(p.as_raw_fd(), rows, cols);
+                        }
+                    }
+                    attach::Request::Signal(sig) => {
+                        if let Ok(sig) = nix::sys::signal::Signal::try_from(sig) {
+                            let _ = nix::sys::signal::kill(pid, sig);
+                        }
                     }
                 }
             }

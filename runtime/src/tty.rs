@@ -109,6 +109,20 @@ pub fn copy_winsize(from: RawFd, to: RawFd) {
     }
 }
 
+/// Set terminal `fd`'s size (an `attach` client's); failure (not a tty) is ignored.
+pub fn set_size(fd: RawFd, rows: u16, cols: u16) {
+    let ws = Winsize {
+        ws_row: rows,
+        ws_col: cols,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    // SAFETY: an ioctl with a valid Winsize pointer.
+    unsafe {
+        let _ = set_winsize(fd, &ws);
+    }
+}
+
 /// Put a terminal in raw mode; returns the settings to restore.
 pub fn make_raw(fd: RawFd) -> Option<nix::sys::termios::Termios> {
     use nix::sys::termios::{cfmakeraw, tcgetattr, tcsetattr, SetArg};

@@ -1,0 +1,235 @@
+//! `husk attach`: a terminal joins a detached container through its monitor: its output
+//! (stdout and stderr apart), its stdin with -i, its exit code at the end, signals with
+//! --sig-proxy, the detach keys that leave it running, and several clients at once.
+
+#[path = "../image/tests/support/registry.rs"]
+mod support;
+
+mod common;
+
+use std::io::{Read, Write};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use common::*;
+
+fn attach(root: &Path, args: &[&str]) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_husk"))
+        .arg("--root")
+        .arg(root)
+        .arg("attach")
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+/// A reader thread per stream: what arrives, as it arrives.
+fn watch(r: impl Read + Send + 'static) -> mpsc::Receiver<u8> {
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let mut r = r;
+        let mut chunk = [0u8; 4096];
+        while let Ok(n) = r.read(&mut chunk) {
+            if n == 0 || chunk[..n].iter().any(|b| tx.send(*b).is_err()) {
+                break;
+            }
+        }
+    });
+    rx
+}
+
+/// Read from `rx` until what was read contains `want`; what was read.
+fn until_seen(rx: &mpsc::Receiver<u8>, want: &str) -> String {
+    let mut got = Vec::new();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while !String::from_utf8_lossy(&got).contains(want) {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(b) => got.push(b),
+            Err(_) => panic!(
+                "never saw {want:?}; got {:?}",
+                String::from_utf8_lossy(&got)
+            ),
+        }
+    }
+    String::from_utf8_lossy(&got).into_owned()
+}
+
+fn wait_code(child: &mut Child) -> i32 {
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            return st.code().unwrap_or(-1);
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("attach did not end");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn running(root: &Path, name: &str) -> bool {
+    let (_, out, _) = husk(root, &["ps", "--filter", &format!("name={name}"), "-q"]);
+    !out.trim().is_empty()
+}
+
+#[test]
+fn attach_joins_output_and_stdin_and_ends_with_the_exit_code() {
+    let Some((_reg, root, img)) = busybox_store("attach_joins_output_and_stdin", &[]) else {
+        return;
+    };
+    let r = root.path();
+    let script =
+        "while read l; do [ \"$l\" = quit ] && exit 7; echo \"got $l\"; echo \"err $l\" >&2; done";
+    let (code, _, err) = husk(
+        r,
+        &[
+            "run", "-d", "-i", "--name", "echoer", &img, "sh", "-c", script,
+        ],
+    );
+    assert_eq!(code, 0, "{err}");
+    let mut a = attach(r, &["echoer"]);
+    let mut b = attach(r, &["--no-stdin", "echoer"]);
+    let (a_out, a_err) = (
+        watch(a.stdout.take().unwrap()),
+        watch(a.stderr.take().unwrap()),
+    );
+    let b_out = watch(b.stdout.take().unwrap());
+    let mut a_in = a.stdin.take().unwrap();
+    a_in.write_all(b"one\n").unwrap();
+    until_seen(&a_out, "got one\n");
+    until_seen(&a_err, "err one\n");
+    // The second client may still be connecting: say it until it hears.
+    let mut heard = false;
+    for _ in 0..50 {
+        a_in.write_all(b"two\n").unwrap();
+        if b_out.recv_timeout(Duration::from_millis(200)).is_ok() {
+            heard = true;
+            break;
+        }
+    }
+    assert!(heard, "the second client never heard the container");
+    // (Its first byte went to the check above.)
+    until_seen(&b_out, "two\n");
+    // Only what is new: the earlier output is in `logs`, not replayed.
+    a_in.write_all(b"quit\n").unwrap();
+    assert_eq!(wait_code(&mut a), 7, "the container's exit code");
+    assert_eq!(wait_code(&mut b), 7);
+    let (_, logs, _) = husk(r, &["logs", "echoer"]);
+    assert!(logs.starts_with("got one\ngot two\n"), "{logs}");
+    assert_eq!(husk(r, &["rm", "echoer"]).0, 0);
+}
+
+#[test]
+fn the_detach_keys_leave_the_container_running() {
+    let Some((_reg, root, img)) = busybox_store("the_detach_keys_leave_it_running", &[]) else {
+        return;
+    };
+    let r = root.path();
+    let (code, _, err) = husk(
+        r,
+        &[
+            "run",
+            "-d",
+            "-i",
+            "--name",
+            "stay",
+            &img,
+            "sh",
+            "-c",
+            "while read l; do echo \"got $l\"; done",
+        ],
+    );
+    assert_eq!(code, 0, "{err}");
+    let mut a = attach(r, &["stay"]);
+    let out = watch(a.stdout.take().unwrap());
+    let mut input = a.stdin.take().unwrap();
+    // ctrl-p alone is typed through; ctrl-p ctrl-q leaves.
+    input.write_all(b"a\x10b\n").unwrap();
+    until_seen(&out, "got a\x10b");
+    input.write_all(b"\x10\x11").unwrap();
+    assert_eq!(wait_code(&mut a), 0);
+    assert!(running(r, "stay"), "detaching does not stop it");
+
+    // Keys of one's own; the default ones then pass through.
+    let mut a = attach(r, &["--detach-keys", "ctrl-x,x", "stay"]);
+    let out = watch(a.stdout.take().unwrap());
+    let mut input = a.stdin.take().unwrap();
+    input.write_all(b"c\x10\x11d\n").unwrap();
+    until_seen(&out, "got c\x10\x11d");
+    input.write_all(b"\x18x").unwrap();
+    assert_eq!(wait_code(&mut a), 0);
+    assert!(running(r, "stay"));
+
+    let (code, _, err) = husk(r, &["attach", "--detach-keys", "ctrl-pp", "stay"]);
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("ctrl-pp") && err.trim().lines().count() == 1,
+        "{err}"
+    );
+    assert_eq!(husk(r, &["rm", "-f", "stay"]).0, 0);
+    let (code, _, err) = husk(r, &["attach", "stay"]);
+    assert_eq!(code, 1, "{err}");
+    assert_eq!(husk(r, &["create", "--name", "idle", &img, "true"]).0, 0);
+    let (code, _, err) = husk(r, &["attach", "idle"]);
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("you cannot attach to a stopped container"),
+        "{err}"
+    );
+}
+
+#[test]
+fn signals_reach_the_container_through_attach() {
+    let Some((_reg, root, img)) = busybox_store("signals_reach_the_container", &[]) else {
+        return;
+    };
+    let r = root.path();
+    let (code, _, err) = husk(
+        r,
+        &[
+            "run",
+            "-d",
+            "--name",
+            "trapper",
+            &img,
+            "sh",
+            "-c",
+            "trap 'echo caught; exit 3' TERM; while true; do echo tick; sleep 0.1; done",
+        ],
+    );
+    assert_eq!(code, 0, "{err}");
+    let mut a = attach(r, &["trapper"]);
+    let out = watch(a.stdout.take().unwrap());
+    // Output through the client: it is connected, and its signals are blocked for passing on.
+    until_seen(&out, "tick\n");
+    // SAFETY: kill(2) of the attach client this test started.
+    unsafe { libc::kill(a.id() as i32, libc::SIGTERM) };
+    until_seen(&out, "caught\n");
+    assert_eq!(wait_code(&mut a), 3);
+    assert_eq!(husk(r, &["rm", "trapper"]).0, 0);
+}
+
+#[test]
+fn attach_to_a_terminal_container_types_into_its_shell() {
+    let Some((_reg, root, img)) = busybox_store("attach_to_a_terminal_container", &[]) else {
+        return;
+    };
+    let r = root.path();
+    let (code, _, err) = husk(r, &["run", "-d", "-it", "--name", "shell", &img, "sh"]);
+    assert_eq!(code, 0, "{err}");
+    let mut a = attach(r, &["shell"]);
+    let out = watch(a.stdout.take().unwrap());
+    let mut input = a.stdin.take().unwrap();
+    input.write_all(b"echo sum-$((40+2))\n").unwrap();
+    until_seen(&out, "sum-42");
+    input.write_all(b"exit 5\n").unwrap();
+    assert_eq!(wait_code(&mut a), 5);
+    assert_eq!(husk(r, &["rm", "shell"]).0, 0);
+}
