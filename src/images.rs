@@ -494,6 +494,19 @@ pub fn history(engine: &Engine, a: &husk_cli::husk::HistoryArgs) -> Result<()> {
     )
 }
 
+/// `import FILE|- NAME[:TAG]`: prints the new image's id, as docker does.
+pub fn import(engine: &Engine, a: &husk_cli::husk::ImportArgs) -> Result<()> {
+    let reference = Reference::parse(&a.reference)?;
+    let id = if a.file == "-" {
+        engine.import(std::io::stdin().lock(), &reference, &a.change, &a.message)?
+    } else {
+        let f = std::fs::File::open(&a.file).with_context(|| format!("cannot open {}", a.file))?;
+        engine.import(f, &reference, &a.change, &a.message)?
+    };
+    println!("{id}");
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

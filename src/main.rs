@@ -153,6 +153,9 @@ fn main() {
         HuskCommand::Diff(a) => containers::diff(e, &a.container),
         HuskCommand::Attach(a) => containers::attach(e, a),
         HuskCommand::Export(a) => containers::export(e, a),
+        HuskCommand::Import(a) | HuskCommand::Image(ImageCommand::Import(a)) => {
+            images::import(e, a)
+        }
         HuskCommand::Events(a) | HuskCommand::System(SystemCommand::Events(a)) => {
             events::events(e, a)
         }

@@ -163,6 +163,105 @@ fn export_writes_the_containers_file_system_without_its_volumes() {
         mounts_left(r)
     );
 
+    // What export wrote, import makes an image of: the same files, the changes in its config.
+    let (code, id, err) = husk(
+        r,
+        &[
+            "import",
+            "-c",
+            r#"CMD ["cat", "/made"]"#,
+            "-c",
+            "ENV FROM_IMPORT=yes",
+            "-m",
+            "round trip",
+            file.to_str().unwrap(),
+            "local/imported:v1",
+        ],
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        id.trim().starts_with("sha256:") && id.trim().len() == 71,
+        "{id}"
+    );
+    let (code, out, err) = husk(r, &["run", "--rm", "local/imported:v1"]);
+    assert_eq!((code, out.as_str()), (0, "hello\n"), "{err}");
+    let (_, out, _) = husk(
+        r,
+        &[
+            "run",
+            "--rm",
+            "local/imported:v1",
+            "sh",
+            "-c",
+            "echo $FROM_IMPORT; ls /bin/notexec",
+        ],
+    );
+    assert_eq!(out, "yes\n", "the deleted file stays deleted");
+    let (_, hist, _) = husk(
+        r,
+        &[
+            "history",
+            "--format",
+            "{{.CreatedBy}}|{{.Comment}}",
+            "local/imported:v1",
+        ],
+    );
+    assert_eq!(hist, "husk import|round trip\n");
+    // From stdin, gzip'd.
+    let gz = Command::new("gzip")
+        .arg("-c")
+        .arg(&file)
+        .output()
+        .unwrap()
+        .stdout;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_husk"))
+        .arg("--root")
+        .arg(r)
+        .args(["import", "-", "local/imported:gz"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(&mut child.stdin.take().unwrap(), &gz).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    let layers = |name: &str| {
+        let (_, out, _) = husk(r, &["image", "inspect", name]);
+        serde_json::from_str::<serde_json::Value>(&out).unwrap()["RootFS"]["Layers"].clone()
+    };
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("sha256:"));
+    assert_eq!(
+        layers("local/imported:gz"),
+        layers("local/imported:v1"),
+        "the same layer, compressed or not"
+    );
+    // Bad input: one line, exit 1, nothing stored.
+    let (_, before, _) = husk(r, &["images", "-q"]);
+    let junk = dir.path().join("junk");
+    std::fs::write(
+        &junk,
+        b"this is not a tar archive at all, not even close to one...",
+    )
+    .unwrap();
+    for args in [
+        vec!["import", junk.to_str().unwrap(), "local/junk"],
+        vec![
+            "import",
+            "-c",
+            "RUN true",
+            file.to_str().unwrap(),
+            "local/junk",
+        ],
+        vec!["import", "/nonexistent.tar", "local/junk"],
+    ] {
+        let (code, _, err) = husk(r, &args);
+        assert_eq!(code, 1, "{args:?}: {err}");
+        assert_eq!(err.trim().lines().count(), 1, "{err}");
+    }
+    let (_, after, _) = husk(r, &["images", "-q"]);
+    assert_eq!(before, after);
+    std::fs::remove_file(&junk).unwrap();
+
     // A failed export leaves no half file.
     let (code, _, err) = husk(r, &["export", "-o", file.to_str().unwrap(), "nosuch"]);
     assert_eq!(code, 1, "{err}");

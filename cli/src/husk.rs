@@ -107,6 +107,8 @@ pub enum HuskCommand {
     Diff(ContainerArg),
     /// A container's file system (without its volumes) as a tar archive
     Export(ExportArgs),
+    /// Make a one-layer image of a file system tarball (as export writes)
+    Import(ImportArgs),
     /// What containers, images, networks and volumes went through, from the store's journal
     /// (new ones as they come, until --until)
     Events(EventsArgs),
@@ -611,6 +613,8 @@ pub enum ImageCommand {
     Load(LoadArgs),
     /// How an image was made, newest step first
     History(HistoryArgs),
+    /// Make a one-layer image of a file system tarball
+    Import(ImportArgs),
 }
 
 #[derive(Debug, Args)]
@@ -645,6 +649,21 @@ pub struct AttachArgs {
           value_parser = clap::builder::BoolishValueParser::new())]
     pub sig_proxy: bool,
     pub container: String,
+}
+
+#[derive(Debug, Args)]
+pub struct ImportArgs {
+    /// A Dockerfile instruction for the image's config: CMD, ENTRYPOINT, ENV, EXPOSE, LABEL,
+    /// ONBUILD, STOPSIGNAL, USER, VOLUME, WORKDIR
+    #[arg(short, long)]
+    pub change: Vec<String>,
+    /// A comment for the image's history
+    #[arg(short, long, default_value = "")]
+    pub message: String,
+    /// The tarball (plain, gzip or zstd), or - for stdin
+    pub file: String,
+    /// The image's name (husk keeps no unnamed images)
+    pub reference: String,
 }
 
 #[derive(Debug, Args)]

@@ -465,6 +465,35 @@ impl Engine {
         Ok(loaded)
     }
 
+    /// `import`: a file system tarball (plain, gzip or zstd) as a one-layer image named
+    /// `reference`, with `changes` (Dockerfile instructions: CMD, ENV, …) in its config and
+    /// `message` in its history. Returns the image's id.
+    pub fn import(
+        &self,
+        input: impl std::io::Read,
+        reference: &Reference,
+        changes: &[String],
+        message: &str,
+    ) -> Result<String> {
+        let mut config = json!({});
+        for change in changes {
+            crate::instructions::apply(&mut config, change)?;
+        }
+        let pulled = husk_image::import::import(
+            &self.root,
+            input,
+            config,
+            message,
+            &crate::time::now(),
+            &|_| {},
+        )?;
+        husk_image::images::record(&self.root, reference, &pulled)?;
+        let id = pulled.config.to_string();
+        let name = reference.to_string();
+        crate::events::emit(&self.root, "image", "import", &id, &[("name", &name)]);
+        Ok(id)
+    }
+
     /// Check the credentials against `server` and keep them for later pulls.
     pub fn login(&self, server: &str, user: &str, password: &str, insecure: bool) -> Result<()> {
         let opts = RegistryOptions {

@@ -40,6 +40,7 @@ mod etc_files;
 pub mod events;
 mod exec;
 mod health;
+mod instructions;
 mod layers;
 mod logs;
 mod monitor;

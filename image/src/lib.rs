@@ -18,6 +18,7 @@ pub mod erofs;
 pub mod error;
 pub mod failpoint;
 pub mod images;
+pub mod import;
 pub mod manifest;
 pub mod pull;
 pub mod reference;
