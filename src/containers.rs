@@ -634,10 +634,21 @@ pub fn logs(engine: &Engine, a: &LogsArgs) -> Result<()> {
         follow: a.follow,
     };
     engine.logs(&a.container, &opts, &mut |l| {
-        let text = if a.timestamps {
-            format!("{} {}", l.time, l.text)
+        let text = if a.details {
+            // docker's form: `key=value,…` (query-escaped), a space, the line.
+            let attrs: Vec<String> = l
+                .attrs
+                .iter()
+                .map(|(k, v)| format!("{}={}", query_escape(k), query_escape(v)))
+                .collect();
+            format!("{} {}", attrs.join(","), l.text)
         } else {
             l.text
+        };
+        let text = if a.timestamps {
+            format!("{} {text}", l.time)
+        } else {
+            text
         };
         if l.stream == Stream::Stderr {
             std::io::stderr().write_all(text.as_bytes())?;
@@ -649,6 +660,21 @@ pub fn logs(engine: &Engine, a: &LogsArgs) -> Result<()> {
         Ok(())
     })?;
     Ok(())
+}
+
+/// Go's `url.QueryEscape`, as docker's `logs --details` writes attributes.
+fn query_escape(s: &str) -> String {
+    let mut out = String::new();
+    for b in s.bytes() {
+        match b {
+            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                out.push(b as char)
+            }
+            b' ' => out.push('+'),
+            _ => out.push_str(&format!("%{b:02X}")),
+        }
+    }
+    out
 }
 
 pub fn inspect(engine: &Engine, names: &[String]) -> Result<()> {

@@ -973,6 +973,59 @@ fn bad_input_gets_dockers_answers() {
     assert_eq!(husk(r, &["rm", "-f", "box"]).0, 0);
 }
 
+/// `--log-opt labels=` and `env=` put docker's `attrs` on each line; `logs --details` shows
+/// them (query-escaped, sorted), and a bare space where there are none, as docker does.
+#[test]
+fn logs_details_show_the_labels_and_env_the_log_opts_name() {
+    let Some((_reg, root, img)) = busybox_store("logs_details_show_labels_and_env", &[]) else {
+        return;
+    };
+    let r = root.path();
+    let (code, _, err) = husk(
+        r,
+        &[
+            "run",
+            "--name",
+            "tagged",
+            "--log-opt",
+            "labels=app,tier,missing",
+            "--log-opt",
+            "env=STAGE",
+            "-l",
+            "app=web",
+            "-l",
+            "tier=front end",
+            "-l",
+            "other=x",
+            "-e",
+            "STAGE=prod&1",
+            &img,
+            "echo",
+            "hi",
+        ],
+    );
+    assert_eq!(code, 0, "{err}");
+    let (code, out, err) = husk(r, &["logs", "--details", "tagged"]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out, "STAGE=prod%261,app=web,tier=front+end hi\n");
+    let (_, plain, _) = husk(r, &["logs", "tagged"]);
+    assert_eq!(plain, "hi\n");
+    let (_, out, _) = husk(
+        r,
+        &[
+            "inspect",
+            "-f",
+            "{{.HostConfig.LogConfig.Config.labels}}",
+            "tagged",
+        ],
+    );
+    assert_eq!(out.trim(), "app,tier,missing");
+    assert_eq!(husk(r, &["run", "--name", "bare", &img, "echo", "hi"]).0, 0);
+    let (_, out, _) = husk(r, &["logs", "--details", "bare"]);
+    assert_eq!(out, " hi\n");
+    assert_eq!(husk(r, &["rm", "tagged", "bare"]).0, 0);
+}
+
 /// docker's json-file rotation (`--log-opt max-size`, `max-file`) and the `none` driver.
 #[test]
 fn logs_rotate_at_max_size_and_the_none_driver_keeps_nothing() {

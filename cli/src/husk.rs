@@ -432,6 +432,9 @@ pub struct LogsArgs {
     /// Show timestamps
     #[arg(short, long)]
     pub timestamps: bool,
+    /// Show what --log-opt labels= and env= put on each line, before it
+    #[arg(long)]
+    pub details: bool,
     /// Only lines since this time (RFC 3339, or a duration like 10m, 2h)
     #[arg(long)]
     pub since: Option<String>,

@@ -1575,6 +1575,12 @@ fn log_opts(c: &Container) -> Value {
         m.insert("max-size".into(), json!(size.to_string()));
         m.insert("max-file".into(), json!(c.log_config.max_file.to_string()));
     }
+    if !c.log_config.labels.is_empty() {
+        m.insert("labels".into(), json!(c.log_config.labels.join(",")));
+    }
+    if !c.log_config.env.is_empty() {
+        m.insert("env".into(), json!(c.log_config.env.join(",")));
+    }
     Value::Object(m)
 }
 

@@ -2,6 +2,7 @@
 //! `{"log":"text\n","stream":"stdout","time":"RFC3339Nano"}`, so log shippers that read
 //! docker's files read ours; `read` gives them back, line by line, following if asked.
 
+use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{BufRead, BufReader, Seek, SeekFrom, Write};
 use std::os::unix::fs::MetadataExt;
@@ -26,6 +27,8 @@ pub enum Stream {
 #[derive(Debug, Clone)]
 pub struct LogLine {
     pub stream: Stream,
+    /// What `--log-opt labels=` and `env=` put on each line (docker's `attrs`).
+    pub attrs: BTreeMap<String, String>,
     /// When it was written, RFC 3339 with nanoseconds.
     pub time: String,
     pub text: String,
@@ -35,6 +38,8 @@ pub struct LogLine {
 struct Line<'a> {
     log: std::borrow::Cow<'a, str>,
     stream: &'a str,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    attrs: BTreeMap<String, String>,
     time: String,
 }
 
@@ -43,6 +48,7 @@ struct Line<'a> {
 /// the file is rotated as docker's json-file rotates it: `LOG` → `LOG.1` → `LOG.2` …, the
 /// oldest dropped, `max_file` files in all.
 pub struct Writer {
+    attrs: BTreeMap<String, String>,
     /// None for the `none` driver: lines are split and dropped.
     file: Option<File>,
     path: PathBuf,
@@ -86,8 +92,36 @@ fn files(path: &Path) -> Vec<PathBuf> {
     out
 }
 
+/// The attributes a container's log lines carry: the labels and environment variables its
+/// log config names, where it has them.
+pub fn attrs_of(c: &crate::store::Container) -> BTreeMap<String, String> {
+    let mut attrs = BTreeMap::new();
+    for k in &c.log_config.labels {
+        if let Some(v) = c.labels.get(k) {
+            attrs.insert(k.clone(), v.clone());
+        }
+    }
+    for k in &c.log_config.env {
+        let value = c
+            .env
+            .iter()
+            .rev()
+            .find_map(|e| e.strip_prefix(k.as_str())?.strip_prefix('='));
+        if let Some(v) = value {
+            attrs.insert(k.clone(), v.to_string());
+        }
+    }
+    attrs
+}
+
 impl Writer {
-    pub fn open(path: &Path, config: &LogConfig) -> Result<Writer> {
+    /// The log at `path`; every line carries `attrs` (docker's, from `--log-opt labels=`
+    /// and `env=`; see `attrs_of`).
+    pub fn open(
+        path: &Path,
+        config: &LogConfig,
+        attrs: BTreeMap<String, String>,
+    ) -> Result<Writer> {
         let (file, end) = if config.driver == "none" {
             (None, 0)
         } else {
@@ -101,6 +135,7 @@ impl Writer {
             pending: [Vec::new(), Vec::new()],
             max_size: config.max_size,
             max_file: config.max_file.max(1),
+            attrs,
         })
     }
 
@@ -111,6 +146,7 @@ impl Writer {
         let line = Line {
             log: String::from_utf8_lossy(bytes),
             stream: if stream == 0 { "stdout" } else { "stderr" },
+            attrs: self.attrs.clone(),
             time: time::now(),
         };
         if let Ok(mut s) = serde_json::to_vec(&line) {
@@ -195,6 +231,7 @@ fn emit_line(
         }
     }
     each(LogLine {
+        attrs: l.attrs,
         stream: if l.stream == "stderr" {
             Stream::Stderr
         } else {
@@ -306,7 +343,7 @@ mod tests {
     fn entries(chunks: &[&[u8]]) -> Vec<String> {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("log");
-        let mut w = Writer::open(&path, &LogConfig::default()).unwrap();
+        let mut w = Writer::open(&path, &LogConfig::default(), BTreeMap::new()).unwrap();
         for c in chunks {
             w.write(0, c);
         }
@@ -346,7 +383,7 @@ mod tests {
             max_size: Some(1000),
             max_file: 3,
         };
-        let mut w = Writer::open(&path, &config).unwrap();
+        let mut w = Writer::open(&path, &config, BTreeMap::new()).unwrap();
         for i in 0..200 {
             w.write(0, format!("line {i}\n").as_bytes());
         }
@@ -380,7 +417,7 @@ mod tests {
             max_size: Some(500),
             max_file: 1,
         };
-        let mut w = Writer::open(&path, &one).unwrap();
+        let mut w = Writer::open(&path, &one, BTreeMap::new()).unwrap();
         for i in 0..100 {
             w.write(1, format!("e{i}\n").as_bytes());
         }
@@ -391,7 +428,7 @@ mod tests {
             driver: "none".into(),
             ..LogConfig::default()
         };
-        let mut w = Writer::open(&none_path, &none).unwrap();
+        let mut w = Writer::open(&none_path, &none, BTreeMap::new()).unwrap();
         w.write(0, b"dropped\n");
         w.finish();
         assert!(!none_path.exists());

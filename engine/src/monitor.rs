@@ -363,6 +363,7 @@ fn launch(
         _ => Some(logs::Writer::open(
             &store::log_path(root, &c.id),
             &c.log_config,
+            logs::attrs_of(c),
         )?),
     };
     // Bound before the caller hears that it started: an `attach` right after `run -d` finds

@@ -398,10 +398,24 @@ pub struct LogConfig {
     /// cut back to empty instead of rotated).
     #[serde(default = "one")]
     pub max_file: u32,
+    /// json-file `labels=` and `env=`: the container labels and environment variables each
+    /// line carries as `attrs` (shown by `logs --details`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub labels: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub env: Vec<String>,
 }
 
 fn one() -> u32 {
     1
+}
+
+fn list(v: &str) -> Vec<String> {
+    v.split(',')
+        .map(str::trim)
+        .filter(|x| !x.is_empty())
+        .map(str::to_string)
+        .collect()
 }
 
 impl Default for LogConfig {
@@ -410,6 +424,8 @@ impl Default for LogConfig {
             driver: "json-file".into(),
             max_size: None,
             max_file: 1,
+            labels: Vec::new(),
+            env: Vec::new(),
         }
     }
 }
@@ -439,8 +455,10 @@ impl LogConfig {
                     Ok(n) if n >= 1 => c.max_file = n,
                     _ => invalid!("invalid --log-opt max-file={v}: a whole number, at least 1"),
                 },
+                "labels" => c.labels = list(v),
+                "env" => c.env = list(v),
                 // docker's json-file options that change nothing here.
-                "compress" | "labels" | "env" | "env-regex" | "tag" | "mode" => {}
+                "compress" | "env-regex" | "labels-regex" | "tag" | "mode" => {}
                 _ => invalid!("unknown log opt {k:?} for the json-file log driver"),
             }
         }
