@@ -382,6 +382,7 @@ mod tests {
             driver: "json-file".into(),
             max_size: Some(1000),
             max_file: 3,
+            ..Default::default()
         };
         let mut w = Writer::open(&path, &config, BTreeMap::new()).unwrap();
         for i in 0..200 {
@@ -416,6 +417,7 @@ mod tests {
             driver: "json-file".into(),
             max_size: Some(500),
             max_file: 1,
+            ..Default::default()
         };
         let mut w = Writer::open(&path, &one, BTreeMap::new()).unwrap();
         for i in 0..100 {
