@@ -110,8 +110,16 @@ fn run_options(a: &RunArgs) -> husk_engine::Result<RunOptions> {
         devices: a
             .device
             .iter()
+            .filter(|d| !husk_engine::is_cdi_name(d))
             .map(|d| options::DeviceMapping::parse(d))
             .collect::<husk_engine::Result<_>>()?,
+        cdi_devices: a
+            .device
+            .iter()
+            .filter(|d| husk_engine::is_cdi_name(d))
+            .cloned()
+            .collect(),
+        gpus: a.gpus.clone(),
         cpuset_cpus: a.cpuset_cpus.clone(),
         cpuset_mems: a.cpuset_mems.clone(),
         group_add: a.group_add.clone(),
@@ -148,11 +156,6 @@ fn run_options(a: &RunArgs) -> husk_engine::Result<RunOptions> {
             None
         },
     };
-    if a.gpus.is_some() {
-        return Err(husk_engine::Error::Invalid(
-            "--gpus is not built: husk does not read CDI device specs yet; --device gives a device node".into(),
-        ));
-    }
     for f in &a.label_file {
         let text = std::fs::read_to_string(f).map_err(|e| {
             husk_engine::Error::Invalid(format!("cannot read the label file {}: {e}", f.display()))

@@ -914,7 +914,8 @@ pub struct RunArgs {
     /// Kernel parameters of the container's namespaces: NAME=VALUE
     #[arg(long)]
     pub sysctl: Vec<String>,
-    /// A host device in the container: HOST[:CONTAINER][:PERMISSIONS]
+    /// A host device in the container: HOST[:CONTAINER][:PERMISSIONS], or a CDI device
+    /// (vendor.com/class=name) of the host's CDI specs
     #[arg(long)]
     pub device: Vec<String>,
     /// CPUs the container may run on (0-3, 0,1)
@@ -965,7 +966,8 @@ pub struct RunArgs {
     /// Mount the volumes of another container: CONTAINER[:ro|rw]
     #[arg(long)]
     pub volumes_from: Vec<String>,
-    /// GPUs for the container (not built: refused with the reason)
+    /// GPUs for the container: all, a count, or device=ID[,ID…] (nvidia.com/gpu devices of
+    /// the host's CDI specs in /etc/cdi and /var/run/cdi)
     #[arg(long)]
     pub gpus: Option<String>,
     /// host, or keep-id: files the container's root writes to bind-mounted host directories

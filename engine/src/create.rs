@@ -330,6 +330,7 @@ pub fn create_with(
         .get("Healthcheck")
         .and_then(|h| serde_json::from_value::<crate::options::Healthcheck>(h.clone()).ok());
     let healthcheck = a.health.resolve(image_health)?;
+    let cdi = crate::cdi::requested(&a.cdi_devices, a.gpus.as_deref())?;
     let diff_ids: Vec<Digest> = image
         .diff_ids
         .iter()
@@ -404,6 +405,7 @@ pub fn create_with(
             network,
             log,
             healthcheck,
+            &cdi,
         );
         if rest.is_err() {
             for v in &anonymous {
@@ -530,6 +532,7 @@ fn record_container(
     network: String,
     log_config: LogConfig,
     healthcheck: Option<crate::options::Healthcheck>,
+    cdi: &[crate::cdi::Edits],
 ) -> Result<()> {
     let dir = store::dir(root, id);
     let net = match network.as_str() {
@@ -548,6 +551,7 @@ fn record_container(
     }
     mounts.extend(crate::etc_files::mounts(&dir, &taken));
     let mut spec = spec::spec(a, config, rootfs, id, &mounts, &net)?;
+    crate::cdi::apply(cdi, &mut spec)?;
     share_namespaces(root, a, &mut spec)?;
     fs::write(dir.join("config.json"), serde_json::to_vec_pretty(&spec)?)
         .context("cannot write the container's config")?;

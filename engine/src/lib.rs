@@ -28,6 +28,7 @@
 #![recursion_limit = "256"]
 
 pub mod attach;
+mod cdi;
 mod changes;
 mod cni;
 mod copy;
@@ -63,6 +64,7 @@ mod volumes;
 /// progress) are part of the engine's API.
 pub use husk_image as image;
 
+pub use cdi::is_cdi_name;
 pub use changes::{Change, ChangeKind};
 pub use copy::Outside as CopyOutside;
 pub use create::{PullEvent, PullProgress};

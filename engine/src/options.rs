@@ -701,6 +701,10 @@ pub struct RunOptions {
     pub sysctls: BTreeMap<String, String>,
     /// `--device`: host devices made in the container.
     pub devices: Vec<DeviceMapping>,
+    /// `--device vendor.com/class=name`: CDI devices, as the host's CDI specs describe them.
+    pub cdi_devices: Vec<String>,
+    /// `--gpus all|N|device=ID,…`: `nvidia.com/gpu` CDI devices.
+    pub gpus: Option<String>,
     /// `--cpuset-cpus`, `--cpuset-mems`: `0-3,5` lists.
     pub cpuset_cpus: Option<String>,
     pub cpuset_mems: Option<String>,
