@@ -1024,6 +1024,43 @@ fn logs_details_show_the_labels_and_env_the_log_opts_name() {
     let (_, out, _) = husk(r, &["logs", "--details", "bare"]);
     assert_eq!(out, " hi\n");
     assert_eq!(husk(r, &["rm", "tagged", "bare"]).0, 0);
+
+    // docker's `local` driver: rotated and gzip'd, read back whole.
+    let (code, _, err) = husk(
+        r,
+        &[
+            "run",
+            "--name",
+            "local",
+            "--log-driver",
+            "local",
+            "--log-opt",
+            "max-size=1k",
+            &img,
+            "sh",
+            "-c",
+            "i=0; while [ $i -lt 60 ]; do echo line $i; i=$((i+1)); done",
+        ],
+    );
+    assert_eq!(code, 0, "{err}");
+    let (_, out, _) = husk(r, &["logs", "local"]);
+    let want: String = (0..60).map(|i| format!("line {i}\n")).collect();
+    assert_eq!(out, want);
+    let (_, tail, _) = husk(r, &["logs", "-n", "2", "local"]);
+    assert_eq!(tail, "line 58\nline 59\n");
+    let (_, kind, _) = husk(
+        r,
+        &["inspect", "-f", "{{.HostConfig.LogConfig.Type}}", "local"],
+    );
+    assert_eq!(kind.trim(), "local");
+    let (_, path, _) = husk(r, &["inspect", "-f", "{{.LogPath}}", "local"]);
+    let gz = std::fs::read_dir(std::path::Path::new(path.trim()).parent().unwrap())
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().ends_with(".gz"))
+        .count();
+    assert!(gz >= 2, "rotated files are compressed");
+    assert_eq!(husk(r, &["rm", "local"]).0, 0);
 }
 
 /// docker's json-file rotation (`--log-opt max-size`, `max-file`) and the `none` driver.

@@ -404,6 +404,9 @@ pub struct LogConfig {
     pub labels: Vec<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub env: Vec<String>,
+    /// Rotated files are gzip'd (`LOG.1.gz`): json-file's `compress=true`, `local`'s default.
+    #[serde(default)]
+    pub compress: bool,
 }
 
 fn one() -> u32 {
@@ -426,6 +429,7 @@ impl Default for LogConfig {
             max_file: 1,
             labels: Vec::new(),
             env: Vec::new(),
+            compress: false,
         }
     }
 }
@@ -437,9 +441,17 @@ impl LogConfig {
         match driver {
             None | Some("json-file") => {}
             Some("none") => c.driver = "none".into(),
-            Some(d) => invalid!(
-                "log driver {d:?} is not supported: husk has json-file (with --log-opt max-size and max-file) and none"
-            ),
+            // docker's `local`: rotated and compressed by default (20 MB × 5). Its file format
+            // is the driver's own in docker too; here it is json-file's.
+            Some("local") => {
+                c.driver = "local".into();
+                c.max_size = Some(20 << 20);
+                c.max_file = 5;
+                c.compress = true;
+            }
+            Some(d) => {
+                invalid!("log driver {d:?} is not supported: husk has json-file, local and none")
+            }
         }
         for o in opts {
             let Some((k, v)) = o.split_once('=') else {
@@ -455,11 +467,16 @@ impl LogConfig {
                     Ok(n) if n >= 1 => c.max_file = n,
                     _ => invalid!("invalid --log-opt max-file={v}: a whole number, at least 1"),
                 },
-                "labels" => c.labels = list(v),
-                "env" => c.env = list(v),
-                // docker's json-file options that change nothing here.
-                "compress" | "env-regex" | "labels-regex" | "tag" | "mode" => {}
-                _ => invalid!("unknown log opt {k:?} for the json-file log driver"),
+                "labels" if c.driver == "json-file" => c.labels = list(v),
+                "env" if c.driver == "json-file" => c.env = list(v),
+                "compress" => match v {
+                    "true" | "1" => c.compress = true,
+                    "false" | "0" => c.compress = false,
+                    _ => invalid!("invalid --log-opt compress={v}: true or false"),
+                },
+                // docker's options that change nothing here.
+                "env-regex" | "labels-regex" | "tag" | "mode" => {}
+                _ => invalid!("unknown log opt {k:?} for the {} log driver", c.driver),
             }
         }
         if c.max_file > 1 && c.max_size.is_none() {
