@@ -139,6 +139,7 @@ fn run_options(a: &RunArgs) -> husk_engine::Result<RunOptions> {
             std::fs::canonicalize(&a.image).unwrap_or_else(|_| std::path::PathBuf::from(&a.image))
         }),
         report: a.report.is_some() || a.report_file.is_some(),
+        detach_keys: husk_engine::attach::parse_detach_keys(&a.detach_keys)?,
         health: options::HealthOptions {
             cmd: a.health_cmd.clone(),
             interval: duration("--health-interval", a.health_interval.as_deref())?,
@@ -218,6 +219,8 @@ pub fn run(engine: &Engine, a: &RunArgs) -> ! {
         engine.run(&opts, attach, &|e| show_pull(&display, e))
     });
     match result {
+        // The detach keys left it running: nothing to say, as docker says nothing.
+        Ok(r) if r.detached => std::process::exit(0),
         Ok(r) => match r.exit {
             None => {
                 println!("{}", r.id);
@@ -462,9 +465,15 @@ pub fn start(engine: &Engine, a: &StartArgs) -> Result<()> {
     if a.attach && a.containers.len() > 1 {
         bail!("you cannot start and attach multiple containers at once");
     }
+    let keys = husk_engine::attach::parse_detach_keys(&a.detach_keys)?;
     let mut code = 0;
     each(&a.containers, |q| {
-        if let Some(exit) = engine.start(q, a.attach)? {
+        let exit = if a.attach && a.interactive {
+            engine.start_interactive(q, &keys)?
+        } else {
+            engine.start(q, a.attach)?
+        };
+        if let Some(exit) = exit {
             if let Some(why) = exit.killed {
                 eprintln!("husk: {why}");
             }

@@ -233,3 +233,79 @@ fn attach_to_a_terminal_container_types_into_its_shell() {
     assert_eq!(wait_code(&mut a), 5);
     assert_eq!(husk(r, &["rm", "shell"]).0, 0);
 }
+
+/// `husk …` under script(1), a terminal of its own, its keyboard `input` (kept open).
+fn in_terminal(root: &Path, args: &str) -> Option<Child> {
+    let cmd = format!(
+        "{} --root {} {args}",
+        env!("CARGO_BIN_EXE_husk"),
+        root.display()
+    );
+    Command::new("script")
+        .env("HUSK_CONFIG", no_bridge_config())
+        .args(["-qec", &cmd, "/dev/null"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .ok()
+}
+
+#[test]
+fn run_it_and_start_ai_leave_on_the_detach_keys_and_pass_exit_codes() {
+    let Some((_reg, root, img)) = busybox_store("run_it_and_start_ai_detach", &[]) else {
+        return;
+    };
+    let r = root.path();
+    let Some(mut term) = in_terminal(r, &format!("run -it --name itest {img} sh")) else {
+        eprintln!("SKIP run_it_and_start_ai_detach: script(1) is missing");
+        return;
+    };
+    let out = watch(term.stdout.take().unwrap());
+    let mut keys = term.stdin.take().unwrap();
+    keys.write_all(b"echo sum-$((40+2))\n").unwrap();
+    until_seen(&out, "sum-42");
+    keys.write_all(b"\x10\x11").unwrap();
+    assert_eq!(
+        wait_code(&mut term),
+        0,
+        "the detach keys end the run, not the container"
+    );
+    assert!(running(r, "itest"));
+    // Back in through attach; its exit code comes out.
+    let mut a = attach(r, &["itest"]);
+    let mut input = a.stdin.take().unwrap();
+    input.write_all(b"exit 3\n").unwrap();
+    assert_eq!(wait_code(&mut a), 3);
+    assert_eq!(husk(r, &["rm", "itest"]).0, 0);
+
+    // An exit code passes through a joined run, and --rm removes the container.
+    let mut term = in_terminal(r, &format!("run --rm -it --name gone {img} sh")).unwrap();
+    let _out = watch(term.stdout.take().unwrap());
+    let mut keys = term.stdin.take().unwrap();
+    keys.write_all(b"exit 5\n").unwrap();
+    assert_eq!(wait_code(&mut term), 5);
+    let (_, all, _) = husk(r, &["ps", "-aq"]);
+    assert_eq!(all, "", "--rm removed it");
+
+    // start -ai joins a container made with -it; --detach-keys of one's own.
+    assert_eq!(
+        husk(r, &["create", "-it", "--name", "later", &img, "sh"]).0,
+        0
+    );
+    let mut term = in_terminal(r, "start -ai --detach-keys ctrl-x later").unwrap();
+    let out = watch(term.stdout.take().unwrap());
+    let mut keys = term.stdin.take().unwrap();
+    keys.write_all(b"echo started-$((1+1))\n").unwrap();
+    until_seen(&out, "started-2");
+    keys.write_all(b"\x18").unwrap();
+    assert_eq!(wait_code(&mut term), 0);
+    assert!(running(r, "later"));
+    let mut term = in_terminal(r, "start -ai later").unwrap();
+    let _out = watch(term.stdout.take().unwrap());
+    let mut keys = term.stdin.take().unwrap();
+    keys.write_all(b"exit 4\n").unwrap();
+    // Running already: start -ai joins it, as docker's start -a attaches.
+    assert_eq!(wait_code(&mut term), 4);
+    assert_eq!(husk(r, &["rm", "later"]).0, 0);
+}

@@ -490,7 +490,7 @@ pub struct StartArgs {
     /// Attach stdout/stderr and wait for the container
     #[arg(short, long)]
     pub attach: bool,
-    /// Attach stdin (accepted with -a; stdin is not attached yet)
+    /// With -a: attach stdin too (a container made with -it is joined as `attach` joins it)
     #[arg(short, long, value_name = "BOOL", num_args = 0..=1, require_equals = true, default_missing_value = "true", action = clap::ArgAction::Set, default_value = "false", value_parser = clap::builder::BoolishValueParser::new())]
     pub interactive: bool,
     /// Every stopped container its restart policy would run (always; unless-stopped and
@@ -498,6 +498,9 @@ pub struct StartArgs {
     /// when it starts
     #[arg(long, conflicts_with_all = ["attach", "containers"])]
     pub all: bool,
+    /// With -ai: the keys that leave the container running
+    #[arg(long, default_value = "ctrl-p,ctrl-q")]
+    pub detach_keys: String,
     #[arg(required_unless_present = "all")]
     pub containers: Vec<String>,
 }
@@ -878,6 +881,10 @@ pub struct RunArgs {
     /// What to do when it exits: no, on-failure[:N], always, unless-stopped
     #[arg(long, default_value = "no")]
     pub restart: String,
+    /// With -it: the keys that leave the container running (ctrl-<a-z@[\\]^_> or single
+    /// characters, comma-separated; "" turns them off)
+    #[arg(long, default_value = "ctrl-p,ctrl-q")]
+    pub detach_keys: String,
     /// Command to run to check health (a shell command, run in the container)
     #[arg(long, value_name = "COMMAND")]
     pub health_cmd: Option<String>,

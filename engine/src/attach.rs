@@ -65,6 +65,12 @@ fn short_path(dir: &Path) -> Result<(OwnedFd, String)> {
     Ok((d.into(), path))
 }
 
+/// A client connected before the container starts (`run -it`), and its terminal's size.
+pub struct Join {
+    pub sock: UnixStream,
+    pub size: Option<(u16, u16)>,
+}
+
 /// The monitor's end: a listening socket and the clients attached now.
 pub struct Server {
     listener: UnixListener,
@@ -103,6 +109,16 @@ impl Server {
             clients: Vec::new(),
             path,
         })
+    }
+
+    /// Take a client connected some other way (`Join`).
+    pub fn add(&mut self, sock: UnixStream) {
+        if sock.set_nonblocking(true).is_ok() {
+            self.clients.push(Client {
+                sock,
+                buf: Vec::new(),
+            });
+        }
     }
 
     /// The descriptors to poll: the listener, then each client.
@@ -224,6 +240,24 @@ pub fn attach(
     detach_keys: &[u8],
     sig_proxy: bool,
 ) -> Result<AttachEnd> {
+    join(Connect::Path(dir), stdin, tty, detach_keys, sig_proxy)
+}
+
+/// How a client reaches the monitor: through its socket in the container directory, or a
+/// socket it already has (`Join`'s other end).
+pub enum Connect<'a> {
+    Path(&'a Path),
+    Joined(UnixStream),
+}
+
+/// `attach`'s loop on a connection.
+pub fn join(
+    to: Connect,
+    stdin: bool,
+    tty: bool,
+    detach_keys: &[u8],
+    sig_proxy: bool,
+) -> Result<AttachEnd> {
     let mut signals = nix::sys::signal::SigSet::empty();
     for s in [
         nix::sys::signal::Signal::SIGINT,
@@ -236,13 +270,18 @@ pub fn attach(
     }
     // Blocked before the connection: once output comes through, signals are ours to pass.
     signals.thread_block().context("cannot block signals")?;
-    let (_d, short) = short_path(dir)?;
-    let mut sock = UnixStream::connect(&short).map_err(|e| {
-        failed!(
-            "cannot attach: the container's monitor does not answer on {} ({e})",
-            dir.join(SOCKET).display()
-        )
-    })?;
+    let mut sock = match to {
+        Connect::Joined(sock) => sock,
+        Connect::Path(dir) => {
+            let (_d, short) = short_path(dir)?;
+            UnixStream::connect(&short).map_err(|e| {
+                failed!(
+                    "cannot attach: the container's monitor does not answer on {} ({e})",
+                    dir.join(SOCKET).display()
+                )
+            })?
+        }
+    };
     let sfd = nix::sys::signalfd::SignalFd::with_flags(
         &signals,
         nix::sys::signalfd::SfdFlags::SFD_CLOEXEC | nix::sys::signalfd::SfdFlags::SFD_NONBLOCK,
@@ -263,6 +302,18 @@ pub fn attach(
     }
     let _ = signals.thread_unblock();
     result
+}
+
+/// This process's terminal size (rows, cols), if its stdin is a terminal.
+pub fn terminal_size() -> Option<(u16, u16)> {
+    let mut ws = libc::winsize {
+        ws_row: 0,
+        ws_col: 0,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    // SAFETY: TIOCGWINSZ into a winsize we own.
+    (unsafe { libc::ioctl(0, libc::TIOCGWINSZ, &mut ws) } == 0).then_some((ws.ws_row, ws.ws_col))
 }
 
 fn send_size(sock: &mut UnixStream) {

@@ -86,6 +86,8 @@ pub struct RunReport {
     pub name: String,
     /// How it ended, when the call held it to the end (not `Attach::Detached`).
     pub exit: Option<Exit>,
+    /// An attached run the detach keys left: the container goes on.
+    pub detached: bool,
 }
 
 /// What `pull` did.
@@ -646,8 +648,31 @@ impl Engine {
                 return Err(e);
             }
         };
+        // A terminal of its own, typed into (`run -it`): a monitor of its own holds it and
+        // this process joins it, as `attach` does, so that the detach keys can leave it
+        // running. Not where this process must be the monitor: to die with it, to time it
+        // out or to report on it.
+        let joined = attach != Attach::Detached
+            && opts.tty
+            && opts.interactive
+            && !die
+            && !opts.report
+            && opts.timeout.is_none();
+        let mut detached = false;
         let exit = match attach {
             Attach::Detached => monitor::spawn_detached(&self.root, &id).map(|()| None),
+            _ if joined => match join_terminal(&self.root, &id, &opts.detach_keys) {
+                Ok(None) => {
+                    detached = true;
+                    Ok(None)
+                }
+                Ok(Some(code)) => Ok(Some(Exit {
+                    code,
+                    killed: None,
+                    usage: None,
+                })),
+                Err(e) => Err(e),
+            },
             Attach::Logged => {
                 monitor::supervise(&self.root, &id, Stdio::Logged { attach: true }, &mut |_| {})
                     .map(Some)
@@ -661,7 +686,12 @@ impl Engine {
             w.done();
         }
         let exit = exit?;
-        Ok(RunReport { id, name, exit })
+        Ok(RunReport {
+            id,
+            name,
+            exit,
+            detached,
+        })
     }
 
     /// `cp CONTAINER:SRC DEST`: out of a container (running or not) to the host or a tar
@@ -725,6 +755,26 @@ impl Engine {
     pub fn start(&self, query: &str, attach: bool) -> Result<Option<Exit>> {
         let c = store::find(&self.root, query)?;
         start_one(&self.root, &c.id, attach)
+    }
+
+    /// `start -ai`: start and join this terminal to a container with a terminal and open
+    /// stdin, as `attach` does, until it exits (its exit) or `detach_keys` leave it (None).
+    /// Other containers start attached as `start` does.
+    pub fn start_interactive(&self, query: &str, detach_keys: &[u8]) -> Result<Option<Exit>> {
+        let c = store::find(&self.root, query)?;
+        let joinable =
+            c.tty && c.interactive && c.timeout.is_none() && !c.die_with_parent && !c.sample_usage;
+        if joinable && c.observed().status == Status::Running {
+            // Running already: joined all the same, as docker's `start -a` attaches.
+            return Ok(self
+                .attach(query, true, detach_keys, true)?
+                .map(|code| Exit {
+                    code,
+                    killed: None,
+                    usage: None,
+                }));
+        }
+        start_as(&self.root, &c.id, true, joinable.then_some(detach_keys))
     }
 
     /// `start --all`: start, detached, every stopped container whose restart policy wants
@@ -1425,6 +1475,12 @@ fn wait_released(root: &Path, id: &str) {
 }
 
 fn start_one(root: &Path, id: &str, attach: bool) -> Result<Option<Exit>> {
+    start_as(root, id, attach, None)
+}
+
+/// `start_one`; with `joined` (detach keys), an attached start of a container with a
+/// terminal and open stdin joins it as `attach` does (None when the keys left it).
+fn start_as(root: &Path, id: &str, attach: bool, joined: Option<&[u8]>) -> Result<Option<Exit>> {
     {
         // Claim the start under the lock: a second `start` at once sees a live monitor.
         let _l = store::lock(root, id)?;
@@ -1443,10 +1499,38 @@ fn start_one(root: &Path, id: &str, attach: bool) -> Result<Option<Exit>> {
         // The runtime's leftovers from a killed monitor would block a new create.
         let _ = store::runtime(root).delete(id, true);
     }
-    if attach {
-        monitor::supervise(root, id, Stdio::Logged { attach: true }, &mut |_| {}).map(Some)
-    } else {
-        monitor::spawn_detached(root, id).map(|()| None)
+    match joined {
+        Some(keys) if attach => Ok(join_terminal(root, id, keys)?.map(|code| Exit {
+            code,
+            killed: None,
+            usage: None,
+        })),
+        _ if attach => {
+            monitor::supervise(root, id, Stdio::Logged { attach: true }, &mut |_| {}).map(Some)
+        }
+        _ => monitor::spawn_detached(root, id).map(|()| None),
+    }
+}
+
+/// Start container `id` under a monitor of its own and join this terminal to it until it
+/// exits (its code) or `detach_keys` leave it (None).
+fn join_terminal(root: &Path, id: &str, detach_keys: &[u8]) -> Result<Option<i32>> {
+    let sock = monitor::spawn_joined(root, id, crate::attach::terminal_size())?;
+    match crate::attach::join(
+        crate::attach::Connect::Joined(sock),
+        true,
+        true,
+        detach_keys,
+        true,
+    )? {
+        crate::attach::AttachEnd::Detached => Ok(None),
+        crate::attach::AttachEnd::Ended => {
+            let code = match wait_stopped(root, id, None)? {
+                Some(c) => c.observed().exit_code,
+                None => store::load_exit(root, id).unwrap_or(0),
+            };
+            Ok(Some(code))
+        }
     }
 }
 

@@ -85,6 +85,18 @@ pub fn supervise(
     stdio: Stdio,
     started: &mut dyn FnMut(std::result::Result<(), &Error>),
 ) -> Result<Exit> {
+    supervise_joined(root, id, stdio, started, None)
+}
+
+/// `supervise`, with `join` (an `attach` client connected before the start, and its
+/// terminal's size) as the first run's first client.
+fn supervise_joined(
+    root: &Path,
+    id: &str,
+    stdio: Stdio,
+    started: &mut dyn FnMut(std::result::Result<(), &Error>),
+    mut join: Option<attach::Join>,
+) -> Result<Exit> {
     let mut noop = |_: std::result::Result<(), &Error>| {};
     let mut first = true;
     let mut delay = BACKOFF_START;
@@ -93,7 +105,7 @@ pub fn supervise(
         let report: &mut dyn FnMut(std::result::Result<(), &Error>) =
             if first { &mut *started } else { &mut noop };
         first = false;
-        let (exit, again) = supervise_once(root, id, stdio, report)?;
+        let (exit, again) = supervise_once(root, id, stdio, report, join.take())?;
         if !again {
             return exit;
         }
@@ -167,6 +179,7 @@ fn supervise_once(
     id: &str,
     stdio: Stdio,
     started: &mut dyn FnMut(std::result::Result<(), &Error>),
+    join: Option<attach::Join>,
 ) -> Result<(Result<Exit>, bool)> {
     let c = Container::load(root, id)?;
     let rt = store::runtime(root);
@@ -184,7 +197,7 @@ fn supervise_once(
         mount_rootfs(root, &c)?;
         // The host ports stay held (bound) while the container runs.
         let _ports = crate::networking::attach(root, &c)?;
-        launch(root, &c, &rt, stdio, started, &timed_out, &mut run)
+        launch(root, &c, &rt, stdio, started, &timed_out, &mut run, join)
     })();
     // Whatever happened: the runtime's state, the cgroup and the mount go; the record says
     // how it ended, and what it used, read before its cgroup goes.
@@ -293,6 +306,7 @@ struct Running {
     sampler: Option<Sampler>,
 }
 
+#[allow(clippy::too_many_arguments)]
 fn launch(
     root: &Path,
     c: &Container,
@@ -301,6 +315,7 @@ fn launch(
     started: &mut dyn FnMut(std::result::Result<(), &Error>),
     timed_out: &Arc<AtomicBool>,
     run: &mut Running,
+    join: Option<attach::Join>,
 ) -> Result<i32> {
     let dir = store::dir(root, &c.id);
     let proxy = if c.tty {
@@ -368,10 +383,19 @@ fn launch(
     };
     // Bound before the caller hears that it started: an `attach` right after `run -d` finds
     // it. Without it the container runs all the same, unattachable.
-    let server = match stdio {
+    let mut server = match stdio {
         Stdio::Direct => None,
         _ => attach::Server::bind(&dir).ok(),
     };
+    if let Some(j) = join {
+        // Its terminal's size before the container's first word (a shell asks at once).
+        if let (Some(p), Some((rows, cols))) = (&pty, j.size) {
+            husk_runtime::tty::set_size(p.as_raw_fd(), rows, cols);
+        }
+        if let Some(s) = &mut server {
+            s.add(j.sock);
+        }
+    }
     if c.sample_usage {
         run.sampler = rt
             .record(&c.id)
@@ -734,6 +758,25 @@ fn pump(
 /// `run -d` and `start`: fork a monitor for container `id` (its own session, stdio on
 /// /dev/null) and wait until it says the container started, or why it did not.
 pub fn spawn_detached(root: &Path, id: &str) -> Result<()> {
+    spawn(root, id, None)
+}
+
+/// `spawn_detached`, with this process joined to the container through a socket made before
+/// the fork (the monitor's first `attach` client, there before the container's first byte);
+/// `size` is this terminal's, given to the container's before it starts.
+pub fn spawn_joined(root: &Path, id: &str, size: Option<(u16, u16)>) -> Result<UnixStream> {
+    let (ours, theirs) = UnixStream::pair().context("cannot create a socket pair")?;
+    spawn(
+        root,
+        id,
+        Some((ours.as_raw_fd(), attach::Join { sock: theirs, size })),
+    )?;
+    Ok(ours)
+}
+
+/// Fork the monitor; with `join`, the monitor takes its socket (and closes our end, the fd
+/// given with it).
+fn spawn(root: &Path, id: &str, join: Option<(RawFd, attach::Join)>) -> Result<()> {
     let (r, w) = pipe()?;
     // SAFETY: husk is single-threaded here (pulls join their threads before returning).
     match unsafe { nix::unistd::fork() }.context("cannot fork the monitor")? {
@@ -768,7 +811,18 @@ pub fn spawn_detached(root: &Path, id: &str) -> Result<()> {
                     let _ = f.write_all(msg.as_bytes());
                 }
             };
-            let code = match supervise(root, id, Stdio::Logged { attach: false }, &mut report) {
+            let join = join.map(|(ours, j)| {
+                // SAFETY: the caller's end, copied by the fork; the monitor must not hold it.
+                unsafe { libc::close(ours) };
+                j
+            });
+            let code = match supervise_joined(
+                root,
+                id,
+                Stdio::Logged { attach: false },
+                &mut report,
+                join,
+            ) {
                 Ok(_) => 0,
                 Err(_) => 1,
             };

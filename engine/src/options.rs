@@ -757,6 +757,9 @@ pub struct RunOptions {
     pub report: bool,
     /// `--health-cmd` and kin, `--no-healthcheck`.
     pub health: HealthOptions,
+    /// `--detach-keys` of an attached run with a terminal (`run -it`): the bytes that leave
+    /// it running; none turns detaching off.
+    pub detach_keys: Vec<u8>,
 }
 
 /// `update`: new limits for a container (running or not); unset ones stay.
