@@ -140,6 +140,7 @@ fn run_options(a: &RunArgs) -> husk_engine::Result<RunOptions> {
         }),
         report: a.report.is_some() || a.report_file.is_some(),
         detach_keys: husk_engine::attach::parse_detach_keys(&a.detach_keys)?,
+        attach: options::Streams::parse(&a.attach_streams)?,
         health: options::HealthOptions {
             cmd: a.health_cmd.clone(),
             interval: duration("--health-interval", a.health_interval.as_deref())?,
@@ -207,9 +208,14 @@ pub fn run(engine: &Engine, a: &RunArgs) -> ! {
         std::process::exit(1);
     }
     let result = run_options(a).and_then(|opts| {
+        if a.detach && !a.attach_streams.is_empty() {
+            return Err(husk_engine::Error::Invalid(
+                "conflicting options: -a and -d".into(),
+            ));
+        }
         let attach = if a.detach {
             Attach::Detached
-        } else if a.rm {
+        } else if a.rm && opts.attach.is_none() {
             // An attached `run --rm` hands the container our stdio: nothing to log, it goes.
             Attach::Direct
         } else {

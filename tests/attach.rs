@@ -309,3 +309,62 @@ fn run_it_and_start_ai_leave_on_the_detach_keys_and_pass_exit_codes() {
     assert_eq!(wait_code(&mut term), 4);
     assert_eq!(husk(r, &["rm", "later"]).0, 0);
 }
+
+#[test]
+fn run_a_joins_only_the_streams_it_names() {
+    let Some((_reg, root, img)) = busybox_store("run_a_joins_only_the_named_streams", &[]) else {
+        return;
+    };
+    let r = root.path();
+    let script = "echo out; echo err >&2";
+    let (code, out, err) = husk(
+        r,
+        &[
+            "run", "--name", "so", "-a", "stdout", &img, "sh", "-c", script,
+        ],
+    );
+    assert_eq!((code, out.as_str(), err.as_str()), (0, "out\n", ""));
+    let (_, logs, logs_err) = husk(r, &["logs", "so"]);
+    assert_eq!(
+        (logs.as_str(), logs_err.as_str()),
+        ("out\n", "err\n"),
+        "the log has both"
+    );
+    let (code, out, err) = husk(
+        r,
+        &["run", "--rm", "-a", "STDERR", &img, "sh", "-c", script],
+    );
+    assert_eq!((code, out.as_str(), err.as_str()), (0, "", "err\n"));
+    let (code, out, err) = husk(
+        r,
+        &[
+            "run",
+            "--rm",
+            "-a",
+            "stdout",
+            "-a",
+            "stderr",
+            &img,
+            "sh",
+            "-c",
+            "echo both; exit 6",
+        ],
+    );
+    assert_eq!((code, out.as_str()), (6, "both\n"), "{err}");
+    for (args, says) in [
+        (vec!["-d", "-a", "stdout"], "-a and -d"),
+        (vec!["-a", "stdwhat"], "STDIN, STDOUT and STDERR"),
+    ] {
+        let mut full = vec!["run", "--rm"];
+        full.extend(args.iter().copied());
+        full.extend([img.as_str(), "true"]);
+        let (code, _, err) = husk(r, &full);
+        assert_eq!(code, 125, "{args:?}: {err}");
+        assert!(
+            err.contains(says) && err.trim().lines().count() == 1,
+            "{err}"
+        );
+    }
+    assert_eq!(husk(r, &["rm", "so"]).0, 0);
+    assert_eq!(husk(r, &["ps", "-aq"]).1, "");
+}

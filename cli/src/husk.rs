@@ -881,6 +881,9 @@ pub struct RunArgs {
     /// What to do when it exits: no, on-failure[:N], always, unless-stopped
     #[arg(long, default_value = "no")]
     pub restart: String,
+    /// Attach only these streams: STDIN, STDOUT, STDERR (all when none is given)
+    #[arg(short, long = "attach", value_name = "STREAM")]
+    pub attach_streams: Vec<String>,
     /// With -it: the keys that leave the container running (ctrl-<a-z@[\\]^_> or single
     /// characters, comma-separated; "" turns them off)
     #[arg(long, default_value = "ctrl-p,ctrl-q")]

@@ -653,6 +653,7 @@ impl Engine {
         // running. Not where this process must be the monitor: to die with it, to time it
         // out or to report on it.
         let joined = attach != Attach::Detached
+            && opts.attach.is_none()
             && opts.tty
             && opts.interactive
             && !die
@@ -674,8 +675,17 @@ impl Engine {
                 Err(e) => Err(e),
             },
             Attach::Logged => {
-                monitor::supervise(&self.root, &id, Stdio::Logged { attach: true }, &mut |_| {})
-                    .map(Some)
+                let streams = opts.attach.unwrap_or_default();
+                monitor::supervise(
+                    &self.root,
+                    &id,
+                    Stdio::Logged {
+                        attach: true,
+                        streams,
+                    },
+                    &mut |_| {},
+                )
+                .map(Some)
             }
             Attach::Direct => {
                 monitor::supervise(&self.root, &id, Stdio::Direct, &mut |_| {}).map(Some)
@@ -1506,7 +1516,11 @@ fn start_as(root: &Path, id: &str, attach: bool, joined: Option<&[u8]>) -> Resul
             usage: None,
         })),
         _ if attach => {
-            monitor::supervise(root, id, Stdio::Logged { attach: true }, &mut |_| {}).map(Some)
+            let stdio = Stdio::Logged {
+                attach: true,
+                streams: Default::default(),
+            };
+            monitor::supervise(root, id, stdio, &mut |_| {}).map(Some)
         }
         _ => monitor::spawn_detached(root, id).map(|()| None),
     }

@@ -44,14 +44,18 @@ pub enum Stdio {
     /// The container gets our terminal or fds directly; nothing is logged (an attached
     /// `run --rm`: the fastest start).
     Direct,
-    /// Output goes to the log and, when attached, to our stdout/stderr too.
-    Logged { attach: bool },
+    /// Output goes to the log and, when attached, to our stdout/stderr too (those of
+    /// `streams`; stdin is ours only if it is one of them).
+    Logged {
+        attach: bool,
+        streams: crate::options::Streams,
+    },
 }
 
 impl Stdio {
     /// Is someone at the other end (our caller's terminal or pipes)?
     fn attached(self) -> bool {
-        matches!(self, Stdio::Direct | Stdio::Logged { attach: true })
+        matches!(self, Stdio::Direct | Stdio::Logged { attach: true, .. })
     }
 }
 
@@ -329,6 +333,10 @@ fn launch(
         None => (None, None),
     };
     let attach = stdio.attached();
+    let joins = match stdio {
+        Stdio::Logged { streams, .. } => streams,
+        Stdio::Direct => Default::default(),
+    };
     // The container's stdio while it is created: ours, swapped in, and back out whatever
     // happens (the guard), so husk's own errors still reach the user.
     let null = fs::OpenOptions::new()
@@ -340,7 +348,7 @@ fn launch(
     let mut pipes = None;
     // Detached with -i: stdin stays open (a pipe nobody writes yet), as docker keeps it.
     let mut _stdin_keep = None;
-    if !(attach && c.interactive) {
+    if !(attach && c.interactive && joins.stdin) {
         if c.interactive && !c.tty {
             let (r, w) = pipe()?;
             dup2(r.as_raw_fd(), 0);
@@ -464,8 +472,9 @@ fn launch(
                 Pid::from_raw(pid),
                 streams,
                 log,
-                attach && c.tty && c.interactive,
+                attach && c.tty && c.interactive && joins.stdin,
                 attach,
+                [joins.stdout, joins.stderr],
                 Joined {
                     server,
                     stdin_to,
@@ -592,6 +601,7 @@ fn pump(
     mut log: logs::Writer,
     tty_attached: bool,
     attach: bool,
+    shown: [bool; 2],
     mut joined: Joined,
 ) -> Result<i32> {
     let sfd = SignalFd::with_flags(
@@ -704,7 +714,7 @@ fn pump(
                                 };
                                 server.broadcast(kind, &buf[..n]);
                             }
-                            if attach {
+                            if attach && shown[*stream] {
                                 let _ = if *stream == 0 {
                                     std::io::stdout().write_all(&buf[..n])
                                 } else {
@@ -819,7 +829,10 @@ fn spawn(root: &Path, id: &str, join: Option<(RawFd, attach::Join)>) -> Result<(
             let code = match supervise_joined(
                 root,
                 id,
-                Stdio::Logged { attach: false },
+                Stdio::Logged {
+                    attach: false,
+                    streams: Default::default(),
+                },
                 &mut report,
                 join,
             ) {

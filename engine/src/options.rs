@@ -640,6 +640,47 @@ pub enum Mount {
     },
 }
 
+/// `run -a`: which of the container's streams an attached run joins (all by default).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Streams {
+    pub stdin: bool,
+    pub stdout: bool,
+    pub stderr: bool,
+}
+
+impl Default for Streams {
+    fn default() -> Streams {
+        Streams {
+            stdin: true,
+            stdout: true,
+            stderr: true,
+        }
+    }
+}
+
+impl Streams {
+    /// docker's `-a STDIN|STDOUT|STDERR` list (any case); None for none given (all).
+    pub fn parse(names: &[String]) -> Result<Option<Streams>> {
+        if names.is_empty() {
+            return Ok(None);
+        }
+        let mut s = Streams {
+            stdin: false,
+            stdout: false,
+            stderr: false,
+        };
+        for n in names {
+            match n.to_ascii_lowercase().as_str() {
+                "stdin" => s.stdin = true,
+                "stdout" => s.stdout = true,
+                "stderr" => s.stderr = true,
+                _ => invalid!("invalid argument {n:?} for \"-a, --attach\": valid streams are STDIN, STDOUT and STDERR"),
+            }
+        }
+        Ok(Some(s))
+    }
+}
+
 /// Everything `create` and `run` take besides the image.
 #[derive(Debug, Clone, Default)]
 pub struct RunOptions {
@@ -760,6 +801,8 @@ pub struct RunOptions {
     /// `--detach-keys` of an attached run with a terminal (`run -it`): the bytes that leave
     /// it running; none turns detaching off.
     pub detach_keys: Vec<u8>,
+    /// `-a`: the streams an attached run joins (all when None).
+    pub attach: Option<Streams>,
 }
 
 /// `update`: new limits for a container (running or not); unset ones stay.
