@@ -8,24 +8,11 @@ mod support;
 mod common;
 
 use std::path::Path;
-use std::process::Command;
 
 use common::*;
 
 fn husk_cdi(root: &Path, specs: &Path, args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_husk"))
-        .env("HUSK_CONFIG", no_bridge_config())
-        .env("HUSK_CDI_SPEC_DIRS", specs)
-        .arg("--root")
-        .arg(root)
-        .args(args)
-        .output()
-        .expect("husk runs");
-    (
-        out.status.code().unwrap_or(-1),
-        text(&out.stdout),
-        text(&out.stderr),
-    )
+    husk_vars(root, &[("HUSK_CDI_SPEC_DIRS", specs.as_os_str())], args)
 }
 
 #[test]

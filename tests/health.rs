@@ -15,6 +15,20 @@ use std::time::{Duration, Instant};
 use common::*;
 use serde_json::{json, Value};
 
+/// The journal's events so far (`--since 0 --until now`), filtered, in `format`.
+fn past_events(root: &Path, filters: &[&str], format: &str) -> String {
+    let mut args = vec!["events", "--since", "0", "--until", "0s"];
+    for f in filters {
+        args.extend(["--filter", f]);
+    }
+    if !format.is_empty() {
+        args.extend(["--format", format]);
+    }
+    let (code, out, err) = husk(root, &args);
+    assert_eq!(code, 0, "{err}");
+    out
+}
+
 fn inspect(root: &Path, name: &str) -> Value {
     let (code, out, err) = husk(root, &["inspect", name]);
     assert_eq!(code, 0, "{err}");
@@ -114,23 +128,11 @@ fn a_health_cmd_turns_unhealthy_then_healthy_and_shows_in_ps_and_inspect() {
     assert_eq!(health_of(r, "checked")["Log"].as_array().unwrap().len(), 5);
 
     // The verdicts are events, in order.
-    let (code, out, err) = husk(
+    let out = past_events(
         r,
-        &[
-            "events",
-            "--since",
-            "0",
-            "--until",
-            "0s",
-            "--filter",
-            "container=checked",
-            "--filter",
-            "event=health_status",
-            "--format",
-            "{{.Action}}",
-        ],
+        &["container=checked", "event=health_status"],
+        "{{.Action}}",
     );
-    assert_eq!(code, 0, "{err}");
     let actions: Vec<&str> = out.lines().collect();
     assert_eq!(
         actions,
@@ -384,19 +386,7 @@ fn events_tell_a_containers_life_in_docker_shapes_past_and_followed() {
     assert_eq!(husk(r, &["volume", "rm", "evvol"]).0, 0);
 
     // The past, in docker's plain form: TIME TYPE ACTION ID (attributes).
-    let (code, out, err) = husk(
-        r,
-        &[
-            "events",
-            "--since",
-            "0",
-            "--until",
-            "0s",
-            "--filter",
-            "container=short",
-        ],
-    );
-    assert_eq!(code, 0, "{err}");
+    let out = past_events(r, &["container=short"], "");
     let actions: Vec<&str> = out.lines().map(|l| l.split(' ').nth(2).unwrap()).collect();
     assert_eq!(actions, ["create", "start", "die", "destroy"], "{out}");
     let die = out.lines().nth(2).unwrap();
@@ -406,76 +396,20 @@ fn events_tell_a_containers_life_in_docker_shapes_past_and_followed() {
     );
     assert!(die.split(' ').next().unwrap().ends_with('Z'), "{die}");
 
-    let (_, out, _) = husk(
-        r,
-        &[
-            "events",
-            "--since",
-            "0",
-            "--until",
-            "0s",
-            "--filter",
-            "type=container",
-            "--filter",
-            "container=renamed",
-            "--format",
-            "{{.Action}}",
-        ],
-    );
+    let out = past_events(r, &["type=container", "container=renamed"], "{{.Action}}");
     let actions: Vec<&str> = out.lines().collect();
     assert_eq!(
         actions,
         ["rename", "kill", "die", "destroy"],
         "events name the container by its name then: {out}"
     );
-    let (_, out, _) = husk(
-        r,
-        &[
-            "events",
-            "--since",
-            "0",
-            "--until",
-            "0s",
-            "--filter",
-            "event=pause",
-            "--filter",
-            "event=unpause",
-            "--format",
-            "{{.Action}}",
-        ],
-    );
+    let out = past_events(r, &["event=pause", "event=unpause"], "{{.Action}}");
     assert_eq!(out, "pause\nunpause\n");
-    let (_, out, _) = husk(
-        r,
-        &[
-            "events",
-            "--since",
-            "0",
-            "--until",
-            "0s",
-            "--filter",
-            "type=volume",
-            "--format",
-            "{{.Actor.ID}} {{.Action}}",
-        ],
-    );
+    let out = past_events(r, &["type=volume"], "{{.Actor.ID}} {{.Action}}");
     assert_eq!(out, "evvol create\nevvol destroy\n");
 
     // {{json .}} is docker's event JSON, one object a line.
-    let (_, out, _) = husk(
-        r,
-        &[
-            "events",
-            "--since",
-            "0",
-            "--until",
-            "0s",
-            "--filter",
-            "event=die",
-            "--format",
-            "{{json .}}",
-        ],
-    );
+    let out = past_events(r, &["event=die"], "{{json .}}");
     let first: Value = serde_json::from_str(out.lines().next().unwrap()).unwrap();
     assert_eq!(first["Type"], "container");
     assert_eq!(first["status"], "die");
@@ -483,20 +417,7 @@ fn events_tell_a_containers_life_in_docker_shapes_past_and_followed() {
     assert_eq!(first["scope"], "local");
     assert!(first["timeNano"].as_i64().unwrap() / 1_000_000_000 == first["time"].as_i64().unwrap());
     // An image pull is one too.
-    let (_, out, _) = husk(
-        r,
-        &[
-            "events",
-            "--since",
-            "0",
-            "--until",
-            "0s",
-            "--filter",
-            "type=image",
-            "--format",
-            "{{.Action}}",
-        ],
-    );
+    let out = past_events(r, &["type=image"], "{{.Action}}");
     assert_eq!(out, "pull\n");
 
     // Bad input: one line, exit 1 (docker's daemon refuses these; 125 is for flags).

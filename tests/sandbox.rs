@@ -41,18 +41,7 @@ fn until(what: &str, limit: Duration, mut f: impl FnMut() -> bool) -> Duration {
 }
 
 fn husk_env_config(root: &Path, config: &Path, args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_husk"))
-        .env("HUSK_CONFIG", config)
-        .arg("--root")
-        .arg(root)
-        .args(args)
-        .output()
-        .expect("husk runs");
-    (
-        out.status.code().unwrap_or(-1),
-        text(&out.stdout),
-        text(&out.stderr),
-    )
+    husk_vars(root, &[("HUSK_CONFIG", config.as_os_str())], args)
 }
 
 /// Processes whose cgroup names this container.

@@ -68,6 +68,31 @@ pub fn husk_env(root: &Path, args: &[&str], docker_config: Option<&Path>) -> (i3
     )
 }
 
+/// (exit code, stdout, stderr) of `husk --root ROOT ARGS…` with `vars` in its environment
+/// (`HUSK_CONFIG` among them replaces the no-bridge one).
+pub fn husk_vars(
+    root: &Path,
+    vars: &[(&str, &std::ffi::OsStr)],
+    args: &[&str],
+) -> (i32, String, String) {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_husk"));
+    c.env("HUSK_CONFIG", no_bridge_config());
+    for (k, v) in vars {
+        c.env(k, v);
+    }
+    let out = c
+        .arg("--root")
+        .arg(root)
+        .args(args)
+        .output()
+        .expect("husk runs");
+    (
+        out.status.code().unwrap_or(-1),
+        text(&out.stdout),
+        text(&out.stderr),
+    )
+}
+
 pub fn husk(root: &Path, args: &[&str]) -> (i32, String, String) {
     husk_env(root, args, None)
 }
