@@ -5,7 +5,7 @@ use std::io::Write;
 use std::os::fd::AsRawFd;
 use std::time::Duration;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use husk_cli::husk::{
     CpArgs, ExecArgs, KillArgs, LimitArgs, LogsArgs, PsArgs, PullPolicy, RmArgs, RunArgs,
     StartArgs, StatsArgs, StopArgs, UpdateArgs, VolumeCommand,
@@ -947,30 +947,10 @@ pub fn diff(engine: &Engine, container: &str) -> Result<()> {
 /// `export [-o FILE] CONTAINER`: the tar on stdout (never a terminal) or in FILE, written
 /// beside it and renamed, so a failed export leaves no half archive.
 pub fn export(engine: &Engine, a: &husk_cli::husk::ExportArgs) -> Result<()> {
-    match &a.output {
-        Some(path) => {
-            let dir = path.parent().filter(|p| !p.as_os_str().is_empty());
-            let tmp = tempfile::NamedTempFile::new_in(dir.unwrap_or(std::path::Path::new(".")))
-                .with_context(|| format!("cannot create a file beside {}", path.display()))?;
-            let mut w = std::io::BufWriter::new(tmp.as_file());
-            engine.export(&a.container, &mut w)?;
-            w.flush()?;
-            drop(w);
-            tmp.persist(path)
-                .with_context(|| format!("cannot write {}", path.display()))?;
-        }
-        None => {
-            if std::io::IsTerminal::is_terminal(&std::io::stdout()) {
-                anyhow::bail!(
-                    "refusing to write an archive to a terminal; use -o FILE or redirect stdout"
-                );
-            }
-            let mut out = std::io::BufWriter::new(std::io::stdout().lock());
-            engine.export(&a.container, &mut out)?;
-            out.flush()?;
-        }
-    }
-    Ok(())
+    crate::images::write_archive(a.output.as_deref(), |w| {
+        engine.export(&a.container, w)?;
+        Ok(())
+    })
 }
 
 /// `attach CONTAINER`: exits with the container's code, or 0 when the detach keys leave it.

@@ -170,13 +170,27 @@ pub fn save(engine: &Engine, a: &SaveArgs) -> Result<()> {
         ArchiveFormat::DockerArchive => archive::Format::DockerArchive,
         ArchiveFormat::OciArchive => archive::Format::OciArchive,
     };
-    match &a.output {
+    write_archive(a.output.as_deref(), |w| {
+        engine.save(&images, format, w)?;
+        Ok(())
+    })
+}
+
+/// An archive to `output` (written beside it and renamed: a failure leaves no half
+/// archive) or to stdout, which must not be a terminal.
+pub fn write_archive(
+    output: Option<&std::path::Path>,
+    write: impl FnOnce(&mut dyn Write) -> Result<()>,
+) -> Result<()> {
+    match output {
         Some(path) => {
-            // Written beside the target and renamed: a failed save leaves no half archive.
             let dir = path.parent().filter(|p| !p.as_os_str().is_empty());
             let tmp = tempfile::NamedTempFile::new_in(dir.unwrap_or(std::path::Path::new(".")))
                 .with_context(|| format!("cannot create a file beside {}", path.display()))?;
-            engine.save(&images, format, std::io::BufWriter::new(tmp.as_file()))?;
+            let mut w = std::io::BufWriter::new(tmp.as_file());
+            write(&mut w)?;
+            w.flush()?;
+            drop(w);
             tmp.persist(path)
                 .with_context(|| format!("cannot write {}", path.display()))?;
         }
@@ -186,7 +200,9 @@ pub fn save(engine: &Engine, a: &SaveArgs) -> Result<()> {
                     "refusing to write an archive to a terminal; use -o FILE or redirect stdout"
                 );
             }
-            engine.save(&images, format, std::io::stdout().lock())?;
+            let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+            write(&mut out)?;
+            out.flush()?;
         }
     }
     Ok(())
