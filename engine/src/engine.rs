@@ -1580,7 +1580,6 @@ fn inspect_value(root: &Path, c: &Container) -> Value {
         .ok()
         .and_then(|d| serde_json::from_slice(&d).ok())
         .unwrap_or(Value::Null);
-    let res = &spec["linux"]["resources"];
     let paused = is_paused(root, c);
     json!({
         "Id": c.id,
@@ -1612,42 +1611,7 @@ fn inspect_value(root: &Path, c: &Container) -> Value {
         "RestartCount": c.state.restart_count,
         "Driver": "overlay",
         "Platform": "linux",
-        "HostConfig": {
-            "AutoRemove": c.auto_remove,
-            "NetworkMode": c.network,
-            "PortBindings": port_bindings(c),
-            "LogConfig": {"Type": c.log_config.driver, "Config": log_opts(c)},
-            "RestartPolicy": {"Name": c.restart_policy.name, "MaximumRetryCount": c.restart_policy.max_retries},
-            "PublishAllPorts": false,
-            "ExtraHosts": c.add_hosts.iter().map(|(n, ip)| format!("{n}:{ip}")).collect::<Vec<_>>(),
-            "Dns": c.dns, "DnsSearch": c.dns_search, "DnsOptions": c.dns_options,
-            "Memory": res["memory"]["limit"].as_i64().unwrap_or(0),
-            "MemorySwap": res["memory"]["swap"].as_i64().unwrap_or(0),
-            "CpuShares": res["cpu"]["shares"].as_u64().unwrap_or(0),
-            "CpuQuota": res["cpu"]["quota"].as_i64().unwrap_or(0),
-            "CpuPeriod": res["cpu"]["period"].as_u64().unwrap_or(0),
-            "PidsLimit": res["pids"]["limit"].as_i64(),
-            "ReadonlyRootfs": spec["root"]["readonly"].as_bool().unwrap_or(false),
-            "CapAdd": null, "CapDrop": null,
-            "Privileged": res["devices"][0]["allow"].as_bool().unwrap_or(false),
-            "Ulimits": spec["process"]["rlimits"],
-            "MemoryReservation": res["memory"]["reservation"].as_i64().unwrap_or(0),
-            "OomKillDisable": res["memory"]["disableOOMKiller"].as_bool().unwrap_or(false),
-            "CpusetCpus": res["cpu"]["cpus"].as_str().unwrap_or(""),
-            "CpusetMems": res["cpu"]["mems"].as_str().unwrap_or(""),
-            "BlkioWeight": res["blockIO"]["weight"].as_u64().unwrap_or(0),
-            "BlkioDeviceReadBps": throttles(&res["blockIO"]["throttleReadBpsDevice"]),
-            "BlkioDeviceWriteBps": throttles(&res["blockIO"]["throttleWriteBpsDevice"]),
-            "BlkioDeviceReadIOps": throttles(&res["blockIO"]["throttleReadIOPSDevice"]),
-            "BlkioDeviceWriteIOps": throttles(&res["blockIO"]["throttleWriteIOPSDevice"]),
-            "ShmSize": shm_size(&spec),
-            "Sysctls": spec["linux"]["sysctl"],
-            "Devices": spec["linux"]["devices"].as_array().map(|d| d.iter().map(|d| json!({"PathInContainer": d["path"], "Major": d["major"], "Minor": d["minor"]})).collect::<Vec<_>>()),
-            "GroupAdd": spec["process"]["user"]["additionalGids"],
-            "IpcMode": namespace_mode(&spec, "ipc"),
-            "PidMode": namespace_mode(&spec, "pid"),
-            "UTSMode": namespace_mode(&spec, "uts"),
-        },
+        "HostConfig": host_config(c, &spec),
         "Mounts": c.mounts,
         "Config": {
             "Hostname": c.hostname,
@@ -1663,6 +1627,47 @@ fn inspect_value(root: &Path, c: &Container) -> Value {
             "StopTimeout": c.stop_timeout,
             "Healthcheck": c.healthcheck,
         },
+    })
+}
+
+/// docker-shaped `HostConfig` of a container, from its record and OCI spec.
+fn host_config(c: &Container, spec: &Value) -> Value {
+    let res = &spec["linux"]["resources"];
+    json!({
+        "AutoRemove": c.auto_remove,
+        "NetworkMode": c.network,
+        "PortBindings": port_bindings(c),
+        "LogConfig": {"Type": c.log_config.driver, "Config": log_opts(c)},
+        "RestartPolicy": {"Name": c.restart_policy.name, "MaximumRetryCount": c.restart_policy.max_retries},
+        "PublishAllPorts": false,
+        "ExtraHosts": c.add_hosts.iter().map(|(n, ip)| format!("{n}:{ip}")).collect::<Vec<_>>(),
+        "Dns": c.dns, "DnsSearch": c.dns_search, "DnsOptions": c.dns_options,
+        "Memory": res["memory"]["limit"].as_i64().unwrap_or(0),
+        "MemorySwap": res["memory"]["swap"].as_i64().unwrap_or(0),
+        "CpuShares": res["cpu"]["shares"].as_u64().unwrap_or(0),
+        "CpuQuota": res["cpu"]["quota"].as_i64().unwrap_or(0),
+        "CpuPeriod": res["cpu"]["period"].as_u64().unwrap_or(0),
+        "PidsLimit": res["pids"]["limit"].as_i64(),
+        "ReadonlyRootfs": spec["root"]["readonly"].as_bool().unwrap_or(false),
+        "CapAdd": null, "CapDrop": null,
+        "Privileged": res["devices"][0]["allow"].as_bool().unwrap_or(false),
+        "Ulimits": spec["process"]["rlimits"],
+        "MemoryReservation": res["memory"]["reservation"].as_i64().unwrap_or(0),
+        "OomKillDisable": res["memory"]["disableOOMKiller"].as_bool().unwrap_or(false),
+        "CpusetCpus": res["cpu"]["cpus"].as_str().unwrap_or(""),
+        "CpusetMems": res["cpu"]["mems"].as_str().unwrap_or(""),
+        "BlkioWeight": res["blockIO"]["weight"].as_u64().unwrap_or(0),
+        "BlkioDeviceReadBps": throttles(&res["blockIO"]["throttleReadBpsDevice"]),
+        "BlkioDeviceWriteBps": throttles(&res["blockIO"]["throttleWriteBpsDevice"]),
+        "BlkioDeviceReadIOps": throttles(&res["blockIO"]["throttleReadIOPSDevice"]),
+        "BlkioDeviceWriteIOps": throttles(&res["blockIO"]["throttleWriteIOPSDevice"]),
+        "ShmSize": shm_size(spec),
+        "Sysctls": spec["linux"]["sysctl"],
+        "Devices": spec["linux"]["devices"].as_array().map(|d| d.iter().map(|d| json!({"PathInContainer": d["path"], "Major": d["major"], "Minor": d["minor"]})).collect::<Vec<_>>()),
+        "GroupAdd": spec["process"]["user"]["additionalGids"],
+        "IpcMode": namespace_mode(spec, "ipc"),
+        "PidMode": namespace_mode(spec, "pid"),
+        "UTSMode": namespace_mode(spec, "uts"),
     })
 }
 

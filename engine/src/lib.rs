@@ -12,20 +12,21 @@
 //! The modules only point down:
 //! - `engine` (the verbs) on top;
 //! - `create` (image + options → a container), `monitor` (runs and holds one), `orphans`
-//!   (reaps what a killed husk left; the `--die-with-parent` watcher) and `copy` (`cp`) below
-//!   it;
+//!   (reaps what a killed husk left; the `--die-with-parent` watcher), `copy` (`cp`,
+//!   `export`) and `changes` (`diff`) below it;
+//! - `health` (the monitor's healthcheck process), `attach` (the monitor's attach socket
+//!   and its clients), `exec` (an exec's process) and `cdi` (CDI devices) below `monitor`
+//!   and `create`;
 //! - `remove`, `spec` (image config + options → OCI spec), `volumes`, `logs`, `layers` (the
 //!   container's root mount and the layers' shared mounts) and `networking` (a container's
 //!   namespace, interfaces, ports, names and /etc files while it runs) below those;
 //! - `networks` (network records and the CNI plugin list each is), `cni` (the plugin
 //!   protocol), `netns`, `ports` (host port claims), `dns` (aardvark-dns) and `etc_files`
 //!   below `networking`;
-//! - `store` (records, names, locks, kept exit codes, the monitored index, paths), `usage`
-//!   (what a run used, from its cgroup), `user`, `security`, `options`, `time` and `error`
-//!   at the bottom.
-
-// inspect's docker-shaped JSON is one json! literal, deeper than the default limit.
-#![recursion_limit = "256"]
+//! - `store` (records, names, locks, kept exit codes, the monitored index, paths), `events`
+//!   (the event journal), `usage` (what a run used, from its cgroup), `instructions`
+//!   (Dockerfile instructions on an image config), `user`, `security`, `options`, `time` and
+//!   `error` at the bottom.
 
 pub mod attach;
 mod cdi;
