@@ -368,3 +368,82 @@ fn run_a_joins_only_the_streams_it_names() {
     assert_eq!(husk(r, &["rm", "so"]).0, 0);
     assert_eq!(husk(r, &["ps", "-aq"]).1, "");
 }
+
+#[test]
+fn a_container_that_reads_no_input_never_holds_up_its_monitor() {
+    let Some((_reg, root, img)) = busybox_store("a_container_that_reads_no_input", &[]) else {
+        return;
+    };
+    let r = root.path();
+    let (code, _, err) = husk(
+        r,
+        &[
+            "run",
+            "-d",
+            "-i",
+            "--name",
+            "deaf",
+            &img,
+            "sh",
+            "-c",
+            "while true; do echo tick; sleep 0.05; done",
+        ],
+    );
+    assert_eq!(code, 0, "{err}");
+    let mut a = attach(r, &["deaf"]);
+    let mut input = a.stdin.take().unwrap();
+    // Far more than a pipe holds, typed at a container that never reads it.
+    let typist = std::thread::spawn(move || {
+        let block = vec![b'x'; 64 << 10];
+        for _ in 0..32 {
+            if input.write_all(&block).is_err() {
+                break;
+            }
+        }
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    let ticks = |r: &Path| husk(r, &["logs", "deaf"]).1.lines().count();
+    let before = ticks(r);
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(ticks(r) > before, "the monitor still logs");
+    let start = std::time::Instant::now();
+    assert_eq!(husk(r, &["stop", "-t", "1", "deaf"]).0, 0);
+    assert!(
+        start.elapsed() < Duration::from_secs(10),
+        "and still stops it"
+    );
+    let _ = a.kill();
+    let _ = a.wait();
+    let _ = typist.join();
+    assert_eq!(husk(r, &["rm", "deaf"]).0, 0);
+}
+
+#[test]
+fn attach_returns_the_first_exit_of_a_container_its_policy_restarts() {
+    let Some((_reg, root, img)) = busybox_store("attach_returns_the_first_exit", &[]) else {
+        return;
+    };
+    let r = root.path();
+    let (code, _, err) = husk(
+        r,
+        &[
+            "run",
+            "-d",
+            "-i",
+            "--restart",
+            "always",
+            "--name",
+            "again",
+            &img,
+            "sh",
+            "-c",
+            "read l; exit 3",
+        ],
+    );
+    assert_eq!(code, 0, "{err}");
+    let mut a = attach(r, &["again"]);
+    let mut input = a.stdin.take().unwrap();
+    input.write_all(b"go\n").unwrap();
+    assert_eq!(wait_code(&mut a), 3);
+    assert_eq!(husk(r, &["rm", "-f", "again"]).0, 0);
+}

@@ -7,13 +7,15 @@
 //! The wire, both ways, is frames of a 1-byte kind, 3 zero bytes and a big-endian u32
 //! length (docker's stream framing): from the monitor, kind 1 is stdout and 2 stderr; from
 //! the client, 0 is stdin, 4 a terminal size (rows, cols: two u16) and 5 a signal (an i32).
+//! When the container exits the monitor sends kind 3, its exit code (an i32), then closes:
+//! a client dropped for falling behind sees the close without it.
 //!
 //! The socket is bound and reached through `/proc/self/fd/N/attach.sock`, a descriptor of
 //! the container's directory: a store deep in the file system would make a path longer than
 //! a socket address holds (108 bytes).
 
 use std::io::{Read, Write};
-use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::Path;
 
@@ -23,6 +25,8 @@ use crate::error::{failed, Context, Result};
 
 pub const STDOUT: u8 = 1;
 pub const STDERR: u8 = 2;
+/// From the monitor: the container exited, with this code (an i32).
+const EXIT: u8 = 3;
 const STDIN: u8 = 0;
 const RESIZE: u8 = 4;
 const SIGNAL: u8 = 5;
@@ -80,7 +84,28 @@ pub struct Server {
 
 struct Client {
     sock: UnixStream,
+    /// What it sent, not yet a whole frame.
     buf: Vec<u8>,
+    /// What it has yet to take.
+    out: Vec<u8>,
+}
+
+impl Client {
+    /// Send what it can take now; false when it is gone.
+    fn flush(&mut self) -> bool {
+        while !self.out.is_empty() {
+            match self.sock.write(&self.out) {
+                Ok(0) => return false,
+                Ok(n) => {
+                    self.out.drain(..n);
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return true,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(_) => return false,
+            }
+        }
+        true
+    }
 }
 
 /// What clients asked of the container, for the monitor to do.
@@ -90,20 +115,25 @@ pub enum Request {
     Signal(i32),
 }
 
+/// Output a client may fall behind by before it is dropped (a terminal on hold, a dead
+/// link); the container's output never waits for a client.
+const BEHIND_MAX: usize = 4 << 20;
+
 impl Server {
     /// Listen in container directory `dir` (a socket left by a killed monitor is replaced).
     pub fn bind(dir: &Path) -> Result<Server> {
         let path = dir.join(SOCKET);
         let _ = std::fs::remove_file(&path);
         let (_d, short) = short_path(dir)?;
-        let listener = UnixListener::bind(&short)
-            .with_context(|| format!("cannot listen on {}", path.display()))?;
+        // Made 0600 from the start (the umask of the bind): whoever reaches it types into
+        // the container, and a connection made before a chmod would stay.
+        let saved = nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o177));
+        let bound = UnixListener::bind(&short);
+        nix::sys::stat::umask(saved);
+        let listener = bound.with_context(|| format!("cannot listen on {}", path.display()))?;
         listener
             .set_nonblocking(true)
             .context("cannot make the attach socket non-blocking")?;
-        // Whoever reaches it types into the container: its owner (root) only.
-        std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o600))
-            .with_context(|| format!("cannot restrict {}", path.display()))?;
         Ok(Server {
             listener,
             clients: Vec::new(),
@@ -117,24 +147,46 @@ impl Server {
             self.clients.push(Client {
                 sock,
                 buf: Vec::new(),
+                out: Vec::new(),
             });
         }
     }
 
-    /// The descriptors to poll: the listener, then each client.
-    pub fn fds(&self) -> Vec<std::os::fd::BorrowedFd<'_>> {
-        std::iter::once(self.listener.as_fd())
-            .chain(self.clients.iter().map(|c| c.sock.as_fd()))
+    /// What to poll: the listener, then each client (its input when `reading`, room for its
+    /// output when some waits).
+    pub fn fds(&self, reading: bool) -> Vec<(std::os::fd::BorrowedFd<'_>, PollFlags)> {
+        let input = if reading {
+            PollFlags::POLLIN
+        } else {
+            PollFlags::empty()
+        };
+        std::iter::once((self.listener.as_fd(), PollFlags::POLLIN))
+            .chain(self.clients.iter().map(|c| {
+                let room = if c.out.is_empty() {
+                    PollFlags::empty()
+                } else {
+                    PollFlags::POLLOUT
+                };
+                (c.sock.as_fd(), input | room)
+            }))
             .collect()
     }
 
-    /// After a poll: `ready` says which of `fds()` are readable. New clients are taken in;
-    /// what clients sent comes back as requests; a client that left or broke is dropped.
-    pub fn serve(&mut self, ready: &[bool]) -> Vec<Request> {
+    /// After a poll: `ready` says which of `fds()` had events. New clients are taken in;
+    /// what clients sent (when `reading`) comes back as requests; waiting output goes out;
+    /// a client that left or broke is dropped.
+    pub fn serve(&mut self, ready: &[bool], reading: bool) -> Vec<Request> {
         let mut requests = Vec::new();
         let mut gone = Vec::new();
         for (i, client) in self.clients.iter_mut().enumerate() {
             if !ready.get(i + 1).copied().unwrap_or(false) {
+                continue;
+            }
+            if !client.flush() {
+                gone.push(i);
+                continue;
+            }
+            if !reading {
                 continue;
             }
             let mut chunk = [0u8; 8192];
@@ -156,26 +208,59 @@ impl Server {
         }
         if ready.first().copied().unwrap_or(false) {
             while let Ok((sock, _)) = self.listener.accept() {
-                if sock.set_nonblocking(true).is_ok() {
-                    self.clients.push(Client {
-                        sock,
-                        buf: Vec::new(),
-                    });
+                // Only this monitor's own user (root) may type into the container.
+                let peer =
+                    nix::sys::socket::getsockopt(&sock, nix::sys::socket::sockopt::PeerCredentials);
+                if peer.is_ok_and(|c| c.uid() == nix::unistd::geteuid().as_raw()) {
+                    self.add(sock);
                 }
             }
         }
         requests
     }
 
-    /// Give output of `stream` (STDOUT or STDERR) to every client. One that cannot take it
-    /// now is dropped rather than let hold up the container's output.
+    /// Give output of `stream` (STDOUT or STDERR) to every client: sent as far as it takes
+    /// it now, the rest queued.
     pub fn broadcast(&mut self, stream: u8, data: &[u8]) {
         if self.clients.is_empty() {
             return;
         }
         let f = frame(stream, data);
-        self.clients
-            .retain_mut(|c| write_all_nonblocking(&mut c.sock, &f));
+        self.clients.retain_mut(|c| {
+            if c.out.len() + f.len() > BEHIND_MAX {
+                return false;
+            }
+            c.out.extend_from_slice(&f);
+            c.flush()
+        });
+    }
+
+    /// The container exited with `code`: every client is told (what it has yet to take
+    /// first), for up to a second.
+    pub fn finish(&mut self, code: i32) {
+        let f = frame(EXIT, &code.to_be_bytes());
+        for c in &mut self.clients {
+            c.out.extend_from_slice(&f);
+        }
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(1);
+        self.clients.retain_mut(|c| c.flush());
+        while self.clients.iter().any(|c| !c.out.is_empty()) {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            let mut fds: Vec<PollFd> = self
+                .clients
+                .iter()
+                .map(|c| PollFd::new(c.sock.as_fd(), PollFlags::POLLOUT))
+                .collect();
+            let ms = left.as_millis().min(1000) as u16;
+            if poll(&mut fds, PollTimeout::from(ms)).is_err() {
+                break;
+            }
+            drop(fds);
+            self.clients.retain_mut(|c| c.flush());
+        }
     }
 }
 
@@ -183,28 +268,6 @@ impl Drop for Server {
     fn drop(&mut self) {
         let _ = std::fs::remove_file(&self.path);
     }
-}
-
-/// Write all of `data` to a non-blocking socket, waiting a little for room; false if it
-/// could not.
-fn write_all_nonblocking(sock: &mut UnixStream, mut data: &[u8]) -> bool {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_millis(200);
-    while !data.is_empty() {
-        match sock.write(data) {
-            Ok(0) => return false,
-            Ok(n) => data = &data[n..],
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                if std::time::Instant::now() > deadline {
-                    return false;
-                }
-                let mut p = [PollFd::new(sock.as_fd(), PollFlags::POLLOUT)];
-                let _ = poll(&mut p, PollTimeout::from(50u16));
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(_) => return false,
-        }
-    }
-    true
 }
 
 fn request((kind, data): (u8, Vec<u8>)) -> Option<Request> {
@@ -224,7 +287,10 @@ fn request((kind, data): (u8, Vec<u8>)) -> Option<Request> {
 /// How an attach ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AttachEnd {
-    /// The container's output ended: it exited (its code is the caller's to wait for).
+    /// The container exited with this code.
+    Exited(i32),
+    /// The connection ended without an exit: the monitor dropped this client (it fell too
+    /// far behind) or died; the caller finds how the container ended.
     Ended,
     /// The detach keys were typed: the container goes on.
     Detached,
@@ -404,6 +470,11 @@ fn pump(
             let frames =
                 take_frames(&mut buf).map_err(|()| failed!("the monitor sent a broken frame"))?;
             for (kind, data) in frames {
+                if kind == EXIT && data.len() == 4 {
+                    return Ok(AttachEnd::Exited(i32::from_be_bytes([
+                        data[0], data[1], data[2], data[3],
+                    ])));
+                }
                 let _ = if kind == STDERR {
                     std::io::stderr().write_all(&data)
                 } else {
@@ -480,22 +551,6 @@ pub fn parse_detach_keys(s: &str) -> Result<Vec<u8>> {
             }
         })
         .collect()
-}
-
-/// Raw fd helper for the monitor: write client input to the container's stdin.
-pub fn write_stdin(fd: RawFd, data: &[u8]) {
-    let mut rest = data;
-    while !rest.is_empty() {
-        // SAFETY: write to an fd the monitor holds open.
-        let n = unsafe { libc::write(fd, rest.as_ptr().cast(), rest.len()) };
-        if n <= 0 {
-            if n < 0 && std::io::Error::last_os_error().kind() == std::io::ErrorKind::Interrupted {
-                continue;
-            }
-            return;
-        }
-        rest = &rest[n as usize..];
-    }
 }
 
 #[cfg(test)]

@@ -192,17 +192,34 @@ impl Registry {
             );
         }
         let request = request.trim_matches('"');
+        // A spec names each GPU by index, and often by UUID and MIG slice (`0:1`) too:
+        // counting and `all` go by the index names.
+        let indexes: Vec<String> = available
+            .iter()
+            .filter(|n| n.parse::<u64>().is_ok())
+            .cloned()
+            .collect();
+        let has_all = self
+            .specs
+            .iter()
+            .any(|s| s.kind == GPU_KIND && s.devices.iter().any(|d| d.name == "all"));
         let names: Vec<String> = if request == "all" {
-            available
+            if has_all {
+                vec!["all".into()]
+            } else if indexes.is_empty() {
+                available
+            } else {
+                indexes
+            }
         } else if let Ok(n) = request.parse::<usize>() {
-            if n == 0 || n > available.len() {
+            if n == 0 || n > indexes.len() {
                 invalid!(
                     "--gpus {request}: there are {} GPUs ({})",
-                    available.len(),
-                    available.join(", ")
+                    indexes.len(),
+                    indexes.join(", ")
                 );
             }
-            available.into_iter().take(n).collect()
+            indexes.into_iter().take(n).collect()
         } else if let Some(list) = request.strip_prefix("device=") {
             list.split(',').map(|d| d.trim().to_string()).collect()
         } else {

@@ -48,20 +48,8 @@ pub struct Change {
 pub fn changes(root: &Path, c: &Container) -> Result<Vec<Change>> {
     let upper = store::dir(root, &c.id).join("upper");
     let lower = Lower::open(root, c)?;
-    let mut found = Vec::new();
-    walk(&upper, Path::new("/"), &lower, &mut found)?;
-    let kept: Vec<&Found> = found.iter().filter(|f| !f.stub).collect();
-    let mut out: Vec<Change> = kept
-        .iter()
-        .filter(|f| {
-            // A directory copied up only for what is under it counts if something under it does.
-            !f.only_holds
-                || kept
-                    .iter()
-                    .any(|g| g.change.path.starts_with(&format!("{}/", f.change.path)))
-        })
-        .map(|f| f.change.clone())
-        .collect();
+    let mut out = Vec::new();
+    walk(&upper, Path::new("/"), &lower, &mut out)?;
     out.sort_by(|a, b| a.path.cmp(&b.path));
     Ok(out)
 }
@@ -69,25 +57,25 @@ pub fn changes(root: &Path, c: &Container) -> Result<Vec<Change>> {
 /// Mount targets husk makes for its /etc files.
 const STUBS: [&str; 3] = ["/etc/hosts", "/etc/hostname", "/etc/resolv.conf"];
 
-struct Found {
-    change: Change,
-    /// An empty mount target husk made: not the container's change.
-    stub: bool,
-    /// A directory of the image, in the upper directory with its own metadata unchanged.
-    only_holds: bool,
-}
-
-fn walk(dir: &Path, at: &Path, lower: &Lower, out: &mut Vec<Found>) -> Result<()> {
-    let mut entries: Vec<fs::DirEntry> = fs::read_dir(dir)
-        .with_context(|| format!("cannot read {}", dir.display()))?
-        .collect::<std::io::Result<_>>()
-        .with_context(|| format!("cannot read {}", dir.display()))?;
+/// The changes under upper directory `dir` (the container's `at`) into `out`; whether there
+/// were any. A running container may remove what is being read: what went is skipped.
+fn walk(dir: &Path, at: &Path, lower: &Lower, out: &mut Vec<Change>) -> Result<bool> {
+    let mut entries: Vec<fs::DirEntry> = match fs::read_dir(dir) {
+        Ok(rd) => rd.flatten().collect(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
+        Err(e) => return Err(e).with_context(|| format!("cannot read {}", dir.display())),
+    };
     entries.sort_by_key(|e| e.file_name());
+    let mut any = false;
     for e in entries {
         let path = at.join(e.file_name());
-        let meta = e
-            .metadata()
-            .with_context(|| format!("cannot stat {}", e.path().display()))?;
+        let meta = match e.metadata() {
+            Ok(m) => m,
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(err) => {
+                return Err(err).with_context(|| format!("cannot stat {}", e.path().display()))
+            }
+        };
         let whiteout = meta.file_type().is_char_device() && meta.rdev() == 0;
         let below = lower.stat(&path);
         let kind = match &below {
@@ -96,24 +84,27 @@ fn walk(dir: &Path, at: &Path, lower: &Lower, out: &mut Vec<Found>) -> Result<()
             None => ChangeKind::Added,
         };
         let text = path.display().to_string();
-        let stub = kind == ChangeKind::Added
+        if kind == ChangeKind::Added
             && meta.is_file()
             && meta.len() == 0
-            && STUBS.contains(&text.as_str());
+            && STUBS.contains(&text.as_str())
+        {
+            // An empty mount target husk made: not the container's change.
+            continue;
+        }
+        let inside = meta.is_dir() && !whiteout && walk(&e.path(), &path, lower, out)?;
+        // A directory of the image in the upper directory with its own metadata unchanged
+        // was copied up for what is under it: a change only if something under it is.
         let only_holds = meta.is_dir()
             && below.as_ref().is_some_and(|b| {
                 b.st_mode == meta.mode() && b.st_uid == meta.uid() && b.st_gid == meta.gid()
             });
-        out.push(Found {
-            change: Change { kind, path: text },
-            stub,
-            only_holds,
-        });
-        if meta.is_dir() && !whiteout {
-            walk(&e.path(), &path, lower, out)?;
+        if !only_holds || inside {
+            out.push(Change { kind, path: text });
+            any = true;
         }
     }
-    Ok(())
+    Ok(any)
 }
 
 /// The image's file system, read-only, for the question "does the image have this path";
@@ -121,6 +112,8 @@ fn walk(dir: &Path, at: &Path, lower: &Lower, out: &mut Vec<Found>) -> Result<()
 struct Lower {
     fd: Option<OwnedFd>,
     mounted: Option<(PathBuf, PathBuf, Vec<husk_image::Digest>)>,
+    /// Held while the mount is up: two `diff`s of one container take turns with it.
+    _lock: Option<fs::File>,
 }
 
 impl Lower {
@@ -131,6 +124,7 @@ impl Lower {
             return Ok(Lower {
                 fd: Some(fd.into()),
                 mounted: None,
+                _lock: None,
             });
         }
         let diff_ids: Vec<husk_image::Digest> = c
@@ -142,9 +136,12 @@ impl Lower {
             return Ok(Lower {
                 fd: None,
                 mounted: None,
+                _lock: None,
             });
         }
         let mp = store::dir(root, &c.id).join("diff-lower");
+        let lock = husk_sys::lock_file(&store::dir(root, &c.id).join("diff.lock"), true)
+            .map_err(|e| crate::error::failed!("cannot lock the diff of {}: {e}", c.name))?;
         fs::create_dir_all(&mp).with_context(|| format!("cannot create {}", mp.display()))?;
         if husk_sys::is_mount_point(&mp) {
             // A diff killed before its unmount left it: ours to reuse, and to take down.
@@ -156,6 +153,7 @@ impl Lower {
         let mut lower = Lower {
             fd: None,
             mounted: Some((root.to_path_buf(), mp.clone(), diff_ids)),
+            _lock: Some(lock),
         };
         let fd = fs::File::open(&mp).with_context(|| format!("cannot open {}", mp.display()))?;
         lower.fd = Some(fd.into());

@@ -732,6 +732,10 @@ impl Engine {
         let dir = store::dir(&self.root, &c.id);
         match crate::attach::attach(&dir, stdin && c.interactive, c.tty, detach_keys, sig_proxy)? {
             crate::attach::AttachEnd::Detached => Ok(None),
+            crate::attach::AttachEnd::Exited(code) => {
+                wait_let_go(&self.root, &c.id);
+                Ok(Some(code))
+            }
             crate::attach::AttachEnd::Ended => self.wait(&c.id).map(Some),
         }
     }
@@ -1538,12 +1542,30 @@ fn join_terminal(root: &Path, id: &str, detach_keys: &[u8]) -> Result<Option<i32
         true,
     )? {
         crate::attach::AttachEnd::Detached => Ok(None),
+        crate::attach::AttachEnd::Exited(code) => {
+            wait_let_go(root, id);
+            Ok(Some(code))
+        }
         crate::attach::AttachEnd::Ended => {
             let code = match wait_stopped(root, id, None)? {
                 Some(c) => c.observed().exit_code,
                 None => store::load_exit(root, id).unwrap_or(0),
             };
             Ok(Some(code))
+        }
+    }
+}
+
+/// After an attach heard the exit: wait (a few seconds at most) until the monitor has let the
+/// container go (removed it, after `--rm`), unless its policy restarts it.
+fn wait_let_go(root: &Path, id: &str) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        match Container::load(root, id) {
+            Ok(c) if c.busy() && !c.state.restarting => {
+                std::thread::sleep(Duration::from_millis(10))
+            }
+            _ => return,
         }
     }
 }

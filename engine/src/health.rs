@@ -284,11 +284,12 @@ fn run(root: &Path, c: &Container, hc: &Healthcheck) -> Result<(i32, String)> {
             _ => -1,
         },
     };
-    let mut output = String::new();
+    let mut output = Vec::new();
     let mut f = fs::File::from(out);
     let _ = f.rewind();
-    let _ = f.take(OUTPUT_MAX).read_to_string(&mut output);
-    Ok((code, output))
+    let _ = f.take(OUTPUT_MAX).read_to_end(&mut output);
+    // Not text, or a character cut at the limit: kept all the same, as docker keeps it.
+    Ok((code, String::from_utf8_lossy(&output).into_owned()))
 }
 
 fn isolate_stdio() {

@@ -230,6 +230,7 @@ fn supervise_once(
         _ => None,
     };
     let ran = run.started.is_some();
+    let mut attached = run.attach.take();
     drop(run);
     let _ = rt.delete(id, true);
     crate::networking::detach(root, id);
@@ -283,6 +284,11 @@ fn supervise_once(
         attrs.push(("exitCode", &code_text));
         events::emit(root, "container", "die", id, &attrs);
     }
+    // Clients hear the exit once it is recorded: `rm` or `start` right after works.
+    if let Some(server) = &mut attached {
+        server.finish(code);
+    }
+    drop(attached);
     let restarting = updated.as_ref().is_ok_and(|c| c.state.restarting);
     let removing = c.auto_remove && !restarting;
     if removing {
@@ -308,6 +314,8 @@ fn supervise_once(
 struct Running {
     started: Option<std::time::Instant>,
     sampler: Option<Sampler>,
+    /// The `attach` socket and its clients, told the exit once it is recorded.
+    attach: Option<attach::Server>,
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -467,20 +475,23 @@ fn launch(
                 (None, Some(p)) => vec![(p, 0)],
                 (None, None) => Vec::new(),
             };
+            let mut joined = Joined {
+                server,
+                stdin_to,
+                tty: c.tty,
+            };
             // docker puts the terminal in raw mode and forwards stdin only with -i and -t.
-            pump(
+            let r = pump(
                 Pid::from_raw(pid),
                 streams,
                 log,
                 attach && c.tty && c.interactive && joins.stdin,
                 attach,
                 [joins.stdout, joins.stderr],
-                Joined {
-                    server,
-                    stdin_to,
-                    tty: c.tty,
-                },
-            )
+                &mut joined,
+            );
+            run.attach = joined.server.take();
+            r
         }
     };
     if let Some(checker) = checker {
@@ -589,6 +600,8 @@ struct Joined {
 enum Source {
     Stream(usize),
     Stdin,
+    /// Room in the container's stdin for what waits.
+    StdinRoom,
     Attach(usize),
 }
 
@@ -602,7 +615,7 @@ fn pump(
     tty_attached: bool,
     attach: bool,
     shown: [bool; 2],
-    mut joined: Joined,
+    joined: &mut Joined,
 ) -> Result<i32> {
     let sfd = SignalFd::with_flags(
         &husk_runtime::supervise::forwarded_signals(),
@@ -622,10 +635,24 @@ fn pump(
     let mut stdin_open = tty_attached;
     let mut code = husk_runtime::supervise::reap(pid)?;
     let mut buf = vec![0u8; 64 * 1024];
+    // What is typed for the container, written as fast as it reads it: its stdin is made
+    // non-blocking, so a container that does not read never holds up this loop (its output,
+    // its exit, its signals); input is read only while little waits.
+    let mut pending: Vec<u8> = Vec::new();
+    if let Some(fd) = joined.stdin_to {
+        // SAFETY: fcntl on an fd we hold open.
+        unsafe {
+            let flags = libc::fcntl(fd, libc::F_GETFL);
+            if flags >= 0 {
+                libc::fcntl(fd, libc::F_SETFL, flags | libc::O_NONBLOCK);
+            }
+        }
+    }
     loop {
         if code.is_some() && !open.iter().any(|o| *o) {
             break;
         }
+        let reading = pending.len() < PENDING_MAX;
         let mut fds = vec![PollFd::new(sfd.as_fd(), PollFlags::POLLIN)];
         let mut which = Vec::new();
         for (i, (fd, _)) in streams.iter().enumerate() {
@@ -636,16 +663,24 @@ fn pump(
         }
         // SAFETY: fd 0 stays open for the life of the process.
         let stdin = unsafe { std::os::fd::BorrowedFd::borrow_raw(0) };
-        if stdin_open && code.is_none() {
+        if stdin_open && code.is_none() && reading {
             fds.push(PollFd::new(stdin, PollFlags::POLLIN));
             which.push(Source::Stdin);
         }
-        let attach_fds: Vec<std::os::fd::BorrowedFd> = match (&joined.server, code) {
-            (Some(s), None) => s.fds(),
+        let room_fd = joined
+            .stdin_to
+            // SAFETY: an fd the caller keeps open for the whole loop.
+            .map(|fd| unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) });
+        if let (Some(fd), false, None) = (room_fd, pending.is_empty(), code) {
+            fds.push(PollFd::new(fd, PollFlags::POLLOUT));
+            which.push(Source::StdinRoom);
+        }
+        let attach_fds = match (&joined.server, code) {
+            (Some(s), None) => s.fds(reading),
             _ => Vec::new(),
         };
-        for (i, fd) in attach_fds.iter().enumerate() {
-            fds.push(PollFd::new(*fd, PollFlags::POLLIN));
+        for (i, (fd, events)) in attach_fds.iter().enumerate() {
+            fds.push(PollFd::new(*fd, *events));
             which.push(Source::Attach(i));
         }
         // The init's exit, however SIGCHLD fares (see `supervise::pidfd`).
@@ -696,6 +731,7 @@ fn pump(
             }
             match w {
                 Source::Attach(i) => attach_ready[*i] = true,
+                Source::StdinRoom => {}
                 Source::Stream(i) => {
                     let (fd, stream) = &streams[*i];
                     let mut f = std::mem::ManuallyDrop::new(
@@ -703,6 +739,8 @@ fn pump(
                         unsafe { fs::File::from_raw_fd(fd.as_raw_fd()) },
                     );
                     match f.read(&mut buf) {
+                        // A terminal made non-blocking for its input: nothing after all.
+                        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
                         Ok(0) | Err(_) => open[*i] = false,
                         Ok(n) => {
                             log.write(*stream, &buf[..n]);
@@ -729,19 +767,18 @@ fn pump(
                     let n = std::io::stdin().read(&mut buf).unwrap_or(0);
                     if n == 0 {
                         stdin_open = false;
-                    } else if let Some((p, _)) = streams.first() {
-                        // SAFETY: write to the pty master we hold.
-                        unsafe { libc::write(p.as_raw_fd(), buf.as_ptr().cast(), n) };
+                    } else if joined.stdin_to.is_some() {
+                        pending.extend_from_slice(&buf[..n]);
                     }
                 }
             }
         }
         if let Some(server) = &mut joined.server {
-            for request in server.serve(&attach_ready) {
+            for request in server.serve(&attach_ready, reading) {
                 match request {
                     attach::Request::Stdin(data) => {
-                        if let Some(fd) = joined.stdin_to {
-                            attach::write_stdin(fd, &data);
+                        if joined.stdin_to.is_some() {
+                            pending.extend_from_slice(&data);
                         }
                     }
                     attach::Request::Resize { rows, cols } => {
@@ -749,6 +786,8 @@ fn pump(
                             husk_runtime::tty::set_size(p.as_raw_fd(), rows, cols);
                         }
                     }
+                    // Not once the init is reaped: its pid may be another process's now.
+                    attach::Request::Signal(_) if code.is_some() => {}
                     attach::Request::Signal(sig) => {
                         if let Ok(sig) = nix::sys::signal::Signal::try_from(sig) {
                             let _ = nix::sys::signal::kill(pid, sig);
@@ -757,12 +796,41 @@ fn pump(
                 }
             }
         }
+        feed(joined.stdin_to, &mut pending);
     }
     log.finish();
     if let Some(t) = raw {
         husk_runtime::tty::restore(0, &t);
     }
     Ok(code.unwrap_or(255))
+}
+
+/// Input waiting for the container past which no more is read from its clients.
+const PENDING_MAX: usize = 64 << 10;
+
+/// Write what `pending` holds to the container's stdin `fd` as far as it takes it now.
+/// A stdin the container closed takes nothing more: what waits is dropped.
+fn feed(fd: Option<RawFd>, pending: &mut Vec<u8>) {
+    let Some(fd) = fd else {
+        pending.clear();
+        return;
+    };
+    while !pending.is_empty() {
+        // SAFETY: write to an fd the monitor holds open, from a buffer we own.
+        let n = unsafe { libc::write(fd, pending.as_ptr().cast(), pending.len()) };
+        if n > 0 {
+            pending.drain(..n as usize);
+            continue;
+        }
+        match std::io::Error::last_os_error().kind() {
+            std::io::ErrorKind::Interrupted => {}
+            std::io::ErrorKind::WouldBlock => return,
+            _ => {
+                pending.clear();
+                return;
+            }
+        }
+    }
 }
 
 /// `run -d` and `start`: fork a monitor for container `id` (its own session, stdio on
