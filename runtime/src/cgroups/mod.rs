@@ -172,7 +172,14 @@ fn collect_pids(dir: &Path, out: &mut Vec<i32>) -> Result<()> {
     let procs = dir.join("cgroup.procs");
     match std::fs::read_to_string(&procs) {
         Ok(s) => out.extend(s.lines().filter_map(|l| l.trim().parse::<i32>().ok())),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        // Gone, or going: a cgroup being removed (systemd stopping its scope at the same
+        // time) answers ENODEV for the moment its directory is still there. No processes.
+        Err(e)
+            if e.kind() == std::io::ErrorKind::NotFound
+                || e.raw_os_error() == Some(libc::ENODEV) =>
+        {
+            return Ok(())
+        }
         Err(e) => return Err(Error::io(format!("cannot read {}", procs.display()), e)),
     }
     // Processes in sub-cgroups the container made itself belong to it too.
