@@ -631,14 +631,7 @@ pub fn ps(engine: &Engine, a: &PsArgs) -> Result<()> {
 }
 
 pub fn logs(engine: &Engine, a: &LogsArgs) -> Result<()> {
-    let since = match &a.since {
-        Some(s) => Some(husk_engine::time::since(s).ok_or_else(|| {
-            anyhow::anyhow!(
-                "invalid --since {s:?}: use RFC 3339, Unix seconds or a duration like 10m"
-            )
-        })?),
-        None => None,
-    };
+    let since = timefmt::time_arg("--since", &a.since)?;
     let tail = match a.tail.as_str() {
         "all" | "-1" => None,
         n => Some(

@@ -2,7 +2,7 @@
 
 use std::io::Write;
 
-use anyhow::{anyhow, Result};
+use anyhow::Result;
 use husk_cli::husk::EventsArgs;
 use husk_engine::events::{Event, EventFilter};
 use husk_engine::Engine;
@@ -10,19 +10,9 @@ use serde_json::json;
 
 use crate::template::{render, Output};
 
-fn time_arg(flag: &str, v: &Option<String>) -> Result<Option<f64>> {
-    v.as_ref()
-        .map(|s| {
-            husk_engine::time::since(s).ok_or_else(|| {
-                anyhow!("invalid {flag} {s:?}: use RFC 3339, Unix seconds or a duration like 10m")
-            })
-        })
-        .transpose()
-}
-
 pub fn events(engine: &Engine, a: &EventsArgs) -> Result<()> {
-    let since = time_arg("--since", &a.since)?;
-    let until = time_arg("--until", &a.until)?;
+    let since = crate::timefmt::time_arg("--since", &a.since)?;
+    let until = crate::timefmt::time_arg("--until", &a.until)?;
     let mut filter = EventFilter::default();
     for f in &a.filter {
         filter.add(f)?;

@@ -29,6 +29,20 @@ pub fn ago(rfc3339: &str) -> String {
     }
 }
 
+/// A `--since`/`--until` flag: RFC 3339, Unix seconds, or a duration back from now; seconds
+/// since the epoch.
+pub fn time_arg(flag: &str, v: &Option<String>) -> anyhow::Result<Option<f64>> {
+    v.as_ref()
+        .map(|s| {
+            husk_engine::time::since(s).ok_or_else(|| {
+                anyhow::anyhow!(
+                    "invalid {flag} {s:?}: use RFC 3339, Unix seconds or a duration like 10m"
+                )
+            })
+        })
+        .transpose()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

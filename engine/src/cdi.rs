@@ -12,6 +12,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use crate::error::{invalid, Error, Result};
+use crate::json::array;
 
 const SPEC_DIRS: [&str; 2] = ["/etc/cdi", "/var/run/cdi"];
 /// The kind `--gpus` asks for.
@@ -307,13 +308,6 @@ pub fn apply(edits: &[Edits], s: &mut Value) -> Result<()> {
         }
     }
     Ok(())
-}
-
-fn array(v: &mut Value) -> &mut Vec<Value> {
-    if !v.is_array() {
-        *v = json!([]);
-    }
-    v.as_array_mut().expect("just made an array")
 }
 
 /// A CDI device node as the OCI spec's device and its cgroup rule; what the spec leaves out

@@ -5,6 +5,7 @@
 use serde_json::{json, Value};
 
 use crate::error::{invalid, Result};
+use crate::json::{array, object};
 
 /// Apply `change` (`CMD ["sh"]`, `ENV A=1 B=2`, `EXPOSE 80/tcp`, …) to `config`.
 pub fn apply(config: &mut Value, change: &str) -> Result<()> {
@@ -13,12 +14,7 @@ pub fn apply(config: &mut Value, change: &str) -> Result<()> {
         .split_once(char::is_whitespace)
         .map(|(w, r)| (w, r.trim()))
         .unwrap_or((change, ""));
-    if !config.is_object() {
-        *config = json!({});
-    }
-    let c = config
-        .as_object_mut()
-        .expect("config was just made an object");
+    let c = object(config);
     match word.to_ascii_uppercase().as_str() {
         "CMD" => {
             c.insert("Cmd".into(), json!(command(rest, change)?));
@@ -27,31 +23,30 @@ pub fn apply(config: &mut Value, change: &str) -> Result<()> {
             c.insert("Entrypoint".into(), json!(command(rest, change)?));
         }
         "ENV" => {
-            let env = c.entry("Env").or_insert_with(|| json!([]));
+            let list = array(c.entry("Env").or_insert(Value::Null));
             for (k, v) in pairs(rest, change)? {
-                let list = env.as_array_mut().expect("Env is a list");
                 list.retain(|e| e.as_str().and_then(|e| e.split_once('=')).map(|(n, _)| n) != Some(&k));
                 list.push(json!(format!("{k}={v}")));
             }
         }
         "LABEL" => {
-            let labels = c.entry("Labels").or_insert_with(|| json!({}));
+            let labels = object(c.entry("Labels").or_insert(Value::Null));
             for (k, v) in pairs(rest, change)? {
-                labels[k] = json!(v);
+                labels.insert(k, json!(v));
             }
         }
         "EXPOSE" => {
-            let ports = c.entry("ExposedPorts").or_insert_with(|| json!({}));
+            let ports = object(c.entry("ExposedPorts").or_insert(Value::Null));
             for p in rest.split_whitespace() {
                 let (num, proto) = p.split_once('/').unwrap_or((p, "tcp"));
                 if num.parse::<u16>().is_err() || !["tcp", "udp", "sctp"].contains(&proto) {
                     invalid!("invalid change {change:?}: {p:?} is not a port");
                 }
-                ports[format!("{num}/{proto}")] = json!({});
+                ports.insert(format!("{num}/{proto}"), json!({}));
             }
         }
         "VOLUME" => {
-            let volumes = c.entry("Volumes").or_insert_with(|| json!({}));
+            let volumes = object(c.entry("Volumes").or_insert(Value::Null));
             let paths: Vec<String> = if rest.starts_with('[') {
                 serde_json::from_str(rest)
                     .or_else(|_| invalid!("invalid change {change:?}: not a JSON list"))?
@@ -59,7 +54,7 @@ pub fn apply(config: &mut Value, change: &str) -> Result<()> {
                 rest.split_whitespace().map(str::to_string).collect()
             };
             for p in paths {
-                volumes[p] = json!({});
+                volumes.insert(p, json!({}));
             }
         }
         "USER" | "WORKDIR" | "STOPSIGNAL" if !rest.is_empty() => {
@@ -71,10 +66,7 @@ pub fn apply(config: &mut Value, change: &str) -> Result<()> {
             c.insert(key.into(), json!(rest));
         }
         "ONBUILD" if !rest.is_empty() => {
-            let list = c.entry("OnBuild").or_insert_with(|| json!([]));
-            if let Some(l) = list.as_array_mut() {
-                l.push(json!(rest));
-            }
+            array(c.entry("OnBuild").or_insert(Value::Null)).push(json!(rest));
         }
         _ => invalid!(
             "invalid change {change:?}: use CMD, ENTRYPOINT, ENV, EXPOSE, LABEL, ONBUILD, STOPSIGNAL, USER, VOLUME or WORKDIR with its value"
@@ -184,6 +176,18 @@ mod tests {
         );
         assert_eq!(c["Volumes"], json!({"/data": {}, "/cache": {}}));
         assert_eq!(c["StopSignal"], "SIGINT");
+        // Fields an image's config has as null, or of another shape, take the change too.
+        let mut odd = json!({"Env": null, "Labels": "x", "Volumes": [1]});
+        for ch in ["ENV A=1", "LABEL k=v", "VOLUME /v", "ONBUILD RUN true"] {
+            apply(&mut odd, ch).unwrap();
+        }
+        assert_eq!(
+            odd,
+            json!({"Env": ["A=1"], "Labels": {"k": "v"}, "Volumes": {"/v": {}}, "OnBuild": ["RUN true"]})
+        );
+        let mut not_object = json!(null);
+        apply(&mut not_object, "USER app").unwrap();
+        assert_eq!(not_object, json!({"User": "app"}));
         for bad in [
             "RUN true",
             "CMD",

@@ -25,7 +25,8 @@
 //!   below `networking`;
 //! - `store` (records, names, locks, kept exit codes, the monitored index, paths), `events`
 //!   (the event journal), `usage` (what a run used, from its cgroup), `instructions`
-//!   (Dockerfile instructions on an image config), `user`, `security`, `options`, `time` and
+//!   (Dockerfile instructions on an image config), `json` (editing JSON fields of any
+//!   shape), `user`, `security`, `options`, `time` and
 //!   `error` at the bottom.
 
 pub mod attach;
@@ -43,6 +44,7 @@ pub mod events;
 mod exec;
 mod health;
 mod instructions;
+mod json;
 mod layers;
 mod logs;
 mod monitor;

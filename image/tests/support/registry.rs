@@ -401,13 +401,11 @@ pub fn push_busybox_image(reg: &TestRegistry, repo: &str, tag: &str) {
 
 /// The busybox image with more layers on top.
 pub fn push_busybox_image_with(reg: &TestRegistry, repo: &str, tag: &str, more: &[Vec<u8>]) {
-    let mut layers = vec![busybox_layer()];
-    layers.extend(more.iter().cloned());
     push_oci_image(
         reg,
         repo,
         tag,
-        &layers,
+        &busybox_and(more),
         |_| false,
         Some(
             json!({"Env": ["PATH=/bin", "FROM_IMAGE=yes"], "Cmd": ["sh", "-c", "echo default-cmd"], "WorkingDir": "/work"}),
@@ -433,9 +431,22 @@ pub fn push_busybox_image_history(
     more: &[Vec<u8>],
     history: serde_json::Value,
 ) {
-    let mut layers = vec![busybox_layer()];
-    layers.extend(more.iter().cloned());
-    push_oci_image_with(reg, repo, tag, &layers, |_| false, None, Some(history));
+    push_oci_image_with(
+        reg,
+        repo,
+        tag,
+        &busybox_and(more),
+        |_| false,
+        None,
+        Some(history),
+    );
+}
+
+/// The busybox layer, then `more`.
+fn busybox_and(more: &[Vec<u8>]) -> Vec<Vec<u8>> {
+    std::iter::once(busybox_layer())
+        .chain(more.iter().cloned())
+        .collect()
 }
 
 /// An OCI image of `layers` (uncompressed tars, lowest first; gzip, or zstd where `zstd(i)`)
