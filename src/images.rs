@@ -54,6 +54,42 @@ pub fn pull(engine: &Engine, a: &PullArgs) -> Result<()> {
     Ok(())
 }
 
+/// `push NAME[:TAG]`, printing docker's lines.
+pub fn push(engine: &Engine, a: &husk_cli::husk::PushArgs) -> Result<()> {
+    let reference = Reference::parse(&a.image)?;
+    let opts = Options {
+        insecure: a.insecure,
+        credentials: None,
+    };
+    if !a.quiet {
+        println!("The push refers to repository [{}]", reference.name());
+    }
+    let display = crate::progress::PushDisplay::new(a.quiet);
+    let pushed = engine.push(&reference, &opts, &|p| display.event(p))?;
+    if a.quiet {
+        println!("{}", pushed.digest);
+    } else {
+        println!(
+            "{}: digest: {} size: {}",
+            pushed.tag, pushed.digest, pushed.size
+        );
+    }
+    Ok(())
+}
+
+/// `commit CONTAINER REPOSITORY[:TAG]`: prints the new image's id, as docker does.
+pub fn commit(engine: &Engine, a: &husk_cli::husk::CommitArgs) -> Result<()> {
+    let reference = Reference::parse(&a.reference)?;
+    let opts = husk_engine::CommitOptions {
+        changes: a.change.clone(),
+        message: a.message.clone(),
+        author: a.author.clone(),
+        pause: a.pause,
+    };
+    println!("{}", engine.commit(&a.container, &reference, &opts)?);
+    Ok(())
+}
+
 pub fn rmi(engine: &Engine, images: &[String], force: bool) -> Result<()> {
     for q in images {
         let r = engine.remove_image(q, force)?;

@@ -58,6 +58,8 @@ fn main() {
     let e = &engine;
     let result = match &cli.command {
         HuskCommand::Pull(a) => images::pull(e, a),
+        HuskCommand::Push(a) => images::push(e, a),
+        HuskCommand::Commit(a) => images::commit(e, a),
         HuskCommand::Images(a) | HuskCommand::Image(ImageCommand::Ls(a)) => images::images(e, a),
         HuskCommand::Tag(a) => Reference::parse(&a.target)
             .map_err(Into::into)

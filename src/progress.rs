@@ -125,3 +125,85 @@ impl PullDisplay {
         }
     }
 }
+
+/// `push`'s progress on stdout: a bar per blob on a terminal, docker's lines otherwise.
+pub struct PushDisplay {
+    quiet: bool,
+    bars: Option<(MultiProgress, Mutex<Vec<ProgressBar>>)>,
+    ids: Mutex<Vec<String>>,
+}
+
+impl PushDisplay {
+    pub fn new(quiet: bool) -> PushDisplay {
+        let bars = (!quiet && std::io::stdout().is_terminal()).then(|| {
+            (
+                MultiProgress::with_draw_target(ProgressDrawTarget::stdout()),
+                Mutex::new(Vec::new()),
+            )
+        });
+        PushDisplay {
+            quiet,
+            bars,
+            ids: Mutex::new(Vec::new()),
+        }
+    }
+
+    pub fn event(&self, p: husk_engine::image::push::Progress) {
+        use husk_engine::image::push::Progress as P;
+        use husk_engine::image::registry::BlobPush;
+        if self.quiet {
+            return;
+        }
+        let mut ids = self.ids.lock().unwrap_or_else(|e| e.into_inner());
+        match p {
+            P::Blobs(blobs) => {
+                *ids = blobs
+                    .iter()
+                    .map(|(d, _)| d.hex()[..12].to_string())
+                    .collect();
+                if let Some((multi, bars)) = &self.bars {
+                    let style = ProgressStyle::with_template(
+                        "{prefix}: {msg:<12} [{bar:40}] {bytes}/{total_bytes}",
+                    )
+                    .unwrap_or_else(|_| ProgressStyle::default_bar())
+                    .progress_chars("=> ");
+                    let mut bars = bars.lock().unwrap_or_else(|e| e.into_inner());
+                    for (d, size) in &blobs {
+                        let bar = multi.add(ProgressBar::new(*size));
+                        bar.set_style(style.clone());
+                        bar.set_prefix(d.hex()[..12].to_string());
+                        bar.set_message("Preparing");
+                        bars.push(bar);
+                    }
+                }
+            }
+            P::Sent { index, bytes } => {
+                if let Some((_, bars)) = &self.bars {
+                    if let Some(b) = bars.lock().unwrap_or_else(|e| e.into_inner()).get(index) {
+                        b.set_message("Pushing");
+                        b.set_position(bytes);
+                    }
+                }
+            }
+            P::Done { index, how, from } => {
+                let status = match how {
+                    BlobPush::Existed => "Layer already exists".to_string(),
+                    BlobPush::Mounted => format!("Mounted from {}", from.unwrap_or_default()),
+                    BlobPush::Uploaded => "Pushed".to_string(),
+                };
+                match &self.bars {
+                    Some((_, bars)) => {
+                        if let Some(b) = bars.lock().unwrap_or_else(|e| e.into_inner()).get(index) {
+                            b.set_position(b.length().unwrap_or(0));
+                            b.finish_with_message(status);
+                        }
+                    }
+                    None => {
+                        let id = ids.get(index).map_or("", String::as_str);
+                        let _ = writeln!(std::io::stdout(), "{id}: {status}");
+                    }
+                }
+            }
+        }
+    }
+}

@@ -28,6 +28,10 @@ pub struct HuskCli {
 pub enum HuskCommand {
     /// Download an image from a registry
     Pull(PullArgs),
+    /// Upload an image to its registry (only the blobs the repository lacks)
+    Push(PushArgs),
+    /// Make an image of a container's changes
+    Commit(CommitArgs),
     /// List images
     Images(ImagesArgs),
     /// Run a command in a new container
@@ -993,6 +997,38 @@ pub struct RunArgs {
     /// Command and arguments (instead of the image's CMD)
     #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
     pub command: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct PushArgs {
+    /// NAME[:TAG], as `images` lists it (the registry is the name's)
+    pub image: String,
+    /// Print only the pushed manifest's digest
+    #[arg(short, long)]
+    pub quiet: bool,
+    /// Use plain HTTP for this registry (loopback registries use it by default)
+    #[arg(long)]
+    pub insecure: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct CommitArgs {
+    /// A Dockerfile instruction for the image's config: CMD, ENTRYPOINT, ENV, EXPOSE, LABEL,
+    /// ONBUILD, STOPSIGNAL, USER, VOLUME, WORKDIR
+    #[arg(short, long)]
+    pub change: Vec<String>,
+    /// A comment for the image's history
+    #[arg(short, long, default_value = "")]
+    pub message: String,
+    /// The image's author
+    #[arg(short, long, default_value = "")]
+    pub author: String,
+    /// Pause a running container while its changes are read
+    #[arg(short, long, default_value = "true", action = clap::ArgAction::Set)]
+    pub pause: bool,
+    pub container: String,
+    /// REPOSITORY[:TAG] for the new image
+    pub reference: String,
 }
 
 #[derive(Debug, Args)]

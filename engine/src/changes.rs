@@ -42,6 +42,9 @@ pub struct Change {
     pub kind: ChangeKind,
     /// Absolute, inside the container.
     pub path: String,
+    /// A directory that hides what the image had under it (overlayfs's opaque mark: it was
+    /// removed and made anew).
+    pub opaque: bool,
 }
 
 /// Container `c`'s changes to its image, sorted by path.
@@ -92,6 +95,7 @@ fn walk(dir: &Path, at: &Path, lower: &Lower, out: &mut Vec<Change>) -> Result<b
             // An empty mount target husk made: not the container's change.
             continue;
         }
+        let opaque = meta.is_dir() && below.is_some() && is_opaque(&e.path());
         let inside = meta.is_dir() && !whiteout && walk(&e.path(), &path, lower, out)?;
         // A directory of the image in the upper directory with its own metadata unchanged
         // was copied up for what is under it: a change only if something under it is.
@@ -99,12 +103,24 @@ fn walk(dir: &Path, at: &Path, lower: &Lower, out: &mut Vec<Change>) -> Result<b
             && below.as_ref().is_some_and(|b| {
                 b.st_mode == meta.mode() && b.st_uid == meta.uid() && b.st_gid == meta.gid()
             });
-        if !only_holds || inside {
-            out.push(Change { kind, path: text });
+        if !only_holds || inside || opaque {
+            out.push(Change {
+                kind,
+                path: text,
+                opaque,
+            });
             any = true;
         }
     }
     Ok(any)
+}
+
+/// Whether overlayfs marked directory `p` opaque (root mounts use `trusted.`, unprivileged
+/// ones `user.`).
+pub fn is_opaque(p: &Path) -> bool {
+    ["trusted.overlay.opaque", "user.overlay.opaque"]
+        .iter()
+        .any(|k| husk_sys::xattr(p, k).is_some_and(|v| v == b"y"))
 }
 
 /// The image's file system, read-only, for the question "does the image have this path";

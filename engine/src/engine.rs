@@ -17,7 +17,9 @@ use crate::error::{failed, Context, Error, Result};
 use crate::layers;
 use crate::logs::{self, LogLine};
 use crate::monitor::{self, Exit, Stdio};
-use crate::options::{ExecOptions, Filter, ListOptions, LogOptions, RunOptions, UpdateOptions};
+use crate::options::{
+    CommitOptions, ExecOptions, Filter, ListOptions, LogOptions, RunOptions, UpdateOptions,
+};
 use crate::orphans;
 use crate::remove::remove;
 use crate::store::{self, Container, Status};
@@ -494,6 +496,118 @@ impl Engine {
         let name = reference.to_string();
         crate::events::emit(&self.root, "image", "import", &id, &[("name", &name)]);
         Ok(id)
+    }
+
+    /// `commit`: container `query`'s changes as a new layer on its image, with its settings
+    /// (Env, Cmd, WorkingDir, User, Labels) and `changes` as the image's config, named
+    /// `reference`. A running container is paused meanwhile when `pause` says so. Returns the
+    /// new image's id.
+    pub fn commit(&self, query: &str, reference: &Reference, o: &CommitOptions) -> Result<String> {
+        let c = store::find(&self.root, query)?;
+        if c.rootfs_dir.is_some() {
+            return Err(Error::Invalid(format!(
+                "container {} runs a directory (--rootfs), not an image: there is nothing to commit onto",
+                c.name
+            )));
+        }
+        let store = husk_image::store::Store::open(&self.root)?;
+        let _adding = store.adding()?;
+        let base = husk_image::images::list(&self.root)?
+            .into_iter()
+            .find(|r| r.config == c.image_id)
+            .ok_or_else(|| {
+                Error::NoSuchImage(format!(
+                    "{} (the image of container {}, removed since)",
+                    c.image, c.name
+                ))
+            })?;
+        let (mut config, mut layers) =
+            husk_image::compose::open(&store, &Digest::parse(&base.manifest)?)?;
+        let pause = o.pause && c.observed().status == Status::Running && !self.paused(&c);
+        if pause {
+            store::runtime(&self.root)
+                .pause(&c.id)
+                .map_err(|e| failed!("cannot pause container {} to commit it: {e}", c.name))?;
+        }
+        let layer = crate::commit::layer(&self.root, &c);
+        if pause {
+            let _ = store::runtime(&self.root).resume(&c.id);
+        }
+        let layer = layer?;
+        let settings = crate::json::object(&mut config["config"]);
+        settings.insert("Env".into(), json!(c.env));
+        if !c.working_dir.is_empty() {
+            settings.insert("WorkingDir".into(), json!(c.working_dir));
+        }
+        settings.insert("User".into(), json!(c.user));
+        if !c.labels.is_empty() {
+            settings.insert("Labels".into(), json!(c.labels));
+        }
+        let command: Vec<String> = std::iter::once(c.path.clone())
+            .chain(c.args.iter().cloned())
+            .collect();
+        let entrypoint: Vec<String> = settings
+            .get("Entrypoint")
+            .and_then(|v| serde_json::from_value(v.clone()).ok())
+            .unwrap_or_default();
+        if !entrypoint.is_empty() && command.starts_with(&entrypoint) {
+            settings.insert("Cmd".into(), json!(command[entrypoint.len()..]));
+        } else {
+            settings.insert("Entrypoint".into(), Value::Null);
+            settings.insert("Cmd".into(), json!(command));
+        }
+        for change in &o.changes {
+            crate::instructions::apply(&mut config["config"], change)?;
+        }
+        let now = crate::time::now();
+        config["created"] = json!(now);
+        if !o.author.is_empty() {
+            config["author"] = json!(o.author);
+        }
+        let mut step = json!({"created": now, "created_by": command.join(" ")});
+        if !o.message.is_empty() {
+            step["comment"] = json!(o.message);
+        }
+        if let Some(l) = &layer {
+            crate::json::array(&mut config["rootfs"]["diff_ids"])
+                .push(json!(l.diff_id.to_string()));
+            layers.push(l.descriptor.clone());
+        } else {
+            step["empty_layer"] = json!(true);
+        }
+        crate::json::array(&mut config["history"]).push(step);
+        let pulled = husk_image::compose::compose(&self.root, &store, &config, &layers, &|_| {})?;
+        husk_image::images::record(&self.root, reference, &pulled)?;
+        let id = pulled.config.to_string();
+        let name = reference.to_string();
+        crate::events::emit(
+            &self.root,
+            "container",
+            "commit",
+            &c.id,
+            &[("name", &c.name), ("image", &name)],
+        );
+        Ok(id)
+    }
+
+    /// `push NAME[:TAG]`: the image so named to its registry and repository.
+    pub fn push(
+        &self,
+        reference: &Reference,
+        opts: &RegistryOptions,
+        progress: &(dyn Fn(husk_image::push::Progress) + Sync),
+    ) -> Result<husk_image::push::Pushed> {
+        let query = reference.to_string();
+        let image = self.image(&query)?;
+        let pushed = husk_image::push::push(&self.root, &image, reference, opts, progress)?;
+        crate::events::emit(
+            &self.root,
+            "image",
+            "push",
+            &image.config,
+            &[("name", &query)],
+        );
+        Ok(pushed)
     }
 
     /// Check the credentials against `server` and keep them for later pulls.

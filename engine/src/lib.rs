@@ -13,7 +13,7 @@
 //! - `engine` (the verbs) on top;
 //! - `create` (image + options → a container), `monitor` (runs and holds one), `orphans`
 //!   (reaps what a killed husk left; the `--die-with-parent` watcher), `copy` (`cp`,
-//!   `export`) and `changes` (`diff`) below it;
+//!   `export`), `commit` (a container's changes as a layer) and `changes` (`diff`) below it;
 //! - `health` (the monitor's healthcheck process), `attach` (the monitor's attach socket
 //!   and its clients), `exec` (an exec's process) and `cdi` (CDI devices) below `monitor`
 //!   and `create`;
@@ -33,6 +33,7 @@ pub mod attach;
 mod cdi;
 mod changes;
 mod cni;
+mod commit;
 mod copy;
 mod create;
 mod dns;
@@ -80,8 +81,8 @@ pub use logs::{LogLine, Stream};
 pub use monitor::Exit;
 pub use networks::{CreateOptions as NetworkCreateOptions, Network};
 pub use options::{
-    ExecOptions, ListOptions, LogOptions, Mount, Network as NetworkMode, PortMapping, Protocol,
-    RestartPolicy, RunOptions, UpdateOptions,
+    CommitOptions, ExecOptions, ListOptions, LogOptions, Mount, Network as NetworkMode,
+    PortMapping, Protocol, RestartPolicy, RunOptions, UpdateOptions,
 };
 pub use store::{Container, MountRecord, State, Status, DEFAULT_ROOT};
 pub use usage::ResourceUsage;

@@ -1310,3 +1310,16 @@ mod tests {
         assert!(parse_ulimit("nofile=2:1").is_err());
     }
 }
+
+/// `commit`'s settings.
+#[derive(Debug, Clone, Default)]
+pub struct CommitOptions {
+    /// Dockerfile instructions for the image's config (`-c`).
+    pub changes: Vec<String>,
+    /// The history entry's comment (`-m`).
+    pub message: String,
+    /// The image's author (`-a`).
+    pub author: String,
+    /// Pause a running container while its changes are read (docker's default).
+    pub pause: bool,
+}

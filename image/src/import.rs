@@ -9,9 +9,9 @@ use std::path::Path;
 
 use serde_json::{json, Value};
 
-use crate::digest::{Digest, HashingWriter};
+use crate::digest::HashingWriter;
 use crate::error::{Error, Result};
-use crate::manifest::{self, Parsed, Platform};
+use crate::manifest::Platform;
 use crate::pull::{Progress, Pulled};
 use crate::store::Store;
 
@@ -72,36 +72,13 @@ pub fn import(
     if let Some(v) = &platform.variant {
         image["variant"] = json!(v);
     }
-    let config_bytes = serde_json::to_vec(&image)
-        .map_err(|e| Error::Manifest(format!("cannot encode the image config: {e}")))?;
-    let config_digest = Digest::of(&config_bytes);
-    store.put(&config_digest, None, &mut &config_bytes[..])?;
-    let manifest_bytes = serde_json::to_vec(&json!({
-        "schemaVersion": 2,
-        "mediaType": "application/vnd.oci.image.manifest.v1+json",
-        "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
-                   "digest": config_digest.to_string(), "size": config_bytes.len()},
-        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar",
-                    "digest": diff_id.to_string(), "size": size}],
-    }))
-    .map_err(|e| Error::Manifest(format!("cannot encode the manifest: {e}")))?;
-    let manifest_digest = Digest::of(&manifest_bytes);
-    store.put(&manifest_digest, None, &mut &manifest_bytes[..])?;
-    let Parsed::Manifest(m) = manifest::parse(&manifest_bytes, "")? else {
-        return Err(Error::Manifest(
-            "the manifest made for the import did not parse".into(),
-        ));
+    let layer = crate::manifest::Descriptor {
+        media_type: crate::compose::OCI_LAYER_TAR.into(),
+        digest: diff_id.to_string(),
+        size,
+        platform: None,
     };
-    let present = |d: &Digest, _: u64, _: usize, _: Option<&crate::pull::Tee>| {
-        if store.has(d) {
-            Ok(())
-        } else {
-            Err(Error::Manifest(format!(
-                "blob {d} went missing during the import"
-            )))
-        }
-    };
-    crate::pull::complete(root, &store, manifest_digest, &m, &present, progress)
+    crate::compose::compose(root, &store, &image, &[layer], progress)
 }
 
 /// The start of a tar: a first header whose checksum holds (a tarball that is not one

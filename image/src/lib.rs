@@ -12,6 +12,7 @@
 pub mod archive;
 pub mod auth;
 pub mod check;
+pub mod compose;
 pub mod config;
 pub mod digest;
 pub mod erofs;
@@ -21,6 +22,7 @@ pub mod images;
 pub mod import;
 pub mod manifest;
 pub mod pull;
+pub mod push;
 pub mod reference;
 pub mod registry;
 pub mod snapshot;

@@ -33,6 +33,16 @@ pub struct Registry {
     repository: String,
     credentials: Option<(String, String)>,
     authorization: Option<String>,
+    /// Ask token servers for push rights too.
+    push: bool,
+}
+
+/// A request's body.
+pub enum Payload<'a> {
+    Empty,
+    Bytes(&'a [u8]),
+    /// Opened anew for each try: a reader and its length.
+    Reader(&'a dyn Fn() -> Result<(Box<dyn Read + Send>, u64)>),
 }
 
 pub struct Blob {
@@ -192,6 +202,7 @@ impl Registry {
             repository: r.repository.clone(),
             credentials,
             authorization: None,
+            push: false,
         })
     }
 
@@ -202,33 +213,66 @@ impl Registry {
         }
     }
 
-    /// GET `url` with retries (connection errors and 5xx, backoff 0.2 s, 0.8 s) and one
-    /// round of authentication when challenged.
+    /// GET `url` with retries and authentication (see `send`).
     fn get(
         &mut self,
         url: &str,
         accept: Option<&str>,
         range_from: u64,
     ) -> Result<ureq::http::Response<ureq::Body>> {
+        let mut headers = Vec::new();
+        if let Some(a) = accept {
+            headers.push(("Accept", a.to_string()));
+        }
+        if range_from > 0 {
+            headers.push(("Range", format!("bytes={range_from}-")));
+        }
+        self.send("GET", url, &headers, &Payload::Empty)
+    }
+
+    /// `method` on `url` with retries (connection errors and 5xx, backoff 0.2 s, 0.8 s) and
+    /// one round of authentication when challenged; the payload is made anew for each try.
+    fn send(
+        &mut self,
+        method: &str,
+        url: &str,
+        headers: &[(&str, String)],
+        payload: &Payload,
+    ) -> Result<ureq::http::Response<ureq::Body>> {
         let mut authenticated = false;
         let mut attempt = 0u32;
         loop {
-            let mut req = self.agent.get(url);
-            if let Some(a) = accept {
-                req = req.header("Accept", a);
+            let mut req = ureq::http::Request::builder().method(method).uri(url);
+            for (k, v) in headers {
+                req = req.header(*k, v);
             }
             if let Some(auth) = &self.authorization {
                 req = req.header("Authorization", auth);
             }
-            if range_from > 0 {
-                req = req.header("Range", format!("bytes={range_from}-"));
-            }
-            let resp = match req.call() {
+            let sent = match payload {
+                Payload::Empty => req
+                    .body(())
+                    .map_err(|e| self.fail(format!("{method} {url}: {e}")))
+                    .map(|r| self.agent.run(r)),
+                Payload::Bytes(b) => req
+                    .header("Content-Length", b.len())
+                    .body(*b)
+                    .map_err(|e| self.fail(format!("{method} {url}: {e}")))
+                    .map(|r| self.agent.run(r)),
+                Payload::Reader(open) => {
+                    let (reader, size) = open()?;
+                    req.header("Content-Length", size)
+                        .body(ureq::SendBody::from_owned_reader(reader))
+                        .map_err(|e| self.fail(format!("{method} {url}: {e}")))
+                        .map(|r| self.agent.run(r))
+                }
+            }?;
+            let resp = match sent {
                 Ok(r) => r,
                 // A silent registry is not retried: that would triple the wait.
                 Err(ureq::Error::Timeout(what)) => {
                     return Err(self.fail(format!(
-                        "no answer to GET {url} within {} s ({what}; $HUSK_REGISTRY_TIMEOUT sets the limit)",
+                        "no answer to {method} {url} within {} s ({what}; $HUSK_REGISTRY_TIMEOUT sets the limit)",
                         timeout()?.as_secs()
                     )))
                 }
@@ -277,7 +321,8 @@ impl Registry {
                 let realm = params
                     .get("realm")
                     .ok_or_else(|| self.fail("bearer challenge without a realm"))?;
-                let mut url = format!("{realm}?scope=repository:{}:pull", self.repository);
+                let actions = if self.push { "pull,push" } else { "pull" };
+                let mut url = format!("{realm}?scope=repository:{}:{actions}", self.repository);
                 if let Some(service) = params.get("service") {
                     url.push_str(&format!("&service={service}"));
                 }
@@ -392,6 +437,145 @@ impl Registry {
         }
         Ok(Blob { reader, size })
     }
+
+    /// The same client, asking token servers for push rights as well.
+    pub fn for_push(mut self) -> Registry {
+        self.push = true;
+        self.authorization = None;
+        self
+    }
+
+    pub fn repository(&self) -> &str {
+        &self.repository
+    }
+
+    /// Whether the repository has blob `digest` (HEAD).
+    pub fn has_blob(&mut self, digest: &str) -> Result<bool> {
+        let url = format!("{}/blobs/{digest}", self.base);
+        let resp = self.send("HEAD", &url, &[], &Payload::Empty)?;
+        match resp.status().as_u16() {
+            200 => Ok(true),
+            404 => Ok(false),
+            401 | 403 => Err(self.denied()),
+            s => Err(self.fail(format!("HEAD blob {digest}: HTTP {s}"))),
+        }
+    }
+
+    fn denied(&self) -> Error {
+        self.fail(format!(
+            "push to {} denied (log in with husk login, or check the account's rights)",
+            self.repository
+        ))
+    }
+
+    /// Start an upload; with `mount_from`, first ask to mount `digest` from that repository
+    /// of the same registry. None: the blob was mounted. Some(url): upload there.
+    fn start_upload(&mut self, digest: &str, mount_from: Option<&str>) -> Result<Option<String>> {
+        let url = match mount_from {
+            Some(from) => format!("{}/blobs/uploads/?mount={digest}&from={from}", self.base),
+            None => format!("{}/blobs/uploads/", self.base),
+        };
+        let resp = self.send("POST", &url, &[], &Payload::Empty)?;
+        match resp.status().as_u16() {
+            201 if mount_from.is_some() => Ok(None),
+            202 => {
+                let location = resp
+                    .headers()
+                    .get("location")
+                    .and_then(|v| v.to_str().ok())
+                    .ok_or_else(|| self.fail("an upload was started without a Location"))?;
+                Ok(Some(self.absolute(location)))
+            }
+            401 | 403 => Err(self.denied()),
+            s => Err(self.fail(format!("starting the upload of {digest}: HTTP {s}"))),
+        }
+    }
+
+    /// A Location header as a full URL (registries may send a path).
+    fn absolute(&self, location: &str) -> String {
+        if location.starts_with("http://") || location.starts_with("https://") {
+            return location.to_string();
+        }
+        // scheme://host of our base URL.
+        let host_end = self
+            .base
+            .find("://")
+            .and_then(|i| self.base[i + 3..].find('/').map(|j| i + 3 + j))
+            .unwrap_or(self.base.len());
+        format!("{}{}", &self.base[..host_end], location)
+    }
+
+    /// Put blob `digest` into the repository unless it is there: mounted from `mount_from`
+    /// where the registry offers that, else uploaded in one PUT from what `open` gives.
+    pub fn push_blob(
+        &mut self,
+        digest: &str,
+        mount_from: Option<&str>,
+        open: &dyn Fn() -> Result<(Box<dyn Read + Send>, u64)>,
+    ) -> Result<BlobPush> {
+        if self.has_blob(digest)? {
+            return Ok(BlobPush::Existed);
+        }
+        let Some(location) = self.start_upload(digest, mount_from)? else {
+            return Ok(BlobPush::Mounted);
+        };
+        let sep = if location.contains('?') { '&' } else { '?' };
+        let url = format!("{location}{sep}digest={digest}");
+        let headers = [("Content-Type", "application/octet-stream".to_string())];
+        let resp = self.send("PUT", &url, &headers, &Payload::Reader(open))?;
+        match resp.status().as_u16() {
+            201 | 204 => Ok(BlobPush::Uploaded),
+            400 => Err(self.fail(format!(
+                "the registry refused blob {digest} (HTTP 400: it does not hash to its digest, or the upload broke)"
+            ))),
+            401 | 403 => Err(self.denied()),
+            s => Err(self.fail(format!("uploading blob {digest}: HTTP {s}"))),
+        }
+    }
+
+    /// PUT a manifest under `reference` (a tag); the digest the registry gives it.
+    pub fn put_manifest(
+        &mut self,
+        reference: &str,
+        media_type: &str,
+        bytes: &[u8],
+    ) -> Result<String> {
+        let url = format!("{}/manifests/{reference}", self.base);
+        let headers = [("Content-Type", media_type.to_string())];
+        let mut resp = self.send("PUT", &url, &headers, &Payload::Bytes(bytes))?;
+        match resp.status().as_u16() {
+            200 | 201 | 202 => Ok(resp
+                .headers()
+                .get("docker-content-digest")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("")
+                .to_string()),
+            401 | 403 => Err(self.denied()),
+            s => {
+                let body = resp
+                    .body_mut()
+                    .with_config()
+                    .limit(64 * 1024)
+                    .read_to_string()
+                    .unwrap_or_default();
+                let body = body.split_whitespace().collect::<Vec<_>>().join(" ");
+                Err(self.fail(format!(
+                    "the registry refused the manifest for {}:{reference}: HTTP {s} {body}",
+                    self.repository
+                )))
+            }
+        }
+    }
+}
+
+/// What became of a blob to push.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BlobPush {
+    /// The repository had it.
+    Existed,
+    /// Mounted from another repository of the registry: no bytes sent.
+    Mounted,
+    Uploaded,
 }
 
 #[cfg(test)]

@@ -322,3 +322,47 @@ pub fn loopback_up() -> io::Result<()> {
     }
     Ok(())
 }
+
+/// The value of extended attribute `name` of `path` itself (a symlink's own), if it has one.
+pub fn xattr(path: &Path, name: &str) -> Option<Vec<u8>> {
+    let p = CString::new(path.as_os_str().as_bytes()).ok()?;
+    let n = CString::new(name).ok()?;
+    let mut buf = vec![0u8; 256];
+    loop {
+        // SAFETY: both strings are NUL-terminated and buf is as long as we say.
+        let r =
+            unsafe { libc::lgetxattr(p.as_ptr(), n.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
+        if r >= 0 {
+            buf.truncate(r as usize);
+            return Some(buf);
+        }
+        if io::Error::last_os_error().raw_os_error() != Some(libc::ERANGE) || buf.len() >= 1 << 20 {
+            return None;
+        }
+        buf.resize(buf.len() * 8, 0);
+    }
+}
+
+/// The names of `path`'s own extended attributes (none where it has none or they cannot
+/// be listed).
+pub fn xattr_names(path: &Path) -> Vec<String> {
+    let Ok(p) = CString::new(path.as_os_str().as_bytes()) else {
+        return Vec::new();
+    };
+    // SAFETY: a NUL-terminated path and a null buffer of length 0 (asks for the size).
+    let size = unsafe { libc::llistxattr(p.as_ptr(), std::ptr::null_mut(), 0) };
+    if size <= 0 {
+        return Vec::new();
+    }
+    let mut buf = vec![0u8; size as usize];
+    // SAFETY: buf is as long as we say.
+    let r = unsafe { libc::llistxattr(p.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
+    if r <= 0 {
+        return Vec::new();
+    }
+    buf.truncate(r as usize);
+    buf.split(|b| *b == 0)
+        .filter(|n| !n.is_empty())
+        .map(|n| String::from_utf8_lossy(n).into_owned())
+        .collect()
+}

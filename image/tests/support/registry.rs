@@ -695,10 +695,16 @@ pub fn start_token_server(user: &str, password: &str) -> Option<TokenServer> {
                 };
                 let scope = scope.replace("%3A", ":").replace("%2F", "/");
                 let mut f = scope.split(':');
-                let (Some("repository"), Some(name)) = (f.next(), f.next()) else {
+                let (Some("repository"), Some(name), Some(asked)) = (f.next(), f.next(), f.next())
+                else {
                     continue;
                 };
-                if authenticated || name.starts_with("public/") {
+                // Credentials get what they ask for (pull, push); anonymous clients only
+                // pull, and only public/*.
+                if authenticated {
+                    let actions: Vec<&str> = asked.split(',').collect();
+                    access.push(json!({"type": "repository", "name": name, "actions": actions}));
+                } else if name.starts_with("public/") {
                     access.push(json!({"type": "repository", "name": name, "actions": ["pull"]}));
                 }
             }
