@@ -33,6 +33,7 @@ fn duration(flag: &str, v: Option<&str>) -> husk_engine::Result<Option<std::time
 /// `run`'s flags as engine options.
 fn run_options(a: &RunArgs) -> husk_engine::Result<RunOptions> {
     let mut o = RunOptions {
+        built: None,
         image: a.image.clone(),
         pull: match a.pull {
             PullPolicy::Always => options::PullPolicy::Always,

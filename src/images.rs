@@ -77,6 +77,94 @@ pub fn push(engine: &Engine, a: &husk_cli::husk::PushArgs) -> Result<()> {
     Ok(())
 }
 
+/// `build`: docker's classic step lines on stdout (only the id with -q); exit 1 on failure.
+pub fn build(engine: &Engine, a: &husk_cli::husk::BuildArgs) -> Result<()> {
+    use husk_engine::BuildEvent;
+    let mut build_args = std::collections::BTreeMap::new();
+    for kv in &a.build_arg {
+        match kv.split_once('=') {
+            Some((k, v)) => {
+                build_args.insert(k.to_string(), v.to_string());
+            }
+            // A bare name takes this environment's value, or is left unset.
+            None => {
+                if let Ok(v) = std::env::var(kv) {
+                    build_args.insert(kv.clone(), v);
+                }
+            }
+        }
+    }
+    let tags = a
+        .tag
+        .iter()
+        .map(|t| Reference::parse(t))
+        .collect::<std::result::Result<Vec<_>, _>>()?;
+    let stdin = a.context == "-";
+    let o = husk_engine::BuildOptions {
+        context: if stdin {
+            ".".into()
+        } else {
+            a.context.clone().into()
+        },
+        dockerfile: a.file.clone(),
+        tags: tags.clone(),
+        build_args,
+        target: a.target.clone(),
+        no_cache: a.no_cache,
+        pull: a.pull,
+        platform: a.platform.clone(),
+        labels: husk_engine::options::parse_labels(&a.label),
+        quiet: a.quiet,
+        network: husk_engine::NetworkMode::parse(a.network.as_deref().unwrap_or(""))?,
+    };
+    let quiet = a.quiet;
+    let mut out = std::io::stdout();
+    let mut events = |e: BuildEvent| {
+        if quiet {
+            return;
+        }
+        // A closed stdout is not worth failing a build over.
+        let _ = match e {
+            BuildEvent::Note(n) => writeln!(out, "{n}"),
+            BuildEvent::Step {
+                number,
+                total,
+                text,
+            } => writeln!(out, "Step {number}/{total} : {text}"),
+            BuildEvent::Cached => writeln!(out, " ---> Using cache"),
+            BuildEvent::Running(id) => writeln!(out, " ---> Running in {id}"),
+            BuildEvent::Removed(id) => writeln!(out, "Removing intermediate container {id}"),
+            BuildEvent::Produced(id) => writeln!(out, " ---> {id}"),
+        };
+        let _ = out.flush();
+    };
+    let result = if stdin {
+        let mut input = std::io::stdin().lock();
+        engine.build(&o, Some(&mut input), &mut events)
+    } else {
+        engine.build(&o, None, &mut events)
+    };
+    let id = match result {
+        Ok(id) => id,
+        Err(e) => {
+            eprintln!("husk: {e}");
+            std::process::exit(1);
+        }
+    };
+    if quiet {
+        println!("{id}");
+    } else {
+        println!(
+            "Successfully built {}",
+            &id.trim_start_matches("sha256:")[..12]
+        );
+        for t in &tags {
+            println!("Successfully tagged {t}");
+        }
+    }
+    Ok(())
+}
+
 /// `commit CONTAINER REPOSITORY[:TAG]`: prints the new image's id, as docker does.
 pub fn commit(engine: &Engine, a: &husk_cli::husk::CommitArgs) -> Result<()> {
     let reference = Reference::parse(&a.reference)?;

@@ -60,6 +60,7 @@ fn main() {
         HuskCommand::Pull(a) => images::pull(e, a),
         HuskCommand::Push(a) => images::push(e, a),
         HuskCommand::Commit(a) => images::commit(e, a),
+        HuskCommand::Build(a) => images::build(e, a),
         HuskCommand::Images(a) | HuskCommand::Image(ImageCommand::Ls(a)) => images::images(e, a),
         HuskCommand::Tag(a) => Reference::parse(&a.target)
             .map_err(Into::into)

@@ -261,3 +261,329 @@ fn push_asks_the_token_server_for_push_rights() {
         "{asked:?}"
     );
 }
+
+/// A context directory with these files (paths relative, parents made).
+fn context(files: &[(&str, &str)]) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    for (p, content) in files {
+        let path = dir.path().join(p);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, content).unwrap();
+    }
+    dir
+}
+
+fn build(root: &std::path::Path, args: &[&str]) -> (i32, String, String) {
+    let mut all = vec!["build"];
+    all.extend_from_slice(args);
+    husk(root, &all)
+}
+
+fn image_id(root: &std::path::Path, name: &str) -> String {
+    let (code, out, err) = husk(root, &["image", "inspect", name]);
+    assert_eq!(code, 0, "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let v = if v.is_array() { v[0].clone() } else { v };
+    v["Id"].as_str().unwrap().to_string()
+}
+
+const EVERY_INSTRUCTION: &str = r#"# syntax=docker/dockerfile:1
+ARG BASE=IMAGE
+FROM ${BASE} AS base
+ARG GREETING=hello
+ENV APP=/app \
+    MODE=test
+WORKDIR /app
+COPY --chmod=755 run.sh ./
+COPY dir/ /app/dir/
+COPY *.txt /app/texts/
+COPY . /ctx/
+ADD archive.tar /app/unpacked/
+RUN echo "$GREETING from run in $(pwd)" > /app/greeting && rm /etc/group
+RUN <<EOF
+echo heredoc > /app/heredoc
+EOF
+COPY <<EOF /app/notes
+notes for $APP
+EOF
+LABEL stage=base
+EXPOSE 8080/tcp
+VOLUME /data
+STOPSIGNAL SIGTERM
+HEALTHCHECK --interval=5s CMD true
+ONBUILD RUN echo triggered > /triggered
+CMD ["sh", "-c", "cat /app/greeting"]
+
+FROM scratch AS tiny
+COPY --from=base /bin/busybox /bin/busybox
+COPY --from=base /app/greeting /greeting
+CMD ["/bin/busybox", "cat", "/greeting"]
+"#;
+
+#[test]
+fn build_takes_every_instruction_and_caches_by_content() {
+    let Some((_reg, root, img)) = busybox_store("build_takes_every_instruction", &[]) else {
+        return;
+    };
+    let r = root.path();
+    let dockerfile = EVERY_INSTRUCTION.replace("IMAGE", &img);
+    let ctx = context(&[
+        ("Dockerfile", &dockerfile),
+        ("run.sh", "#!/bin/sh\necho run\n"),
+        ("dir/a", "a"),
+        ("dir/sub/b", "b"),
+        ("one.txt", "1"),
+        ("two.txt", "2"),
+        ("README.md", "not copied"),
+        ("secret/other", "not copied"),
+        ("secret/keep", "kept"),
+        (".dockerignore", "*.md\nsecret/\n!secret/keep\n"),
+        ("unrelated", "v1"),
+    ]);
+    std::fs::write(
+        ctx.path().join("archive.tar"),
+        support::layer(&[
+            Entry::Dir("inner/"),
+            Entry::File("inner/file", b"from the archive"),
+        ]),
+    )
+    .unwrap();
+    let c = ctx.path().to_str().unwrap();
+    let base = ["--target", "base", "--build-arg", "GREETING=hi"];
+    let with = |tag: &str| {
+        let mut v = vec!["-t", tag];
+        v.extend_from_slice(&base);
+        v.push(c);
+        v.into_iter().map(str::to_string).collect::<Vec<_>>()
+    };
+    let args = with("built:v1");
+    let (code, out, err) = build(r, &args.iter().map(String::as_str).collect::<Vec<_>>());
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(out.contains("Step 1/20 : ARG BASE="), "{out}");
+    assert!(
+        out.contains("# syntax=docker/dockerfile:1 is ignored"),
+        "{out}"
+    );
+    assert!(out.contains(" ---> Running in "), "{out}");
+    assert!(out.contains("Successfully tagged "), "{out}");
+    let (code, out, err) = husk(
+        r,
+        &[
+            "run",
+            "--rm",
+            "built:v1",
+            "sh",
+            "-c",
+            "cat /app/greeting /app/heredoc /app/notes /app/dir/a /app/dir/sub/b /app/texts/one.txt \
+             /app/texts/two.txt /app/unpacked/inner/file; echo; stat -c %a /app/run.sh; \
+             ls -A /ctx | tr '\\n' ' '; echo; ls /ctx/secret; test -e /etc/group || echo no-group; \
+             echo $APP $MODE; pwd",
+        ],
+    );
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(
+        out,
+        "hi from run in /app\nheredoc\nnotes for /app\nab12from the archive\n755\n\
+         .dockerignore Dockerfile archive.tar dir one.txt run.sh secret two.txt unrelated \n\
+         keep\nno-group\n/app test\n/app\n",
+    );
+    let (code, out, _) = husk(r, &["run", "--rm", "built:v1"]);
+    assert_eq!((code, out.as_str()), (0, "hi from run in /app\n"));
+    let (_, out, _) = husk(r, &["image", "inspect", "built:v1"]);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let config = if v.is_array() {
+        v[0]["Config"].clone()
+    } else {
+        v["Config"].clone()
+    };
+    assert_eq!(config["Labels"]["stage"], "base", "{config}");
+    assert_eq!(config["ExposedPorts"]["8080/tcp"], serde_json::json!({}));
+    assert_eq!(config["Volumes"]["/data"], serde_json::json!({}));
+    assert_eq!(config["StopSignal"], "SIGTERM");
+    assert_eq!(
+        config["Healthcheck"]["Test"],
+        serde_json::json!(["CMD-SHELL", "true"])
+    );
+    assert_eq!(config["Healthcheck"]["Interval"], 5_000_000_000u64);
+    assert_eq!(
+        config["OnBuild"],
+        serde_json::json!(["RUN echo triggered > /triggered"])
+    );
+
+    // The whole file: the scratch stage gets busybox and the greeting from the first.
+    let (code, out, err) = build(r, &["-t", "tiny", "--build-arg", "GREETING=hi", c]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    let (code, out, err) = husk(r, &["run", "--rm", "tiny"]);
+    assert_eq!((code, out.as_str()), (0, "hi from run in /app\n"), "{err}");
+
+    // A file no step copies changed (README.md is ignored): every step from the cache.
+    let first = image_id(r, "built:v1");
+    std::fs::write(ctx.path().join("README.md"), "changed, and ignored").unwrap();
+    let args = with("built:v2");
+    let (code, out, err) = build(r, &args.iter().map(String::as_str).collect::<Vec<_>>());
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(!out.contains("Running in"), "all cached: {out}");
+    assert_eq!(image_id(r, "built:v2"), first);
+    // A copied file changed: its step and every one after it run again.
+    std::fs::write(ctx.path().join("two.txt"), "2, changed").unwrap();
+    let args = with("built:v3");
+    let (code, out, err) = build(r, &args.iter().map(String::as_str).collect::<Vec<_>>());
+    assert_eq!(code, 0, "{out}\n{err}");
+    let cached = out.matches(" ---> Using cache").count();
+    assert_eq!(
+        cached, 5,
+        "ARG, ENV, WORKDIR and two COPYs before it: {out}"
+    );
+    assert_ne!(image_id(r, "built:v3"), first);
+    // --no-cache runs everything; -q prints only the id.
+    let (code, out, err) = build(r, &["-q", "--no-cache", "--target", "base", c]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.trim().starts_with("sha256:") && out.lines().count() == 1,
+        "{out}"
+    );
+
+    // ONBUILD fires in an image built FROM this one.
+    let child = context(&[("Dockerfile", "FROM built:v1\nRUN cat /triggered\n")]);
+    let (code, out, err) = build(r, &["-t", "child", child.path().to_str().unwrap()]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(out.contains("triggered"), "{out}");
+}
+
+#[test]
+fn a_failing_build_names_the_step_and_tags_nothing() {
+    let Some((_reg, root, img)) = busybox_store("a_failing_build_names_the_step", &[]) else {
+        return;
+    };
+    let r = root.path();
+    let ctx = context(&[(
+        "Dockerfile",
+        &format!(
+            "FROM {img}\nRUN echo before > /before\nRUN echo failing; exit 3\nRUN echo after\n"
+        ),
+    )]);
+    let c = ctx.path().to_str().unwrap();
+    let (code, out, err) = build(r, &["-t", "broken", c]);
+    assert_eq!(code, 1, "{out}\n{err}");
+    assert!(out.contains("failing"), "the step's output is shown: {out}");
+    assert!(err.contains("returned a non-zero code: 3"), "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert_ne!(
+        husk(r, &["image", "inspect", "broken"]).0,
+        0,
+        "nothing tagged"
+    );
+    assert_eq!(husk(r, &["ps", "-aq"]).1, "", "no container left");
+    // The steps before it are cached.
+    let (code, out, _) = build(r, &["-t", "broken", c]);
+    assert_eq!(code, 1);
+    assert_eq!(out.matches(" ---> Using cache").count(), 1, "{out}");
+
+    // Bad input: one line each, exit 1.
+    let cases = [
+        (format!("FROM {img}\nRUN true\nBOGUS x\n"), "line 3"),
+        (
+            format!("FROM {img}\nCOPY ../outside /x\n"),
+            "outside the build context",
+        ),
+        (format!("FROM {img}\nCOPY nosuch /x\n"), "nosuch"),
+        (
+            format!("FROM {img}\nADD http://example.com/x /x\n"),
+            "remote",
+        ),
+        ("RUN true\n".to_string(), "FROM"),
+    ];
+    for (dockerfile, word) in cases {
+        let ctx = context(&[("Dockerfile", &dockerfile)]);
+        let (code, out, err) = build(r, &[ctx.path().to_str().unwrap()]);
+        assert_eq!(code, 1, "{word}: {out}\n{err}");
+        assert!(err.contains(word), "{word}: {err}");
+        assert_eq!(err.trim().lines().count(), 1, "{err}");
+    }
+}
+
+#[test]
+fn a_context_symlink_never_copies_a_host_file_in() {
+    let Some((_reg, root, img)) = busybox_store("a_context_symlink_never_copies", &[]) else {
+        return;
+    };
+    let r = root.path();
+    let ctx = context(&[("Dockerfile", &format!("FROM {img}\nCOPY link /got\n"))]);
+    std::os::unix::fs::symlink("/etc/hostname", ctx.path().join("link")).unwrap();
+    let (code, _, err) = build(r, &["-t", "leak", ctx.path().to_str().unwrap()]);
+    assert_eq!(
+        code, 1,
+        "the link resolves inside the context, where nothing is: {err}"
+    );
+    assert!(err.contains("link"), "{err}");
+    // A directory link: resolved inside the context too.
+    let ctx = context(&[
+        (
+            "Dockerfile",
+            &format!("FROM {img}\nCOPY up/etc/hostname /got\n"),
+        ),
+        ("etc/hostname", "the context's own"),
+    ]);
+    std::os::unix::fs::symlink("/", ctx.path().join("up")).unwrap();
+    let (code, out, err) = build(r, &["-t", "leak2", ctx.path().to_str().unwrap()]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    let (_, out, _) = husk(r, &["run", "--rm", "leak2", "cat", "/got"]);
+    assert_eq!(out, "the context's own");
+    // Symlinks inside a copied directory stay symlinks.
+    let ctx = context(&[
+        ("Dockerfile", &format!("FROM {img}\nCOPY tree /tree\n")),
+        ("tree/f", "f"),
+    ]);
+    std::os::unix::fs::symlink("/etc/shadow", ctx.path().join("tree/shadow")).unwrap();
+    let (code, _, err) = build(r, &["-t", "leak3", ctx.path().to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    let (_, out, _) = husk(r, &["run", "--rm", "leak3", "readlink", "/tree/shadow"]);
+    assert_eq!(out, "/etc/shadow\n");
+}
+
+#[test]
+fn build_takes_its_context_as_a_tar_on_stdin() {
+    use std::io::Write;
+    let Some((_reg, root, img)) = busybox_store("build_takes_its_context_as_a_tar", &[]) else {
+        return;
+    };
+    let r = root.path();
+    let dockerfile = format!("FROM {img}\nCOPY hello /hello\nCMD [\"cat\", \"/hello\"]\n");
+    let tar = support::layer(&[
+        Entry::File("Dockerfile", dockerfile.as_bytes()),
+        Entry::File("hello", b"from stdin\n"),
+    ]);
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_husk"))
+        .env("HUSK_CONFIG", no_bridge_config())
+        .args([
+            "--root",
+            r.to_str().unwrap(),
+            "build",
+            "-q",
+            "-t",
+            "stdin:v1",
+            "-",
+        ])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(&support::gzip(&tar))
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let (code, out, err) = husk(r, &["run", "--rm", "stdin:v1"]);
+    assert_eq!((code, out.as_str()), (0, "from stdin\n"), "{err}");
+    // Nothing of the unpacked context is left in the store's scratch space.
+    let left: Vec<_> = std::fs::read_dir(r.join("tmp"))
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with("build-"))
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+}

@@ -32,6 +32,8 @@ pub enum HuskCommand {
     Push(PushArgs),
     /// Make an image of a container's changes
     Commit(CommitArgs),
+    /// Build an image from a Dockerfile and a context directory (`-` for a tar on stdin)
+    Build(BuildArgs),
     /// List images
     Images(ImagesArgs),
     /// Run a command in a new container
@@ -1009,6 +1011,49 @@ pub struct PushArgs {
     /// Use plain HTTP for this registry (loopback registries use it by default)
     #[arg(long)]
     pub insecure: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct BuildArgs {
+    /// NAME[:TAG] for the image (several allowed)
+    #[arg(short, long)]
+    pub tag: Vec<String>,
+    /// The Dockerfile (default: CONTEXT/Dockerfile)
+    #[arg(short, long)]
+    pub file: Option<PathBuf>,
+    /// KEY=VALUE for an ARG (a bare KEY takes this environment's value)
+    #[arg(long)]
+    pub build_arg: Vec<String>,
+    /// Build up to this stage
+    #[arg(long)]
+    pub target: Option<String>,
+    /// Run every step, ignoring the build cache
+    #[arg(long)]
+    pub no_cache: bool,
+    /// Pull the FROM images even when they are in the store
+    #[arg(long)]
+    pub pull: bool,
+    /// os/arch[/variant] of the FROM images
+    #[arg(long)]
+    pub platform: Option<String>,
+    /// KEY=VALUE label on the image
+    #[arg(long)]
+    pub label: Vec<String>,
+    /// Print only the image's id (RUN output is shown only when a step fails)
+    #[arg(short, long)]
+    pub quiet: bool,
+    /// RUN's network: none, host, bridge or a network's name (husk's default network
+    /// otherwise)
+    #[arg(long)]
+    pub network: Option<String>,
+    /// Accepted for docker's scripts: intermediate containers are always removed
+    #[arg(long, default_value = "true", action = clap::ArgAction::Set)]
+    pub rm: bool,
+    /// Accepted for docker's scripts: intermediate containers are always removed
+    #[arg(long)]
+    pub force_rm: bool,
+    /// The context: a directory, or `-` for a tar stream on stdin
+    pub context: String,
 }
 
 #[derive(Debug, Args)]

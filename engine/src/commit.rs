@@ -26,7 +26,7 @@ pub fn layer(root: &Path, c: &Container) -> Result<Option<Layer>> {
     }
     let upper = store::dir(root, &c.id).join("upper");
     let store = Store::open(root)?;
-    let mut w = LayerWriter::create(root)?;
+    let mut w = LayerWriter::create(&store)?;
     write_tar(&upper, &changes, &mut w)?;
     Ok(Some(w.finish(&store)?))
 }

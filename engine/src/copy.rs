@@ -367,6 +367,8 @@ impl Sink for HostSink {
 /// symlink the container may have put in the way.
 struct ContainerSink {
     base: OwnedFd,
+    /// Who owns what is made (`COPY --chown`); None: the copier (root).
+    owner: Option<(u32, u32)>,
 }
 
 impl ContainerSink {
@@ -414,7 +416,13 @@ impl Sink for ContainerSink {
             if !(e.raw_os_error() == Some(libc::EEXIST) && is_dir) {
                 return Err(os_err(format!("cannot create {}", rel.display()), e));
             }
+            // A directory that was there keeps its owner and mode.
+            return Ok(());
         }
+        self.own(&dir, &name)?;
+        // SAFETY: fchmodat relative to a descriptor we hold (mkdirat's mode went through the
+        // umask, and a chown clears set-id bits).
+        unsafe { libc::fchmodat(dir.as_raw_fd(), c.as_ptr(), mode, 0) };
         Ok(())
     }
     fn file(&mut self, rel: &Path, mode: u32, _: u64, data: &mut dyn Read) -> Result<()> {
@@ -435,12 +443,46 @@ impl Sink for ContainerSink {
         }
         std::io::copy(data, &mut f)
             .map_err(|e| os_err(format!("cannot write {}", rel.display()), e))?;
+        self.own(&dir, &name)?;
+        // After the chown, which clears set-uid bits.
         let _ = f.set_permissions(fs::Permissions::from_mode(mode));
         Ok(())
     }
     fn symlink(&mut self, rel: &Path, target: &Path) -> Result<()> {
         let (dir, name) = self.parent(rel)?;
-        let (n, t) = (cstr(&name)?, cstr(target.as_os_str())?);
+        self.symlink_at(&dir, &name, target, rel)?;
+        self.own(&dir, &name)
+    }
+}
+
+impl ContainerSink {
+    /// Give `name` in `dir` to the sink's owner, if it has one (never following a symlink).
+    fn own(&self, dir: &OwnedFd, name: &OsStr) -> Result<()> {
+        let Some((uid, gid)) = self.owner else {
+            return Ok(());
+        };
+        let n = cstr(name)?;
+        // SAFETY: fchownat relative to a descriptor we hold, not following symlinks.
+        if unsafe {
+            libc::fchownat(
+                dir.as_raw_fd(),
+                n.as_ptr(),
+                uid,
+                gid,
+                libc::AT_SYMLINK_NOFOLLOW,
+            )
+        } != 0
+        {
+            return Err(os_err(
+                format!("cannot chown {}", Path::new(name).display()),
+                std::io::Error::last_os_error(),
+            ));
+        }
+        Ok(())
+    }
+
+    fn symlink_at(&self, dir: &OwnedFd, name: &OsStr, target: &Path, rel: &Path) -> Result<()> {
+        let (n, t) = (cstr(name)?, cstr(target.as_os_str())?);
         // SAFETY: unlinkat and symlinkat relative to a descriptor we hold.
         unsafe {
             libc::unlinkat(dir.as_raw_fd(), n.as_ptr(), 0);
@@ -492,6 +534,52 @@ impl Sink for TarSink<'_> {
 /// docker's rule for where a copy lands, given whether the destination exists and is a
 /// directory: (the directory the copy goes in, the name it gets there; None: the source's
 /// contents go straight in).
+/// `build`'s COPY and ADD into stopped container `c`: `make` is told whether `dest` is a
+/// directory there already, and answers with the directory to unpack into and a tar of
+/// what lands there. That directory is made (parents too) and the tar unpacked into it,
+/// every entry owned by `chown` (a user[:group] of the container's image) when given.
+/// Returns the bytes of file content copied.
+pub fn unpack_in(
+    root: &Path,
+    c: &Container,
+    dest: &str,
+    chown: Option<&str>,
+    make: &mut dyn FnMut(bool) -> Result<(String, Box<dyn Read>)>,
+) -> Result<u64> {
+    let rootfd = container_root(root, c)?;
+    let fd = rootfd.fd.as_raw_fd();
+    let dest_is_dir = husk_sys::open_in_root(fd, Path::new(dest), libc::O_PATH, 0)
+        .ok()
+        .and_then(|f| stat_at(f.as_raw_fd(), OsStr::new("")).ok())
+        .is_some_and(|s| s.st_mode & libc::S_IFMT == libc::S_IFDIR);
+    let (landing, mut tar) = make(dest_is_dir)?;
+    let owner = match chown {
+        Some(spec) => Some(crate::user::resolve(
+            Path::new(&format!("/proc/self/fd/{fd}")),
+            spec,
+        )?),
+        None => None,
+    };
+    let top = openat(fd, OsStr::new("."), libc::O_PATH | libc::O_DIRECTORY, 0)
+        .map_err(|e| os_err(format!("the root of container {}", c.name), e))?;
+    let mut parents = ContainerSink {
+        base: top,
+        owner: None,
+    };
+    let rel = clean(Path::new(landing.trim_start_matches('/')))?;
+    let mut at = PathBuf::new();
+    for part in rel.iter() {
+        at.push(part);
+        parents.dir(&at, 0o755)?;
+    }
+    let base = husk_sys::open_in_root(fd, Path::new(&landing), libc::O_PATH | libc::O_DIRECTORY, 0)
+        .map_err(|e| os_err(format!("{landing} in container {}", c.name), e))?;
+    let mut sink = ContainerSink { base, owner };
+    let mut bytes = 0;
+    walk_tar(&mut tar, &mut sink, &mut bytes)?;
+    Ok(bytes)
+}
+
 fn landing(
     src: &str,
     dest: &str,
@@ -680,7 +768,10 @@ pub fn copy_in(root: &Path, c: &Container, from: Outside, dest: &str) -> Result<
                     e,
                 )
             })?;
-            let mut sink = ContainerSink { base: base_fd };
+            let mut sink = ContainerSink {
+                base: base_fd,
+                owner: None,
+            };
             match name {
                 Some(n) => walk_host(&src, Path::new(&n), &mut sink, &mut bytes)?,
                 None => {
@@ -702,7 +793,10 @@ pub fn copy_in(root: &Path, c: &Container, from: Outside, dest: &str) -> Result<
             }
             let base_fd = lookup(dest, libc::O_PATH | libc::O_DIRECTORY)
                 .map_err(|e| os_err(format!("{dest} in container {}", c.name), e))?;
-            let mut sink = ContainerSink { base: base_fd };
+            let mut sink = ContainerSink {
+                base: base_fd,
+                owner: None,
+            };
             walk_tar(r, &mut sink, &mut bytes)?;
         }
         Outside::TarOut(_) => return Err(bad("a tar stream cannot be a source here".into())),

@@ -150,6 +150,9 @@ fn rootfs_source(dir: &Path, a: &RunOptions) -> Result<(ImageRecord, ImageConfig
 }
 
 fn image(root: &Path, a: &RunOptions, progress: PullProgress) -> Result<ImageRecord> {
+    if let Some(built) = &a.built {
+        return Ok(built.clone());
+    }
     let r = Reference::parse(&a.image)?;
     let platform = a
         .platform

@@ -590,6 +590,30 @@ impl Engine {
         Ok(id)
     }
 
+    /// `build`: the Dockerfile in `o.context` (or, with `context_tar`, in the tar stream
+    /// given), step by step; the final image's id, named by every `o.tags`.
+    pub fn build(
+        &self,
+        o: &crate::build::BuildOptions,
+        context_tar: Option<&mut dyn std::io::Read>,
+        events: &mut dyn FnMut(crate::build::BuildEvent),
+    ) -> Result<String> {
+        let Some(input) = context_tar else {
+            return crate::build::build(&self.root, o, events);
+        };
+        let dir = crate::build::unpack_context(&self.root, input)?;
+        let mut here = o.clone();
+        here.context = dir.clone();
+        if let Some(f) = &o.dockerfile {
+            if f.is_relative() {
+                here.dockerfile = Some(dir.join(f));
+            }
+        }
+        let result = crate::build::build(&self.root, &here, events);
+        let _ = std::fs::remove_dir_all(&dir);
+        result
+    }
+
     /// `push NAME[:TAG]`: the image so named to its registry and repository.
     pub fn push(
         &self,

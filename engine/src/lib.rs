@@ -11,6 +11,8 @@
 //!
 //! The modules only point down:
 //! - `engine` (the verbs) on top;
+//! - `build` (a Dockerfile, step by step, over `create`, `monitor`, `copy` and `commit`;
+//!   `dockerfile` parses, `dockerignore` filters the context) below it;
 //! - `create` (image + options → a container), `monitor` (runs and holds one), `orphans`
 //!   (reaps what a killed husk left; the `--die-with-parent` watcher), `copy` (`cp`,
 //!   `export`), `commit` (a container's changes as a layer) and `changes` (`diff`) below it;
@@ -30,6 +32,7 @@
 //!   `error` at the bottom.
 
 pub mod attach;
+mod build;
 mod cdi;
 mod changes;
 mod cni;
@@ -37,6 +40,8 @@ mod commit;
 mod copy;
 mod create;
 mod dns;
+mod dockerfile;
+mod dockerignore;
 mod engine;
 mod engine_network;
 pub mod error;
@@ -68,6 +73,7 @@ mod volumes;
 /// progress) are part of the engine's API.
 pub use husk_image as image;
 
+pub use build::{BuildEvent, BuildOptions};
 pub use cdi::is_cdi_name;
 pub use changes::{Change, ChangeKind};
 pub use copy::Outside as CopyOutside;

@@ -686,6 +686,8 @@ impl Streams {
 pub struct RunOptions {
     /// The image reference as the user wrote it (pulled when missing, by `pull`).
     pub image: String,
+    /// An image no name points at (a step of `build`): used as it is, never pulled.
+    pub built: Option<husk_image::images::ImageRecord>,
     pub pull: PullPolicy,
     /// `os/arch[/variant]` to pull; the host's when unset.
     pub platform: Option<String>,

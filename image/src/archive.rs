@@ -67,11 +67,7 @@ pub fn save(root: &Path, images: &[ImageRecord], format: Format, out: impl Write
     let mut docker_manifest = Vec::new();
     for image in images {
         let manifest_digest = Digest::parse(&image.manifest)?;
-        let mut bytes = Vec::new();
-        store
-            .open_blob(&manifest_digest)?
-            .read_to_end(&mut bytes)
-            .map_err(|e| Error::io(format!("cannot read manifest {manifest_digest}"), e))?;
+        let bytes = store.read_blob(&manifest_digest)?;
         let value: serde_json::Value = serde_json::from_slice(&bytes)
             .map_err(|e| Error::Manifest(format!("{manifest_digest}: {e}")))?;
         let media_type = value["mediaType"]

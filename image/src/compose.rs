@@ -7,8 +7,8 @@
 //! Every image made here has an OCI manifest: the layers of a Docker v2 base keep their
 //! bytes and digests and take the OCI name of the same media type.
 
-use std::fs::{self, File};
-use std::io::{self, BufWriter, Read, Seek, Write};
+use std::fs::File;
+use std::io::{self, BufWriter, Seek, Write};
 use std::path::Path;
 
 use flate2::write::GzEncoder;
@@ -41,19 +41,8 @@ pub struct LayerWriter {
 }
 
 impl LayerWriter {
-    pub fn create(root: &Path) -> Result<LayerWriter> {
-        let tmp = root.join("tmp");
-        fs::create_dir_all(&tmp)
-            .map_err(|e| Error::io(format!("cannot create {}", tmp.display()), e))?;
-        let path = tmp.join(format!("layer-{}-{}", std::process::id(), unique()));
-        let file = fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(&path)
-            .map_err(|e| Error::io(format!("cannot create {}", path.display()), e))?;
-        let _ = fs::remove_file(&path);
+    pub fn create(store: &Store) -> Result<LayerWriter> {
+        let file = store.scratch("layer")?;
         // Level 1: layers made here are read back at once and pushed at most once; speed wins.
         let gz = GzEncoder::new(
             HashingWriter::new(BufWriter::with_capacity(1 << 20, file)),
@@ -99,20 +88,10 @@ impl Write for LayerWriter {
     }
 }
 
-fn unique() -> u64 {
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static NEXT: AtomicU64 = AtomicU64::new(0);
-    NEXT.fetch_add(1, Ordering::Relaxed)
-}
-
 /// A stored image's config (as JSON, to be changed and stored anew) and its layers'
 /// descriptors, OCI-named.
 pub fn open(store: &Store, manifest_digest: &Digest) -> Result<(Value, Vec<Descriptor>)> {
-    let mut bytes = Vec::new();
-    store
-        .open_blob(manifest_digest)?
-        .read_to_end(&mut bytes)
-        .map_err(|e| Error::io(format!("cannot read manifest {manifest_digest}"), e))?;
+    let bytes = store.read_blob(manifest_digest)?;
     let Parsed::Manifest(m) = manifest::parse(&bytes, "")? else {
         return Err(Error::Manifest(format!(
             "{manifest_digest} is an index, not an image's manifest"

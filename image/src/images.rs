@@ -30,6 +30,20 @@ pub struct ImageRecord {
 }
 
 impl ImageRecord {
+    /// The record naming `pulled` as `name` (`registry/repository`) and `tag`.
+    pub fn of(name: String, tag: Option<String>, pulled: &Pulled) -> ImageRecord {
+        ImageRecord {
+            name,
+            tag,
+            manifest: pulled.manifest.to_string(),
+            config: pulled.config.to_string(),
+            diff_ids: pulled.diff_ids.iter().map(|d| d.to_string()).collect(),
+            size: pulled.size,
+            created: pulled.config_created.clone(),
+            platform: Some(pulled.platform.clone()),
+        }
+    }
+
     /// Its platform, "os/arch[/variant]".
     pub fn platform(&self) -> String {
         self.platform
@@ -65,16 +79,7 @@ pub fn list(root: &Path) -> Result<Vec<ImageRecord>> {
 pub fn record(root: &Path, reference: &Reference, pulled: &Pulled) -> Result<bool> {
     let _lock = lock(root)?;
     let mut all = list(root)?;
-    let rec = ImageRecord {
-        name: reference.name(),
-        tag: reference.tag.clone(),
-        manifest: pulled.manifest.to_string(),
-        config: pulled.config.to_string(),
-        diff_ids: pulled.diff_ids.iter().map(|d| d.to_string()).collect(),
-        size: pulled.size,
-        created: pulled.config_created.clone(),
-        platform: Some(pulled.platform.clone()),
-    };
+    let rec = ImageRecord::of(reference.name(), reference.tag.clone(), pulled);
     // The same name, tag and platform: what this pull replaces.
     let same_name = |r: &ImageRecord| {
         r.name == rec.name

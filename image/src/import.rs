@@ -3,7 +3,7 @@
 //! digest the diff_id; a config for this machine's platform and an OCI manifest are made
 //! around it, and the image is completed (unpacked, checked) as `load` completes one.
 
-use std::fs::{self, File};
+use std::fs::File;
 use std::io::{Read, Seek};
 use std::path::Path;
 
@@ -27,19 +27,7 @@ pub fn import(
 ) -> Result<Pulled> {
     let store = Store::open(root)?;
     let _adding = store.adding()?;
-    let tmp = root.join("tmp");
-    fs::create_dir_all(&tmp)
-        .map_err(|e| Error::io(format!("cannot create {}", tmp.display()), e))?;
-    // Unlinked at once: nothing of it outlives this process, however it ends.
-    let path = tmp.join(format!("import-{}", std::process::id()));
-    let mut scratch = fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .open(&path)
-        .map_err(|e| Error::io(format!("cannot create {}", path.display()), e))?;
-    let _ = fs::remove_file(&path);
+    let mut scratch = store.scratch("import")?;
     // The layer is the tar itself: its digest is its diff_id.
     let (diff_id, size) = {
         let mut w = HashingWriter::new(std::io::BufWriter::new(&mut scratch));

@@ -62,11 +62,7 @@ pub fn push(
     };
     let store = Store::open(root)?;
     let manifest_digest = Digest::parse(&image.manifest)?;
-    let mut bytes = Vec::new();
-    store
-        .open_blob(&manifest_digest)?
-        .read_to_end(&mut bytes)
-        .map_err(|e| Error::io(format!("cannot read manifest {manifest_digest}"), e))?;
+    let bytes = store.read_blob(&manifest_digest)?;
     let Parsed::Manifest(m) = manifest::parse(&bytes, "")? else {
         return Err(Error::Manifest(format!(
             "{manifest_digest} is an index; push pushes one platform's image"
@@ -115,13 +111,14 @@ pub fn push(
             // Reports the bytes sent while the upload runs, four times a second.
             let (stop_tx, stop_rx) = std::sync::mpsc::channel::<()>();
             let counted = sent.clone();
-            let reporter = s.spawn(move || loop {
-                match stop_rx.recv_timeout(std::time::Duration::from_millis(250)) {
-                    Err(std::sync::mpsc::RecvTimeoutError::Timeout) => progress(Progress::Sent {
+            let reporter = s.spawn(move || {
+                while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) =
+                    stop_rx.recv_timeout(std::time::Duration::from_millis(250))
+                {
+                    progress(Progress::Sent {
                         index,
                         bytes: counted.load(Ordering::Relaxed),
-                    }),
-                    _ => break,
+                    });
                 }
             });
             let how = reg.push_blob(&digest.to_string(), from, &open);
@@ -162,17 +159,9 @@ fn mount_sources(root: &Path, target: &Reference) -> Result<Vec<(String, BTreeSe
         let Ok(digest) = Digest::parse(&r.manifest) else {
             continue;
         };
-        let mut bytes = Vec::new();
-        if store
-            .open_blob(&digest)
-            .and_then(|mut f| {
-                f.read_to_end(&mut bytes)
-                    .map_err(|e| Error::io("cannot read a manifest", e))
-            })
-            .is_err()
-        {
+        let Ok(bytes) = store.read_blob(&digest) else {
             continue;
-        }
+        };
         let Ok(Parsed::Manifest(m)) = manifest::parse(&bytes, "") else {
             continue;
         };

@@ -544,7 +544,7 @@ impl Registry {
         let headers = [("Content-Type", media_type.to_string())];
         let mut resp = self.send("PUT", &url, &headers, &Payload::Bytes(bytes))?;
         match resp.status().as_u16() {
-            200 | 201 | 202 => Ok(resp
+            200..=202 => Ok(resp
                 .headers()
                 .get("docker-content-digest")
                 .and_then(|v| v.to_str().ok())

@@ -38,6 +38,33 @@ impl Store {
         File::open(self.blob_path(d)).map_err(|e| Error::io(format!("cannot open blob {d}"), e))
     }
 
+    /// Blob `d`'s bytes (a manifest or config: small documents).
+    pub fn read_blob(&self, d: &Digest) -> Result<Vec<u8>> {
+        let mut bytes = Vec::new();
+        self.open_blob(d)?
+            .read_to_end(&mut bytes)
+            .map_err(|e| Error::io(format!("cannot read blob {d}"), e))?;
+        Ok(bytes)
+    }
+
+    /// A scratch file in `tmp/`, unlinked at once: nothing of it outlives this process,
+    /// however it ends.
+    pub fn scratch(&self, name: &str) -> Result<File> {
+        let path =
+            self.root
+                .join("tmp")
+                .join(format!("{name}-{}-{}", std::process::id(), unique()));
+        let file = fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&path)
+            .map_err(|e| Error::io(format!("cannot create {}", path.display()), e))?;
+        let _ = fs::remove_file(&path);
+        Ok(file)
+    }
+
     /// Store what `data` yields as blob `expected`, refusing content that does not hash to it.
     pub fn put(
         &self,
@@ -298,6 +325,12 @@ fn sync_dir(dir: &Path) -> Result<()> {
     File::open(dir)
         .and_then(|d| d.sync_all())
         .map_err(|e| Error::io(format!("cannot sync {}", dir.display()), e))
+}
+
+fn unique() -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    NEXT.fetch_add(1, Ordering::Relaxed)
 }
 
 #[cfg(test)]
