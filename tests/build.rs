@@ -212,6 +212,38 @@ fn push_sends_what_the_registry_lacks_and_pulls_back_the_same_tree() {
         "the same config, so the same image id"
     );
 
+    // An image pulled with a Docker v2 manifest goes out as one, byte for byte.
+    let docker = support::push_image(
+        &reg,
+        "lib/dockerfmt",
+        true,
+        husk_image::manifest::Platform::host().architecture.as_str(),
+    );
+    reg.push_manifest(
+        "lib/dockerfmt",
+        "latest",
+        "application/vnd.docker.distribution.manifest.v2+json",
+        &docker.manifest,
+    );
+    let pulled = format!("127.0.0.1:{}/lib/dockerfmt:latest", reg.port);
+    assert_eq!(husk(r, &["pull", "-q", &pulled]).0, 0);
+    let copy = format!("127.0.0.1:{}/team/dockerfmt:v1", reg.port);
+    assert_eq!(husk(r, &["tag", &pulled, &copy]).0, 0);
+    let (code, out, err) = husk(r, &["push", &copy]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(
+        out.matches("Mounted from lib/dockerfmt").count(),
+        3,
+        "{out}"
+    );
+    let m = manifest_layers(&reg, "team/dockerfmt", "v1");
+    assert_eq!(
+        m["mediaType"],
+        "application/vnd.docker.distribution.manifest.v2+json"
+    );
+    let original = manifest_layers(&reg, "lib/dockerfmt", "latest");
+    assert_eq!(m, original);
+
     // Bad input: one line, naming what.
     let (code, _, err) = husk(r, &["push", &format!("127.0.0.1:{}/nosuch:v1", reg.port)]);
     assert_ne!(code, 0);
@@ -424,6 +456,20 @@ fn build_takes_every_instruction_and_caches_by_content() {
     assert_eq!(code, 0, "{out}\n{err}");
     assert!(!out.contains("Running in"), "all cached: {out}");
     assert_eq!(image_id(r, "built:v2"), first);
+    // A copied file touched, its content the same: the cache keys content, not times.
+    let touched = std::process::Command::new("touch")
+        .args([
+            "-d",
+            "2001-01-01",
+            ctx.path().join("two.txt").to_str().unwrap(),
+        ])
+        .status()
+        .unwrap();
+    assert!(touched.success());
+    let args = with("built:touched");
+    let (code, out, err) = build(r, &args.iter().map(String::as_str).collect::<Vec<_>>());
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(!out.contains("Running in"), "all cached: {out}");
     // A copied file changed: its step and every one after it run again.
     std::fs::write(ctx.path().join("two.txt"), "2, changed").unwrap();
     let args = with("built:v3");
@@ -586,4 +632,59 @@ fn build_takes_its_context_as_a_tar_on_stdin() {
         .filter(|e| e.file_name().to_string_lossy().starts_with("build-"))
         .collect();
     assert!(left.is_empty(), "{left:?}");
+}
+
+#[test]
+fn build_stores_its_layers_as_unpacked_directories_too() {
+    let Some((_reg, root, img)) = busybox_store("build_stores_its_layers_as_directories", &[])
+    else {
+        return;
+    };
+    let r = root.path();
+    let ctx = context(&[
+        (
+            "Dockerfile",
+            &format!("FROM {img}\nRUN rm /etc/group && echo x > /x\nCOPY f /f\n"),
+        ),
+        ("f", "copied"),
+    ]);
+    let c = ctx.path().to_str().unwrap();
+    let (code, out, err) = husk(
+        r,
+        &["--storage-driver", "overlay", "build", "-t", "dirs", c],
+    );
+    assert_eq!(code, 0, "{out}\n{err}");
+    let (code, out, err) = husk(
+        r,
+        &[
+            "--storage-driver",
+            "overlay",
+            "run",
+            "--rm",
+            "dirs",
+            "sh",
+            "-c",
+            "cat /x /f; test -e /etc/group || echo gone",
+        ],
+    );
+    assert_eq!((code, out.as_str()), (0, "x\ncopiedgone\n"), "{err}");
+    let (_, out, _) = husk(r, &["image", "inspect", "dirs"]);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let v = if v.is_array() { v[0].clone() } else { v };
+    let layers = v["RootFS"]["Layers"].as_array().unwrap().clone();
+    assert_eq!(layers.len(), 3, "busybox, RUN, COPY: {v}");
+    for d in &layers[1..] {
+        let hex = d.as_str().unwrap().trim_start_matches("sha256:");
+        assert!(
+            r.join("layers").join(hex).is_dir(),
+            "the new layer {hex} is a directory"
+        );
+    }
+    // Its whiteout is an overlayfs one there (a 0:0 character device).
+    let run_layer = r
+        .join("layers")
+        .join(layers[1].as_str().unwrap().trim_start_matches("sha256:"));
+    let meta = std::fs::symlink_metadata(run_layer.join("etc/group")).unwrap();
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    assert!(meta.file_type().is_char_device() && meta.rdev() == 0);
 }

@@ -731,8 +731,8 @@ impl Builder<'_> {
             if exit.code != 0 {
                 let shown = argv.join(" ");
                 let mut why = format!(
-                    "the command '{shown}' returned a non-zero code: {}",
-                    exit.code
+                    "step {}/{}: the command '{shown}' returned a non-zero code: {}",
+                    self.number, self.total, exit.code
                 );
                 if self.o.quiet {
                     if let Ok(out) = fs::read_to_string(store::log_path(self.root, &id)) {
