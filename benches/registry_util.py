@@ -48,7 +48,10 @@ class Registry:
         ld, ls = blob(gz)
         arch = {"x86_64": "amd64", "aarch64": "arm64"}.get(os.uname().machine, os.uname().machine)
         cfg = json.dumps({"architecture": arch, "os": "linux", "config": {"Cmd": ["sh"]},
-                          "rootfs": {"type": "layers", "diff_ids": ["sha256:" + hashlib.sha256(layer_tar).hexdigest()]}}).encode()
+                          "rootfs": {"type": "layers", "diff_ids": ["sha256:" + hashlib.sha256(layer_tar).hexdigest()]},
+                          # buildah refuses to build on an image whose history does not
+                          # account for its layers.
+                          "history": [{"created_by": "the bench's rootfs"}]}).encode()
         cd, cs = blob(cfg)
         m = json.dumps({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
                         "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": cd, "size": cs},
