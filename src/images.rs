@@ -167,14 +167,17 @@ pub fn build(engine: &Engine, a: &husk_cli::husk::BuildArgs) -> Result<()> {
 
 /// `commit CONTAINER REPOSITORY[:TAG]`: prints the new image's id, as docker does.
 pub fn commit(engine: &Engine, a: &husk_cli::husk::CommitArgs) -> Result<()> {
-    let reference = Reference::parse(&a.reference)?;
+    let reference = a.reference.as_deref().map(Reference::parse).transpose()?;
     let opts = husk_engine::CommitOptions {
         changes: a.change.clone(),
         message: a.message.clone(),
         author: a.author.clone(),
         pause: a.pause,
     };
-    println!("{}", engine.commit(&a.container, &reference, &opts)?);
+    println!(
+        "{}",
+        engine.commit(&a.container, reference.as_ref(), &opts)?
+    );
     Ok(())
 }
 
@@ -449,16 +452,20 @@ pub fn image_prune(engine: &Engine, all: bool) -> Result<()> {
     let (untagged, freed) = if all {
         engine.prune_unused_images()?
     } else {
-        (Vec::new(), engine.prune_images()?)
+        engine.prune_images()?
     };
     if !untagged.is_empty() {
         println!("Deleted Images:");
         for i in &untagged {
-            println!(
-                "untagged: {}:{}",
-                familiar(&i.name),
-                i.tag.as_deref().unwrap_or("<none>")
-            );
+            if i.name == husk_engine::image::images::UNTAGGED {
+                println!("deleted: {}", i.config);
+            } else {
+                println!(
+                    "untagged: {}:{}",
+                    familiar(&i.name),
+                    i.tag.as_deref().unwrap_or("<none>")
+                );
+            }
         }
     }
     println!("Deleted {} blobs and {} layers", freed.blobs, freed.layers);
@@ -636,12 +643,13 @@ pub fn history(engine: &Engine, a: &husk_cli::husk::HistoryArgs) -> Result<()> {
 
 /// `import FILE|- NAME[:TAG]`: prints the new image's id, as docker does.
 pub fn import(engine: &Engine, a: &husk_cli::husk::ImportArgs) -> Result<()> {
-    let reference = Reference::parse(&a.reference)?;
+    let reference = a.reference.as_deref().map(Reference::parse).transpose()?;
+    let reference = reference.as_ref();
     let id = if a.file == "-" {
-        engine.import(std::io::stdin().lock(), &reference, &a.change, &a.message)?
+        engine.import(std::io::stdin().lock(), reference, &a.change, &a.message)?
     } else {
         let f = std::fs::File::open(&a.file).with_context(|| format!("cannot open {}", a.file))?;
-        engine.import(f, &reference, &a.change, &a.message)?
+        engine.import(f, reference, &a.change, &a.message)?
     };
     println!("{id}");
     Ok(())

@@ -688,3 +688,62 @@ fn build_stores_its_layers_as_unpacked_directories_too() {
     use std::os::unix::fs::{FileTypeExt, MetadataExt};
     assert!(meta.file_type().is_char_device() && meta.rdev() == 0);
 }
+
+#[test]
+fn images_made_without_a_name_are_found_by_id_and_pruned() {
+    let Some((_reg, root, img)) = busybox_store("images_made_without_a_name", &[]) else {
+        return;
+    };
+    let r = root.path();
+    let ctx = context(&[(
+        "Dockerfile",
+        &format!("FROM {img}\nRUN echo unnamed > /u\nCMD [\"cat\", \"/u\"]\n"),
+    )]);
+    let (code, out, err) = build(r, &["-q", ctx.path().to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    let id = out.trim().to_string();
+    let (code, out, err) = husk(r, &["run", "--rm", &id[7..19]]);
+    assert_eq!((code, out.as_str()), (0, "unnamed\n"), "{err}");
+    let (_, listed, _) = husk(r, &["images"]);
+    assert!(
+        listed
+            .lines()
+            .any(|l| l.starts_with("<none>") && l.contains(&id[7..19])),
+        "{listed}"
+    );
+    let (_, inspected, _) = husk(r, &["image", "inspect", &id]);
+    let v: serde_json::Value = serde_json::from_str(&inspected).unwrap();
+    let v = if v.is_array() { v[0].clone() } else { v };
+    assert_eq!(v["RepoTags"], serde_json::json!([]), "{v}");
+
+    // commit without a name: the same.
+    assert_eq!(
+        husk(r, &["run", "--name", "c1", &img, "touch", "/committed"]).0,
+        0
+    );
+    let (code, out, err) = husk(r, &["commit", "c1"]);
+    assert_eq!(code, 0, "{err}");
+    let committed = out.trim().to_string();
+    assert_eq!(
+        husk(r, &["run", "--rm", &committed, "ls", "/committed"]).1,
+        "/committed\n"
+    );
+    // Tagged later, it is no longer listed as <none>.
+    assert_eq!(husk(r, &["tag", &committed, "named:now"]).0, 0);
+    let (_, listed, _) = husk(r, &["images"]);
+    assert!(!listed.contains(&format!("<none>       <none>       {}", &committed[7..19])));
+    assert_eq!(
+        listed.matches(&committed[7..19]).count(),
+        1,
+        "one line, named: {listed}"
+    );
+
+    // image prune takes the untagged one nothing uses, and leaves the named ones.
+    assert_eq!(husk(r, &["rm", "-f", "c1"]).0, 0);
+    let (code, out, err) = husk(r, &["image", "prune"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains(&format!("deleted: {id}")), "{out}");
+    assert_ne!(husk(r, &["image", "inspect", &id]).0, 0);
+    assert_eq!(husk(r, &["image", "inspect", "named:now"]).0, 0);
+    assert_eq!(husk(r, &["image", "inspect", &img]).0, 0);
+}

@@ -674,8 +674,8 @@ pub struct ImportArgs {
     pub message: String,
     /// The tarball (plain, gzip or zstd), or - for stdin
     pub file: String,
-    /// The image's name (husk keeps no unnamed images)
-    pub reference: String,
+    /// The image's name (none: an untagged image, found by its id)
+    pub reference: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -1072,8 +1072,8 @@ pub struct CommitArgs {
     #[arg(short, long, default_value = "true", action = clap::ArgAction::Set)]
     pub pause: bool,
     pub container: String,
-    /// REPOSITORY[:TAG] for the new image
-    pub reference: String,
+    /// REPOSITORY[:TAG] for the new image (none: an untagged image, found by its id)
+    pub reference: Option<String>,
 }
 
 #[derive(Debug, Args)]

@@ -311,8 +311,12 @@ pub fn build(root: &Path, o: &BuildOptions, events: &mut dyn FnMut(BuildEvent)) 
             "the build made no image (a FROM scratch with nothing after it)".into(),
         ));
     };
+    let pulled = pulled_of(image, st)?;
+    if o.tags.is_empty() {
+        // No name: docker's untagged image, found by its id.
+        husk_image::images::record_untagged(root, &pulled)?;
+    }
     for t in &o.tags {
-        let pulled = pulled_of(image, st)?;
         husk_image::images::record(root, t, &pulled)?;
         let name = t.to_string();
         crate::events::emit(root, "image", "tag", &image.config, &[("name", &name)]);

@@ -153,6 +153,21 @@ fn image(root: &Path, a: &RunOptions, progress: PullProgress) -> Result<ImageRec
     if let Some(built) = &a.built {
         return Ok(built.clone());
     }
+    // An image id (or a unique prefix of one, 4 hex digits or more), as docker takes it: an
+    // untagged image has no other name.
+    let hex = a.image.trim_start_matches("sha256:");
+    if hex.len() >= 4
+        && hex
+            .bytes()
+            .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+    {
+        let hits = husk_image::images::find(root, &a.image)?;
+        if let Some(first) = hits.first() {
+            if hits.iter().all(|h| h.config == first.config) {
+                return Ok(first.clone());
+            }
+        }
+    }
     let r = Reference::parse(&a.image)?;
     let platform = a
         .platform

@@ -259,8 +259,9 @@ impl Engine {
         let store = husk_image::store::Store::open(&self.root)?;
         let config: Value = serde_json::from_reader(store.open_blob(&Digest::parse(&r.config)?)?)?;
         Ok(json!({
-            "Id": r.config, "RepoTags": [format!("{}:{}", r.name, r.tag.clone().unwrap_or_else(|| "<none>".into()))],
-            "RepoDigests": [format!("{}@{}", r.name, r.manifest)], "Created": r.created, "Size": r.size,
+            "Id": r.config,
+            "RepoTags": if r.name == husk_image::images::UNTAGGED { vec![] } else { vec![format!("{}:{}", r.name, r.tag.clone().unwrap_or_else(|| "<none>".into()))] },
+            "RepoDigests": if r.name == husk_image::images::UNTAGGED { vec![] } else { vec![format!("{}@{}", r.name, r.manifest)] }, "Created": r.created, "Size": r.size,
             "Architecture": config["architecture"], "Os": config["os"], "Config": config["config"],
             "RootFS": {"Type": "layers", "Layers": r.diff_ids}
         }))
@@ -383,16 +384,19 @@ impl Engine {
         Ok(())
     }
 
-    /// Free the blobs and layers no image uses.
-    pub fn prune_images(&self) -> Result<Reclaimed> {
-        Ok(husk_image::images::gc(&self.root)?)
+    /// `image prune`: the untagged images no container uses, then the blobs and layers no
+    /// image uses. Returns the images removed and what was freed.
+    pub fn prune_images(&self) -> Result<(Vec<ImageRecord>, Reclaimed)> {
+        let root = self.root.clone();
+        Ok(husk_image::images::remove_untagged(&self.root, &|r| {
+            image_user(&root, r)
+        })?)
     }
 
     /// `image prune -a`: every image no container (and no image mount) uses goes, then what
     /// no image references. Returns the images untagged and what was freed.
     pub fn prune_unused_images(&self) -> Result<(Vec<ImageRecord>, Reclaimed)> {
-        let mut untagged = Vec::new();
-        let mut freed = Reclaimed::default();
+        let (mut untagged, mut freed) = self.prune_images()?;
         for r in husk_image::images::list(&self.root)? {
             if image_user(&self.root, &r).is_some() {
                 continue;
@@ -475,7 +479,7 @@ impl Engine {
     pub fn import(
         &self,
         input: impl std::io::Read,
-        reference: &Reference,
+        reference: Option<&Reference>,
         changes: &[String],
         message: &str,
     ) -> Result<String> {
@@ -491,9 +495,14 @@ impl Engine {
             &crate::time::now(),
             &|_| {},
         )?;
-        husk_image::images::record(&self.root, reference, &pulled)?;
+        match reference {
+            Some(r) => {
+                husk_image::images::record(&self.root, r, &pulled)?;
+            }
+            None => husk_image::images::record_untagged(&self.root, &pulled)?,
+        }
         let id = pulled.config.to_string();
-        let name = reference.to_string();
+        let name = reference.map_or_else(|| id.clone(), |r| r.to_string());
         crate::events::emit(&self.root, "image", "import", &id, &[("name", &name)]);
         Ok(id)
     }
@@ -502,7 +511,12 @@ impl Engine {
     /// (Env, Cmd, WorkingDir, User, Labels) and `changes` as the image's config, named
     /// `reference`. A running container is paused meanwhile when `pause` says so. Returns the
     /// new image's id.
-    pub fn commit(&self, query: &str, reference: &Reference, o: &CommitOptions) -> Result<String> {
+    pub fn commit(
+        &self,
+        query: &str,
+        reference: Option<&Reference>,
+        o: &CommitOptions,
+    ) -> Result<String> {
         let c = store::find(&self.root, query)?;
         if c.rootfs_dir.is_some() {
             return Err(Error::Invalid(format!(
@@ -577,9 +591,14 @@ impl Engine {
         }
         crate::json::array(&mut config["history"]).push(step);
         let pulled = husk_image::compose::compose(&self.root, &store, &config, &layers, &|_| {})?;
-        husk_image::images::record(&self.root, reference, &pulled)?;
+        match reference {
+            Some(r) => {
+                husk_image::images::record(&self.root, r, &pulled)?;
+            }
+            None => husk_image::images::record_untagged(&self.root, &pulled)?,
+        }
         let id = pulled.config.to_string();
-        let name = reference.to_string();
+        let name = reference.map_or_else(|| id.clone(), |r| r.to_string());
         crate::events::emit(
             &self.root,
             "container",

@@ -52,6 +52,10 @@ impl ImageRecord {
     }
 }
 
+/// The name of an image no name points at (`build` or `commit` without one), as docker
+/// shows it.
+pub const UNTAGGED: &str = "<none>";
+
 pub(crate) fn lock(root: &Path) -> Result<File> {
     fs::create_dir_all(root)
         .map_err(|e| Error::io(format!("cannot create {}", root.display()), e))?;
@@ -93,10 +97,43 @@ pub fn record(root: &Path, reference: &Reference, pulled: &Pulled) -> Result<boo
     {
         return Ok(false);
     }
-    all.retain(|r| !same_name(r));
+    // The image, named now, is no longer an untagged one.
+    all.retain(|r| !(same_name(r) || r.name == UNTAGGED && r.config == rec.config));
     all.push(rec);
     save(root, &all)?;
     Ok(true)
+}
+
+/// Keep what was just made (`build`, `commit`) with no name: listed as `<none>`, found by its
+/// id, removed by `image prune`. Nothing changes when a record names it already.
+pub fn record_untagged(root: &Path, pulled: &Pulled) -> Result<()> {
+    let _lock = lock(root)?;
+    let mut all = list(root)?;
+    let config = pulled.config.to_string();
+    if all.iter().any(|r| r.config == config) {
+        return Ok(());
+    }
+    all.push(ImageRecord::of(UNTAGGED.into(), None, pulled));
+    save(root, &all)
+}
+
+/// `image prune`'s first half: the untagged images nothing uses go (then what no image
+/// references). Returns them and what was freed.
+pub fn remove_untagged(
+    root: &Path,
+    in_use: &dyn Fn(&ImageRecord) -> Option<String>,
+) -> Result<(Vec<ImageRecord>, Reclaimed)> {
+    let _collecting = crate::store::Store::open(root)?.collecting()?;
+    let _lock = lock(root)?;
+    let all = list(root)?;
+    let (gone, keep): (Vec<ImageRecord>, Vec<ImageRecord>) = all
+        .into_iter()
+        .partition(|r| r.name == UNTAGGED && in_use(r).is_none());
+    if !gone.is_empty() {
+        save(root, &keep)?;
+    }
+    let reclaimed = gc_locked(root, &keep)?;
+    Ok((gone, reclaimed))
 }
 
 /// Records matching `query`: a reference (`name[:tag]`, `name@digest`) or an image ID prefix.
@@ -170,7 +207,9 @@ pub fn tag(root: &Path, source: &str, target: &Reference) -> Result<()> {
         .ok_or_else(|| Error::NoSuchImage(source.to_string()))?;
     let mut all = list(root)?;
     all.retain(|r| {
-        !(r.name == target.name() && r.tag == target.tag && r.platform() == src.platform())
+        let replaced =
+            r.name == target.name() && r.tag == target.tag && r.platform() == src.platform();
+        !(replaced || r.name == UNTAGGED && r.config == src.config)
     });
     all.push(ImageRecord {
         name: target.name(),
