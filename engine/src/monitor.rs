@@ -648,6 +648,11 @@ fn pump(
             }
         }
     }
+    // A detached monitor from here on only waits and copies: what the start touched (code,
+    // heap, stack) is not needed for a life that may be long, beside many like it. Given back
+    // just before each of its first waits (the first wakes at once, for what the start left
+    // to read), so that little is touched again before it sleeps.
+    let mut shed = if attach { 0 } else { 3 };
     loop {
         if code.is_some() && !open.iter().any(|o| *o) {
             break;
@@ -698,6 +703,10 @@ fn pump(
         } else {
             PollTimeout::NONE
         };
+        if shed > 0 {
+            shed -= 1;
+            husk_sys::shed_memory();
+        }
         match poll(&mut fds, timeout) {
             Ok(0) => break,
             Ok(_) => {}

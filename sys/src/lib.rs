@@ -366,3 +366,147 @@ pub fn xattr_names(path: &Path) -> Vec<String> {
         .map(|n| String::from_utf8_lossy(n).into_owned())
         .collect()
 }
+
+/// Give back what a long-lived process kept from a busy start: the heap's free pages
+/// (glibc's malloc_trim), the main thread's stack below where it is now, and this process's
+/// mappings of read-only file pages (code, constants), which stay in the page cache and come
+/// back with a minor fault when used again. A mapping with a page copied on write (a
+/// relocated read-only section) is left be: dropping it would bring back the file's bytes. Returns the
+/// resident kB before and after.
+pub fn shed_memory() -> (u64, u64) {
+    let before = resident_kb();
+    #[cfg(target_env = "gnu")]
+    // SAFETY: malloc_trim only returns free memory of the allocator's own to the kernel.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+    let Ok(smaps) = std::fs::read_to_string("/proc/self/smaps") else {
+        return (before, resident_kb());
+    };
+    let marker = 0u8;
+    let sp = &marker as *const u8 as usize;
+    let page = page_size();
+    let mut current: Option<(usize, usize, String, bool)> = None;
+    let mut copied = 0u64;
+    let drop_range = |m: &Option<(usize, usize, String, bool)>, copied: u64| {
+        let Some((start, end, perms, stack)) = m else {
+            return;
+        };
+        if *stack {
+            // The unused part of the main stack: below the current frame, with a margin
+            // (only when called on the main thread: another's frame is elsewhere).
+            let low = (sp.saturating_sub(16 * 1024)) & !(page - 1);
+            if (*start..*end).contains(&sp) && low > *start {
+                // SAFETY: pages below the stack pointer hold nothing live; a later touch
+                // maps a fresh zeroed page, as for any stack growth.
+                unsafe {
+                    libc::madvise(
+                        *start as *mut libc::c_void,
+                        low - start,
+                        libc::MADV_DONTNEED,
+                    )
+                };
+            }
+            return;
+        }
+        let private_read_only =
+            perms.starts_with('r') && &perms[1..2] == "-" && perms.ends_with('p');
+        if private_read_only && copied == 0 {
+            // SAFETY: clean private pages of a read-only file mapping: dropping them only
+            // unmaps them; their content is the file's, read back on the next touch.
+            unsafe {
+                libc::madvise(
+                    *start as *mut libc::c_void,
+                    end - start,
+                    libc::MADV_DONTNEED,
+                );
+                // Fetched back a page at a time, not 64 KiB around each (fault-around).
+                libc::madvise(*start as *mut libc::c_void, end - start, libc::MADV_RANDOM);
+            }
+        }
+    };
+    for line in smaps.lines() {
+        let first = line.split_whitespace().next().unwrap_or("");
+        if let Some((a, b)) = first.split_once('-') {
+            if let (Ok(start), Ok(end)) =
+                (usize::from_str_radix(a, 16), usize::from_str_radix(b, 16))
+            {
+                drop_range(&current, copied);
+                let mut f = line.split_whitespace();
+                let perms = f.nth(1).unwrap_or("").to_string();
+                let inode = f.nth(2).unwrap_or("0");
+                let name = f.next().unwrap_or("");
+                let stack = name == "[stack]";
+                // Only file-backed mappings and the main stack; anonymous memory may be live.
+                current = (stack || inode != "0").then_some((start, end, perms, stack));
+                copied = 0;
+                continue;
+            }
+        }
+        // A page copied on write (a relocation) is anonymous: the mapping holds bytes the
+        // file does not. (A page cache page not yet written back counts as dirty, and is
+        // still the file's.)
+        if let Some(v) = line.strip_prefix("Anonymous:") {
+            copied += v
+                .trim()
+                .trim_end_matches("kB")
+                .trim()
+                .parse::<u64>()
+                .unwrap_or(1);
+        }
+    }
+    drop_range(&current, copied);
+    (before, resident_kb())
+}
+
+/// This process's resident set, in kB.
+pub fn resident_kb() -> u64 {
+    std::fs::read_to_string("/proc/self/statm")
+        .ok()
+        .and_then(|s| s.split_whitespace().nth(1)?.parse::<u64>().ok())
+        .map_or(0, |pages| pages * page_size() as u64 / 1024)
+}
+
+fn page_size() -> usize {
+    // SAFETY: sysconf has no memory effects.
+    let n = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    if n > 0 {
+        n as usize
+    } else {
+        4096
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// A table of references: relocated at load time in a position-independent binary (the
+    /// read-only mapping with copied-on-write pages that shed_memory must leave be).
+    static NAMES: [&str; 3] = ["alpha", "beta", "gamma"];
+
+    #[test]
+    fn shedding_memory_keeps_code_data_heap_and_stack_whole() {
+        let heap: Vec<u64> = (0..200_000).collect();
+        let on_stack = [7u8; 4096];
+        let boxed = Box::new(String::from("kept"));
+        let (before, after) = super::shed_memory();
+        assert!(before > 0 && after > 0, "{before} {after}");
+        // Everything reads back as it was: relocated pointers, the heap, the stack, code.
+        assert_eq!(NAMES.concat(), "alphabetagamma");
+        assert_eq!(heap.iter().sum::<u64>(), 199_999 * 200_000 / 2);
+        assert!(on_stack.iter().all(|b| *b == 7));
+        assert_eq!(boxed.as_str(), "kept");
+        let text = format!("{:?}", std::path::Path::new("/proc/self").canonicalize());
+        assert!(text.contains("Ok"), "{text}");
+        // A second time, from a deeper frame.
+        fn deep(n: u32) -> u32 {
+            if n == 0 {
+                super::shed_memory();
+                0
+            } else {
+                deep(n - 1) + 1
+            }
+        }
+        assert_eq!(deep(100), 100);
+        assert_eq!(NAMES[2], "gamma");
+    }
+}
