@@ -28,7 +28,7 @@ def busybox_rootfs_tar():
             ti.mode = 0o755
             t.addfile(ti)
         t.add("/bin/busybox", arcname="bin/busybox")
-        for applet in ("sh", "true", "echo"):
+        for applet in ("sh", "true", "echo", "sleep"):
             ti = tarfile.TarInfo("bin/" + applet)
             ti.type = tarfile.SYMTYPE
             ti.linkname = "busybox"

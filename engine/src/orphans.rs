@@ -23,8 +23,13 @@ use crate::store::{self, Container, Holder, Status};
 
 /// Reap what dead monitors left in the store at `root` (every husk command calls this).
 pub fn reap_all(root: &Path) {
-    for (id, holder) in store::monitored(root) {
-        let _ = reap(root, &id, Holder::from_tag(&holder), false);
+    for (id, entry) in store::monitored(root) {
+        let (tag, holder) = store::parse_monitored(&entry);
+        if holder.is_some_and(|(pid, start)| husk_runtime::util::process_alive(pid, start)) {
+            // Held by a live husk: nothing to reap, and no lock or record to read.
+            continue;
+        }
+        let _ = reap(root, &id, Holder::from_tag(tag), false);
     }
 }
 

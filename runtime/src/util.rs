@@ -113,6 +113,21 @@ pub fn process_start_time(pid: i32) -> Option<u64> {
     rest.split(' ').nth(19)?.parse().ok()
 }
 
+/// /proc/PID/stat in one read (a sweep over a thousand holders reads a thousand of them;
+/// `read_to_string` would take five reads each, /proc giving no size to start from).
+fn read_proc_stat(pid: i32) -> Option<String> {
+    use std::io::Read;
+    let mut f = fs::File::open(format!("/proc/{pid}/stat")).ok()?;
+    let mut buf = [0u8; 1024];
+    let n = f.read(&mut buf).ok()?;
+    if n < buf.len() {
+        return String::from_utf8(buf[..n].to_vec()).ok();
+    }
+    let mut text = String::from_utf8(buf.to_vec()).ok()?;
+    f.read_to_string(&mut text).ok()?;
+    Some(text)
+}
+
 /// The one-letter state of a process (R, S, D, Z, T, ...).
 pub fn process_state(pid: i32) -> Option<char> {
     let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
@@ -127,7 +142,7 @@ pub fn process_alive(pid: i32, start: u64) -> bool {
     if pid <= 0 {
         return false;
     }
-    let Ok(stat) = fs::read_to_string(format!("/proc/{pid}/stat")) else {
+    let Some(stat) = read_proc_stat(pid) else {
         return false;
     };
     let Some(rest) = stat.rfind(')').and_then(|i| stat.get(i + 2..)) else {
