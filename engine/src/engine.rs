@@ -495,14 +495,7 @@ impl Engine {
             &crate::time::now(),
             &|_| {},
         )?;
-        match reference {
-            Some(r) => {
-                husk_image::images::record(&self.root, r, &pulled)?;
-            }
-            None => husk_image::images::record_untagged(&self.root, &pulled)?,
-        }
-        let id = pulled.config.to_string();
-        let name = reference.map_or_else(|| id.clone(), |r| r.to_string());
+        let (id, name) = name_image(&self.root, reference, &pulled)?;
         crate::events::emit(&self.root, "image", "import", &id, &[("name", &name)]);
         Ok(id)
     }
@@ -591,14 +584,7 @@ impl Engine {
         }
         crate::json::array(&mut config["history"]).push(step);
         let pulled = husk_image::compose::compose(&self.root, &store, &config, &layers, &|_| {})?;
-        match reference {
-            Some(r) => {
-                husk_image::images::record(&self.root, r, &pulled)?;
-            }
-            None => husk_image::images::record_untagged(&self.root, &pulled)?,
-        }
-        let id = pulled.config.to_string();
-        let name = reference.map_or_else(|| id.clone(), |r| r.to_string());
+        let (id, name) = name_image(&self.root, reference, &pulled)?;
         crate::events::emit(
             &self.root,
             "container",
@@ -1511,6 +1497,24 @@ impl Engine {
         }
         Ok(removed)
     }
+}
+
+/// Name an image just made (`import`, `commit`) as `reference`, or keep it untagged: its id
+/// and the name its event gives (the id when it has none).
+fn name_image(
+    root: &Path,
+    reference: Option<&Reference>,
+    pulled: &husk_image::pull::Pulled,
+) -> Result<(String, String)> {
+    match reference {
+        Some(r) => {
+            husk_image::images::record(root, r, pulled)?;
+        }
+        None => husk_image::images::record_untagged(root, pulled)?,
+    }
+    let id = pulled.config.to_string();
+    let name = reference.map_or_else(|| id.clone(), |r| r.to_string());
+    Ok((id, name))
 }
 
 fn diff_ids(ids: &[String]) -> Result<Vec<Digest>> {
