@@ -161,6 +161,18 @@ def main():
                       f"container {h['host_kb_per'] / max(p['host_kb_per'], 1):.2f}x, ps {h['ps_ms'] / p['ps_ms']:.2f}x")
     finally:
         reg.stop()
+        # A run that failed midway leaves its containers: podman's go through podman (its
+        # storage keeps a mount of its own), husk's through husk.
+        for proot in glob.glob(os.path.join(work, "podman-[0-9]*")):
+            prun = proot.replace("podman-", "podman-run-")
+            subprocess.run(["podman", "--root", proot, "--runroot", prun, "--storage-driver", "overlay",
+                            "--cgroup-manager", "cgroupfs", "--events-backend", "none", "--runtime", "runc",
+                            "rm", "-f", "-a", "-t", "0"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        for root in glob.glob(os.path.join(work, "husk-[0-9]*")):
+            ids = subprocess.run([HUSK, "--root", root, "ps", "-aq"], capture_output=True, text=True).stdout.split()
+            if ids:
+                subprocess.run([HUSK, "--root", root, "rm", "-f", *ids], stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)
         unmount_under(work)
         shutil.rmtree(work, ignore_errors=True)
 
