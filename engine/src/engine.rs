@@ -1162,13 +1162,28 @@ impl Engine {
     /// its anonymous volumes go too.
     pub fn remove(&self, query: &str, force: bool, volumes: bool) -> Result<()> {
         let c = store::find(&self.root, query)?;
+        // A forced removal that another husk's `start` (or its restart) raced is killed
+        // again, a few times, rather than refused as running.
+        let mut tries = if force { 5 } else { 1 };
+        loop {
+            tries -= 1;
+            match self.remove_once(query, &c.id, force, volumes) {
+                Err(Error::Conflict(_)) if tries > 0 => {}
+                Err(Error::NoSuchContainer(_)) => return Ok(()),
+                done => return done,
+            }
+        }
+    }
+
+    fn remove_once(&self, query: &str, id: &str, force: bool, volumes: bool) -> Result<()> {
+        let c = Container::load(&self.root, id).map_err(|_| Error::NoSuchContainer(id.into()))?;
         if force {
             mark_stopped_by_user(&self.root, &c.id);
             wait_released(&self.root, &c.id);
         }
         if c.observed().status == Status::Running {
             if !force {
-                return Err(Error::Conflict(format!("cannot remove container {query}: container is running: stop the container before removing or force remove")));
+                return Err(crate::remove::running_conflict(query));
             }
             let rt = store::runtime(&self.root);
             if rt
@@ -1379,19 +1394,37 @@ impl Engine {
             return Err(Error::Conflict(format!("container {query} is not running")));
         }
         let rt = store::runtime(&self.root);
-        let process = crate::exec::process(&self.root, &c, opts)?;
-        rt.exec(husk_runtime::ExecOpts {
-            id: c.id.clone(),
-            process,
-            detach: opts.detach,
-            pid_file: None,
-            console_socket: None,
-            preserve_fds: 0,
-            ..Default::default()
-        })
-        .map(|code| if opts.detach { 0 } else { code })
-        // The runtime's error already says "exec: …".
-        .map_err(Error::from)
+        let joined = crate::exec::process(&self.root, &c, opts).and_then(|process| {
+            rt.exec(husk_runtime::ExecOpts {
+                id: c.id.clone(),
+                process,
+                detach: opts.detach,
+                pid_file: None,
+                console_socket: None,
+                preserve_fds: 0,
+                ..Default::default()
+            })
+            // The runtime's error already says "exec: …".
+            .map_err(Error::from)
+        });
+        joined
+            .map(|code| if opts.detach { 0 } else { code })
+            .map_err(|e| {
+                // A container stopped or removed while the exec joined it fails at whichever
+                // step came first (its cgroup, namespaces or root gone, a fork in a dying pid
+                // namespace): said as what happened, not as the step. The stop may still be
+                // under way (its processes dying, its state not yet recorded): a second at most.
+                for _ in 0..50 {
+                    match store::find(&self.root, &c.id) {
+                        Err(_) => return Error::NoSuchContainer(query.to_string()),
+                        Ok(now) if now.observed().status != Status::Running => {
+                            return Error::Conflict(format!("container {query} is not running"))
+                        }
+                        Ok(_) => std::thread::sleep(Duration::from_millis(20)),
+                    }
+                }
+                e
+            })
     }
 
     // ---- events -------------------------------------------------------------------------
@@ -1735,7 +1768,7 @@ fn matches(c: &Container, filter: &Filter) -> bool {
     let st = c.observed();
     match filter {
         Filter::Status(v) => st.status.as_str() == v,
-        Filter::Name(v) => c.name.contains(v.as_str()),
+        Filter::Name(v) => v.matches(&c.name),
         Filter::IdPrefix(v) => c.id.starts_with(v.as_str()),
         Filter::Label(k, Some(v)) => c.labels.get(k).is_some_and(|x| x == v),
         Filter::Label(k, None) => c.labels.contains_key(k),

@@ -648,11 +648,11 @@ fn pump(
             }
         }
     }
-    // A detached monitor from here on only waits and copies: what the start touched (code,
-    // heap, stack) is not needed for a life that may be long, beside many like it. Given back
-    // just before each of its first waits (the first wakes at once, for what the start left
-    // to read), so that little is touched again before it sleeps.
-    let mut shed = if attach { 0 } else { 3 };
+    // A detached monitor from here on mostly waits: what the start or a burst of output
+    // touched (code, heap, stack, the read buffer) is not needed for a life that may be
+    // long, beside many like it. Given back once it has been idle for a second, so a busy
+    // container's monitor never pays for it and a quiet one sleeps small.
+    let (mut busy, mut idle) = (!attach, false);
     loop {
         if code.is_some() && !open.iter().any(|o| *o) {
             break;
@@ -700,16 +700,24 @@ fn pump(
         // processes that escaped with a copy of the pipe.
         let timeout = if code.is_some() {
             PollTimeout::from(200u16)
+        } else if busy {
+            PollTimeout::from(IDLE_SHED_MS)
         } else {
             PollTimeout::NONE
         };
-        if shed > 0 {
-            shed -= 1;
-            husk_sys::shed_memory();
+        if idle {
+            // Last before the wait, so that little is touched again before it sleeps.
+            idle = false;
+            husk_sys::memory::forget(&mut buf);
+            husk_sys::memory::shed();
         }
         match poll(&mut fds, timeout) {
-            Ok(0) => break,
-            Ok(_) => {}
+            Ok(0) if code.is_some() => break,
+            Ok(0) => {
+                (busy, idle) = (false, true);
+                continue;
+            }
+            Ok(_) => busy = !attach,
             Err(nix::errno::Errno::EINTR) => continue,
             Err(e) => return Err(failed!("poll failed: {e}")),
         }
@@ -813,6 +821,9 @@ fn pump(
     }
     Ok(code.unwrap_or(255))
 }
+
+/// How long a detached monitor is idle before it gives back memory (`husk_sys::memory`).
+const IDLE_SHED_MS: u16 = 1000;
 
 /// Input waiting for the container past which no more is read from its clients.
 const PENDING_MAX: usize = 64 << 10;

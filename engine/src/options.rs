@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use crate::error::{invalid, Result};
+use crate::error::{invalid, Error, Result};
 
 /// When `run` pulls its image.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -847,7 +847,7 @@ pub struct ListOptions {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Filter {
     Status(String),
-    Name(String),
+    Name(NamePattern),
     IdPrefix(String),
     Label(String, Option<String>),
     Ancestor(String),
@@ -855,6 +855,39 @@ pub enum Filter {
     /// `starting`, `healthy`, `unhealthy`, or `none` (no healthcheck).
     Health(String),
 }
+
+/// A `name=` filter: a regular expression matched anywhere in the name, with or without
+/// its leading `/` (docker's, so `name=^web$` picks exactly `web`).
+#[derive(Debug, Clone)]
+pub struct NamePattern(regex::Regex);
+
+impl NamePattern {
+    pub fn new(pattern: &str) -> Result<NamePattern> {
+        regex::Regex::new(pattern).map(NamePattern).map_err(|e| {
+            // regex's own text spans lines (the pattern, a caret); its last says why.
+            let text = e.to_string();
+            let why = text
+                .lines()
+                .last()
+                .unwrap_or("")
+                .trim_start_matches("error: ");
+            Error::Invalid(format!("invalid filter name={pattern:?}: {why}"))
+        })
+    }
+
+    pub fn matches(&self, name: &str) -> bool {
+        let bare = name.trim_start_matches('/');
+        self.0.is_match(bare) || self.0.is_match(&format!("/{bare}"))
+    }
+}
+
+impl PartialEq for NamePattern {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.as_str() == other.0.as_str()
+    }
+}
+
+impl Eq for NamePattern {}
 
 impl Filter {
     pub fn parse(filter: &str) -> Result<Filter> {
@@ -864,7 +897,7 @@ impl Filter {
         let v = v.to_string();
         Ok(match k {
             "status" => Filter::Status(v),
-            "name" => Filter::Name(v),
+            "name" => Filter::Name(NamePattern::new(&v)?),
             "id" => Filter::IdPrefix(v),
             "label" => match v.split_once('=') {
                 Some((lk, lv)) => Filter::Label(lk.into(), Some(lv.into())),

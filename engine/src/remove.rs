@@ -43,7 +43,7 @@ pub fn remove(root: &Path, c: &Container, anonymous_volumes: bool) -> Result<()>
         if let Some(cur) = &current {
             name = cur.name.clone();
             if cur.observed().status == Status::Running {
-                return Err(Error::Conflict(format!("container {} is running", c.name)));
+                return Err(running_conflict(&c.name));
             }
             if cur.busy() && cur.state.monitor_pid != std::process::id() as i32 {
                 return Err(Error::Conflict(format!(
@@ -74,9 +74,26 @@ pub fn remove(root: &Path, c: &Container, anonymous_volumes: bool) -> Result<()>
             let _ = volumes::remove(root, v, false);
         }
     }
-    match std::fs::remove_dir_all(&dir) {
+    // Out of the way first, in one step: a command that raced this one (a lock taken, a
+    // log opened) then finds no directory rather than recreating a file in one half
+    // deleted, which would leave it behind without its record.
+    let gone = dir.with_file_name(format!(".gone-{}", c.id));
+    let target = match std::fs::rename(&dir, &gone) {
+        Ok(()) => gone,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(_) => dir,
+    };
+    match std::fs::remove_dir_all(&target) {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(e).with_context(|| format!("cannot remove {}", dir.display())),
+        Err(e) => Err(e).with_context(|| format!("cannot remove {}", target.display())),
     }
+}
+
+/// Removing a running container without force, refused as docker words it (whether seen
+/// before or, after a concurrent start, under the record's lock).
+pub(crate) fn running_conflict(name: &str) -> Error {
+    Error::Conflict(format!(
+        "cannot remove container {name}: container is running: stop the container before removing or force remove"
+    ))
 }

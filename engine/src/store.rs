@@ -214,7 +214,14 @@ pub struct Lock(#[allow(dead_code)] fs::File);
 pub fn lock(root: &Path, id: &str) -> Result<Lock> {
     husk_sys::lock_file(&dir(root, id).join("lock"), true)
         .map(Lock)
-        .map_err(|e| failed!("cannot lock container {id}: {e}"))
+        .map_err(|e| {
+            if dir(root, id).exists() {
+                failed!("cannot lock container {id}: {e}")
+            } else {
+                // Removed by another husk meanwhile.
+                Error::NoSuchContainer(id.to_string())
+            }
+        })
 }
 
 impl Container {
@@ -492,7 +499,7 @@ pub fn list(root: &Path) -> Result<Vec<Container>> {
     let mut out = Vec::new();
     for e in rd.flatten() {
         let id = e.file_name().to_string_lossy().into_owned();
-        // A directory without a record is a container being made or removed.
+        // A directory without a record is a container being made or removed (`.gone-ID`).
         if let Ok(c) = Container::load(root, &id) {
             out.push(c);
         }
@@ -512,11 +519,19 @@ pub fn find(root: &Path, query: &str) -> Result<Container> {
     if q.is_empty() || !q.bytes().all(|b| b.is_ascii_hexdigit()) {
         return Err(Error::NoSuchContainer(query.to_string()));
     }
-    let matches: Vec<Container> = list(root)?
-        .into_iter()
-        .filter(|c| c.id.starts_with(q))
-        .collect();
-    let mut matches = matches.into_iter();
+    // Only the records whose id has the prefix are read, not every container's.
+    let d = containers_dir(root);
+    let rd = match fs::read_dir(&d) {
+        Ok(rd) => rd,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(Error::NoSuchContainer(query.to_string()))
+        }
+        Err(e) => return Err(e).with_context(|| format!("cannot read {}", d.display())),
+    };
+    let mut matches = rd
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with(q))
+        .filter_map(|e| Container::load(root, &e.file_name().to_string_lossy()).ok());
     match (matches.next(), matches.next()) {
         (None, _) => Err(Error::NoSuchContainer(query.to_string())),
         (Some(c), None) => Ok(c),
