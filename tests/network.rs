@@ -570,7 +570,15 @@ fn user_networks_resolve_names_and_aliases() {
     assert_eq!(n.ok(&["ps", "-aq"]).lines().count(), 1, "only db");
 
     n.ok(&["rm", "-f", "db"]);
+    // Outbound NAT is one rule per network, made with its first container and kept until
+    // the network goes; a container leaves none of its own.
+    let rule = "husk network appnet";
+    assert_eq!(
+        n.iptables(&["-t", "nat", "-S", "POSTROUTING"]).matches(rule).count(),
+        1
+    );
     n.ok(&["network", "rm", "appnet"]);
+    assert!(!n.iptables(&["-t", "nat", "-S"]).contains(rule));
     assert!(
         !n.ip(&["link"]).contains("husk1"),
         "the bridge went with the network"

@@ -272,6 +272,7 @@ fn add_to(
     };
     let added = {
         let _serial = cni_lock(root)?;
+        networks::ensure_masquerade(def)?;
         cni::add(&a.conflist, &target)
     };
     let result = added.with_context(|| {
