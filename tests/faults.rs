@@ -589,23 +589,7 @@ fn many_commands_at_once_keep_the_store_whole() {
             })
         })
         .collect();
-    let mut tally: BTreeMap<&str, (usize, usize)> = BTreeMap::new();
-    let mut errors: BTreeMap<String, usize> = BTreeMap::new();
-    for w in workers {
-        let (t, e) = w.join().unwrap();
-        for (k, (n, ok)) in t {
-            let x = tally.entry(k).or_default();
-            x.0 += n;
-            x.1 += ok;
-        }
-        for (k, n) in e {
-            *errors.entry(k).or_default() += n;
-        }
-    }
-    eprintln!("in {secs} s, (ran, worked) per command: {tally:?}");
-    for (e, n) in &errors {
-        eprintln!("  {n} × {e}");
-    }
+    let (tally, _errors) = join_clients(workers, secs);
     for kind in ["pull", "rmi", "prune", "run"] {
         assert!(
             tally.get(kind).is_some_and(|t| t.1 > 0),

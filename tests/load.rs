@@ -61,21 +61,6 @@ fn cgroups_of(id: &str) -> Vec<String> {
     out
 }
 
-/// Processes whose cgroup names this container.
-fn processes_of(id: &str) -> Vec<i32> {
-    std::fs::read_dir("/proc")
-        .map(|rd| {
-            rd.flatten()
-                .filter_map(|e| {
-                    let pid: i32 = e.file_name().to_str()?.parse().ok()?;
-                    let cg = std::fs::read_to_string(e.path().join("cgroup")).ok()?;
-                    cg.contains(id).then_some(pid)
-                })
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
 /// Processes of this store other than its layer-mount reapers (monitors, mostly).
 fn husk_processes(root: &Path) -> Vec<String> {
     let root = root.display().to_string();
@@ -188,23 +173,7 @@ fn eight_clients_on_shared_names_lose_and_leak_nothing() {
             })
         })
         .collect();
-    let mut tally: BTreeMap<&str, (usize, usize)> = BTreeMap::new();
-    let mut errors: BTreeMap<String, usize> = BTreeMap::new();
-    for c in clients {
-        let (t, e) = c.join().expect("a client thread");
-        for (k, (n, ok)) in t {
-            let x = tally.entry(k).or_default();
-            x.0 += n;
-            x.1 += ok;
-        }
-        for (k, n) in e {
-            *errors.entry(k).or_default() += n;
-        }
-    }
-    eprintln!("in {secs} s, (ran, worked) per command: {tally:?}");
-    for (e, n) in &errors {
-        eprintln!("  {n} × {e}");
-    }
+    let (tally, errors) = join_clients(clients, secs);
     for kind in [
         "run -d", "exec", "stop", "start", "rm -f", "ps -a", "run --rm",
     ] {

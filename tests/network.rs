@@ -574,7 +574,9 @@ fn user_networks_resolve_names_and_aliases() {
     // the network goes; a container leaves none of its own.
     let rule = "husk network appnet";
     assert_eq!(
-        n.iptables(&["-t", "nat", "-S", "POSTROUTING"]).matches(rule).count(),
+        n.iptables(&["-t", "nat", "-S", "POSTROUTING"])
+            .matches(rule)
+            .count(),
         1
     );
     n.ok(&["network", "rm", "appnet"]);

@@ -44,21 +44,6 @@ fn husk_env_config(root: &Path, config: &Path, args: &[&str]) -> (i32, String, S
     husk_vars(root, &[("HUSK_CONFIG", config.as_os_str())], args)
 }
 
-/// Processes whose cgroup names this container.
-fn processes_of(id: &str) -> Vec<i32> {
-    std::fs::read_dir("/proc")
-        .map(|rd| {
-            rd.flatten()
-                .filter_map(|e| {
-                    let pid: i32 = e.file_name().to_str()?.parse().ok()?;
-                    let cg = std::fs::read_to_string(e.path().join("cgroup")).ok()?;
-                    cg.contains(id).then_some(pid)
-                })
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
 /// Cgroup directories (any hierarchy, three levels down) whose name holds `id`.
 fn cgroups_of(id: &str) -> Vec<String> {
     let mut found = Vec::new();

@@ -238,3 +238,46 @@ pub fn kernel_at_least(major: u32, minor: u32) -> bool {
         .filter_map(|n| n.parse::<u32>().ok());
     (nums.next().unwrap_or(0), nums.next().unwrap_or(0)) >= (major, minor)
 }
+
+/// What one client thread of a load test saw: per command, (ran, worked); per error kind, how
+/// often.
+pub type Tally = (
+    std::collections::BTreeMap<&'static str, (usize, usize)>,
+    std::collections::BTreeMap<String, usize>,
+);
+
+/// Joins the client threads of a load test and adds up what they saw, printed for the log.
+pub fn join_clients(clients: Vec<std::thread::JoinHandle<Tally>>, secs: u64) -> Tally {
+    let mut tally: Tally = Default::default();
+    for c in clients {
+        let (t, e) = c.join().expect("a client thread");
+        for (k, (n, ok)) in t {
+            let x = tally.0.entry(k).or_default();
+            x.0 += n;
+            x.1 += ok;
+        }
+        for (k, n) in e {
+            *tally.1.entry(k).or_default() += n;
+        }
+    }
+    eprintln!("in {secs} s, (ran, worked) per command: {:?}", tally.0);
+    for (e, n) in &tally.1 {
+        eprintln!("  {n} × {e}");
+    }
+    tally
+}
+
+/// Processes whose cgroup names container `id`.
+pub fn processes_of(id: &str) -> Vec<i32> {
+    std::fs::read_dir("/proc")
+        .map(|rd| {
+            rd.flatten()
+                .filter_map(|e| {
+                    let pid: i32 = e.file_name().to_str()?.parse().ok()?;
+                    let cg = std::fs::read_to_string(e.path().join("cgroup")).ok()?;
+                    cg.contains(id).then_some(pid)
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
