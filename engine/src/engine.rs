@@ -1176,7 +1176,8 @@ impl Engine {
     }
 
     fn remove_once(&self, query: &str, id: &str, force: bool, volumes: bool) -> Result<()> {
-        let c = Container::load(&self.root, id).map_err(|_| Error::NoSuchContainer(id.into()))?;
+        // Gone since it was found (its `--rm`, another husk's rm): what was asked.
+        let c = Container::load(&self.root, id)?;
         if force {
             mark_stopped_by_user(&self.root, &c.id);
             wait_released(&self.root, &c.id);

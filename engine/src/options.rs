@@ -1278,6 +1278,23 @@ mod tests {
             Filter::Label("a".into(), Some("b".into()))
         );
         assert!(Filter::parse("colour=red").is_err());
+        // name= is docker's: a regular expression, anchored or not, with or without the `/`.
+        let Filter::Name(exact) = Filter::parse("name=^web$").unwrap() else {
+            panic!("not a name filter")
+        };
+        assert!(exact.matches("web") && exact.matches("/web"));
+        assert!(!exact.matches("web2") && !exact.matches("myweb"));
+        let Filter::Name(part) = Filter::parse("name=eb").unwrap() else {
+            panic!("not a name filter")
+        };
+        assert!(part.matches("web") && part.matches("ebony"));
+        let Filter::Name(slash) = Filter::parse("name=^/web").unwrap() else {
+            panic!("not a name filter")
+        };
+        assert!(slash.matches("web") && !slash.matches("aweb"));
+        let bad = Filter::parse("name=(").unwrap_err().to_string();
+        assert_eq!(bad.lines().count(), 1, "{bad}");
+        assert!(bad.contains("name=\"(\""), "{bad}");
         assert_eq!(parse_ulimit("nofile=1:2").unwrap().kind, "RLIMIT_NOFILE");
         let tcp = |h: Option<u16>, c| PortMapping {
             host_ip: None,
