@@ -164,3 +164,45 @@ fn run_rm_like_docker() {
     let run = r.join("run");
     assert!(!run.exists() || std::fs::read_dir(&run).unwrap().count() == 0);
 }
+
+/// `ip netns exec` mounts a fresh sysfs on /sys, hiding every cgroup mount: a start there
+/// fails in one line that says so and names the way around it.
+#[test]
+fn a_start_under_ip_netns_exec_says_why_it_finds_no_cgroups() {
+    let Some((_reg, store, img)) = busybox_store(
+        "a_start_under_ip_netns_exec_says_why_it_finds_no_cgroups",
+        &[],
+    ) else {
+        return;
+    };
+    if std::process::Command::new("ip").arg("-V").output().is_err() {
+        eprintln!("SKIP a_start_under_ip_netns_exec_says_why_it_finds_no_cgroups: no ip(8)");
+        return;
+    }
+    let ns = format!("husk-test-{}", std::process::id());
+    let made = std::process::Command::new("ip")
+        .args(["netns", "add", &ns])
+        .status()
+        .expect("ip runs");
+    assert!(made.success());
+    let out = std::process::Command::new("ip")
+        .args(["netns", "exec", &ns, env!("CARGO_BIN_EXE_husk"), "--root"])
+        .arg(store.path())
+        .args(["run", "--rm", &img, "true"])
+        .env("HUSK_CONFIG", no_bridge_config())
+        .output()
+        .expect("ip runs");
+    let _ = std::process::Command::new("ip")
+        .args(["netns", "del", &ns])
+        .status();
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(125), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.contains("ip netns exec") && err.contains("nsenter"),
+        "{err}"
+    );
+    // Nothing of the failed start is left.
+    assert_eq!(husk(store.path(), &["ps", "-aq"]).1, "");
+    assert!(mounts_left(store.path()).is_empty());
+}

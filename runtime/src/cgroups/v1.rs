@@ -111,9 +111,14 @@ pub fn create(path: &Path) -> Result<BTreeMap<String, PathBuf>> {
         made.insert(controllers, dir);
     }
     if made.is_empty() {
-        return Err(Error::Unsupported(
-            "no cgroup v1 hierarchy is mounted under /sys/fs/cgroup".into(),
-        ));
+        // `ip netns exec` mounts a fresh sysfs on /sys, which hides every cgroup mount.
+        let bare_sysfs = nix::sys::statfs::statfs(CGROUP_ROOT)
+            .is_ok_and(|s| s.filesystem_type() == nix::sys::statfs::SYSFS_MAGIC);
+        return Err(Error::Unsupported(if bare_sysfs {
+            "nothing is mounted on /sys/fs/cgroup in this mount namespace (`ip netns exec` mounts a fresh /sys; `nsenter --net=/run/netns/NAME` keeps the host's)".into()
+        } else {
+            "no cgroup v1 hierarchy is mounted under /sys/fs/cgroup".into()
+        }));
     }
     Ok(made)
 }
