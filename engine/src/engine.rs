@@ -1413,15 +1413,19 @@ impl Engine {
             .map_err(|e| {
                 // A container stopped or removed while the exec joined it fails at whichever
                 // step came first (its cgroup, namespaces or root gone, a fork in a dying pid
-                // namespace): said as what happened, not as the step. The stop may still be
-                // under way (its processes dying, its state not yet recorded): a second at most.
+                // namespace): said as what happened, not as the step. A stop that is under way
+                // (marked, its processes still dying) is waited for, a second at most; any other
+                // failure of a running container is the runtime's, at once.
                 for _ in 0..50 {
                     match store::find(&self.root, &c.id) {
                         Err(_) => return Error::NoSuchContainer(query.to_string()),
                         Ok(now) if now.observed().status != Status::Running => {
                             return Error::Conflict(format!("container {query} is not running"))
                         }
-                        Ok(_) => std::thread::sleep(Duration::from_millis(20)),
+                        Ok(now) if now.state.manually_stopped => {
+                            std::thread::sleep(Duration::from_millis(20))
+                        }
+                        Ok(_) => return e,
                     }
                 }
                 e

@@ -51,14 +51,6 @@ pub struct Live {
     pub ports: Vec<PortMapping>,
 }
 
-/// CNI calls one at a time per store: the plugins check for and then make chains they share
-/// (portmap's CNI-HOSTPORT-*), and two at once fail with "File exists" (seen on Linux 5.10).
-fn cni_lock(root: &Path) -> Result<fs::File> {
-    let d = store::net_dir(root);
-    fs::create_dir_all(&d).with_context(|| format!("cannot create {}", d.display()))?;
-    husk_sys::lock_file(&d.join("cni.lock"), true).context("cannot lock the CNI plugins")
-}
-
 fn live_path(root: &Path, id: &str) -> PathBuf {
     store::dir(root, id).join("network.json")
 }
@@ -271,7 +263,12 @@ fn add_to(
         runtime_config: &a.runtime_config,
     };
     let added = {
-        let _serial = cni_lock(root)?;
+        let _serial = networks::cni_lock(root)?;
+        // Under the lock `network rm` takes to remove the rule: a network removed since it
+        // was looked up gets no rule back.
+        if !networks::exists(root, &def.name) {
+            return Err(Error::NoSuchNetwork(def.name.clone()));
+        }
         networks::ensure_masquerade(def)?;
         cni::add(&a.conflist, &target)
     };
@@ -320,7 +317,7 @@ fn remove_from(root: &Path, id: &str, netns: &Path, a: &Attachment) -> Result<()
         runtime_config: &a.runtime_config,
     };
     let prev = (!a.result.is_null()).then_some(&a.result);
-    let _serial = cni_lock(root)?;
+    let _serial = networks::cni_lock(root)?;
     cni::del(&a.conflist, &target, prev)
 }
 

@@ -355,8 +355,23 @@ pub fn create(root: &Path, o: &CreateOptions) -> Result<Network> {
     Ok(n)
 }
 
+/// CNI calls one at a time per store: the plugins check for and then make chains they share
+/// (portmap's CNI-HOSTPORT-*), and two at once fail with "File exists" (seen on Linux 5.10).
+/// A network's NAT rule is made and removed under it too.
+pub fn cni_lock(root: &Path) -> Result<fs::File> {
+    let d = store::net_dir(root);
+    fs::create_dir_all(&d).with_context(|| format!("cannot create {}", d.display()))?;
+    husk_sys::lock_file(&d.join("cni.lock"), true).context("cannot lock the CNI plugins")
+}
+
+/// Whether network `name`'s record is there.
+pub fn exists(root: &Path, name: &str) -> bool {
+    file(root, name).exists()
+}
+
 /// Remove a network's record and its bridge. The caller has made sure no container uses it.
 pub fn remove(root: &Path, n: &Network) -> Result<()> {
+    let _serial = cni_lock(root)?;
     let _l = lock(root)?;
     match fs::remove_file(file(root, &n.name)) {
         Ok(()) => {}
@@ -397,7 +412,12 @@ pub fn ensure_masquerade(n: &Network) -> Result<()> {
 
 fn remove_masquerade(n: &Network) {
     let rule = masquerade_rule(n);
-    while iptables_nat("-D", &rule) {}
+    // Once is the rule; more is a copy someone added by hand. Bounded all the same.
+    for _ in 0..16 {
+        if !iptables_nat("-D", &rule) {
+            break;
+        }
+    }
 }
 
 fn masquerade_rule(n: &Network) -> Vec<String> {

@@ -11,7 +11,11 @@
 //!   apart page by page, and the copied ones are kept.
 //!
 //! The pages are dropped last, after the list of them is made, so that the caller goes
-//! back to its wait having touched as little as possible again.
+//! back to its wait having touched as little as possible again; the stack's last of all.
+//!
+//! For a process whose other threads (if any) neither map nor unmap memory meanwhile: a
+//! read-only file mapping unmapped and replaced by heap between the listing and the drop
+//! would lose live data. The monitor's only other thread waits on a timer.
 
 use std::io::Read;
 use std::os::unix::fs::FileExt;
@@ -25,7 +29,9 @@ const PM_PRESENT: u64 = 1 << 63;
 const PM_FILE: u64 = 1 << 61;
 
 /// Give back what the process no longer needs (see the module's text). Cheap enough to call
-/// before each of a few waits; a later touch of a dropped page costs a minor fault.
+/// before each of a few waits; a later touch of a dropped page costs a minor fault. Only
+/// from the main thread for the stack to be trimmed, and only where no other thread maps or
+/// unmaps memory meanwhile.
 pub fn shed() {
     #[cfg(target_env = "gnu")]
     // SAFETY: malloc_trim only returns free memory of the allocator's own to the kernel.
@@ -35,6 +41,7 @@ pub fn shed() {
     let page = page_size();
     let mut runs = [(0usize, 0usize); RUNS];
     let mut count = 0;
+    let mut stack = None;
     {
         let mut text = String::new();
         let Ok(mut maps) = std::fs::File::open("/proc/self/maps") else {
@@ -68,7 +75,7 @@ pub fn shed() {
                 // (only when called on the main thread: another's frame is elsewhere).
                 let low = sp.saturating_sub(16 * 1024) & !(page - 1);
                 if (start..end).contains(&sp) && low > start {
-                    push(&mut runs, &mut count, (start, low - start));
+                    stack = Some((start, low - start));
                 }
                 continue;
             }
@@ -82,6 +89,11 @@ pub fn shed() {
         }
     }
     drop_runs(&runs[..count]);
+    // Not in `runs`: a full list is dropped from deeper frames (`file_pages`), whose
+    // arrays reach below the margin.
+    if let Some(run) = stack {
+        drop_runs(&[run]);
+    }
 }
 
 /// Adds the runs of present, still file-backed pages of `start..end`.
