@@ -101,15 +101,6 @@ fn recovers(root: &Path, img: &str, want: &BTreeMap<String, String>, what: &str)
     );
 }
 
-fn husk_cmd(root: &Path) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_husk"));
-    c.arg("--root")
-        .arg(root)
-        .env("HUSK_LAYER_MOUNT_GRACE", "0")
-        .env("HUSK_CONFIG", no_bridge_config());
-    c
-}
-
 #[test]
 fn a_pull_killed_at_every_named_point_loses_nothing() {
     let Some((reg, reference, img)) =
@@ -179,17 +170,6 @@ fn husk_env_driver(root: &Path, driver: &str, args: &[&str]) -> (i32, String, St
 }
 
 /// xorshift64: the test's randomness, reproducible from the seed it prints.
-struct Rng(u64);
-
-impl Rng {
-    fn below(&mut self, n: u64) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0 % n.max(1)
-    }
-}
-
 #[test]
 fn a_pull_killed_at_random_moments_always_recovers() {
     if !is_root() {
@@ -555,19 +535,8 @@ fn many_commands_at_once_keep_the_store_whole() {
                         3 => ("run", vec!["run", "--rm", img, "true"]),
                         _ => ("images", vec!["images", "-q"]),
                     };
-                    let out = husk_cmd(&root).args(&args).output().unwrap();
-                    let err = text(&out.stderr);
-                    assert!(
-                        out.status.code().is_some(),
-                        "{args:?} died: {:?} {err}",
-                        out.status
-                    );
-                    assert!(!err.contains("panicked"), "{args:?}: {err}");
-                    let t = tally.entry(kind).or_default();
-                    t.0 += 1;
-                    if out.status.success() {
-                        t.1 += 1;
-                    } else {
+                    let (out, err) = counted_run(&root, &args, kind, &mut tally);
+                    if !out.status.success() {
                         let lines: Vec<&str> =
                             err.lines().filter(|l| l.starts_with("husk: ")).collect();
                         assert_eq!(

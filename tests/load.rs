@@ -13,7 +13,6 @@ mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
-use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -21,26 +20,6 @@ use common::*;
 
 const NAMES: [&str; 6] = ["load0", "load1", "load2", "load3", "load4", "load5"];
 const CLIENTS: u64 = 8;
-
-struct Rng(u64);
-
-impl Rng {
-    fn below(&mut self, n: u64) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0 % n.max(1)
-    }
-}
-
-fn husk_cmd(root: &Path) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_husk"));
-    c.arg("--root")
-        .arg(root)
-        .env("HUSK_LAYER_MOUNT_GRACE", "0")
-        .env("HUSK_CONFIG", no_bridge_config());
-    c
-}
 
 /// The cgroup directories of container `id`, v1 and v2 alike.
 fn cgroups_of(id: &str) -> Vec<String> {
@@ -124,18 +103,8 @@ fn eight_clients_on_shared_names_lose_and_leak_nothing() {
                         8 => ("ps -a", vec!["ps", "-a"]),
                         _ => ("run --rm", vec!["run", "--rm", &img, "true"]),
                     };
-                    let out = husk_cmd(&root).args(&args).output().expect("husk runs");
-                    let err = text(&out.stderr);
-                    assert!(
-                        out.status.code().is_some(),
-                        "{args:?} died: {:?} {err}",
-                        out.status
-                    );
-                    assert!(!err.contains("panicked"), "{args:?}: {err}");
-                    let t = tally.entry(kind).or_default();
-                    t.0 += 1;
+                    let (out, err) = counted_run(&root, &args, kind, &mut tally);
                     if out.status.success() {
-                        t.1 += 1;
                         if kind == "run -d" {
                             made.lock()
                                 .unwrap()

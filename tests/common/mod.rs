@@ -281,3 +281,51 @@ pub fn processes_of(id: &str) -> Vec<i32> {
         })
         .unwrap_or_default()
 }
+
+/// `husk --root ROOT` with the tests' environment (no bridge, no layer-mount grace).
+pub fn husk_cmd(root: &Path) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_husk"));
+    c.arg("--root")
+        .arg(root)
+        .env("HUSK_LAYER_MOUNT_GRACE", "0")
+        .env("HUSK_CONFIG", no_bridge_config());
+    c
+}
+
+/// One command of a load test: it must end with an exit code, never a signal or a panic.
+/// Counted in `tally` as run, and as worked when it succeeds. Its output, and its stderr as
+/// text.
+pub fn counted_run(
+    root: &Path,
+    args: &[&str],
+    kind: &'static str,
+    tally: &mut std::collections::BTreeMap<&'static str, (usize, usize)>,
+) -> (Output, String) {
+    let out = husk_cmd(root).args(args).output().expect("husk runs");
+    let err = text(&out.stderr);
+    assert!(
+        out.status.code().is_some(),
+        "{args:?} died: {:?} {err}",
+        out.status
+    );
+    assert!(!err.contains("panicked"), "{args:?}: {err}");
+    let t = tally.entry(kind).or_default();
+    t.0 += 1;
+    if out.status.success() {
+        t.1 += 1;
+    }
+    (out, err)
+}
+
+/// A small xorshift generator: the load tests' choices, the same for a seed every run.
+pub struct Rng(pub u64);
+
+impl Rng {
+    /// A number below `n`.
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0 % n.max(1)
+    }
+}
