@@ -1417,7 +1417,8 @@ impl Engine {
                 // (marked, its processes still dying) is waited for, a second at most; any other
                 // failure of a running container is the runtime's, at once.
                 for _ in 0..50 {
-                    match store::find(&self.root, &c.id) {
+                    // By its id: the record itself, no name or prefix lookup.
+                    match Container::load(&self.root, &c.id) {
                         Err(_) => return Error::NoSuchContainer(query.to_string()),
                         Ok(now) if now.observed().status != Status::Running => {
                             return Error::Conflict(format!("container {query} is not running"))
