@@ -261,6 +261,11 @@ pub fn info(engine: &Engine) -> Result<()> {
     println!("Cgroup Version: {}", i.cgroup_version);
     println!("Kernel Version: {}", i.kernel);
     println!("Husk Root Dir: {}", i.root.display());
+    // docker's own line for its rootless mode, with what differs from root's.
+    if let Some(uid) = i.rootless_uid {
+        println!("Security Options:\n rootless");
+        println!(" Rootless: uid {uid} as root of a user namespace (/etc/subuid, /etc/subgid); layers as directories; networks through pasta; limits only in a cgroup delegated to the user");
+    }
     Ok(())
 }
 

@@ -28,18 +28,19 @@ fn main() {
     // SAFETY: close_range on fds this process does not use.
     unsafe { libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, 0u32) };
     let cli = parse_cli();
-    let config = Config {
-        root: cli.root.clone(),
-        storage_driver: cli.storage_driver.clone(),
-        // This binary is the reaper of idle layer mounts (`reap-layer-mounts`).
-        layer_reaper: Some("/proc/self/exe".into()),
-    };
     // What needs no store: the completion scripts and the man pages.
     match &cli.command {
         HuskCommand::Completion { shell } => std::process::exit(docs::completion(*shell)),
         HuskCommand::ManPages { dir } => std::process::exit(docs::man_pages(dir)),
         _ => {}
     }
+    let config = match store_config(&cli) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("husk: {e}");
+            std::process::exit(125);
+        }
+    };
     if let HuskCommand::ReapLayerMounts { layers } = &cli.command {
         // Started with the root already canonical; a store deleted meanwhile stays deleted.
         let code = match Engine::open(config).and_then(|e| e.reap_layer_mounts(layers)) {
@@ -217,6 +218,45 @@ fn parse_cli() -> HuskCli {
     };
     eprintln!("See 'husk {path}--help'.");
     std::process::exit(125)
+}
+
+/// The store this command works on. A user without root first joins its user namespace (see
+/// husk_engine::rootless) and works on its own store, live state and config file.
+fn store_config(cli: &HuskCli) -> Result<Config, husk_engine::rootless::RootlessError> {
+    use husk_engine::rootless;
+    let mut config = Config {
+        root: cli
+            .root
+            .clone()
+            .unwrap_or_else(|| husk_engine::DEFAULT_ROOT.into()),
+        storage_driver: cli.storage_driver.clone(),
+        // This binary is the reaper of idle layer mounts (`reap-layer-mounts`).
+        layer_reaper: Some("/proc/self/exe".into()),
+        live_dir: None,
+    };
+    let Some(uid) = rootless::rootless_uid() else {
+        return Ok(config);
+    };
+    let dirs = rootless::user_dirs(uid)?;
+    rootless::enter(&dirs)?;
+    // The store is the user's alone: no other user reads its images or containers.
+    rootless::private_dir(&dirs.data)?;
+    if std::env::var_os("HUSK_CONFIG").is_none() {
+        std::env::set_var("HUSK_CONFIG", &dirs.config);
+    }
+    let same = |a: &std::path::Path, b: &std::path::Path| {
+        a == b
+            || std::fs::canonicalize(a)
+                .is_ok_and(|c| std::fs::canonicalize(b).is_ok_and(|d| c == d))
+    };
+    match &cli.root {
+        Some(r) if !same(r, &dirs.data) => {}
+        _ => {
+            config.root = dirs.data.clone();
+            config.live_dir = Some(dirs.live);
+        }
+    }
+    Ok(config)
 }
 
 /// The subcommands `args` name (`run`, `network create`), past the global flags.

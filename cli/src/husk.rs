@@ -13,9 +13,10 @@ pub const DEFAULT_ROOT: &str = "/var/lib/husk";
     about = "A lightweight, daemonless, Docker-like container runtime"
 )]
 pub struct HuskCli {
-    /// Where images, layers and containers are stored
-    #[arg(long, global = true, env = "HUSK_ROOT", default_value = DEFAULT_ROOT)]
-    pub root: PathBuf,
+    /// Where images, layers and containers are stored [default: /var/lib/husk; for a user
+    /// without root, ~/.local/share/husk]
+    #[arg(long, global = true, env = "HUSK_ROOT")]
+    pub root: Option<PathBuf>,
     /// How layers are stored: auto (EROFS where the kernel mounts EROFS files), overlay
     /// (unpacked directories) or erofs
     #[arg(long, global = true, env = "HUSK_STORAGE_DRIVER")]

@@ -208,13 +208,22 @@ fn image(root: &Path, a: &RunOptions, progress: PullProgress) -> Result<ImageRec
 /// The container's network as its record keeps it: `none`, `host`, `container:ID` or a
 /// network's name; the default is `bridge` unless husk's config says `"bridge": "none"`.
 fn resolve_network(root: &Path, a: &RunOptions) -> Result<String> {
+    // A user namespace's root makes no bridge: rootless containers get pasta instead.
+    let rootless = husk_sys::in_user_namespace();
     let mode = match &a.network {
         Network::Default => match husk_image::config::get("bridge")?.as_str() {
             Some("none") => "none".to_string(),
+            _ if rootless => "pasta".to_string(),
             _ => networks::DEFAULT.to_string(),
         },
         Network::None => "none".into(),
         Network::Host => "host".into(),
+        Network::Pasta => "pasta".into(),
+        Network::Named(n) if rootless => {
+            return Err(Error::Invalid(format!(
+                "rootless husk has no network {n:?}: bridges need root; use --network pasta (the default), none or host"
+            )))
+        }
         Network::Named(n) => networks::find(root, n)?.name,
         Network::Container(c) => format!("container:{}", store::find(root, c)?.id),
     };
@@ -229,7 +238,9 @@ fn resolve_network(root: &Path, a: &RunOptions) -> Result<String> {
             "cannot publish ports on {kind}: use a bridge or user network"
         )));
     }
-    if !a.network_aliases.is_empty() && (!own_network || mode == networks::DEFAULT) {
+    if !a.network_aliases.is_empty()
+        && (!own_network || mode == networks::DEFAULT || mode == "pasta")
+    {
         return Err(Error::Invalid(
             "--network-alias works only on user networks (network create)".into(),
         ));

@@ -54,6 +54,10 @@ pub struct Config {
     /// The husk binary, run as `husk reap-layer-mounts` to unmount idle layers after a grace
     /// period. Without it a layer's shared mount goes as soon as its last user leaves.
     pub layer_reaper: Option<PathBuf>,
+    /// Where the store's live state goes (husk-runtime's state, network namespaces) when it is
+    /// not under the root: a rootless user's `$XDG_RUNTIME_DIR/husk`. The default root's is
+    /// /run/husk; any other root keeps its own inside.
+    pub live_dir: Option<PathBuf>,
 }
 
 impl Default for Config {
@@ -62,6 +66,7 @@ impl Default for Config {
             root: PathBuf::from(store::DEFAULT_ROOT),
             storage_driver: None,
             layer_reaper: None,
+            live_dir: None,
         }
     }
 }
@@ -144,6 +149,8 @@ pub struct Info {
     pub cgroup_version: u8,
     pub kernel: String,
     pub root: PathBuf,
+    /// The host uid of a rootless husk (see `rootless`), None for root.
+    pub rootless_uid: Option<u32>,
 }
 
 /// One row of `system df`.
@@ -200,6 +207,9 @@ impl Engine {
             .with_context(|| format!("cannot create the store {}", root.display()))?;
         if let Ok(c) = std::fs::canonicalize(&root) {
             root = c;
+        }
+        if let Some(live) = &config.live_dir {
+            store::set_live_dir(&root, live);
         }
         if let Some(d) = &config.storage_driver {
             husk_image::snapshot::request(d);
@@ -706,6 +716,7 @@ impl Engine {
                 .trim()
                 .to_string(),
             root: self.root.clone(),
+            rootless_uid: crate::rootless::rootless_uid(),
         })
     }
 

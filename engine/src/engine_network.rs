@@ -13,6 +13,12 @@ use crate::store::{self, Container, Status};
 impl Engine {
     /// `network create`.
     pub fn create_network(&self, opts: &CreateOptions) -> Result<Network> {
+        if husk_sys::in_user_namespace() {
+            return Err(Error::Invalid(format!(
+                "cannot create network {}: rootless husk makes no bridges (they need root); its containers use pasta",
+                opts.name
+            )));
+        }
         let n = networks::create(&self.root, opts)?;
         crate::events::emit(
             &self.root,

@@ -49,6 +49,9 @@ pub struct Live {
     pub attachments: Vec<Attachment>,
     /// Published ports with their host ports.
     pub ports: Vec<PortMapping>,
+    /// The pasta process that networks a rootless container.
+    #[serde(default)]
+    pub pasta: Option<i32>,
 }
 
 fn live_path(root: &Path, id: &str) -> PathBuf {
@@ -73,6 +76,8 @@ pub enum Mode<'a> {
     None,
     Host,
     Container(&'a str),
+    /// Its own namespace, networked by pasta (rootless).
+    Pasta,
     /// Its own namespace on these networks (the first is its `eth0`).
     Networks(Vec<&'a str>),
 }
@@ -81,6 +86,7 @@ pub fn mode(c: &Container) -> Mode<'_> {
     match c.network.as_str() {
         "none" => Mode::None,
         "host" => Mode::Host,
+        "pasta" => Mode::Pasta,
         n => match n.strip_prefix("container:") {
             Some(other) => Mode::Container(other),
             None => Mode::Networks(
@@ -169,6 +175,31 @@ fn attach_inner(root: &Path, c: &Container) -> Result<ports::Held> {
                         .with_context(|| format!("cannot write the container's /etc/{f}"))?;
                 }
             }
+            Ok(Vec::new())
+        }
+        Mode::Pasta => {
+            netns::remove(&path);
+            let mut l = Live {
+                netns: Some(path.clone()),
+                ..Default::default()
+            };
+            save(root, &c.id, &l)?;
+            netns::create(&path)?;
+            // The claim picks the free host ports and keeps two containers off one; pasta
+            // binds them itself, so ours are let go.
+            let (ports, held) = ports::claim(root, &c.id, &c.ports)?;
+            drop(held);
+            l.ports = ports;
+            save(root, &c.id, &l)?;
+            let pid_file = store::net_dir(root).join(format!("pasta-{}.pid", c.id));
+            l.pasta = Some(crate::pasta::start(&path, &l.ports, &pid_file)?);
+            let _ = fs::remove_file(&pid_file);
+            save(root, &c.id, &l)?;
+            etc_files::write_hosts(
+                &dir,
+                &etc_files::hosts_text(false, &add_hosts(c, None), None),
+            )?;
+            etc_files::write_resolv(&dir, &resolv(c, None))?;
             Ok(Vec::new())
         }
         Mode::Networks(nets) => {
@@ -335,6 +366,9 @@ pub fn detach(root: &Path, id: &str) {
         let _ = remove_from(root, id, &netns, a);
     }
     ports::release(root, id);
+    if let Some(pid) = l.pasta {
+        crate::pasta::stop(pid);
+    }
     netns::remove(&path);
     let _ = fs::remove_file(live_path(root, id));
 }
@@ -426,7 +460,7 @@ pub fn settings(root: &Path, c: &Container) -> Value {
                 }),
             );
         }
-    } else if matches!(mode(c), Mode::None | Mode::Host) {
+    } else if matches!(mode(c), Mode::None | Mode::Host | Mode::Pasta) {
         nets.insert(
             c.network.clone(),
             json!({"IPAddress": "", "Gateway": "", "MacAddress": ""}),

@@ -32,6 +32,8 @@ pub enum Network {
     Named(String),
     /// Another container's network namespace (`container:NAME`).
     Container(String),
+    /// Its own network namespace, networked by pasta: the rootless default.
+    Pasta,
 }
 
 impl Network {
@@ -41,6 +43,7 @@ impl Network {
             "" | "default" => Network::Default,
             "none" => Network::None,
             "host" => Network::Host,
+            "pasta" => Network::Pasta,
             _ => match s.strip_prefix("container:") {
                 Some("") => {
                     invalid!("invalid --network {s:?}: container: needs a container's name or id")
@@ -58,6 +61,7 @@ impl Network {
             Network::Host => "host".into(),
             Network::Named(n) => n.clone(),
             Network::Container(c) => format!("container:{c}"),
+            Network::Pasta => "pasta".into(),
         }
     }
 }

@@ -7,7 +7,7 @@ use std::path::Path;
 use husk_image::manifest::ImageConfig;
 use serde_json::{json, Value};
 
-use crate::error::{failed, invalid, Context, Result};
+use crate::error::{failed, invalid, Context, Error, Result};
 use crate::options::{RunOptions, Seccomp};
 
 /// docker's default capability set.
@@ -149,8 +149,16 @@ pub fn spec(
         .unwrap_or_else(|| "0".into());
     let (uid, gid) = crate::user::resolve(rootfs, &user)?;
     let mut groups = crate::user::supplementary_groups(rootfs, uid, gid);
+    // The image's groups that do not exist in a rootless user namespace (a single-id map has
+    // root's alone) cannot be held there; --group-add asks for one by name, and is refused.
+    groups.retain(|g| crate::rootless::gid_usable(*g));
     for g in &a.group_add {
         let g = crate::user::group_id(rootfs, g)?;
+        if !crate::rootless::gid_usable(g) {
+            return Err(Error::Invalid(format!(
+                "--group-add {g}: this rootless user namespace has no group {g} (/etc/subgid gives your user no range for it)"
+            )));
+        }
         if !groups.contains(&g) {
             groups.push(g);
         }

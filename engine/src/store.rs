@@ -577,24 +577,37 @@ pub fn generated_name(root: &Path, id: &str) -> String {
 /// The store's default root; its runtime state lives under /run (tmpfs, gone at boot).
 pub const DEFAULT_ROOT: &str = "/var/lib/husk";
 
-/// husk-runtime's state for this store's containers: /run/husk/runtime for the default root,
-/// or inside any other root (tests, benchmarks), so throwaway roots stay self-contained.
-pub fn runtime_root(root: &Path) -> PathBuf {
+/// The live state of a store whose root is not the default one and that keeps its live state
+/// apart (a rootless user's, in `$XDG_RUNTIME_DIR/husk`): its root and that directory.
+static LIVE_DIR: std::sync::OnceLock<(PathBuf, PathBuf)> = std::sync::OnceLock::new();
+
+/// Keeps the live state of the store at `root` in `live` (for this process; first call wins).
+pub fn set_live_dir(root: &Path, live: &Path) {
+    let _ = LIVE_DIR.set((root.to_path_buf(), live.to_path_buf()));
+}
+
+/// Where the store at `root` keeps what is gone at boot: /run/husk for the default root, the
+/// registered directory of a rootless store, or nothing apart (tests, benchmarks: their roots
+/// stay self-contained).
+fn live_dir(root: &Path) -> Option<PathBuf> {
     if root == Path::new(DEFAULT_ROOT) {
-        PathBuf::from("/run/husk/runtime")
-    } else {
-        root.join("run")
+        return Some(PathBuf::from("/run/husk"));
     }
+    LIVE_DIR
+        .get()
+        .filter(|(r, _)| r == root)
+        .map(|(_, live)| live.clone())
+}
+
+/// husk-runtime's state for this store's containers.
+pub fn runtime_root(root: &Path) -> PathBuf {
+    live_dir(root).map_or_else(|| root.join("run"), |l| l.join("runtime"))
 }
 
 /// The live state of this store's networks (network namespaces, IPAM, port claims, the DNS
 /// server's files): gone at boot with the containers that used them, as runtime state is.
 pub fn net_dir(root: &Path) -> PathBuf {
-    if root == Path::new(DEFAULT_ROOT) {
-        PathBuf::from("/run/husk/net")
-    } else {
-        root.join("net")
-    }
+    live_dir(root).map_or_else(|| root.join("net"), |l| l.join("net"))
 }
 
 /// The file container `id`'s network namespace is bound to while it runs (its `SandboxKey`).

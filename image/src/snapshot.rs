@@ -683,12 +683,7 @@ fn stack(
     let lower_refs: Vec<&Path> = lower_paths.iter().map(PathBuf::as_path).collect();
     match husk_sys::mount_overlay(&lower_refs, upper, target) {
         Ok(()) => return Ok(()),
-        Err(husk_sys::OverlayError::Failed(e)) => {
-            return Err(Error::io(
-                format!("cannot mount the image's layers on {}", target.display()),
-                e,
-            ))
-        }
+        Err(husk_sys::OverlayError::Failed(e)) => return Err(mount_failed(target, e)),
         // A kernel before 6.8: one mount(2) option string, below.
         Err(husk_sys::OverlayError::Unsupported(_)) => {}
     }
@@ -715,11 +710,17 @@ fn stack(
         } else {
             0
         };
-    let mut opts = format!("lowerdir={}{upper_opts}", lower.join(":"));
+    // In a user namespace overlayfs keeps its marks in `user.` xattrs (Linux 5.11+).
+    let userxattr = if husk_sys::in_user_namespace() {
+        ",userxattr"
+    } else {
+        ""
+    };
+    let mut opts = format!("lowerdir={}{upper_opts}{userxattr}", lower.join(":"));
     if opts.len() >= room {
         // As docker's overlay2 does: short links to the layers, so more of them fit.
         let short = short_links(layers_dir, diff_ids, &lower)?;
-        opts = format!("lowerdir={}{upper_opts}", short.join(":"));
+        opts = format!("lowerdir={}{upper_opts}{userxattr}", short.join(":"));
     }
     if opts.len() >= room {
         return Err(Error::Manifest(format!(
@@ -778,13 +779,36 @@ fn stack(
             if libc::WIFEXITED(status) && code == 0 {
                 Ok(())
             } else {
-                Err(Error::io(
-                    format!("cannot mount the image's layers on {}", target.display()),
+                Err(mount_failed(
+                    target,
                     std::io::Error::from_raw_os_error(code),
                 ))
             }
         }
     }
+}
+
+/// The overlay mount's one-line error; in a user namespace on a kernel before 5.11, which
+/// mounts no overlayfs there, it says so.
+fn mount_failed(target: &Path, e: std::io::Error) -> Error {
+    let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    let mut v = release
+        .trim()
+        .split(['.', '-'])
+        .map(|x| x.parse::<u32>().unwrap_or(0));
+    let (major, minor) = (v.next().unwrap_or(0), v.next().unwrap_or(0));
+    if husk_sys::in_user_namespace() && (major, minor) < (5, 11) {
+        return Error::Config(format!(
+            "cannot mount the image's layers on {}: rootless husk needs overlayfs in a user namespace, which Linux {}.{} lacks (5.11+)",
+            target.display(),
+            major,
+            minor
+        ));
+    }
+    Error::io(
+        format!("cannot mount the image's layers on {}", target.display()),
+        e,
+    )
 }
 
 /// mount(2) takes its options in one page.

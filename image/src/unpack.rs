@@ -215,7 +215,10 @@ impl Layer {
         let parent = self.dir(dir)?;
         if name == ".wh..opq" {
             // ".wh..wh..opq": the directory hides everything below it in lower layers.
-            let key = c"trusted.overlay.opaque";
+            let key = cstr(OsStr::new(&format!(
+                "{}opaque",
+                husk_sys::overlay_xattr_prefix()
+            )))?;
             // SAFETY: fsetxattr on a directory fd we hold.
             let rc = unsafe {
                 libc::fsetxattr(parent.as_raw_fd(), key.as_ptr(), b"y".as_ptr().cast(), 1, 0)
@@ -423,10 +426,18 @@ impl Layer {
         let chown = !(self.euid_root && uid == 0 && gid == 0);
         if chown {
             // SAFETY: *at calls on our fd, never following a final symlink.
-            check(
-                unsafe { libc::fchownat(at, cname.as_ptr(), uid, gid, libc::AT_SYMLINK_NOFOLLOW) },
-                || format!("cannot chown {}", what()),
-            )?;
+            let rc =
+                unsafe { libc::fchownat(at, cname.as_ptr(), uid, gid, libc::AT_SYMLINK_NOFOLLOW) };
+            if rc != 0
+                && husk_sys::in_user_namespace()
+                && io::Error::last_os_error().raw_os_error() == Some(libc::EINVAL)
+            {
+                return Err(Error::Config(format!(
+                    "cannot give {} to {uid}:{gid}: this user namespace does not map that id (rootless husk maps the ranges /etc/subuid and /etc/subgid give your user: add a line such as USER:100000:65536 to each, then end the husk-pause process)",
+                    what()
+                )));
+            }
+            check(rc, || format!("cannot chown {}", what()))?;
         }
         let existed_dir = kind == Directory && self.implicit.contains(&rel);
         if kind != Symlink && (chown || existed_dir || mode & 0o7000 != 0 || mode & self.umask != 0)

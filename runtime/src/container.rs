@@ -352,9 +352,25 @@ impl Runtime {
         // scope only with a process in it: the init, once it exists.
         if scope.is_none() && (nix::unistd::geteuid().is_root() || linux.cgroups_path().is_some()) {
             let path = cgroups::container_path(linux.cgroups_path().as_deref(), &opts.id)?;
-            let paths = cgroups::create(&path, linux.resources().as_ref(), None)?;
-            cleanup.cgroup = Some(paths.clone());
-            record.cgroup = Some(paths);
+            let resources = linux.resources().as_ref();
+            match cgroups::create(&path, resources, None) {
+                Ok(paths) => {
+                    cleanup.cgroup = Some(paths.clone());
+                    record.cgroup = Some(paths);
+                }
+                // runc's rootless rule: a user namespace's root runs without a cgroup where
+                // it may not make one, unless the config asks for limits.
+                Err(e) if cgroups::is_denied(&e) && husk_sys::in_user_namespace() => {
+                    if cgroups::has_limits(resources) {
+                        return Err(Error::Unsupported(format!(
+                            "{e}: the limits in linux.resources need a cgroup this user may write (cgroup v2, with the subtree delegated to the user: systemd's Delegate=yes for user@UID.service)"
+                        )));
+                    }
+                    self.log
+                        .debug("create: no cgroup (not delegated to this user namespace)");
+                }
+                Err(e) => return Err(e),
+            }
         }
         self.log.debug("create: cgroup ready");
         let pid = match ours.recv()? {

@@ -45,12 +45,16 @@ pub fn intermediate(chan: Channel, args: InitArgs) -> ! {
     // SAFETY: closing our copy of the lock fd; nothing else in this process uses it.
     unsafe { libc::close(args.lock_fd) };
     process::reset_signals();
+    // A user namespace of the container's own, or the one the runtime already runs in
+    // (rootless husk, rootless podman): either way its root makes no device nodes and mounts
+    // sysfs only for a network namespace it owns.
     let in_user_ns = args.plan.new_user
         || args
             .plan
             .join
             .iter()
-            .any(|(t, _)| *t == LinuxNamespaceType::User);
+            .any(|(t, _)| *t == LinuxNamespaceType::User)
+        || husk_sys::in_user_namespace();
     let result = (|| -> Result<()> {
         // Nothing in the container may ptrace or open /proc/PID/{mem,fd,exe} of the runtime's
         // processes before the user program replaced them.

@@ -437,6 +437,30 @@ impl Rootfs<'_> {
                         Some(Path::new("/sys")),
                     )?;
                 }
+                // A devpts `gid=` the user namespace does not map (5, tty, with a single-id
+                // map): EINVAL. runc's rootless specs leave it out; the pty's group is then
+                // the opener's.
+                Err(Errno::EINVAL)
+                    if typ == "devpts"
+                        && self.in_user_ns
+                        && data.as_deref().is_some_and(|d| d.contains("gid=")) =>
+                {
+                    let kept: Vec<&str> = data
+                        .as_deref()
+                        .unwrap_or("")
+                        .split(',')
+                        .filter(|o| !o.starts_with("gid="))
+                        .collect();
+                    let kept = kept.join(",");
+                    mount(
+                        Some(&source),
+                        &fd_path(&target),
+                        Some(typ),
+                        opts.flags,
+                        (!kept.is_empty()).then_some(kept.as_str()),
+                    )
+                    .map_err(|e| Error::sys(what(), e))?;
+                }
                 Err(e) => return Err(Error::sys(what(), e)),
             }
             self.finish(root, dest, &opts)

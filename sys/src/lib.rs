@@ -6,6 +6,29 @@
 
 pub mod memory;
 
+/// Whether this process runs in a user namespace below the initial one (rootless husk, a
+/// rootless podman's container, LXC): its root may not mount most file systems, write
+/// `trusted.*` xattrs, make device nodes or write the host's cgroups. Read once.
+pub fn in_user_namespace() -> bool {
+    static IN: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *IN.get_or_init(|| {
+        std::fs::read_to_string("/proc/self/uid_map").is_ok_and(|m| {
+            let f: Vec<&str> = m.split_whitespace().collect();
+            f != ["0", "0", "4294967295"]
+        })
+    })
+}
+
+/// The xattr prefix overlayfs uses for its marks here: `trusted.` for the initial user
+/// namespace's root, `user.` (the `userxattr` mount option, Linux 5.11+) in a user namespace.
+pub fn overlay_xattr_prefix() -> &'static str {
+    if in_user_namespace() {
+        "user.overlay."
+    } else {
+        "trusted.overlay."
+    }
+}
+
 use std::ffi::CString;
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
@@ -145,6 +168,9 @@ pub fn mount_overlay(
             Err(e) => return Err(Failed(e)),
         }
         first = false;
+    }
+    if in_user_namespace() {
+        set(c"userxattr", None).map_err(Failed)?;
     }
     if let Some(u) = upper {
         set(c"upperdir", Some(u.dir)).map_err(Failed)?;

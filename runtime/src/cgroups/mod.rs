@@ -123,6 +123,35 @@ pub fn create(
     Ok(paths)
 }
 
+/// Whether `e` is the kernel refusing us a cgroup: a user namespace's root on a hierarchy no
+/// one delegated to it.
+pub fn is_denied(e: &Error) -> bool {
+    let code = match e {
+        Error::Io { err, .. } => err.raw_os_error(),
+        Error::Sys { err, .. } => Some(*err as i32),
+        _ => None,
+    };
+    matches!(code, Some(libc::EACCES | libc::EPERM | libc::EROFS))
+}
+
+/// Whether `r` asks for anything only a cgroup enforces. The device policy is not such a thing
+/// in a user namespace: its mounts are nodev and it cannot make device nodes.
+pub fn has_limits(r: Option<&LinuxResources>) -> bool {
+    let Some(r) = r else { return false };
+    r.memory()
+        .as_ref()
+        .is_some_and(|m| *m != Default::default())
+        || r.cpu().as_ref().is_some_and(|c| *c != Default::default())
+        || r.pids().is_some()
+        || r.block_io()
+            .as_ref()
+            .is_some_and(|b| *b != Default::default())
+        || r.hugepage_limits().as_ref().is_some_and(|h| !h.is_empty())
+        || r.network().is_some()
+        || r.rdma().as_ref().is_some_and(|x| !x.is_empty())
+        || r.unified().as_ref().is_some_and(|u| !u.is_empty())
+}
+
 /// Set the device policy (see `device_rules`).
 pub fn apply_devices(paths: &CgroupPaths, r: &LinuxResources) -> Result<()> {
     let rules = device_rules(r)?;

@@ -1,0 +1,472 @@
+//! Rootless husk: a user without root works as root of a user namespace mapped from
+//! `/etc/subuid` and `/etc/subgid` (through `newuidmap`/`newgidmap`), as podman does.
+//!
+//! One long-lived process, `husk-pause`, holds that user namespace and a mount namespace of
+//! its own. Every husk command of the user joins both before it does anything else, so the
+//! overlay mounts one command makes are the ones the next command sees, and a file the store
+//! holds has the same owner for every command.
+
+use std::fs;
+use std::io::{Read, Write};
+use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
+use std::path::PathBuf;
+use std::process::Command;
+
+use nix::sched::{setns, unshare, CloneFlags};
+use nix::unistd::{ForkResult, Gid, Uid};
+
+/// What can stop a user's husk from entering its namespace.
+#[derive(Debug, thiserror::Error)]
+pub enum RootlessError {
+    #[error("{0}")]
+    Setup(String),
+    #[error("{what}: {source}")]
+    Io {
+        what: String,
+        source: std::io::Error,
+    },
+}
+
+fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> RootlessError {
+    let what = what.into();
+    move |source| RootlessError::Io { what, source }
+}
+
+/// Where a user's husk keeps things, as the XDG base directories say.
+#[derive(Debug, Clone)]
+pub struct UserDirs {
+    /// The store: `$XDG_DATA_HOME/husk` (`~/.local/share/husk`).
+    pub data: PathBuf,
+    /// Live state, gone at logout or boot: `$XDG_RUNTIME_DIR/husk`.
+    pub live: PathBuf,
+    /// `$XDG_CONFIG_HOME/husk/config.json` (`~/.config/husk/config.json`).
+    pub config: PathBuf,
+}
+
+/// The directories of the user `uid`, from the environment and its passwd entry's home.
+pub fn user_dirs(uid: u32) -> Result<UserDirs, RootlessError> {
+    let env_dir = |k: &str| {
+        std::env::var_os(k)
+            .map(PathBuf::from)
+            .filter(|p| p.is_absolute())
+    };
+    let home = env_dir("HOME")
+        .or_else(|| {
+            nix::unistd::User::from_uid(Uid::from_raw(uid))
+                .ok()
+                .flatten()
+                .map(|u| u.dir)
+        })
+        .ok_or_else(|| {
+            RootlessError::Setup(format!(
+                "rootless husk needs a home directory: HOME is unset and uid {uid} has no passwd entry"
+            ))
+        })?;
+    let data = env_dir("XDG_DATA_HOME").unwrap_or_else(|| home.join(".local/share"));
+    let config = env_dir("XDG_CONFIG_HOME").unwrap_or_else(|| home.join(".config"));
+    // Without XDG_RUNTIME_DIR (su, cron): logind's directory when it is there, else one in
+    // /tmp that must be ours.
+    let live = env_dir("XDG_RUNTIME_DIR")
+        .or_else(|| {
+            let run = PathBuf::from(format!("/run/user/{uid}"));
+            fs::metadata(&run)
+                .is_ok_and(|m| m.uid() == uid)
+                .then_some(run)
+        })
+        .unwrap_or_else(|| PathBuf::from(format!("/tmp/husk-run-{uid}")));
+    Ok(UserDirs {
+        data: data.join("husk"),
+        live: live.join("husk"),
+        config: config.join("husk/config.json"),
+    })
+}
+
+/// One range of subordinate ids: `start` on the host, `count` of them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IdRange {
+    pub start: u32,
+    pub count: u32,
+}
+
+/// The ranges `/etc/subuid` (or `/etc/subgid`) gives the user named `name` with id `id`: lines
+/// `NAME:START:COUNT` or `ID:START:COUNT`; comments and malformed lines are skipped.
+pub fn subordinate_ranges(text: &str, name: &str, id: u32) -> Vec<IdRange> {
+    let id = id.to_string();
+    text.lines()
+        .filter(|l| !l.trim_start().starts_with('#'))
+        .filter_map(|l| {
+            let mut f = l.trim().split(':');
+            let (who, start, count) = (f.next()?, f.next()?, f.next()?);
+            if who != name && who != id {
+                return None;
+            }
+            let start = start.parse().ok()?;
+            let count: u32 = count.parse().ok()?;
+            (count > 0).then_some(IdRange { start, count })
+        })
+        .collect()
+}
+
+/// The maps of the user namespace: the user as root (0), then its subordinate ranges from 1 on.
+/// As `newuidmap` takes them: `INSIDE HOST COUNT` triples.
+pub fn id_map_args(own: u32, ranges: &[IdRange]) -> Vec<String> {
+    let mut args = vec!["0".to_string(), own.to_string(), "1".to_string()];
+    let mut inside: u64 = 1;
+    for r in ranges {
+        args.extend([inside.to_string(), r.start.to_string(), r.count.to_string()]);
+        inside += u64::from(r.count);
+    }
+    args
+}
+
+/// How many ids the namespace maps (1 with no subordinate range: the user alone).
+pub fn mapped_ids(ranges: &[IdRange]) -> u64 {
+    1 + ranges.iter().map(|r| u64::from(r.count)).sum::<u64>()
+}
+
+/// The environment variable that tells a husk process started inside the namespace (a monitor,
+/// the layer reaper) whose namespace it is: the user's uid on the host.
+pub const ENV: &str = "_HUSK_ROOTLESS_UID";
+
+/// The host uid of a rootless husk: our own when we are not root, or the one the process that
+/// entered the namespace left in `_HUSK_ROOTLESS_UID`. None for root.
+pub fn rootless_uid() -> Option<u32> {
+    let euid = nix::unistd::geteuid();
+    if !euid.is_root() {
+        return Some(euid.as_raw());
+    }
+    if !husk_sys::in_user_namespace() {
+        return None;
+    }
+    std::env::var(ENV).ok().and_then(|v| v.parse().ok())
+}
+
+/// Whether a container of this process may hold supplementary group `gid`: any group for
+/// root, else one the user namespace maps, and none where setgroups is denied (a single-id map).
+pub fn gid_usable(gid: u32) -> bool {
+    if !husk_sys::in_user_namespace() {
+        return true;
+    }
+    if fs::read_to_string("/proc/self/setgroups").is_ok_and(|s| s.trim() == "deny") {
+        return false;
+    }
+    let map = fs::read_to_string("/proc/self/gid_map").unwrap_or_default();
+    map.lines().any(|l| {
+        let f: Vec<u64> = l
+            .split_whitespace()
+            .filter_map(|x| x.parse().ok())
+            .collect();
+        f.len() == 3 && (f[0]..f[0] + f[2]).contains(&u64::from(gid))
+    })
+}
+
+/// The name of the pause process, as /proc/PID/comm shows it.
+const PAUSE_COMM: &str = "husk-pause";
+
+/// Joins the user's namespace, starting its pause process first if none runs; nothing for a
+/// process already in it (root there). Must be called while the process has one thread (setns
+/// into a user namespace requires it). Afterwards the process is root of the namespace.
+pub fn enter(dirs: &UserDirs) -> Result<(), RootlessError> {
+    let uid = nix::unistd::geteuid().as_raw();
+    if uid == 0 {
+        return Ok(());
+    }
+    let gid = nix::unistd::getegid().as_raw();
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(&dirs.live)
+        .map_err(io(format!("cannot create {}", dirs.live.display())))?;
+    let meta =
+        fs::metadata(&dirs.live).map_err(io(format!("cannot read {}", dirs.live.display())))?;
+    if meta.uid() != uid {
+        return Err(RootlessError::Setup(format!(
+            "{} belongs to uid {}, not to you (uid {uid}): set XDG_RUNTIME_DIR to a directory of yours",
+            dirs.live.display(),
+            meta.uid()
+        )));
+    }
+    let lock_path = dirs.live.join("pause.lock");
+    let _lock = husk_sys::lock_file(&lock_path, true)
+        .map_err(io(format!("cannot lock {}", lock_path.display())))?;
+    let pid_path = dirs.live.join("pause.pid");
+    let running = fs::read_to_string(&pid_path)
+        .ok()
+        .and_then(|s| s.trim().parse::<i32>().ok())
+        .filter(|&pid| is_pause_of(pid, uid));
+    let pid = match running {
+        Some(pid) => pid,
+        None => {
+            let pid = start_pause(uid, gid)?;
+            let tmp = dirs.live.join("pause.pid.new");
+            fs::write(&tmp, pid.to_string())
+                .and_then(|()| fs::rename(&tmp, &pid_path))
+                .map_err(io(format!("cannot write {}", pid_path.display())))?;
+            pid
+        }
+    };
+    join(pid)?;
+    std::env::set_var(ENV, uid.to_string());
+    Ok(())
+}
+
+/// Creates `dir` (and its parents) for the user's eyes only; an existing one keeps its mode.
+pub fn private_dir(dir: &std::path::Path) -> Result<(), RootlessError> {
+    if dir.is_dir() {
+        return Ok(());
+    }
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(io(format!("cannot create {}", dir.display())))
+}
+
+/// Whether `pid` is a pause process of user `uid` (a pid file can outlive its process).
+fn is_pause_of(pid: i32, uid: u32) -> bool {
+    let comm = fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+    let owner = fs::metadata(format!("/proc/{pid}")).map(|m| m.uid());
+    comm.trim_end() == PAUSE_COMM && owner.is_ok_and(|o| o == uid)
+}
+
+fn join(pid: i32) -> Result<(), RootlessError> {
+    let open = |ns: &str| -> Result<OwnedFd, RootlessError> {
+        let p = format!("/proc/{pid}/ns/{ns}");
+        fs::File::open(&p)
+            .map(OwnedFd::from)
+            .map_err(io(format!("cannot open {p} of husk's pause process")))
+    };
+    let (user, mnt) = (open("user")?, open("mnt")?);
+    setns(user.as_fd(), CloneFlags::CLONE_NEWUSER).map_err(|e| {
+        RootlessError::Setup(format!(
+            "cannot join the user namespace of husk's pause process {pid}: {e}"
+        ))
+    })?;
+    setns(mnt.as_fd(), CloneFlags::CLONE_NEWNS).map_err(|e| {
+        RootlessError::Setup(format!(
+            "cannot join the mount namespace of husk's pause process {pid}: {e}"
+        ))
+    })?;
+    become_root()
+}
+
+/// Our ids inside the namespace: root, with root's group alone (the host's other groups are
+/// unmapped there; without setgroups rights, as with a single-id map, they stay).
+fn become_root() -> Result<(), RootlessError> {
+    let _ = nix::unistd::setgroups(&[Gid::from_raw(0)]);
+    nix::unistd::setresgid(Gid::from_raw(0), Gid::from_raw(0), Gid::from_raw(0))
+        .and_then(|()| nix::unistd::setresuid(Uid::from_raw(0), Uid::from_raw(0), Uid::from_raw(0)))
+        .map_err(|e| RootlessError::Setup(format!("cannot become root of the user namespace: {e}")))
+}
+
+/// Starts the pause process: it makes the user namespace, we map it, it makes its mount
+/// namespace and then sleeps for good. Returns its pid.
+fn start_pause(uid: u32, gid: u32) -> Result<i32, RootlessError> {
+    let user = nix::unistd::User::from_uid(Uid::from_raw(uid))
+        .ok()
+        .flatten()
+        .map(|u| u.name)
+        .unwrap_or_else(|| uid.to_string());
+    let subuid = fs::read_to_string("/etc/subuid").unwrap_or_default();
+    let subgid = fs::read_to_string("/etc/subgid").unwrap_or_default();
+    let uids = subordinate_ranges(&subuid, &user, uid);
+    // newgidmap looks the caller up by user name (or uid) in /etc/subgid, as newuidmap does.
+    let gids = subordinate_ranges(&subgid, &user, uid);
+    let (to_child, from_parent) = std::os::unix::net::UnixStream::pair()
+        .map_err(io("cannot make a socket pair for husk's pause process"))?;
+    // SAFETY: we have one thread; the child only runs the code below and never returns.
+    match unsafe { nix::unistd::fork() }
+        .map_err(|e| RootlessError::Setup(format!("cannot fork husk's pause process: {e}")))?
+    {
+        ForkResult::Child => {
+            drop(to_child);
+            pause_main(from_parent)
+        }
+        ForkResult::Parent { child } => {
+            drop(from_parent);
+            let pid = child.as_raw();
+            let result = map_child(pid, uid, gid, &uids, &gids, &to_child);
+            if let Err(e) = result {
+                let _ = nix::sys::signal::kill(child, nix::sys::signal::Signal::SIGKILL);
+                let _ = nix::sys::wait::waitpid(child, None);
+                return Err(e);
+            }
+            Ok(pid)
+        }
+    }
+}
+
+fn map_child(
+    pid: i32,
+    uid: u32,
+    gid: u32,
+    uids: &[IdRange],
+    gids: &[IdRange],
+    mut sock: &std::os::unix::net::UnixStream,
+) -> Result<(), RootlessError> {
+    let mut b = [0u8; 1];
+    let gone = |what: &str| {
+        RootlessError::Setup(format!(
+            "husk's pause process failed while {what} (a kernel or sysctl that forbids unprivileged user namespaces?)"
+        ))
+    };
+    if sock.read(&mut b).ok() != Some(1) || b[0] != b'u' {
+        return Err(gone("making its user namespace"));
+    }
+    write_map(pid, "uid", uid, uids)?;
+    write_map(pid, "gid", gid, gids)?;
+    sock.write_all(b"m")
+        .map_err(io("cannot tell husk's pause process its maps are written"))?;
+    if sock.read(&mut b).ok() != Some(1) || b[0] != b'r' {
+        return Err(gone("making its mount namespace"));
+    }
+    Ok(())
+}
+
+/// Writes the `kind` ("uid" or "gid") map of `pid`: with newuidmap/newgidmap when the user has
+/// subordinate ids, else the user alone, as an unprivileged process may write itself.
+fn write_map(pid: i32, kind: &str, own: u32, ranges: &[IdRange]) -> Result<(), RootlessError> {
+    if ranges.is_empty() {
+        if kind == "gid" {
+            fs::write(format!("/proc/{pid}/setgroups"), "deny")
+                .map_err(io(format!("cannot write /proc/{pid}/setgroups")))?;
+        }
+        let p = format!("/proc/{pid}/{kind}_map");
+        return fs::write(&p, format!("0 {own} 1\n")).map_err(io(format!("cannot write {p}")));
+    }
+    let tool = format!("new{kind}map");
+    let out = Command::new(&tool)
+        .arg(pid.to_string())
+        .args(id_map_args(own, ranges))
+        .output()
+        .map_err(|e| {
+            RootlessError::Setup(format!(
+                "cannot run {tool}: {e} (it comes with Debian's uidmap package)"
+            ))
+        })?;
+    if !out.status.success() {
+        let why = String::from_utf8_lossy(&out.stderr);
+        return Err(RootlessError::Setup(format!(
+            "{tool} refused the ranges of /etc/sub{kind}: {}",
+            why.trim()
+        )));
+    }
+    Ok(())
+}
+
+/// The pause process: a user namespace (mapped by its parent), a mount namespace, then sleep.
+fn pause_main(sock: std::os::unix::net::UnixStream) -> ! {
+    let code = match pause_setup(&sock) {
+        Ok(()) => {
+            drop(sock);
+            loop {
+                nix::unistd::pause();
+            }
+        }
+        Err(_) => 1,
+    };
+    // SAFETY: leaving the forked child without running the parent's destructors.
+    unsafe { libc::_exit(code) }
+}
+
+fn pause_setup(mut sock: &std::os::unix::net::UnixStream) -> Result<(), nix::Error> {
+    use std::os::fd::AsRawFd;
+    // Nothing of the parent's but the socket: not its lock on pause.lock, not a caller's pipe.
+    let keep = sock.as_raw_fd() as u32;
+    // SAFETY: close_range on fds this process no longer uses.
+    unsafe {
+        libc::syscall(libc::SYS_close_range, 3u32, keep - 1, 0u32);
+        libc::syscall(libc::SYS_close_range, keep + 1, u32::MAX, 0u32);
+    }
+    unshare(CloneFlags::CLONE_NEWUSER)?;
+    let _ = sock.write_all(b"u");
+    let mut b = [0u8; 1];
+    if sock.read(&mut b).ok() != Some(1) {
+        return Err(nix::Error::EPIPE);
+    }
+    let _ = nix::unistd::setgroups(&[Gid::from_raw(0)]);
+    nix::unistd::setresgid(Gid::from_raw(0), Gid::from_raw(0), Gid::from_raw(0))?;
+    nix::unistd::setresuid(Uid::from_raw(0), Uid::from_raw(0), Uid::from_raw(0))?;
+    unshare(CloneFlags::CLONE_NEWNS)?;
+    // Host mounts still arrive here; ours never leave.
+    nix::mount::mount(
+        None::<&str>,
+        "/",
+        None::<&str>,
+        nix::mount::MsFlags::MS_REC | nix::mount::MsFlags::MS_SLAVE,
+        None::<&str>,
+    )?;
+    nix::unistd::setsid()?;
+    let _ = nix::unistd::chdir("/");
+    if let Ok(null) = fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .custom_flags(libc::O_CLOEXEC)
+        .open("/dev/null")
+    {
+        for fd in 0..3 {
+            // SAFETY: dup2 onto the standard fds of this process.
+            unsafe { libc::dup2(null.as_raw_fd(), fd) };
+        }
+    }
+    // SAFETY: prctl(PR_SET_NAME) with a NUL-terminated name.
+    unsafe { libc::prctl(libc::PR_SET_NAME, c"husk-pause".as_ptr()) };
+    // SIGTERM and friends from a terminal's hangup must not end the namespace under its users.
+    for s in [
+        nix::sys::signal::Signal::SIGHUP,
+        nix::sys::signal::Signal::SIGINT,
+        nix::sys::signal::Signal::SIGTERM,
+        nix::sys::signal::Signal::SIGPIPE,
+    ] {
+        // SAFETY: ignoring a signal.
+        let _ = unsafe { nix::sys::signal::signal(s, nix::sys::signal::SigHandler::SigIgn) };
+    }
+    let _ = sock.write_all(b"r");
+    husk_sys::memory::shed();
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn subordinate_ranges_are_found_by_name_or_id() {
+        let text = "# comment\nalice:100000:65536\n1001:300000:10\nbob:200000:65536\nalice:bad:1\nalice:5:0\n";
+        assert_eq!(
+            subordinate_ranges(text, "alice", 1001),
+            vec![
+                IdRange {
+                    start: 100000,
+                    count: 65536
+                },
+                IdRange {
+                    start: 300000,
+                    count: 10
+                }
+            ]
+        );
+        assert!(subordinate_ranges(text, "carol", 1003).is_empty());
+    }
+
+    #[test]
+    fn the_user_is_root_and_its_ranges_follow() {
+        let r = [
+            IdRange {
+                start: 100000,
+                count: 65536,
+            },
+            IdRange {
+                start: 300000,
+                count: 10,
+            },
+        ];
+        assert_eq!(
+            id_map_args(1001, &r),
+            ["0", "1001", "1", "1", "100000", "65536", "65537", "300000", "10"]
+        );
+        assert_eq!(mapped_ids(&r), 65547);
+        assert_eq!(mapped_ids(&[]), 1);
+    }
+}
