@@ -2,7 +2,9 @@
 """`husk run --rm IMAGE true` against `podman run --rm` of the same busybox image.
 
 husk runs with docker's default seccomp profile (as docker and podman do) and once more with
-`--security-opt seccomp=unconfined`, to show what the filter costs. The network rows compare
+`--security-opt seccomp=unconfined`, to show what the filter costs. The rootless rows run husk
+and podman (runc) as a user without root (`husk-bench`, made here with a subordinate range),
+both with `--network none` and layers as directories. The network rows compare
 husk's default bridge with `--network none`, and podman's default network (netavark's bridge)
 with its `--network=none`; every run happens in a network namespace the bench makes, so the
 bridges and their NAT rules never touch the host's own network.
@@ -73,6 +75,27 @@ def timed_interleaved(argvs):
     return [(t, None) for t in times]
 
 
+def rootless_user(name="husk-bench"):
+    """(uid, gid) of the bench's unprivileged user, made with a subordinate range if missing."""
+    import pwd
+    try:
+        pw = pwd.getpwnam(name)
+    except KeyError:
+        subprocess.run(["useradd", "--no-create-home", "--shell", "/usr/sbin/nologin", name], check=True)
+        pw = pwd.getpwnam(name)
+    for f, flag in (("/etc/subuid", "--add-subuids"), ("/etc/subgid", "--add-subgids")):
+        if not any(l.startswith(name + ":") for l in open(f)):
+            subprocess.run(["usermod", flag, "620000-685535", name], check=True)
+    return pw.pw_uid, pw.pw_gid
+
+
+def kill_pid_file(path):
+    try:
+        os.kill(int(open(path).read().strip()), 9)
+    except (OSError, ValueError):
+        pass
+
+
 def main():
     if os.geteuid() != 0:
         sys.exit("bench: run as root")
@@ -114,6 +137,24 @@ def main():
             ("husk no grace", (inside + [husk, "--root", sroot, "run", "--rm", "--pull", "never"] + none
                                + [image, "true"], {"HUSK_LAYER_MOUNT_GRACE": "0"})),
         ]
+        # Rootless: husk and podman as the bench user, in a home of its own.
+        rl_home = None
+        if shutil.which("newuidmap") and os.access(husk, os.X_OK):
+            uid, gid = rootless_user()
+            rl_home = tempfile.mkdtemp(prefix="husk-rl-bench-")
+            os.makedirs(os.path.join(rl_home, "run"))
+            for d in (rl_home, os.path.join(rl_home, "run")):
+                os.chown(d, uid, gid)
+                os.chmod(d, 0o700)
+            tarpath_rl = os.path.join(rl_home, "rootfs.tar")
+            open(tarpath_rl, "wb").write(layer)
+            os.chown(tarpath_rl, uid, gid)
+            as_user = ["setpriv", f"--reuid={uid}", f"--regid={gid}", "--clear-groups"]
+            rl_env = {"HOME": rl_home, "XDG_RUNTIME_DIR": os.path.join(rl_home, "run"), "USER": "husk-bench"}
+            subprocess.run(as_user + [husk, "pull", "-q", image], check=True, stdout=subprocess.DEVNULL,
+                           env=dict(os.environ, **rl_env))
+            variants.append(("husk rootless", (inside + as_user + [husk, "run", "--rm", "--pull", "never"] + none
+                                               + [image, "true"], rl_env)))
         peers = [(name, t, err) for name, (t, err) in zip([v[0] for v in variants],
                                                              timed_interleaved([v[1] for v in variants]))]
         if shutil.which("podman"):
@@ -131,6 +172,17 @@ def main():
             ])
             peers.append(("podman+runc", *both[0]))
             peers.append(("podman bridge", *both[1]))
+            if rl_home:
+                upr = as_user + ["podman", "--storage-driver", "vfs", "--cgroup-manager", "cgroupfs",
+                                 "--events-backend", "file", "--runtime", "runc"]
+                uenv = dict(os.environ, **rl_env)
+                subprocess.run(upr + ["import", tarpath_rl, "localhost/bench-busybox"], check=True,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=uenv)
+                rl = timed_interleaved([(inside + upr + ["run", "--rm", "--network=none"] + ulimits
+                                         + ["localhost/bench-busybox", "true"], rl_env)])
+                peers.append(("podman rootless", *rl[0]))
+                subprocess.run(upr + ["system", "reset", "--force"], stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL, env=uenv)
             subprocess.run(pr + ["system", "reset", "--force"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         else:
             print("  podman        not installed: skipped")
@@ -153,9 +205,19 @@ def main():
         if "husk no grace" in results and "husk dirs" in results:
             print(f"  EROFS without the mount grace vs directories: "
                   f"{results['husk no grace'] - results['husk dirs']:+.2f} ms")
+        if "husk rootless" in results and "husk dirs" in results:
+            print(f"  rootless husk vs root's (both directories): "
+                  f"{results['husk rootless'] / results['husk dirs']:.2f}x")
+        if "husk rootless" in results and "podman rootless" in results:
+            print(f"  ratio rootless podman/rootless husk: "
+                  f"{results['podman rootless'] / results['husk rootless']:.1f}x")
         if "husk" in results and "husk unconfined" in results:
             print(f"  seccomp costs husk: {results['husk'] - results['husk unconfined']:+.2f} ms")
     finally:
+        if locals().get("rl_home"):
+            kill_pid_file(os.path.join(rl_home, "run/husk/pause.pid"))
+            kill_pid_file(os.path.join(rl_home, "run/libpod/tmp/pause.pid"))
+            shutil.rmtree(rl_home, ignore_errors=True)
         if "netns" in locals():
             subprocess.run(["ip", "netns", "del", netns], stderr=subprocess.DEVNULL)
         reg.stop()

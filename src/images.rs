@@ -264,7 +264,7 @@ pub fn info(engine: &Engine) -> Result<()> {
     // docker's own line for its rootless mode, with what differs from root's.
     if let Some(uid) = i.rootless_uid {
         println!("Security Options:\n rootless");
-        println!(" Rootless: uid {uid} as root of a user namespace (/etc/subuid, /etc/subgid); layers as directories; networks through pasta; limits only in a cgroup delegated to the user");
+        println!(" Rootless: uid {uid} as root of a user namespace (/etc/subuid, /etc/subgid); layers as directories; networks through pasta; no cgroups, so no limits");
     }
     Ok(())
 }

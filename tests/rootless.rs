@@ -277,6 +277,21 @@ fn a_user_without_root_pulls_runs_and_removes_containers() {
         "uid 1000 of the image is the user's subordinate id 999"
     );
 
+    // Relative paths are the caller's, though husk moved into its namespaces first.
+    let tar = s.home.path().join("bb.tar");
+    std::fs::write(&tar, support::busybox_layer()).unwrap();
+    std::os::unix::fs::chown(&tar, Some(s.uid), Some(s.gid)).unwrap();
+    s.ok(&["import", "bb.tar", "relative:1"]);
+    s.ok(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "relative:1",
+        "/bin/busybox",
+        "true",
+    ]);
+
     // Exit codes pass through.
     let code = s.husk(&[
         "run",
@@ -397,15 +412,11 @@ fn root_of_a_rootless_container_cannot_touch_what_root_owns() {
 }
 
 #[test]
-fn limits_without_a_delegated_cgroup_are_refused_in_one_line() {
-    let t = "limits_without_a_delegated_cgroup_are_refused_in_one_line";
+fn limits_are_refused_in_one_line() {
+    let t = "limits_are_refused_in_one_line";
     let Some(s) = Session::new(t, USER, true) else {
         return;
     };
-    if std::fs::metadata("/sys/fs/cgroup/cgroup.controllers").is_ok() {
-        eprintln!("SKIP {t}: cgroup v2 here; delegation is not tested on this host");
-        return;
-    }
     let Some((_reg, img, _)) = registry() else {
         return;
     };
@@ -423,7 +434,7 @@ fn limits_without_a_delegated_cgroup_are_refused_in_one_line() {
     assert_eq!(out.status.code(), Some(125));
     let err = text(&out.stderr);
     assert_eq!(err.trim().lines().count(), 1, "{err}");
-    assert!(err.contains("delegated"), "{err}");
+    assert!(err.contains("memory") && err.contains("delegated"), "{err}");
     // Without limits, the same container runs.
     s.ok(&["run", "--rm", "--network", "none", &img, "true"]);
 }
@@ -527,4 +538,31 @@ fn http_get(port: u16) -> Option<String> {
     let mut b = String::new();
     c.read_to_string(&mut b).ok()?;
     (!b.is_empty()).then_some(b)
+}
+
+#[test]
+fn a_runtime_dir_in_tmp_that_is_not_private_is_refused() {
+    let t = "a_runtime_dir_in_tmp_that_is_not_private_is_refused";
+    let Some(s) = Session::new(t, USER, true) else {
+        return;
+    };
+    let dir = PathBuf::from(format!("/tmp/husk-run-{}", s.uid));
+    if dir.exists() {
+        eprintln!("SKIP {t}: {} exists already", dir.display());
+        return;
+    }
+    // Another user's (root's here) directory where ours would go.
+    std::fs::create_dir(&dir).unwrap();
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let out = s
+        .cmd(env!("CARGO_BIN_EXE_husk"))
+        .env_remove("XDG_RUNTIME_DIR")
+        .arg("info")
+        .output()
+        .expect("husk runs");
+    let _ = std::fs::remove_dir_all(&dir);
+    assert_eq!(out.status.code(), Some(125));
+    let err = text(&out.stderr);
+    assert!(err.contains("not a private directory"), "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
 }

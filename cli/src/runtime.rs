@@ -8,9 +8,6 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-/// Default state directory, runc's convention with our name.
-pub const DEFAULT_ROOT: &str = "/run/husk-runtime";
-
 #[derive(Debug, Parser)]
 #[command(
     name = "husk-runtime",
@@ -28,8 +25,14 @@ pub struct RuntimeCli {
 #[derive(Debug, Args)]
 pub struct GlobalOpts {
     /// Directory holding the state of containers
-    #[arg(long, global = true, default_value = DEFAULT_ROOT, env = "HUSK_RUNTIME_ROOT")]
-    pub root: PathBuf,
+    /// [default: /run/husk-runtime; $XDG_RUNTIME_DIR/husk-runtime for a rootless caller, as runc]
+    #[arg(long, global = true, env = "HUSK_RUNTIME_ROOT")]
+    pub root: Option<PathBuf>,
+    /// runc's: skip a cgroup the kernel refuses (for a config without limits): true, false or
+    /// auto (in a user namespace). Before the command, as runc's global flags go: `spec` has a
+    /// `--rootless` of its own.
+    #[arg(long, value_enum, default_value_t = Rootless::Auto)]
+    pub rootless: Rootless,
     /// Write log lines to this file instead of stderr
     #[arg(long, global = true)]
     pub log: Option<PathBuf>,
@@ -45,6 +48,13 @@ pub struct GlobalOpts {
     /// Accepted for runc compatibility: husk-runtime never uses CRIU
     #[arg(long, global = true, hide = true)]
     pub criu: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Rootless {
+    True,
+    False,
+    Auto,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -335,7 +345,7 @@ mod tests {
             "--log",
             "/l",
         ]);
-        assert_eq!(cli.global.root, PathBuf::from("/r"));
+        assert_eq!(cli.global.root, Some(PathBuf::from("/r")));
         assert_eq!(cli.global.log, Some(PathBuf::from("/l")));
         assert_eq!(cli.global.log_format, LogFormat::Json);
     }

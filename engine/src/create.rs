@@ -209,7 +209,7 @@ fn image(root: &Path, a: &RunOptions, progress: PullProgress) -> Result<ImageRec
 /// network's name; the default is `bridge` unless husk's config says `"bridge": "none"`.
 fn resolve_network(root: &Path, a: &RunOptions) -> Result<String> {
     // A user namespace's root makes no bridge: rootless containers get pasta instead.
-    let rootless = husk_sys::in_user_namespace();
+    let rootless = crate::rootless::is_rootless();
     let mode = match &a.network {
         Network::Default => match husk_image::config::get("bridge")?.as_str() {
             Some("none") => "none".to_string(),
@@ -580,6 +580,9 @@ fn record_container(
     }
     mounts.extend(crate::etc_files::mounts(&dir, &taken));
     let mut spec = spec::spec(a, config, rootfs, id, &mounts, &net)?;
+    if crate::rootless::is_rootless() {
+        crate::rootless::refuse_limits(&spec)?;
+    }
     crate::cdi::apply(cdi, &mut spec)?;
     share_namespaces(root, a, &mut spec)?;
     fs::write(dir.join("config.json"), serde_json::to_vec_pretty(&spec)?)

@@ -13,7 +13,7 @@ use crate::store::{self, Container, Status};
 impl Engine {
     /// `network create`.
     pub fn create_network(&self, opts: &CreateOptions) -> Result<Network> {
-        if husk_sys::in_user_namespace() {
+        if crate::rootless::is_rootless() {
             return Err(Error::Invalid(format!(
                 "cannot create network {}: rootless husk makes no bridges (they need root); its containers use pasta",
                 opts.name

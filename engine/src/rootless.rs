@@ -67,19 +67,40 @@ pub fn user_dirs(uid: u32) -> Result<UserDirs, RootlessError> {
     let config = env_dir("XDG_CONFIG_HOME").unwrap_or_else(|| home.join(".config"));
     // Without XDG_RUNTIME_DIR (su, cron): logind's directory when it is there, else one in
     // /tmp that must be ours.
-    let live = env_dir("XDG_RUNTIME_DIR")
-        .or_else(|| {
-            let run = PathBuf::from(format!("/run/user/{uid}"));
-            fs::metadata(&run)
-                .is_ok_and(|m| m.uid() == uid)
-                .then_some(run)
-        })
-        .unwrap_or_else(|| PathBuf::from(format!("/tmp/husk-run-{uid}")));
+    let live = match env_dir("XDG_RUNTIME_DIR").or_else(|| {
+        let run = PathBuf::from(format!("/run/user/{uid}"));
+        fs::metadata(&run)
+            .is_ok_and(|m| m.uid() == uid)
+            .then_some(run)
+    }) {
+        Some(l) => l,
+        None => tmp_runtime_dir(uid)?,
+    };
     Ok(UserDirs {
         data: data.join("husk"),
         live: live.join("husk"),
         config: config.join("husk/config.json"),
     })
+}
+
+/// `/tmp/husk-run-UID`, the runtime directory of a user without one (su, cron). /tmp is
+/// everyone's: the directory must be made by us, or be a directory (not a link) of ours that
+/// no one else may enter, or another user could read or swap what we keep there.
+fn tmp_runtime_dir(uid: u32) -> Result<PathBuf, RootlessError> {
+    let dir = PathBuf::from(format!("/tmp/husk-run-{uid}"));
+    match fs::DirBuilder::new().mode(0o700).create(&dir) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+        Err(e) => return Err(io(format!("cannot create {}", dir.display()))(e)),
+    }
+    let m = fs::symlink_metadata(&dir).map_err(io(format!("cannot read {}", dir.display())))?;
+    if !m.is_dir() || m.uid() != uid || m.mode() & 0o077 != 0 {
+        return Err(RootlessError::Setup(format!(
+            "{} is not a private directory of uid {uid} (someone else made it?): remove it, or set XDG_RUNTIME_DIR",
+            dir.display()
+        )));
+    }
+    Ok(dir)
 }
 
 /// One range of subordinate ids: `start` on the host, `count` of them.
@@ -161,6 +182,33 @@ pub fn gid_usable(gid: u32) -> bool {
     })
 }
 
+/// Whether this husk is rootless (a user's, in its namespace): what it may make is decided by
+/// this, not by being in some user namespace, which root in an unprivileged LXC is too.
+pub fn is_rootless() -> bool {
+    rootless_uid().is_some()
+}
+
+/// Rootless husk makes no cgroups: a spec asking for limits (anything in linux.resources but
+/// the device list) is refused, naming the limits, before anything is made.
+pub fn refuse_limits(spec: &serde_json::Value) -> Result<(), crate::error::Error> {
+    let asked: Vec<&str> = spec["linux"]["resources"]
+        .as_object()
+        .map(|r| {
+            r.iter()
+                .filter(|(k, v)| *k != "devices" && !v.is_null())
+                .map(|(k, _)| k.as_str())
+                .collect()
+        })
+        .unwrap_or_default();
+    if asked.is_empty() {
+        return Ok(());
+    }
+    Err(crate::error::Error::Invalid(format!(
+        "rootless husk cannot set {} limits: they need a cgroup of the user's, and placing containers in a delegated cgroup v2 subtree is not built yet (run without limits, or as root)",
+        asked.join(", ")
+    )))
+}
+
 /// The name of the pause process, as /proc/PID/comm shows it.
 const PAUSE_COMM: &str = "husk-pause";
 
@@ -200,9 +248,16 @@ pub fn enter(dirs: &UserDirs) -> Result<(), RootlessError> {
         None => {
             let pid = start_pause(uid, gid)?;
             let tmp = dirs.live.join("pause.pid.new");
-            fs::write(&tmp, pid.to_string())
-                .and_then(|()| fs::rename(&tmp, &pid_path))
-                .map_err(io(format!("cannot write {}", pid_path.display())))?;
+            let written =
+                fs::write(&tmp, pid.to_string()).and_then(|()| fs::rename(&tmp, &pid_path));
+            if let Err(e) = written {
+                // A pause process no pid file names would never be found again.
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(pid),
+                    nix::sys::signal::Signal::SIGKILL,
+                );
+                return Err(io(format!("cannot write {}", pid_path.display()))(e));
+            }
             pid
         }
     };
@@ -238,6 +293,10 @@ fn join(pid: i32) -> Result<(), RootlessError> {
             .map_err(io(format!("cannot open {p} of husk's pause process")))
     };
     let (user, mnt) = (open("user")?, open("mnt")?);
+    // setns into a mount namespace moves the cwd to its root: relative paths (`build .`,
+    // `load -i x.tar`) must mean what they meant to the caller, so the cwd is found again by
+    // its path, which the namespace (a copy of the host's) has too.
+    let cwd = std::env::current_dir().ok();
     setns(user.as_fd(), CloneFlags::CLONE_NEWUSER).map_err(|e| {
         RootlessError::Setup(format!(
             "cannot join the user namespace of husk's pause process {pid}: {e}"
@@ -248,7 +307,14 @@ fn join(pid: i32) -> Result<(), RootlessError> {
             "cannot join the mount namespace of husk's pause process {pid}: {e}"
         ))
     })?;
-    become_root()
+    become_root()?;
+    if let Some(cwd) = cwd {
+        std::env::set_current_dir(&cwd).map_err(io(format!(
+            "cannot return to the working directory {}",
+            cwd.display()
+        )))?;
+    }
+    Ok(())
 }
 
 /// Our ids inside the namespace: root, with root's group alone (the host's other groups are

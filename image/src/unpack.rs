@@ -526,8 +526,12 @@ fn current_umask() -> u32 {
 /// Whether a layer may carry this xattr. overlayfs's own (`trusted.overlay.*`: redirect,
 /// origin, metacopy, …) would steer how lower layers are merged, so a layer gets none of them,
 /// except the opaque mark, which is what `.wh..wh..opq` means anyway.
+/// The same holds for `user.overlay.*`, which overlayfs reads in a user namespace (rootless).
 pub fn xattr_allowed(key: &[u8], value: &[u8]) -> bool {
-    match key.strip_prefix(b"trusted.overlay.") {
+    let overlay = key
+        .strip_prefix(b"trusted.overlay.")
+        .or_else(|| key.strip_prefix(b"user.overlay."));
+    match overlay {
         None => true,
         Some(b"opaque") => value == b"y",
         Some(_) => false,

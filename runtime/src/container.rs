@@ -29,6 +29,9 @@ pub struct Runtime {
     pub log: Logger,
     /// Cgroups as systemd scopes (`--systemd-cgroup`) instead of directories we make.
     pub systemd_cgroup: bool,
+    /// runc's `--rootless`: whether a cgroup the kernel refuses us is skipped (for a config
+    /// without limits). None is runc's `auto`: skipped in a user namespace.
+    pub rootless: Option<bool>,
 }
 
 #[derive(Debug, Default)]
@@ -160,6 +163,28 @@ impl Runtime {
             root: root.into(),
             log,
             systemd_cgroup: false,
+            rootless: None,
+        }
+    }
+
+    /// runc's `--rootless true|false|auto` (None).
+    pub fn with_rootless(mut self, rootless: Option<bool>) -> Self {
+        self.rootless = rootless;
+        self
+    }
+
+    /// runc's rule for the state directory: `$XDG_RUNTIME_DIR/husk-runtime` for a rootless
+    /// caller (not root, or root of a user namespace whose `$USER` is not root, as podman
+    /// runs it), else /run/husk-runtime.
+    pub fn default_root() -> PathBuf {
+        let xdg = std::env::var_os("XDG_RUNTIME_DIR").filter(|v| !v.is_empty());
+        let honor = xdg.is_some()
+            && (!nix::unistd::geteuid().is_root()
+                || (husk_sys::in_user_namespace()
+                    && std::env::var("USER").map_or(true, |u| u != "root")));
+        match xdg {
+            Some(x) if honor => PathBuf::from(x).join("husk-runtime"),
+            _ => PathBuf::from("/run/husk-runtime"),
         }
     }
 
@@ -360,7 +385,10 @@ impl Runtime {
                 }
                 // runc's rootless rule: a user namespace's root runs without a cgroup where
                 // it may not make one, unless the config asks for limits.
-                Err(e) if cgroups::is_denied(&e) && husk_sys::in_user_namespace() => {
+                Err(e)
+                    if cgroups::is_denied(&e)
+                        && self.rootless.unwrap_or_else(husk_sys::in_user_namespace) =>
+                {
                     if cgroups::has_limits(resources) {
                         return Err(Error::Unsupported(format!(
                             "{e}: the limits in linux.resources need a cgroup this user may write (cgroup v2, with the subtree delegated to the user: systemd's Delegate=yes for user@UID.service)"

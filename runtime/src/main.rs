@@ -5,7 +5,7 @@ use std::path::Path;
 
 use anyhow::{bail, Context, Result};
 use clap::Parser;
-use husk_cli::runtime::{Command, ListFormat, LogFormat, RuntimeCli, UpdateArgs};
+use husk_cli::runtime::{Command, ListFormat, LogFormat, Rootless, RuntimeCli, UpdateArgs};
 use husk_runtime::logging::{Format, Logger};
 use husk_runtime::{CreateOpts, ExecOpts, Runtime};
 use nix::sys::signal::Signal;
@@ -61,8 +61,19 @@ fn parse_signal(s: &str) -> Result<Signal> {
 }
 
 fn dispatch(cli: &RuntimeCli, log: &Logger) -> Result<i32> {
-    let rt =
-        Runtime::new(&cli.global.root, log.clone()).with_systemd_cgroup(cli.global.systemd_cgroup);
+    let root = cli
+        .global
+        .root
+        .clone()
+        .unwrap_or_else(Runtime::default_root);
+    let rootless = match cli.global.rootless {
+        Rootless::True => Some(true),
+        Rootless::False => Some(false),
+        Rootless::Auto => None,
+    };
+    let rt = Runtime::new(root, log.clone())
+        .with_systemd_cgroup(cli.global.systemd_cgroup)
+        .with_rootless(rootless);
     match &cli.command {
         Command::Create(a) => {
             rt.create(create_opts(a))?;

@@ -247,3 +247,173 @@ fn podman_drives_the_rest_of_the_runtime() {
     assert_eq!(text(&out.stdout).trim(), "137", "{}", text(&out.stderr));
     ok(&["rm", "husk-podman-svc"]);
 }
+
+/// The user rootless podman runs as in the test below: made if missing, with a subordinate
+/// range (useradd gives one on Debian; usermod adds it where it did not).
+fn rootless_user(name: &str) -> Option<(u32, u32)> {
+    let ids = || {
+        nix::unistd::User::from_name(name)
+            .ok()
+            .flatten()
+            .map(|u| (u.uid.as_raw(), u.gid.as_raw()))
+    };
+    if ids().is_none() {
+        let out = Command::new("useradd")
+            .args(["--no-create-home", "--shell", "/usr/sbin/nologin", name])
+            .output()
+            .ok()?;
+        if !out.status.success() {
+            eprintln!("SKIP: useradd {name}: {}", text(&out.stderr).trim());
+            return None;
+        }
+    }
+    let ranged = |f: &str| {
+        std::fs::read_to_string(f)
+            .unwrap_or_default()
+            .lines()
+            .any(|l| l.starts_with(&format!("{name}:")))
+    };
+    if !ranged("/etc/subuid") || !ranged("/etc/subgid") {
+        let out = Command::new("usermod")
+            .args([
+                "--add-subuids",
+                "520000-585535",
+                "--add-subgids",
+                "520000-585535",
+                name,
+            ])
+            .output()
+            .ok()?;
+        assert!(out.status.success(), "{}", text(&out.stderr));
+    }
+    ids()
+}
+
+/// podman as a user without root drives husk-runtime as root of podman's user namespace:
+/// runc's rootless rules (state under $XDG_RUNTIME_DIR, no cgroup where none may be made).
+#[test]
+fn rootless_podman_drives_husk_runtime() {
+    let t = "rootless_podman_drives_husk_runtime";
+    if !require_root(t) {
+        return;
+    }
+    if Command::new("podman").arg("--version").output().is_err()
+        || Command::new("newuidmap").arg("--help").output().is_err()
+    {
+        eprintln!("SKIP {t}: podman or newuidmap (uidmap) is not installed");
+        return;
+    }
+    let Some((uid, gid)) = rootless_user("husk-rl-podman") else {
+        return;
+    };
+    use std::os::unix::fs::PermissionsExt;
+    use std::os::unix::process::CommandExt;
+    let home = tempfile::Builder::new()
+        .prefix("husk-rlp-")
+        .tempdir()
+        .unwrap();
+    std::fs::set_permissions(home.path(), std::fs::Permissions::from_mode(0o700)).unwrap();
+    std::os::unix::fs::chown(home.path(), Some(uid), Some(gid)).unwrap();
+    let run_dir = home.path().join("run");
+    let podman = |args: &[&str]| {
+        Command::new("podman")
+            .env_clear()
+            .env("PATH", "/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin")
+            .env("HOME", home.path())
+            .env("USER", "husk-rl-podman")
+            .env("XDG_RUNTIME_DIR", &run_dir)
+            .env("XDG_CONFIG_HOME", home.path().join(".config"))
+            .env("XDG_DATA_HOME", home.path().join(".local/share"))
+            .current_dir(home.path())
+            .uid(uid)
+            .gid(gid)
+            .args([
+                "--storage-driver",
+                "vfs",
+                "--cgroup-manager",
+                "cgroupfs",
+                "--events-backend",
+                "file",
+                "--runtime",
+                bin(),
+            ])
+            .args(args)
+            .output()
+            .expect("podman runs")
+    };
+    std::fs::create_dir(&run_dir).unwrap();
+    std::fs::set_permissions(&run_dir, std::fs::Permissions::from_mode(0o700)).unwrap();
+    std::os::unix::fs::chown(&run_dir, Some(uid), Some(gid)).unwrap();
+    let v = podman(&["--version"]);
+    if !v.status.success() {
+        eprintln!(
+            "SKIP {t}: the test user cannot run podman with {}: {}",
+            bin(),
+            text(&v.stderr)
+        );
+        return;
+    }
+    // The image: the test busybox rootfs, as a tar the user can read.
+    let b = Bundle::new(&["true"]);
+    let tar = home.path().join("rootfs.tar");
+    let st = Command::new("tar")
+        .arg("-C")
+        .arg(b.rootfs())
+        .arg("-cf")
+        .arg(&tar)
+        .arg(".")
+        .status()
+        .unwrap();
+    assert!(st.success());
+    std::os::unix::fs::chown(&tar, Some(uid), Some(gid)).unwrap();
+    let image = "localhost/husk-rl:test";
+    let out = podman(&["import", tar.to_str().unwrap(), image]);
+    assert!(out.status.success(), "import: {}", text(&out.stderr));
+    let mut args = vec!["run", "--rm"];
+    args.extend(COMMON);
+    args.extend([image, "sh", "-c", "id -u; cat /proc/self/uid_map; exit 3"]);
+    let out = podman(&args);
+    let said = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(3), "{said} {}", text(&out.stderr));
+    let first: Vec<String> = said
+        .lines()
+        .nth(1)
+        .unwrap_or("")
+        .split_whitespace()
+        .map(str::to_string)
+        .collect();
+    assert_eq!(said.lines().next(), Some("0"), "{said}");
+    assert_eq!(first, ["0", &uid.to_string(), "1"], "{said}");
+    // Detached, exec, stop, rm; the runtime's state is under the user's XDG_RUNTIME_DIR.
+    let mut args = vec!["run", "-d", "--name", "rl"];
+    args.extend(COMMON);
+    args.extend([
+        image,
+        "sh",
+        "-c",
+        "trap 'exit 0' TERM; while :; do sleep 0.1; done",
+    ]);
+    let out = podman(&args);
+    assert!(out.status.success(), "run -d: {}", text(&out.stderr));
+    assert!(
+        run_dir.join("husk-runtime").is_dir(),
+        "husk-runtime keeps its state in XDG_RUNTIME_DIR"
+    );
+    let out = podman(&["exec", "rl", "sh", "-c", "echo $((6*7))"]);
+    assert_eq!(text(&out.stdout), "42\n", "{}", text(&out.stderr));
+    let out = podman(&["stop", "-t", "5", "rl"]);
+    assert!(out.status.success(), "stop: {}", text(&out.stderr));
+    let out = podman(&["rm", "rl"]);
+    assert!(out.status.success(), "rm: {}", text(&out.stderr));
+    // podman's pause process holds its user namespace; it goes with this test.
+    let _ = podman(&["system", "migrate"]);
+    if let Ok(pid) = std::fs::read_to_string(run_dir.join("libpod/tmp/pause.pid")) {
+        if let Ok(pid) = pid.trim().parse::<i32>() {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+    }
+    // vfs layers hold files of the user's subordinate ids: root removes them with the dir.
+}
