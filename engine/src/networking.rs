@@ -178,19 +178,10 @@ fn attach_inner(root: &Path, c: &Container) -> Result<ports::Held> {
             Ok(Vec::new())
         }
         Mode::Pasta => {
-            netns::remove(&path);
-            let mut l = Live {
-                netns: Some(path.clone()),
-                ..Default::default()
-            };
-            save(root, &c.id, &l)?;
-            netns::create(&path)?;
+            let (mut l, held) = own_namespace(root, c, &path)?;
             // The claim picks the free host ports and keeps two containers off one; pasta
             // binds them itself, so ours are let go.
-            let (ports, held) = ports::claim(root, &c.id, &c.ports)?;
             drop(held);
-            l.ports = ports;
-            save(root, &c.id, &l)?;
             let pid_file = store::net_dir(root).join(format!("pasta-{}.pid", c.id));
             l.pasta = Some(crate::pasta::start(&path, &l.ports, &pid_file)?);
             let _ = fs::remove_file(&pid_file);
@@ -207,16 +198,7 @@ fn attach_inner(root: &Path, c: &Container) -> Result<ports::Held> {
                 .iter()
                 .map(|n| networks::find(root, n))
                 .collect::<Result<_>>()?;
-            netns::remove(&path);
-            let mut l = Live {
-                netns: Some(path.clone()),
-                ..Default::default()
-            };
-            save(root, &c.id, &l)?;
-            netns::create(&path)?;
-            let (ports, held) = ports::claim(root, &c.id, &c.ports)?;
-            l.ports = ports;
-            save(root, &c.id, &l)?;
+            let (mut l, held) = own_namespace(root, c, &path)?;
             let firewall = defs.iter().any(|d| !d.internal) && networks::forward_filtered();
             for (i, def) in defs.iter().enumerate() {
                 let a = add_to(root, c, &mut l, def, &format!("eth{i}"), i == 0, firewall)?;
@@ -240,6 +222,22 @@ fn attach_inner(root: &Path, c: &Container) -> Result<ports::Held> {
             Ok(held)
         }
     }
+}
+
+/// A network namespace of the container's own at `path`, and its published ports claimed;
+/// each step recorded before the next, for `detach`.
+fn own_namespace(root: &Path, c: &Container, path: &Path) -> Result<(Live, ports::Held)> {
+    netns::remove(path);
+    let mut l = Live {
+        netns: Some(path.to_path_buf()),
+        ..Default::default()
+    };
+    save(root, &c.id, &l)?;
+    netns::create(path)?;
+    let (ports, held) = ports::claim(root, &c.id, &c.ports)?;
+    l.ports = ports;
+    save(root, &c.id, &l)?;
+    Ok((l, held))
 }
 
 fn port_mappings(ports: &[PortMapping]) -> Value {

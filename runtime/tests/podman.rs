@@ -74,15 +74,7 @@ fn podman_with_image(test: &str) -> Option<Podman> {
     // An image from a busybox rootfs, imported (no registry needed).
     let b = Bundle::new(&["true"]);
     let tar = b.path().join("rootfs.tar");
-    let st = Command::new("tar")
-        .arg("-C")
-        .arg(b.rootfs())
-        .arg("-cf")
-        .arg(&tar)
-        .arg(".")
-        .status()
-        .unwrap();
-    assert!(st.success());
+    rootfs_tar(&b, &tar);
     let out = p.run(&[
         "import",
         tar.to_str().unwrap(),
@@ -90,6 +82,19 @@ fn podman_with_image(test: &str) -> Option<Podman> {
     ]);
     assert!(out.status.success(), "import: {}", text(&out.stderr));
     Some(p)
+}
+
+/// A tar of the bundle's busybox rootfs at `tar`, for `podman import`.
+fn rootfs_tar(b: &Bundle, tar: &Path) {
+    let st = Command::new("tar")
+        .arg("-C")
+        .arg(b.rootfs())
+        .arg("-cf")
+        .arg(tar)
+        .arg(".")
+        .status()
+        .unwrap();
+    assert!(st.success());
 }
 
 /// This VM's hard limits are below podman's defaults and root lacks CAP_SYS_RESOURCE (runc
@@ -356,15 +361,7 @@ fn rootless_podman_drives_husk_runtime() {
     // The image: the test busybox rootfs, as a tar the user can read.
     let b = Bundle::new(&["true"]);
     let tar = home.path().join("rootfs.tar");
-    let st = Command::new("tar")
-        .arg("-C")
-        .arg(b.rootfs())
-        .arg("-cf")
-        .arg(&tar)
-        .arg(".")
-        .status()
-        .unwrap();
-    assert!(st.success());
+    rootfs_tar(&b, &tar);
     std::os::unix::fs::chown(&tar, Some(uid), Some(gid)).unwrap();
     let image = "localhost/husk-rl:test";
     let out = podman(&["import", tar.to_str().unwrap(), image]);
