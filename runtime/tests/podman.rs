@@ -8,6 +8,17 @@ use std::process::Command;
 
 use common::*;
 
+/// A podman that needs nothing of the host's: files, not overlay mounts; cgroupfs, not
+/// systemd; events in a file, not the journal.
+const STORE_ARGS: [&str; 6] = [
+    "--storage-driver",
+    "vfs",
+    "--cgroup-manager",
+    "cgroupfs",
+    "--events-backend",
+    "file",
+];
+
 struct Podman {
     root: tempfile::TempDir,
     runroot: tempfile::TempDir,
@@ -20,14 +31,7 @@ impl Podman {
             .arg(self.root.path())
             .arg("--runroot")
             .arg(self.runroot.path())
-            .args([
-                "--storage-driver",
-                "vfs",
-                "--cgroup-manager",
-                "cgroupfs",
-                "--events-backend",
-                "file",
-            ])
+            .args(STORE_ARGS)
             .arg("--runtime")
             .arg(bin());
         c
@@ -332,16 +336,8 @@ fn rootless_podman_drives_husk_runtime() {
             .current_dir(home.path())
             .uid(uid)
             .gid(gid)
-            .args([
-                "--storage-driver",
-                "vfs",
-                "--cgroup-manager",
-                "cgroupfs",
-                "--events-backend",
-                "file",
-                "--runtime",
-                bin(),
-            ])
+            .args(STORE_ARGS)
+            .args(["--runtime", bin()])
             .args(args)
             .output()
             .expect("podman runs")
