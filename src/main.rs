@@ -148,6 +148,13 @@ fn main() {
         HuskCommand::Info | HuskCommand::System(SystemCommand::Info) => images::info(e),
         HuskCommand::System(SystemCommand::Check(a)) => images::check(e, a.repair),
         HuskCommand::System(SystemCommand::Df) => images::system_df(e),
+        HuskCommand::System(SystemCommand::Migrate) => e
+            .migrate()
+            .map(|pid| match pid {
+                Some(pid) => println!("husk-pause {pid} ended: the next command maps /etc/subuid and /etc/subgid afresh"),
+                None => println!("no husk-pause process was running"),
+            })
+            .map_err(Into::into),
         HuskCommand::System(SystemCommand::Prune(a)) => images::system_prune(e, a),
         HuskCommand::Version(a) => images::version(e, a),
         HuskCommand::Generate(GenerateCommand::Systemd(a)) => units::systemd(e, a),

@@ -566,3 +566,49 @@ fn a_runtime_dir_in_tmp_that_is_not_private_is_refused() {
     assert!(err.contains("not a private directory"), "{err}");
     assert_eq!(err.trim().lines().count(), 1, "{err}");
 }
+
+#[test]
+fn system_migrate_makes_the_namespace_again_once_nothing_runs() {
+    let t = "system_migrate_makes_the_namespace_again_once_nothing_runs";
+    let Some(s) = Session::new(t, USER, true) else {
+        return;
+    };
+    let Some((_reg, img, _)) = registry() else {
+        return;
+    };
+    s.ok(&["pull", "-q", &img]);
+    let first = s.pause_pid().expect("a pause process");
+    s.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "m",
+        "--network",
+        "none",
+        &img,
+        "sleep",
+        "30",
+    ]);
+    let out = s.husk(&["system", "migrate"]);
+    assert!(!out.status.success(), "migrate with a running container");
+    let err = text(&out.stderr);
+    assert!(err.contains("still running"), "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert_eq!(s.ok(&["exec", "m", "echo", "alive"]), "alive\n");
+    s.ok(&["rm", "-f", "m"]);
+    let said = s.ok(&["system", "migrate"]);
+    assert!(said.contains(&first.to_string()), "{said}");
+    until(|| {
+        std::fs::read_to_string(format!("/proc/{first}/comm"))
+            .map_or(true, |c| c.trim_end() != "husk-pause")
+    });
+    // The next command makes a new namespace; the store is as it was.
+    s.ok(&["run", "--rm", "--network", "none", &img, "true"]);
+    let second = s.pause_pid().expect("a new pause process");
+    assert_ne!(first, second);
+    // Root has no namespace to make again.
+    let root_store = store();
+    let (code, _, err) = husk(root_store.path(), &["system", "migrate"]);
+    assert_ne!(code, 0);
+    assert!(err.contains("rootless"), "{err}");
+}

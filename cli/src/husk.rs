@@ -208,6 +208,9 @@ pub enum SystemCommand {
     /// Remove stopped containers, unused networks, and with -a unused images, with --volumes
     /// unused anonymous volumes
     Prune(SystemPruneArgs),
+    /// Rootless: end the husk-pause process, so the next command maps the user's ranges in
+    /// /etc/subuid and /etc/subgid afresh (refused while containers run)
+    Migrate,
 }
 
 #[derive(Debug, Args)]

@@ -676,6 +676,29 @@ impl Engine {
     }
 
     /// The store and the host, as `info` shows them.
+    /// `system migrate` (rootless): ends the pause process that holds the user namespace, so
+    /// the next command maps the user's subordinate ids as the files say now. Refused while a
+    /// container runs: its processes live in that namespace. Returns the pid ended.
+    pub fn migrate(&self) -> Result<Option<i32>> {
+        let Some(uid) = crate::rootless::rootless_uid() else {
+            return Err(Error::Invalid(
+                "system migrate is for rootless husk: root has no user namespace to make again"
+                    .into(),
+            ));
+        };
+        let running = store::list(&self.root)?
+            .iter()
+            .filter(|c| c.observed().status == Status::Running)
+            .count();
+        if running > 0 {
+            return Err(Error::Conflict(format!(
+                "{running} container(s) still running in the user namespace: stop them first"
+            )));
+        }
+        let dirs = crate::rootless::user_dirs(uid).map_err(|e| Error::Failed(e.to_string()))?;
+        Ok(crate::rootless::end_pause(&dirs))
+    }
+
     pub fn info(&self) -> Result<Info> {
         let (driver, why) = husk_image::snapshot::choose(&self.root)?;
         let images = husk_image::images::list(&self.root)?.len();

@@ -278,6 +278,24 @@ pub fn private_dir(dir: &std::path::Path) -> Result<(), RootlessError> {
         .map_err(io(format!("cannot create {}", dir.display())))
 }
 
+/// Ends the pause process `pause.pid` names, if it is one; its pid. Called from inside its
+/// namespace, where owners read differently: the name and the user's private directory vouch.
+pub fn end_pause(dirs: &UserDirs) -> Option<i32> {
+    let pid_path = dirs.live.join("pause.pid");
+    let pid: i32 = fs::read_to_string(&pid_path).ok()?.trim().parse().ok()?;
+    let comm = fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+    let _ = fs::remove_file(&pid_path);
+    if comm.trim_end() != PAUSE_COMM {
+        return None;
+    }
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .ok()?;
+    Some(pid)
+}
+
 /// Whether `pid` is a pause process of user `uid` (a pid file can outlive its process).
 fn is_pause_of(pid: i32, uid: u32) -> bool {
     let comm = fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();

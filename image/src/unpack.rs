@@ -433,7 +433,7 @@ impl Layer {
                 && io::Error::last_os_error().raw_os_error() == Some(libc::EINVAL)
             {
                 return Err(Error::Config(format!(
-                    "cannot give {} to {uid}:{gid}: this user namespace does not map that id (rootless husk maps the ranges /etc/subuid and /etc/subgid give your user: add a line such as USER:100000:65536 to each, then end the husk-pause process)",
+                    "cannot give {} to {uid}:{gid}: this user namespace does not map that id (rootless husk maps the ranges /etc/subuid and /etc/subgid give your user: add a line such as USER:100000:65536 to each, then run `husk system migrate`)",
                     what()
                 )));
             }
