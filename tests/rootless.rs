@@ -88,6 +88,11 @@ struct Session {
     uid: u32,
     gid: u32,
     home: tempfile::TempDir,
+    /// A cgroup v2 directory the commands start in (moved there as root, before they become
+    /// the user), as a login under systemd's user@UID.service would.
+    cgroup: Option<PathBuf>,
+    /// Cgroups made for the test: dropped after `drop` has ended the session's processes.
+    delegated: Vec<Delegated>,
 }
 
 impl Session {
@@ -104,7 +109,13 @@ impl Session {
         let home = tempfile::Builder::new().prefix("husk-rl-").tempdir().ok()?;
         std::fs::set_permissions(home.path(), std::fs::Permissions::from_mode(0o700)).ok()?;
         std::os::unix::fs::chown(home.path(), Some(uid), Some(gid)).ok()?;
-        let s = Session { uid, gid, home };
+        let s = Session {
+            uid,
+            gid,
+            home,
+            cgroup: None,
+            delegated: Vec::new(),
+        };
         let v = s.husk(&["--version"]);
         if !v.status.success() {
             eprintln!(
@@ -124,9 +135,39 @@ impl Session {
             .env("XDG_RUNTIME_DIR", self.home.path().join("run"))
             .env("HUSK_LAYER_MOUNT_GRACE", "0")
             .current_dir(self.home.path())
-            .uid(self.uid)
-            .gid(self.gid)
             .stdin(Stdio::null());
+        match &self.cgroup {
+            None => {
+                c.uid(self.uid).gid(self.gid);
+            }
+            Some(dir) => {
+                // std drops to the user before pre_exec's closures run, and a move between
+                // cgroups needs root's write to their common ancestor: move first, then drop.
+                let procs = std::ffi::CString::new(
+                    dir.join("cgroup.procs")
+                        .into_os_string()
+                        .into_encoded_bytes(),
+                )
+                .expect("a cgroup path without NUL");
+                let (uid, gid) = (self.uid, self.gid);
+                unsafe {
+                    c.pre_exec(move || {
+                        let fd = libc::open(procs.as_ptr(), libc::O_WRONLY);
+                        if fd < 0 || libc::write(fd, b"0".as_ptr().cast(), 1) != 1 {
+                            return Err(std::io::Error::last_os_error());
+                        }
+                        libc::close(fd);
+                        if libc::setgroups(0, std::ptr::null()) != 0
+                            || libc::setgid(gid) != 0
+                            || libc::setuid(uid) != 0
+                        {
+                            return Err(std::io::Error::last_os_error());
+                        }
+                        Ok(())
+                    });
+                }
+            }
+        }
         c
     }
 
@@ -161,7 +202,19 @@ impl Session {
 
 impl Drop for Session {
     fn drop(&mut self) {
-        let _ = self.husk(&["rm", "-f", "-a"]);
+        let ps = self.husk(&["ps", "-aq"]);
+        let ids: Vec<String> = text(&ps.stdout)
+            .split_whitespace()
+            .map(str::to_string)
+            .collect();
+        if !ids.is_empty() {
+            let mut args = vec!["rm", "-f"];
+            args.extend(ids.iter().map(String::as_str));
+            let rm = self.husk(&args);
+            if !rm.status.success() {
+                eprintln!("rm -f as the test user: {}", text(&rm.stderr));
+            }
+        }
         if let Some(pid) = self.pause_pid() {
             let _ = nix::sys::signal::kill(
                 nix::unistd::Pid::from_raw(pid),
@@ -437,6 +490,357 @@ fn limits_are_refused_in_one_line() {
     assert!(err.contains("memory") && err.contains("delegated"), "{err}");
     // Without limits, the same container runs.
     s.ok(&["run", "--rm", "--network", "none", &img, "true"]);
+}
+
+/// A cgroup v2 subtree handed to a user as systemd hands `user@UID.service` over with
+/// `Delegate=yes`: the directory and its `cgroup.procs`, `cgroup.threads` and
+/// `cgroup.subtree_control` are the user's, the parent enables the controllers for it, and the
+/// user's processes live in a child of it. Removed, with what husk made in it, when dropped.
+struct Delegated {
+    dir: PathBuf,
+}
+
+impl Delegated {
+    fn new(uid: u32, gid: u32, tag: &str) -> Delegated {
+        let dir = PathBuf::from(format!(
+            "/sys/fs/cgroup/husk-rl-{}-{tag}",
+            std::process::id()
+        ));
+        let root_has = std::fs::read_to_string("/sys/fs/cgroup/cgroup.controllers").unwrap();
+        for ctl in ["memory", "pids", "cpu"] {
+            assert!(
+                root_has.contains(ctl),
+                "the guest's root cgroup lacks {ctl}"
+            );
+            std::fs::write("/sys/fs/cgroup/cgroup.subtree_control", format!("+{ctl}")).unwrap();
+        }
+        let d = Delegated { dir };
+        for sub in ["", "caller"] {
+            let dir = d.dir.join(sub);
+            std::fs::create_dir(&dir).unwrap();
+            for f in [
+                "",
+                "cgroup.procs",
+                "cgroup.threads",
+                "cgroup.subtree_control",
+            ] {
+                std::os::unix::fs::chown(dir.join(f), Some(uid), Some(gid)).unwrap();
+            }
+        }
+        d
+    }
+
+    /// The cgroup's directory for a path in the hierarchy (`/husk-rl-N/husk/ID`).
+    fn dir_of(path: &str) -> PathBuf {
+        Path::new("/sys/fs/cgroup").join(path.trim_start_matches('/'))
+    }
+}
+
+impl Drop for Delegated {
+    fn drop(&mut self) {
+        // Children first; a killed pause process leaves its cgroup once it is reaped.
+        fn remove(dir: &Path) {
+            if let Ok(entries) = std::fs::read_dir(dir) {
+                for e in entries.flatten() {
+                    if e.file_type().is_ok_and(|t| t.is_dir()) {
+                        remove(&e.path());
+                    }
+                }
+            }
+            for _ in 0..100 {
+                if std::fs::remove_dir(dir).is_ok() || !dir.exists() {
+                    return;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+            let procs = std::fs::read_to_string(dir.join("cgroup.procs")).unwrap_or_default();
+            let who: Vec<String> = procs
+                .split_whitespace()
+                .map(|p| {
+                    let comm =
+                        std::fs::read_to_string(format!("/proc/{p}/comm")).unwrap_or_default();
+                    format!("{p} {}", comm.trim())
+                })
+                .collect();
+            eprintln!("cannot remove the test's cgroup {}: {who:?}", dir.display());
+        }
+        remove(&self.dir);
+    }
+}
+
+fn cgroup_v2() -> bool {
+    nix::sys::statfs::statfs("/sys/fs/cgroup")
+        .is_ok_and(|s| s.filesystem_type() == nix::sys::statfs::CGROUP2_SUPER_MAGIC)
+}
+
+/// Linux's version as (major, minor).
+fn kernel() -> (u32, u32) {
+    let r = nix::sys::utsname::uname().unwrap();
+    let mut it = r
+        .release()
+        .to_string_lossy()
+        .split(|c: char| !c.is_ascii_digit())
+        .filter_map(|n| n.parse().ok())
+        .collect::<Vec<u32>>()
+        .into_iter();
+    (it.next().unwrap_or(0), it.next().unwrap_or(0))
+}
+
+/// A workspace bound in is the user's on both sides: its files are root's inside, and what the
+/// container's root writes there is the user's on the host (`--userns keep-id` says the same
+/// and changes nothing for a rootless user). A named volume keeps its files, with their owners
+/// in the user's range, from one container to the next.
+#[test]
+fn the_workspace_stays_the_users_and_volumes_keep_their_files() {
+    let t = "the_workspace_stays_the_users_and_volumes_keep_their_files";
+    let Some(s) = Session::new(t, USER, true) else {
+        return;
+    };
+    let Some((_reg, img, _)) = registry() else {
+        return;
+    };
+    s.ok(&["pull", "-q", &img]);
+    let ws = tempfile::tempdir().unwrap();
+    std::os::unix::fs::chown(ws.path(), Some(s.uid), Some(s.gid)).unwrap();
+    std::fs::write(ws.path().join("mine"), "source\n").unwrap();
+    std::os::unix::fs::chown(ws.path().join("mine"), Some(s.uid), Some(s.gid)).unwrap();
+    let vol = format!("{}:/w", ws.path().display());
+    for userns in [None, Some("keep-id")] {
+        let mut args = vec!["run", "--rm", "--network", "none", "-v", &vol];
+        if let Some(u) = userns {
+            args.extend(["--userns", u]);
+        }
+        args.extend([
+            img.as_str(),
+            "sh",
+            "-c",
+            "stat -c %u:%g /w/mine; rm -rf /w/made; mkdir /w/made && echo out > /w/made/f",
+        ]);
+        let out = s.ok(&args);
+        assert_eq!(out.trim(), "0:0", "{userns:?}: {out}");
+        for p in ["made", "made/f"] {
+            let m = std::fs::metadata(ws.path().join(p)).unwrap();
+            assert_eq!((m.uid(), m.gid()), (s.uid, s.gid), "{userns:?}: {p}");
+        }
+    }
+
+    s.ok(&["volume", "create", "data"]);
+    s.ok(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "-v",
+        "data:/data",
+        &img,
+        "sh",
+        "-c",
+        "echo kept > /data/f && chown 1000:1000 /data/f",
+    ]);
+    let out = s.ok(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "-v",
+        "data:/data:ro",
+        &img,
+        "sh",
+        "-c",
+        "cat /data/f; stat -c %u /data/f; touch /data/g; echo touch=$?",
+    ]);
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines[..2], ["kept", "1000"], "{out}");
+    assert!(
+        out.contains("touch=1"),
+        "a read-only volume was written: {out}"
+    );
+    let inspect: serde_json::Value =
+        serde_json::from_str(&s.ok(&["volume", "inspect", "data"])).unwrap();
+    let dir = PathBuf::from(inspect[0]["Mountpoint"].as_str().unwrap());
+    assert!(dir.starts_with(s.store()), "{}", dir.display());
+    let f = dir.join("f");
+    let range_start = std::fs::read_to_string("/etc/subuid")
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix(&format!("{USER}:")).map(str::to_string))
+        .and_then(|r| r.split(':').next().and_then(|n| n.parse::<u32>().ok()))
+        .unwrap();
+    assert_eq!(std::fs::metadata(&f).unwrap().uid(), range_start + 999);
+    assert!(s.ok(&["volume", "ls", "-q"]).lines().any(|l| l == "data"));
+    s.ok(&["volume", "rm", "data"]);
+    assert!(!dir.exists());
+}
+
+/// The container's root is the image's layers under its own upper directory, stacked inside
+/// the user namespace: by the kernel's overlayfs from Linux 5.11, by fuse-overlayfs before.
+/// Either way what the container deletes is gone for it and back for the next one.
+#[test]
+fn layers_stack_in_the_user_namespace_on_every_kernel() {
+    let t = "layers_stack_in_the_user_namespace_on_every_kernel";
+    let old = kernel() < (5, 11);
+    if old
+        && Command::new("fuse-overlayfs")
+            .arg("--version")
+            .output()
+            .is_err()
+    {
+        eprintln!("SKIP {t}: Linux before 5.11 needs fuse-overlayfs, which is missing");
+        return;
+    }
+    let Some(s) = Session::new(t, USER_NOSUB, false) else {
+        return;
+    };
+    let Some((_reg, img, _)) = registry() else {
+        return;
+    };
+    s.ok(&["pull", "-q", &img]);
+    let out = s.ok(&[
+        "run", "--rm", "--network", "none", &img, "sh", "-c",
+        "awk '$5 == \"/\" { for (i = 7; i < NF; i++) if ($i == \"-\") { print $(i + 1); exit } }' /proc/self/mountinfo; rm /bin/true; test -e /bin/true; echo gone=$?; echo hi > /new; cat /new",
+    ]);
+    let want = if old {
+        "fuse.fuse-overlayfs"
+    } else {
+        "overlay"
+    };
+    assert_eq!(out.lines().next(), Some(want), "{out}");
+    assert!(out.contains("gone=1") && out.contains("hi"), "{out}");
+    s.ok(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        &img,
+        "test",
+        "-e",
+        "/bin/true",
+    ]);
+}
+
+/// Where the user owns a cgroup v2 subtree, a rootless container gets its cgroup in it and its
+/// limits work; where the user's cgroup is not delegated, or the delegated one has processes of
+/// its own, the limits are refused in one line saying so.
+#[test]
+fn limits_work_in_a_delegated_cgroup_v2_subtree() {
+    let t = "limits_work_in_a_delegated_cgroup_v2_subtree";
+    if !cgroup_v2() {
+        eprintln!("SKIP {t}: this host's cgroups are v1 (the kernel matrix runs it on v2)");
+        return;
+    }
+    if kernel() < (5, 11)
+        && Command::new("fuse-overlayfs")
+            .arg("--version")
+            .output()
+            .is_err()
+    {
+        eprintln!(
+            "SKIP {t}: overlayfs mounts in a user namespace from Linux 5.11 on, and fuse-overlayfs is missing"
+        );
+        return;
+    }
+    // The user without subordinate ids: a single-id map needs no setuid newuidmap.
+    let Some(mut s) = Session::new(t, USER_NOSUB, false) else {
+        return;
+    };
+    let Some((_reg, img, _)) = registry() else {
+        return;
+    };
+    s.ok(&["pull", "-q", &img]);
+    // Not delegated: this process's cgroup is root's.
+    let out = s.husk(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "-m",
+        "64m",
+        &img,
+        "true",
+    ]);
+    assert_eq!(out.status.code(), Some(125));
+    let err = text(&out.stderr);
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(
+        err.contains("memory") && err.contains("not delegated") && err.contains(&s.uid.to_string()),
+        "{err}"
+    );
+
+    let d = Delegated::new(s.uid, s.gid, "a");
+    s.cgroup = Some(d.dir.join("caller"));
+    s.delegated.push(d);
+    let id = s.ok(&[
+        "run",
+        "-d",
+        "--network",
+        "none",
+        "-m",
+        "64m",
+        "--pids-limit",
+        "50",
+        &img,
+        "sleep",
+        "60",
+    ]);
+    let id = id.trim();
+    let path = s.ok(&["inspect", "-f", "{{.State.Pid}}", id]);
+    let pid: i32 = path.trim().parse().unwrap();
+    let cg = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
+    let want = format!("/husk-rl-{}-a/husk/", std::process::id());
+    let line = cg.lines().find_map(|l| l.strip_prefix("0::")).unwrap_or("");
+    assert!(line.starts_with(&want), "{cg}");
+    let dir = Delegated::dir_of(line);
+    let read = |f: &str| std::fs::read_to_string(dir.join(f)).unwrap_or_default();
+    assert_eq!(read("memory.max").trim(), "67108864");
+    assert_eq!(read("pids.max").trim(), "50");
+    // husk's own views of it.
+    let stats = s.ok(&["stats", "--no-stream", "--format", "{{.MemUsage}}", id]);
+    assert!(stats.contains("/ 64.00MiB"), "{stats}");
+    s.ok(&["pause", id]);
+    assert_eq!(read("cgroup.freeze").trim(), "1");
+    s.ok(&["unpause", id]);
+    s.ok(&["rm", "-f", id]);
+    assert!(!dir.exists(), "the container's cgroup outlived it");
+
+    // The limits are enforced: more pids than allowed fail inside.
+    let out = s.husk(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "--pids-limit",
+        "5",
+        &img,
+        "sh",
+        "-c",
+        "for i in 1 2 3 4 5 6 7 8; do sleep 5 & done; wait",
+    ]);
+    let o = format!("{}{}", text(&out.stdout), text(&out.stderr));
+    assert!(
+        o.contains("fork") || o.contains("Resource temporarily unavailable") || o.contains("can't"),
+        "{o}"
+    );
+
+    // A delegated cgroup with processes of its own cannot give its children controllers (the
+    // kernel keeps processes out of one that has: a fresh one, before husk enabled any).
+    let busy = Delegated::new(s.uid, s.gid, "b");
+    s.cgroup = Some(busy.dir.clone());
+    s.delegated.push(busy);
+    let out = s.husk(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "-m",
+        "64m",
+        &img,
+        "true",
+    ]);
+    assert_eq!(out.status.code(), Some(125));
+    let err = text(&out.stderr);
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(err.contains("no-internal-processes"), "{err}");
+    s.cgroup = s.delegated.first().map(|d| d.dir.join("caller"));
 }
 
 #[test]

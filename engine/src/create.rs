@@ -59,6 +59,10 @@ pub fn pull(
 
 /// Who ran husk: the caller of `sudo` when husk runs as root through it, else the real ids.
 fn caller_ids() -> (u32, u32) {
+    // Rootless, the user is the namespace's root: its files are root's inside already.
+    if crate::rootless::is_rootless() {
+        return (0, 0);
+    }
     let env = |k: &str| std::env::var(k).ok().and_then(|v| v.parse::<u32>().ok());
     if nix::unistd::geteuid().is_root() {
         if let (Some(u), Some(g)) = (env("SUDO_UID"), env("SUDO_GID")) {
@@ -581,7 +585,7 @@ fn record_container(
     mounts.extend(crate::etc_files::mounts(&dir, &taken));
     let mut spec = spec::spec(a, config, rootfs, id, &mounts, &net)?;
     if crate::rootless::is_rootless() {
-        crate::rootless::refuse_limits(&spec)?;
+        crate::rootless::place_cgroup(&mut spec, id)?;
     }
     crate::cdi::apply(cdi, &mut spec)?;
     share_namespaces(root, a, &mut spec)?;

@@ -188,25 +188,111 @@ pub fn is_rootless() -> bool {
     rootless_uid().is_some()
 }
 
-/// Rootless husk makes no cgroups: a spec asking for limits (anything in linux.resources but
-/// the device list) is refused, naming the limits, before anything is made.
-pub fn refuse_limits(spec: &serde_json::Value) -> Result<(), crate::error::Error> {
-    let asked: Vec<&str> = spec["linux"]["resources"]
+/// What a rootless husk may do with cgroups.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Delegation {
+    /// The highest cgroup v2 directory above (or at) this process's own that the user owns,
+    /// as systemd's `user@UID.service` is with `Delegate=yes`; its path in the hierarchy.
+    Subtree(PathBuf),
+    /// None is the user's, and why.
+    Refused(String),
+}
+
+const CGROUP_ROOT: &str = "/sys/fs/cgroup";
+
+/// Finds the cgroup subtree delegated to this user: the ancestors of this process's cgroup
+/// whose directory, `cgroup.procs` and `cgroup.subtree_control` are the user's (a delegation
+/// hands over exactly those), up to the first that is not.
+pub fn delegation() -> Delegation {
+    let v2 = nix::sys::statfs::statfs(CGROUP_ROOT)
+        .is_ok_and(|s| s.filesystem_type() == nix::sys::statfs::CGROUP2_SUPER_MAGIC);
+    if !v2 {
+        return Delegation::Refused(
+            "this host's cgroups are v1, where nothing is delegated to a user (limits need cgroup v2 with a subtree delegated to the user)".into(),
+        );
+    }
+    let own = fs::read_to_string("/proc/self/cgroup")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("0::").map(|p| PathBuf::from(p.trim())))
+        })
+        .unwrap_or_else(|| PathBuf::from("/"));
+    let me = nix::unistd::geteuid().as_raw();
+    let uid = rootless_uid().unwrap_or(me);
+    let owned = |p: &std::path::Path| fs::symlink_metadata(p).is_ok_and(|m| m.uid() == me);
+    let mut found = None;
+    let mut at = Some(own.as_path());
+    while let Some(rel) = at {
+        let dir = std::path::Path::new(CGROUP_ROOT).join(rel.strip_prefix("/").unwrap_or(rel));
+        if rel == std::path::Path::new("/")
+            || !owned(&dir)
+            || !owned(&dir.join("cgroup.procs"))
+            || !owned(&dir.join("cgroup.subtree_control"))
+        {
+            break;
+        }
+        found = Some(rel.to_path_buf());
+        at = rel.parent();
+    }
+    match found {
+        Some(d) => Delegation::Subtree(d),
+        None => Delegation::Refused(format!(
+            "its cgroup {} is not delegated to uid {uid} (start husk in a cgroup v2 subtree the user owns, as `systemd-run --user --scope husk ...` does under systemd's user@{uid}.service)",
+            own.display()
+        )),
+    }
+}
+
+/// The limits a spec asks for (the keys of `linux.resources` that need a cgroup), by the
+/// runtime's own rule of what a cgroup enforces; none for a spec without any.
+fn limits_asked(spec: &serde_json::Value) -> Vec<String> {
+    let resources = &spec["linux"]["resources"];
+    let typed: Option<oci_spec::runtime::LinuxResources> =
+        serde_json::from_value(resources.clone()).ok();
+    if typed.is_some() && !husk_runtime::cgroups::has_limits(typed.as_ref()) {
+        return Vec::new();
+    }
+    resources
         .as_object()
         .map(|r| {
             r.iter()
                 .filter(|(k, v)| *k != "devices" && !v.is_null())
-                .map(|(k, _)| k.as_str())
+                .map(|(k, _)| k.clone())
                 .collect()
         })
-        .unwrap_or_default();
-    if asked.is_empty() {
-        return Ok(());
+        .unwrap_or_default()
+}
+
+/// Places a rootless container's cgroup in the user's delegated subtree (`DELEGATED/husk/ID`),
+/// where its limits, stats, pause and kill work as root's do. Without a delegation it gets no
+/// cgroup, and a spec asking for limits is refused, naming them and what to delegate, before
+/// anything is made.
+pub fn place_cgroup(spec: &mut serde_json::Value, id: &str) -> Result<(), crate::error::Error> {
+    let asked = limits_asked(spec);
+    let refuse = |why: String| {
+        Err(crate::error::Error::Invalid(format!(
+            "rootless husk cannot set {} limits: {why}",
+            asked.join(", ")
+        )))
+    };
+    match delegation() {
+        Delegation::Subtree(d) => {
+            let dir = std::path::Path::new(CGROUP_ROOT).join(d.strip_prefix("/").unwrap_or(&d));
+            let busy =
+                fs::read_to_string(dir.join("cgroup.procs")).is_ok_and(|p| !p.trim().is_empty());
+            if busy && !asked.is_empty() {
+                return refuse(format!(
+                    "the cgroup delegated to this user, {}, has processes of its own, so no cgroup below it gets controllers (cgroup v2's no-internal-processes rule; start husk in a child cgroup of it)",
+                    d.display()
+                ));
+            }
+            spec["linux"]["cgroupsPath"] = d.join("husk").join(id).to_string_lossy().into();
+            Ok(())
+        }
+        Delegation::Refused(why) if !asked.is_empty() => refuse(why),
+        Delegation::Refused(_) => Ok(()),
     }
-    Err(crate::error::Error::Invalid(format!(
-        "rootless husk cannot set {} limits: they need a cgroup of the user's, and placing containers in a delegated cgroup v2 subtree is not built yet (run without limits, or as root)",
-        asked.join(", ")
-    )))
 }
 
 /// The name of the pause process, as /proc/PID/comm shows it.

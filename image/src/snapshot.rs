@@ -553,7 +553,8 @@ pub fn mount(root: &Path, diff_ids: &[Digest], upper: Option<Upper>, target: &Pa
             }
         }
     }
-    let result = stack(root, diff_ids, &layers_dir, &lower_paths, upper, target);
+    let result = stack(root, diff_ids, &layers_dir, &lower_paths, upper, target)
+        .or_else(|e| fuse_fallback(e, &lower_paths, upper, target));
     if result.is_err() {
         let _ = release(root, diff_ids, Duration::ZERO);
     }
@@ -590,8 +591,14 @@ pub fn mount_directory(lower: &Path, upper: Upper, target: &Path) -> Result<()> 
             "{l}: a path with ':', ',' or '\\' cannot be an overlayfs lower directory before Linux 6.8"
         )));
     }
+    // In a user namespace overlayfs keeps its marks in `user.` xattrs (Linux 5.11+).
+    let userxattr = if husk_sys::in_user_namespace() {
+        ",userxattr"
+    } else {
+        ""
+    };
     let opts = format!(
-        "lowerdir={l},upperdir={},workdir={}",
+        "lowerdir={l},upperdir={},workdir={}{userxattr}",
         upper.dir.display(),
         upper.work.display()
     );
@@ -623,12 +630,101 @@ pub fn mount_directory(lower: &Path, upper: Upper, target: &Path) -> Result<()> 
     } else {
         attempt(&opts)
     };
-    result.map_err(|e| {
-        Error::io(
-            format!("cannot mount {} on {}", lower.display(), target.display()),
-            e,
-        )
-    })
+    result
+        .map_err(|e| {
+            Error::io(
+                format!("cannot mount {} on {}", lower.display(), target.display()),
+                e,
+            )
+        })
+        .or_else(|e| fuse_fallback(e, &[lower.to_path_buf()], Some(upper), target))
+}
+
+/// Where the kernel's overlayfs will not mount in a user namespace (before Linux 5.11, or a
+/// store on a file system without `user.` xattrs), fuse-overlayfs stacks the same directories
+/// in user space, as rootless podman falls back to. It reads overlayfs's own marks (0/0
+/// character-device whiteouts, `user.overlay.opaque`), so one store serves both. It always
+/// wants an upper directory; a read-only stack keeps the kernel's error.
+fn fuse_fallback(
+    kernel: Error,
+    lower_topmost_first: &[PathBuf],
+    upper: Option<Upper>,
+    target: &Path,
+) -> Result<()> {
+    let Some(u) = upper.filter(|_| husk_sys::in_user_namespace()) else {
+        return Err(kernel);
+    };
+    let paths: Vec<&Path> = lower_topmost_first
+        .iter()
+        .map(PathBuf::as_path)
+        .chain([u.dir, u.work])
+        .collect();
+    if paths
+        .iter()
+        .any(|p| p.to_string_lossy().contains([':', ',']))
+    {
+        return Err(kernel);
+    }
+    let lower: Vec<String> = lower_topmost_first
+        .iter()
+        .map(|p| p.display().to_string())
+        .collect();
+    let opts = format!(
+        "lowerdir={},upperdir={},workdir={}",
+        lower.join(":"),
+        u.dir.display(),
+        u.work.display()
+    );
+    // Its stderr in memory: the daemon it leaves behind must hold no pipe of ours open.
+    // SAFETY: memfd_create with a valid name; the fd is owned by the File.
+    let fd = unsafe { libc::memfd_create(c"fuse-overlayfs".as_ptr(), libc::MFD_CLOEXEC) };
+    if fd < 0 {
+        return Err(kernel);
+    }
+    // SAFETY: a fresh fd that nothing else owns.
+    let mut errors = unsafe { <std::fs::File as std::os::fd::FromRawFd>::from_raw_fd(fd) };
+    let stderr = errors
+        .try_clone()
+        .map_err(|e| Error::io("cannot duplicate a memfd", e))?;
+    let mut cmd = std::process::Command::new("fuse-overlayfs");
+    cmd.arg("-o")
+        .arg(&opts)
+        .arg(target)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(stderr);
+    // SAFETY: close_range is async-signal-safe. The daemon outlives this process: no lock or
+    // socket of ours may stay open in it (a kernel before 5.9 lacks the call; Rust's own fds
+    // are close-on-exec anyway).
+    unsafe {
+        std::os::unix::process::CommandExt::pre_exec(&mut cmd, || {
+            libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, 0u32);
+            Ok(())
+        });
+    }
+    match cmd.status() {
+        Ok(s) if s.success() => Ok(()),
+        Ok(s) => {
+            use std::io::{Read, Seek};
+            let mut said = String::new();
+            let _ = errors.seek(std::io::SeekFrom::Start(0));
+            let _ = errors.read_to_string(&mut said);
+            let why = said
+                .lines()
+                .rfind(|l| !l.trim().is_empty() && !l.contains("unknown argument ignored"))
+                .map_or_else(|| s.to_string(), |l| l.trim().to_string());
+            Err(Error::Config(format!(
+                "cannot mount the image's layers on {} with fuse-overlayfs ({why}) after the kernel's overlayfs refused: {kernel}",
+                target.display()
+            )))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(Error::Config(format!(
+            "{kernel}; fuse-overlayfs, which stacks layers where the kernel's overlayfs will not, is not installed (Debian's fuse-overlayfs package)"
+        ))),
+        Err(e) => Err(Error::Config(format!(
+            "{kernel}; fuse-overlayfs did not start: {e}"
+        ))),
+    }
 }
 
 fn prepare_volatile(u: Upper) -> Result<()> {

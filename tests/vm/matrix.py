@@ -43,6 +43,10 @@ SUITES = {
     "sandbox": ["the_report_measures_known_work", "keep_id_gives_the_workspace_to_the_caller",
                 "die_with_parent_takes_the_container_with_a_killed_husk"],
     "library": None,
+    # Rootless: limits in a cgroup v2 subtree delegated to the user (none on this host's v1),
+    # and the layers stacked in the user namespace (fuse-overlayfs before Linux 5.11).
+    "rootless": ["limits_work_in_a_delegated_cgroup_v2_subtree",
+                 "layers_stack_in_the_user_namespace_on_every_kernel"],
     "parity": None,
     "run": None,
     "security": None,

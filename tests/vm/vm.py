@@ -201,6 +201,8 @@ grep -v '^#' /lib/modules/{release}/modules.devname | while read -r _ node dev; 
   t=${dev%${dev#?}}; n=${dev#?}
   mkdir -p "$(dirname /dev/$node)"; [ -e /dev/$node ] || mknod /dev/$node $t ${n%:*} ${n#*:}
 done
+# udev's modes for what users open: FUSE and TUN/TAP (rootless husk's fuse-overlayfs, pasta).
+chmod 0666 /dev/fuse /dev/net/tun 2>/dev/null
 # A scratch ext4 disk, as a host's /var/lib and /tmp would be (an overlayfs upper directory
 # cannot live on the root overlay, and tmpfs before 6.6 keeps no user.* xattrs).
 modprobe virtio_blk
