@@ -97,6 +97,7 @@ fn run_options(a: &RunArgs) -> husk_engine::Result<RunOptions> {
         restart: options::RestartPolicy::parse(&a.restart)?,
         die_with_parent: a.die_with_parent,
         userns: options::Userns::parse(a.userns.as_deref().unwrap_or("host"))?,
+        id_maps: options::IdMaps::parse(&a.uidmap, &a.gidmap)?,
         shm_size: flag_bytes("--shm-size", a.shm_size.as_deref())?,
         sysctls: a
             .sysctl

@@ -490,6 +490,17 @@ fn limits_are_refused_in_one_line() {
     assert!(err.contains("memory") && err.contains("delegated"), "{err}");
     // Without limits, the same container runs.
     s.ok(&["run", "--rm", "--network", "none", &img, "true"]);
+    // A user namespace of the container's own is root's to make.
+    for flags in [["--uidmap", "0:1:1"], ["--userns", "auto"]] {
+        let mut args = vec!["run", "--rm", "--network", "none"];
+        args.extend(flags);
+        args.extend([img.as_str(), "true"]);
+        let out = s.husk(&args);
+        assert_eq!(out.status.code(), Some(125));
+        let err = text(&out.stderr);
+        assert_eq!(err.trim().lines().count(), 1, "{err}");
+        assert!(err.contains("needs root"), "{err}");
+    }
 }
 
 /// A cgroup v2 subtree handed to a user as systemd hands `user@UID.service` over with

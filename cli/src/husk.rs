@@ -994,6 +994,13 @@ pub struct RunArgs {
     /// belong to the user who ran husk (the sudo caller), through idmapped mounts (Linux 5.12+)
     #[arg(long, value_name = "MODE")]
     pub userns: Option<String>,
+    /// Run in a user namespace of the container's own: CONTAINER:HOST:SIZE (podman's; may be
+    /// repeated). The image's layers are idmapped to match (Linux 5.19+, root only)
+    #[arg(long, value_name = "CONTAINER:HOST:SIZE")]
+    pub uidmap: Vec<String>,
+    /// The gid map, as --uidmap (default: the uid map)
+    #[arg(long, value_name = "CONTAINER:HOST:SIZE")]
+    pub gidmap: Vec<String>,
     /// The image is a directory to run as the container's root (podman's --rootfs); the
     /// container writes to a layer of its own above it, never to the directory
     #[arg(long)]

@@ -10,11 +10,11 @@ use husk_image::manifest::{ImageConfig, Platform};
 use husk_image::registry::Options;
 use husk_image::{Digest, Reference};
 
-use crate::error::{Context, Error, Result};
+use crate::error::{invalid, Context, Error, Result};
 use crate::layers;
 use crate::networking;
 use crate::networks;
-use crate::options::{LogConfig, Network, PortMapping, Protocol, PullPolicy, RunOptions};
+use crate::options::{IdMaps, LogConfig, Network, PortMapping, Protocol, PullPolicy, RunOptions};
 use crate::spec::{self, NetNs};
 use crate::store::{self, Container};
 use crate::volumes;
@@ -91,6 +91,60 @@ fn swap_with_root(id: u32) -> serde_json::Value {
         serde_json::json!({"containerID": id + 1, "hostID": id + 1, "size": u32::MAX - 1 - id}),
     );
     serde_json::Value::Array(maps)
+}
+
+/// What `--uidmap` needs, refused in one line before anything is made: root (idmapping the
+/// layers takes privilege over their file system), a kernel that stacks overlayfs on
+/// idmapped layers, an image (not `--rootfs`), and no `--userns keep-id` beside it.
+fn check_id_maps(a: &RunOptions) -> Result<()> {
+    let auto = matches!(a.userns, crate::options::Userns::Auto { .. });
+    if a.id_maps.is_none() && !auto {
+        return Ok(());
+    }
+    if a.id_maps.is_some() && auto {
+        invalid!("--uidmap and --userns auto cannot go together");
+    }
+    let flag = if auto { "--userns auto" } else { "--uidmap" };
+    if crate::rootless::is_rootless() {
+        invalid!("{flag} needs root: rootless husk's containers share the user's namespace, and idmapping the layers takes privilege over their file system");
+    }
+    if a.rootfs.is_some() {
+        invalid!("{flag} and --rootfs cannot go together: the directory would have to be idmapped in place");
+    }
+    if a.userns == crate::options::Userns::KeepId {
+        invalid!("--uidmap and --userns keep-id cannot go together");
+    }
+    let (major, minor) = husk_sys::kernel_version();
+    if (major, minor) < (5, 19) {
+        invalid!("{flag} needs Linux 5.19 or later (overlayfs over idmapped layers); this is {major}.{minor}");
+    }
+    Ok(())
+}
+
+/// The runtime enters the root directory as the container's root, whose ids are `uid`/`gid`
+/// on the host: every directory above it must let them search it. Said in one line, naming
+/// the directory, rather than the runtime's bare EACCES.
+fn reachable_by(rootfs: &Path, uid: u32, gid: u32) -> Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    for dir in rootfs.ancestors().skip(1) {
+        let Ok(m) = fs::metadata(dir) else { continue };
+        let mode = m.mode();
+        let may = if m.uid() == uid {
+            mode & 0o100 != 0
+        } else if m.gid() == gid {
+            mode & 0o010 != 0
+        } else {
+            mode & 0o001 != 0
+        };
+        if !may {
+            invalid!(
+                "the container's root (uid {uid} on the host, in its own user namespace) cannot reach its root directory through {} (mode {:o}): let others search it (chmod o+x)",
+                dir.display(),
+                mode & 0o7777
+            );
+        }
+    }
+    Ok(())
 }
 
 /// `--userns=keep-id`: the host directories bound in are idmapped to the caller.
@@ -336,6 +390,7 @@ pub fn create_with(
             ))
         })?;
     }
+    check_id_maps(a)?;
     // Held until the record names the image: a prune or rmi meanwhile waits for it, then
     // sees the container and leaves the image's blobs and layers be.
     let network = resolve_network(root, a)?;
@@ -411,12 +466,45 @@ pub fn create_with(
         let _ = fs::remove_dir(&dir);
         return Err(e);
     }
+    // `--userns auto`: the block of ids is claimed for this id, then used as --uidmap's.
+    let with_auto_maps;
+    let a = match a.userns {
+        crate::options::Userns::Auto { size } => match crate::userns::claim(root, &id, size) {
+            Ok(m) => {
+                with_auto_maps = RunOptions {
+                    id_maps: Some(m),
+                    ..a.clone()
+                };
+                &with_auto_maps
+            }
+            Err(e) => {
+                let _ = fs::remove_dir(&dir);
+                store::release_name(root, &name, &id);
+                return Err(e);
+            }
+        },
+        _ => a,
+    };
     let made = (|| -> Result<()> {
         let (upper, work, rootfs) = (dir.join("upper"), dir.join("work"), dir.join("rootfs"));
         for d in [&upper, &work, &rootfs] {
             fs::create_dir_all(d).with_context(|| format!("cannot create {}", d.display()))?;
         }
-        layers::mount_root(root, &dir, &diff_ids, a.rootfs.as_deref(), a.auto_remove)?;
+        if let Some(m) = &a.id_maps {
+            // The root directory is the container's root's, as the image's is once idmapped.
+            let (uid, gid) = (IdMaps::host_of(&m.uid, 0), IdMaps::host_of(&m.gid, 0));
+            std::os::unix::fs::chown(&upper, uid, gid)
+                .with_context(|| format!("cannot chown {}", upper.display()))?;
+            reachable_by(&rootfs, uid.unwrap_or(u32::MAX), gid.unwrap_or(u32::MAX))?;
+        }
+        layers::mount_root(
+            root,
+            &dir,
+            &diff_ids,
+            a.rootfs.as_deref(),
+            a.auto_remove,
+            a.id_maps.as_ref(),
+        )?;
         let image_volumes: Vec<String> = config.config["Volumes"]
             .as_object()
             .map(|o| o.keys().cloned().collect())
@@ -461,6 +549,7 @@ pub fn create_with(
         }
         let _ = fs::remove_dir_all(&dir);
         store::release_name(root, &name, &id);
+        crate::userns::release(root, &id);
         return Err(e);
     }
     if let Some(f) = &a.cidfile {
@@ -584,6 +673,13 @@ fn record_container(
     }
     mounts.extend(crate::etc_files::mounts(&dir, &taken));
     let mut spec = spec::spec(a, config, rootfs, id, &mounts, &net)?;
+    if let Some(m) = &a.id_maps {
+        if let Some(ns) = spec["linux"]["namespaces"].as_array_mut() {
+            ns.push(serde_json::json!({"type": "user"}));
+        }
+        spec["linux"]["uidMappings"] = IdMaps::spec(&m.uid);
+        spec["linux"]["gidMappings"] = IdMaps::spec(&m.gid);
+    }
     if crate::rootless::is_rootless() {
         crate::rootless::place_cgroup(&mut spec, id)?;
     }
@@ -602,6 +698,7 @@ fn record_container(
         },
         image_id: image.config.clone(),
         rootfs_dir: a.rootfs.clone(),
+        id_maps: a.id_maps.clone(),
         created: crate::time::now(),
         path: args.first().cloned().unwrap_or_default(),
         args: args.iter().skip(1).cloned().collect(),

@@ -43,6 +43,7 @@ pub fn mount_rootfs(root: &Path, c: &Container) -> Result<()> {
         &diff_ids,
         c.rootfs_dir.as_deref(),
         c.auto_remove,
+        c.id_maps.as_ref(),
     )
 }
 
@@ -57,16 +58,31 @@ pub fn mount_root(
     diff_ids: &[husk_image::Digest],
     rootfs_dir: Option<&Path>,
     volatile: bool,
+    id_maps: Option<&crate::options::IdMaps>,
 ) -> Result<()> {
+    use crate::options::IdMaps;
     let (upper, work, rootfs) = (dir.join("upper"), dir.join("work"), dir.join("rootfs"));
     let upper = husk_image::snapshot::Upper {
         dir: &upper,
         work: &work,
         volatile,
     };
-    match rootfs_dir {
-        Some(d) => husk_image::snapshot::mount_directory(d, upper, &rootfs)?,
-        None => husk_image::snapshot::mount(root, diff_ids, Some(upper), &rootfs)?,
+    match (rootfs_dir, id_maps) {
+        (Some(d), _) => husk_image::snapshot::mount_directory(d, upper, &rootfs)?,
+        (None, None) => husk_image::snapshot::mount(root, diff_ids, Some(upper), &rootfs)?,
+        (None, Some(m)) => {
+            let userns =
+                husk_sys::idmap::userns_with_maps(&IdMaps::lines(&m.uid), &IdMaps::lines(&m.gid))
+                    .map_err(|e| {
+                    crate::error::Error::Failed(format!(
+                        "cannot make the user namespace of --uidmap: {e}"
+                    ))
+                })?;
+            let scratch = dir.join("idmapped");
+            husk_image::snapshot::mount_idmapped(
+                root, diff_ids, upper, &rootfs, &userns, &scratch,
+            )?;
+        }
     }
     Ok(())
 }

@@ -69,6 +69,7 @@ mod store;
 pub mod time;
 mod usage;
 mod user;
+mod userns;
 mod volumes;
 
 /// The image store the engine works on: its types (references, platforms, image records,

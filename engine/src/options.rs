@@ -159,6 +159,9 @@ pub enum Userns {
     /// inside. The binds are idmapped mounts (Linux 5.12+); the container's own ids stay the
     /// host's.
     KeepId,
+    /// podman's `auto[:size=N]`: a user namespace of the container's own, with a block of
+    /// `size` ids no other container of the store has (see `userns::claim`).
+    Auto { size: u32 },
 }
 
 impl Userns {
@@ -166,8 +169,122 @@ impl Userns {
         match s {
             "" | "host" => Ok(Userns::Host),
             "keep-id" => Ok(Userns::KeepId),
-            _ => invalid!("invalid --userns {s:?}: use host or keep-id"),
+            "auto" => Ok(Userns::Auto { size: 65536 }),
+            _ => match s.strip_prefix("auto:size=").map(str::parse::<u32>) {
+                Some(Ok(size)) if size > 0 => Ok(Userns::Auto { size }),
+                _ => invalid!("invalid --userns {s:?}: use host, keep-id, auto or auto:size=N"),
+            },
         }
+    }
+}
+
+/// One line of a user namespace's id map: `--uidmap`/`--gidmap CONTAINER:HOST:SIZE`, as
+/// podman's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct IdMap {
+    pub container: u32,
+    pub host: u32,
+    pub size: u32,
+}
+
+impl IdMap {
+    pub fn parse(flag: &str, s: &str) -> Result<IdMap> {
+        let f: Vec<Option<u32>> = s.split(':').map(|n| n.parse().ok()).collect();
+        match f[..] {
+            [Some(container), Some(host), Some(size)]
+                if size > 0
+                    && u64::from(container) + u64::from(size) <= u64::from(u32::MAX)
+                    && u64::from(host) + u64::from(size) <= u64::from(u32::MAX) =>
+            {
+                Ok(IdMap {
+                    container,
+                    host,
+                    size,
+                })
+            }
+            _ => invalid!("invalid {flag} {s:?}: use CONTAINER:HOST:SIZE (ids, SIZE at least 1)"),
+        }
+    }
+}
+
+/// `--uidmap`/`--gidmap`: the container runs in a user namespace of its own with these maps,
+/// its image's layers idmapped to match.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct IdMaps {
+    pub uid: Vec<IdMap>,
+    pub gid: Vec<IdMap>,
+}
+
+impl IdMaps {
+    /// From the flags' values; the uid map serves for gids too when no --gidmap is given, as
+    /// podman's. None without any.
+    pub fn parse(uidmap: &[String], gidmap: &[String]) -> Result<Option<IdMaps>> {
+        if uidmap.is_empty() && gidmap.is_empty() {
+            return Ok(None);
+        }
+        if uidmap.is_empty() {
+            invalid!("--gidmap needs a --uidmap");
+        }
+        let uid = uidmap
+            .iter()
+            .map(|s| IdMap::parse("--uidmap", s))
+            .collect::<Result<Vec<_>>>()?;
+        let gid = if gidmap.is_empty() {
+            uid.clone()
+        } else {
+            gidmap
+                .iter()
+                .map(|s| IdMap::parse("--gidmap", s))
+                .collect::<Result<Vec<_>>>()?
+        };
+        for (flag, maps) in [("--uidmap", &uid), ("--gidmap", &gid)] {
+            for (i, a) in maps.iter().enumerate() {
+                for b in &maps[i + 1..] {
+                    let overlap = |x: u32, xs: u32, y: u32, ys: u32| {
+                        u64::from(x) < u64::from(y) + u64::from(ys)
+                            && u64::from(y) < u64::from(x) + u64::from(xs)
+                    };
+                    if overlap(a.container, a.size, b.container, b.size)
+                        || overlap(a.host, a.size, b.host, b.size)
+                    {
+                        invalid!(
+                            "invalid {flag}: {}:{}:{} and {}:{}:{} overlap",
+                            a.container,
+                            a.host,
+                            a.size,
+                            b.container,
+                            b.host,
+                            b.size
+                        );
+                    }
+                }
+            }
+        }
+        Ok(Some(IdMaps { uid, gid }))
+    }
+
+    /// The host id that `id` in the container is, if the map has it.
+    pub fn host_of(maps: &[IdMap], id: u32) -> Option<u32> {
+        maps.iter()
+            .find(|m| {
+                (u64::from(m.container)..u64::from(m.container) + u64::from(m.size))
+                    .contains(&u64::from(id))
+            })
+            .map(|m| m.host + (id - m.container))
+    }
+
+    /// uid_map(5) lines.
+    pub fn lines(maps: &[IdMap]) -> String {
+        maps.iter()
+            .map(|m| format!("{} {} {}\n", m.container, m.host, m.size))
+            .collect()
+    }
+
+    /// The OCI spec's `uidMappings`/`gidMappings` shape.
+    pub fn spec(maps: &[IdMap]) -> serde_json::Value {
+        maps.iter()
+            .map(|m| serde_json::json!({"containerID": m.container, "hostID": m.host, "size": m.size}))
+            .collect()
     }
 }
 
@@ -796,6 +913,8 @@ pub struct RunOptions {
     pub cidfile: Option<PathBuf>,
     /// `--userns`: `host` (the default) or `keep-id`.
     pub userns: Userns,
+    /// `--uidmap`/`--gidmap`: a user namespace of the container's own.
+    pub id_maps: Option<IdMaps>,
     /// `--rootfs` (podman's): this directory is the container's root, in place of an image;
     /// the container writes to an upper directory of its own, never to it.
     pub rootfs: Option<PathBuf>,

@@ -69,6 +69,7 @@ pub fn remove(root: &Path, c: &Container, anonymous_volumes: bool) -> Result<()>
     }
     // The name goes with the record, whatever happens to the directory.
     store::release_name(root, &name, &c.id);
+    crate::userns::release(root, &c.id);
     if anonymous_volumes {
         for v in &c.anonymous_volumes {
             let _ = volumes::remove(root, v, false);

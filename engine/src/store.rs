@@ -129,6 +129,10 @@ pub struct Container {
     /// `--rootfs`: the directory that is its root, in place of an image's layers.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rootfs_dir: Option<PathBuf>,
+    /// `--uidmap`/`--gidmap`: its user namespace's maps, which its layers are idmapped by at
+    /// each start.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id_maps: Option<crate::options::IdMaps>,
     pub created: String,
     /// The container process: args, env, cwd, user, as the spec has them.
     pub path: String,

@@ -561,6 +561,80 @@ pub fn mount(root: &Path, diff_ids: &[Digest], upper: Option<Upper>, target: &Pa
     result
 }
 
+/// `mount` for a container in a user namespace of its own (`--uidmap`): each layer is stacked
+/// through an idmapped mount made with `userns`, so a file that is root's on disk is the
+/// container's root's (overlayfs over idmapped layers, Linux 5.19+). The idmapped mounts are
+/// attached under `scratch` (named as the layers are, so the option string is as short as
+/// `mount`'s) only while overlayfs takes them: it keeps its own clones of its layers, so they
+/// are detached once it is mounted and nothing is left to unmount later. The upper directory
+/// is not idmapped: what the container writes has its own host ids.
+pub fn mount_idmapped(
+    root: &Path,
+    diff_ids: &[Digest],
+    upper: Upper,
+    target: &Path,
+    userns: &std::os::fd::OwnedFd,
+    scratch: &Path,
+) -> Result<()> {
+    if diff_ids.is_empty() {
+        return Err(Error::Manifest(
+            "an image without layers cannot be mounted".into(),
+        ));
+    }
+    mount_grace()?;
+    if upper.volatile {
+        prepare_volatile(upper)?;
+    }
+    let diff_ids = &unique_topmost(diff_ids);
+    let mut lower_paths: Vec<PathBuf> = Vec::new();
+    for (i, d) in diff_ids.iter().rev().enumerate() {
+        match lower_path(root, d) {
+            Ok(p) => lower_paths.push(p),
+            Err(e) => {
+                let _ = release(root, &diff_ids[diff_ids.len() - i..], Duration::ZERO);
+                return Err(e);
+            }
+        }
+    }
+    let mut attached: Vec<PathBuf> = Vec::new();
+    let detach = |attached: &[PathBuf]| {
+        for p in attached {
+            let _ = unmount(p);
+            let _ = std::fs::remove_dir(p);
+        }
+        let _ = std::fs::remove_dir(scratch);
+    };
+    let result = (|| -> Result<()> {
+        std::fs::create_dir_all(scratch)
+            .map_err(|e| Error::io(format!("cannot create {}", scratch.display()), e))?;
+        let mut mapped = Vec::with_capacity(lower_paths.len());
+        for (d, p) in diff_ids.iter().rev().zip(&lower_paths) {
+            let at = scratch.join(d.hex());
+            std::fs::create_dir_all(&at)
+                .map_err(|e| Error::io(format!("cannot create {}", at.display()), e))?;
+            let tree = husk_sys::idmap::idmapped_tree(p, false, userns).map_err(|e| {
+                match e.raw_os_error() {
+                    Some(libc::EINVAL) => Error::Config(format!(
+                        "cannot idmap layer {}: its file system cannot be idmapped on this kernel (ext4, xfs and btrfs can from Linux 5.12/5.15, tmpfs from 6.3)",
+                        p.display()
+                    )),
+                    _ => Error::io(format!("cannot idmap layer {}", p.display()), e),
+                }
+            })?;
+            husk_sys::idmap::attach_tree_at(&tree, &at)
+                .map_err(|e| Error::io(format!("cannot attach {}", at.display()), e))?;
+            attached.push(at.clone());
+            mapped.push(at);
+        }
+        stack(root, diff_ids, scratch, &mapped, Some(upper), target)
+    })();
+    detach(&attached);
+    if result.is_err() {
+        let _ = release(root, diff_ids, Duration::ZERO);
+    }
+    result
+}
+
 /// Before a volatile upper is mounted again (a restarted --rm container): overlayfs leaves
 /// `work/incompat/volatile/dirty` behind and refuses that work directory, even after a clean
 /// unmount, because after a crash the upper may be torn. If that mark is from this boot the

@@ -159,13 +159,9 @@ pub fn fd_path(fd: &OwnedFd) -> PathBuf {
     PathBuf::from(format!("/proc/self/fd/{}", fd.as_raw_fd()))
 }
 
-#[repr(C)]
-pub struct MountAttr {
-    pub attr_set: u64,
-    pub attr_clr: u64,
-    pub propagation: u64,
-    pub userns_fd: u64,
-}
+pub use husk_sys::idmap::{
+    userns_with_maps, MountAttr, AT_EMPTY_PATH, AT_RECURSIVE, MOUNT_ATTR_IDMAP,
+};
 
 pub const MOUNT_ATTR_RDONLY: u64 = 0x1;
 pub const MOUNT_ATTR_NOSUID: u64 = 0x2;
@@ -176,121 +172,23 @@ pub const MOUNT_ATTR_STRICTATIME: u64 = 0x20;
 pub const MOUNT_ATTR_NODIRATIME: u64 = 0x80;
 pub const MOUNT_ATTR__ATIME: u64 = 0x70;
 pub const MOUNT_ATTR_NOSYMFOLLOW: u64 = 0x0020_0000;
-const AT_RECURSIVE: u32 = 0x8000;
-const AT_EMPTY_PATH: u32 = 0x1000;
 
-pub const MOUNT_ATTR_IDMAP: u64 = 0x0010_0000;
-const OPEN_TREE_CLONE: u32 = 1;
-const MOVE_MOUNT_F_EMPTY_PATH: u32 = 0x4;
-const MOVE_MOUNT_T_EMPTY_PATH: u32 = 0x40;
-
-/// A user namespace with `uid_map` and `gid_map` (uid_map(5) lines), held by the fd returned:
-/// what an idmapped mount maps through. A child makes it and waits while we write its maps
-/// (only a process outside a namespace may map ids it does not own), then goes.
-pub fn userns_with_maps(uid_map: &str, gid_map: &str) -> std::io::Result<OwnedFd> {
-    let (ready_r, ready_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
-    let (hold_r, hold_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
-    // SAFETY: the child calls only unshare, write, read and _exit.
-    let pid = unsafe { libc::fork() };
-    if pid < 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    if pid == 0 {
-        // SAFETY: async-signal-safe calls on fds we hold, then _exit.
-        unsafe {
-            let ok: u8 = if libc::unshare(libc::CLONE_NEWUSER) == 0 {
-                1
-            } else {
-                0
-            };
-            libc::write(ready_w.as_raw_fd(), (&ok as *const u8).cast(), 1);
-            let mut b = 0u8;
-            libc::close(hold_w.as_raw_fd());
-            libc::read(hold_r.as_raw_fd(), (&mut b as *mut u8).cast(), 1);
-            libc::_exit(0);
-        }
-    }
-    drop(ready_w);
-    drop(hold_r);
-    let result = (|| {
-        let mut ok = [0u8];
-        let n = nix::unistd::read(&ready_r, &mut ok)?;
-        if n != 1 || ok[0] != 1 {
-            return Err(std::io::Error::other(
-                "cannot make a user namespace for an idmapped mount",
-            ));
-        }
-        std::fs::write(format!("/proc/{pid}/uid_map"), uid_map)?;
-        std::fs::write(format!("/proc/{pid}/gid_map"), gid_map)?;
-        Ok(std::fs::File::open(format!("/proc/{pid}/ns/user"))?.into())
-    })();
-    drop(hold_w);
-    let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), None);
-    result
+fn errno(e: std::io::Error) -> Errno {
+    Errno::from_raw(e.raw_os_error().unwrap_or(libc::EINVAL))
 }
 
-/// A detached copy of the mount at `source` (with the mounts below it when `recursive`) whose
-/// file owners are mapped through user namespace `userns` (open_tree 5.2, the idmap Linux
-/// 5.12): attach it with `attach_tree`.
+/// `husk_sys::idmap::attach_tree`, its error as an errno.
+pub fn attach_tree(tree: &OwnedFd, target: &OwnedFd) -> std::result::Result<(), Errno> {
+    husk_sys::idmap::attach_tree(tree, target).map_err(errno)
+}
+
+/// `husk_sys::idmap::idmapped_tree`, its error as an errno.
 pub fn idmapped_tree(
     source: &Path,
     recursive: bool,
     userns: &OwnedFd,
 ) -> std::result::Result<OwnedFd, Errno> {
-    let path =
-        std::ffi::CString::new(source.as_os_str().as_encoded_bytes()).map_err(|_| Errno::EINVAL)?;
-    let flags = OPEN_TREE_CLONE | libc::O_CLOEXEC as u32 | if recursive { AT_RECURSIVE } else { 0 };
-    // SAFETY: open_tree with a NUL-terminated path; the fd returned is ours.
-    let fd = unsafe { libc::syscall(libc::SYS_open_tree, libc::AT_FDCWD, path.as_ptr(), flags) };
-    if fd < 0 {
-        return Err(Errno::last());
-    }
-    // SAFETY: just opened.
-    let tree = unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd as i32) };
-    let attr = MountAttr {
-        attr_set: MOUNT_ATTR_IDMAP,
-        attr_clr: 0,
-        propagation: 0,
-        userns_fd: userns.as_raw_fd() as u64,
-    };
-    let empty = c"";
-    // SAFETY: valid struct pointer and size; empty path with AT_EMPTY_PATH acts on the tree.
-    let rc = unsafe {
-        libc::syscall(
-            libc::SYS_mount_setattr,
-            tree.as_raw_fd(),
-            empty.as_ptr(),
-            AT_EMPTY_PATH | if recursive { AT_RECURSIVE } else { 0 },
-            &attr as *const MountAttr,
-            std::mem::size_of::<MountAttr>(),
-        )
-    };
-    if rc != 0 {
-        return Err(Errno::last());
-    }
-    Ok(tree)
-}
-
-/// Attach detached mount `tree` on the directory or file open (O_PATH) at `target`: by the fd
-/// itself, since move_mount does not follow a /proc/self/fd link as mount(2) does.
-pub fn attach_tree(tree: &OwnedFd, target: &OwnedFd) -> std::result::Result<(), Errno> {
-    let empty = c"";
-    // SAFETY: move_mount of our detached tree onto an fd we hold.
-    let rc = unsafe {
-        libc::syscall(
-            libc::SYS_move_mount,
-            tree.as_raw_fd(),
-            empty.as_ptr(),
-            target.as_raw_fd(),
-            empty.as_ptr(),
-            MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH,
-        )
-    };
-    if rc == 0 {
-        Ok(())
-    } else {
-        Err(Errno::last())
-    }
+    husk_sys::idmap::idmapped_tree(source, recursive, userns).map_err(errno)
 }
 
 /// mount_setattr(2) on the mount at `fd`, recursively (the `rro`, `rnosuid`, ... options).

@@ -4,6 +4,17 @@
 //! What it must not know: anything of containers or images; each helper is one syscall
 //! sequence with its fallbacks.
 
+pub mod idmap;
+
+/// The running kernel's (major, minor), from /proc/sys/kernel/osrelease; (0, 0) if unreadable.
+pub fn kernel_version() -> (u32, u32) {
+    let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    let mut v = release
+        .trim()
+        .split(['.', '-'])
+        .map(|x| x.parse::<u32>().unwrap_or(0));
+    (v.next().unwrap_or(0), v.next().unwrap_or(0))
+}
 pub mod memory;
 
 /// Whether this process runs in a user namespace below the initial one (rootless husk, a
