@@ -19,6 +19,16 @@ fn mapped_store(test: &str) -> Option<(support::TestRegistry, Store, String)> {
     Some((reg, root, img))
 }
 
+/// `run --rm` in a user namespace whose root is 200000 on the host.
+const MAPPED_RUN: &[&str] = &[
+    "run",
+    "--rm",
+    "--network",
+    "none",
+    "--uidmap",
+    "0:200000:65536",
+];
+
 fn one_line_error(r: &Path, args: &[&str], says: &str) {
     let (code, out, err) = husk(r, args);
     assert_eq!(code, 125, "{args:?}: {out}{err}");
@@ -42,20 +52,7 @@ fn the_image_is_the_containers_roots_and_its_root_is_nobody_on_the_host() {
     };
     let r = root.path();
     if !kernel_at_least(5, 19) {
-        one_line_error(
-            r,
-            &[
-                "run",
-                "--rm",
-                "--network",
-                "none",
-                "--uidmap",
-                "0:200000:65536",
-                &img,
-                "true",
-            ],
-            "5.19",
-        );
+        one_line_error(r, &[MAPPED_RUN, &[img.as_str(), "true"]].concat(), "5.19");
         eprintln!("SKIP {t}: Linux before 5.19 refuses --uidmap (checked above)");
         return;
     }
@@ -207,16 +204,7 @@ fn bad_id_maps_are_one_line_errors_and_make_nothing() {
         std::fs::set_permissions(r, std::fs::Permissions::from_mode(0o700)).unwrap();
         one_line_error(
             r,
-            &[
-                "run",
-                "--rm",
-                "--network",
-                "none",
-                "--uidmap",
-                "0:200000:65536",
-                &img,
-                "true",
-            ],
+            &[MAPPED_RUN, &[img.as_str(), "true"]].concat(),
             "chmod o+x",
         );
     }

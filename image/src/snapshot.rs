@@ -529,20 +529,31 @@ pub fn drop_layer_mount(root: &Path, hex: &str) {
 /// layer paths are relative to the layers directory, which keeps the options under their
 /// one-page limit for images of about sixty layers.
 pub fn mount(root: &Path, diff_ids: &[Digest], upper: Option<Upper>, target: &Path) -> Result<()> {
+    if let Some(u) = upper.filter(|u| u.volatile) {
+        prepare_volatile(u)?;
+    }
+    let (diff_ids, lower_paths) = &acquire_lowers(root, diff_ids)?;
+    let layers_dir = root.join("layers");
+    let result = stack(root, diff_ids, &layers_dir, lower_paths, upper, target)
+        .or_else(|e| fuse_fallback(e, lower_paths, upper, target));
+    if result.is_err() {
+        let _ = release(root, diff_ids, Duration::ZERO);
+    }
+    result
+}
+
+/// The layers to stack, each once at its topmost place (overlayfs refuses a lower directory
+/// twice: the empty layer, say), and their lower paths, topmost first, each layer's shared
+/// mount taken for this user; on an error none is kept. A bad grace setting is refused here,
+/// when a container starts, not ignored when it ends.
+fn acquire_lowers(root: &Path, diff_ids: &[Digest]) -> Result<(Vec<Digest>, Vec<PathBuf>)> {
     if diff_ids.is_empty() {
         return Err(Error::Manifest(
             "an image without layers cannot be mounted".into(),
         ));
     }
-    // A bad grace setting is refused here, when a container starts, not ignored when it ends.
     mount_grace()?;
-    if let Some(u) = upper.filter(|u| u.volatile) {
-        prepare_volatile(u)?;
-    }
-    // A layer that appears twice (the empty layer, say) is stacked once, at its topmost place:
-    // overlayfs refuses the same lower directory twice, and the merged view is the same.
-    let diff_ids = &unique_topmost(diff_ids);
-    let layers_dir = root.join("layers");
+    let diff_ids = unique_topmost(diff_ids);
     let mut lower_paths: Vec<PathBuf> = Vec::new();
     for (i, d) in diff_ids.iter().rev().enumerate() {
         match lower_path(root, d) {
@@ -553,12 +564,7 @@ pub fn mount(root: &Path, diff_ids: &[Digest], upper: Option<Upper>, target: &Pa
             }
         }
     }
-    let result = stack(root, diff_ids, &layers_dir, &lower_paths, upper, target)
-        .or_else(|e| fuse_fallback(e, &lower_paths, upper, target));
-    if result.is_err() {
-        let _ = release(root, diff_ids, Duration::ZERO);
-    }
-    result
+    Ok((diff_ids, lower_paths))
 }
 
 /// `mount` for a container in a user namespace of its own (`--uidmap`): each layer is stacked
@@ -576,26 +582,10 @@ pub fn mount_idmapped(
     userns: &std::os::fd::OwnedFd,
     scratch: &Path,
 ) -> Result<()> {
-    if diff_ids.is_empty() {
-        return Err(Error::Manifest(
-            "an image without layers cannot be mounted".into(),
-        ));
-    }
-    mount_grace()?;
     if upper.volatile {
         prepare_volatile(upper)?;
     }
-    let diff_ids = &unique_topmost(diff_ids);
-    let mut lower_paths: Vec<PathBuf> = Vec::new();
-    for (i, d) in diff_ids.iter().rev().enumerate() {
-        match lower_path(root, d) {
-            Ok(p) => lower_paths.push(p),
-            Err(e) => {
-                let _ = release(root, &diff_ids[diff_ids.len() - i..], Duration::ZERO);
-                return Err(e);
-            }
-        }
-    }
+    let (diff_ids, lower_paths) = &acquire_lowers(root, diff_ids)?;
     let mut attached: Vec<PathBuf> = Vec::new();
     let detach = |attached: &[PathBuf]| {
         for p in attached {
@@ -608,7 +598,7 @@ pub fn mount_idmapped(
         std::fs::create_dir_all(scratch)
             .map_err(|e| Error::io(format!("cannot create {}", scratch.display()), e))?;
         let mut mapped = Vec::with_capacity(lower_paths.len());
-        for (d, p) in diff_ids.iter().rev().zip(&lower_paths) {
+        for (d, p) in diff_ids.iter().rev().zip(lower_paths) {
             let at = scratch.join(d.hex());
             std::fs::create_dir_all(&at)
                 .map_err(|e| Error::io(format!("cannot create {}", at.display()), e))?;
