@@ -365,7 +365,7 @@ pub fn detach(root: &Path, id: &str) {
     }
     ports::release(root, id);
     if let Some(pid) = l.pasta {
-        crate::pasta::stop(pid);
+        crate::pasta::stop(pid, &netns);
     }
     netns::remove(&path);
     let _ = fs::remove_file(live_path(root, id));

@@ -78,12 +78,20 @@ pub fn start(netns: &Path, ports: &[PortMapping], pid_file: &Path) -> Result<i32
 }
 
 /// Ends the pasta of a container, if `pid` is still one.
-pub fn stop(pid: i32) {
+pub fn stop(pid: i32, netns: &Path) {
     let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
-    if matches!(
-        comm.trim_end(),
-        "pasta" | "passt" | "pasta.avx2" | "passt.avx2"
-    ) {
+    // The pid may have gone and come back as another container's pasta: ours names our
+    // namespace on its command line.
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+    let ours = cmdline
+        .split(|b| *b == 0)
+        .any(|arg| arg == netns.as_os_str().as_encoded_bytes());
+    if ours
+        && matches!(
+            comm.trim_end(),
+            "pasta" | "passt" | "pasta.avx2" | "passt.avx2"
+        )
+    {
         let _ = nix::sys::signal::kill(
             nix::unistd::Pid::from_raw(pid),
             nix::sys::signal::Signal::SIGTERM,
