@@ -175,7 +175,11 @@ fn bad_id_maps_are_one_line_errors_and_make_nothing() {
         a.extend([img.as_str(), "true"]);
         a.into_iter().map(str::to_string).collect::<Vec<_>>()
     };
-    let cases: [(&[&str], &str); 8] = [
+    let cases: [(&[&str], &str); 9] = [
+        (
+            &["--uidmap", "1:100000:10"],
+            "must map the container's id 0",
+        ),
         (&["--userns", "auto:size=0"], "auto:size=N"),
         (
             &["--userns", "auto", "--uidmap", "0:100000:65536"],
@@ -277,13 +281,29 @@ fn userns_auto_gives_each_container_ids_of_its_own() {
             })
         })
         .collect();
-    let ids: Vec<String> = starts.into_iter().map(|h| h.join().unwrap()).collect();
+    let mut ids: Vec<String> = starts.into_iter().map(|h| h.join().unwrap()).collect();
     let mut maps: Vec<(u64, u64, u64)> = ids.iter().map(|id| first_map(&r, id)).collect();
-    maps.sort();
     for m in &maps {
         assert_eq!((m.0, m.2), (0, 65536), "{maps:?}");
         assert!(m.1 >= 2_147_483_647, "{maps:?}");
     }
+    // An explicit --uidmap right after them, then a smaller auto block: it takes neither's ids.
+    let next = maps.iter().map(|m| m.1 + m.2).max().unwrap();
+    let explicit = format!("0:{next}:65536");
+    for flags in [
+        vec!["--uidmap", explicit.as_str()],
+        vec!["--userns", "auto:size=1024"],
+    ] {
+        let mut args = vec!["run", "-d", "--network", "none"];
+        args.extend(flags);
+        args.extend([img.as_str(), "sleep", "60"]);
+        let (code, id, err) = husk(&r, &args);
+        assert_eq!(code, 0, "{err}");
+        maps.push(first_map(&r, id.trim()));
+        ids.push(id.trim().to_string());
+    }
+    assert_eq!(maps[5].2, 1024, "{maps:?}");
+    maps.sort();
     for w in maps.windows(2) {
         assert!(
             w[0].1 + w[0].2 <= w[1].1,
@@ -312,6 +332,6 @@ fn userns_auto_gives_each_container_ids_of_its_own() {
     let mut args = vec!["rm", "-f"];
     args.extend(ids.iter().map(String::as_str));
     assert_eq!(husk(&r, &args).0, 0);
-    // The blocks are given back with their containers.
-    assert_eq!(dir_entries(&r.join("userns")), Vec::<String>::new());
+    // The records go with their containers.
+    assert_eq!(dir_entries(&r.join("userns")), ["lock"]);
 }

@@ -114,6 +114,11 @@ fn check_id_maps(a: &RunOptions) -> Result<()> {
     if a.userns == crate::options::Userns::KeepId {
         invalid!("--uidmap and --userns keep-id cannot go together");
     }
+    if let Some(m) = &a.id_maps {
+        if IdMaps::host_of(&m.uid, 0).is_none() || IdMaps::host_of(&m.gid, 0).is_none() {
+            invalid!("--uidmap/--gidmap must map the container's id 0 (its root)");
+        }
+    }
     let (major, minor) = husk_sys::kernel_version();
     if (major, minor) < (5, 19) {
         invalid!("{flag} needs Linux 5.19 or later (overlayfs over idmapped layers); this is {major}.{minor}");
@@ -483,7 +488,16 @@ pub fn create_with(
                 return Err(e);
             }
         },
-        _ => a,
+        _ => {
+            if let Some(m) = &a.id_maps {
+                if let Err(e) = crate::userns::record(root, &id, m) {
+                    let _ = fs::remove_dir(&dir);
+                    store::release_name(root, &name, &id);
+                    return Err(e);
+                }
+            }
+            a
+        }
     };
     let made = (|| -> Result<()> {
         let (upper, work, rootfs) = (dir.join("upper"), dir.join("work"), dir.join("rootfs"));
@@ -491,10 +505,7 @@ pub fn create_with(
             fs::create_dir_all(d).with_context(|| format!("cannot create {}", d.display()))?;
         }
         if let Some(m) = &a.id_maps {
-            // The root directory is the container's root's, as the image's is once idmapped.
             let (uid, gid) = (IdMaps::host_of(&m.uid, 0), IdMaps::host_of(&m.gid, 0));
-            std::os::unix::fs::chown(&upper, uid, gid)
-                .with_context(|| format!("cannot chown {}", upper.display()))?;
             reachable_by(&rootfs, uid.unwrap_or(u32::MAX), gid.unwrap_or(u32::MAX))?;
         }
         layers::mount_root(

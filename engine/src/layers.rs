@@ -80,7 +80,13 @@ pub fn mount_root(
                 })?;
             let scratch = dir.join("idmapped");
             husk_image::snapshot::mount_idmapped(
-                root, diff_ids, upper, &rootfs, &userns, &scratch,
+                root,
+                diff_ids,
+                upper,
+                &rootfs,
+                &userns,
+                (IdMaps::host_of(&m.uid, 0), IdMaps::host_of(&m.gid, 0)),
+                &scratch,
             )?;
         }
     }
@@ -88,6 +94,8 @@ pub fn mount_root(
 }
 
 pub fn unmount_rootfs(root: &Path, id: &str) {
+    // A --uidmap start that a kill interrupted may have left its idmapped layers attached.
+    husk_image::snapshot::clear_idmapped(&store::dir(root, id).join("idmapped"));
     let rootfs = store::dir(root, id).join("rootfs");
     if !husk_sys::is_mount_point(&rootfs) {
         return;

@@ -108,6 +108,7 @@ fn reap_unrecorded(root: &Path, id: &str) {
     for name in store::names_of(root, id) {
         store::release_name(root, &name, id);
     }
+    crate::userns::release(root, id);
     let _ = fs::remove_dir_all(&dir);
 }
 

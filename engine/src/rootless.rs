@@ -264,6 +264,48 @@ fn limits_asked(spec: &serde_json::Value) -> Vec<String> {
         .unwrap_or_default()
 }
 
+/// The cgroup v2 controllers the spec's limits need.
+fn controllers_for(spec: &serde_json::Value) -> Vec<&'static str> {
+    let Ok(r) = serde_json::from_value::<oci_spec::runtime::LinuxResources>(
+        spec["linux"]["resources"].clone(),
+    ) else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    if r.memory()
+        .as_ref()
+        .is_some_and(|m| *m != Default::default())
+    {
+        out.push("memory");
+    }
+    if let Some(c) = r.cpu() {
+        if c.shares().is_some()
+            || c.quota().is_some()
+            || c.period().is_some()
+            || c.burst().is_some()
+            || c.idle().is_some()
+        {
+            out.push("cpu");
+        }
+        if c.cpus().is_some() || c.mems().is_some() {
+            out.push("cpuset");
+        }
+    }
+    if r.pids().is_some() {
+        out.push("pids");
+    }
+    if r.block_io()
+        .as_ref()
+        .is_some_and(|b| *b != Default::default())
+    {
+        out.push("io");
+    }
+    if r.hugepage_limits().as_ref().is_some_and(|h| !h.is_empty()) {
+        out.push("hugetlb");
+    }
+    out
+}
+
 /// Places a rootless container's cgroup in the user's delegated subtree (`DELEGATED/husk/ID`),
 /// where its limits, stats, pause and kill work as root's do. Without a delegation it gets no
 /// cgroup, and a spec asking for limits is refused, naming them and what to delegate, before
@@ -285,6 +327,21 @@ pub fn place_cgroup(spec: &mut serde_json::Value, id: &str) -> Result<(), crate:
                 return refuse(format!(
                     "the cgroup delegated to this user, {}, has processes of its own, so no cgroup below it gets controllers (cgroup v2's no-internal-processes rule; start husk in a child cgroup of it)",
                     d.display()
+                ));
+            }
+            let has = fs::read_to_string(dir.join("cgroup.controllers")).unwrap_or_default();
+            let has: Vec<&str> = has.split_whitespace().collect();
+            let missing: Vec<&str> = controllers_for(spec)
+                .into_iter()
+                .filter(|c| !has.contains(c))
+                .collect();
+            if !missing.is_empty() {
+                return refuse(format!(
+                    "the {} controller(s) are not delegated to uid {} (cgroup {} has: {}; systemd's Delegate= names them)",
+                    missing.join(", "),
+                    rootless_uid().unwrap_or(0),
+                    d.display(),
+                    if has.is_empty() { "none".to_string() } else { has.join(" ") }
                 ));
             }
             spec["linux"]["cgroupsPath"] = d.join("husk").join(id).to_string_lossy().into();
@@ -600,6 +657,30 @@ fn pause_setup(mut sock: &std::os::unix::net::UnixStream) -> Result<(), nix::Err
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn each_limit_names_the_controller_it_needs() {
+        let spec = |r: serde_json::Value| serde_json::json!({"linux": {"resources": r}});
+        assert_eq!(
+            controllers_for(&spec(serde_json::json!({
+                "memory": {"limit": 67108864},
+                "cpu": {"quota": 50000, "period": 100000, "cpus": "0"},
+                "pids": {"limit": 10}
+            }))),
+            ["memory", "cpu", "cpuset", "pids"]
+        );
+        assert_eq!(
+            controllers_for(&spec(
+                serde_json::json!({"devices": [{"allow": false, "access": "rwm"}]})
+            )),
+            Vec::<&str>::new()
+        );
+        assert!(limits_asked(&spec(serde_json::json!({"devices": []}))).is_empty());
+        assert_eq!(
+            limits_asked(&spec(serde_json::json!({"pids": {"limit": 5}}))),
+            ["pids"]
+        );
+    }
 
     #[test]
     fn subordinate_ranges_are_found_by_name_or_id() {

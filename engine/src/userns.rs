@@ -1,11 +1,11 @@
-//! `--userns auto` (podman's): each container gets a block of ids of its own, out of the
-//! ranges `/etc/subuid` and `/etc/subgid` give the user `containers`, so no two containers
-//! of a store share a host id. A block is claimed by a file `userns/K` (its index) holding the
-//! container's id, made with O_EXCL, so two `run`s at once never get one block; a claim whose
-//! container is gone is taken back.
+//! The host ids of containers in user namespaces of their own. `--userns auto` (podman's)
+//! gives each container a block of ids out of the ranges `/etc/subuid` and `/etc/subgid` give
+//! the user `containers`, overlapping no other container's ids. Every such container, `auto`
+//! or `--uidmap`, has a record `userns/ID` of the host ids it uses; a claim reads them all and
+//! writes its own under one lock, so two `run`s at once never get one block. A record whose
+//! container is gone is dropped by the next claim.
 
 use std::fs;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use crate::error::{invalid, Error, Result};
@@ -16,83 +16,158 @@ use crate::store;
 /// The user whose subordinate ranges `--userns auto` draws from, as podman's.
 const RANGE_USER: &str = "containers";
 
-fn claims_dir(root: &Path) -> PathBuf {
+fn records_dir(root: &Path) -> PathBuf {
     root.join("userns")
 }
 
-fn first_range(file: &str) -> Result<IdRange> {
-    let text = fs::read_to_string(file).unwrap_or_default();
-    // `containers` is a name, not a uid: no uid matches u32::MAX.
-    let ranges = subordinate_ranges(&text, RANGE_USER, u32::MAX);
-    ranges.into_iter().max_by_key(|r| r.count).ok_or_else(|| {
-        Error::Invalid(format!(
-            "--userns auto needs ids for the user {RANGE_USER:?} in {file} (add a line such as {RANGE_USER}:2147483647:2147483648 to /etc/subuid and /etc/subgid)"
-        ))
-    })
+fn failed(what: String, e: std::io::Error) -> Error {
+    Error::Failed(format!("{what}: {e}"))
 }
 
-/// Claims a free block of `size` ids for container `id`: its maps (0 inside is the block's
-/// first id on the host).
+/// The largest range the file gives `containers`, checked to fit in 32 bits and to leave
+/// out host id 0 (the host's root must never be a container's id).
+fn range_of(file: &str) -> Result<IdRange> {
+    let text = fs::read_to_string(file).unwrap_or_default();
+    // `containers` is a name: no uid matches u32::MAX.
+    let r = subordinate_ranges(&text, RANGE_USER, u32::MAX)
+        .into_iter()
+        .max_by_key(|r| r.count)
+        .ok_or_else(|| {
+            Error::Invalid(format!(
+                "--userns auto needs ids for the user {RANGE_USER:?} in {file} (add a line such as {RANGE_USER}:2147483647:2147483648 to /etc/subuid and /etc/subgid)"
+            ))
+        })?;
+    if r.start == 0 || u64::from(r.start) + u64::from(r.count) > u64::from(u32::MAX) {
+        invalid!(
+            "--userns auto: the range {}:{} of {RANGE_USER:?} in {file} is not usable (it must leave out id 0 and end below 2^32-1)",
+            r.start,
+            r.count
+        );
+    }
+    Ok(r)
+}
+
+/// The host ids (uids, gids: [start, end) each) the other containers' records hold; records of
+/// containers that are gone are dropped.
+fn taken(root: &Path) -> Vec<((u64, u64), (u64, u64))> {
+    let mut out = Vec::new();
+    let Ok(entries) = fs::read_dir(records_dir(root)) else {
+        return out;
+    };
+    for e in entries.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if name == "lock" {
+            continue;
+        }
+        if !store::dir(root, &name).exists() {
+            let _ = fs::remove_file(e.path());
+            continue;
+        }
+        let Ok(maps) = fs::read(e.path())
+            .map_err(|_| ())
+            .and_then(|b| serde_json::from_slice::<IdMaps>(&b).map_err(|_| ()))
+        else {
+            continue;
+        };
+        let span = |v: &[IdMap]| -> Vec<(u64, u64)> {
+            v.iter()
+                .map(|m| (u64::from(m.host), u64::from(m.host) + u64::from(m.size)))
+                .collect()
+        };
+        for u in span(&maps.uid) {
+            for g in span(&maps.gid) {
+                out.push((u, g));
+            }
+        }
+    }
+    out
+}
+
+fn write_record(root: &Path, id: &str, maps: &IdMaps) -> Result<()> {
+    let file = records_dir(root).join(id);
+    let body = serde_json::to_vec(maps)?;
+    fs::write(&file, body).map_err(|e| failed(format!("cannot write {}", file.display()), e))
+}
+
+fn lock(root: &Path) -> Result<fs::File> {
+    let dir = records_dir(root);
+    fs::create_dir_all(&dir).map_err(|e| failed(format!("cannot create {}", dir.display()), e))?;
+    husk_sys::lock_file(&dir.join("lock"), true)
+        .map_err(|e| failed(format!("cannot lock {}", dir.display()), e))
+}
+
+/// Keeps the record of container `id`'s `--uidmap` ids, so that `auto` leaves them be.
+pub fn record(root: &Path, id: &str, maps: &IdMaps) -> Result<()> {
+    let _lock = lock(root)?;
+    write_record(root, id, maps)
+}
+
+/// Claims the first block of `size` ids (uids and gids at the same offset into their ranges)
+/// that no other container uses, for container `id`: its maps (0 inside is the block's first
+/// id on the host).
 pub fn claim(root: &Path, id: &str, size: u32) -> Result<IdMaps> {
-    let (uids, gids) = (first_range("/etc/subuid")?, first_range("/etc/subgid")?);
-    let blocks = (uids.count / size).min(gids.count / size);
-    let dir = claims_dir(root);
-    fs::create_dir_all(&dir)
-        .map_err(|e| Error::Failed(format!("cannot create {}: {e}", dir.display())))?;
-    for k in 0..blocks {
-        let file = dir.join(k.to_string());
-        for _ in 0..2 {
-            match fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .open(&file)
-            {
-                Ok(mut f) => {
-                    f.write_all(id.as_bytes()).map_err(|e| {
-                        Error::Failed(format!("cannot write {}: {e}", file.display()))
-                    })?;
-                    let map = |r: &IdRange| {
-                        vec![IdMap {
-                            container: 0,
-                            host: r.start + k * size,
-                            size,
-                        }]
-                    };
-                    return Ok(IdMaps {
-                        uid: map(&uids),
-                        gid: map(&gids),
-                    });
+    let (uids, gids) = (range_of("/etc/subuid")?, range_of("/etc/subgid")?);
+    let room = uids.count.min(gids.count);
+    if size > room {
+        invalid!(
+            "--userns auto:size={size}: the {RANGE_USER:?} ranges of /etc/subuid and /etc/subgid hold {room} ids"
+        );
+    }
+    let _lock = lock(root)?;
+    let used = taken(root);
+    let overlaps = |a: (u64, u64), b: (u64, u64)| a.0 < b.1 && b.0 < a.1;
+    let size64 = u64::from(size);
+    let mut offset: u64 = 0;
+    while offset + size64 <= u64::from(room) {
+        let u = (
+            u64::from(uids.start) + offset,
+            u64::from(uids.start) + offset + size64,
+        );
+        let g = (
+            u64::from(gids.start) + offset,
+            u64::from(gids.start) + offset + size64,
+        );
+        // The first container in the way: skip past it.
+        let blocker = used
+            .iter()
+            .filter(|(tu, tg)| overlaps(u, *tu) || overlaps(g, *tg))
+            .map(|(tu, tg)| {
+                let mut end = offset + 1;
+                if overlaps(u, *tu) {
+                    end = end.max(tu.1 - u64::from(uids.start));
                 }
-                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-                    // Taken, unless its container is gone: then free it and try once more.
-                    let owner = fs::read_to_string(&file).unwrap_or_default();
-                    let gone = !owner.is_empty() && !store::dir(root, owner.trim()).exists();
-                    if !gone || fs::remove_file(&file).is_err() {
-                        break;
-                    }
+                if overlaps(g, *tg) {
+                    end = end.max(tg.1 - u64::from(gids.start));
                 }
-                Err(e) => {
-                    return Err(Error::Failed(format!(
-                        "cannot create {}: {e}",
-                        file.display()
-                    )))
-                }
+                end
+            })
+            .max();
+        match blocker {
+            Some(next) => offset = next,
+            None => {
+                let maps = IdMaps {
+                    uid: vec![IdMap {
+                        container: 0,
+                        host: u.0 as u32,
+                        size,
+                    }],
+                    gid: vec![IdMap {
+                        container: 0,
+                        host: g.0 as u32,
+                        size,
+                    }],
+                };
+                write_record(root, id, &maps)?;
+                return Ok(maps);
             }
         }
     }
     invalid!(
-        "--userns auto: every block of {size} ids in the {RANGE_USER:?} ranges of /etc/subuid and /etc/subgid is taken ({blocks} blocks); remove containers or add ids"
+        "--userns auto: no {size} ids are free in the {RANGE_USER:?} ranges of /etc/subuid and /etc/subgid; remove containers or add ids"
     )
 }
 
-/// Gives back the block container `id` claimed, if any.
+/// Drops container `id`'s record, if any.
 pub fn release(root: &Path, id: &str) {
-    let Ok(entries) = fs::read_dir(claims_dir(root)) else {
-        return;
-    };
-    for e in entries.flatten() {
-        if fs::read_to_string(e.path()).is_ok_and(|o| o.trim() == id) {
-            let _ = fs::remove_file(e.path());
-        }
-    }
+    let _ = fs::remove_file(records_dir(root).join(id));
 }

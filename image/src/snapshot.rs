@@ -573,27 +573,27 @@ fn acquire_lowers(root: &Path, diff_ids: &[Digest]) -> Result<(Vec<Digest>, Vec<
 /// attached under `scratch` (named as the layers are, so the option string is as short as
 /// `mount`'s) only while overlayfs takes them: it keeps its own clones of its layers, so they
 /// are detached once it is mounted and nothing is left to unmount later. The upper directory
-/// is not idmapped: what the container writes has its own host ids.
+/// is not idmapped: what the container writes has its own host ids; its root directory is
+/// given to `root_ids`, the container's root.
 pub fn mount_idmapped(
     root: &Path,
     diff_ids: &[Digest],
     upper: Upper,
     target: &Path,
     userns: &std::os::fd::OwnedFd,
+    root_ids: (Option<u32>, Option<u32>),
     scratch: &Path,
 ) -> Result<()> {
     if upper.volatile {
         prepare_volatile(upper)?;
     }
+    // The upper's root directory is the container's root's, as the image's is once idmapped;
+    // at each start, since an upper the kernel could not trust is made afresh above.
+    std::os::unix::fs::chown(upper.dir, root_ids.0, root_ids.1)
+        .map_err(|e| Error::io(format!("cannot chown {}", upper.dir.display()), e))?;
     let (diff_ids, lower_paths) = &acquire_lowers(root, diff_ids)?;
-    let mut attached: Vec<PathBuf> = Vec::new();
-    let detach = |attached: &[PathBuf]| {
-        for p in attached {
-            let _ = unmount(p);
-            let _ = std::fs::remove_dir(p);
-        }
-        let _ = std::fs::remove_dir(scratch);
-    };
+    // What a killed husk left attached here goes first.
+    clear_idmapped(scratch);
     let result = (|| -> Result<()> {
         std::fs::create_dir_all(scratch)
             .map_err(|e| Error::io(format!("cannot create {}", scratch.display()), e))?;
@@ -602,7 +602,11 @@ pub fn mount_idmapped(
             let at = scratch.join(d.hex());
             std::fs::create_dir_all(&at)
                 .map_err(|e| Error::io(format!("cannot create {}", at.display()), e))?;
-            let tree = husk_sys::idmap::idmapped_tree(p, false, userns).map_err(|e| {
+            // Read-only: nothing may write a shared layer through a container's view of it.
+            let also = husk_sys::idmap::MOUNT_ATTR_RDONLY
+                | husk_sys::idmap::MOUNT_ATTR_NOSUID
+                | husk_sys::idmap::MOUNT_ATTR_NODEV;
+            let tree = husk_sys::idmap::idmapped_tree(p, false, userns, also).map_err(|e| {
                 match e.raw_os_error() {
                     Some(libc::EINVAL) => Error::Config(format!(
                         "cannot idmap layer {}: its file system cannot be idmapped on this kernel (ext4, xfs and btrfs can from Linux 5.12/5.15, tmpfs from 6.3)",
@@ -613,16 +617,37 @@ pub fn mount_idmapped(
             })?;
             husk_sys::idmap::attach_tree_at(&tree, &at)
                 .map_err(|e| Error::io(format!("cannot attach {}", at.display()), e))?;
-            attached.push(at.clone());
             mapped.push(at);
         }
         stack(root, diff_ids, scratch, &mapped, Some(upper), target)
     })();
-    detach(&attached);
+    clear_idmapped(scratch);
     if result.is_err() {
         let _ = release(root, diff_ids, Duration::ZERO);
     }
     result
+}
+
+/// Detaches the idmapped layers attached under `scratch` and removes it. Each is unmounted
+/// before anything is removed, and a directory is only ever removed empty: a layer still
+/// attached stays, read-only, rather than have its files deleted through it.
+pub fn clear_idmapped(scratch: &Path) {
+    let Ok(entries) = std::fs::read_dir(scratch) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let p = e.path();
+        if e.file_name() == ".l" {
+            // mount(2)'s short links: symlinks only, never followed by remove_dir_all.
+            let _ = std::fs::remove_dir_all(&p);
+            continue;
+        }
+        if husk_sys::is_mount_point(&p) {
+            let _ = unmount(&p);
+        }
+        let _ = std::fs::remove_dir(&p);
+    }
+    let _ = std::fs::remove_dir(scratch);
 }
 
 /// Before a volatile upper is mounted again (a restarted --rm container): overlayfs leaves
@@ -704,6 +729,17 @@ pub fn mount_directory(lower: &Path, upper: Upper, target: &Path) -> Result<()> 
         .or_else(|e| fuse_fallback(e, &[lower.to_path_buf()], Some(upper), target))
 }
 
+/// Whether `program` is an executable file in one of $PATH's directories.
+fn on_path(program: &str) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    std::env::var_os("PATH").is_some_and(|paths| {
+        std::env::split_paths(&paths).any(|d| {
+            std::fs::metadata(d.join(program))
+                .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        })
+    })
+}
+
 /// Where the kernel's overlayfs will not mount in a user namespace (before Linux 5.11, or a
 /// store on a file system without `user.` xattrs), fuse-overlayfs stacks the same directories
 /// in user space, as rootless podman falls back to. It reads overlayfs's own marks (0/0
@@ -757,14 +793,25 @@ fn fuse_fallback(
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::null())
         .stderr(stderr);
-    // SAFETY: close_range is async-signal-safe. The daemon outlives this process: no lock or
-    // socket of ours may stay open in it (a kernel before 5.9 lacks the call; Rust's own fds
-    // are close-on-exec anyway).
+    // The daemon outlives this process: no lock or socket of ours may stay open in it. They
+    // are marked close-on-exec, not closed: std's spawn reports a failed exec through one.
+    // SAFETY: close_range and fcntl are async-signal-safe.
     unsafe {
         std::os::unix::process::CommandExt::pre_exec(&mut cmd, || {
-            libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, 0u32);
+            const CLOSE_RANGE_CLOEXEC: u32 = 4;
+            if libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, CLOSE_RANGE_CLOEXEC) != 0 {
+                // Before Linux 5.11: one by one.
+                for fd in 3..4096 {
+                    libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC);
+                }
+            }
             Ok(())
         });
+    }
+    if !on_path("fuse-overlayfs") {
+        return Err(Error::Config(format!(
+            "{kernel}; fuse-overlayfs, which stacks layers where the kernel's overlayfs will not, is not installed (Debian's fuse-overlayfs package)"
+        )));
     }
     match cmd.status() {
         Ok(s) if s.success() => Ok(()),

@@ -160,12 +160,9 @@ pub fn fd_path(fd: &OwnedFd) -> PathBuf {
 }
 
 pub use husk_sys::idmap::{
-    userns_with_maps, MountAttr, AT_EMPTY_PATH, AT_RECURSIVE, MOUNT_ATTR_IDMAP,
+    userns_with_maps, MountAttr, AT_EMPTY_PATH, AT_RECURSIVE, MOUNT_ATTR_IDMAP, MOUNT_ATTR_NODEV,
+    MOUNT_ATTR_NOSUID, MOUNT_ATTR_RDONLY,
 };
-
-pub const MOUNT_ATTR_RDONLY: u64 = 0x1;
-pub const MOUNT_ATTR_NOSUID: u64 = 0x2;
-pub const MOUNT_ATTR_NODEV: u64 = 0x4;
 pub const MOUNT_ATTR_NOEXEC: u64 = 0x8;
 pub const MOUNT_ATTR_NOATIME: u64 = 0x10;
 pub const MOUNT_ATTR_STRICTATIME: u64 = 0x20;
@@ -188,7 +185,7 @@ pub fn idmapped_tree(
     recursive: bool,
     userns: &OwnedFd,
 ) -> std::result::Result<OwnedFd, Errno> {
-    husk_sys::idmap::idmapped_tree(source, recursive, userns).map_err(errno)
+    husk_sys::idmap::idmapped_tree(source, recursive, userns, 0).map_err(errno)
 }
 
 /// mount_setattr(2) on the mount at `fd`, recursively (the `rro`, `rnosuid`, ... options).

@@ -16,6 +16,9 @@ pub struct MountAttr {
 
 pub const AT_RECURSIVE: u32 = 0x8000;
 pub const AT_EMPTY_PATH: u32 = 0x1000;
+pub const MOUNT_ATTR_RDONLY: u64 = 0x1;
+pub const MOUNT_ATTR_NOSUID: u64 = 0x2;
+pub const MOUNT_ATTR_NODEV: u64 = 0x4;
 pub const MOUNT_ATTR_IDMAP: u64 = 0x0010_0000;
 const OPEN_TREE_CLONE: u32 = 1;
 const MOVE_MOUNT_F_EMPTY_PATH: u32 = 0x4;
@@ -77,8 +80,14 @@ pub fn userns_with_maps(uid_map: &str, gid_map: &str) -> io::Result<OwnedFd> {
 
 /// A detached copy of the mount at `source` (with the mounts below it when `recursive`) whose
 /// file owners are mapped through user namespace `userns` (open_tree 5.2, the idmap Linux
-/// 5.12): attach it with `attach_tree` or `attach_tree_at`.
-pub fn idmapped_tree(source: &Path, recursive: bool, userns: &OwnedFd) -> io::Result<OwnedFd> {
+/// 5.12), with the `MOUNT_ATTR_*` flags `also` set on it too: attach it with `attach_tree` or
+/// `attach_tree_at`.
+pub fn idmapped_tree(
+    source: &Path,
+    recursive: bool,
+    userns: &OwnedFd,
+    also: u64,
+) -> io::Result<OwnedFd> {
     let path = std::ffi::CString::new(source.as_os_str().as_encoded_bytes())
         .map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
     let flags = OPEN_TREE_CLONE | libc::O_CLOEXEC as u32 | if recursive { AT_RECURSIVE } else { 0 };
@@ -90,7 +99,7 @@ pub fn idmapped_tree(source: &Path, recursive: bool, userns: &OwnedFd) -> io::Re
     // SAFETY: just opened.
     let tree = unsafe { OwnedFd::from_raw_fd(fd as i32) };
     let attr = MountAttr {
-        attr_set: MOUNT_ATTR_IDMAP,
+        attr_set: MOUNT_ATTR_IDMAP | also,
         attr_clr: 0,
         propagation: 0,
         userns_fd: userns.as_raw_fd() as u64,
