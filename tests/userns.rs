@@ -36,6 +36,14 @@ fn one_line_error(r: &Path, args: &[&str], says: &str) {
     assert!(err.contains(says), "{args:?}: {err}");
 }
 
+/// The full id of the container named `cm`.
+fn cm_id(r: &Path) -> String {
+    husk(r, &["inspect", "-f", "{{.Id}}", "cm"])
+        .1
+        .trim()
+        .to_string()
+}
+
 fn idmapped_mounts_under(r: &Path) -> usize {
     std::fs::read_to_string("/proc/self/mountinfo")
         .unwrap_or_default()
@@ -136,6 +144,84 @@ fn the_image_is_the_containers_roots_and_its_root_is_nobody_on_the_host() {
     assert!(logs.contains("cat=1") && logs.contains("touch=1"), "{logs}");
     assert!(!secret.path().join("new").exists());
     assert_eq!(husk(r, &["rm", "-f", id]).0, 0);
+
+    // A new named volume is the container root's to write, as podman makes it.
+    let (code, out, err) = husk(
+        r,
+        &[
+            MAPPED_RUN,
+            &[
+                "-v",
+                "data:/data",
+                img.as_str(),
+                "sh",
+                "-c",
+                "touch /data/x && echo wrote",
+            ],
+        ]
+        .concat(),
+    );
+    assert_eq!((code, out.trim()), (0, "wrote"), "{err}");
+    let (_, v, _) = husk(r, &["volume", "inspect", "data"]);
+    let v: serde_json::Value = serde_json::from_str(&v).unwrap();
+    let x = Path::new(v[0]["Mountpoint"].as_str().unwrap()).join("x");
+    assert_eq!(std::fs::metadata(&x).unwrap().uid(), 200000);
+
+    // `diff` and `commit` see the container's ids, not the host's it wrote.
+    let (code, _, err) = husk(
+        r,
+        &[
+            "run",
+            "--name",
+            "cm",
+            "--network",
+            "none",
+            "--uidmap",
+            "0:200000:65536",
+            &img,
+            "sh",
+            "-c",
+            "mkdir /made && touch /made/f && chown 5:6 /made/f && touch /bin/busybox",
+        ],
+    );
+    assert_eq!(code, 0, "{err}");
+    let (_, diff, _) = husk(r, &["diff", "cm"]);
+    assert_eq!(
+        diff.lines().collect::<Vec<_>>(),
+        ["C /bin", "C /bin/busybox", "A /made", "A /made/f"],
+        "{diff}"
+    );
+    let (code, _, err) = husk(r, &["commit", "cm", "committed:1"]);
+    assert_eq!(code, 0, "{err}");
+    let (code, out, err) = husk(
+        r,
+        &[
+            "run",
+            "--rm",
+            "--network",
+            "none",
+            "committed:1",
+            "stat",
+            "-c",
+            "%u:%g",
+            "/made",
+            "/made/f",
+            "/bin/busybox",
+        ],
+    );
+    assert_eq!(
+        (code, out.lines().collect::<Vec<_>>()),
+        (0, vec!["0:0", "5:6", "0:0"]),
+        "{err}"
+    );
+    // What `cp` puts in is the container's root's, inside.
+    let src = tempfile::tempdir().unwrap();
+    std::fs::write(src.path().join("in"), "x").unwrap();
+    let from = format!("{}/in", src.path().display());
+    assert_eq!(husk(r, &["cp", &from, "cm:/made/in"]).0, 0);
+    let m = std::fs::metadata(r.join("containers").join(cm_id(r)).join("upper/made/in")).unwrap();
+    assert_eq!((m.uid(), m.gid()), (200000, 200000));
+    assert_eq!(husk(r, &["rm", "cm"]).0, 0);
 
     // A second start idmaps the layers again.
     let (code, _, err) = husk(

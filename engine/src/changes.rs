@@ -52,7 +52,7 @@ pub fn changes(root: &Path, c: &Container) -> Result<Vec<Change>> {
     let upper = store::dir(root, &c.id).join("upper");
     let lower = Lower::open(root, c)?;
     let mut out = Vec::new();
-    walk(&upper, Path::new("/"), &lower, &mut out)?;
+    walk(&upper, Path::new("/"), &lower, c.id_maps.as_ref(), &mut out)?;
     out.sort_by(|a, b| a.path.cmp(&b.path));
     Ok(out)
 }
@@ -62,7 +62,15 @@ const STUBS: [&str; 3] = ["/etc/hosts", "/etc/hostname", "/etc/resolv.conf"];
 
 /// The changes under upper directory `dir` (the container's `at`) into `out`; whether there
 /// were any. A running container may remove what is being read: what went is skipped.
-fn walk(dir: &Path, at: &Path, lower: &Lower, out: &mut Vec<Change>) -> Result<bool> {
+/// `maps`: a container in a user namespace of its own writes its host ids; compared as the
+/// container's.
+fn walk(
+    dir: &Path,
+    at: &Path,
+    lower: &Lower,
+    maps: Option<&crate::options::IdMaps>,
+    out: &mut Vec<Change>,
+) -> Result<bool> {
     let mut entries: Vec<fs::DirEntry> = match fs::read_dir(dir) {
         Ok(rd) => rd.flatten().collect(),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
@@ -96,13 +104,16 @@ fn walk(dir: &Path, at: &Path, lower: &Lower, out: &mut Vec<Change>) -> Result<b
             continue;
         }
         let opaque = meta.is_dir() && below.is_some() && is_opaque(&e.path());
-        let inside = meta.is_dir() && !whiteout && walk(&e.path(), &path, lower, out)?;
+        let inside = meta.is_dir() && !whiteout && walk(&e.path(), &path, lower, maps, out)?;
+        let (uid, gid) = maps.map_or((meta.uid(), meta.gid()), |m| {
+            m.to_container(meta.uid(), meta.gid())
+        });
         // A directory of the image in the upper directory with its own metadata unchanged
         // was copied up for what is under it: a change only if something under it is.
         let only_holds = meta.is_dir()
-            && below.as_ref().is_some_and(|b| {
-                b.st_mode == meta.mode() && b.st_uid == meta.uid() && b.st_gid == meta.gid()
-            });
+            && below
+                .as_ref()
+                .is_some_and(|b| b.st_mode == meta.mode() && b.st_uid == uid && b.st_gid == gid);
         if !only_holds || inside || opaque {
             out.push(Change {
                 kind,

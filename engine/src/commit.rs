@@ -27,12 +27,19 @@ pub fn layer(root: &Path, c: &Container) -> Result<Option<Layer>> {
     let upper = store::dir(root, &c.id).join("upper");
     let store = Store::open(root)?;
     let mut w = LayerWriter::create(&store)?;
-    write_tar(&upper, &changes, &mut w)?;
+    write_tar(&upper, &changes, c.id_maps.as_ref(), &mut w)?;
     Ok(Some(w.finish(&store)?))
 }
 
 /// The tar of `changes` (sorted by path, parents first) read from upper directory `upper`.
-fn write_tar(upper: &Path, changes: &[Change], out: &mut dyn Write) -> Result<()> {
+/// A container in a user namespace of its own (`maps`) wrote its host ids: the layer gets the
+/// container's, as the image's own are.
+fn write_tar(
+    upper: &Path,
+    changes: &[Change],
+    maps: Option<&crate::options::IdMaps>,
+    out: &mut dyn Write,
+) -> Result<()> {
     let mut tar = tar::Builder::new(out);
     tar.follow_symlinks(false);
     // (dev, inode) → the first path written: later names of one file are hard links to it.
@@ -59,8 +66,11 @@ fn write_tar(upper: &Path, changes: &[Change], out: &mut dyn Write) -> Result<()
         refuse_overlay_features(&src)?;
         let mut h = tar::Header::new_gnu();
         h.set_mode(meta.mode() & 0o7777);
-        h.set_uid(meta.uid().into());
-        h.set_gid(meta.gid().into());
+        let (uid, gid) = maps.map_or((meta.uid(), meta.gid()), |m| {
+            m.to_container(meta.uid(), meta.gid())
+        });
+        h.set_uid(uid.into());
+        h.set_gid(gid.into());
         h.set_mtime(meta.mtime().max(0) as u64);
         h.set_size(0);
         let ft = meta.file_type();

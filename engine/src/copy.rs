@@ -363,6 +363,16 @@ impl Sink for HostSink {
     }
 }
 
+/// Who owns what `cp` makes in container `c`: its root, which is another host id in a user
+/// namespace of its own (docker's cp with userns-remap does the same); None: the copier (root).
+fn mapped_root(c: &Container) -> Option<(u32, u32)> {
+    let m = c.id_maps.as_ref()?;
+    Some((
+        crate::options::IdMaps::host_of(&m.uid, 0)?,
+        crate::options::IdMaps::host_of(&m.gid, 0)?,
+    ))
+}
+
 /// Into a container: everything made relative to descriptors under `base`, never following a
 /// symlink the container may have put in the way.
 struct ContainerSink {
@@ -770,7 +780,7 @@ pub fn copy_in(root: &Path, c: &Container, from: Outside, dest: &str) -> Result<
             })?;
             let mut sink = ContainerSink {
                 base: base_fd,
-                owner: None,
+                owner: mapped_root(c),
             };
             match name {
                 Some(n) => walk_host(&src, Path::new(&n), &mut sink, &mut bytes)?,
@@ -795,7 +805,7 @@ pub fn copy_in(root: &Path, c: &Container, from: Outside, dest: &str) -> Result<
                 .map_err(|e| os_err(format!("{dest} in container {}", c.name), e))?;
             let mut sink = ContainerSink {
                 base: base_fd,
-                owner: None,
+                owner: mapped_root(c),
             };
             walk_tar(r, &mut sink, &mut bytes)?;
         }

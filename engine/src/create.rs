@@ -126,6 +126,22 @@ fn check_id_maps(a: &RunOptions) -> Result<()> {
     Ok(())
 }
 
+/// A volume that is still empty and root's (new, with nothing of the image to copy in) is
+/// given to the container's root, as podman does, so it can write there; one with files, or
+/// another owner, is left as it is.
+fn give_new_volumes_to_root(records: &[crate::store::MountRecord], m: &IdMaps) {
+    use std::os::unix::fs::MetadataExt;
+    let (uid, gid) = (IdMaps::host_of(&m.uid, 0), IdMaps::host_of(&m.gid, 0));
+    for r in records.iter().filter(|r| r.kind == "volume") {
+        let data = Path::new(&r.source);
+        let fresh = fs::metadata(data).is_ok_and(|md| md.uid() == 0 && md.gid() == 0)
+            && fs::read_dir(data).is_ok_and(|mut d| d.next().is_none());
+        if fresh {
+            let _ = std::os::unix::fs::chown(data, uid, gid);
+        }
+    }
+}
+
 /// The runtime enters the root directory as the container's root, whose ids are `uid`/`gid`
 /// on the host: every directory above it must let them search it. Said in one line, naming
 /// the directory, rather than the runtime's bare EACCES.
@@ -522,6 +538,9 @@ pub fn create_with(
             .unwrap_or_default();
         let mounts = with_volumes_from(root, a)?;
         let volumes = volumes::resolve(root, &mounts, &image_volumes, &rootfs)?;
+        if let Some(m) = &a.id_maps {
+            give_new_volumes_to_root(&volumes.records, m);
+        }
         let anonymous = volumes.anonymous.clone();
         let rest = record_container(
             root,

@@ -273,6 +273,20 @@ impl IdMaps {
             .map(|m| m.host + (id - m.container))
     }
 
+    /// The container's ids of host ids `uid`/`gid` (from a mapped container's upper
+    /// directory); an id the maps lack is the overflow id 65534, as the kernel shows it.
+    pub fn to_container(&self, uid: u32, gid: u32) -> (u32, u32) {
+        let back = |maps: &[IdMap], id: u32| {
+            maps.iter()
+                .find(|m| {
+                    (u64::from(m.host)..u64::from(m.host) + u64::from(m.size))
+                        .contains(&u64::from(id))
+                })
+                .map_or(65534, |m| m.container + (id - m.host))
+        };
+        (back(&self.uid, uid), back(&self.gid, gid))
+    }
+
     /// uid_map(5) lines.
     pub fn lines(maps: &[IdMap]) -> String {
         maps.iter()
