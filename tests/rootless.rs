@@ -190,6 +190,15 @@ impl Session {
         text(&out.stdout)
     }
 
+    /// husk ARGS, which must be refused (exit 125) in one line; that line.
+    fn refused(&self, args: &[&str]) -> String {
+        let out = self.husk(args);
+        let err = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(125), "husk {args:?}: {err}");
+        assert_eq!(err.trim().lines().count(), 1, "{err}");
+        err
+    }
+
     fn store(&self) -> PathBuf {
         self.home.path().join(".local/share/husk")
     }
@@ -474,7 +483,7 @@ fn limits_are_refused_in_one_line() {
         return;
     };
     s.ok(&["pull", "-q", &img]);
-    let out = s.husk(&[
+    let err = s.refused(&[
         "run",
         "--rm",
         "--network",
@@ -484,9 +493,6 @@ fn limits_are_refused_in_one_line() {
         &img,
         "true",
     ]);
-    assert_eq!(out.status.code(), Some(125));
-    let err = text(&out.stderr);
-    assert_eq!(err.trim().lines().count(), 1, "{err}");
     assert!(err.contains("memory") && err.contains("delegated"), "{err}");
     // Without limits, the same container runs.
     s.ok(&["run", "--rm", "--network", "none", &img, "true"]);
@@ -495,10 +501,7 @@ fn limits_are_refused_in_one_line() {
         let mut args = vec!["run", "--rm", "--network", "none"];
         args.extend(flags);
         args.extend([img.as_str(), "true"]);
-        let out = s.husk(&args);
-        assert_eq!(out.status.code(), Some(125));
-        let err = text(&out.stderr);
-        assert_eq!(err.trim().lines().count(), 1, "{err}");
+        let err = s.refused(&args);
         assert!(err.contains("needs root"), "{err}");
     }
 }
@@ -759,7 +762,7 @@ fn limits_work_in_a_delegated_cgroup_v2_subtree() {
     };
     s.ok(&["pull", "-q", &img]);
     // Not delegated: this process's cgroup is root's.
-    let out = s.husk(&[
+    let err = s.refused(&[
         "run",
         "--rm",
         "--network",
@@ -769,9 +772,6 @@ fn limits_work_in_a_delegated_cgroup_v2_subtree() {
         &img,
         "true",
     ]);
-    assert_eq!(out.status.code(), Some(125));
-    let err = text(&out.stderr);
-    assert_eq!(err.trim().lines().count(), 1, "{err}");
     assert!(
         err.contains("memory") && err.contains("not delegated") && err.contains(&s.uid.to_string()),
         "{err}"
@@ -837,7 +837,7 @@ fn limits_work_in_a_delegated_cgroup_v2_subtree() {
     let busy = Delegated::new(s.uid, s.gid, "b");
     s.cgroup = Some(busy.dir.clone());
     s.delegated.push(busy);
-    let out = s.husk(&[
+    let err = s.refused(&[
         "run",
         "--rm",
         "--network",
@@ -847,9 +847,6 @@ fn limits_work_in_a_delegated_cgroup_v2_subtree() {
         &img,
         "true",
     ]);
-    assert_eq!(out.status.code(), Some(125));
-    let err = text(&out.stderr);
-    assert_eq!(err.trim().lines().count(), 1, "{err}");
     assert!(err.contains("no-internal-processes"), "{err}");
     s.cgroup = s.delegated.first().map(|d| d.dir.join("caller"));
 }
@@ -934,9 +931,8 @@ fn a_published_port_reaches_a_rootless_container_through_pasta() {
     s.ok(&["rm", "-f", "web"]);
     until(|| http_get(port).is_none());
     // No bridge for a user, in one line.
-    let out = s.husk(&["run", "--rm", "--network", "bridge", &img, "true"]);
-    assert_eq!(out.status.code(), Some(125));
-    assert!(text(&out.stderr).contains("pasta"), "{}", text(&out.stderr));
+    let err = s.refused(&["run", "--rm", "--network", "bridge", &img, "true"]);
+    assert!(err.contains("pasta"), "{err}");
 }
 
 fn free_port() -> u16 {
