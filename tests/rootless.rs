@@ -82,6 +82,16 @@ fn test_user(name: &str, subordinate: bool) -> Option<(u32, u32)> {
     Some(ids)
 }
 
+/// The first subordinate uid of USER (useradd may have given it a range of its own).
+fn range_start() -> u32 {
+    std::fs::read_to_string("/etc/subuid")
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix(&format!("{USER}:")).map(str::to_string))
+        .and_then(|r| r.split(':').next().and_then(|n| n.parse::<u32>().ok()))
+        .unwrap()
+}
+
 /// One rootless session: a user, its home and runtime directory; its containers, pause
 /// process and store go when it is dropped.
 struct Session {
@@ -496,14 +506,6 @@ fn limits_are_refused_in_one_line() {
     assert!(err.contains("memory") && err.contains("delegated"), "{err}");
     // Without limits, the same container runs.
     s.ok(&["run", "--rm", "--network", "none", &img, "true"]);
-    // A user namespace of the container's own is root's to make.
-    for flags in [["--uidmap", "0:1:1"], ["--userns", "auto"]] {
-        let mut args = vec!["run", "--rm", "--network", "none"];
-        args.extend(flags);
-        args.extend([img.as_str(), "true"]);
-        let err = s.refused(&args);
-        assert!(err.contains("needs root"), "{err}");
-    }
 }
 
 /// A cgroup v2 subtree handed to a user as systemd hands `user@UID.service` over with
@@ -674,16 +676,237 @@ fn the_workspace_stays_the_users_and_volumes_keep_their_files() {
     let dir = PathBuf::from(inspect[0]["Mountpoint"].as_str().unwrap());
     assert!(dir.starts_with(s.store()), "{}", dir.display());
     let f = dir.join("f");
-    let range_start = std::fs::read_to_string("/etc/subuid")
-        .unwrap()
-        .lines()
-        .find_map(|l| l.strip_prefix(&format!("{USER}:")).map(str::to_string))
-        .and_then(|r| r.split(':').next().and_then(|n| n.parse::<u32>().ok()))
-        .unwrap();
-    assert_eq!(std::fs::metadata(&f).unwrap().uid(), range_start + 999);
+    assert_eq!(std::fs::metadata(&f).unwrap().uid(), range_start() + 999);
     assert!(s.ok(&["volume", "ls", "-q"]).lines().any(|l| l == "data"));
     s.ok(&["volume", "rm", "data"]);
     assert!(!dir.exists());
+}
+
+/// `--uidmap` and `--userns auto` for a rootless user: the container gets a user namespace of
+/// its own inside husk's, its host ids being ids of husk's namespace (0 the user, 1 the first
+/// subordinate id), as podman's. fuse-overlayfs shows the image's files shifted, so they keep
+/// their owners inside; the runtime reaches the rootfs and bind sources in the user's private
+/// store and home through descriptors opened before it became the container's root.
+#[test]
+fn a_rootless_container_gets_a_user_namespace_of_its_own() {
+    let t = "a_rootless_container_gets_a_user_namespace_of_its_own";
+    if Command::new("fuse-overlayfs")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        eprintln!("SKIP {t}: fuse-overlayfs is missing");
+        return;
+    }
+    let Some(s) = Session::new(t, USER, true) else {
+        return;
+    };
+    let Some((_reg, img, owned)) = registry() else {
+        return;
+    };
+    s.ok(&["pull", "-q", &owned]);
+    // A workspace in the user's home (0700): the container's root cannot search the home.
+    let ws = s.home.path().join("ws");
+    std::fs::create_dir(&ws).unwrap();
+    std::fs::write(ws.join("mine"), "source\n").unwrap();
+    for p in [&ws, &ws.join("mine")] {
+        std::os::unix::fs::chown(p, Some(s.uid), Some(s.gid)).unwrap();
+    }
+    let bind = format!("{}:/w", ws.display());
+    let out = s.ok(&[
+        "run", "--rm", "--network", "none", "--uidmap", "0:1:65536", "-v", &bind, "-v", "fresh:/v",
+        &owned, "sh", "-c",
+        "cat /proc/self/uid_map; id -u; stat -c %u:%g /bin/sh /home/app/owned /w/mine /v; cat /home/app/owned; touch /w/x; echo ws=$?; echo hi > /v/f; echo vol=$?; awk '$5 == \"/\" { for (i = 7; i < NF; i++) if ($i == \"-\") { print $(i + 1); exit } }' /proc/self/mountinfo",
+    ]);
+    let lines: Vec<String> = out
+        .lines()
+        .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
+        .collect();
+    let lines: Vec<&str> = lines.iter().map(String::as_str).collect();
+    assert_eq!(
+        lines[..7],
+        [
+            "0 1 65536",
+            "0",
+            "0:0",
+            "1000:1000",
+            "65534:65534",
+            "0:0",
+            "mine"
+        ],
+        "{out}"
+    );
+    assert!(
+        lines.contains(&"ws=1"),
+        "root of the container wrote the user's files: {out}"
+    );
+    assert!(lines.contains(&"vol=0"), "{out}");
+    assert_eq!(lines.last(), Some(&"fuse.fuse-overlayfs"), "{out}");
+    // The new volume was the container's root's: on the host, the first subordinate id.
+    let inspect: serde_json::Value =
+        serde_json::from_str(&s.ok(&["volume", "inspect", "fresh"])).unwrap();
+    let vol = PathBuf::from(inspect[0]["Mountpoint"].as_str().unwrap());
+    assert_eq!(
+        std::fs::metadata(vol.join("f")).unwrap().uid(),
+        range_start()
+    );
+    // The image's modes hold: another id cannot read what 1000 keeps to itself.
+    let out = s.husk(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "--uidmap",
+        "0:1:65536",
+        "-u",
+        "1001",
+        &owned,
+        "cat",
+        "/home/app/owned",
+    ]);
+    assert_ne!(
+        out.status.code(),
+        Some(0),
+        "uid 1001 read a 0640 file of 1000"
+    );
+
+    // The process's host id, and what diff, commit and cp make of the container's ids.
+    let id = s.ok(&[
+        "run",
+        "-d",
+        "--network",
+        "none",
+        "--uidmap",
+        "0:1:65536",
+        &owned,
+        "sh",
+        "-c",
+        "touch /by-root; touch /by-app; chown 1000:1000 /by-app; exec sleep 600",
+    ]);
+    let id = id.trim();
+    let pid: i32 = s
+        .ok(&["inspect", "--format", "{{.State.Pid}}", id])
+        .trim()
+        .parse()
+        .unwrap();
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let host_uid = status
+        .lines()
+        .find_map(|l| l.strip_prefix("Uid:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .unwrap();
+    assert_eq!(host_uid, range_start().to_string(), "{status}");
+    until(|| s.ok(&["diff", id]).contains("/by-app"));
+    std::fs::write(s.home.path().join("copied"), "in\n").unwrap();
+    std::os::unix::fs::chown(s.home.path().join("copied"), Some(s.uid), Some(s.gid)).unwrap();
+    s.ok(&["cp", "copied", &format!("{id}:/copied")]);
+    let out = s.ok(&["exec", id, "stat", "-c", "%u", "/copied"]);
+    assert_eq!(
+        out.trim(),
+        "0",
+        "cp gives what it makes to the container's root"
+    );
+    s.ok(&["commit", id, "shifted:1"]);
+    let out = s.ok(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "shifted:1",
+        "stat",
+        "-c",
+        "%n %u",
+        "/by-root",
+        "/by-app",
+        "/copied",
+    ]);
+    assert_eq!(out.trim(), "/by-root 0\n/by-app 1000\n/copied 0", "{out}");
+    s.ok(&["rm", "-f", id]);
+
+    // auto: blocks of the namespace's ids, one per container, none overlapping.
+    let a = s.ok(&[
+        "run",
+        "-d",
+        "--network",
+        "none",
+        "--userns",
+        "auto:size=1000",
+        &img,
+        "sleep",
+        "600",
+    ]);
+    let b = s.ok(&[
+        "run",
+        "-d",
+        "--network",
+        "none",
+        "--userns",
+        "auto:size=1000",
+        &img,
+        "sleep",
+        "600",
+    ]);
+    let map = |id: &str| s.ok(&["exec", id.trim(), "cat", "/proc/self/uid_map"]);
+    let (ma, mb) = (map(&a), map(&b));
+    let first = |m: &str| -> Vec<String> { m.split_whitespace().map(str::to_string).collect() };
+    assert_eq!(first(&ma), ["0", "1", "1000"], "{ma}");
+    assert_eq!(first(&mb), ["0", "1001", "1000"], "{mb}");
+    s.ok(&["rm", "-f", a.trim(), b.trim()]);
+    let err = s.refused(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "--uidmap",
+        "0:60000:10000",
+        &img,
+        "true",
+    ]);
+    assert!(err.contains("/etc/subuid"), "{err}");
+    let err = s.refused(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "--userns",
+        "auto:size=70000",
+        &img,
+        "true",
+    ]);
+    assert!(err.contains("70000") && err.contains("65536"), "{err}");
+    // A one-id map: the image's groups it lacks are dropped; asking for one is refused.
+    let out = s.ok(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "--uidmap",
+        "0:1:1",
+        &img,
+        "id",
+        "-G",
+    ]);
+    assert_eq!(out.trim(), "0", "{out}");
+    let err = s.refused(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "--uidmap",
+        "0:1:1",
+        "--group-add",
+        "10",
+        &img,
+        "true",
+    ]);
+    assert!(err.contains("--gidmap has no group 10"), "{err}");
+    // Nothing of the containers is left mounted in husk's namespace.
+    let pause = s.pause_pid().expect("husk's pause process");
+    let mounts = std::fs::read_to_string(format!("/proc/{pause}/mountinfo")).unwrap();
+    assert!(
+        !mounts.contains("fuse-overlayfs"),
+        "a fuse-overlayfs mount is left: {mounts}"
+    );
 }
 
 /// The container's root is the image's layers under its own upper directory, stacked inside

@@ -52,7 +52,7 @@ pub fn changes(root: &Path, c: &Container) -> Result<Vec<Change>> {
     let upper = store::dir(root, &c.id).join("upper");
     let lower = Lower::open(root, c)?;
     let mut out = Vec::new();
-    walk(&upper, Path::new("/"), &lower, c.id_maps.as_ref(), &mut out)?;
+    walk(&upper, Path::new("/"), &lower, c.upper_id_maps(), &mut out)?;
     out.sort_by(|a, b| a.path.cmp(&b.path));
     Ok(out)
 }

@@ -27,7 +27,7 @@ pub fn layer(root: &Path, c: &Container) -> Result<Option<Layer>> {
     let upper = store::dir(root, &c.id).join("upper");
     let store = Store::open(root)?;
     let mut w = LayerWriter::create(&store)?;
-    write_tar(&upper, &changes, c.id_maps.as_ref(), &mut w)?;
+    write_tar(&upper, &changes, c.upper_id_maps(), &mut w)?;
     Ok(Some(w.finish(&store)?))
 }
 

@@ -105,9 +105,7 @@ fn check_id_maps(a: &RunOptions) -> Result<()> {
         invalid!("--uidmap and --userns auto cannot go together");
     }
     let flag = if auto { "--userns auto" } else { "--uidmap" };
-    if crate::rootless::is_rootless() {
-        invalid!("{flag} needs root: rootless husk's containers share the user's namespace, and idmapping the layers takes privilege over their file system");
-    }
+    let rootless = crate::rootless::is_rootless();
     if a.rootfs.is_some() {
         invalid!("{flag} and --rootfs cannot go together: the directory would have to be idmapped in place");
     }
@@ -118,10 +116,64 @@ fn check_id_maps(a: &RunOptions) -> Result<()> {
         if IdMaps::host_of(&m.uid, 0).is_none() || IdMaps::host_of(&m.gid, 0).is_none() {
             invalid!("--uidmap/--gidmap must map the container's id 0 (its root)");
         }
+        if rootless {
+            within_own_namespace(m)?;
+        }
+    }
+    // Rootless, fuse-overlayfs shifts the layers' owners (Linux 4.18+, below any kernel husk
+    // runs on); as root, overlayfs stacks idmapped layers.
+    if rootless {
+        return Ok(());
     }
     let (major, minor) = husk_sys::kernel_version();
     if (major, minor) < (5, 19) {
         invalid!("{flag} needs Linux 5.19 or later (overlayfs over idmapped layers); this is {major}.{minor}");
+    }
+    Ok(())
+}
+
+/// Rootless, a map's host ids are ids of the user namespace husk runs in (0 is the user, then
+/// the user's subordinate ids, as podman's): each must be one it maps.
+fn within_own_namespace(m: &IdMaps) -> Result<()> {
+    for (flag, maps, file) in [
+        ("--uidmap", &m.uid, "/proc/self/uid_map"),
+        ("--gidmap", &m.gid, "/proc/self/gid_map"),
+    ] {
+        let text = fs::read_to_string(file).unwrap_or_default();
+        let blocks: Vec<(u64, u64)> = text
+            .lines()
+            .filter_map(|l| {
+                let f: Vec<u64> = l
+                    .split_whitespace()
+                    .filter_map(|n| n.parse().ok())
+                    .collect();
+                (f.len() == 3).then(|| (f[0], f[0] + f[2]))
+            })
+            .collect();
+        // Every id of [start, end) in one of the blocks: walk it block by block.
+        let covered = |start: u64, end: u64| {
+            let mut at = start;
+            while at < end {
+                match blocks.iter().find(|(s, e)| *s <= at && at < *e) {
+                    Some((_, e)) => at = *e,
+                    None => return false,
+                }
+            }
+            true
+        };
+        for i in maps {
+            let (s, e) = (u64::from(i.host), u64::from(i.host) + u64::from(i.size));
+            if !covered(s, e) {
+                let top = blocks.iter().map(|b| b.1).max().unwrap_or(1);
+                invalid!(
+                    "{flag} {}:{}:{}: rootless, host ids are ids of husk's user namespace, 0 (you) to {} (your ranges in /etc/subuid and /etc/subgid)",
+                    i.container,
+                    i.host,
+                    i.size,
+                    top - 1
+                );
+            }
+        }
     }
     Ok(())
 }
@@ -520,9 +572,20 @@ pub fn create_with(
         for d in [&upper, &work, &rootfs] {
             fs::create_dir_all(d).with_context(|| format!("cannot create {}", d.display()))?;
         }
-        if let Some(m) = &a.id_maps {
-            let (uid, gid) = (IdMaps::host_of(&m.uid, 0), IdMaps::host_of(&m.gid, 0));
-            reachable_by(&rootfs, uid.unwrap_or(u32::MAX), gid.unwrap_or(u32::MAX))?;
+        match &a.id_maps {
+            // The runtime reaches the rootfs through a descriptor of this directory, opened
+            // before it becomes the container's root (the store above is the user's alone):
+            // the container's root must only search it.
+            Some(_) if crate::rootless::is_rootless() => {
+                use std::os::unix::fs::PermissionsExt;
+                fs::set_permissions(&dir, fs::Permissions::from_mode(0o711))
+                    .with_context(|| format!("cannot chmod {}", dir.display()))?;
+            }
+            Some(m) => {
+                let (uid, gid) = (IdMaps::host_of(&m.uid, 0), IdMaps::host_of(&m.gid, 0));
+                reachable_by(&rootfs, uid.unwrap_or(u32::MAX), gid.unwrap_or(u32::MAX))?;
+            }
+            None => {}
         }
         layers::mount_root(
             root,

@@ -540,11 +540,22 @@ impl Engine {
             })?;
         let (mut config, mut layers) =
             husk_image::compose::open(&store, &Digest::parse(&base.manifest)?)?;
-        let pause = o.pause && c.observed().status == Status::Running && !self.paused(&c);
+        let mut pause = o.pause && c.observed().status == Status::Running && !self.paused(&c);
         if pause {
-            store::runtime(&self.root)
-                .pause(&c.id)
-                .map_err(|e| failed!("cannot pause container {} to commit it: {e}", c.name))?;
+            match store::runtime(&self.root).pause(&c.id) {
+                Ok(()) => {}
+                // A rootless container without a delegated cgroup cannot be frozen: it is
+                // committed running, as podman commits by default.
+                Err(husk_runtime::Error::Unsupported(_)) if crate::rootless::is_rootless() => {
+                    pause = false;
+                }
+                Err(e) => {
+                    return Err(failed!(
+                        "cannot pause container {} to commit it: {e}",
+                        c.name
+                    ))
+                }
+            }
         }
         let layer = crate::commit::layer(&self.root, &c);
         if pause {

@@ -70,6 +70,20 @@ pub fn mount_root(
     match (rootfs_dir, id_maps) {
         (Some(d), _) => husk_image::snapshot::mount_directory(d, upper, &rootfs)?,
         (None, None) => husk_image::snapshot::mount(root, diff_ids, Some(upper), &rootfs)?,
+        // Rootless, idmapping the layers takes privilege: fuse-overlayfs shifts them instead.
+        (None, Some(m)) if crate::rootless::is_rootless() => {
+            let lines = |maps: &[crate::options::IdMap]| -> Vec<(u32, u32, u32)> {
+                maps.iter().map(|m| (m.container, m.host, m.size)).collect()
+            };
+            husk_image::snapshot::mount_shifted(
+                root,
+                diff_ids,
+                upper,
+                &rootfs,
+                &lines(&m.uid),
+                &lines(&m.gid),
+            )?;
+        }
         (None, Some(m)) => {
             let userns =
                 husk_sys::idmap::userns_with_maps(&IdMaps::lines(&m.uid), &IdMaps::lines(&m.gid))

@@ -110,6 +110,37 @@ pub struct IdRange {
     pub count: u32,
 }
 
+/// The largest block of ids, besides 0, that a user namespace's `uid_map` (or `gid_map`)
+/// text maps: rootless husk's namespace maps the user as 0 and its subordinate ids from 1.
+/// Contiguous lines count as one block.
+pub fn namespace_range(map: &str) -> Option<IdRange> {
+    let mut inside: Vec<(u64, u64)> = map
+        .lines()
+        .filter_map(|l| {
+            let mut f = l.split_whitespace().map(|n| n.parse::<u64>().ok());
+            let (start, _, count) = (f.next()??, f.next()??, f.next()??);
+            Some((start, start + count))
+        })
+        .collect();
+    inside.sort_unstable();
+    let mut merged: Vec<(u64, u64)> = Vec::new();
+    for (s, e) in inside {
+        match merged.last_mut() {
+            Some(last) if last.1 == s => last.1 = e,
+            _ => merged.push((s, e)),
+        }
+    }
+    merged
+        .into_iter()
+        .map(|(s, e)| (s.max(1), e.min(u64::from(u32::MAX))))
+        .filter(|(s, e)| s < e)
+        .max_by_key(|(s, e)| e - s)
+        .map(|(s, e)| IdRange {
+            start: s as u32,
+            count: (e - s) as u32,
+        })
+}
+
 /// The ranges `/etc/subuid` (or `/etc/subgid`) gives the user named `name` with id `id`: lines
 /// `NAME:START:COUNT` or `ID:START:COUNT`; comments and malformed lines are skipped.
 pub fn subordinate_ranges(text: &str, name: &str, id: u32) -> Vec<IdRange> {
@@ -680,6 +711,19 @@ mod tests {
             limits_asked(&spec(serde_json::json!({"pids": {"limit": 5}}))),
             ["pids"]
         );
+    }
+
+    #[test]
+    fn a_namespace_range_leaves_out_the_user_and_joins_contiguous_lines() {
+        let r = |start, count| Some(IdRange { start, count });
+        assert_eq!(namespace_range("0 1001 1\n1 100000 65536\n"), r(1, 65536));
+        assert_eq!(
+            namespace_range("0 1001 1\n1 100000 10\n11 300000 20\n40 500000 5\n"),
+            r(1, 30)
+        );
+        assert_eq!(namespace_range("0 1001 1\n"), None);
+        assert_eq!(namespace_range("0 0 4294967295\n"), r(1, 4294967294));
+        assert_eq!(namespace_range("garbage\n"), None);
     }
 
     #[test]

@@ -149,15 +149,23 @@ pub fn spec(
         .unwrap_or_else(|| "0".into());
     let (uid, gid) = crate::user::resolve(rootfs, &user)?;
     let mut groups = crate::user::supplementary_groups(rootfs, uid, gid);
-    // The image's groups that do not exist in a rootless user namespace (a single-id map has
-    // root's alone) cannot be held there; --group-add asks for one by name, and is refused.
-    groups.retain(|g| crate::rootless::gid_usable(*g));
+    // The image's groups that do not exist in the container's user namespace (its own
+    // --gidmap's, or a rootless one whose single-id map has root's alone) cannot be held
+    // there; --group-add asks for one by name, and is refused.
+    let usable = |g: u32| match &a.id_maps {
+        Some(m) => crate::options::IdMaps::host_of(&m.gid, g).is_some(),
+        None => crate::rootless::gid_usable(g),
+    };
+    groups.retain(|g| usable(*g));
     for g in &a.group_add {
         let g = crate::user::group_id(rootfs, g)?;
-        if !crate::rootless::gid_usable(g) {
-            return Err(Error::Invalid(format!(
-                "--group-add {g}: this rootless user namespace has no group {g} (/etc/subgid gives your user no range for it)"
-            )));
+        if !usable(g) {
+            return Err(Error::Invalid(match &a.id_maps {
+                Some(_) => format!("--group-add {g}: the container's --gidmap has no group {g}"),
+                None => format!(
+                    "--group-add {g}: this rootless user namespace has no group {g} (/etc/subgid gives your user no range for it)"
+                ),
+            }));
         }
         if !groups.contains(&g) {
             groups.push(g);

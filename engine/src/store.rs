@@ -229,6 +229,15 @@ pub fn lock(root: &Path, id: &str) -> Result<Lock> {
 }
 
 impl Container {
+    /// The maps that turn the host ids in this container's upper directory into the
+    /// container's: as root, the upper is written with host ids; rootless, fuse-overlayfs
+    /// already keeps the container's ids on disk (see `layers::mount_root`).
+    pub fn upper_id_maps(&self) -> Option<&crate::options::IdMaps> {
+        self.id_maps
+            .as_ref()
+            .filter(|_| !crate::rootless::is_rootless())
+    }
+
     pub fn load(root: &Path, id: &str) -> Result<Container> {
         let path = dir(root, id).join("container.json");
         let data = fs::read(&path).map_err(|_| Error::NoSuchContainer(id.to_string()))?;

@@ -106,12 +106,20 @@ pub fn record(root: &Path, id: &str, maps: &IdMaps) -> Result<()> {
 /// that no other container uses, for container `id`: its maps (0 inside is the block's first
 /// id on the host).
 pub fn claim(root: &Path, id: &str, size: u32) -> Result<IdMaps> {
-    let (uids, gids) = (range_of("/etc/subuid")?, range_of("/etc/subgid")?);
+    let ((uids, gids), source) = if crate::rootless::is_rootless() {
+        (
+            rootless_ranges()?,
+            "ids of rootless husk's user namespace (your ranges in /etc/subuid and /etc/subgid)",
+        )
+    } else {
+        (
+            (range_of("/etc/subuid")?, range_of("/etc/subgid")?),
+            "\"containers\" ranges of /etc/subuid and /etc/subgid",
+        )
+    };
     let room = uids.count.min(gids.count);
     if size > room {
-        invalid!(
-            "--userns auto:size={size}: the {RANGE_USER:?} ranges of /etc/subuid and /etc/subgid hold {room} ids"
-        );
+        invalid!("--userns auto:size={size}: the {source} hold {room} ids");
     }
     let _lock = lock(root)?;
     let used = taken(root);
@@ -162,9 +170,22 @@ pub fn claim(root: &Path, id: &str, size: u32) -> Result<IdMaps> {
             }
         }
     }
-    invalid!(
-        "--userns auto: no {size} ids are free in the {RANGE_USER:?} ranges of /etc/subuid and /etc/subgid; remove containers or add ids"
-    )
+    invalid!("--userns auto: no {size} ids are free in the {source}; remove containers or add ids")
+}
+
+/// Rootless, a container's host ids are ids of the user namespace husk runs in: its largest
+/// block besides id 0 (the user), which `/etc/subuid` and `/etc/subgid` gave it.
+fn rootless_ranges() -> Result<(IdRange, IdRange)> {
+    let read = |file: &str| {
+        let text =
+            fs::read_to_string(file).map_err(|e| failed(format!("cannot read {file}"), e))?;
+        crate::rootless::namespace_range(&text).ok_or_else(|| {
+            Error::Invalid(format!(
+                "--userns auto needs subordinate ids: rootless husk's user namespace maps only you ({file}); add a line for you to /etc/subuid and /etc/subgid, then run husk system migrate"
+            ))
+        })
+    };
+    Ok((read("/proc/self/uid_map")?, read("/proc/self/gid_map")?))
 }
 
 /// Drops container `id`'s record, if any.

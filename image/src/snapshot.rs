@@ -754,6 +754,88 @@ fn fuse_fallback(
     let Some(u) = upper.filter(|_| husk_sys::in_user_namespace()) else {
         return Err(kernel);
     };
+    match fuse_overlayfs(lower_topmost_first, u, target, "") {
+        Ok(()) => Ok(()),
+        Err(FuseFailure::BadPath) => Err(kernel),
+        Err(FuseFailure::NotInstalled) => Err(Error::Config(format!(
+            "{kernel}; fuse-overlayfs, which stacks layers where the kernel's overlayfs will not, is not installed (Debian's fuse-overlayfs package)"
+        ))),
+        Err(FuseFailure::Said(why)) => Err(Error::Config(format!(
+            "cannot mount the image's layers on {} with fuse-overlayfs ({why}) after the kernel's overlayfs refused: {kernel}",
+            target.display()
+        ))),
+        Err(FuseFailure::Spawn(e)) => Err(Error::Config(format!(
+            "{kernel}; fuse-overlayfs did not start: {e}"
+        ))),
+    }
+}
+
+/// `mount` for a rootless container in a user namespace of its own (`--uidmap`, `--userns
+/// auto`): fuse-overlayfs shows each file of the layers and the upper directory with its owner
+/// shifted by the container's maps (`uid_lines`/`gid_lines`: container id, host id, size, as
+/// in uid_map), so the image's root is the container's root once the container's user
+/// namespace maps it back, and what the container writes lands with the container's ids on
+/// disk. The kernel's overlayfs cannot do this unprivileged: idmapping the layers takes
+/// privilege over their file system. As podman's `uidmapping=` mounts.
+pub fn mount_shifted(
+    root: &Path,
+    diff_ids: &[Digest],
+    upper: Upper,
+    target: &Path,
+    uid_lines: &[(u32, u32, u32)],
+    gid_lines: &[(u32, u32, u32)],
+) -> Result<()> {
+    let mapping = |lines: &[(u32, u32, u32)]| {
+        lines
+            .iter()
+            .map(|(c, h, n)| format!("{c}:{h}:{n}"))
+            .collect::<Vec<_>>()
+            .join(":")
+    };
+    let extra = format!(
+        ",uidmapping={},gidmapping={}",
+        mapping(uid_lines),
+        mapping(gid_lines)
+    );
+    let (diff_ids, lower_paths) = &acquire_lowers(root, diff_ids)?;
+    let result = fuse_overlayfs(lower_paths, upper, target, &extra).map_err(|f| {
+        let why = match f {
+            FuseFailure::BadPath => "a layer path has ':' or ','".to_string(),
+            FuseFailure::NotInstalled => {
+                "fuse-overlayfs is not installed (Debian's fuse-overlayfs package)".to_string()
+            }
+            FuseFailure::Said(why) => why,
+            FuseFailure::Spawn(e) => format!("fuse-overlayfs did not start: {e}"),
+        };
+        Error::Config(format!(
+            "cannot mount the image's layers with shifted owners on {} (a rootless container in a user namespace of its own needs fuse-overlayfs): {why}",
+            target.display()
+        ))
+    });
+    if result.is_err() {
+        let _ = release(root, diff_ids, Duration::ZERO);
+    }
+    result
+}
+
+/// Why fuse-overlayfs did not mount.
+enum FuseFailure {
+    /// A path its option syntax cannot carry.
+    BadPath,
+    NotInstalled,
+    /// It ran and failed: its last line.
+    Said(String),
+    Spawn(std::io::Error),
+}
+
+/// Runs fuse-overlayfs over `lower_topmost_first` and `u` on `target`, `extra` appended to its
+/// options (starting with a comma). It leaves a daemon behind that serves the mount.
+fn fuse_overlayfs(
+    lower_topmost_first: &[PathBuf],
+    u: Upper,
+    target: &Path,
+    extra: &str,
+) -> std::result::Result<(), FuseFailure> {
     let paths: Vec<&Path> = lower_topmost_first
         .iter()
         .map(PathBuf::as_path)
@@ -763,14 +845,14 @@ fn fuse_fallback(
         .iter()
         .any(|p| p.to_string_lossy().contains([':', ',']))
     {
-        return Err(kernel);
+        return Err(FuseFailure::BadPath);
     }
     let lower: Vec<String> = lower_topmost_first
         .iter()
         .map(|p| p.display().to_string())
         .collect();
     let opts = format!(
-        "lowerdir={},upperdir={},workdir={}",
+        "lowerdir={},upperdir={},workdir={}{extra}",
         lower.join(":"),
         u.dir.display(),
         u.work.display()
@@ -779,13 +861,11 @@ fn fuse_fallback(
     // SAFETY: memfd_create with a valid name; the fd is owned by the File.
     let fd = unsafe { libc::memfd_create(c"fuse-overlayfs".as_ptr(), libc::MFD_CLOEXEC) };
     if fd < 0 {
-        return Err(kernel);
+        return Err(FuseFailure::Spawn(std::io::Error::last_os_error()));
     }
     // SAFETY: a fresh fd that nothing else owns.
     let mut errors = unsafe { <std::fs::File as std::os::fd::FromRawFd>::from_raw_fd(fd) };
-    let stderr = errors
-        .try_clone()
-        .map_err(|e| Error::io("cannot duplicate a memfd", e))?;
+    let stderr = errors.try_clone().map_err(FuseFailure::Spawn)?;
     let mut cmd = std::process::Command::new("fuse-overlayfs");
     cmd.arg("-o")
         .arg(&opts)
@@ -809,9 +889,7 @@ fn fuse_fallback(
         });
     }
     if !on_path("fuse-overlayfs") {
-        return Err(Error::Config(format!(
-            "{kernel}; fuse-overlayfs, which stacks layers where the kernel's overlayfs will not, is not installed (Debian's fuse-overlayfs package)"
-        )));
+        return Err(FuseFailure::NotInstalled);
     }
     match cmd.status() {
         Ok(s) if s.success() => Ok(()),
@@ -820,21 +898,14 @@ fn fuse_fallback(
             let mut said = String::new();
             let _ = errors.seek(std::io::SeekFrom::Start(0));
             let _ = errors.read_to_string(&mut said);
-            let why = said
-                .lines()
-                .rfind(|l| !l.trim().is_empty() && !l.contains("unknown argument ignored"))
-                .map_or_else(|| s.to_string(), |l| l.trim().to_string());
-            Err(Error::Config(format!(
-                "cannot mount the image's layers on {} with fuse-overlayfs ({why}) after the kernel's overlayfs refused: {kernel}",
-                target.display()
-            )))
+            Err(FuseFailure::Said(
+                said.lines()
+                    .rfind(|l| !l.trim().is_empty() && !l.contains("unknown argument ignored"))
+                    .map_or_else(|| s.to_string(), |l| l.trim().to_string()),
+            ))
         }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(Error::Config(format!(
-            "{kernel}; fuse-overlayfs, which stacks layers where the kernel's overlayfs will not, is not installed (Debian's fuse-overlayfs package)"
-        ))),
-        Err(e) => Err(Error::Config(format!(
-            "{kernel}; fuse-overlayfs did not start: {e}"
-        ))),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(FuseFailure::NotInstalled),
+        Err(e) => Err(FuseFailure::Spawn(e)),
     }
 }
 

@@ -55,6 +55,7 @@ pub fn intermediate(chan: Channel, args: InitArgs) -> ! {
             .iter()
             .any(|(t, _)| *t == LinuxNamespaceType::User)
         || husk_sys::in_user_namespace();
+    let mut reached = Reached::default();
     let result = (|| -> Result<()> {
         // Nothing in the container may ptrace or open /proc/PID/{mem,fd,exe} of the runtime's
         // processes before the user program replaced them.
@@ -68,13 +69,19 @@ pub fn intermediate(chan: Channel, args: InitArgs) -> ! {
             chan.expect(Msg::Continue, "waiting for id maps")?;
             nix::sys::prctl::set_dumpable(false).ctx("cannot clear dumpable")?;
         }
+        // The other namespaces before the identity changes: in a new user namespace the
+        // runtime's caller can still search the directories the container's files are in, so
+        // they are opened now, in the container's mount namespace (see `Reached`).
+        args.plan.unshare_rest()?;
+        if args.plan.new_user {
+            reached = Reached::open(args.spec, args.rootfs, args.bundle)?;
+        }
         if in_user_ns {
             nix::unistd::setresgid(Gid::from_raw(0), Gid::from_raw(0), Gid::from_raw(0))
                 .ctx("cannot become gid 0 in the user namespace")?;
             nix::unistd::setresuid(Uid::from_raw(0), Uid::from_raw(0), Uid::from_raw(0))
                 .ctx("cannot become uid 0 in the user namespace")?;
         }
-        args.plan.unshare_rest()?;
         if args
             .plan
             .new
@@ -102,8 +109,65 @@ pub fn intermediate(chan: Channel, args: InitArgs) -> ! {
         Ok(())
     })();
     fork_and_report(chan, result, "the container init", |chan| {
-        init(chan, args, in_user_ns)
+        init(chan, args, in_user_ns, reached)
     })
+}
+
+/// What the init of a new user namespace reaches through descriptors opened before it became
+/// the namespace's root, as runc's mount source descriptors: that root may not search the
+/// directories above them (a rootless store is its user's alone, mode 0700). The paths are
+/// `/proc/self/fd/N[/NAME]`; the descriptors close when the init has switched its root.
+#[derive(Default)]
+struct Reached {
+    fds: Vec<OwnedFd>,
+    /// The rootfs, when it is a mount point: through its parent directory, so the lookup of
+    /// its name crosses the mounts on it, as a path's does.
+    rootfs: Option<std::path::PathBuf>,
+    /// Bind sources, by the index of their `mounts` entry.
+    sources: Vec<Option<std::path::PathBuf>>,
+}
+
+impl Reached {
+    fn open(spec: &Spec, rootfs: &Path, bundle: &Path) -> Result<Reached> {
+        let mut r = Reached::default();
+        let mut open = |p: &Path| -> Option<std::path::PathBuf> {
+            let c = CString::new(p.as_os_str().as_encoded_bytes()).ok()?;
+            // SAFETY: open(2) of a NUL-terminated path; the fd is owned below.
+            let fd = unsafe { libc::open(c.as_ptr(), libc::O_PATH | libc::O_CLOEXEC) };
+            if fd < 0 {
+                // Left to the mount, which names it with its error.
+                return None;
+            }
+            // SAFETY: a new fd from the kernel.
+            r.fds.push(unsafe { OwnedFd::from_raw_fd(fd) });
+            Some(format!("/proc/self/fd/{fd}").into())
+        };
+        // A rootfs that is a plain directory is left a path: the mount it is on is found by
+        // walking up its path (`make_parent_mount_private`), which a descriptor would cut off.
+        if let (Some(parent), Some(name)) = (rootfs.parent(), rootfs.file_name()) {
+            let own_mount = matches!(
+                (mounts::mount_id(rootfs), mounts::mount_id(parent)),
+                (Ok(a), Ok(b)) if a != 0 && a != b
+            );
+            if own_mount {
+                r.rootfs = open(parent).map(|p| p.join(name));
+            }
+        }
+        for m in spec.mounts().iter().flatten() {
+            let opts = mounts::parse_options(m.options().as_deref().unwrap_or_default());
+            let bind = opts.bind || m.typ().as_deref() == Some("bind");
+            let source = m.source().as_ref().filter(|_| bind).map(|s| {
+                if s.is_absolute() {
+                    s.clone()
+                } else {
+                    bundle.join(s)
+                }
+            });
+            let reached = source.and_then(|s| open(&s));
+            r.sources.push(reached);
+        }
+        Ok(r)
+    }
 }
 
 /// The end of an intermediate process: report a setup error, or fork `child`, send its pid
@@ -133,8 +197,8 @@ pub(crate) fn fork_and_report(
 }
 
 /// The container's init. Never returns: it execs the user program or exits.
-fn init(chan: Channel, args: InitArgs, in_user_ns: bool) -> ! {
-    let prepared = prepare(&chan, &args, in_user_ns);
+fn init(chan: Channel, args: InitArgs, in_user_ns: bool, reached: Reached) -> ! {
+    let prepared = prepare(&chan, &args, in_user_ns, reached);
     let (prog, argv, envp, seccomp, agent) = match prepared {
         Ok(p) => p,
         Err(e) => {
@@ -238,7 +302,8 @@ type Program = (
     Option<std::os::unix::net::UnixStream>,
 );
 
-fn prepare(chan: &Channel, args: &InitArgs, in_user_ns: bool) -> Result<Program> {
+fn prepare(chan: &Channel, args: &InitArgs, in_user_ns: bool, reached: Reached) -> Result<Program> {
+    let rootfs = reached.rootfs.as_deref().unwrap_or(args.rootfs);
     nix::unistd::setsid().ctx("setsid failed")?;
     let spec = args.spec;
     let linux = spec.linux().as_ref();
@@ -265,17 +330,18 @@ fn prepare(chan: &Channel, args: &InitArgs, in_user_ns: bool) -> Result<Program>
     };
     Rootfs {
         spec,
-        rootfs: args.rootfs,
+        rootfs,
         bundle: args.bundle,
         in_user_ns,
         new_cgroup_ns: args.plan.new_cgroup,
         shares_mount_ns: !has_ns(LinuxNamespaceType::Mount),
         before_cgroup_mount: &join_cgroup,
         idmapped: &args.idmapped,
+        sources: &reached.sources,
     }
     .prepare()?;
     join_cgroup()?;
-    devices::create(spec, args.rootfs, in_user_ns)?;
+    devices::create(spec, rootfs, in_user_ns)?;
 
     chan.send(&Msg::RunCreateRuntimeHooks)?;
     let state = match chan.recv()? {
@@ -300,11 +366,8 @@ fn prepare(chan: &Channel, args: &InitArgs, in_user_ns: bool) -> Result<Program>
         Some(f) => crate::seccomp::connect_agent(f)?,
         None => None,
     };
-    mounts::switch_root(
-        args.rootfs,
-        args.no_pivot,
-        !has_ns(LinuxNamespaceType::Mount),
-    )?;
+    mounts::switch_root(rootfs, args.no_pivot, !has_ns(LinuxNamespaceType::Mount))?;
+    drop(reached.fds);
     if let Some(h) = spec.hostname().as_deref().filter(|h| !h.is_empty()) {
         nix::unistd::sethostname(h).ctx(format_args!("cannot set hostname {h:?}"))?;
     }

@@ -307,6 +307,9 @@ pub struct Rootfs<'a> {
     pub before_cgroup_mount: &'a dyn Fn() -> Result<()>,
     /// `prepare_idmapped`'s detached mounts, by the index of their `mounts` entry.
     pub idmapped: &'a [Option<OwnedFd>],
+    /// Bind sources the init reaches through a descriptor (`/proc/self/fd/N`), by the index of
+    /// their `mounts` entry: in a new user namespace its root may not search their directories.
+    pub sources: &'a [Option<PathBuf>],
 }
 
 impl Rootfs<'_> {
@@ -341,12 +344,19 @@ impl Rootfs<'_> {
         let root = fs::File::open(self.rootfs).ctx_path("cannot open rootfs", self.rootfs)?;
         for (i, m) in self.spec.mounts().iter().flatten().enumerate() {
             let tree = self.idmapped.get(i).and_then(Option::as_ref);
-            self.mount_one(root.as_raw_fd(), m, tree)?;
+            let reached = self.sources.get(i).and_then(Option::as_deref);
+            self.mount_one(root.as_raw_fd(), m, tree, reached)?;
         }
         Ok(())
     }
 
-    fn mount_one(&self, root: i32, m: &Mount, idmapped: Option<&OwnedFd>) -> Result<()> {
+    fn mount_one(
+        &self,
+        root: i32,
+        m: &Mount,
+        idmapped: Option<&OwnedFd>,
+        reached: Option<&Path>,
+    ) -> Result<()> {
         let dest = m.destination();
         let opts = parse_options(m.options().as_deref().unwrap_or_default());
         let typ = m.typ().as_deref().unwrap_or("");
@@ -366,10 +376,10 @@ impl Rootfs<'_> {
             let source = m.source().as_ref().ok_or_else(|| {
                 Error::InvalidConfig(format!("bind mount on {} has no source", dest.display()))
             })?;
-            let source = if source.is_absolute() {
-                source.clone()
-            } else {
-                self.bundle.join(source)
+            let source = match reached {
+                Some(p) => p.to_path_buf(),
+                None if source.is_absolute() => source.clone(),
+                None => self.bundle.join(source),
             };
             let meta =
                 fs::metadata(&source).ctx_path("bind mount source is not usable:", &source)?;

@@ -44,9 +44,11 @@ SUITES = {
                 "die_with_parent_takes_the_container_with_a_killed_husk"],
     "library": None,
     # Rootless: limits in a cgroup v2 subtree delegated to the user (none on this host's v1),
-    # and the layers stacked in the user namespace (fuse-overlayfs before Linux 5.11).
+    # the layers stacked in the user namespace (fuse-overlayfs before Linux 5.11), and a
+    # container's own user namespace (fuse-overlayfs shifting the layers' owners).
     "rootless": ["limits_work_in_a_delegated_cgroup_v2_subtree",
-                 "layers_stack_in_the_user_namespace_on_every_kernel"],
+                 "layers_stack_in_the_user_namespace_on_every_kernel",
+                 "a_rootless_container_gets_a_user_namespace_of_its_own"],
     # --uidmap: overlayfs over idmapped layers from 5.19; 5.10 says so in one line.
     "userns": None,
     "parity": None,
