@@ -796,7 +796,11 @@ fn a_rootless_container_gets_a_user_namespace_of_its_own() {
         .and_then(|l| l.split_whitespace().nth(1))
         .unwrap();
     assert_eq!(host_uid, range_start().to_string(), "{status}");
-    until(|| s.ok(&["diff", id]).contains("/by-app"));
+    until(|| {
+        s.ok(&["exec", id, "stat", "-c", "%u", "/by-app"])
+            .trim()
+            .starts_with("1000")
+    });
     std::fs::write(s.home.path().join("copied"), "in\n").unwrap();
     std::os::unix::fs::chown(s.home.path().join("copied"), Some(s.uid), Some(s.gid)).unwrap();
     s.ok(&["cp", "copied", &format!("{id}:/copied")]);
@@ -806,22 +810,20 @@ fn a_rootless_container_gets_a_user_namespace_of_its_own() {
         "0",
         "cp gives what it makes to the container's root"
     );
-    s.ok(&["commit", id, "shifted:1"]);
-    let out = s.ok(&[
-        "run",
-        "--rm",
-        "--network",
-        "none",
-        "shifted:1",
-        "stat",
-        "-c",
-        "%n %u",
-        "/by-root",
-        "/by-app",
-        "/copied",
-    ]);
-    assert_eq!(out.trim(), "/by-root 0\n/by-app 1000\n/copied 0", "{out}");
-    s.ok(&["rm", "-f", id]);
+    if kernel() < (5, 11) {
+        // diff and commit read the image through a read-only stack of its layers, which
+        // overlayfs makes in a user namespace from Linux 5.11 and fuse-overlayfs never.
+        let out = s.husk(&["diff", id]);
+        let err = text(&out.stderr);
+        assert!(!out.status.success() && err.contains("5.11"), "{err}");
+        assert_eq!(err.trim().lines().count(), 1, "{err}");
+        eprintln!(
+            "SKIP {t}: diff and commit of a rootless container need Linux 5.11 (refused in one line, checked)"
+        );
+        s.ok(&["rm", "-f", id]);
+    } else {
+        diff_and_commit_see_the_containers_ids(&s, id);
+    }
 
     // auto: blocks of the namespace's ids, one per container, none overlapping.
     let a = s.ok(&[
@@ -907,6 +909,32 @@ fn a_rootless_container_gets_a_user_namespace_of_its_own() {
         !mounts.contains("fuse-overlayfs"),
         "a fuse-overlayfs mount is left: {mounts}"
     );
+}
+
+/// A rootless --uidmap container's upper directory holds the container's ids: `diff` lists its
+/// files and a committed image has the ids the container saw, not shifted twice.
+fn diff_and_commit_see_the_containers_ids(s: &Session, id: &str) {
+    let diff = s.ok(&["diff", id]);
+    assert!(
+        diff.contains("/by-app") && diff.contains("/copied"),
+        "{diff}"
+    );
+    s.ok(&["commit", id, "shifted:1"]);
+    let out = s.ok(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "shifted:1",
+        "stat",
+        "-c",
+        "%n %u",
+        "/by-root",
+        "/by-app",
+        "/copied",
+    ]);
+    assert_eq!(out.trim(), "/by-root 0\n/by-app 1000\n/copied 0", "{out}");
+    s.ok(&["rm", "-f", id]);
 }
 
 /// The container's root is the image's layers under its own upper directory, stacked inside
