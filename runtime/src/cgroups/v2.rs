@@ -269,7 +269,10 @@ pub fn apply(dir: &Path, r: &LinuxResources) -> Result<()> {
 
 pub fn freeze(dir: &Path, frozen: bool) -> Result<()> {
     set(dir, "cgroup.freeze", if frozen { 1 } else { 0 })?;
-    for _ in 0..1000 {
+    // Usually a few milliseconds; on a loaded or emulated machine (the kernel matrix's TCG
+    // guests) a second was seen not to be enough, so up to ten.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while std::time::Instant::now() < deadline {
         if is_frozen(dir) == frozen {
             return Ok(());
         }
